@@ -1,0 +1,34 @@
+//! # keycafe-core
+//!
+//! What every Keycafe process agrees on: the values that travel on the wire,
+//! the two codecs that carry them, and which slot a key belongs to. The node,
+//! the coordinator and the client all build on this crate, and it depends on
+//! nothing of theirs.
+//!
+//! # Layout
+//!
+//! - [`slot`]: key → hash slot (CRC16/XMODEM mod 16384 with hash tags).
+//! - [`frame`]: [`Frame`], the one wire value type of both protocols.
+//! - [`args`]: [`Args`], a borrowed, allocation-free view of a request.
+//! - [`codec`]: [`Protocol`] detection, [`RequestParser`] and [`Reply`], the
+//!   interface the server and client use instead of bytes.
+//! - [`resp`]: RESP2 and inline commands.
+//! - [`native`]: Keycafe's length-prefixed binary protocol.
+//! - [`limits`]: [`Limits`] on what a peer may make a decoder accept.
+//! - [`error`]: [`ProtocolError`], the ways a peer can break the protocol.
+
+pub mod args;
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod limits;
+pub mod native;
+pub mod resp;
+pub mod slot;
+
+pub use args::Args;
+pub use codec::{Protocol, Reply, RequestParser};
+pub use error::ProtocolError;
+pub use frame::Frame;
+pub use limits::Limits;
+pub use slot::{key_slot, Slot, SLOT_COUNT};

@@ -1,0 +1,284 @@
+//! Keycafe's native binary protocol.
+//!
+//! Every frame is a 4-byte big-endian length followed by exactly that many
+//! bytes holding one typed value, so a reader knows whether a frame is
+//! complete from its first four bytes alone, and can never be fooled into
+//! scanning for delimiters inside binary data. Values are:
+//!
+//! | tag | type    | payload                               |
+//! |-----|---------|---------------------------------------|
+//! | `+` | simple  | u32 length, bytes                     |
+//! | `-` | error   | u32 length, bytes                     |
+//! | `:` | integer | i64, big-endian                       |
+//! | `$` | bulk    | u32 length, bytes                     |
+//! | `_` | null    | nothing                               |
+//! | `*` | array   | u32 count, that many values           |
+//!
+//! A request is an array of bulk strings, command name first. A connection
+//! opens with a [`HELLO_LEN`]-byte hello: the [`MAGIC`] bytes and the client's
+//! protocol version; the server answers with the same magic and the version it
+//! will speak, or with an error frame and a close. The first magic byte, 0xCA,
+//! is not ASCII, which is how a server tells this protocol from RESP on the
+//! same port. `docs/protocol.md` is the full specification.
+
+use std::ops::Range;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::{Frame, Limits, ProtocolError};
+
+type Result<T> = std::result::Result<T, ProtocolError>;
+
+/// The four bytes that open a native connection: 0xCA 0xFE, then "KC".
+pub const MAGIC: [u8; 4] = [0xCA, 0xFE, b'K', b'C'];
+/// The protocol version this crate speaks.
+pub const VERSION: u16 = 1;
+/// Bytes in a hello: the magic and a big-endian u16 version.
+pub const HELLO_LEN: usize = 6;
+
+/// Frame type tags.
+pub mod tag {
+    pub const SIMPLE: u8 = b'+';
+    pub const ERROR: u8 = b'-';
+    pub const INTEGER: u8 = b':';
+    pub const BULK: u8 = b'$';
+    pub const NULL: u8 = b'_';
+    pub const ARRAY: u8 = b'*';
+}
+
+const LENGTH_PREFIX: usize = 4;
+const MAX_DEPTH: usize = 64;
+
+/// Writes a hello announcing `version`.
+pub fn encode_hello(version: u16, out: &mut BytesMut) {
+    out.put_slice(&MAGIC);
+    out.put_u16(version);
+}
+
+/// Reads a hello from the front of `buf`: the peer's version, or `None` if
+/// fewer than [`HELLO_LEN`] bytes have arrived. Consumes nothing.
+pub fn decode_hello(buf: &[u8]) -> Result<Option<u16>> {
+    let prefix = &buf[..buf.len().min(MAGIC.len())];
+    if prefix != &MAGIC[..prefix.len()] {
+        return Err(ProtocolError::BadMagic);
+    }
+    if buf.len() < HELLO_LEN {
+        return Ok(None);
+    }
+    Ok(Some(u16::from_be_bytes([buf[4], buf[5]])))
+}
+
+/// Returns the length of the whole frame at the front of `buf` (prefix
+/// included) once it has fully arrived, after checking the claimed length
+/// against the limit.
+fn complete_frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>> {
+    let Some(prefix) = buf.get(..LENGTH_PREFIX) else {
+        return Ok(None);
+    };
+    let body_len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    if body_len > limits.max_frame_len {
+        return Err(ProtocolError::FrameTooLarge(body_len as u64));
+    }
+    let total = LENGTH_PREFIX + body_len;
+    Ok((buf.len() >= total).then_some(total))
+}
+
+// ---------------------------------------------------------------------------
+// Requests (server side)
+// ---------------------------------------------------------------------------
+
+/// Parses one request frame from the front of `buf`, recording each argument's
+/// span in `buf`. Returns the bytes used, or `None` if the frame is incomplete.
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+    spans: &mut Vec<Range<usize>>,
+) -> Result<Option<usize>> {
+    spans.clear();
+    let Some(total) = complete_frame_len(buf, limits)? else {
+        return Ok(None);
+    };
+    let mut body = Reader { buf: &buf[..total], pos: LENGTH_PREFIX };
+    if body.u8()? != tag::ARRAY {
+        return Err(ProtocolError::NotARequest);
+    }
+    let count = body.count(limits, 5)?;
+    for _ in 0..count {
+        if body.u8()? != tag::BULK {
+            return Err(ProtocolError::NotARequest);
+        }
+        spans.push(body.string(limits)?);
+    }
+    body.finish()?;
+    Ok(Some(total))
+}
+
+/// A bounds-checked cursor over one complete frame.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<Range<usize>> {
+        if self.buf.len() - self.pos < n {
+            return Err(ProtocolError::Malformed("value runs past the end of its frame"));
+        }
+        self.pos += n;
+        Ok(self.pos - n..self.pos)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        let at = self.take(1)?;
+        Ok(self.buf[at.start])
+    }
+
+    fn u32(&mut self) -> Result<usize> {
+        let at = self.take(4)?;
+        let b = &self.buf[at];
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+
+    fn i64(&mut self) -> Result<i64> {
+        let at = self.take(8)?;
+        Ok((&self.buf[at]).get_i64())
+    }
+
+    /// A length-prefixed string's span, its length checked against the limit.
+    fn string(&mut self, limits: &Limits) -> Result<Range<usize>> {
+        let len = self.u32()?;
+        if len > limits.max_bulk_len {
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        self.take(len)
+    }
+
+    /// An array count, checked against the limit and against the bytes left
+    /// (each element needs at least `min_item` bytes), so that the count can
+    /// size an allocation safely.
+    fn count(&mut self, limits: &Limits, min_item: usize) -> Result<usize> {
+        let count = self.u32()?;
+        if count > limits.max_args {
+            return Err(ProtocolError::InvalidMultibulkLength);
+        }
+        if count.saturating_mul(min_item) > self.buf.len() - self.pos {
+            return Err(ProtocolError::Malformed("array count exceeds the frame"));
+        }
+        Ok(count)
+    }
+
+    fn finish(&self) -> Result<()> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(ProtocolError::Malformed("trailing bytes after the value"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------
+
+/// Reserves the length prefix of a frame; [`end_frame`] fills it in once the
+/// value has been written. Returns where the frame starts.
+pub(crate) fn begin_frame(out: &mut BytesMut) -> usize {
+    let start = out.len();
+    out.put_u32(0);
+    start
+}
+
+/// Writes the body length of the frame begun at `start`.
+pub(crate) fn end_frame(out: &mut BytesMut, start: usize) {
+    let body_len = out.len() - start - LENGTH_PREFIX;
+    let body_len = u32::try_from(body_len).expect("a reply frame larger than 4 GiB is a bug");
+    out[start..start + LENGTH_PREFIX].copy_from_slice(&body_len.to_be_bytes());
+}
+
+/// Writes a request frame: an array of bulk strings.
+pub fn encode_request<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
+    let start = begin_frame(out);
+    write_array_header(out, args.len());
+    for arg in args {
+        write_string(out, tag::BULK, arg.as_ref());
+    }
+    end_frame(out, start);
+}
+
+/// Writes any frame, length prefix included.
+pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
+    let start = begin_frame(out);
+    write_value(frame, out);
+    end_frame(out, start);
+}
+
+fn write_value(frame: &Frame, out: &mut BytesMut) {
+    match frame {
+        Frame::Simple(text) => write_string(out, tag::SIMPLE, text),
+        Frame::Error(text) => write_string(out, tag::ERROR, text),
+        Frame::Integer(n) => write_integer(out, *n),
+        Frame::Bulk(data) => write_string(out, tag::BULK, data),
+        Frame::Null => out.put_u8(tag::NULL),
+        Frame::Array(items) => {
+            write_array_header(out, items.len());
+            for item in items {
+                write_value(item, out);
+            }
+        }
+    }
+}
+
+pub(crate) fn write_string(out: &mut BytesMut, tag: u8, data: &[u8]) {
+    out.put_u8(tag);
+    out.put_u32(data.len() as u32);
+    out.put_slice(data);
+}
+
+pub(crate) fn write_integer(out: &mut BytesMut, n: i64) {
+    out.put_u8(tag::INTEGER);
+    out.put_i64(n);
+}
+
+pub(crate) fn write_array_header(out: &mut BytesMut, len: usize) {
+    out.put_u8(tag::ARRAY);
+    out.put_u32(len as u32);
+}
+
+// ---------------------------------------------------------------------------
+// Decoding replies (client side)
+// ---------------------------------------------------------------------------
+
+/// Decodes one frame from the front of `buf`, removing its bytes, or returns
+/// `None` (consuming nothing) if it has not fully arrived.
+pub fn decode_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>> {
+    let Some(total) = complete_frame_len(buf, limits)? else {
+        return Ok(None);
+    };
+    let frame = buf.split_to(total).freeze();
+    let mut reader = Reader { buf: &frame, pos: LENGTH_PREFIX };
+    let value = read_value(&mut reader, &frame, limits, 0)?;
+    reader.finish()?;
+    Ok(Some(value))
+}
+
+fn read_value(reader: &mut Reader<'_>, frame: &Bytes, limits: &Limits, depth: usize) -> Result<Frame> {
+    Ok(match reader.u8()? {
+        tag::SIMPLE => Frame::Simple(frame.slice(reader.string(limits)?)),
+        tag::ERROR => Frame::Error(frame.slice(reader.string(limits)?)),
+        tag::BULK => Frame::Bulk(frame.slice(reader.string(limits)?)),
+        tag::INTEGER => Frame::Integer(reader.i64()?),
+        tag::NULL => Frame::Null,
+        tag::ARRAY => {
+            if depth >= MAX_DEPTH {
+                return Err(ProtocolError::Malformed("arrays nested too deeply"));
+            }
+            let count = reader.count(limits, 1)?;
+            let mut items = Vec::with_capacity(count);
+            for _ in 0..count {
+                items.push(read_value(reader, frame, limits, depth + 1)?);
+            }
+            Frame::Array(items)
+        }
+        other => return Err(ProtocolError::UnknownFrameType(other)),
+    })
+}

@@ -1,0 +1,440 @@
+//! RESP2, the Redis serialization protocol, plus inline commands.
+//!
+//! Requests arrive as arrays of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`)
+//! or, from a person typing into telnet, as an inline line (`GET k\r\n`) that
+//! is split on spaces with Redis's quoting rules. Replies are one of the five
+//! RESP2 types, with `$-1` for [`Frame::Null`].
+//!
+//! Parsing is incremental: every function here first finds out whether the
+//! whole frame has arrived and returns `Ok(None)` when it has not, consuming
+//! nothing, so the caller reads more and tries again. Every length is checked
+//! against [`Limits`] before it is trusted, and nothing is allocated from it.
+
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::{Frame, Limits, ProtocolError};
+
+type Result<T> = std::result::Result<T, ProtocolError>;
+
+/// The longest `*<n>`/`$<n>`/`:<n>` line we wait for: a sign, 19 digits, CRLF.
+const MAX_NUMBER_LINE: usize = 22;
+
+/// How deep reply arrays may nest before a decoder gives up (no stack overflow
+/// from a hostile peer).
+const MAX_DEPTH: usize = 64;
+
+// ---------------------------------------------------------------------------
+// Requests (server side)
+// ---------------------------------------------------------------------------
+
+/// Parses one request from the front of `buf`, recording each argument's span.
+///
+/// Returns the number of bytes the request used, or `None` if it has not fully
+/// arrived. Multibulk arguments are spans of `buf` (`inline` stays false);
+/// inline arguments are unquoted into `scratch` and their spans point there
+/// (`inline` is set true). An empty request (`*0`, a blank line) yields zero
+/// spans and is skipped by the caller, as Redis does.
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+    spans: &mut Vec<Range<usize>>,
+    scratch: &mut Vec<u8>,
+    inline: &mut bool,
+) -> Result<Option<usize>> {
+    spans.clear();
+    *inline = buf.first() != Some(&b'*');
+    if *inline {
+        parse_inline(buf, limits, spans, scratch)
+    } else {
+        parse_multibulk(buf, limits, spans)
+    }
+}
+
+fn parse_multibulk(
+    buf: &[u8],
+    limits: &Limits,
+    spans: &mut Vec<Range<usize>>,
+) -> Result<Option<usize>> {
+    let Some((count, mut pos)) = number_line(buf, 1, ProtocolError::InvalidMultibulkLength)? else {
+        return Ok(None);
+    };
+    if count <= 0 {
+        return Ok(Some(pos));
+    }
+    if count as u64 > limits.max_args as u64 {
+        return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    for _ in 0..count {
+        let Some(&tag) = buf.get(pos) else {
+            return Ok(None);
+        };
+        if tag != b'$' {
+            return Err(ProtocolError::UnexpectedByte {
+                expected: '$',
+                got: char::from(tag),
+            });
+        }
+        let Some((len, start)) = number_line(buf, pos + 1, ProtocolError::InvalidBulkLength)?
+        else {
+            return Ok(None);
+        };
+        if len < 0 || len as u64 > limits.max_bulk_len as u64 {
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        let end = start + len as usize;
+        if end as u64 > limits.max_frame_len as u64 {
+            return Err(ProtocolError::FrameTooLarge(end as u64));
+        }
+        match buf.get(end..end + 2) {
+            None => return Ok(None),
+            Some(b"\r\n") => {}
+            Some(_) => return Err(ProtocolError::Malformed("bulk string not followed by CRLF")),
+        }
+        spans.push(start..end);
+        pos = end + 2;
+    }
+    Ok(Some(pos))
+}
+
+/// Reads `<integer>\r\n` starting at `start`. `Ok(None)` if the line has not
+/// fully arrived; `invalid` if it is not a number or is too long to be one.
+fn number_line(
+    buf: &[u8],
+    start: usize,
+    invalid: ProtocolError,
+) -> Result<Option<(i64, usize)>> {
+    let rest = buf.get(start..).unwrap_or_default();
+    let window = &rest[..rest.len().min(MAX_NUMBER_LINE)];
+    let Some(cr) = memchr::memchr(b'\r', window) else {
+        return if rest.len() >= MAX_NUMBER_LINE { Err(invalid) } else { Ok(None) };
+    };
+    match rest.get(cr + 1) {
+        None => return Ok(None),
+        Some(b'\n') => {}
+        Some(_) => return Err(invalid),
+    }
+    let value = parse_i64(&rest[..cr]).ok_or(invalid)?;
+    Ok(Some((value, start + cr + 2)))
+}
+
+/// Parses a decimal `i64` with an optional leading `-`, with no other
+/// characters allowed (the strictness Redis applies to lengths and integers).
+pub fn parse_i64(digits: &[u8]) -> Option<i64> {
+    let (negative, digits) = match digits.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, digits),
+    };
+    if digits.is_empty() || digits.len() > 19 || (digits.len() > 1 && digits[0] == b'0') {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(d - b'0');
+        value = if negative {
+            value.checked_mul(10)?.checked_sub(digit)?
+        } else {
+            value.checked_mul(10)?.checked_add(digit)?
+        };
+    }
+    if negative && value == 0 {
+        return None; // "-0" is not a canonical integer
+    }
+    Some(value)
+}
+
+fn parse_inline(
+    buf: &[u8],
+    limits: &Limits,
+    spans: &mut Vec<Range<usize>>,
+    scratch: &mut Vec<u8>,
+) -> Result<Option<usize>> {
+    let window = &buf[..buf.len().min(limits.max_inline_len + 1)];
+    let Some(newline) = memchr::memchr(b'\n', window) else {
+        return if buf.len() > limits.max_inline_len {
+            Err(ProtocolError::InlineTooLong)
+        } else {
+            Ok(None)
+        };
+    };
+    let mut line = &buf[..newline];
+    if let Some(stripped) = line.strip_suffix(b"\r") {
+        line = stripped;
+    }
+    split_inline_args(line, spans, scratch)?;
+    if spans.len() > limits.max_args {
+        return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    Ok(Some(newline + 1))
+}
+
+/// Splits an inline line into arguments the way redis-cli and Redis do:
+/// separated by whitespace, with "double quotes" (C escapes such as `\n` and
+/// `\x41`) and 'single quotes' (only `\'` escaped). A closing quote must be
+/// followed by whitespace or the end of the line.
+fn split_inline_args(
+    line: &[u8],
+    spans: &mut Vec<Range<usize>>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    out.clear();
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == line.len() {
+            return Ok(());
+        }
+        let start = out.len();
+        match line[i] {
+            b'"' => i = read_double_quoted(line, i + 1, out)?,
+            b'\'' => i = read_single_quoted(line, i + 1, out)?,
+            _ => {
+                while i < line.len() && !line[i].is_ascii_whitespace() {
+                    out.push(line[i]);
+                    i += 1;
+                }
+            }
+        }
+        spans.push(start..out.len());
+    }
+}
+
+fn read_double_quoted(line: &[u8], mut i: usize, out: &mut Vec<u8>) -> Result<usize> {
+    loop {
+        match line.get(i) {
+            None => return Err(ProtocolError::UnbalancedQuotes),
+            Some(b'"') => return after_closing_quote(line, i + 1),
+            Some(b'\\') => {
+                let hex = line.get(i + 2..i + 4).and_then(|h| {
+                    let h = std::str::from_utf8(h).ok()?;
+                    u8::from_str_radix(h, 16).ok()
+                });
+                match (line.get(i + 1), hex) {
+                    (Some(b'x'), Some(byte)) => {
+                        out.push(byte);
+                        i += 4;
+                    }
+                    (Some(&escaped), _) => {
+                        out.push(match escaped {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 0x08,
+                            b'a' => 0x07,
+                            other => other,
+                        });
+                        i += 2;
+                    }
+                    (None, _) => return Err(ProtocolError::UnbalancedQuotes),
+                }
+            }
+            Some(&byte) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+}
+
+fn read_single_quoted(line: &[u8], mut i: usize, out: &mut Vec<u8>) -> Result<usize> {
+    loop {
+        match line.get(i) {
+            None => return Err(ProtocolError::UnbalancedQuotes),
+            Some(b'\'') => return after_closing_quote(line, i + 1),
+            Some(b'\\') if line.get(i + 1) == Some(&b'\'') => {
+                out.push(b'\'');
+                i += 2;
+            }
+            Some(&byte) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+}
+
+fn after_closing_quote(line: &[u8], i: usize) -> Result<usize> {
+    match line.get(i) {
+        None => Ok(i),
+        Some(b) if b.is_ascii_whitespace() => Ok(i),
+        Some(_) => Err(ProtocolError::UnbalancedQuotes),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------
+
+/// Writes a request as a RESP array of bulk strings.
+pub fn encode_request<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
+    write_header(out, b'*', args.len() as i64);
+    for arg in args {
+        write_bulk(out, arg.as_ref());
+    }
+}
+
+/// Writes any frame.
+pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
+    match frame {
+        Frame::Simple(text) => write_line(out, b'+', text),
+        Frame::Error(text) => write_line(out, b'-', text),
+        Frame::Integer(n) => write_header(out, b':', *n),
+        Frame::Bulk(data) => write_bulk(out, data),
+        Frame::Null => out.put_slice(b"$-1\r\n"),
+        Frame::Array(items) => {
+            write_header(out, b'*', items.len() as i64);
+            for item in items {
+                encode_frame(item, out);
+            }
+        }
+    }
+}
+
+/// `<tag><n>\r\n`, used for integers and for array and bulk headers.
+pub(crate) fn write_header(out: &mut BytesMut, tag: u8, n: i64) {
+    out.put_u8(tag);
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+pub(crate) fn write_bulk(out: &mut BytesMut, data: &[u8]) {
+    write_header(out, b'$', data.len() as i64);
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
+/// A status or error line. CR and LF would end the line early and let the
+/// text forge a second reply, so they become spaces.
+pub(crate) fn write_line(out: &mut BytesMut, tag: u8, text: &[u8]) {
+    out.put_u8(tag);
+    if text.iter().any(|&b| b == b'\r' || b == b'\n') {
+        out.extend(text.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    } else {
+        out.put_slice(text);
+    }
+    out.put_slice(b"\r\n");
+}
+
+// ---------------------------------------------------------------------------
+// Decoding replies (client side)
+// ---------------------------------------------------------------------------
+
+/// Decodes one frame from the front of `buf`, removing its bytes, or returns
+/// `None` (consuming nothing) if it has not fully arrived.
+pub fn decode_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>> {
+    let Some(len) = check_frame(buf, 0, limits, 0)? else {
+        return Ok(None);
+    };
+    let bytes = buf.split_to(len).freeze();
+    let (frame, used) = parse_frame(&bytes, 0);
+    debug_assert_eq!(used, len, "check_frame and parse_frame disagree");
+    Ok(Some(frame))
+}
+
+/// Step one: is a whole, well-formed frame at `pos`? Returns its end.
+fn check_frame(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Result<Option<usize>> {
+    let Some(&tag) = buf.get(pos) else {
+        return Ok(None);
+    };
+    match tag {
+        b'+' | b'-' => {
+            let rest = &buf[pos + 1..];
+            match memchr::memchr(b'\n', rest) {
+                Some(nl) if nl > 0 && rest[nl - 1] == b'\r' => Ok(Some(pos + 1 + nl + 1)),
+                Some(_) => Err(ProtocolError::Malformed("status line without CR")),
+                None if rest.len() > limits.max_bulk_len => Err(ProtocolError::InlineTooLong),
+                None => Ok(None),
+            }
+        }
+        b':' => Ok(number_line(buf, pos + 1, ProtocolError::InvalidInteger)?.map(|(_, end)| end)),
+        b'$' => {
+            let Some((len, start)) = number_line(buf, pos + 1, ProtocolError::InvalidBulkLength)?
+            else {
+                return Ok(None);
+            };
+            if len == -1 {
+                return Ok(Some(start));
+            }
+            if len < 0 || len as u64 > limits.max_bulk_len as u64 {
+                return Err(ProtocolError::InvalidBulkLength);
+            }
+            let end = start + len as usize;
+            match buf.get(end..end + 2) {
+                None => Ok(None),
+                Some(b"\r\n") => Ok(Some(end + 2)),
+                Some(_) => Err(ProtocolError::Malformed("bulk string not followed by CRLF")),
+            }
+        }
+        b'*' => {
+            let Some((count, mut next)) =
+                number_line(buf, pos + 1, ProtocolError::InvalidMultibulkLength)?
+            else {
+                return Ok(None);
+            };
+            if count == -1 {
+                return Ok(Some(next));
+            }
+            if count < 0 || count as u64 > limits.max_args as u64 {
+                return Err(ProtocolError::InvalidMultibulkLength);
+            }
+            if depth >= MAX_DEPTH {
+                return Err(ProtocolError::Malformed("arrays nested too deeply"));
+            }
+            for _ in 0..count {
+                match check_frame(buf, next, limits, depth + 1)? {
+                    Some(end) => next = end,
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(next))
+        }
+        other => Err(ProtocolError::UnknownFrameType(other)),
+    }
+}
+
+/// Step two: build the frame that [`check_frame`] vouched for. Strings are
+/// slices of `buf`, not copies.
+fn parse_frame(buf: &Bytes, pos: usize) -> (Frame, usize) {
+    let line_end = |from: usize| from + memchr::memchr(b'\r', &buf[from..]).unwrap_or(0);
+    let number = |from: usize| {
+        let end = line_end(from);
+        (parse_i64(&buf[from..end]).unwrap_or(0), end + 2)
+    };
+    match buf[pos] {
+        b'+' | b'-' => {
+            let end = line_end(pos + 1);
+            let text = buf.slice(pos + 1..end);
+            let frame = if buf[pos] == b'+' { Frame::Simple(text) } else { Frame::Error(text) };
+            (frame, end + 2)
+        }
+        b':' => {
+            let (n, next) = number(pos + 1);
+            (Frame::Integer(n), next)
+        }
+        b'$' => match number(pos + 1) {
+            (-1, next) => (Frame::Null, next),
+            (len, start) => {
+                let end = start + len as usize;
+                (Frame::Bulk(buf.slice(start..end)), end + 2)
+            }
+        },
+        _ => match number(pos + 1) {
+            (-1, next) => (Frame::Null, next),
+            (count, mut next) => {
+                let mut items = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let (item, end) = parse_frame(buf, next);
+                    items.push(item);
+                    next = end;
+                }
+                (Frame::Array(items), next)
+            }
+        },
+    }
+}
