@@ -48,6 +48,8 @@ pub mod tag {
 
 const LENGTH_PREFIX: usize = 4;
 const MAX_DEPTH: usize = 64;
+/// The most array elements reserved before they have been decoded.
+const MAX_PREALLOCATED_ITEMS: usize = 256;
 
 /// Writes a hello announcing `version`.
 pub fn encode_hello(version: u16, out: &mut BytesMut) {
@@ -273,7 +275,10 @@ fn read_value(reader: &mut Reader<'_>, frame: &Bytes, limits: &Limits, depth: us
                 return Err(ProtocolError::Malformed("arrays nested too deeply"));
             }
             let count = reader.count(limits, 1)?;
-            let mut items = Vec::with_capacity(count);
+            // The count is only known to fit in the bytes left; nested arrays
+            // could each claim all of them, so reserve a bounded amount and
+            // let the vector grow with elements that really decode.
+            let mut items = Vec::with_capacity(count.min(MAX_PREALLOCATED_ITEMS));
             for _ in 0..count {
                 items.push(read_value(reader, frame, limits, depth + 1)?);
             }

@@ -174,8 +174,9 @@ fn parse_inline(
 
 /// Splits an inline line into arguments the way redis-cli and Redis do:
 /// separated by whitespace, with "double quotes" (C escapes such as `\n` and
-/// `\x41`) and 'single quotes' (only `\'` escaped). A closing quote must be
-/// followed by whitespace or the end of the line.
+/// `\x41`) and 'single quotes' (only `\'` escaped), which may also close a
+/// word (`foo"bar"`). A closing quote must be followed by whitespace or the
+/// end of the line.
 fn split_inline_args(
     line: &[u8],
     spans: &mut Vec<Range<usize>>,
@@ -191,15 +192,20 @@ fn split_inline_args(
             return Ok(());
         }
         let start = out.len();
-        match line[i] {
-            b'"' => i = read_double_quoted(line, i + 1, out)?,
-            b'\'' => i = read_single_quoted(line, i + 1, out)?,
-            _ => {
-                while i < line.len() && !line[i].is_ascii_whitespace() {
-                    out.push(line[i]);
+        // A quote opens a quoted part even inside a word (`foo"bar"` is
+        // `foobar`), and that part ends the argument.
+        loop {
+            match line.get(i) {
+                Some(b'"') => i = read_double_quoted(line, i + 1, out)?,
+                Some(b'\'') => i = read_single_quoted(line, i + 1, out)?,
+                Some(&byte) if !byte.is_ascii_whitespace() => {
+                    out.push(byte);
                     i += 1;
+                    continue;
                 }
+                _ => {}
             }
+            break;
         }
         spans.push(start..out.len());
     }
@@ -211,10 +217,11 @@ fn read_double_quoted(line: &[u8], mut i: usize, out: &mut Vec<u8>) -> Result<us
             None => return Err(ProtocolError::UnbalancedQuotes),
             Some(b'"') => return after_closing_quote(line, i + 1),
             Some(b'\\') => {
-                let hex = line.get(i + 2..i + 4).and_then(|h| {
-                    let h = std::str::from_utf8(h).ok()?;
-                    u8::from_str_radix(h, 16).ok()
-                });
+                // Two hex digits exactly (`from_str_radix` alone would take "+f").
+                let hex = line
+                    .get(i + 2..i + 4)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
                 match (line.get(i + 1), hex) {
                     (Some(b'x'), Some(byte)) => {
                         out.push(byte);
@@ -344,11 +351,22 @@ fn check_frame(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Result<
     };
     match tag {
         b'+' | b'-' => {
+            // The line ends at its first CR, which must be followed by LF: the
+            // rule `parse_frame` uses too, so both steps agree on the frame's
+            // end (a bare CR or LF inside the text is rejected, not skipped).
+            // The text is bounded by `max_bulk_len` whether or not its end
+            // has arrived yet.
             let rest = &buf[pos + 1..];
-            match memchr::memchr(b'\n', rest) {
-                Some(nl) if nl > 0 && rest[nl - 1] == b'\r' => Ok(Some(pos + 1 + nl + 1)),
-                Some(_) => Err(ProtocolError::Malformed("status line without CR")),
-                None if rest.len() > limits.max_bulk_len => Err(ProtocolError::InlineTooLong),
+            let too_long = ProtocolError::Malformed("status line too long");
+            match memchr::memchr2(b'\r', b'\n', rest) {
+                Some(end) if end > limits.max_bulk_len => Err(too_long),
+                Some(i) if rest[i] == b'\n' => Err(ProtocolError::Malformed("status line without CR")),
+                Some(cr) => match rest.get(cr + 1) {
+                    Some(b'\n') => Ok(Some(pos + 1 + cr + 2)),
+                    Some(_) => Err(ProtocolError::Malformed("CR inside a status line")),
+                    None => Ok(None),
+                },
+                None if rest.len() > limits.max_bulk_len => Err(too_long),
                 None => Ok(None),
             }
         }

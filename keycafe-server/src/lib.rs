@@ -1,1 +1,33 @@
+//! # keycafe-server
+//!
+//! A Keycafe node: an in-memory key-value store that serves Keycafe's native
+//! protocol and RESP2 on one port. Standalone, it is a cluster of one that
+//! owns all 16384 slots.
+//!
+//! The path of one command: [`server`] accepts a socket and spawns a
+//! [`connection::Connection`]; the connection reads a batch of bytes, and for
+//! each complete request the parser from `keycafe-core` yields borrowed
+//! arguments; [`cmd::execute`] finds the command in the table, checks arity
+//! and authentication, and runs it against the [`store::Store`], writing the
+//! reply straight into the connection's output buffer; the whole batch of
+//! replies leaves in one write. `docs/architecture.md` tells the same story
+//! with the file names.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`Config`] from defaults, a YAML file and flags.
+//! - [`server`]: [`run`], the accept loop, active expiry, graceful shutdown.
+//! - [`connection`]: the per-client read → execute → write loop.
+//! - [`state`]: [`state::Shared`], what every connection shares.
+//! - [`cmd`]: the command table and one module per command family.
+//! - [`store`]: the sharded, slot-organised in-memory store with expiry.
 
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod server;
+pub mod state;
+pub mod store;
+
+pub use config::Config;
+pub use server::{run, shutdown_signal};

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Keycafe vs redis-server on this machine, in the same run.
+#
+#   bench/compare.sh [rounds]      (default 3 rounds; medians are reported)
+#
+# Throughput and latency: redis-benchmark -t set,get -n 1000000 -r 100000
+# -d 64 -c 50 at -P 1 and -P 16, against each server in turn, alternating.
+# Memory: 1,000,000 keys (16-byte keys, 32-byte values) loaded into a fresh
+# instance of each; resident memory growth per key.
+# Both servers listen on loopback only and are stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+REDIS_PORT=${REDIS_PORT:-7379}
+KEYCAFE_PORT=${KEYCAFE_PORT:-7814}
+REQUESTS=${REQUESTS:-1000000}
+
+for tool in redis-server redis-benchmark redis-cli; do
+    if ! command -v "$tool" >/dev/null; then
+        if [[ $(id -u) -eq 0 ]]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+        else
+            echo "compare.sh needs redis-server and redis-tools: sudo apt-get install redis-server redis-tools" >&2
+            exit 1
+        fi
+    fi
+done
+cargo build --release -q -p keycafe-server
+KEYCAFE=target/release/keycafe-server
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+start_redis() {
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --daemonize no --logfile "$WORK/redis.log" --dir "$WORK" &
+    REDIS_PID=$!; PIDS+=("$REDIS_PID")
+    wait_for "$REDIS_PORT"
+}
+start_keycafe() {
+    RUST_LOG=warn "$KEYCAFE" --port "$KEYCAFE_PORT" >"$WORK/keycafe.log" 2>&1 &
+    KEYCAFE_PID=$!; PIDS+=("$KEYCAFE_PID")
+    wait_for "$KEYCAFE_PORT"
+}
+stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
+wait_for() {
+    for _ in $(seq 100); do
+        redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "server on port $1 did not start" >&2; exit 1
+}
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+echo "== throughput: redis-benchmark -t set,get -n $REQUESTS -r 100000 -d 64 -c 50 -P {1,16}, $ROUNDS rounds"
+start_redis; start_keycafe
+RESULTS="$WORK/results.csv"
+for round in $(seq "$ROUNDS"); do
+    for pipeline in 1 16; do
+        for server in redis keycafe; do
+            port=$REDIS_PORT; [[ $server == keycafe ]] && port=$KEYCAFE_PORT
+            redis-benchmark -p "$port" -t set,get -n "$REQUESTS" -r 100000 -d 64 -c 50 \
+                -P "$pipeline" --csv 2>/dev/null | tail -n +2 | tr -d '"' |
+                while IFS=, read -r test rps _avg _min p50 _p95 p99 _max; do
+                    echo "$server,$pipeline,$test,$rps,$p50,$p99" >>"$RESULTS"
+                    echo "  round $round  $server  -P $pipeline  $test  $rps ops/s  p50 $p50 ms  p99 $p99 ms"
+                done
+        done
+    done
+done
+stop "$REDIS_PID"; stop "$KEYCAFE_PID"
+
+echo "== memory: 1,000,000 keys, 16-byte keys, 32-byte values"
+python3 - "$WORK/load.resp" <<'PY'
+import sys
+with open(sys.argv[1], "wb") as out:
+    value = b"v" * 32
+    for i in range(1_000_000):
+        key = b"key:%012d" % i          # 16 bytes
+        out.write(b"*3\r\n$3\r\nSET\r\n$16\r\n" + key + b"\r\n$32\r\n" + value + b"\r\n")
+PY
+MEMORY="$WORK/memory.csv"
+for server in redis keycafe; do
+    if [[ $server == redis ]]; then start_redis; pid=$REDIS_PID; port=$REDIS_PORT
+    else start_keycafe; pid=$KEYCAFE_PID; port=$KEYCAFE_PORT; fi
+    before=$(rss_kib "$pid")
+    redis-cli -p "$port" --pipe <"$WORK/load.resp" >/dev/null
+    keys=$(redis-cli -p "$port" DBSIZE)
+    sleep 1
+    after=$(rss_kib "$pid")
+    echo "$server,$before,$after,$keys" >>"$MEMORY"
+    echo "  $server: RSS ${before} KiB -> ${after} KiB for $keys keys"
+    stop "$pid"
+done
+
+python3 - "$RESULTS" "$MEMORY" <<'PY'
+import csv, statistics, sys
+rows = list(csv.reader(open(sys.argv[1])))
+cells = {}
+for server, pipeline, test, rps, p50, p99 in rows:
+    cells.setdefault((test, pipeline, server), []).append((float(rps), float(p50), float(p99)))
+med = lambda xs, i: statistics.median(x[i] for x in xs)
+print()
+print("| test | pipeline | redis ops/s | keycafe ops/s | ratio | redis p50 / p99 ms | keycafe p50 / p99 ms |")
+print("|---|---|---|---|---|---|---|")
+for test in ("SET", "GET"):
+    for pipeline in ("1", "16"):
+        r, k = cells.get((test, pipeline, "redis")), cells.get((test, pipeline, "keycafe"))
+        if not r or not k:
+            continue
+        print(f"| {test} | {pipeline} | {med(r,0):,.0f} | {med(k,0):,.0f} | {med(k,0)/med(r,0):.2f}x "
+              f"| {med(r,1):.3f} / {med(r,2):.3f} | {med(k,1):.3f} / {med(k,2):.3f} |")
+print()
+print("| server | keys | RSS growth | bytes per key |")
+print("|---|---|---|---|")
+per_key = {}
+for server, before, after, keys in csv.reader(open(sys.argv[2])):
+    growth = (int(after) - int(before)) * 1024
+    per_key[server] = growth / int(keys)
+    print(f"| {server} | {int(keys):,} | {growth / 2**20:.1f} MiB | {per_key[server]:.1f} |")
+if len(per_key) == 2:
+    print(f"\nkeycafe/redis memory per key: {per_key['keycafe'] / per_key['redis']:.2f}x")
+PY

@@ -1,0 +1,187 @@
+//! How a client connects: seed addresses, credentials, timeouts and the retry
+//! budget.
+//!
+//! Every limit here is finite, so that no call can wait forever: a request
+//! takes at most about `(max_retries + 1) × (connect_timeout +
+//! response_timeout)` plus the backoff between attempts.
+
+use std::time::Duration;
+
+use keycafe_core::Limits;
+
+use crate::{Error, KeycafeCluster, Result};
+
+/// Settings for a [`KeycafeCluster`]; build one with [`ClientConfig::new`]
+/// and the chainable setters.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use keycafe_client::ClientConfig;
+///
+/// # async fn demo() -> keycafe_client::Result<()> {
+/// let kc = ClientConfig::new(["127.0.0.1:9814", "127.0.0.1:9815"])
+///     .password("s3cret")
+///     .response_timeout(Duration::from_secs(2))
+///     .connect()
+///     .await?;
+/// kc.ping().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Addresses (`host:port`) to learn the cluster's topology from. Any one
+    /// reachable node is enough; the others are fallbacks.
+    pub seeds: Vec<String>,
+    /// User name for `AUTH user password`; `None` sends `AUTH password`.
+    pub username: Option<String>,
+    /// Password sent with AUTH on every new connection.
+    pub password: Option<String>,
+    /// Limit on opening one connection (TCP connect, hello and AUTH).
+    pub connect_timeout: Duration,
+    /// Limit on waiting for one reply. On expiry the connection is closed,
+    /// because every later reply on it is queued behind the missing one.
+    pub response_timeout: Duration,
+    /// Most MOVED/ASK redirects followed for one request.
+    pub max_redirects: u32,
+    /// Most retries of one request after TRYAGAIN, CLUSTERDOWN or an
+    /// unreachable node.
+    pub max_retries: u32,
+    /// Wait before the first retry; it doubles on each further retry.
+    pub min_backoff: Duration,
+    /// Upper bound on the wait between retries.
+    pub max_backoff: Duration,
+    /// Limits on what a node's replies may make the decoder accept.
+    pub limits: Limits,
+}
+
+impl ClientConfig {
+    /// Defaults for connecting to these seed addresses.
+    pub fn new<I, S>(seeds: I) -> ClientConfig
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ClientConfig {
+            seeds: seeds.into_iter().map(Into::into).collect(),
+            username: None,
+            password: None,
+            connect_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(5),
+            max_redirects: 16,
+            max_retries: 8,
+            min_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(1),
+            limits: Limits::DEFAULT,
+        }
+    }
+
+    /// Adds another seed address.
+    pub fn seed(mut self, addr: impl Into<String>) -> Self {
+        self.seeds.push(addr.into());
+        self
+    }
+
+    /// Sets the password sent with AUTH on every connection.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Sets the user name sent with AUTH (needs a password too).
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// Sets [`ClientConfig::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ClientConfig::response_timeout`].
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ClientConfig::max_redirects`].
+    pub fn max_redirects(mut self, redirects: u32) -> Self {
+        self.max_redirects = redirects;
+        self
+    }
+
+    /// Sets [`ClientConfig::max_retries`].
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Sets the backoff between retries: `min` first, doubling up to `max`.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max.max(min);
+        self
+    }
+
+    /// Connects with these settings; see [`KeycafeCluster::connect_with`].
+    pub async fn connect(self) -> Result<KeycafeCluster> {
+        KeycafeCluster::connect_with(self).await
+    }
+
+    /// The wait before retry number `attempt` (0-based).
+    pub(crate) fn backoff_for(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+        self.min_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+
+    /// Checks that the settings can work.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.seeds.is_empty() {
+            return Err(Error::Config("at least one seed address is needed".into()));
+        }
+        if let Some(bad) = self.seeds.iter().find(|seed| split_host_port(seed).is_none()) {
+            return Err(Error::Config(format!("{bad:?} is not a host:port address")));
+        }
+        if self.username.is_some() && self.password.is_none() {
+            return Err(Error::Config("a username needs a password".into()));
+        }
+        if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
+            return Err(Error::Config("timeouts must be longer than zero".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`) into its parts.
+pub(crate) fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    (!host.is_empty()).then_some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = ClientConfig::new(["a:1"]).backoff(Duration::from_millis(10), Duration::from_millis(50));
+        let waits: Vec<_> = (0..5).map(|n| config.backoff_for(n).as_millis()).collect();
+        assert_eq!(waits, [10, 20, 40, 50, 50]);
+        assert_eq!(config.backoff_for(u32::MAX), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn validation() {
+        assert!(ClientConfig::new(["localhost:9814", "[::1]:9815"]).validate().is_ok());
+        assert!(ClientConfig::new(Vec::<String>::new()).validate().is_err());
+        assert!(ClientConfig::new(["localhost"]).validate().is_err());
+        assert!(ClientConfig::new([":9814"]).validate().is_err());
+        assert!(ClientConfig::new(["h:99999"]).validate().is_err());
+        assert!(ClientConfig::new(["h:1"]).username("u").validate().is_err());
+        assert!(ClientConfig::new(["h:1"]).connect_timeout(Duration::ZERO).validate().is_err());
+    }
+}

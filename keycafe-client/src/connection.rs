@@ -1,0 +1,329 @@
+//! One multiplexed, pipelined connection to one node.
+//!
+//! Any number of tasks share a [`Connection`] (it is a cheap clone). A
+//! request is encoded by the task that makes it and handed, with a oneshot
+//! channel for its reply, to the connection's **writer task**. The writer
+//! drains everything queued while it was busy and writes it with one
+//! `write_all`, so a thousand concurrent callers cost a handful of system
+//! calls rather than a thousand. Before writing, it appends each request's
+//! reply slot to a FIFO queue; the **reader task** decodes replies and hands
+//! each to the slot at the front. The node answers requests on a connection
+//! in order, so FIFO matching is all the bookkeeping needed.
+//!
+//! A connection is either open or closed, never half-way: any I/O error, a
+//! protocol violation or a reply timeout closes it for good and fails every
+//! request still waiting with the same error. The node layer opens a new
+//! one lazily for the next request ([`crate::node`]).
+//!
+//! Failures come in two kinds ([`SendError`]), and the distinction decides
+//! what may be retried: a request that never reached the socket can be sent
+//! again anywhere; one that was written may already have been applied.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use keycafe_core::{Frame, Limits, Protocol, ProtocolError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, TimeoutKind};
+
+/// Requests waiting for the writer; callers wait for room beyond this.
+const QUEUE_DEPTH: usize = 4096;
+/// The writer stops gathering a batch at this many bytes.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Why a request got no reply.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The request never left this process: safe to send again.
+    NotSent(Error),
+    /// The request was, or may have been, written: sending it again could
+    /// apply it twice.
+    Lost(Error),
+}
+
+impl SendError {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            SendError::NotSent(e) | SendError::Lost(e) => e,
+        }
+    }
+}
+
+type Reply<T> = Result<T, SendError>;
+
+/// Where the reply (or replies) to one submission go.
+enum Responder {
+    One(oneshot::Sender<Reply<Frame>>),
+    Many(oneshot::Sender<Reply<Vec<Frame>>>),
+}
+
+impl Responder {
+    fn fail(self, error: SendError) {
+        // A caller that gave up (timed out, was cancelled) dropped its end.
+        let _ = match self {
+            Responder::One(tx) => tx.send(Err(error)),
+            Responder::Many(tx) => tx.send(Err(error)),
+        };
+    }
+}
+
+/// Encoded request frames and where their replies go.
+struct Submission {
+    bytes: Bytes,
+    replies: usize,
+    responder: Responder,
+}
+
+/// A submission that has been handed to the socket, awaiting its replies.
+struct Pending {
+    remaining: usize,
+    frames: Vec<Frame>,
+    responder: Responder,
+}
+
+struct Shared {
+    addr: String,
+    pending: Mutex<VecDeque<Pending>>,
+    closed: CancellationToken,
+    reason: OnceLock<Error>,
+}
+
+impl Shared {
+    /// Closes the connection (once) and fails everything in flight.
+    fn close(&self, reason: Error) {
+        let reason = self.reason.get_or_init(|| reason).clone();
+        self.closed.cancel();
+        let in_flight = std::mem::take(&mut *self.pending.lock().expect("pending queue lock poisoned"));
+        for pending in in_flight {
+            pending.responder.fail(SendError::Lost(reason.clone()));
+        }
+    }
+
+    /// The error that closed the connection.
+    fn reason(&self) -> Error {
+        self.reason.get().cloned().unwrap_or_else(|| closed_error(&self.addr, "connection closed"))
+    }
+}
+
+fn closed_error(addr: &str, why: &str) -> Error {
+    Error::io(addr, std::io::Error::new(std::io::ErrorKind::ConnectionAborted, why.to_string()))
+}
+
+/// A handle to one open connection; clones share it.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    tx: mpsc::Sender<Submission>,
+    shared: Arc<Shared>,
+}
+
+impl Connection {
+    /// Opens a connection (connect, hello, AUTH under the connect timeout)
+    /// and starts its reader and writer tasks.
+    pub(crate) async fn open(addr: &str, config: &crate::ClientConfig) -> Result<Connection, Error> {
+        let (stream, leftover) = crate::handshake::open(addr, config).await?;
+        let (read_half, write_half) = stream.into_split();
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let shared = Arc::new(Shared {
+            addr: addr.to_string(),
+            pending: Mutex::new(VecDeque::new()),
+            closed: CancellationToken::new(),
+            reason: OnceLock::new(),
+        });
+        tokio::spawn(write_loop(write_half, rx, shared.clone()));
+        tokio::spawn(read_loop(read_half, leftover, config.limits, shared.clone()));
+        tracing::debug!(addr, "connected");
+        Ok(Connection { tx, shared })
+    }
+
+    /// False once the connection has failed or been closed.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.shared.closed.is_cancelled()
+    }
+
+    /// Closes the connection; requests in flight fail with an I/O error.
+    pub(crate) fn close(&self, why: &str) {
+        self.shared.close(closed_error(&self.shared.addr, why));
+    }
+
+    /// Sends one encoded request and waits for its reply.
+    pub(crate) async fn request(&self, bytes: Bytes, timeout: Duration) -> Reply<Frame> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Submission { bytes, replies: 1, responder: Responder::One(tx) }, rx, timeout).await
+    }
+
+    /// Sends `count` encoded requests back to back (nothing from other
+    /// callers comes between them) and waits for all their replies.
+    pub(crate) async fn request_many(&self, bytes: Bytes, count: usize, timeout: Duration) -> Reply<Vec<Frame>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.submit(Submission { bytes, replies: count, responder: Responder::Many(tx) }, rx, timeout).await
+    }
+
+    async fn submit<T>(&self, submission: Submission, rx: oneshot::Receiver<Reply<T>>, timeout: Duration) -> Reply<T> {
+        if !self.is_open() {
+            return Err(SendError::NotSent(self.shared.reason()));
+        }
+        let exchange = async {
+            if self.tx.send(submission).await.is_err() {
+                return Err(SendError::NotSent(self.shared.reason()));
+            }
+            // A dropped responder means the writer discarded the submission
+            // unsent while shutting down.
+            rx.await.unwrap_or_else(|_| Err(SendError::NotSent(self.shared.reason())))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                // Replies come in order, so everything behind the missing one
+                // is stuck too: close, and let the next request reconnect.
+                self.close("closed after a reply timed out");
+                let addr = self.shared.addr.clone();
+                Err(SendError::Lost(Error::Timeout { during: TimeoutKind::Response, addr, after: timeout }))
+            }
+        }
+    }
+}
+
+async fn write_loop(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Submission>, shared: Arc<Shared>) {
+    let mut batch = Vec::new();
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shared.closed.cancelled() => break,
+            next = rx.recv() => match next {
+                Some(submission) => submission,
+                // Every handle is gone: nobody can send on this connection again.
+                None => {
+                    shared.close(closed_error(&shared.addr, "connection dropped by the client"));
+                    break;
+                }
+            },
+        };
+        let mut batch_bytes = first.bytes.len();
+        batch.push(first);
+        while batch_bytes < MAX_BATCH_BYTES {
+            let Ok(next) = rx.try_recv() else { break };
+            batch_bytes += next.bytes.len();
+            batch.push(next);
+        }
+
+        // Register the reply slots before writing, so that a reply can never
+        // arrive ahead of its slot.
+        let single = (batch.len() == 1).then(|| batch[0].bytes.clone());
+        {
+            let mut pending = shared.pending.lock().expect("pending queue lock poisoned");
+            if shared.closed.is_cancelled() {
+                drop(pending);
+                for submission in batch.drain(..) {
+                    submission.responder.fail(SendError::NotSent(shared.reason()));
+                }
+                break;
+            }
+            for submission in batch.drain(..) {
+                if single.is_none() {
+                    out.extend_from_slice(&submission.bytes);
+                }
+                let frames = match submission.responder {
+                    Responder::Many(_) => Vec::with_capacity(submission.replies),
+                    Responder::One(_) => Vec::new(),
+                };
+                pending.push_back(Pending {
+                    remaining: submission.replies,
+                    frames,
+                    responder: submission.responder,
+                });
+            }
+        }
+        let bytes = single.as_deref().unwrap_or(&out);
+        // A node that stops reading must not pin this task once the
+        // connection has been given up on (e.g. after a reply timeout).
+        let written = tokio::select! {
+            _ = shared.closed.cancelled() => break,
+            written = socket.write_all(bytes) => written,
+        };
+        out.clear();
+        if let Err(e) = written {
+            shared.close(Error::io(&shared.addr, e));
+            break;
+        }
+    }
+    // Whatever is still queued was never written.
+    rx.close();
+    while let Ok(submission) = rx.try_recv() {
+        submission.responder.fail(SendError::NotSent(shared.reason()));
+    }
+    let _ = socket.shutdown().await;
+}
+
+async fn read_loop(mut socket: OwnedReadHalf, mut buf: BytesMut, limits: Limits, shared: Arc<Shared>) {
+    loop {
+        loop {
+            match Protocol::Native.decode_frame(&mut buf, &limits) {
+                Ok(Some(frame)) => {
+                    if !deliver(&shared, frame) {
+                        let source = ProtocolError::Malformed("reply without a request");
+                        shared.close(Error::Protocol { addr: shared.addr.clone(), source });
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(source) => {
+                    shared.close(Error::Protocol { addr: shared.addr.clone(), source });
+                    return;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        tokio::select! {
+            _ = shared.closed.cancelled() => return,
+            read = socket.read_buf(&mut buf) => match read {
+                Ok(0) => {
+                    let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "node closed the connection");
+                    shared.close(Error::io(&shared.addr, eof));
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    shared.close(Error::io(&shared.addr, e));
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// Hands one reply to the oldest waiting request. False if none is waiting.
+fn deliver(shared: &Shared, frame: Frame) -> bool {
+    let mut pending = shared.pending.lock().expect("pending queue lock poisoned");
+    let Some(front) = pending.front_mut() else {
+        return false;
+    };
+    front.remaining -= 1;
+    if front.remaining > 0 {
+        front.frames.push(frame);
+        return true;
+    }
+    let done = pending.pop_front().expect("the front entry was just seen");
+    drop(pending);
+    // A caller that gave up dropped its end; the reply is discarded.
+    let _ = match done.responder {
+        Responder::One(tx) => tx.send(Ok(frame)),
+        Responder::Many(tx) => {
+            let mut frames = done.frames;
+            frames.push(frame);
+            tx.send(Ok(frames))
+        }
+    };
+    true
+}

@@ -1,0 +1,152 @@
+//! Where a request goes and what a node's refusal means for it.
+//!
+//! [`Request`] pairs an encoded request with its slot, computed once from
+//! the command's key, so that retries and redirects resend the same bytes.
+//! [`Outcome::of`] sorts a reply into "done" or one of the cluster's ways of
+//! saying "not here" or "not now", which [`crate::cluster`] acts on.
+//!
+//! The key of a command given to the raw `command` call is found by a small
+//! table: most commands have it first; the keyless ones go to any node. For
+//! a multi-key command the first key decides, and a node answers `CROSSSLOT`
+//! if the others live elsewhere (the typed multi-key methods split by slot
+//! so that this never happens to them).
+
+use bytes::{Bytes, BytesMut};
+use keycafe_core::{key_slot, Frame, Protocol, Slot, SLOT_COUNT};
+
+/// One encoded request and the slot it is routed by (`None`: any node).
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub(crate) bytes: Bytes,
+    pub(crate) slot: Option<Slot>,
+}
+
+impl Request {
+    /// Encodes `args` (command name first), routed by the command's key.
+    pub(crate) fn new<A: AsRef<[u8]>>(args: &[A]) -> Request {
+        let mut out = BytesMut::with_capacity(16 + args.iter().map(|a| 5 + a.as_ref().len()).sum::<usize>());
+        Protocol::Native.encode_request(args, &mut out);
+        Request { bytes: out.freeze(), slot: routing_key(args).map(key_slot) }
+    }
+}
+
+/// The encoded `ASKING` request.
+pub(crate) fn asking() -> Bytes {
+    let mut out = BytesMut::new();
+    Protocol::Native.encode_request(&[b"ASKING"], &mut out);
+    out.freeze()
+}
+
+/// Commands that touch no key (or whose keys are not where [`routing_key`]
+/// looks) and may go to any node.
+const KEYLESS: &[&str] = &[
+    "ASKING", "AUTH", "BGSAVE", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DBSIZE", "DEBUG", "DISCARD", "ECHO",
+    "EXEC", "FLUSHALL", "FLUSHDB", "HELLO", "INFO", "KEYS", "LASTSAVE", "LATENCY", "MULTI", "PING", "QUIT",
+    "RANDOMKEY", "READONLY", "READWRITE", "ROLE", "SAVE", "SCAN", "SELECT", "SHUTDOWN", "SLOWLOG", "TIME", "WAIT",
+];
+
+/// The argument a command is routed by, if it has one.
+pub(crate) fn routing_key<A: AsRef<[u8]>>(args: &[A]) -> Option<&[u8]> {
+    let name = args.first()?.as_ref();
+    let is = |candidate: &str| name.eq_ignore_ascii_case(candidate.as_bytes());
+    if KEYLESS.iter().any(|k| is(k)) {
+        return None;
+    }
+    let position = if is("OBJECT") || is("MEMORY") {
+        2
+    } else if is("EVAL") || is("EVALSHA") || is("FCALL") || is("FCALL_RO") {
+        // EVAL script numkeys key...: keyless when numkeys is 0.
+        let numkeys = args.get(2).and_then(|n| std::str::from_utf8(n.as_ref()).ok()?.parse::<u32>().ok());
+        if numkeys.unwrap_or(0) == 0 {
+            return None;
+        }
+        3
+    } else {
+        1
+    };
+    args.get(position).map(AsRef::as_ref)
+}
+
+/// What a reply means for the request that got it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A final answer (including error replies that no retry can fix).
+    Done,
+    /// `MOVED slot addr`: the slot lives at `addr` now.
+    Moved { slot: Slot, addr: String },
+    /// `ASK slot addr`: this key is mid-migration; ask `addr` once.
+    Ask { addr: String },
+    /// `TRYAGAIN` or `LOADING`: the same node, a little later.
+    TryAgain,
+    /// `CLUSTERDOWN`: the node cannot serve the slot right now.
+    ClusterDown,
+}
+
+impl Outcome {
+    /// Classifies `reply` from the node at `from` (whose host fills in a
+    /// redirect address that leaves it out, as `MOVED 1 :6380` does).
+    pub(crate) fn of(reply: &Frame, from: &str) -> Outcome {
+        let Frame::Error(text) = reply else {
+            return Outcome::Done;
+        };
+        let mut words = text.split(|&b| b == b' ');
+        let code = words.next().unwrap_or_default();
+        match code {
+            b"MOVED" | b"ASK" => {
+                let slot = words.next().and_then(|s| std::str::from_utf8(s).ok()?.parse::<Slot>().ok());
+                let slot = slot.filter(|&slot| slot < SLOT_COUNT);
+                let addr = words.next().and_then(|a| std::str::from_utf8(a).ok());
+                let (Some(slot), Some(addr)) = (slot, addr) else {
+                    // Not a redirect this client understands: let the caller see it.
+                    return Outcome::Done;
+                };
+                let addr = if addr.starts_with(':') {
+                    let host = from.rsplit_once(':').map_or(from, |(host, _)| host);
+                    format!("{host}{addr}")
+                } else {
+                    addr.to_string()
+                };
+                if code == b"MOVED" { Outcome::Moved { slot, addr } } else { Outcome::Ask { addr } }
+            }
+            b"TRYAGAIN" | b"LOADING" => Outcome::TryAgain,
+            b"CLUSTERDOWN" => Outcome::ClusterDown,
+            _ => Outcome::Done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_keys() {
+        assert_eq!(routing_key(&["GET", "k"]), Some(&b"k"[..]));
+        assert_eq!(routing_key(&["set", "k", "v"]), Some(&b"k"[..]));
+        assert_eq!(routing_key(&["MGET", "a", "b"]), Some(&b"a"[..]));
+        assert_eq!(routing_key(&["ping"]), None);
+        assert_eq!(routing_key(&["CLUSTER", "SLOTS"]), None);
+        assert_eq!(routing_key(&["OBJECT", "ENCODING", "k"]), Some(&b"k"[..]));
+        assert_eq!(routing_key(&["EVAL", "return 1", "0"]), None);
+        assert_eq!(routing_key(&["EVAL", "return 1", "1", "k"]), Some(&b"k"[..]));
+        assert_eq!(routing_key(&["DBSIZE"]), None);
+        assert_eq!(routing_key::<&str>(&[]), None);
+        assert_eq!(Request::new(&["GET", "foo"]).slot, Some(12182));
+    }
+
+    #[test]
+    fn outcomes() {
+        let of = |text: &'static str| Outcome::of(&Frame::error(text), "10.0.0.1:9814");
+        assert_eq!(of("MOVED 3999 10.0.0.2:9815"), Outcome::Moved { slot: 3999, addr: "10.0.0.2:9815".into() });
+        assert_eq!(of("MOVED 3999 :9815"), Outcome::Moved { slot: 3999, addr: "10.0.0.1:9815".into() });
+        assert_eq!(of("ASK 3999 10.0.0.3:9816"), Outcome::Ask { addr: "10.0.0.3:9816".into() });
+        assert_eq!(of("TRYAGAIN Multiple keys request during rehashing of slot"), Outcome::TryAgain);
+        assert_eq!(of("LOADING loading the dataset"), Outcome::TryAgain);
+        assert_eq!(of("CLUSTERDOWN The cluster is down"), Outcome::ClusterDown);
+        assert_eq!(of("ERR wrong number of arguments"), Outcome::Done);
+        assert_eq!(of("MOVED garbage"), Outcome::Done);
+        assert_eq!(of("MOVED 99999 h:1"), Outcome::Done);
+        assert_eq!(of("MOVED 16384 h:1"), Outcome::Done);
+        assert_eq!(Outcome::of(&Frame::Integer(1), "h:1"), Outcome::Done);
+    }
+}

@@ -1,0 +1,249 @@
+//! Which node serves which slot: the client's cached copy of the cluster map.
+//!
+//! The map is learnt from any node's `CLUSTER SLOTS` answer (Redis's shape:
+//! an array of `[start, end, [host, port, id], replica...]`) and kept as an
+//! immutable snapshot that request paths read without locking beyond an
+//! `Arc` clone. A `MOVED` reply replaces the snapshot with a copy that has
+//! the one slot changed, and schedules a full refresh, because a moved slot
+//! usually means more has changed than that slot.
+//!
+//! Everything here is pure data: no I/O, so it is tested without sockets.
+
+use std::ops::RangeInclusive;
+
+use keycafe_core::{Frame, Slot, SLOT_COUNT};
+
+/// Marks a slot that no node serves.
+const UNOWNED: u16 = u16::MAX;
+
+/// A contiguous range of slots and the primary that serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRange {
+    /// The slots, both ends included.
+    pub slots: RangeInclusive<Slot>,
+    /// The serving node's address, `host:port`.
+    pub addr: String,
+}
+
+/// Slot → primary address, for all [`SLOT_COUNT`] slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlotMap {
+    /// Index into `nodes` for every slot, or [`UNOWNED`].
+    owners: Box<[u16]>,
+    /// Primary addresses, each once.
+    nodes: Vec<String>,
+}
+
+impl SlotMap {
+    /// A map in which no slot has an owner (before the first refresh).
+    pub(crate) fn empty() -> SlotMap {
+        SlotMap { owners: vec![UNOWNED; usize::from(SLOT_COUNT)].into(), nodes: Vec::new() }
+    }
+
+    /// A standalone node that serves every slot.
+    pub(crate) fn single(addr: &str) -> SlotMap {
+        SlotMap { owners: vec![0; usize::from(SLOT_COUNT)].into(), nodes: vec![addr.to_string()] }
+    }
+
+    /// Parses a `CLUSTER SLOTS` reply from the node at `asked` (whose host
+    /// stands in for an empty or unknown host, as in Redis).
+    pub(crate) fn from_cluster_slots(reply: &Frame, asked: &str) -> Result<SlotMap, &'static str> {
+        let Frame::Array(entries) = reply else {
+            return Err("CLUSTER SLOTS reply is not an array");
+        };
+        let asked_host = asked.rsplit_once(':').map_or(asked, |(host, _)| host);
+        let mut map = SlotMap::empty();
+        for entry in entries {
+            let Frame::Array(parts) = entry else {
+                return Err("CLUSTER SLOTS entry is not an array");
+            };
+            let (Some(start), Some(end), Some(Frame::Array(primary))) =
+                (parts.first().and_then(integer), parts.get(1).and_then(integer), parts.get(2))
+            else {
+                return Err("CLUSTER SLOTS entry needs a start, an end and a node");
+            };
+            if start > end || end >= i64::from(SLOT_COUNT) || start < 0 {
+                return Err("CLUSTER SLOTS range out of bounds");
+            }
+            let host = primary.first().and_then(Frame::as_bytes).ok_or("node entry without a host")?;
+            let host = std::str::from_utf8(host).map_err(|_| "node host is not UTF-8")?;
+            let port = primary.get(1).and_then(integer).ok_or("node entry without a port")?;
+            let port = u16::try_from(port).map_err(|_| "node port out of range")?;
+            let host = if host.is_empty() || host == "?" { asked_host } else { host };
+            let addr = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            // The bounds were checked above, so the casts are lossless.
+            map.assign(start as Slot..=end as Slot, &addr);
+        }
+        Ok(map)
+    }
+
+    /// The address serving `slot`, if any.
+    pub(crate) fn owner(&self, slot: Slot) -> Option<&str> {
+        let index = *self.owners.get(usize::from(slot))?;
+        self.nodes.get(usize::from(index)).map(String::as_str)
+    }
+
+    /// Every primary's address.
+    pub(crate) fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// True when no slot has an owner.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// A copy with `slot` served by `addr`, or `None` if it already is.
+    pub(crate) fn with_owner(&self, slot: Slot, addr: &str) -> Option<SlotMap> {
+        if self.owner(slot) == Some(addr) || usize::from(slot) >= self.owners.len() {
+            return None;
+        }
+        let mut map = self.clone();
+        map.assign(slot..=slot, addr);
+        Some(map)
+    }
+
+    /// The map as ranges, in slot order.
+    pub(crate) fn ranges(&self) -> Vec<SlotRange> {
+        let mut ranges: Vec<SlotRange> = Vec::new();
+        let mut start = 0usize;
+        while start < self.owners.len() {
+            let owner = self.owners[start];
+            let len = self.owners[start..].iter().take_while(|&&o| o == owner).count();
+            let end = start + len - 1;
+            if let Some(addr) = self.nodes.get(usize::from(owner)) {
+                // Slot numbers fit in u16 because owners has SLOT_COUNT entries.
+                ranges.push(SlotRange { slots: start as Slot..=end as Slot, addr: addr.clone() });
+            }
+            start = end + 1;
+        }
+        ranges
+    }
+
+    fn assign(&mut self, slots: RangeInclusive<Slot>, addr: &str) {
+        let index = match self.nodes.iter().position(|node| node == addr) {
+            Some(index) => index,
+            None => {
+                self.nodes.push(addr.to_string());
+                self.nodes.len() - 1
+            }
+        };
+        let index = u16::try_from(index).expect("more nodes than slots is impossible");
+        self.owners[usize::from(*slots.start())..=usize::from(*slots.end())].fill(index);
+        // A node that lost its last slot is no longer a primary.
+        let mut used = vec![false; self.nodes.len()];
+        self.owners.iter().filter(|&&o| o != UNOWNED).for_each(|&o| used[usize::from(o)] = true);
+        if used.iter().any(|u| !u) {
+            self.compact(&used);
+        }
+    }
+
+    /// Drops nodes that serve no slot and renumbers the rest.
+    fn compact(&mut self, used: &[bool]) {
+        let mut renumber = vec![UNOWNED; self.nodes.len()];
+        let mut kept = Vec::new();
+        for (old, node) in std::mem::take(&mut self.nodes).into_iter().enumerate() {
+            if used[old] {
+                renumber[old] = kept.len() as u16;
+                kept.push(node);
+            }
+        }
+        for owner in self.owners.iter_mut().filter(|o| **o != UNOWNED) {
+            *owner = renumber[usize::from(*owner)];
+        }
+        self.nodes = kept;
+    }
+}
+
+fn integer(frame: &Frame) -> Option<i64> {
+    match frame {
+        Frame::Integer(n) => Some(*n),
+        Frame::Bulk(text) | Frame::Simple(text) => std::str::from_utf8(text).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(host: &str, port: i64) -> Frame {
+        Frame::Array(vec![Frame::bulk(host.to_string()), Frame::Integer(port), Frame::bulk("id")])
+    }
+
+    fn entry(start: i64, end: i64, primary: Frame) -> Frame {
+        Frame::Array(vec![Frame::Integer(start), Frame::Integer(end), primary])
+    }
+
+    #[test]
+    fn standalone_answer_covers_every_slot() {
+        let reply = Frame::Array(vec![entry(0, 16383, node("127.0.0.1", 9814))]);
+        let map = SlotMap::from_cluster_slots(&reply, "localhost:9814").unwrap();
+        assert_eq!(map.owner(0), Some("127.0.0.1:9814"));
+        assert_eq!(map.owner(16383), Some("127.0.0.1:9814"));
+        assert_eq!(map, SlotMap::single("127.0.0.1:9814"));
+    }
+
+    #[test]
+    fn three_nodes_with_a_replica_and_a_gap() {
+        let with_replica = Frame::Array(vec![
+            Frame::Integer(5461),
+            Frame::Integer(10922),
+            node("10.0.0.2", 9815),
+            node("10.0.0.5", 9815),
+        ]);
+        let reply = Frame::Array(vec![
+            entry(0, 5460, node("10.0.0.1", 9814)),
+            with_replica,
+            entry(10923, 16000, node("", 9816)),
+        ]);
+        let map = SlotMap::from_cluster_slots(&reply, "10.0.0.9:1").unwrap();
+        assert_eq!(map.owner(5460), Some("10.0.0.1:9814"));
+        assert_eq!(map.owner(5461), Some("10.0.0.2:9815"));
+        assert_eq!(map.owner(12000), Some("10.0.0.9:9816"), "empty host means the node asked");
+        assert_eq!(map.owner(16001), None);
+        assert_eq!(map.nodes().len(), 3);
+        let ranges = map.ranges();
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(ranges[2].slots, 10923..=16000);
+    }
+
+    #[test]
+    fn malformed_answers_are_errors_not_panics() {
+        let bad = [
+            Frame::Integer(1),
+            Frame::Array(vec![Frame::Integer(1)]),
+            Frame::Array(vec![entry(10, 5, node("h", 1))]),
+            Frame::Array(vec![entry(0, 16384, node("h", 1))]),
+            Frame::Array(vec![entry(-1, 5, node("h", 1))]),
+            Frame::Array(vec![entry(0, 5, node("h", 70000))]),
+            Frame::Array(vec![entry(0, 5, Frame::Array(vec![]))]),
+        ];
+        for reply in bad {
+            assert!(SlotMap::from_cluster_slots(&reply, "h:1").is_err(), "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn moved_updates_one_slot_and_drops_idle_nodes() {
+        let map = SlotMap::single("a:1");
+        assert!(map.with_owner(7, "a:1").is_none(), "no change, no copy");
+        let moved = map.with_owner(7, "b:2").unwrap();
+        assert_eq!(moved.owner(7), Some("b:2"));
+        assert_eq!(moved.owner(8), Some("a:1"));
+        assert_eq!(moved.ranges().len(), 3);
+        let back = moved.with_owner(7, "a:1").unwrap();
+        assert_eq!(back, map, "b:2 serves nothing any more and is forgotten");
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        let reply = Frame::Array(vec![entry(0, 16383, node("::1", 9814))]);
+        let map = SlotMap::from_cluster_slots(&reply, "[::1]:9814").unwrap();
+        assert_eq!(map.owner(1), Some("[::1]:9814"));
+    }
+}

@@ -1,0 +1,232 @@
+//! Commands on keys regardless of their value: DEL (also DELETE and UNLINK),
+//! EXISTS, the expiry family (EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL, PTTL,
+//! PERSIST), DBSIZE and FLUSHALL/FLUSHDB.
+//!
+//! The expiry commands follow Redis 7 closely, because clients rely on the
+//! details: a time in the past deletes the key (and still answers 1), NX/XX/
+//! GT/LT compare against the current deadline with "no deadline" meaning
+//! infinity, and the arithmetic that turns seconds into an absolute
+//! millisecond time is checked, so `EXPIRE k 9223372036854775807` is an
+//! error, not a wrap-around.
+
+use keycafe_core::{Args, Reply};
+
+use super::parse::parse_int;
+use super::{ArgCursor, CmdError, CmdResult, Ctx};
+use crate::store::Ttl;
+
+/// DEL key [key ...]: how many of the keys existed.
+pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let now = ctx.now_ms();
+    let removed = args.skip(1).iter().filter(|key| ctx.store().remove(key, now)).count();
+    reply.integer(count(removed));
+    Ok(())
+}
+
+/// EXISTS key [key ...]: how many of the keys exist, a repeated key counting
+/// each time.
+pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let now = ctx.now_ms();
+    let found = args
+        .skip(1)
+        .iter()
+        .filter(|key| ctx.store().read(key, now, |entry| entry.exists()))
+        .count();
+    reply.integer(count(found));
+    Ok(())
+}
+
+/// The unit of an expire time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Seconds,
+    Millis,
+}
+
+/// EXPIRE's optional conditions; GT and LT treat "no deadline" as infinite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Conditions {
+    /// Only if the key has no deadline.
+    nx: bool,
+    /// Only if the key has a deadline.
+    xx: bool,
+    /// Only if the new deadline is later.
+    gt: bool,
+    /// Only if the new deadline is earlier.
+    lt: bool,
+}
+
+/// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT key time [NX | XX | GT | LT]
+#[derive(Debug, PartialEq, Eq)]
+struct Expire<'a> {
+    /// The command's name, lower-case, for error messages.
+    command: &'static str,
+    key: &'a [u8],
+    /// The time argument, read only after the options (as Redis does, so
+    /// that option errors win).
+    time: &'a [u8],
+    unit: Unit,
+    /// EXPIREAT/PEXPIREAT: a Unix time rather than a duration.
+    absolute: bool,
+    conditions: Conditions,
+}
+
+impl<'a> Expire<'a> {
+    fn parse(args: Args<'a>, command: &'static str, unit: Unit, absolute: bool) -> CmdResult<Expire<'a>> {
+        let mut cursor = ArgCursor::new(args);
+        let key = cursor.next_bytes()?;
+        let time = cursor.next_bytes()?;
+        let mut conditions = Conditions::default();
+        while cursor.remaining() > 0 {
+            let option = cursor.next_bytes()?;
+            match super::Keyword::new(option).as_bytes() {
+                b"NX" => conditions.nx = true,
+                b"XX" => conditions.xx = true,
+                b"GT" => conditions.gt = true,
+                b"LT" => conditions.lt = true,
+                _ => {
+                    let option = String::from_utf8_lossy(option);
+                    return Err(CmdError::Other(format!("ERR Unsupported option {option}")));
+                }
+            }
+        }
+        if conditions.nx && (conditions.xx || conditions.gt || conditions.lt) {
+            return Err(CmdError::Other(
+                "ERR NX and XX, GT or LT options at the same time are not compatible".into(),
+            ));
+        }
+        if conditions.gt && conditions.lt {
+            return Err(CmdError::Other("ERR GT and LT options at the same time are not compatible".into()));
+        }
+        Ok(Expire { command, key, time, unit, absolute, conditions })
+    }
+
+    /// The new deadline in ms since the Unix epoch; may be in the past or
+    /// negative (which deletes the key), never an overflowed value.
+    fn deadline(&self, now: u64) -> CmdResult<i64> {
+        let invalid = || CmdError::InvalidExpireTime(self.command.to_string());
+        let time = parse_int(self.time)?;
+        let ms = match self.unit {
+            Unit::Seconds => time.checked_mul(1000).ok_or_else(invalid)?,
+            Unit::Millis => time,
+        };
+        let base = if self.absolute { 0 } else { i64::try_from(now).map_err(|_| invalid())? };
+        ms.checked_add(base).ok_or_else(invalid)
+    }
+
+    fn apply(self, ctx: &mut Ctx<'_>, reply: &mut Reply<'_>) -> CmdResult {
+        let now = ctx.now_ms();
+        let when = self.deadline(now)?;
+        let Conditions { nx, xx, gt, lt } = self.conditions;
+        let changed = ctx.store().entry(self.key, now, |entry| {
+            if !entry.exists() {
+                return false;
+            }
+            let current = entry.deadline().map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+            let refused = match current {
+                None => xx || gt,
+                Some(current) => nx || (gt && when <= current) || (lt && when >= current),
+            };
+            if refused {
+                return false;
+            }
+            // Not in the future (including negative): the key is deleted.
+            match u64::try_from(when) {
+                Ok(when) if when > now => entry.set_deadline(Some(when)),
+                _ => entry.remove(),
+            }
+        });
+        reply.integer(i64::from(changed));
+        Ok(())
+    }
+}
+
+/// EXPIRE key seconds [NX | XX | GT | LT]
+pub fn expire(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    Expire::parse(args, "expire", Unit::Seconds, false)?.apply(ctx, reply)
+}
+
+/// PEXPIRE key milliseconds [NX | XX | GT | LT]
+pub fn pexpire(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    Expire::parse(args, "pexpire", Unit::Millis, false)?.apply(ctx, reply)
+}
+
+/// EXPIREAT key unix-seconds [NX | XX | GT | LT]
+pub fn expireat(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    Expire::parse(args, "expireat", Unit::Seconds, true)?.apply(ctx, reply)
+}
+
+/// PEXPIREAT key unix-milliseconds [NX | XX | GT | LT]
+pub fn pexpireat(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    Expire::parse(args, "pexpireat", Unit::Millis, true)?.apply(ctx, reply)
+}
+
+/// TTL and PTTL: -2 if the key is missing, -1 if it has no deadline, else
+/// the time left (seconds rounded to nearest, or milliseconds).
+fn time_to_live(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>, unit: Unit) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let key = cursor.next_bytes()?;
+    cursor.finish()?;
+    let ttl = ctx.store().read(key, ctx.now_ms(), |entry| entry.ttl());
+    reply.integer(match ttl {
+        Ttl::Missing => -2,
+        Ttl::Persistent => -1,
+        Ttl::Remaining(ms) => {
+            let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+            match unit {
+                Unit::Millis => ms,
+                Unit::Seconds => ms.saturating_add(500) / 1000,
+            }
+        }
+    });
+    Ok(())
+}
+
+/// TTL key
+pub fn ttl(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    time_to_live(ctx, args, reply, Unit::Seconds)
+}
+
+/// PTTL key
+pub fn pttl(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    time_to_live(ctx, args, reply, Unit::Millis)
+}
+
+/// PERSIST key: 1 if a deadline was removed, 0 if the key is missing or had
+/// none.
+pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let key = cursor.next_bytes()?;
+    cursor.finish()?;
+    let persisted = ctx.store().entry(key, ctx.now_ms(), |entry| {
+        entry.deadline().is_some() && entry.set_deadline(None)
+    });
+    reply.integer(i64::from(persisted));
+    Ok(())
+}
+
+/// DBSIZE: the number of keys.
+pub fn dbsize(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    reply.integer(count(ctx.store().len(ctx.now_ms())));
+    Ok(())
+}
+
+/// FLUSHALL / FLUSHDB [ASYNC | SYNC]: deletes every key. Both modes do the
+/// same thing: the store already frees memory outside its locks.
+pub fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    if cursor.remaining() > 0 {
+        match cursor.next_keyword()?.as_bytes() {
+            b"ASYNC" | b"SYNC" => {}
+            _ => return Err(CmdError::Syntax),
+        }
+    }
+    cursor.finish()?;
+    ctx.store().flush_all();
+    reply.ok();
+    Ok(())
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

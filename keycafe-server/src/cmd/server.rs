@@ -1,0 +1,437 @@
+//! Connection and server commands: PING, ECHO, AUTH, QUIT, HELLO, SELECT,
+//! CLIENT, COMMAND, CONFIG and INFO.
+//!
+//! Most of these exist so that redis-cli, redis-benchmark and Redis client
+//! libraries find what they probe for when they connect; they answer with
+//! Keycafe's real state wherever there is one.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use keycafe_core::{Args, Reply};
+
+use super::{ArgCursor, CmdError, CmdResult, Ctx, COMMANDS};
+
+/// The version reported to clients (`redis_version` keeps Redis clients that
+/// check for feature support happy).
+const KEYCAFE_VERSION: &str = env!("CARGO_PKG_VERSION");
+const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+pub fn ping(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    match args.len() {
+        1 => reply.simple(b"PONG"),
+        2 => reply.bulk(args.get(1).unwrap_or_default()),
+        _ => return Err(CmdError::WrongArity("ping".into())),
+    }
+    Ok(())
+}
+
+pub fn echo(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    reply.bulk(args.get(1).unwrap_or_default());
+    Ok(())
+}
+
+pub fn auth(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let (user, password) = match args.len() {
+        2 => (None, args.get(1).unwrap_or_default()),
+        3 => (args.get(1), args.get(2).unwrap_or_default()),
+        _ => return Err(CmdError::Syntax),
+    };
+    check_password(ctx, user, password)?;
+    reply.ok();
+    Ok(())
+}
+
+/// Authenticates the connection, or explains why not.
+fn check_password(ctx: &mut Ctx<'_>, user: Option<&[u8]>, password: &[u8]) -> CmdResult {
+    let Some(expected) = ctx.shared.config.requirepass.as_deref() else {
+        return Err(CmdError::Other(
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?"
+                .into(),
+        ));
+    };
+    let user_ok = user.is_none_or(|user| user == b"default");
+    if user_ok & constant_time_eq(password, expected.as_bytes()) {
+        ctx.conn.authenticated = true;
+        Ok(())
+    } else {
+        ctx.conn.authenticated = false;
+        Err(CmdError::Other(
+            "WRONGPASS invalid username-password pair or user is disabled.".into(),
+        ))
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths, so
+/// that response timing does not reveal how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u64;
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= u64::from(x ^ y);
+    }
+    diff == 0
+}
+
+pub fn quit(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    ctx.conn.quit = true;
+    reply.ok();
+    Ok(())
+}
+
+/// `HELLO [protover [AUTH username password] [SETNAME name]]`. Only RESP2
+/// (version 2) is spoken; HELLO 3 is refused as Redis does when it cannot.
+pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    if cursor.remaining() > 0 {
+        let version = cursor.next_int().map_err(|_| {
+            CmdError::Other("ERR Protocol version is not an integer or out of range".into())
+        })?;
+        if version != 2 {
+            return Err(CmdError::Other("NOPROTO unsupported protocol version".into()));
+        }
+    }
+    let mut name = None;
+    while cursor.remaining() > 0 {
+        match cursor.next_keyword()?.as_bytes() {
+            b"AUTH" => {
+                let user = cursor.next_bytes()?;
+                let password = cursor.next_bytes()?;
+                check_password(ctx, Some(user), password)?;
+            }
+            b"SETNAME" => name = Some(client_name(cursor.next_bytes()?)?),
+            _ => return Err(CmdError::Syntax),
+        }
+    }
+    if !ctx.conn.authenticated {
+        return Err(noauth());
+    }
+    if name.is_some() {
+        ctx.conn.name = name;
+    }
+    let fields: [(&str, Field<'_>); 7] = [
+        ("server", Field::Text("keycafe")),
+        ("version", Field::Text(KEYCAFE_VERSION)),
+        ("proto", Field::Int(2)),
+        ("id", Field::Int(ctx.conn.id as i64)),
+        ("mode", Field::Text("cluster")),
+        ("role", Field::Text("master")),
+        ("modules", Field::EmptyArray),
+    ];
+    reply.array(fields.len() * 2);
+    for (key, value) in fields {
+        reply.bulk(key.as_bytes());
+        match value {
+            Field::Text(text) => reply.bulk(text.as_bytes()),
+            Field::Int(n) => reply.integer(n),
+            Field::EmptyArray => reply.array(0),
+        }
+    }
+    Ok(())
+}
+
+enum Field<'a> {
+    Text(&'a str),
+    Int(i64),
+    EmptyArray,
+}
+
+/// The error for commands sent before AUTH.
+pub fn noauth() -> CmdError {
+    CmdError::Other("NOAUTH Authentication required.".into())
+}
+
+pub fn select(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    match ArgCursor::new(args).next_int()? {
+        0 => {
+            reply.ok();
+            Ok(())
+        }
+        _ => Err(CmdError::Other("ERR DB index is out of range".into())),
+    }
+}
+
+/// The CLIENT subcommands that clients use on connect.
+pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let sub = cursor.next_keyword()?;
+    match sub.as_bytes() {
+        b"ID" => reply.integer(ctx.conn.id as i64),
+        b"SETNAME" => {
+            let name = client_name(cursor.next_bytes()?)?;
+            cursor.finish()?;
+            ctx.conn.name = (!name.is_empty()).then_some(name);
+            reply.ok();
+        }
+        b"GETNAME" => reply.optional_bulk(ctx.conn.name.as_deref().map(str::as_bytes)),
+        // Library name and version: accepted and forgotten.
+        b"SETINFO" => {
+            cursor.next_bytes()?;
+            cursor.next_bytes()?;
+            cursor.finish()?;
+            reply.ok();
+        }
+        b"INFO" => {
+            let conn = &ctx.conn;
+            let line = format!(
+                "id={} name={} db=0 resp=2 lib-name=\n",
+                conn.id,
+                conn.name.as_deref().unwrap_or("")
+            );
+            reply.bulk(line.as_bytes());
+        }
+        b"NO-EVICT" | b"NO-TOUCH" => reply.ok(),
+        _ => return Err(unknown_subcommand(args, "CLIENT")),
+    }
+    Ok(())
+}
+
+/// Client names may not contain spaces or newlines (CLIENT LIST is
+/// space-separated), as in Redis.
+fn client_name(name: &[u8]) -> CmdResult<String> {
+    let valid = name.iter().all(|&b| b.is_ascii_graphic());
+    match std::str::from_utf8(name) {
+        Ok(text) if valid => Ok(text.to_string()),
+        _ => Err(CmdError::Other(
+            "ERR Client names cannot contain spaces, newlines or special characters.".into(),
+        )),
+    }
+}
+
+/// Redis's reply for an unknown subcommand of a container command.
+pub fn unknown_subcommand(args: Args<'_>, command: &str) -> CmdError {
+    let sub = String::from_utf8_lossy(args.get(1).unwrap_or_default());
+    CmdError::Other(format!(
+        "ERR unknown subcommand '{sub}'. Try {command} HELP."
+    ))
+}
+
+/// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO name...`, `COMMAND DOCS`.
+pub fn command(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    if args.len() == 1 {
+        reply.array(COMMANDS.len());
+        COMMANDS.iter().for_each(|spec| command_info(spec, reply));
+        return Ok(());
+    }
+    let mut cursor = ArgCursor::new(args);
+    match cursor.next_keyword()?.as_bytes() {
+        b"COUNT" => reply.integer(COMMANDS.len() as i64),
+        b"INFO" => {
+            reply.array(cursor.remaining());
+            while cursor.remaining() > 0 {
+                match super::lookup(cursor.next_bytes()?) {
+                    Some(spec) => command_info(spec, reply),
+                    None => reply.null(),
+                }
+            }
+        }
+        // Documentation is optional for clients; redis-cli copes with none.
+        b"DOCS" => reply.array(0),
+        _ => return Err(unknown_subcommand(args, "COMMAND")),
+    }
+    Ok(())
+}
+
+/// One command's description in Redis 7's COMMAND INFO shape.
+fn command_info(spec: &super::CommandSpec, reply: &mut Reply<'_>) {
+    reply.array(10);
+    reply.bulk(spec.name.as_bytes());
+    reply.integer(i64::from(spec.arity));
+    reply.array(spec.flags.len());
+    spec.flags.iter().for_each(|flag| reply.simple(flag.as_bytes()));
+    reply.integer(i64::from(spec.first_key));
+    reply.integer(i64::from(spec.last_key));
+    reply.integer(i64::from(spec.step));
+    reply.array(0); // ACL categories
+    reply.array(0); // tips
+    reply.array(0); // key specifications
+    reply.array(0); // subcommands
+}
+
+/// `CONFIG GET pattern...` over the settings a client may ask about, and
+/// `CONFIG SET`/`RESETSTAT` refused or accepted honestly.
+pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    match cursor.next_keyword()?.as_bytes() {
+        b"GET" => {
+            if cursor.remaining() == 0 {
+                return Err(CmdError::WrongArity("config|get".into()));
+            }
+            let settings = config_settings(ctx);
+            let mut matches = Vec::new();
+            while cursor.remaining() > 0 {
+                let pattern = cursor.next_bytes()?;
+                for (name, value) in &settings {
+                    let new = !matches.iter().any(|(n, _): &(&str, String)| n == name);
+                    if new && glob_match(pattern, name.as_bytes()) {
+                        matches.push((*name, value.clone()));
+                    }
+                }
+            }
+            reply.array(matches.len() * 2);
+            for (name, value) in matches {
+                reply.bulk(name.as_bytes());
+                reply.bulk(value.as_bytes());
+            }
+        }
+        b"SET" => {
+            return Err(CmdError::Other(
+                "ERR CONFIG SET is not supported; change the configuration file and restart"
+                    .into(),
+            ));
+        }
+        b"RESETSTAT" => reply.ok(),
+        _ => return Err(unknown_subcommand(args, "CONFIG")),
+    }
+    Ok(())
+}
+
+fn config_settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
+    let config = &ctx.shared.config;
+    vec![
+        ("bind", config.bind.clone()),
+        ("port", config.service_port.to_string()),
+        ("cluster-port", config.bus_port().to_string()),
+        ("maxclients", config.maxclients.to_string()),
+        ("proto-max-bulk-len", config.max_bulk_len.to_string()),
+        ("databases", "1".into()),
+        ("cluster-enabled", "yes".into()),
+        // Keycafe keeps data in memory only.
+        ("save", String::new()),
+        ("appendonly", "no".into()),
+        ("maxmemory", "0".into()),
+    ]
+}
+
+/// Glob matching for CONFIG GET patterns: `*`, `?` and literal bytes,
+/// case-insensitive as Redis matches configuration names.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_match(rest, &text[skip..])),
+        Some((&p, rest)) => match text.split_first() {
+            Some((&t, text_rest)) if p == b'?' || p.eq_ignore_ascii_case(&t) => {
+                glob_match(rest, text_rest)
+            }
+            _ => false,
+        },
+    }
+}
+
+/// `INFO [section ...]`: server, clients, memory, stats, keyspace, cluster.
+pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let wanted: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
+    let include = |section: &str| all || wanted.iter().any(|w| w == section);
+
+    let shared = ctx.shared;
+    let stats = &shared.stats;
+    let store = shared.store.stats();
+    let mut text = String::new();
+    if include("server") {
+        let uptime = shared.started.elapsed().as_secs();
+        let _ = write!(
+            text,
+            "# Server\r\nkeycafe_version:{KEYCAFE_VERSION}\r\nredis_version:{REDIS_COMPAT_VERSION}\r\n\
+             redis_mode:cluster\r\nos:{}\r\narch_bits:{}\r\nprocess_id:{}\r\nrun_id:{}\r\n\
+             tcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n\r\n",
+            std::env::consts::OS,
+            usize::BITS,
+            std::process::id(),
+            shared.node_id,
+            shared.config.service_port,
+            uptime / 86_400,
+        );
+    }
+    if include("clients") {
+        let _ = write!(
+            text,
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            stats.connected_clients.load(Ordering::Relaxed),
+            shared.config.maxclients,
+        );
+    }
+    if include("memory") {
+        let rss = resident_memory_bytes().unwrap_or(0);
+        let _ = write!(
+            text,
+            "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
+             used_memory_rss_human:{}\r\nmaxmemory:0\r\n\r\n",
+            store.used_bytes,
+            human_bytes(store.used_bytes as u64),
+            human_bytes(rss),
+        );
+    }
+    if include("stats") {
+        let _ = write!(
+            text,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+             rejected_connections:{}\r\nexpired_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
+            stats.connections_received.load(Ordering::Relaxed),
+            stats.commands_processed.load(Ordering::Relaxed) + ctx.conn.commands,
+            stats.rejected_connections.load(Ordering::Relaxed),
+            store.expired_keys,
+            store.keyspace_hits,
+            store.keyspace_misses,
+        );
+    }
+    if include("cluster") {
+        text.push_str("# Cluster\r\ncluster_enabled:1\r\n\r\n");
+    }
+    if include("keyspace") {
+        text.push_str("# Keyspace\r\n");
+        if store.keys > 0 {
+            let _ = write!(text, "db0:keys={},expires={},avg_ttl=0\r\n", store.keys, store.volatile_keys);
+        }
+        text.push_str("\r\n");
+    }
+    reply.bulk(text.trim_end().as_bytes());
+    Ok(())
+}
+
+/// The process's resident set size, from /proc on Linux.
+fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_is_eq() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn glob() {
+        assert!(glob_match(b"*", b"save"));
+        assert!(glob_match(b"max*", b"maxclients"));
+        assert!(glob_match(b"SAVE", b"save"));
+        assert!(glob_match(b"s?ve", b"save"));
+        assert!(!glob_match(b"max", b"maxclients"));
+    }
+}

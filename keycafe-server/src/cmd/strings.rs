@@ -1,0 +1,431 @@
+//! String commands: GET, SET and its variants, the multi-key MGET/MSET/MSETNX,
+//! the counters (INCR, DECR, INCRBY, DECRBY), APPEND and STRLEN.
+//!
+//! Each command is parsed into a small struct first (all syntax errors are
+//! found before anything is touched, as in Redis), then applied to the store
+//! in one [`Store::entry`](crate::store::Store::entry) closure, so that a
+//! read-modify-write such as `SET key value NX GET` or INCR is atomic. Values
+//! are written into the reply from under the shard lock, never copied out.
+
+use keycafe_core::{Args, Reply};
+
+use super::parse::parse_int;
+use super::{ArgCursor, CmdError, CmdResult, Ctx};
+use crate::store::{Expiry, StoreError};
+
+impl From<StoreError> for CmdError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::TooLarge => CmdError::TooLarge,
+        }
+    }
+}
+
+/// The unit of an expire argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Seconds,
+    Millis,
+}
+
+/// An expire option (`EX 10`, `PXAT 1700000000000`, ...) as given: Redis
+/// reports syntax errors before it looks at the number, so the number is read
+/// only when the command is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ExpireArg<'a> {
+    raw: &'a [u8],
+    unit: Unit,
+    /// EXAT/PXAT: a Unix time rather than a duration.
+    absolute: bool,
+}
+
+impl<'a> ExpireArg<'a> {
+    /// Recognises `EX`, `PX`, `EXAT` and `PXAT`, taking the number after it.
+    fn from_keyword(keyword: &[u8], cursor: &mut ArgCursor<'a>) -> CmdResult<Option<Self>> {
+        let (unit, absolute) = match keyword {
+            b"EX" => (Unit::Seconds, false),
+            b"PX" => (Unit::Millis, false),
+            b"EXAT" => (Unit::Seconds, true),
+            b"PXAT" => (Unit::Millis, true),
+            _ => return Ok(None),
+        };
+        Ok(Some(ExpireArg { raw: cursor.next_bytes()?, unit, absolute }))
+    }
+
+    /// The deadline in ms since the Unix epoch, with Redis's checks: the
+    /// number must be positive, and neither the unit conversion nor adding
+    /// `now` may overflow. `command` names the command in the error.
+    fn deadline(&self, now: u64, command: &str) -> CmdResult<u64> {
+        let invalid = || CmdError::InvalidExpireTime(command.to_string());
+        let n = parse_int(self.raw)?;
+        if n <= 0 {
+            return Err(invalid());
+        }
+        let ms = match self.unit {
+            Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,
+            Unit::Millis => n,
+        };
+        let ms = ms as u64; // positive, checked above
+        let deadline = if self.absolute { ms } else { now.checked_add(ms).ok_or_else(invalid)? };
+        if deadline > i64::MAX as u64 {
+            return Err(invalid());
+        }
+        Ok(deadline)
+    }
+}
+
+/// The first argument after the command name: the key of one-key commands.
+fn only_key(args: Args<'_>) -> CmdResult<&[u8]> {
+    let mut cursor = ArgCursor::new(args);
+    let key = cursor.next_bytes()?;
+    cursor.finish()?;
+    Ok(key)
+}
+
+/// GET key
+pub fn get(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let key = only_key(args)?;
+    ctx.store().get_with(key, ctx.now_ms(), |value| reply.optional_bulk(value));
+    Ok(())
+}
+
+/// When SET may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    Always,
+    /// NX
+    IfAbsent,
+    /// XX
+    IfPresent,
+}
+
+/// What SET does with the key's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetTtl<'a> {
+    /// No option: a plain SET makes the key persistent.
+    Clear,
+    /// KEEPTTL
+    Keep,
+    Expire(ExpireArg<'a>),
+}
+
+/// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT ts | PXAT ts | KEEPTTL]
+#[derive(Debug, PartialEq, Eq)]
+struct Set<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    condition: Condition,
+    /// GET: reply with the old value instead of OK.
+    get: bool,
+    ttl: SetTtl<'a>,
+}
+
+impl<'a> Set<'a> {
+    fn parse(args: Args<'a>) -> CmdResult<Set<'a>> {
+        let mut cursor = ArgCursor::new(args);
+        let mut set = Set {
+            key: cursor.next_bytes()?,
+            value: cursor.next_bytes()?,
+            condition: Condition::Always,
+            get: false,
+            ttl: SetTtl::Clear,
+        };
+        // Repeating an option is allowed, contradicting one is not.
+        while cursor.remaining() > 0 {
+            let keyword = cursor.next_keyword()?;
+            match (keyword.as_bytes(), set.condition, set.ttl) {
+                (b"NX", Condition::Always | Condition::IfAbsent, _) => set.condition = Condition::IfAbsent,
+                (b"XX", Condition::Always | Condition::IfPresent, _) => set.condition = Condition::IfPresent,
+                (b"GET", _, _) => set.get = true,
+                (b"KEEPTTL", _, SetTtl::Clear | SetTtl::Keep) => set.ttl = SetTtl::Keep,
+                (word, _, SetTtl::Clear) => match ExpireArg::from_keyword(word, &mut cursor)? {
+                    Some(expire) => set.ttl = SetTtl::Expire(expire),
+                    None => return Err(CmdError::Syntax),
+                },
+                _ => return Err(CmdError::Syntax),
+            }
+        }
+        Ok(set)
+    }
+
+    fn apply(self, ctx: &mut Ctx<'_>, reply: &mut Reply<'_>) -> CmdResult {
+        let now = ctx.now_ms();
+        let expiry = match self.ttl {
+            SetTtl::Clear => Expiry::Persist,
+            SetTtl::Keep => Expiry::Keep,
+            SetTtl::Expire(expire) => Expiry::At(expire.deadline(now, "set")?),
+        };
+        ctx.store().entry(self.key, now, |entry| {
+            let allowed = match self.condition {
+                Condition::Always => true,
+                Condition::IfAbsent => !entry.exists(),
+                Condition::IfPresent => entry.exists(),
+            };
+            if self.get {
+                // The old value, whether or not the write happens.
+                reply.optional_bulk(entry.value());
+            }
+            if allowed {
+                entry.set(self.value, expiry)?;
+            }
+            if !self.get {
+                if allowed { reply.ok() } else { reply.null() }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// SET key value [options]
+pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    Set::parse(args)?.apply(ctx, reply)
+}
+
+/// SETNX key value: 1 if the key was set, 0 if it existed.
+pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let (key, value) = (cursor.next_bytes()?, cursor.next_bytes()?);
+    cursor.finish()?;
+    let created = ctx.store().entry(key, ctx.now_ms(), |entry| -> CmdResult<bool> {
+        if entry.exists() {
+            return Ok(false);
+        }
+        entry.set(value, Expiry::Persist)?;
+        Ok(true)
+    })?;
+    reply.integer(i64::from(created));
+    Ok(())
+}
+
+/// SETEX and PSETEX: a SET with a mandatory relative expire.
+fn set_with_expire(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>, unit: Unit, command: &str) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let key = cursor.next_bytes()?;
+    let expire = ExpireArg { raw: cursor.next_bytes()?, unit, absolute: false };
+    let value = cursor.next_bytes()?;
+    cursor.finish()?;
+    let now = ctx.now_ms();
+    let deadline = expire.deadline(now, command)?;
+    ctx.store().set(key, value, now, Expiry::At(deadline))?;
+    reply.ok();
+    Ok(())
+}
+
+/// SETEX key seconds value
+pub fn setex(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    set_with_expire(ctx, args, reply, Unit::Seconds, "setex")
+}
+
+/// PSETEX key milliseconds value
+pub fn psetex(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    set_with_expire(ctx, args, reply, Unit::Millis, "psetex")
+}
+
+/// GETDEL key: the value, and the key is gone.
+pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let key = only_key(args)?;
+    ctx.store().read(key, ctx.now_ms(), |entry| {
+        reply.optional_bulk(entry.value());
+        entry.remove();
+    });
+    Ok(())
+}
+
+/// What GETEX does to the key's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GetExTtl<'a> {
+    Unchanged,
+    Persist,
+    Expire(ExpireArg<'a>),
+}
+
+/// GETEX key [EX s | PX ms | EXAT ts | PXAT ts | PERSIST]
+#[derive(Debug, PartialEq, Eq)]
+struct GetEx<'a> {
+    key: &'a [u8],
+    ttl: GetExTtl<'a>,
+}
+
+impl<'a> GetEx<'a> {
+    fn parse(args: Args<'a>) -> CmdResult<GetEx<'a>> {
+        let mut cursor = ArgCursor::new(args);
+        let key = cursor.next_bytes()?;
+        let mut ttl = GetExTtl::Unchanged;
+        while cursor.remaining() > 0 {
+            let keyword = cursor.next_keyword()?;
+            ttl = match (keyword.as_bytes(), ttl) {
+                (b"PERSIST", GetExTtl::Unchanged | GetExTtl::Persist) => GetExTtl::Persist,
+                (word, GetExTtl::Unchanged) => match ExpireArg::from_keyword(word, &mut cursor)? {
+                    Some(expire) => GetExTtl::Expire(expire),
+                    None => return Err(CmdError::Syntax),
+                },
+                _ => return Err(CmdError::Syntax),
+            };
+        }
+        Ok(GetEx { key, ttl })
+    }
+
+    fn apply(self, ctx: &mut Ctx<'_>, reply: &mut Reply<'_>) -> CmdResult {
+        ctx.store().read(self.key, ctx.now_ms(), |entry| {
+            // As in Redis, a missing key answers nil before the expire
+            // argument is even looked at.
+            if !entry.exists() {
+                reply.null();
+                return Ok(());
+            }
+            let deadline = match self.ttl {
+                GetExTtl::Unchanged => {
+                    reply.optional_bulk(entry.value());
+                    return Ok(());
+                }
+                GetExTtl::Persist => None,
+                GetExTtl::Expire(expire) => Some(expire.deadline(entry.now(), "getex")?),
+            };
+            reply.optional_bulk(entry.value());
+            // A deadline already past deletes the key.
+            entry.set_deadline(deadline);
+            Ok(())
+        })
+    }
+}
+
+/// GETEX key [options]
+pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    GetEx::parse(args)?.apply(ctx, reply)
+}
+
+/// MGET key [key ...]: one value or nil per key. Keys are read one by one,
+/// each under its own shard's lock, as a cluster would (where they must share
+/// a slot anyway).
+pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let keys = args.skip(1);
+    let now = ctx.now_ms();
+    reply.array(keys.len());
+    for key in keys.iter() {
+        ctx.store().get_with(key, now, |value| reply.optional_bulk(value));
+    }
+    Ok(())
+}
+
+/// The key/value pairs of MSET and MSETNX, as a view of the arguments.
+#[derive(Debug, Clone, Copy)]
+struct Pairs<'a> {
+    args: Args<'a>,
+}
+
+impl<'a> Pairs<'a> {
+    fn parse(args: Args<'a>, command: &str) -> CmdResult<Pairs<'a>> {
+        let rest = args.skip(1);
+        if rest.is_empty() || rest.len() % 2 != 0 {
+            return Err(CmdError::WrongArity(command.to_string()));
+        }
+        Ok(Pairs { args: rest })
+    }
+
+    fn iter(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
+        let args = self.args;
+        (0..args.len() / 2).map(move |i| {
+            (args.get(2 * i).unwrap_or_default(), args.get(2 * i + 1).unwrap_or_default())
+        })
+    }
+}
+
+/// MSET key value [key value ...]: sets all, atomically.
+pub fn mset(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let pairs = Pairs::parse(args, "mset")?;
+    ctx.store().set_many(pairs.iter(), ctx.now_ms(), false)?;
+    reply.ok();
+    Ok(())
+}
+
+/// MSETNX key value [key value ...]: sets all if none exists (1), else none (0).
+pub fn msetnx(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let pairs = Pairs::parse(args, "msetnx")?;
+    let set = ctx.store().set_many(pairs.iter(), ctx.now_ms(), true)?;
+    reply.integer(i64::from(set));
+    Ok(())
+}
+
+/// Adds `delta` to the integer stored at `key` (0 if absent), keeping its
+/// time to live, and replies with the result.
+fn increment(ctx: &mut Ctx<'_>, key: &[u8], delta: i64, reply: &mut Reply<'_>) -> CmdResult {
+    let result = ctx.store().entry(key, ctx.now_ms(), |entry| -> CmdResult<i64> {
+        let current = entry.value().map_or(Ok(0), parse_int)?;
+        let next = current.checked_add(delta).ok_or(CmdError::Overflow)?;
+        let mut digits = [0u8; 20];
+        entry.set(format_i64(next, &mut digits), Expiry::Keep)?;
+        Ok(next)
+    })?;
+    reply.integer(result);
+    Ok(())
+}
+
+/// `n` in decimal, written into `buf` (20 bytes hold any i64).
+fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut rest = n.unsigned_abs();
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        start -= 1;
+        buf[start] = b'-';
+    }
+    &buf[start..]
+}
+
+/// The key and integer argument of INCRBY and DECRBY.
+fn key_and_int(args: Args<'_>) -> CmdResult<(&[u8], i64)> {
+    let mut cursor = ArgCursor::new(args);
+    let key = cursor.next_bytes()?;
+    let n = cursor.next_int()?;
+    cursor.finish()?;
+    Ok((key, n))
+}
+
+/// INCR key
+pub fn incr(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    increment(ctx, only_key(args)?, 1, reply)
+}
+
+/// DECR key
+pub fn decr(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    increment(ctx, only_key(args)?, -1, reply)
+}
+
+/// INCRBY key increment
+pub fn incrby(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let (key, delta) = key_and_int(args)?;
+    increment(ctx, key, delta, reply)
+}
+
+/// DECRBY key decrement
+pub fn decrby(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let (key, delta) = key_and_int(args)?;
+    // -i64::MIN does not exist; Redis has a message of its own for it.
+    let delta = delta.checked_neg().ok_or_else(|| CmdError::Other("ERR decrement would overflow".into()))?;
+    increment(ctx, key, delta, reply)
+}
+
+/// APPEND key value: the new length.
+pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let (key, data) = (cursor.next_bytes()?, cursor.next_bytes()?);
+    cursor.finish()?;
+    let len = ctx.store().entry(key, ctx.now_ms(), |entry| entry.append(data))?;
+    reply.integer(i64::try_from(len).unwrap_or(i64::MAX));
+    Ok(())
+}
+
+/// STRLEN key: the value's length, 0 if absent.
+pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let key = only_key(args)?;
+    let len = ctx.store().read(key, ctx.now_ms(), |entry| entry.value().map_or(0, <[u8]>::len));
+    reply.integer(i64::try_from(len).unwrap_or(i64::MAX));
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Node configuration: defaults, the optional YAML file, and flags on top.
+//!
+//! Precedence is flags > file > defaults, so `run-server.sh config.yaml
+//! --port 7000` does what it says. Unknown keys in the file are errors: a
+//! misspelt `requirepass` must not silently leave a node open.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use keycafe_core::Limits;
+use serde::Deserialize;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. 127.0.0.1 unless you mean to expose the node.
+    pub bind: String,
+    /// Client port, serving both the native protocol and RESP2.
+    pub service_port: u16,
+    /// Cluster bus port; `service_port + 10000` when absent.
+    pub cluster_port: Option<u16>,
+    /// When set, clients must AUTH with this password before anything else.
+    pub requirepass: Option<String>,
+    /// Most simultaneous client connections; one more gets an error and is closed.
+    pub maxclients: usize,
+    /// Largest key or value, in bytes.
+    pub max_bulk_len: usize,
+    /// Most arguments in one request.
+    pub max_args: usize,
+    /// Longest inline command line, in bytes.
+    pub max_inline_len: usize,
+    /// Default log filter when RUST_LOG is not set (`info`, `debug`, ...).
+    pub log_level: String,
+    /// How often active expiry runs, in milliseconds.
+    pub expiry_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1".to_string(),
+            service_port: 9814,
+            cluster_port: None,
+            requirepass: None,
+            maxclients: 10_000,
+            max_bulk_len: Limits::DEFAULT.max_bulk_len,
+            max_args: Limits::DEFAULT.max_args,
+            max_inline_len: Limits::DEFAULT.max_inline_len,
+            log_level: "info".to_string(),
+            expiry_interval_ms: 100,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a YAML configuration file; keys it leaves out keep their defaults.
+    pub fn from_yaml_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Config::from_yaml_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Parses YAML text. An empty document means all defaults.
+    pub fn from_yaml_str(text: &str) -> anyhow::Result<Config> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config = serde_yaml_ng::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects settings that cannot work, with a message that says why.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.maxclients > 0, "maxclients must be at least 1");
+        anyhow::ensure!(self.max_args >= 1, "max_args must be at least 1");
+        anyhow::ensure!(self.expiry_interval_ms > 0, "expiry_interval_ms must be at least 1");
+        anyhow::ensure!(
+            self.requirepass.as_deref() != Some(""),
+            "requirepass must not be empty (leave it out to disable AUTH)"
+        );
+        self.client_addr()?;
+        Ok(())
+    }
+
+    /// The address clients connect to.
+    pub fn client_addr(&self) -> anyhow::Result<SocketAddr> {
+        let addr = format!("{}:{}", self.bind, self.service_port);
+        addr.parse().with_context(|| format!("invalid bind address {addr:?}"))
+    }
+
+    /// The cluster bus port (client port + 10000 unless configured).
+    pub fn bus_port(&self) -> u16 {
+        self.cluster_port.unwrap_or_else(|| self.service_port.wrapping_add(10_000))
+    }
+
+    /// Decoder limits derived from this configuration.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bulk_len: self.max_bulk_len,
+            max_args: self.max_args,
+            max_inline_len: self.max_inline_len,
+            ..Limits::DEFAULT
+        }
+    }
+}
+
+/// Command-line flags; each one given overrides the file.
+#[derive(Debug, Default, clap::Parser)]
+#[command(name = "keycafe-server", version, about = "A Keycafe node")]
+pub struct Flags {
+    /// YAML configuration file (optional).
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Client port.
+    #[arg(long, short = 'p')]
+    pub port: Option<u16>,
+    /// Cluster bus port.
+    #[arg(long)]
+    pub cluster_port: Option<u16>,
+    /// Password clients must AUTH with.
+    #[arg(long)]
+    pub requirepass: Option<String>,
+    /// Maximum simultaneous clients.
+    #[arg(long)]
+    pub maxclients: Option<usize>,
+    /// Default log filter (RUST_LOG wins when set).
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+impl Flags {
+    /// The file (if any) with these flags applied on top.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_yaml_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(bind) = self.bind {
+            config.bind = bind;
+        }
+        if let Some(port) = self.port {
+            config.service_port = port;
+        }
+        if self.cluster_port.is_some() {
+            config.cluster_port = self.cluster_port;
+        }
+        if self.requirepass.is_some() {
+            config.requirepass = self.requirepass;
+        }
+        if let Some(maxclients) = self.maxclients {
+            config.maxclients = maxclients;
+        }
+        if let Some(level) = self.log_level {
+            config.log_level = level;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_style_file() {
+        let config = Config::from_yaml_str("service_port: 9815\ncluster_port: 19815\n").unwrap();
+        assert_eq!(config.service_port, 9815);
+        assert_eq!(config.bus_port(), 19815);
+        assert_eq!(config.bind, "127.0.0.1");
+    }
+
+    #[test]
+    fn bus_port_defaults_to_client_port_plus_10000() {
+        assert_eq!(Config::default().bus_port(), 19814);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(Config::from_yaml_str("requirepas: x\n").is_err());
+        assert!(Config::from_yaml_str("service_port: 70000\n").is_err());
+        assert!(Config::from_yaml_str("maxclients: 0\n").is_err());
+        assert!(Config::from_yaml_str("bind: not an address\n").is_err());
+        assert!(Config::from_yaml_str("").is_ok());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.yaml");
+        std::fs::write(&path, "service_port: 9815\nrequirepass: secret\n").unwrap();
+        let flags = Flags { config: Some(path), port: Some(7000), ..Flags::default() };
+        let config = flags.into_config().unwrap();
+        assert_eq!(config.service_port, 7000);
+        assert_eq!(config.requirepass.as_deref(), Some("secret"));
+    }
+}

@@ -1,0 +1,244 @@
+//! One client connection: read requests, run them, write the replies.
+//!
+//! The loop is the node's hot path. Each turn it reads whatever the socket has
+//! into one buffer, runs *every* complete request in it (so a pipelining
+//! client gets its whole batch served from one read), encodes all replies into
+//! one output buffer, and writes that buffer with one call. Requests are never
+//! copied out of the read buffer: the parser hands commands borrowed argument
+//! slices, and only what goes into the store is copied.
+//!
+//! The first byte a client sends picks the protocol for the connection's whole
+//! life: 0xCA opens a native hello, anything else is RESP2.
+//!
+//! A protocol violation is answered with an error reply and the connection is
+//! closed, because the stream can no longer be framed; other clients are not
+//! affected.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Buf, BytesMut};
+use keycafe_core::{Frame, Protocol, Reply, RequestParser, native};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tracing::debug;
+
+use crate::cmd::{self, Ctx};
+use crate::state::Shared;
+
+/// Read in chunks of at least this size.
+const READ_CHUNK: usize = 16 * 1024;
+/// Write out replies mid-batch once this much is pending, so that a pipeline
+/// of large GETs does not build one huge buffer.
+const FLUSH_AT: usize = 1024 * 1024;
+
+/// Per-connection state visible to commands.
+#[derive(Debug, Clone)]
+pub struct ConnState {
+    pub id: u64,
+    pub protocol: Protocol,
+    pub authenticated: bool,
+    pub name: Option<String>,
+    /// Set by QUIT: close once the pending replies are written.
+    pub quit: bool,
+    /// Set by ASKING: the next command may touch a slot being imported.
+    pub asking: bool,
+    /// Set by READONLY: reads may be served by a replica.
+    pub readonly: bool,
+    /// Commands run since the count was last added to the node's stats.
+    pub commands: u64,
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        ConnState {
+            id: 0,
+            protocol: Protocol::Resp2,
+            authenticated: true,
+            name: None,
+            quit: false,
+            asking: false,
+            readonly: false,
+            commands: 0,
+        }
+    }
+}
+
+/// A client connection: the socket, its buffers, its parser and its state.
+pub struct Connection {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    input: BytesMut,
+    output: BytesMut,
+    parser: RequestParser,
+    state: ConnState,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, shared: Arc<Shared>) -> Connection {
+        let state = ConnState {
+            id: shared.next_client_id(),
+            authenticated: shared.config.requirepass.is_none(),
+            ..ConnState::default()
+        };
+        Connection {
+            stream,
+            parser: RequestParser::new(shared.config.limits()),
+            shared,
+            input: BytesMut::with_capacity(READ_CHUNK),
+            output: BytesMut::with_capacity(READ_CHUNK),
+            state,
+        }
+    }
+
+    /// Serves the client until it disconnects, sends QUIT, breaks the
+    /// protocol, or the node shuts down.
+    pub async fn run(mut self, mut shutdown: broadcast::Receiver<()>) -> io::Result<()> {
+        tokio::select! {
+            result = self.serve() => result,
+            _ = shutdown.recv() => Ok(()),
+        }
+    }
+
+    async fn serve(&mut self) -> io::Result<()> {
+        if !self.read_more().await? {
+            return Ok(());
+        }
+        self.state.protocol = Protocol::detect(self.input[0]);
+        if self.state.protocol == Protocol::Native && !self.native_hello().await? {
+            return Ok(());
+        }
+        if self.over_client_limit() {
+            self.write_error("ERR max number of clients reached").await?;
+            return Ok(());
+        }
+        loop {
+            let more = self.run_pending_requests();
+            self.add_command_stats();
+            if !self.output.is_empty() {
+                self.stream.write_all(&self.output).await?;
+                self.output.clear();
+            }
+            match more {
+                Batch::Done if self.state.quit => return Ok(()),
+                Batch::Done => {
+                    if !self.read_more().await? {
+                        return Ok(());
+                    }
+                }
+                Batch::OutputFull => {}
+                Batch::ProtocolError(text) => {
+                    debug!(client = self.state.id, %text, "closing after protocol error");
+                    self.write_error(&text).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Runs every complete request in the input buffer, appending replies to
+    /// the output buffer.
+    fn run_pending_requests(&mut self) -> Batch {
+        let protocol = self.state.protocol;
+        let mut used = 0;
+        let outcome = loop {
+            if self.state.quit {
+                break Batch::Done;
+            }
+            if self.output.len() >= FLUSH_AT {
+                break Batch::OutputFull;
+            }
+            let (args, len) = match self.parser.parse(protocol, &self.input[used..]) {
+                Ok(Some(request)) => request,
+                Ok(None) => break Batch::Done,
+                Err(err) => break Batch::ProtocolError(err.reply_text()),
+            };
+            used += len;
+            if args.is_empty() {
+                continue;
+            }
+            let mut ctx = Ctx { shared: &self.shared, conn: &mut self.state };
+            let mut reply = Reply::start(protocol, &mut self.output);
+            cmd::execute(&mut ctx, args, &mut reply);
+            reply.finish();
+            self.state.commands += 1;
+        };
+        self.input.advance(used);
+        outcome
+    }
+
+    /// Reads more bytes from the client. Returns false on a clean close.
+    async fn read_more(&mut self) -> io::Result<bool> {
+        if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
+            self.input.reserve(READ_CHUNK);
+        }
+        Ok(self.stream.read_buf(&mut self.input).await? > 0)
+    }
+
+    /// Completes the native hello. Returns false if the client went away or
+    /// asked for a version this node does not speak.
+    async fn native_hello(&mut self) -> io::Result<bool> {
+        loop {
+            match native::decode_hello(&self.input) {
+                Ok(Some(native::VERSION)) => break,
+                Ok(Some(version)) => {
+                    let text = format!(
+                        "ERR unsupported protocol version {version}; this node speaks {}",
+                        native::VERSION
+                    );
+                    self.write_error(&text).await?;
+                    return Ok(false);
+                }
+                Ok(None) => {
+                    if !self.read_more().await? {
+                        return Ok(false);
+                    }
+                }
+                Err(err) => {
+                    self.write_error(&err.reply_text()).await?;
+                    return Ok(false);
+                }
+            }
+        }
+        self.input.advance(native::HELLO_LEN);
+        native::encode_hello(native::VERSION, &mut self.output);
+        Ok(true)
+    }
+
+    fn over_client_limit(&self) -> bool {
+        let limit = self.shared.config.maxclients;
+        if self.shared.stats.connected_clients.load(Ordering::Relaxed) > limit {
+            self.shared.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    fn add_command_stats(&mut self) {
+        if self.state.commands > 0 {
+            let stats = &self.shared.stats;
+            stats.commands_processed.fetch_add(self.state.commands, Ordering::Relaxed);
+            self.state.commands = 0;
+        }
+    }
+
+    /// Writes pending replies and then one error.
+    async fn write_error(&mut self, text: &str) -> io::Result<()> {
+        self.state.protocol.encode_frame(&Frame::error(text.to_string()), &mut self.output);
+        self.stream.write_all(&self.output).await?;
+        self.output.clear();
+        self.stream.shutdown().await
+    }
+}
+
+/// How a batch of requests ended.
+enum Batch {
+    /// Every complete request was run; read more.
+    Done,
+    /// The output buffer is full: write it, then keep running requests.
+    OutputFull,
+    /// The client broke the protocol: send this error and close.
+    ProtocolError(String),
+}

@@ -1,0 +1,51 @@
+//! State shared by every connection of a node.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// The node's shared state: configuration, data and counters. One `Arc` of it
+/// is handed to every connection task.
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    /// This node's id: 40 random hex characters, as in Redis Cluster.
+    pub node_id: String,
+    pub started: Instant,
+    pub stats: Stats,
+}
+
+/// Server-wide counters reported by INFO. Connections add their command
+/// counts once per batch, not once per command, to keep the hot path free of
+/// shared writes.
+#[derive(Default)]
+pub struct Stats {
+    pub connected_clients: AtomicUsize,
+    pub connections_received: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub commands_processed: AtomicU64,
+    pub next_client_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        Shared {
+            config,
+            store: Store::new(),
+            node_id: random_node_id(),
+            started: Instant::now(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn next_client_id(&self) -> u64 {
+        self.stats.next_client_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+fn random_node_id() -> String {
+    let bytes: [u8; 20] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

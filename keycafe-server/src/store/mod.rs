@@ -1,0 +1,342 @@
+//! The in-memory keyspace: sharded, organised by slot, with expiry.
+//!
+//! # Shards and slots
+//!
+//! Every command runs on some connection task, and many run at once, so the
+//! keyspace is split into [`Store::DEFAULT_SHARDS`] shards, each behind its
+//! own `std::sync::Mutex`. Two commands only contend when their keys fall in
+//! the same shard, and critical sections are a hash lookup and a copy, never
+//! an `.await`, so a plain mutex beats anything cleverer. Shards are padded to
+//! a cache line pair so that neighbouring locks do not share one.
+//!
+//! A key's shard is derived from its cluster slot (`slot % shards`), and
+//! inside a shard every slot has its own hash table. The slot is the unit a
+//! cluster counts, lists and migrates, so those operations
+//! ([`Store::count_keys_in_slot`], [`Store::keys_in_slot`]) touch one small
+//! table instead of scanning the keyspace. The cost is 16384 table headers
+//! (32 bytes each), allocated lazily by the tables themselves.
+//!
+//! # Memory
+//!
+//! With 16-byte keys and 32-byte values, per-key overhead decides the memory
+//! footprint. A table bucket is a single 8-byte pointer (plus hashbrown's one
+//! control byte) to one allocation holding header, key, value and, only when
+//! there is one, the deadline (see [`entry`]). A million such keys cost about
+//! 64 bytes of allocation plus ~20 bytes of table each, below Redis's figure
+//! for the same data. Keys and values are copied in from the request buffer,
+//! so nothing in the store pins a network buffer.
+//!
+//! Hashes are foldhash's, seeded randomly per process so that a client cannot
+//! choose keys that collide. A command hashes its key once, before taking the
+//! lock; tables rehash from the stored key when they grow.
+//!
+//! # Expiry
+//!
+//! Deadlines are absolute, in milliseconds since the Unix epoch ([`now_ms`]);
+//! every operation takes `now` as an argument, which keeps one command's view
+//! of time consistent and lets tests use any clock they like. A key is alive
+//! up to and including its deadline millisecond, as in Redis. Expiry is:
+//!
+//! - **lazy**: a lookup that finds a key past its deadline removes it and
+//!   reports it absent, so an expired key is invisible at once to every
+//!   command;
+//! - **active**: [`Store::expire_cycle`], called by the server every ~100 ms,
+//!   reclaims keys nobody touches, from a per-shard deadline queue (see
+//!   [`expiry`]) so that its cost follows the number of keys that are due,
+//!   not the size of the keyspace.
+//!
+//! # Using it from a command
+//!
+//! A command either reads a value in place ([`Store::get_with`], which lets
+//! GET write the reply from under the lock without allocating) or works on a
+//! [`KeyEntry`] inside a closure ([`Store::entry`], [`Store::read`]), which
+//! makes read-modify-write commands atomic. MSET and MSETNX lock every shard
+//! they need, in ascending order, through [`Store::set_many`].
+
+mod entry;
+mod expiry;
+mod key_entry;
+mod shard;
+#[cfg(test)]
+mod tests;
+
+use std::hash::BuildHasher;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use foldhash::fast::RandomState;
+use keycafe_core::{SLOT_COUNT, Slot, key_slot};
+
+pub use key_entry::{Expiry, KeyEntry, Ttl};
+use shard::{Location, Shard};
+
+/// The longest key or value the store accepts: Redis's 512 MiB.
+pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
+
+/// Due deadlines one shard handles per [`Store::expire_cycle`]: enough to
+/// keep up with ~300k expirations per second at 64 shards and 10 cycles per
+/// second, small enough to hold a shard's lock for well under a millisecond.
+const EXPIRE_BUDGET_PER_SHARD: usize = 512;
+
+/// Why a write was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The key or the resulting value would exceed [`MAX_STRING_LEN`].
+    #[error("string exceeds maximum allowed size")]
+    TooLarge,
+}
+
+/// Store-wide figures for INFO.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Keys held, including expired ones not yet reclaimed.
+    pub keys: usize,
+    /// Keys that have a deadline.
+    pub volatile_keys: usize,
+    /// Keys removed because their deadline passed, since start.
+    pub expired_keys: u64,
+    /// Reads that found their key.
+    pub keyspace_hits: u64,
+    /// Reads that did not.
+    pub keyspace_misses: u64,
+    /// Bytes allocated for entries, tables and expiry queues (not counting
+    /// the allocator's own overhead).
+    pub used_bytes: usize,
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The shard `shard` among the guards a multi-key write holds.
+fn locked<'g>(guards: &'g mut [Option<MutexGuard<'_, Shard>>], shard: usize) -> &'g mut Shard {
+    guards[shard].as_deref_mut().expect("every shard of the batch was locked")
+}
+
+/// A shard on its own pair of cache lines (adjacent-line prefetch pulls in two).
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+/// The keyspace of one node. See the [module documentation](self).
+pub struct Store {
+    shards: Box<[Padded]>,
+    /// `shards.len() - 1`; the shard count is a power of two.
+    shard_mask: usize,
+    /// `log2(shards.len())`: a slot's table index is `slot >> shard_shift`.
+    shard_shift: u32,
+    hasher: RandomState,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    /// Shards a store has unless told otherwise: enough that connection
+    /// tasks on a many-core machine rarely meet on a lock.
+    pub const DEFAULT_SHARDS: usize = 64;
+
+    /// An empty store with [`Store::DEFAULT_SHARDS`] shards.
+    pub fn new() -> Store {
+        Store::with_shards(Self::DEFAULT_SHARDS)
+    }
+
+    /// An empty store with `shards` shards, rounded up to a power of two
+    /// between 1 and 16384 so that shards divide the slots evenly.
+    pub fn with_shards(shards: usize) -> Store {
+        let count = shards.clamp(1, usize::from(SLOT_COUNT)).next_power_of_two();
+        let hasher = RandomState::default();
+        let tables_per_shard = usize::from(SLOT_COUNT) / count;
+        Store {
+            shards: (0..count)
+                .map(|_| Padded(Mutex::new(Shard::new(tables_per_shard, hasher.clone()))))
+                .collect(),
+            shard_mask: count - 1,
+            shard_shift: count.trailing_zeros(),
+            hasher,
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Calls `f` with the value of `key` (or `None`), while the shard is
+    /// locked, so the caller can copy it straight into a reply. Counts a
+    /// keyspace hit or miss.
+    pub fn get_with<R>(&self, key: &[u8], now: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        let at = self.locate(key);
+        let mut shard = self.lock(at.shard);
+        match shard.find(at.table, at.hash, key, now) {
+            Some(bucket) => {
+                shard.counters.hits += 1;
+                f(Some(shard.entry(at.table, bucket).value()))
+            }
+            None => {
+                shard.counters.misses += 1;
+                f(None)
+            }
+        }
+    }
+
+    /// Runs `f` on `key`'s entry under the shard lock: the way to write, and
+    /// to read-modify-write atomically.
+    pub fn entry<R>(&self, key: &[u8], now: u64, f: impl FnOnce(&mut KeyEntry<'_>) -> R) -> R {
+        let at = self.locate(key);
+        let mut shard = self.lock(at.shard);
+        f(&mut KeyEntry::new(&mut shard, key, at, now))
+    }
+
+    /// Like [`Store::entry`], and counts a keyspace hit or miss: for commands
+    /// that read the key (GETDEL, GETEX, STRLEN, TTL, ...).
+    pub fn read<R>(&self, key: &[u8], now: u64, f: impl FnOnce(&mut KeyEntry<'_>) -> R) -> R {
+        self.entry(key, now, |entry| {
+            entry.record_lookup();
+            f(entry)
+        })
+    }
+
+    /// Stores `value` under `key` with an optional deadline (SET's plain case).
+    pub fn set(&self, key: &[u8], value: &[u8], now: u64, expiry: Expiry) -> Result<(), StoreError> {
+        self.entry(key, now, |entry| entry.set(value, expiry))
+    }
+
+    /// Deletes `key`; returns whether it was present (and alive).
+    pub fn remove(&self, key: &[u8], now: u64) -> bool {
+        self.entry(key, now, |entry| entry.remove())
+    }
+
+    /// Sets every `(key, value)` pair atomically, without deadlines (MSET). If
+    /// `only_if_all_absent`, sets nothing and returns false as soon as one key
+    /// exists (MSETNX). With repeated keys, the last value wins.
+    pub fn set_many<'k, I>(&self, pairs: I, now: u64, only_if_all_absent: bool) -> Result<bool, StoreError>
+    where
+        I: Iterator<Item = (&'k [u8], &'k [u8])> + Clone,
+    {
+        let mut wanted = vec![false; self.shards.len()];
+        for (key, value) in pairs.clone() {
+            if key.len() > MAX_STRING_LEN || value.len() > MAX_STRING_LEN {
+                return Err(StoreError::TooLarge);
+            }
+            wanted[self.locate(key).shard] = true;
+        }
+        // Always in ascending shard order, so two multi-shard writers can
+        // never each hold a lock the other waits for.
+        let mut guards: Vec<Option<MutexGuard<'_, Shard>>> =
+            wanted.iter().enumerate().map(|(i, &w)| w.then(|| self.lock(i))).collect();
+        if only_if_all_absent {
+            for (key, _) in pairs.clone() {
+                let at = self.locate(key);
+                if locked(&mut guards, at.shard).find(at.table, at.hash, key, now).is_some() {
+                    return Ok(false);
+                }
+            }
+        }
+        for (key, value) in pairs {
+            let at = self.locate(key);
+            KeyEntry::new(locked(&mut guards, at.shard), key, at, now).set(value, Expiry::Persist)?;
+        }
+        Ok(true)
+    }
+
+    /// The number of keys alive at `now` (DBSIZE). Reclaims every expired key
+    /// first, which is what makes the count exact.
+    pub fn len(&self, now: u64) -> usize {
+        (0..self.shards.len())
+            .map(|i| {
+                let mut shard = self.lock(i);
+                shard.expire_due(now, usize::MAX);
+                shard.counters.keys
+            })
+            .sum()
+    }
+
+    /// True if no key is alive at `now`.
+    pub fn is_empty(&self, now: u64) -> bool {
+        self.len(now) == 0
+    }
+
+    /// Deletes every key (FLUSHALL). Each shard is swapped for empty tables
+    /// under its lock and the old ones are freed after it is released, so
+    /// other commands wait for a pointer swap, not for a million `free`s.
+    pub fn flush_all(&self) {
+        for i in 0..self.shards.len() {
+            let old = self.lock(i).take_all();
+            drop(old);
+        }
+    }
+
+    /// The number of keys alive now in `slot` (CLUSTER COUNTKEYSINSLOT).
+    pub fn count_keys_in_slot(&self, slot: Slot) -> usize {
+        let (shard, table) = self.slot_location(slot);
+        let mut shard = self.lock(shard);
+        shard.expire_due(now_ms(), usize::MAX);
+        shard.table(table).len()
+    }
+
+    /// Up to `count` keys alive now in `slot`, in no particular order
+    /// (CLUSTER GETKEYSINSLOT, migration batches).
+    pub fn keys_in_slot(&self, slot: Slot, count: usize) -> Vec<Vec<u8>> {
+        let (shard, table) = self.slot_location(slot);
+        let now = now_ms();
+        let shard = self.lock(shard);
+        shard
+            .table(table)
+            .iter()
+            .filter(|e| e.deadline().is_none_or(|d| d >= now))
+            .take(count)
+            .map(|e| e.key().to_vec())
+            .collect()
+    }
+
+    /// One round of active expiry: removes keys whose deadline is before
+    /// `now`, at most a bounded amount of work per shard. Returns how many
+    /// keys it removed. Costs a lock and a heap peek per shard when nothing
+    /// is due.
+    pub fn expire_cycle(&self, now: u64) -> usize {
+        (0..self.shards.len())
+            .map(|i| self.lock(i).expire_due(now, EXPIRE_BUDGET_PER_SHARD))
+            .sum()
+    }
+
+    /// Totals for INFO; locks each shard briefly in turn.
+    pub fn stats(&self) -> StoreStats {
+        let mut stats = StoreStats {
+            used_bytes: std::mem::size_of::<Padded>() * self.shards.len(),
+            ..StoreStats::default()
+        };
+        for i in 0..self.shards.len() {
+            let shard = self.lock(i);
+            let c = shard.counters;
+            stats.keys += c.keys;
+            stats.volatile_keys += c.volatile;
+            stats.expired_keys += c.expired;
+            stats.keyspace_hits += c.hits;
+            stats.keyspace_misses += c.misses;
+            stats.used_bytes += shard.allocated_bytes();
+        }
+        stats
+    }
+
+    fn locate(&self, key: &[u8]) -> Location {
+        let (shard, table) = self.slot_location(key_slot(key));
+        Location { shard, table, hash: self.hasher.hash_one(key) }
+    }
+
+    fn slot_location(&self, slot: Slot) -> (usize, usize) {
+        let slot = usize::from(slot % SLOT_COUNT);
+        (slot & self.shard_mask, slot >> self.shard_shift)
+    }
+
+    /// Locks a shard. A panic while a shard was locked would be a bug in
+    /// this module; the data is still memory-safe, so serving on beats
+    /// taking the whole node down with it.
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        self.shards[shard].0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,202 @@
+//! Starting a real node for a test: in-process, on an ephemeral loopback port.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use keycafe_core::{Frame, Limits, Protocol, native};
+use keycafe_server::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A node running inside the test process. Dropping it stops the node.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::with_config(Config::default()).await
+    }
+
+    pub async fn with_config(config: Config) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(keycafe_server::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer { addr, stop: Some(stop), handle: Some(handle) }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Stops the node and waits (bounded) until every connection has ended.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(10), handle)
+                .await
+                .expect("server stops within 10 s")
+                .expect("server task not cancelled")
+                .expect("server exits cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A bare client speaking one protocol through keycafe-core's codecs, for
+/// tests that need to see exact replies.
+pub struct RawClient {
+    stream: TcpStream,
+    protocol: Protocol,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    pub async fn resp(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        RawClient { stream, protocol: Protocol::Resp2, buf: BytesMut::new() }
+    }
+
+    /// Connects and completes the native hello.
+    pub async fn native(addr: SocketAddr) -> RawClient {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut hello = BytesMut::new();
+        native::encode_hello(native::VERSION, &mut hello);
+        stream.write_all(&hello).await.expect("send hello");
+        let mut client = RawClient { stream, protocol: Protocol::Native, buf: BytesMut::new() };
+        while client.buf.len() < native::HELLO_LEN {
+            client.read_some().await.expect("hello answered");
+        }
+        assert_eq!(native::decode_hello(&client.buf), Ok(Some(native::VERSION)));
+        let _ = client.buf.split_to(native::HELLO_LEN);
+        client
+    }
+
+    pub async fn send(&mut self, args: &[&[u8]]) {
+        let mut out = BytesMut::new();
+        self.protocol.encode_request(args, &mut out);
+        self.stream.write_all(&out).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("send raw");
+    }
+
+    /// Runs one command and returns its reply.
+    pub async fn call(&mut self, args: &[&[u8]]) -> Frame {
+        self.send(args).await;
+        self.read_frame().await.expect("a reply")
+    }
+
+    /// Runs one command given as a string split on spaces.
+    pub async fn cmd(&mut self, line: &str) -> Frame {
+        let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+        self.call(&args).await
+    }
+
+    /// The next reply, or `None` if the server closed the connection.
+    pub async fn read_frame(&mut self) -> Option<Frame> {
+        let limits = Limits::DEFAULT;
+        loop {
+            if let Some(frame) =
+                self.protocol.decode_frame(&mut self.buf, &limits).expect("well-formed reply")
+            {
+                return Some(frame);
+            }
+            if self.read_some().await? == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn read_some(&mut self) -> Option<usize> {
+        let read = self.stream.read_buf(&mut self.buf);
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("server answers within 10 s")
+            .ok()
+    }
+}
+
+/// `Frame::Simple`/`Frame::Error`/`Frame::Bulk` from a string, for asserts.
+pub fn simple(text: &str) -> Frame {
+    Frame::Simple(text.to_string().into())
+}
+
+pub fn error(text: &str) -> Frame {
+    Frame::Error(text.to_string().into())
+}
+
+pub fn bulk(data: impl AsRef<[u8]>) -> Frame {
+    Frame::Bulk(data.as_ref().to_vec().into())
+}
+
+/// Formats a reply the way redis-cli prints it in a terminal, for scripts.
+pub fn redis_cli_format(frame: &Frame) -> String {
+    let mut out = String::new();
+    format_into(frame, "", &mut out);
+    out
+}
+
+/// redis-cli's layout: array indexes right-aligned to the width of the
+/// largest, nested arrays indented under their parent's index.
+fn format_into(frame: &Frame, prefix: &str, out: &mut String) {
+    match frame {
+        Frame::Simple(text) => out.push_str(&String::from_utf8_lossy(text)),
+        Frame::Error(text) => out.push_str(&format!("(error) {}", String::from_utf8_lossy(text))),
+        Frame::Integer(n) => out.push_str(&format!("(integer) {n}")),
+        Frame::Bulk(data) => out.push_str(&quoted(data)),
+        Frame::Null => out.push_str("(nil)"),
+        Frame::Array(items) if items.is_empty() => out.push_str("(empty array)"),
+        Frame::Array(items) => {
+            let width = items.len().to_string().len();
+            let inner = format!("{prefix}{}", " ".repeat(width + 2));
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                    out.push_str(prefix);
+                }
+                out.push_str(&format!("{:>width$}) ", i + 1));
+                format_into(item, &inner, out);
+            }
+        }
+    }
+}
+
+/// A bulk string quoted and escaped as redis-cli shows it.
+fn quoted(data: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for &byte in data {
+        match byte {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x07 => out.push_str("\\a"),
+            0x08 => out.push_str("\\b"),
+            b if b.is_ascii_graphic() || b == b' ' => out.push(char::from(b)),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, then runs formatting,
+# lint and the whole workspace's tests. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian packages the tests drive: redis-cli (redis-tools) as a real client.
+needed=()
+command -v redis-cli >/dev/null 2>&1 || needed+=(redis-tools)
+
+if ((${#needed[@]} > 0)); then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: installing ${needed[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${needed[@]}" >/dev/null
+    else
+        echo "test.sh: the tests need these Debian packages: ${needed[*]}" >&2
+        echo "         install them with: sudo apt-get install ${needed[*]}" >&2
+        exit 1
+    fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
