@@ -1,6 +1,6 @@
 //! [`KeycafeCluster`]: the handle, and the loop that gets one request answered.
 //!
-//! Every request goes through [`KeycafeCluster::execute`], which routes it
+//! Every request goes through `KeycafeCluster::dispatch`, which routes it
 //! by slot to the node the cached map names and then acts on the answer:
 //!
 //! | answer                         | action                                                     |
@@ -165,7 +165,7 @@ impl KeycafeCluster {
 
     /// Runs a request; an error reply becomes [`Error::Server`].
     pub(crate) async fn run(&self, request: &Request) -> Result<Frame> {
-        match self.execute(request).await? {
+        match self.dispatch(request).await? {
             Frame::Error(text) => Err(Error::Server(ServerError::from_bytes(&text))),
             reply => Ok(reply),
         }
@@ -174,7 +174,7 @@ impl KeycafeCluster {
     /// Gets a request answered: routes it, follows redirects and retries
     /// within the budget (see the module docs). Error replies that no retry
     /// can fix are returned as [`Frame::Error`].
-    pub(crate) async fn execute(&self, request: &Request) -> Result<Frame> {
+    pub(crate) async fn dispatch(&self, request: &Request) -> Result<Frame> {
         let config = &self.inner.config;
         let (mut redirects, mut retries) = (0u32, 0u32);
         let mut ask: Option<String> = None;
@@ -354,7 +354,7 @@ fn check_redirects(redirects: &mut u32, config: &ClientConfig, reply: &Frame) ->
     Ok(())
 }
 
-fn check_command<A: AsRef<[u8]>>(args: &[A]) -> Result<()> {
+pub(crate) fn check_command<A: AsRef<[u8]>>(args: &[A]) -> Result<()> {
     let Some(name) = args.first() else {
         return Err(Error::InvalidRequest("a command needs a name".into()));
     };

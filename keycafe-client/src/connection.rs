@@ -66,10 +66,10 @@ enum Responder {
 impl Responder {
     fn fail(self, error: SendError) {
         // A caller that gave up (timed out, was cancelled) dropped its end.
-        let _ = match self {
-            Responder::One(tx) => tx.send(Err(error)),
-            Responder::Many(tx) => tx.send(Err(error)),
-        };
+        match self {
+            Responder::One(tx) => drop(tx.send(Err(error))),
+            Responder::Many(tx) => drop(tx.send(Err(error))),
+        }
     }
 }
 
@@ -317,13 +317,13 @@ fn deliver(shared: &Shared, frame: Frame) -> bool {
     let done = pending.pop_front().expect("the front entry was just seen");
     drop(pending);
     // A caller that gave up dropped its end; the reply is discarded.
-    let _ = match done.responder {
-        Responder::One(tx) => tx.send(Ok(frame)),
+    match done.responder {
+        Responder::One(tx) => drop(tx.send(Ok(frame))),
         Responder::Many(tx) => {
             let mut frames = done.frames;
             frames.push(frame);
-            tx.send(Ok(frames))
+            drop(tx.send(Ok(frames)));
         }
-    };
+    }
     true
 }

@@ -1,1 +1,71 @@
 //! # keycafe-client
+//!
+//! The client applications use to talk to Keycafe over its native binary
+//! protocol: async on tokio, with a [`blocking`] facade for synchronous code.
+//! The same [`KeycafeCluster`] type serves a single node and a sharded
+//! cluster, because a standalone node presents itself as a cluster of one.
+//!
+//! ```no_run
+//! use keycafe_client::KeycafeCluster;
+//!
+//! # async fn demo() -> keycafe_client::Result<()> {
+//! let kc = KeycafeCluster::connect("localhost:9814").await?;
+//! kc.set("example_key", "KEY").await?;
+//! assert_eq!(kc.get("example_key").await?.as_deref(), Some(&b"KEY"[..]));
+//! assert_eq!(kc.get("no_key").await?, None);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What the client does for you:
+//!
+//! - **Routing.** It learns which node serves which of the 16384 slots from
+//!   any seed (`CLUSTER SLOTS`), sends each command straight to the right
+//!   node, follows `MOVED` and `ASK`, waits out `TRYAGAIN`, and when a node
+//!   stops answering re-learns the map from the others, all within a bounded
+//!   retry budget ([`ClientConfig`]).
+//! - **Multiplexing.** One connection per node carries the requests of every
+//!   task using any clone of the handle; requests queued while a write is in
+//!   flight go out together in the next one. A broken connection fails only
+//!   the requests it was carrying and is reopened by the next request.
+//! - **Pipelines and multi-key calls** across slots: grouped per node, sent
+//!   concurrently, answered in the caller's order ([`Pipeline`],
+//!   [`KeycafeCluster::mget`]).
+//!
+//! # Layout
+//!
+//! - [`cluster`]: [`KeycafeCluster`], routing by slot, redirects and retries.
+//! - [`commands`]: the typed command methods and their option types.
+//! - [`pipeline`]: [`Pipeline`] and the per-node fan-out behind multi-key calls.
+//! - [`reply`]: [`FromFrame`], converting reply frames into Rust values.
+//! - [`config`]: [`ClientConfig`]: seeds, credentials, timeouts, retry budget.
+//! - [`error`]: [`Error`], [`ServerError`] and the [`Result`] alias.
+//! - [`blocking`]: the same API for synchronous code.
+//! - `topology`: the cached slot → node map, parsed from `CLUSTER SLOTS`.
+//! - `routing`: a request's slot, and what a redirect or refusal means.
+//! - `node`: one lazily (re)opened connection per node address.
+//! - `connection`: a multiplexed, pipelined connection (writer and reader tasks).
+//! - `handshake`: TCP connect, the protocol hello and AUTH.
+
+pub mod blocking;
+pub mod cluster;
+pub mod commands;
+pub mod config;
+mod connection;
+pub mod error;
+mod handshake;
+mod node;
+pub mod pipeline;
+pub mod reply;
+mod routing;
+mod topology;
+
+pub use bytes::Bytes;
+pub use cluster::KeycafeCluster;
+pub use commands::{SetOptions, SetOutcome, Ttl};
+pub use config::ClientConfig;
+pub use error::{Error, Result, ServerError, TimeoutKind};
+pub use keycafe_core::{key_slot, Frame, Slot};
+pub use pipeline::Pipeline;
+pub use reply::FromFrame;
+pub use topology::SlotRange;

@@ -131,13 +131,4 @@ impl Pool {
     pub(crate) fn retain(&self, keep: &[String]) {
         self.nodes().retain(|addr, _| keep.contains(addr));
     }
-
-    /// Closes every connection (they reopen on demand).
-    pub(crate) fn close_all(&self) {
-        for node in self.nodes().values() {
-            if let Some(connection) = node.current() {
-                connection.close("closed by the client");
-            }
-        }
-    }
 }

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use keycafe_core::{key_slot, Frame, Slot};
 use tokio::task::JoinSet;
 
@@ -47,7 +47,8 @@ use crate::{Error, KeycafeCluster, Result, SetOptions};
 #[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     requests: Vec<Request>,
-    invalid: Option<String>,
+    /// Why the pipeline cannot be sent, found while queueing.
+    invalid: Option<Error>,
 }
 
 impl Pipeline {
@@ -66,17 +67,21 @@ impl Pipeline {
         self.requests.is_empty()
     }
 
-    /// Queues any command, name first.
+    /// Queues any command, name first. As with
+    /// [`KeycafeCluster::command`], an empty command or one that changes
+    /// connection state makes [`KeycafeCluster::execute`] fail.
     pub fn cmd<I, A>(&mut self, args: I) -> &mut Pipeline
     where
         I: IntoIterator<Item = A>,
         A: AsRef<[u8]>,
     {
         let args: Vec<A> = args.into_iter().collect();
-        if args.is_empty() {
-            self.invalid.get_or_insert_with(|| format!("command {} is empty", self.requests.len()));
+        match crate::cluster::check_command(&args) {
+            Ok(()) => self.requests.push(Request::new(&args)),
+            Err(error) => {
+                self.invalid.get_or_insert(error);
+            }
         }
-        self.requests.push(Request::new(&args));
         self
     }
 
@@ -141,8 +146,8 @@ impl KeycafeCluster {
     /// sent (it may have been applied) or the retry budget runs out; error
     /// replies are returned in place as [`Frame::Error`].
     pub async fn execute(&self, pipeline: &Pipeline) -> Result<Vec<Frame>> {
-        if let Some(why) = &pipeline.invalid {
-            return Err(Error::InvalidRequest(why.clone()));
+        if let Some(error) = &pipeline.invalid {
+            return Err(error.clone());
         }
         self.execute_all(&pipeline.requests).await
     }
@@ -150,16 +155,20 @@ impl KeycafeCluster {
     /// Sends `requests` grouped by node, concurrently; replies in order.
     pub(crate) async fn execute_all(&self, requests: &[Request]) -> Result<Vec<Frame>> {
         if let [request] = requests {
-            return Ok(vec![self.execute(request).await?]);
+            return Ok(vec![self.dispatch(request).await?]);
         }
-        let mut groups: HashMap<*const Node, (Arc<Node>, Vec<usize>)> = HashMap::new();
+        // A cluster has few nodes: a short list beats a map here.
+        let mut groups: Vec<(Arc<Node>, Vec<usize>)> = Vec::new();
         for (index, request) in requests.iter().enumerate() {
             let node = self.route(request.slot).await?;
-            groups.entry(Arc::as_ptr(&node)).or_insert_with(|| (node, Vec::new())).1.push(index);
+            match groups.iter_mut().find(|(known, _)| Arc::ptr_eq(known, &node)) {
+                Some((_, indexes)) => indexes.push(index),
+                None => groups.push((node, vec![index])),
+            }
         }
 
         let mut sends = JoinSet::new();
-        for (node, indexes) in groups.into_values() {
+        for (node, indexes) in groups {
             let mut bytes = BytesMut::with_capacity(indexes.iter().map(|&i| requests[i].bytes.len()).sum());
             indexes.iter().for_each(|&i| bytes.extend_from_slice(&requests[i].bytes));
             let cluster = self.clone();
@@ -193,7 +202,7 @@ impl KeycafeCluster {
         // the full redirect and retry handling.
         resend.sort_unstable();
         for index in resend {
-            replies[index] = Some(self.execute(&requests[index]).await?);
+            replies[index] = Some(self.dispatch(&requests[index]).await?);
         }
         Ok(replies.into_iter().map(|reply| reply.expect("every request got a reply or an error")).collect())
     }
@@ -208,17 +217,20 @@ impl KeycafeCluster {
         items: &[A],
         step: usize,
     ) -> Result<Vec<(Vec<usize>, Frame)>> {
-        let mut by_slot: Vec<(Slot, Vec<usize>)> = Vec::new();
+        // Slots in order of first appearance, each with its key positions.
+        let mut by_slot: Vec<Vec<usize>> = Vec::new();
+        let mut slot_index: HashMap<Slot, usize> = HashMap::new();
         for (position, chunk) in items.chunks(step).enumerate() {
-            let slot = key_slot(chunk[0].as_ref());
-            match by_slot.iter_mut().find(|(s, _)| *s == slot) {
-                Some((_, positions)) => positions.push(position),
-                None => by_slot.push((slot, vec![position])),
+            let next = by_slot.len();
+            let index = *slot_index.entry(key_slot(chunk[0].as_ref())).or_insert(next);
+            if index == next {
+                by_slot.push(Vec::new());
             }
+            by_slot[index].push(position);
         }
         let requests: Vec<Request> = by_slot
             .iter()
-            .map(|(_, positions)| {
+            .map(|positions| {
                 let mut args: Vec<&[u8]> = vec![command.as_bytes()];
                 for &position in positions {
                     args.extend(items[position * step..][..step].iter().map(AsRef::as_ref));
@@ -227,12 +239,6 @@ impl KeycafeCluster {
             })
             .collect();
         let replies = if requests.is_empty() { Vec::new() } else { self.execute_all(&requests).await? };
-        Ok(by_slot.into_iter().map(|(_, positions)| positions).zip(replies).collect())
+        Ok(by_slot.into_iter().zip(replies).collect())
     }
-}
-
-/// Encoded bytes of a pipeline, for tests.
-#[cfg(test)]
-pub(crate) fn encoded(pipeline: &Pipeline) -> Vec<Bytes> {
-    pipeline.requests.iter().map(|r| r.bytes.clone()).collect()
 }

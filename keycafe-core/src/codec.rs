@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use bytes::{BufMut, BytesMut};
 
-use crate::{native, resp, Args, Frame, Limits, ProtocolError};
+use crate::{Args, Frame, Limits, ProtocolError, native, resp};
 
 /// The two wire protocols a Keycafe port speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,7 +74,11 @@ pub struct RequestParser {
 
 impl RequestParser {
     pub fn new(limits: Limits) -> Self {
-        RequestParser { limits, spans: Vec::new(), scratch: Vec::new() }
+        RequestParser {
+            limits,
+            spans: Vec::new(),
+            scratch: Vec::new(),
+        }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -125,7 +129,11 @@ impl<'a> Reply<'a> {
             Protocol::Native => native::begin_frame(out),
             Protocol::Resp2 => out.len(),
         };
-        Reply { out, protocol, frame_start }
+        Reply {
+            out,
+            protocol,
+            frame_start,
+        }
     }
 
     /// Completes the reply. Returns true if anything was written.
@@ -175,9 +183,7 @@ impl<'a> Reply<'a> {
     pub fn error(&mut self, text: &str) {
         match self.protocol {
             Protocol::Resp2 => resp::write_line(self.out, b'-', text.as_bytes()),
-            Protocol::Native => {
-                native::write_string(self.out, native::tag::ERROR, text.as_bytes())
-            }
+            Protocol::Native => native::write_string(self.out, native::tag::ERROR, text.as_bytes()),
         }
     }
 

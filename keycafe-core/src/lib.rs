@@ -31,4 +31,4 @@ pub use codec::{Protocol, Reply, RequestParser};
 pub use error::ProtocolError;
 pub use frame::Frame;
 pub use limits::Limits;
-pub use slot::{key_slot, Slot, SLOT_COUNT};
+pub use slot::{SLOT_COUNT, Slot, key_slot};

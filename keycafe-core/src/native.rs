@@ -100,7 +100,10 @@ pub fn parse_request(
     let Some(total) = complete_frame_len(buf, limits)? else {
         return Ok(None);
     };
-    let mut body = Reader { buf: &buf[..total], pos: LENGTH_PREFIX };
+    let mut body = Reader {
+        buf: &buf[..total],
+        pos: LENGTH_PREFIX,
+    };
     if body.u8()? != tag::ARRAY {
         return Err(ProtocolError::NotARequest);
     }
@@ -124,7 +127,9 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<Range<usize>> {
         if self.buf.len() - self.pos < n {
-            return Err(ProtocolError::Malformed("value runs past the end of its frame"));
+            return Err(ProtocolError::Malformed(
+                "value runs past the end of its frame",
+            ));
         }
         self.pos += n;
         Ok(self.pos - n..self.pos)
@@ -257,13 +262,21 @@ pub fn decode_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>
         return Ok(None);
     };
     let frame = buf.split_to(total).freeze();
-    let mut reader = Reader { buf: &frame, pos: LENGTH_PREFIX };
+    let mut reader = Reader {
+        buf: &frame,
+        pos: LENGTH_PREFIX,
+    };
     let value = read_value(&mut reader, &frame, limits, 0)?;
     reader.finish()?;
     Ok(Some(value))
 }
 
-fn read_value(reader: &mut Reader<'_>, frame: &Bytes, limits: &Limits, depth: usize) -> Result<Frame> {
+fn read_value(
+    reader: &mut Reader<'_>,
+    frame: &Bytes,
+    limits: &Limits,
+    depth: usize,
+) -> Result<Frame> {
     Ok(match reader.u8()? {
         tag::SIMPLE => Frame::Simple(frame.slice(reader.string(limits)?)),
         tag::ERROR => Frame::Error(frame.slice(reader.string(limits)?)),

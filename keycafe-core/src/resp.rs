@@ -100,15 +100,15 @@ fn parse_multibulk(
 
 /// Reads `<integer>\r\n` starting at `start`. `Ok(None)` if the line has not
 /// fully arrived; `invalid` if it is not a number or is too long to be one.
-fn number_line(
-    buf: &[u8],
-    start: usize,
-    invalid: ProtocolError,
-) -> Result<Option<(i64, usize)>> {
+fn number_line(buf: &[u8], start: usize, invalid: ProtocolError) -> Result<Option<(i64, usize)>> {
     let rest = buf.get(start..).unwrap_or_default();
     let window = &rest[..rest.len().min(MAX_NUMBER_LINE)];
     let Some(cr) = memchr::memchr(b'\r', window) else {
-        return if rest.len() >= MAX_NUMBER_LINE { Err(invalid) } else { Ok(None) };
+        return if rest.len() >= MAX_NUMBER_LINE {
+            Err(invalid)
+        } else {
+            Ok(None)
+        };
     };
     match rest.get(cr + 1) {
         None => return Ok(None),
@@ -177,11 +177,7 @@ fn parse_inline(
 /// `\x41`) and 'single quotes' (only `\'` escaped), which may also close a
 /// word (`foo"bar"`). A closing quote must be followed by whitespace or the
 /// end of the line.
-fn split_inline_args(
-    line: &[u8],
-    spans: &mut Vec<Range<usize>>,
-    out: &mut Vec<u8>,
-) -> Result<()> {
+fn split_inline_args(line: &[u8], spans: &mut Vec<Range<usize>>, out: &mut Vec<u8>) -> Result<()> {
     out.clear();
     let mut i = 0;
     loop {
@@ -321,7 +317,10 @@ pub(crate) fn write_bulk(out: &mut BytesMut, data: &[u8]) {
 pub(crate) fn write_line(out: &mut BytesMut, tag: u8, text: &[u8]) {
     out.put_u8(tag);
     if text.iter().any(|&b| b == b'\r' || b == b'\n') {
-        out.extend(text.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        out.extend(
+            text.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
     } else {
         out.put_slice(text);
     }
@@ -360,7 +359,9 @@ fn check_frame(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Result<
             let too_long = ProtocolError::Malformed("status line too long");
             match memchr::memchr2(b'\r', b'\n', rest) {
                 Some(end) if end > limits.max_bulk_len => Err(too_long),
-                Some(i) if rest[i] == b'\n' => Err(ProtocolError::Malformed("status line without CR")),
+                Some(i) if rest[i] == b'\n' => {
+                    Err(ProtocolError::Malformed("status line without CR"))
+                }
                 Some(cr) => match rest.get(cr + 1) {
                     Some(b'\n') => Ok(Some(pos + 1 + cr + 2)),
                     Some(_) => Err(ProtocolError::Malformed("CR inside a status line")),
@@ -428,7 +429,11 @@ fn parse_frame(buf: &Bytes, pos: usize) -> (Frame, usize) {
         b'+' | b'-' => {
             let end = line_end(pos + 1);
             let text = buf.slice(pos + 1..end);
-            let frame = if buf[pos] == b'+' { Frame::Simple(text) } else { Frame::Error(text) };
+            let frame = if buf[pos] == b'+' {
+                Frame::Simple(text)
+            } else {
+                Frame::Error(text)
+            };
             (frame, end + 2)
         }
         b':' => {
@@ -454,5 +459,83 @@ fn parse_frame(buf: &Bytes, pos: usize) -> (Frame, usize) {
                 (Frame::Array(items), next)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_i64_is_strict() {
+        let valid: &[(&[u8], i64)] = &[
+            (b"0", 0),
+            (b"7", 7),
+            (b"-1", -1),
+            (b"9223372036854775807", i64::MAX),
+            (b"-9223372036854775808", i64::MIN),
+        ];
+        for &(digits, value) in valid {
+            assert_eq!(parse_i64(digits), Some(value));
+        }
+        let invalid: &[&[u8]] = &[
+            b"",
+            b"-",
+            b"+1",
+            b"01",
+            b"-0",
+            b"-01",
+            b" 1",
+            b"1 ",
+            b"1a",
+            b"0x1",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"00000000000000000001",
+        ];
+        for &digits in invalid {
+            assert_eq!(
+                parse_i64(digits),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(digits)
+            );
+        }
+    }
+
+    fn split(line: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let (mut spans, mut scratch) = (Vec::new(), Vec::new());
+        split_inline_args(line, &mut spans, &mut scratch)?;
+        Ok(spans
+            .into_iter()
+            .map(|span| scratch[span].to_vec())
+            .collect())
+    }
+
+    #[test]
+    fn hex_escape_needs_two_hex_digits() {
+        // `u8::from_str_radix` alone accepts a sign, so "\x+f" once became 0x0f.
+        assert_eq!(split(br#""\x+f""#), Ok(vec![b"x+f".to_vec()]));
+        assert_eq!(split(br#""\x0f""#), Ok(vec![vec![0x0f]]));
+    }
+
+    #[test]
+    fn quote_inside_a_word() {
+        assert_eq!(split(br#"foo"bar baz""#), Ok(vec![b"foobar baz".to_vec()]));
+        assert_eq!(
+            split(br#"foo"bar"baz"#),
+            Err(ProtocolError::UnbalancedQuotes)
+        );
+    }
+
+    #[test]
+    fn check_and_parse_agree_on_status_lines() {
+        // A CR inside a status line used to pass the check (which looked for
+        // the first LF) while the parse stopped at the first CR.
+        let limits = Limits::default();
+        assert!(check_frame(b"+a\rb\r\n", 0, &limits, 0).is_err());
+        assert_eq!(check_frame(b"+a b\r\n", 0, &limits, 0), Ok(Some(6)));
+        let bytes = Bytes::from_static(b"+a b\r\n");
+        assert_eq!(parse_frame(&bytes, 0), (Frame::simple("a b"), 6));
     }
 }

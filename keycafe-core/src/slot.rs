@@ -51,7 +51,11 @@ static CRC16_TABLE: [u16; 256] = {
         let mut crc = (i as u16) << 8;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
             bit += 1;
         }
         table[i] = crc;
@@ -77,6 +81,36 @@ mod tests {
         assert_eq!(key_slot(b"bar"), 5061);
         assert_eq!(key_slot(b"hello"), 866);
         assert_eq!(key_slot(b""), 0);
+    }
+
+    #[test]
+    fn more_slots_match_redis_cluster() {
+        // Checked against redis-server 7.0.15 started with
+        // `--cluster-enabled yes`, using `redis-cli CLUSTER KEYSLOT`
+        // (`-x` for the binary keys).
+        let vectors: &[(&[u8], Slot)] = &[
+            (b"123456789", 12739),
+            (b"{user1000}.following", 3443),
+            (b"{user1000}.followers", 3443),
+            (b"foo{}{bar}", 8363),
+            (b"foo{{bar}}zap", 4015),
+            (b"foo{bar}{zap}", 5061),
+            (b"{a}", 15495),
+            (b"a{b", 13340),
+            (b"}{x}", 16287),
+            (b"{}", 15257),
+            (b"{", 4092),
+            (b"}", 12090),
+            (b"user:1000", 1649),
+            (b"session:abc", 14788),
+            (b"key:42", 2583),
+            (b"Keycafe", 3322),
+            (b"a\0b", 8383),
+            (b"x\ny", 12764),
+        ];
+        for &(key, slot) in vectors {
+            assert_eq!(key_slot(key), slot, "{}", String::from_utf8_lossy(key));
+        }
     }
 
     #[test]

@@ -106,11 +106,23 @@ fn check_requests(protocol: Protocol, bytes: &[u8], limits: Limits) -> Result<()
     prop_assert!(args.len() <= limits.max_args);
     // Inline arguments are bounded by the line, everything else by the bulk limit.
     let inline = protocol == Protocol::Resp2 && bytes[0] != b'*';
-    let max_arg = if inline { limits.max_inline_len } else { limits.max_bulk_len };
+    let max_arg = if inline {
+        limits.max_inline_len
+    } else {
+        limits.max_bulk_len
+    };
     prop_assert!(args.iter().all(|arg| arg.len() <= max_arg));
-    prop_assert_eq!(parse_once(protocol, &bytes[..used], limits), Ok(Some((args, used))));
+    prop_assert_eq!(
+        parse_once(protocol, &bytes[..used], limits),
+        Ok(Some((args, used)))
+    );
     for end in 0..used {
-        prop_assert_eq!(parse_once(protocol, &bytes[..end], limits), Ok(None), "prefix {}", end);
+        prop_assert_eq!(
+            parse_once(protocol, &bytes[..end], limits),
+            Ok(None),
+            "prefix {}",
+            end
+        );
     }
     Ok(())
 }
@@ -125,7 +137,12 @@ fn check_frames(protocol: Protocol, bytes: &[u8], limits: Limits) -> Result<(), 
         Ok(Some((frame.clone(), used)))
     );
     for end in 0..used {
-        prop_assert_eq!(decode_once(protocol, &bytes[..end], limits), Ok(None), "prefix {}", end);
+        prop_assert_eq!(
+            decode_once(protocol, &bytes[..end], limits),
+            Ok(None),
+            "prefix {}",
+            end
+        );
     }
     let again = encode(protocol, &frame);
     if protocol == Protocol::Native {
@@ -189,13 +206,18 @@ fn resp_status_with_bare_cr_is_an_error() {
     for input in inputs {
         let mut buf = BytesMut::from(input);
         assert!(
-            Protocol::Resp2.decode_frame(&mut buf, &Limits::default()).is_err(),
+            Protocol::Resp2
+                .decode_frame(&mut buf, &Limits::default())
+                .is_err(),
             "{:?}",
             String::from_utf8_lossy(input)
         );
     }
     // A CR that is the last byte so far may still be followed by LF.
-    assert_eq!(decode_once(Protocol::Resp2, b"+OK\r", Limits::default()), Ok(None));
+    assert_eq!(
+        decode_once(Protocol::Resp2, b"+OK\r", Limits::default()),
+        Ok(None)
+    );
     assert_eq!(
         decode_once(Protocol::Resp2, b"+OK\r\n", Limits::default()),
         Ok(Some((Frame::ok(), 5)))

@@ -7,7 +7,10 @@ mod common;
 use common::*;
 use keycafe_core::{Limits, Protocol, ProtocolError};
 
-fn inline(line: &[u8]) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
+/// The arguments of one inline line, or `None` if it is incomplete.
+type Split = Result<Option<Vec<Vec<u8>>>, ProtocolError>;
+
+fn inline(line: &[u8]) -> Split {
     let parsed = parse_once(Protocol::Resp2, line, Limits::default())?;
     Ok(parsed.map(|(args, used)| {
         assert_eq!(used, line.len(), "one line, used whole");
@@ -15,7 +18,7 @@ fn inline(line: &[u8]) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
     }))
 }
 
-fn ok(args: &[&[u8]]) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
+fn ok(args: &[&[u8]]) -> Split {
     Ok(Some(args.iter().map(|a| a.to_vec()).collect()))
 }
 
@@ -23,7 +26,7 @@ fn ok(args: &[&[u8]]) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
 fn quoting_and_escapes() {
     use ProtocolError::UnbalancedQuotes;
     #[rustfmt::skip]
-    let cases: &[(&[u8], Result<Option<Vec<Vec<u8>>>, ProtocolError>)] = &[
+    let cases: &[(&[u8], Split)] = &[
         (b"SET k \"hello world\"\r\n", ok(&[b"SET", b"k", b"hello world"])),
         (b"ECHO \"a\\nb\"\r\n", ok(&[b"ECHO", b"a\nb"])),
         (b"ECHO \"\\r\\t\\b\\a\"\r\n", ok(&[b"ECHO", b"\r\t\x08\x07"])),
@@ -57,14 +60,19 @@ fn quoting_and_escapes() {
         (b"ECHO 'a\\'\r\n", Err(UnbalancedQuotes)),
     ];
     for (line, expected) in cases {
-        assert_eq!(&inline(line), expected, "{:?}", String::from_utf8_lossy(line));
+        assert_eq!(
+            &inline(line),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
     }
 }
 
 #[test]
 fn line_endings_and_whitespace() {
     #[rustfmt::skip]
-    let cases: &[(&[u8], Result<Option<Vec<Vec<u8>>>, ProtocolError>)] = &[
+    let cases: &[(&[u8], Split)] = &[
         (b"GET k\r\n", ok(&[b"GET", b"k"])),
         (b"GET k\n", ok(&[b"GET", b"k"])),
         (b"  GET   k  \r\n", ok(&[b"GET", b"k"])),
@@ -86,7 +94,10 @@ fn line_endings_and_whitespace() {
 fn inline_lines_pipeline() {
     let input = b"SET a 1\r\nGET a\nPING\r\n";
     let first = parse_once(Protocol::Resp2, input, Limits::default()).unwrap();
-    assert_eq!(first, Some((vec![b"SET".to_vec(), b"a".to_vec(), b"1".to_vec()], 9)));
+    assert_eq!(
+        first,
+        Some((vec![b"SET".to_vec(), b"a".to_vec(), b"1".to_vec()], 9))
+    );
     let second = parse_once(Protocol::Resp2, &input[9..], Limits::default()).unwrap();
     assert_eq!(second, Some((vec![b"GET".to_vec(), b"a".to_vec()], 6)));
     let third = parse_once(Protocol::Resp2, &input[15..], Limits::default()).unwrap();

@@ -11,9 +11,23 @@ use ProtocolError::*;
 
 const DEFAULT: Limits = Limits::DEFAULT;
 
+/// A name, the input, the limits, and what the request parser returns.
+type RequestCase = (&'static str, Vec<u8>, Limits, Result<Parsed, ProtocolError>);
+/// A name, the protocol, the input, the limits, and what the frame decoder returns.
+type FrameCase = (
+    &'static str,
+    Protocol,
+    Vec<u8>,
+    Limits,
+    Result<Option<Frame>, ProtocolError>,
+);
+
 /// A request that parses to `args`, using all `used` bytes.
 fn args(args: &[&str], used: usize) -> Result<Parsed, ProtocolError> {
-    Ok(Some((args.iter().map(|a| a.as_bytes().to_vec()).collect(), used)))
+    Ok(Some((
+        args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        used,
+    )))
 }
 
 fn native_frame(body: &[u8]) -> Vec<u8> {
@@ -26,7 +40,7 @@ fn native_frame(body: &[u8]) -> Vec<u8> {
 fn resp_request_limits_and_grammar() {
     let at = |bulk: &str| format!("*1\r\n${bulk}\r\n");
     #[rustfmt::skip]
-    let cases: Vec<(&str, Vec<u8>, Limits, Result<Parsed, ProtocolError>)> = vec![
+    let cases: Vec<RequestCase> = vec![
         ("1 GiB bulk in 20 bytes", at("1073741824").into(), DEFAULT, Err(InvalidBulkLength)),
         ("512 MiB bulk is allowed: wait", at("536870912").into(), DEFAULT, Ok(None)),
         ("512 MiB + 1 bulk", at("536870913").into(), DEFAULT, Err(InvalidBulkLength)),
@@ -72,7 +86,7 @@ fn resp_request_limits_and_grammar() {
 fn inline_limits() {
     let long = |n: usize| "a".repeat(n).into_bytes();
     #[rustfmt::skip]
-    let cases: Vec<(&str, Vec<u8>, Limits, Result<Parsed, ProtocolError>)> = vec![
+    let cases: Vec<RequestCase> = vec![
         ("line over the limit, no newline", b"GET abcde".to_vec(), TINY, Err(InlineTooLong)),
         ("line at the limit: wait", b"GET abcd".to_vec(), TINY, Ok(None)),
         ("line at the limit with LF", b"GET abcd\n".to_vec(), TINY, args(&["GET", "abcd"], 9)),
@@ -107,7 +121,7 @@ fn native_request_limits_and_grammar() {
     let mut with_trailer = get.clone();
     with_trailer.push(0);
     #[rustfmt::skip]
-    let cases: Vec<(&str, Vec<u8>, Limits, Result<Parsed, ProtocolError>)> = vec![
+    let cases: Vec<RequestCase> = vec![
         ("frame over 1 GiB, from its prefix", vec![0x40, 0, 0, 1], DEFAULT, Err(FrameTooLarge(0x4000_0001))),
         ("frame of 4 GiB - 1", vec![0xff; 4], DEFAULT, Err(FrameTooLarge(0xffff_ffff))),
         ("frame of exactly 1 GiB: wait", vec![0x40, 0, 0, 0, b'*'], DEFAULT, Ok(None)),
@@ -132,19 +146,20 @@ fn native_request_limits_and_grammar() {
     run_request_cases(Native, cases);
 }
 
-fn run_request_cases(
-    protocol: Protocol,
-    cases: Vec<(&str, Vec<u8>, Limits, Result<Parsed, ProtocolError>)>,
-) {
+fn run_request_cases(protocol: Protocol, cases: Vec<RequestCase>) {
     for (name, input, limits, expected) in cases {
-        assert_eq!(parse_once(protocol, &input, limits), expected, "{protocol:?}: {name}");
+        assert_eq!(
+            parse_once(protocol, &input, limits),
+            expected,
+            "{protocol:?}: {name}"
+        );
     }
 }
 
 #[test]
 fn frame_decoder_limits_and_grammar() {
     #[rustfmt::skip]
-    let cases: Vec<(&str, Protocol, Vec<u8>, Limits, Result<Option<Frame>, ProtocolError>)> = vec![
+    let cases: Vec<FrameCase> = vec![
         ("RESP 1 GiB bulk", Resp2, b"$1073741824\r\n".to_vec(), DEFAULT, Err(InvalidBulkLength)),
         ("RESP 512 MiB bulk: wait", Resp2, b"$536870912\r\n".to_vec(), DEFAULT, Ok(None)),
         ("RESP array over max_args", Resp2, b"*1048577\r\n".to_vec(), DEFAULT, Err(InvalidMultibulkLength)),
@@ -218,25 +233,38 @@ fn arrays_nest_at_most_64_deep() {
         // Also while the frame is still arriving (RESP finds out early).
         if protocol == Resp2 {
             let input = b"*1\r\n".repeat(100_000);
-            assert_eq!(decode_once(protocol, &input, DEFAULT), Err(Malformed("arrays nested too deeply")));
+            assert_eq!(
+                decode_once(protocol, &input, DEFAULT),
+                Err(Malformed("arrays nested too deeply"))
+            );
         }
     }
 }
 
 #[test]
 fn error_replies_read_like_redis() {
-    assert_eq!(InvalidBulkLength.reply_text(), "ERR Protocol error: invalid bulk length");
+    assert_eq!(
+        InvalidBulkLength.reply_text(),
+        "ERR Protocol error: invalid bulk length"
+    );
     assert_eq!(
         InvalidMultibulkLength.reply_text(),
         "ERR Protocol error: invalid multibulk length"
     );
-    assert_eq!(InlineTooLong.reply_text(), "ERR Protocol error: too big inline request");
+    assert_eq!(
+        InlineTooLong.reply_text(),
+        "ERR Protocol error: too big inline request"
+    );
     assert_eq!(
         UnbalancedQuotes.reply_text(),
         "ERR Protocol error: unbalanced quotes in request"
     );
     assert_eq!(
-        UnexpectedByte { expected: '$', got: ':' }.reply_text(),
+        UnexpectedByte {
+            expected: '$',
+            got: ':'
+        }
+        .reply_text(),
         "ERR Protocol error: expected '$', got ':'"
     );
 }

@@ -110,7 +110,10 @@ fn huge_claims_allocate_nothing_large() {
             let _ = parse_once(protocol, &input, limits);
             let _ = decode_once(protocol, &input, limits);
             let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
-            assert!(peak < allowed, "{name}: {peak} bytes live at once, {allowed} allowed");
+            assert!(
+                peak < allowed,
+                "{name}: {peak} bytes live at once, {allowed} allowed"
+            );
         }
     }
 }

@@ -16,7 +16,11 @@ fn written(protocol: Protocol, write: impl FnOnce(&mut Reply<'_>)) -> Vec<u8> {
     let mut reply = Reply::start(protocol, &mut out);
     write(&mut reply);
     assert!(reply.finish(), "something was written");
-    assert_eq!(&out[..EARLIER.len()], EARLIER, "earlier replies are untouched");
+    assert_eq!(
+        &out[..EARLIER.len()],
+        EARLIER,
+        "earlier replies are untouched"
+    );
     out[EARLIER.len()..].to_vec()
 }
 
@@ -59,7 +63,11 @@ fn each_method_matches_encode_frame() {
     ];
     for protocol in PROTOCOLS {
         for (frame, write) in &cases {
-            assert_eq!(written(protocol, write), encode(protocol, frame), "{protocol:?} {frame:?}");
+            assert_eq!(
+                written(protocol, write),
+                encode(protocol, frame),
+                "{protocol:?} {frame:?}"
+            );
         }
     }
 }
@@ -91,7 +99,11 @@ fn reset_discards_a_half_written_reply() {
             r.reset();
             r.error("ERR changed my mind");
         });
-        assert_eq!(bytes, encode(protocol, &Frame::error("ERR changed my mind")), "{protocol:?}");
+        assert_eq!(
+            bytes,
+            encode(protocol, &Frame::error("ERR changed my mind")),
+            "{protocol:?}"
+        );
     }
 }
 
@@ -130,7 +142,12 @@ fn native_length_prefix_counts_the_body() {
 fn replies_in_one_buffer_decode_in_order() {
     for protocol in PROTOCOLS {
         let mut out = BytesMut::new();
-        let frames = [Frame::ok(), Frame::bulk("v"), Frame::Null, Frame::Integer(2)];
+        let frames = [
+            Frame::ok(),
+            Frame::bulk("v"),
+            Frame::Null,
+            Frame::Integer(2),
+        ];
         for frame in &frames {
             let mut reply = Reply::start(protocol, &mut out);
             reply.frame(frame);

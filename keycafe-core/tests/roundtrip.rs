@@ -120,7 +120,10 @@ fn resp_line_breaks_in_status_and_error() {
 fn resp_encodings_are_the_standard_ones() {
     let cases: &[(Frame, &[u8])] = &[
         (Frame::ok(), b"+OK\r\n"),
-        (Frame::error("ERR unknown command"), b"-ERR unknown command\r\n"),
+        (
+            Frame::error("ERR unknown command"),
+            b"-ERR unknown command\r\n",
+        ),
         (Frame::Integer(-42), b":-42\r\n"),
         (Frame::Integer(i64::MIN), b":-9223372036854775808\r\n"),
         (Frame::bulk("bar"), b"$3\r\nbar\r\n"),
@@ -128,10 +131,17 @@ fn resp_encodings_are_the_standard_ones() {
         (Frame::Null, b"$-1\r\n"),
         (Frame::Array(vec![]), b"*0\r\n"),
         (
-            Frame::Array(vec![Frame::bulk("a"), Frame::Null, Frame::Array(vec![Frame::Integer(1)])]),
+            Frame::Array(vec![
+                Frame::bulk("a"),
+                Frame::Null,
+                Frame::Array(vec![Frame::Integer(1)]),
+            ]),
             b"*3\r\n$1\r\na\r\n$-1\r\n*1\r\n:1\r\n",
         ),
-        (Frame::request(["GET", "k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+        (
+            Frame::request(["GET", "k"]),
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+        ),
     ];
     for (frame, bytes) in cases {
         assert_eq!(encode(Protocol::Resp2, frame), *bytes, "{frame:?}");

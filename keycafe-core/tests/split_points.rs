@@ -165,7 +165,13 @@ fn thousand_pipelined_requests_in_one_buffer() {
     for protocol in PROTOCOLS {
         let mut bytes = BytesMut::new();
         let expected: Vec<Vec<Vec<u8>>> = (0..1000)
-            .map(|i| vec![b"SET".to_vec(), format!("key:{i}").into_bytes(), vec![b'v'; i % 7]])
+            .map(|i| {
+                vec![
+                    b"SET".to_vec(),
+                    format!("key:{i}").into_bytes(),
+                    vec![b'v'; i % 7],
+                ]
+            })
             .collect();
         for args in &expected {
             protocol.encode_request(args, &mut bytes);

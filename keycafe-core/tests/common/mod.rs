@@ -22,7 +22,10 @@ pub const TINY: Limits = Limits {
 /// Parses `"ca fe 4b 43"`-style hex (whitespace ignored) into bytes.
 pub fn hex(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in {text:?}");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {text:?}"
+    );
     digits
         .chunks(2)
         .map(|pair| {

@@ -230,3 +230,153 @@ pub fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Cmd
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::strings::harness::*;
+    use crate::store::{Expiry, now_ms};
+
+    const NX_CONFLICT: &str = "ERR NX and XX, GT or LT options at the same time are not compatible";
+
+    #[test]
+    fn del_and_exists() {
+        Node::new().script(&[
+            ("MSET a 1 b 2 c 3", ok()),
+            ("EXISTS a a b x", int(3)),
+            ("DEL a x a", int(1)),
+            ("DELETE b", int(1)),
+            ("UNLINK c b", int(1)),
+            ("EXISTS a b c", int(0)),
+            ("DEL", err("ERR wrong number of arguments for 'del' command")),
+        ]);
+    }
+
+    #[test]
+    fn expire_ttl_persist() {
+        let mut node = Node::new();
+        node.script(&[
+            ("EXPIRE k 10", int(0)),
+            ("TTL k", int(-2)),
+            ("PTTL k", int(-2)),
+            ("SET k v", ok()),
+            ("TTL k", int(-1)),
+            ("PERSIST k", int(0)),
+            ("EXPIRE k 100", int(1)),
+            ("TTL k", int(100)),
+            ("PEXPIRE k 1500", int(1)),
+            // 1.5 s left rounds to 2, as Redis's (ms + 500) / 1000 does.
+            ("TTL k", int(2)),
+            ("PERSIST k", int(1)),
+            ("TTL k", int(-1)),
+            ("PERSIST missing", int(0)),
+        ]);
+        assert_eq!(node.run("PEXPIRE k 1500"), int(1));
+        let pttl = as_int(node.run("PTTL k"));
+        assert!((1_400..=1_500).contains(&pttl), "{pttl}");
+        let at = now_ms() / 1000 + 60;
+        assert_eq!(node.run(&format!("EXPIREAT k {at}")), int(1));
+        assert!((59..=60).contains(&as_int(node.run("TTL k"))));
+        assert_eq!(node.run(&format!("PEXPIREAT k {}", now_ms() + 9_000)), int(1));
+        assert!((8..=9).contains(&as_int(node.run("TTL k"))));
+    }
+
+    #[test]
+    fn expire_in_the_past_deletes() {
+        Node::new().script(&[
+            ("SET k v", ok()),
+            ("EXPIRE k 0", int(1)),
+            ("EXISTS k", int(0)),
+            ("SET k v", ok()),
+            ("PEXPIRE k -100", int(1)),
+            ("GET k", null()),
+            ("SET k v", ok()),
+            ("EXPIREAT k 1", int(1)),
+            ("GET k", null()),
+            ("SET k v", ok()),
+            ("PEXPIREAT k -9223372036854775808", int(1)),
+            ("GET k", null()),
+            ("EXPIRE k -1", int(0)),
+        ]);
+    }
+
+    #[test]
+    fn expire_conditions() {
+        Node::new().script(&[
+            ("SET k v", ok()),
+            // No deadline counts as infinite.
+            ("EXPIRE k 100 XX", int(0)),
+            ("EXPIRE k 100 GT", int(0)),
+            ("EXPIRE k 100 LT", int(1)),
+            ("EXPIRE k 200 NX", int(0)),
+            ("EXPIRE k 200 LT", int(0)),
+            ("EXPIRE k 50 LT", int(1)),
+            ("TTL k", int(50)),
+            ("EXPIRE k 50 GT", int(0)),
+            ("EXPIRE k 80 XX GT", int(1)),
+            ("TTL k", int(80)),
+            ("EXPIRE k 90 xx lt", int(0)),
+            ("PERSIST k", int(1)),
+            ("EXPIRE k 90 nx", int(1)),
+            ("TTL k", int(90)),
+            ("EXPIRE missing 10 NX", int(0)),
+        ]);
+    }
+
+    #[test]
+    fn expire_errors() {
+        let invalid = "ERR invalid expire time in 'expire' command";
+        let mut node = Node::new();
+        node.script(&[
+            ("SET k v", ok()),
+            ("EXPIRE k 10 NX XX", err(NX_CONFLICT)),
+            ("EXPIRE k 10 NX GT", err(NX_CONFLICT)),
+            ("EXPIRE k 10 LT NX", err(NX_CONFLICT)),
+            ("EXPIRE k 10 GT LT", err("ERR GT and LT options at the same time are not compatible")),
+            ("EXPIRE k 10 FOO", err("ERR Unsupported option FOO")),
+            // Options are checked before the number.
+            ("EXPIRE k abc NX XX", err(NX_CONFLICT)),
+            ("EXPIRE k abc", err("ERR value is not an integer or out of range")),
+            ("EXPIRE k 9223372036854775807", err(invalid)),
+            ("EXPIRE k -9223372036854775807", err(invalid)),
+            ("PEXPIRE k 9223372036854775807", err("ERR invalid expire time in 'pexpire' command")),
+            ("EXPIREAT k 9223372036854775807", err("ERR invalid expire time in 'expireat' command")),
+            ("PEXPIREAT k 9223372036854775807", int(1)),
+            ("EXPIRE k", err("ERR wrong number of arguments for 'expire' command")),
+        ]);
+        // The largest deadline there is, reported without overflow.
+        assert!(as_int(node.run("TTL k")) > i64::MAX / 1000 - now_ms() as i64 / 1000 - 2);
+    }
+
+    #[test]
+    fn expired_keys_are_invisible_to_every_command() {
+        let mut node = Node::new();
+        // Deadline 1 ms after the epoch, long past by the real clock.
+        node.store().set(b"k", b"5", 0, Expiry::At(1)).unwrap();
+        node.store().set(b"j", b"5", 0, Expiry::At(1)).unwrap();
+        node.script(&[
+            ("EXISTS k j", int(0)),
+            ("TTL k", int(-2)),
+            ("DBSIZE", int(0)),
+            ("INCR j", int(1)),
+            ("TTL j", int(-1)),
+        ]);
+    }
+
+    #[test]
+    fn dbsize_and_flushall() {
+        Node::new().script(&[
+            ("DBSIZE", int(0)),
+            ("MSET a 1 b 2 c 3", ok()),
+            ("SET d 4 EX 100", ok()),
+            ("DBSIZE", int(4)),
+            ("FLUSHALL", ok()),
+            ("DBSIZE", int(0)),
+            ("SET a 1", ok()),
+            ("FLUSHDB async", ok()),
+            ("FLUSHALL SYNC", ok()),
+            ("FLUSHALL LAZY", err("ERR syntax error")),
+            ("FLUSHALL ASYNC SYNC", err("ERR syntax error")),
+            ("GET a", null()),
+        ]);
+    }
+}

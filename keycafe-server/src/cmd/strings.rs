@@ -316,7 +316,7 @@ struct Pairs<'a> {
 impl<'a> Pairs<'a> {
     fn parse(args: Args<'a>, command: &str) -> CmdResult<Pairs<'a>> {
         let rest = args.skip(1);
-        if rest.is_empty() || rest.len() % 2 != 0 {
+        if rest.is_empty() || !rest.len().is_multiple_of(2) {
             return Err(CmdError::WrongArity(command.to_string()));
         }
         Ok(Pairs { args: rest })
@@ -428,4 +428,317 @@ pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
     let len = ctx.store().read(key, ctx.now_ms(), |entry| entry.value().map_or(0, <[u8]>::len));
     reply.integer(i64::try_from(len).unwrap_or(i64::MAX));
     Ok(())
+}
+
+/// Runs commands through the real command table against a fresh node, and
+/// decodes each reply back into a [`Frame`]. Shared with the tests of `keys`.
+#[cfg(test)]
+pub(crate) mod harness {
+    use bytes::{Bytes, BytesMut};
+    use keycafe_core::{Args, Frame, Limits, Protocol, Reply};
+
+    use crate::cmd::{Ctx, execute};
+    use crate::config::Config;
+    use crate::connection::ConnState;
+    use crate::state::Shared;
+    use crate::store::Store;
+
+    pub struct Node {
+        shared: Shared,
+        conn: ConnState,
+    }
+
+    impl Node {
+        pub fn new() -> Node {
+            Node { shared: Shared::new(Config::default()), conn: ConnState::default() }
+        }
+
+        pub fn store(&self) -> &Store {
+            &self.shared.store
+        }
+
+        /// Runs a command given as space-separated words.
+        pub fn run(&mut self, line: &str) -> Frame {
+            let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+            self.run_args(&words)
+        }
+
+        /// Runs a command given as binary arguments; checks that exactly one
+        /// reply was written.
+        pub fn run_args(&mut self, words: &[&[u8]]) -> Frame {
+            let mut source = Vec::new();
+            let mut spans = Vec::new();
+            for word in words {
+                let start = source.len();
+                source.extend_from_slice(word);
+                spans.push(start..source.len());
+            }
+            let mut out = BytesMut::new();
+            let mut reply = Reply::start(Protocol::Resp2, &mut out);
+            let mut ctx = Ctx { shared: &self.shared, conn: &mut self.conn };
+            execute(&mut ctx, Args::new(&source, &spans), &mut reply);
+            assert!(reply.finish(), "{words:?} wrote no reply");
+            let frame = Protocol::Resp2
+                .decode_frame(&mut out, &Limits::default())
+                .expect("a well-formed reply")
+                .expect("a complete reply");
+            assert!(out.is_empty(), "{words:?} wrote more than one reply");
+            frame
+        }
+
+        /// Runs each command and compares its reply, naming the step that
+        /// differs.
+        pub fn script(&mut self, steps: &[(&str, Frame)]) {
+            for (line, expected) in steps {
+                assert_eq!(&self.run(line), expected, "reply to `{line}`");
+            }
+        }
+    }
+
+    pub fn ok() -> Frame {
+        Frame::ok()
+    }
+
+    pub fn int(n: i64) -> Frame {
+        Frame::Integer(n)
+    }
+
+    pub fn bulk(data: &str) -> Frame {
+        Frame::Bulk(Bytes::copy_from_slice(data.as_bytes()))
+    }
+
+    pub fn null() -> Frame {
+        Frame::Null
+    }
+
+    pub fn err(text: &str) -> Frame {
+        Frame::Error(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    pub fn array(items: Vec<Frame>) -> Frame {
+        Frame::Array(items)
+    }
+
+    /// Reads an integer reply.
+    pub fn as_int(frame: Frame) -> i64 {
+        match frame {
+            Frame::Integer(n) => n,
+            other => panic!("expected an integer, got {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::harness::*;
+    use crate::store::now_ms;
+
+    const SYNTAX: &str = "ERR syntax error";
+    const NOT_INT: &str = "ERR value is not an integer or out of range";
+
+    #[test]
+    fn get_and_set() {
+        Node::new().script(&[
+            ("GET k", null()),
+            ("SET k v", ok()),
+            ("GET k", bulk("v")),
+            ("set k longer-value", ok()),
+            ("get k", bulk("longer-value")),
+            ("GET k extra", err("ERR wrong number of arguments for 'get' command")),
+        ]);
+    }
+
+    #[test]
+    fn values_are_binary_safe() {
+        let mut node = Node::new();
+        let value: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(node.run_args(&[b"SET", b"k\0\r\n", &value]), ok());
+        assert_eq!(node.run_args(&[b"GET", b"k\0\r\n"]), keycafe_core::Frame::bulk(value.clone()));
+        assert_eq!(node.run_args(&[b"APPEND", b"k\0\r\n", b"\0\r\n"]), int(259));
+        assert_eq!(node.run_args(&[b"STRLEN", b"k\0\r\n"]), int(259));
+        assert_eq!(node.run_args(&[b"GET", b"k"]), null());
+    }
+
+    #[test]
+    fn set_conditions_and_get() {
+        Node::new().script(&[
+            ("SET k v XX", null()),
+            ("SET k v NX", ok()),
+            ("SET k w NX", null()),
+            ("SET k w XX", ok()),
+            ("SET k x NX GET", bulk("w")),
+            ("GET k", bulk("w")),
+            ("SET k x GET", bulk("w")),
+            ("SET new y GET", null()),
+            ("GET new", bulk("y")),
+            ("SET other y XX GET", null()),
+            ("GET other", null()),
+            ("SET k v nx nx", null()),
+        ]);
+    }
+
+    #[test]
+    fn set_ttl_options() {
+        let mut node = Node::new();
+        node.script(&[
+            ("SET k v EX 100", ok()),
+            ("TTL k", int(100)),
+            ("SET k v KEEPTTL", ok()),
+            ("TTL k", int(100)),
+            ("SET k v", ok()),
+            ("TTL k", int(-1)),
+            ("SET k v PX 100000", ok()),
+            ("TTL k", int(100)),
+        ]);
+        let at = now_ms() / 1000 + 50;
+        assert_eq!(node.run(&format!("SET k v EXAT {at}")), ok());
+        assert!((49..=50).contains(&as_int(node.run("TTL k"))));
+        assert_eq!(node.run(&format!("SET k v PXAT {}", now_ms() + 20_000)), ok());
+        assert!((19_000..=20_000).contains(&as_int(node.run("PTTL k"))));
+        // A time already past: OK, and the key is gone.
+        node.script(&[("SET k v PXAT 1", ok()), ("GET k", null()), ("EXISTS k", int(0))]);
+    }
+
+    #[test]
+    fn set_errors() {
+        let invalid = "ERR invalid expire time in 'set' command";
+        Node::new().script(&[
+            ("SET k v NX XX", err(SYNTAX)),
+            ("SET k v XX NX", err(SYNTAX)),
+            ("SET k v EX 10 PX 10", err(SYNTAX)),
+            ("SET k v EX 10 EX 10", err(SYNTAX)),
+            ("SET k v EX 10 KEEPTTL", err(SYNTAX)),
+            ("SET k v KEEPTTL EXAT 10", err(SYNTAX)),
+            ("SET k v EX", err(SYNTAX)),
+            ("SET k v FOO", err(SYNTAX)),
+            ("SET k v EX abc NX XX", err(SYNTAX)),
+            ("SET k v EX abc", err(NOT_INT)),
+            ("SET k v EX 0", err(invalid)),
+            ("SET k v PX -5", err(invalid)),
+            ("SET k v EX 9223372036854775807", err(invalid)),
+            ("SET k v PX 9223372036854775807", err(invalid)),
+            ("SET k v PXAT 9223372036854775807", ok()),
+            ("GET k", bulk("v")),
+            ("SET k", err("ERR wrong number of arguments for 'set' command")),
+        ]);
+    }
+
+    #[test]
+    fn setnx_setex_psetex() {
+        let mut node = Node::new();
+        node.script(&[
+            ("SETNX k v", int(1)),
+            ("SETNX k w", int(0)),
+            ("GET k", bulk("v")),
+            ("SETEX k 100 w", ok()),
+            ("GET k", bulk("w")),
+            ("TTL k", int(100)),
+            ("SETEX k 0 w", err("ERR invalid expire time in 'setex' command")),
+            ("SETEX k -1 w", err("ERR invalid expire time in 'setex' command")),
+            ("SETEX k x w", err(NOT_INT)),
+            ("PSETEX k 0 w", err("ERR invalid expire time in 'psetex' command")),
+            ("PSETEX k 5000 p", ok()),
+            ("GET k", bulk("p")),
+        ]);
+        assert!((4_000..=5_000).contains(&as_int(node.run("PTTL k"))));
+    }
+
+    #[test]
+    fn getdel_and_getex() {
+        let mut node = Node::new();
+        node.script(&[
+            ("GETDEL k", null()),
+            ("SET k v", ok()),
+            ("GETDEL k", bulk("v")),
+            ("GET k", null()),
+            ("GETEX k", null()),
+            ("GETEX k EX 0", null()),
+            ("SET k v", ok()),
+            ("GETEX k", bulk("v")),
+            ("TTL k", int(-1)),
+            ("GETEX k EX 100", bulk("v")),
+            ("TTL k", int(100)),
+            ("GETEX k PERSIST", bulk("v")),
+            ("TTL k", int(-1)),
+            ("GETEX k PX 100000", bulk("v")),
+            ("TTL k", int(100)),
+            ("GETEX k EX 0", err("ERR invalid expire time in 'getex' command")),
+            ("GETEX k EX 10 PERSIST", err(SYNTAX)),
+            ("GETEX k PERSIST EX 10", err(SYNTAX)),
+            ("GETEX k KEEPTTL", err(SYNTAX)),
+            ("GETEX k EX", err(SYNTAX)),
+            ("GETEX k EX x", err(NOT_INT)),
+            ("GETEX k PXAT 1", bulk("v")),
+            ("GET k", null()),
+        ]);
+        let at = now_ms() / 1000 + 30;
+        node.run("SET k v");
+        assert_eq!(node.run(&format!("GETEX k EXAT {at}")), bulk("v"));
+        assert!((29..=30).contains(&as_int(node.run("TTL k"))));
+    }
+
+    #[test]
+    fn mget_mset_msetnx() {
+        Node::new().script(&[
+            ("MSET a 1 b 2", ok()),
+            ("MGET a b c", array(vec![bulk("1"), bulk("2"), null()])),
+            ("MSET a 1 b", err("ERR wrong number of arguments for 'mset' command")),
+            ("MSETNX x 1 y", err("ERR wrong number of arguments for 'msetnx' command")),
+            ("MSETNX c 3 a 9", int(0)),
+            ("MGET a c", array(vec![bulk("1"), null()])),
+            ("MSETNX c 3 d 4", int(1)),
+            ("MGET c d", array(vec![bulk("3"), bulk("4")])),
+            ("SET t v EX 100", ok()),
+            ("MSET t w", ok()),
+            ("TTL t", int(-1)),
+        ]);
+    }
+
+    #[test]
+    fn counters() {
+        Node::new().script(&[
+            ("INCR n", int(1)),
+            ("INCRBY n 41", int(42)),
+            ("DECR n", int(41)),
+            ("DECRBY n 50", int(-9)),
+            ("GET n", bulk("-9")),
+            ("INCRBY n x", err(NOT_INT)),
+            ("SET n 9223372036854775807", ok()),
+            ("INCR n", err("ERR increment or decrement would overflow")),
+            ("SET n -9223372036854775808", ok()),
+            ("DECR n", err("ERR increment or decrement would overflow")),
+            ("DECRBY n -9223372036854775808", err("ERR decrement would overflow")),
+            ("GET n", bulk("-9223372036854775808")),
+            ("SET s abc", ok()),
+            ("INCR s", err(NOT_INT)),
+            ("SET s 01", ok()),
+            ("INCR s", err(NOT_INT)),
+            ("SET e 10 EX 100", ok()),
+            ("INCR e", int(11)),
+            ("TTL e", int(100)),
+        ]);
+    }
+
+    #[test]
+    fn counters_reject_padded_numbers() {
+        let mut node = Node::new();
+        for value in [&b" 1"[..], b"1 ", b"+1", b"1.0", b""] {
+            node.run_args(&[b"SET", b"n", value]);
+            assert_eq!(node.run("INCR n"), err(NOT_INT), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn append_and_strlen() {
+        Node::new().script(&[
+            ("STRLEN k", int(0)),
+            ("APPEND k hello", int(5)),
+            ("APPEND k _world", int(11)),
+            ("GET k", bulk("hello_world")),
+            ("STRLEN k", int(11)),
+            ("SET t v EX 100", ok()),
+            ("APPEND t w", int(2)),
+            ("TTL t", int(100)),
+        ]);
+    }
 }

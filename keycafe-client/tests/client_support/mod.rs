@@ -1,0 +1,311 @@
+//! Test fixtures: a real node in-process, and scripted fake nodes.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use keycafe_core::{native, Frame, Limits, Protocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Every test future is bounded: a hang is a failure, not a stuck suite.
+pub async fn bounded<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), future).await.expect("test finished within 30 s")
+}
+
+// ---------------------------------------------------------------------------
+// A real node
+// ---------------------------------------------------------------------------
+
+/// A keycafe-server running inside the test process on a loopback port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::with_config(keycafe_server::Config::default()).await
+    }
+
+    pub async fn with_password(password: &str) -> TestServer {
+        let config = keycafe_server::Config { requirepass: Some(password.to_string()), ..Default::default() };
+        TestServer::with_config(config).await
+    }
+
+    pub async fn with_config(config: keycafe_server::Config) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        TestServer::on(listener, config)
+    }
+
+    /// Starts a node on a port that was in use before (a restart).
+    pub async fn restart_on(addr: SocketAddr) -> TestServer {
+        let listener = TcpListener::bind(addr).await.expect("rebind the same port");
+        TestServer::on(listener, keycafe_server::Config::default())
+    }
+
+    fn on(listener: TcpListener, config: keycafe_server::Config) -> TestServer {
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(keycafe_server::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer { addr, stop: Some(stop), handle: Some(handle) }
+    }
+
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops the node and waits until its listener and connections are gone.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let result = tokio::time::timeout(Duration::from_secs(10), handle).await;
+            result.expect("server stops within 10 s").expect("server task ran").expect("server exits cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scripted fake nodes
+// ---------------------------------------------------------------------------
+
+/// What a fake node does with one request.
+pub enum Action {
+    Reply(Frame),
+    /// Read the request and say nothing.
+    Silence,
+    /// Write these bytes as they are (garbage) and carry on.
+    Raw(Vec<u8>),
+    /// Write these bytes as they are (half a frame) and close.
+    WriteAndClose(Vec<u8>),
+}
+
+/// How a fake node answers the hello.
+#[derive(Clone)]
+enum Hello {
+    Answer,
+    /// Accept the connection and never send a byte.
+    Mute,
+    /// Refuse with this error frame.
+    Reject(String),
+}
+
+/// One request as a fake node saw it.
+pub struct Seen<'a> {
+    pub args: &'a [Bytes],
+    /// The request before it on the same connection.
+    pub previous: Option<&'a [Bytes]>,
+    /// Requests this node has received so far, this one excluded.
+    pub count: usize,
+    /// This node's own address.
+    pub me: &'a str,
+}
+
+impl Seen<'_> {
+    pub fn is(&self, name: &str) -> bool {
+        self.args.first().is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
+    }
+}
+
+type Script = dyn Fn(&Seen<'_>) -> Action + Send + Sync;
+
+/// A listener that speaks the native protocol and answers from a script.
+pub struct FakeNode {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Vec<Bytes>>>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeNode {
+    /// A node that completes the hello and answers every request with `script`.
+    pub async fn start(script: impl Fn(&Seen<'_>) -> Action + Send + Sync + 'static) -> FakeNode {
+        FakeNode::start_with(Hello::Answer, Arc::new(script)).await
+    }
+
+    /// A node that accepts connections and never sends a byte.
+    pub async fn mute() -> FakeNode {
+        FakeNode::start_with(Hello::Mute, Arc::new(|_: &Seen<'_>| Action::Silence)).await
+    }
+
+    /// A node that refuses the hello with an error frame.
+    pub async fn rejecting(text: &str) -> FakeNode {
+        FakeNode::start_with(Hello::Reject(text.to_string()), Arc::new(|_: &Seen<'_>| Action::Silence)).await
+    }
+
+    async fn start_with(hello: Hello, script: Arc<Script>) -> FakeNode {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(accept_loop(listener, hello, script, log.clone(), addr.to_string()));
+        FakeNode { addr, log, task }
+    }
+
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Every request received, in order, as text (`GET k`).
+    pub fn received(&self) -> Vec<String> {
+        let log = self.log.lock().expect("log lock");
+        log.iter()
+            .map(|args| args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    /// How many requests named `name` arrived.
+    pub fn count(&self, name: &str) -> usize {
+        let log = self.log.lock().expect("log lock");
+        log.iter().filter(|args| args.first().is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))).count()
+    }
+
+    /// Stops listening and drops every connection, like a crashed process.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for FakeNode {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    hello: Hello,
+    script: Arc<Script>,
+    log: Arc<Mutex<Vec<Vec<Bytes>>>>,
+    me: String,
+) {
+    // Connections live in this set, so aborting the accept task closes them all.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { return };
+                connections.spawn(serve(stream, hello.clone(), script.clone(), log.clone(), me.clone()));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    hello: Hello,
+    script: Arc<Script>,
+    log: Arc<Mutex<Vec<Vec<Bytes>>>>,
+    me: String,
+) {
+    let mut buf = BytesMut::new();
+    while buf.len() < native::HELLO_LEN {
+        if !matches!(stream.read_buf(&mut buf).await, Ok(n) if n > 0) {
+            return;
+        }
+    }
+    let _ = buf.split_to(native::HELLO_LEN);
+    let mut out = BytesMut::new();
+    match hello {
+        Hello::Answer => native::encode_hello(native::VERSION, &mut out),
+        // Hold the connection open without a word until the test ends.
+        Hello::Mute => std::future::pending::<()>().await,
+        Hello::Reject(text) => {
+            Protocol::Native.encode_frame(&Frame::error(text), &mut out);
+            let _ = stream.write_all(&out).await;
+            return;
+        }
+    }
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    let mut previous: Option<Vec<Bytes>> = None;
+    loop {
+        let frame = match Protocol::Native.decode_frame(&mut buf, &Limits::DEFAULT) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => match stream.read_buf(&mut buf).await {
+                Ok(n) if n > 0 => continue,
+                _ => return,
+            },
+            Err(_) => return,
+        };
+        let Frame::Array(items) = frame else { return };
+        let args: Vec<Bytes> = items
+            .into_iter()
+            .filter_map(|item| match item {
+                Frame::Bulk(arg) => Some(arg),
+                _ => None,
+            })
+            .collect();
+        let count = {
+            let mut log = log.lock().expect("log lock");
+            log.push(args.clone());
+            log.len() - 1
+        };
+        let action = script(&Seen { args: &args, previous: previous.as_deref(), count, me: &me });
+        previous = Some(args);
+        match action {
+            Action::Reply(reply) => {
+                let mut out = BytesMut::new();
+                Protocol::Native.encode_frame(&reply, &mut out);
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+            Action::Silence => {}
+            Action::Raw(bytes) => {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Action::WriteAndClose(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                return;
+            }
+        }
+    }
+}
+
+/// A `CLUSTER SLOTS` answer: `(start, end, addr)` per range.
+pub fn cluster_slots(ranges: &[(i64, i64, &str)]) -> Frame {
+    Frame::Array(
+        ranges
+            .iter()
+            .map(|(start, end, addr)| {
+                let (host, port) = addr.rsplit_once(':').expect("host:port");
+                let port: i64 = port.parse().expect("numeric port");
+                Frame::Array(vec![
+                    Frame::Integer(*start),
+                    Frame::Integer(*end),
+                    Frame::Array(vec![Frame::bulk(host.to_string()), Frame::Integer(port), Frame::bulk("fake-id")]),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// A one-node answer: `addr` serves every slot.
+pub fn all_slots(addr: &str) -> Frame {
+    cluster_slots(&[(0, 16383, addr)])
+}
+
+pub fn bulk(text: &str) -> Frame {
+    Frame::bulk(text.to_string())
+}
