@@ -391,3 +391,31 @@ async fn a_dead_cluster_fails_within_the_retry_budget() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_requests_are_batched_into_few_writes() {
+    bounded(async {
+        let a = FakeNode::start(|seen: &Seen<'_>| match () {
+            _ if seen.is("CLUSTER") => Action::Reply(all_slots(seen.me)),
+            _ => Action::Reply(Frame::bulk(seen.args[1].clone())),
+        })
+        .await;
+        let kc = connect(&a).await;
+        let reads_before = a.reads();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..1000 {
+            let kc = kc.clone();
+            tasks.spawn(async move {
+                let key = format!("k{i}");
+                assert_eq!(kc.get_string(&key).await.unwrap(), Some(key));
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("task succeeded");
+        }
+        assert_eq!(a.count("GET"), 1000);
+        let reads = a.reads() - reads_before;
+        assert!(reads < 100, "1000 concurrent requests arrived in {reads} reads: they were not batched");
+    })
+    .await;
+}

@@ -124,6 +124,7 @@ pub struct Reply<'a> {
 }
 
 impl<'a> Reply<'a> {
+    #[must_use = "a reply must be closed with `finish`, which writes the native length prefix"]
     pub fn start(protocol: Protocol, out: &'a mut BytesMut) -> Reply<'a> {
         let frame_start = match protocol {
             Protocol::Native => native::begin_frame(out),

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -131,6 +132,7 @@ type Script = dyn Fn(&Seen<'_>) -> Action + Send + Sync;
 pub struct FakeNode {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Vec<Bytes>>>>,
+    reads: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -154,8 +156,10 @@ impl FakeNode {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let log = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(accept_loop(listener, hello, script, log.clone(), addr.to_string()));
-        FakeNode { addr, log, task }
+        let reads = Arc::new(AtomicUsize::new(0));
+        let peer = Peer { hello, script, log: log.clone(), reads: reads.clone(), me: addr.to_string() };
+        let task = tokio::spawn(accept_loop(listener, Arc::new(peer)));
+        FakeNode { addr, log, reads, task }
     }
 
     pub fn address(&self) -> String {
@@ -176,6 +180,11 @@ impl FakeNode {
         log.iter().filter(|args| args.first().is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))).count()
     }
 
+    /// How many reads delivered request bytes (after the hello).
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
     /// Stops listening and drops every connection, like a crashed process.
     pub fn kill(&self) {
         self.task.abort();
@@ -188,34 +197,31 @@ impl Drop for FakeNode {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What every connection of one fake node shares.
+struct Peer {
     hello: Hello,
     script: Arc<Script>,
     log: Arc<Mutex<Vec<Vec<Bytes>>>>,
+    reads: Arc<AtomicUsize>,
     me: String,
-) {
+}
+
+async fn accept_loop(listener: TcpListener, peer: Arc<Peer>) {
     // Connections live in this set, so aborting the accept task closes them all.
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { return };
-                connections.spawn(serve(stream, hello.clone(), script.clone(), log.clone(), me.clone()));
+                connections.spawn(serve(stream, peer.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    hello: Hello,
-    script: Arc<Script>,
-    log: Arc<Mutex<Vec<Vec<Bytes>>>>,
-    me: String,
-) {
-    let mut buf = BytesMut::new();
+async fn serve(mut stream: TcpStream, peer: Arc<Peer>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
     while buf.len() < native::HELLO_LEN {
         if !matches!(stream.read_buf(&mut buf).await, Ok(n) if n > 0) {
             return;
@@ -223,12 +229,12 @@ async fn serve(
     }
     let _ = buf.split_to(native::HELLO_LEN);
     let mut out = BytesMut::new();
-    match hello {
+    match &peer.hello {
         Hello::Answer => native::encode_hello(native::VERSION, &mut out),
         // Hold the connection open without a word until the test ends.
         Hello::Mute => std::future::pending::<()>().await,
         Hello::Reject(text) => {
-            Protocol::Native.encode_frame(&Frame::error(text), &mut out);
+            Protocol::Native.encode_frame(&Frame::error(text.clone()), &mut out);
             let _ = stream.write_all(&out).await;
             return;
         }
@@ -241,7 +247,10 @@ async fn serve(
         let frame = match Protocol::Native.decode_frame(&mut buf, &Limits::DEFAULT) {
             Ok(Some(frame)) => frame,
             Ok(None) => match stream.read_buf(&mut buf).await {
-                Ok(n) if n > 0 => continue,
+                Ok(n) if n > 0 => {
+                    peer.reads.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
                 _ => return,
             },
             Err(_) => return,
@@ -255,11 +264,11 @@ async fn serve(
             })
             .collect();
         let count = {
-            let mut log = log.lock().expect("log lock");
+            let mut log = peer.log.lock().expect("log lock");
             log.push(args.clone());
             log.len() - 1
         };
-        let action = script(&Seen { args: &args, previous: previous.as_deref(), count, me: &me });
+        let action = (peer.script)(&Seen { args: &args, previous: previous.as_deref(), count, me: &peer.me });
         previous = Some(args);
         match action {
             Action::Reply(reply) => {

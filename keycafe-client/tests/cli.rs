@@ -1,0 +1,270 @@
+//! `keycafe-cli` as a real process against an in-process node on an
+//! ephemeral port. stdout is a pipe here, so replies come out raw unless
+//! `--no-raw` asks for the terminal format; both are checked byte for byte.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CLI: &str = env!("CARGO_BIN_EXE_keycafe-cli");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A node running on its own runtime until dropped.
+struct Node {
+    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Node {
+    fn start(requirepass: Option<&str>) -> Node {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("listener address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = keycafe_server::Config {
+            requirepass: requirepass.map(str::to_string),
+            ..keycafe_server::Config::default()
+        };
+        runtime.spawn(keycafe_server::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        Node { addr, runtime: Some(runtime), stop: Some(stop) }
+    }
+
+    fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Runs the CLI with `args`, feeding `stdin`, killing it after [`DEADLINE`].
+fn cli(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(CLI)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start keycafe-cli");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll keycafe-cli") {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("keycafe-cli {args:?} did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: out_reader.join().expect("stdout reader"),
+        stderr: err_reader.join().expect("stderr reader"),
+    }
+}
+
+fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// One-shot commands: (args after `-p PORT`, expected stdout). Run in order
+/// on one node, so later rows see earlier writes.
+fn one_shot_table() -> Vec<(Vec<&'static str>, &'static str)> {
+    vec![
+        (vec!["SET", "greeting", "hello world"], "OK\n"),
+        (vec!["GET", "greeting"], "hello world\n"),
+        (vec!["--no-raw", "GET", "greeting"], "\"hello world\"\n"),
+        (vec!["GET", "missing"], "\n"),
+        (vec!["--no-raw", "GET", "missing"], "(nil)\n"),
+        (vec!["SET", "counter", "-5"], "OK\n"),
+        (vec!["INCR", "counter"], "-4\n"),
+        (vec!["--no-raw", "INCRBY", "counter", "7"], "(integer) 3\n"),
+        (vec!["--no-raw", "SET", "quoted", "a\"b\nc"], "OK\n"),
+        (vec!["--no-raw", "GET", "quoted"], "\"a\\\"b\\nc\"\n"),
+        (vec!["MGET", "greeting", "missing", "counter"], "hello world\n\n3\n"),
+        (vec!["--no-raw", "MGET", "greeting", "missing", "counter"], "1) \"hello world\"\n2) (nil)\n3) \"3\"\n"),
+        (vec!["--no-raw", "INCR", "greeting"], "(error) ERR value is not an integer or out of range\n"),
+        (vec!["INCR", "greeting"], "ERR value is not an integer or out of range\n\n"),
+        (vec!["--no-raw", "NOSUCHCOMMAND"], "(error) ERR unknown command 'NOSUCHCOMMAND', with args beginning with: \n"),
+        (vec!["--no-raw", "DEL", "greeting", "missing"], "(integer) 1\n"),
+    ]
+}
+
+#[test]
+fn one_shot_commands_print_like_redis_cli_on_both_protocols() {
+    for protocol in [None, Some("--resp")] {
+        let node = Node::start(None);
+        let port = node.port();
+        for (args, expected) in one_shot_table() {
+            let mut full = vec!["-p", port.as_str()];
+            full.extend(protocol);
+            full.extend(args.iter().copied());
+            let output = cli(&full, "");
+            assert!(output.status.success(), "{full:?} failed: {output:?}");
+            assert_eq!(stdout_of(&output), expected, "output of {full:?}");
+        }
+    }
+}
+
+#[test]
+fn arrays_nest_like_redis_cli() {
+    let node = Node::start(None);
+    let port = node.port();
+    let output = cli(&["-p", &port, "--no-raw", "CLUSTER", "SLOTS"], "");
+    let expected = format!(
+        "1) 1) (integer) 0\n   2) (integer) 16383\n   3) 1) \"127.0.0.1\"\n      2) (integer) {port}\n      3) \""
+    );
+    let text = stdout_of(&output);
+    assert!(text.starts_with(&expected), "{text}");
+}
+
+#[test]
+fn password_protected_node() {
+    let node = Node::start(Some("s3cret"));
+    let port = node.port();
+    let denied = cli(&["-p", &port, "--no-raw", "SET", "k", "v"], "");
+    assert_eq!(stdout_of(&denied), "(error) NOAUTH Authentication required.\n");
+
+    let allowed = cli(&["-p", &port, "-a", "s3cret", "SET", "k", "v"], "");
+    assert_eq!(stdout_of(&allowed), "OK\n");
+    let stderr = String::from_utf8_lossy(&allowed.stderr);
+    assert!(stderr.contains("Warning: Using a password"), "{stderr}");
+
+    let quiet = cli(&["-p", &port, "--resp", "-a", "s3cret", "--no-auth-warning", "GET", "k"], "");
+    assert_eq!((stdout_of(&quiet).as_str(), quiet.stderr.as_slice()), ("v\n", b"".as_slice()));
+
+    let wrong = cli(&["-p", &port, "-a", "nope", "GET", "k"], "");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("AUTH failed: WRONGPASS"), "{wrong:?}");
+    assert_eq!(stdout_of(&wrong), "NOAUTH Authentication required.\n\n");
+}
+
+#[test]
+fn connection_failure_exits_non_zero() {
+    // Bind and drop a listener to find a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("ephemeral port")
+        .port()
+        .to_string();
+    let output = cli(&["-p", &port, "PING"], "");
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with(&format!("Could not connect to Keycafe at 127.0.0.1:{port}")), "{stderr}");
+}
+
+#[test]
+fn errexit_flag_fails_on_error_replies() {
+    let node = Node::start(None);
+    let output = cli(&["-p", &node.port(), "-e", "NOSUCHCOMMAND"], "");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("ERR unknown command"));
+}
+
+#[test]
+fn interactive_mode_reads_lines_from_a_pipe() {
+    let node = Node::start(None);
+    let script = "set k \"two words\"\nget k\n\n'unbalanced\n3 incr n\nget missing\nquit\nget k\n";
+    let output = cli(&["-p", &node.port()], script);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout_of(&output), "OK\ntwo words\nInvalid argument(s)\n1\n2\n3\n\n");
+}
+
+/// A fake cluster node speaking RESP: answers every command of a connection
+/// with the scripted replies, in order, and records what it received.
+async fn fake_node(replies: Vec<&'static str>) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut received = Vec::new();
+        for reply in replies {
+            let mut buf = [0u8; 1024];
+            let n = socket.read(&mut buf).await.expect("read a request");
+            received.extend_from_slice(&buf[..n]);
+            socket.write_all(reply.as_bytes()).await.expect("reply");
+        }
+        received
+    });
+    (addr, task)
+}
+
+#[test]
+fn cluster_mode_follows_moved_and_ask() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let node = Node::start(None);
+    let port = node.port();
+    let real = node.addr;
+
+    // MOVED: the first node sends us to the real node, which answers.
+    let moved = format!("-MOVED 1234 {real}\r\n").leak();
+    let (first, first_task) = runtime.block_on(fake_node(vec![moved]));
+    let output = cli(&["-c", "--resp", "-p", &first.port().to_string(), "SET", "k", "moved"], "");
+    assert_eq!(stdout_of(&output), "OK\n", "{output:?}");
+    let check = cli(&["-p", &port, "GET", "k"], "");
+    assert_eq!(stdout_of(&check), "moved\n");
+    runtime.block_on(first_task).expect("fake node");
+
+    // ASK: the retry goes to the target, preceded by ASKING.
+    let (target, target_task) = runtime.block_on(fake_node(vec!["+OK\r\n", "$3\r\nyes\r\n"]));
+    let ask = format!("-ASK 99 {target}\r\n").leak();
+    let (source, source_task) = runtime.block_on(fake_node(vec![ask]));
+    let output = cli(&["-c", "--resp", "-p", &source.port().to_string(), "GET", "k"], "");
+    assert_eq!(stdout_of(&output), "yes\n", "{output:?}");
+    let received = runtime.block_on(target_task).expect("fake target");
+    assert_eq!(received, b"*1\r\n$6\r\nASKING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    runtime.block_on(source_task).expect("fake source");
+
+    // At the prompt, the redirect is announced as redis-cli does.
+    let moved = format!("-MOVED 1234 {real}\r\n").leak();
+    let (first, first_task) = runtime.block_on(fake_node(vec![moved]));
+    let output = cli(&["-c", "--resp", "-p", &first.port().to_string()], "get k\n");
+    let expected = format!("-> Redirected to slot [1234] located at {real}\nmoved\n");
+    assert_eq!(stdout_of(&output), expected, "{output:?}");
+    runtime.block_on(first_task).expect("fake node");
+
+    // Without -c a redirect is just an error reply.
+    let (plain, plain_task) = runtime.block_on(fake_node(vec!["-MOVED 1 127.0.0.1:1\r\n"]));
+    let output = cli(&["--resp", "-p", &plain.port().to_string(), "GET", "k"], "");
+    assert_eq!(stdout_of(&output), "MOVED 1 127.0.0.1:1\n\n");
+    runtime.block_on(plain_task).expect("fake node");
+}
