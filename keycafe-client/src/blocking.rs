@@ -75,7 +75,10 @@ impl KeycafeCluster {
             .build()
             .map_err(|e| Error::io("(starting the client's runtime)", e))?;
         let inner = runtime.block_on(crate::KeycafeCluster::connect_with(config))?;
-        Ok(KeycafeCluster { inner, runtime: Arc::new(runtime) })
+        Ok(KeycafeCluster {
+            inner,
+            runtime: Arc::new(runtime),
+        })
     }
 
     /// The async handle underneath, sharing this handle's connections.
@@ -106,7 +109,12 @@ impl KeycafeCluster {
     }
 
     /// See [`crate::KeycafeCluster::set_ex`].
-    pub fn set_ex(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, ttl: Duration) -> Result<()> {
+    pub fn set_ex(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        ttl: Duration,
+    ) -> Result<()> {
         self.block(self.inner.set_ex(key, value, ttl))
     }
 
@@ -181,7 +189,10 @@ impl KeycafeCluster {
     }
 
     /// See [`crate::KeycafeCluster::mget`].
-    pub fn mget<K: AsRef<[u8]>>(&self, keys: impl IntoIterator<Item = K>) -> Result<Vec<Option<Bytes>>> {
+    pub fn mget<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<Option<Bytes>>> {
         self.block(self.inner.mget(keys))
     }
 

@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::BytesMut;
-use keycafe_core::{key_slot, Frame, Slot};
+use keycafe_core::{Frame, Slot, key_slot};
 
 use crate::connection::SendError;
 use crate::node::{Node, Pool};
-use crate::routing::{self, Outcome, Request};
+use crate::routing::{self, Outcome, Request, check_command};
 use crate::topology::{SlotMap, SlotRange};
 use crate::{ClientConfig, Error, Result, ServerError};
 
@@ -63,14 +63,6 @@ struct Inner {
     /// Spreads keyless commands over the nodes.
     next_node: AtomicUsize,
 }
-
-/// Commands that change the state of the connection they run on. On a
-/// connection shared by many callers they would leak into everyone else's
-/// requests, so the raw `command` call refuses them.
-const CONNECTION_STATE: &[&str] = &[
-    "ASKING", "AUTH", "DISCARD", "EXEC", "HELLO", "MONITOR", "MULTI", "PSUBSCRIBE", "QUIT", "RESET", "SELECT",
-    "SSUBSCRIBE", "SUBSCRIBE", "UNWATCH", "WATCH",
-];
 
 impl KeycafeCluster {
     /// Connects to the cluster that `addr` (`host:port`) belongs to, with
@@ -138,7 +130,8 @@ impl KeycafeCluster {
 
     /// Asks the cluster for its slot map again (normally automatic).
     pub async fn refresh_topology(&self) -> Result<()> {
-        self.refresh(self.inner.generation.load(Ordering::Acquire), None).await
+        self.refresh(self.inner.generation.load(Ordering::Acquire), None)
+            .await
     }
 
     /// The cached slot map: which node serves which slots.
@@ -160,7 +153,11 @@ impl KeycafeCluster {
     }
 
     fn map(&self) -> Arc<SlotMap> {
-        self.inner.map.read().expect("slot map lock poisoned").clone()
+        self.inner
+            .map
+            .read()
+            .expect("slot map lock poisoned")
+            .clone()
     }
 
     /// Runs a request; an error reply becomes [`Error::Server`].
@@ -195,7 +192,9 @@ impl KeycafeCluster {
             };
             let reply = match sent {
                 Ok(reply) => reply,
-                Err(SendError::NotSent(error)) if error.is_network() && retries < config.max_retries => {
+                Err(SendError::NotSent(error))
+                    if error.is_network() && retries < config.max_retries =>
+                {
                     // The node is unreachable and the request never left:
                     // learn the map again from the other nodes and resend.
                     tracing::debug!(addr = node.addr(), %error, retries, "node unreachable, retrying");
@@ -221,9 +220,9 @@ impl KeycafeCluster {
                 }
                 Outcome::TryAgain | Outcome::ClusterDown if retries >= config.max_retries => {
                     return match reply {
-                        Frame::Error(text) if text.starts_with(b"CLUSTERDOWN") => {
-                            Err(Error::ClusterDown(String::from_utf8_lossy(&text).into_owned()))
-                        }
+                        Frame::Error(text) if text.starts_with(b"CLUSTERDOWN") => Err(
+                            Error::ClusterDown(String::from_utf8_lossy(&text).into_owned()),
+                        ),
                         reply => Ok(reply),
                     };
                 }
@@ -260,7 +259,8 @@ impl KeycafeCluster {
                 return Ok(self.inner.pool.get(addr));
             }
             if attempt == 0 {
-                self.refresh(self.inner.generation.load(Ordering::Acquire), None).await?;
+                self.refresh(self.inner.generation.load(Ordering::Acquire), None)
+                    .await?;
             }
         }
         Err(Error::ClusterDown(match slot {
@@ -285,14 +285,19 @@ impl KeycafeCluster {
                 if let Err(error) = cluster.refresh(generation, None).await {
                     tracing::debug!(%error, "background topology refresh failed");
                 }
-                cluster.inner.background_refresh.store(false, Ordering::Release);
+                cluster
+                    .inner
+                    .background_refresh
+                    .store(false, Ordering::Release);
             });
         }
     }
 
     /// Learns the slot map from the first node that answers: the known
-    /// primaries, then the seeds, then `avoid` (a node that just failed).
-    /// Does nothing if another refresh finished since `seen_generation`.
+    /// primaries, then the seeds, except `avoid` (a node that just failed:
+    /// asking it again would only cost another connect timeout, and the
+    /// resend reaches it anyway). Does nothing if another refresh finished
+    /// since `seen_generation`, or if there is no one else to ask.
     async fn refresh(&self, seen_generation: u64, avoid: Option<&str>) -> Result<()> {
         let _refreshing = self.inner.refresh_lock.lock().await;
         if self.inner.generation.load(Ordering::Acquire) != seen_generation {
@@ -305,7 +310,9 @@ impl KeycafeCluster {
                 candidates.push(addr);
             }
         }
-        candidates.extend(avoid);
+        if candidates.is_empty() && avoid.is_some() {
+            return Ok(());
+        }
         let mut last_error = None;
         for addr in candidates {
             match self.fetch_slot_map(addr).await {
@@ -319,23 +326,32 @@ impl KeycafeCluster {
                 Err(error) => last_error = Some(error),
             }
         }
-        Err(last_error.unwrap_or_else(|| Error::ClusterDown("no node to ask for the topology".into())))
+        Err(last_error
+            .unwrap_or_else(|| Error::ClusterDown("no node to ask for the topology".into())))
     }
 
     async fn fetch_slot_map(&self, addr: &str) -> Result<SlotMap> {
         let node = self.inner.pool.get(addr);
         let request = Request::new(&["CLUSTER", "SLOTS"]);
-        let reply = node.request(request.bytes, &self.inner.config).await.map_err(SendError::into_error)?;
+        let reply = node
+            .request(request.bytes, &self.inner.config)
+            .await
+            .map_err(SendError::into_error)?;
         match reply {
             // A node without cluster support serves every slot itself.
             Frame::Error(text) if text.starts_with(b"ERR ") => Ok(SlotMap::single(addr)),
             Frame::Error(text) => Err(Error::Server(ServerError::from_bytes(&text))),
             reply => match SlotMap::from_cluster_slots(&reply, addr) {
-                Ok(map) if map.is_empty() => Err(Error::ClusterDown(format!("{addr} serves no slots yet"))),
+                Ok(map) if map.is_empty() => {
+                    Err(Error::ClusterDown(format!("{addr} serves no slots yet")))
+                }
                 Ok(map) => Ok(map),
                 Err(why) => {
                     tracing::debug!(addr, why, "bad CLUSTER SLOTS answer");
-                    Err(Error::UnexpectedReply { expected: "a CLUSTER SLOTS answer", reply })
+                    Err(Error::UnexpectedReply {
+                        expected: "a CLUSTER SLOTS answer",
+                        reply,
+                    })
                 }
             },
         }
@@ -348,23 +364,12 @@ fn check_redirects(redirects: &mut u32, config: &ClientConfig, reply: &Frame) ->
             Frame::Error(text) => ServerError::from_bytes(text),
             _ => ServerError::new("redirect"),
         };
-        return Err(Error::RedirectsExhausted { redirects: *redirects, last });
+        return Err(Error::RedirectsExhausted {
+            redirects: *redirects,
+            last,
+        });
     }
     *redirects += 1;
-    Ok(())
-}
-
-pub(crate) fn check_command<A: AsRef<[u8]>>(args: &[A]) -> Result<()> {
-    let Some(name) = args.first() else {
-        return Err(Error::InvalidRequest("a command needs a name".into()));
-    };
-    let name = name.as_ref();
-    if let Some(refused) = CONNECTION_STATE.iter().find(|c| name.eq_ignore_ascii_case(c.as_bytes())) {
-        return Err(Error::InvalidRequest(format!(
-            "{refused} would change the state of a connection shared by every clone of this handle; \
-             set credentials in ClientConfig instead of AUTH"
-        )));
-    }
     Ok(())
 }
 

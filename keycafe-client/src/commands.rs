@@ -1,168 +1,20 @@
-//! Typed methods for the string and key commands, and their option types.
+//! Typed methods for the string and key commands.
 //!
 //! Each method builds its request with a `*_request` function (shared with
 //! [`crate::Pipeline`], so that both encode a command the same way), runs it
-//! through [`KeycafeCluster::run`] and converts the reply with
+//! through the cluster's routing and retry loop and converts the reply with
 //! [`FromFrame`]. Keys and values are anything byte-like (`&str`, `String`,
 //! `&[u8]`, `Vec<u8>`, [`Bytes`]); strings come back as [`Bytes`], with
 //! `*_string` variants for UTF-8 text.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use keycafe_core::Frame;
 
+use crate::options::set_request;
 use crate::routing::Request;
-use crate::{Error, FromFrame, KeycafeCluster, Result};
-
-/// Options for [`KeycafeCluster::set_with`]: expiry, a condition, and
-/// whether to return the previous value (Redis's `SET` flags).
-///
-/// ```
-/// use std::time::Duration;
-/// use keycafe_client::SetOptions;
-///
-/// // SET key value PX 30000 NX GET
-/// let options = SetOptions::new().expire_in(Duration::from_secs(30)).nx().get();
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SetOptions {
-    expiry: Option<Expiry>,
-    condition: Option<Condition>,
-    get: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expiry {
-    In(Duration),
-    At(SystemTime),
-    KeepTtl,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Condition {
-    Nx,
-    Xx,
-}
-
-impl SetOptions {
-    /// No options: a plain SET, which also clears any expiry.
-    pub fn new() -> SetOptions {
-        SetOptions::default()
-    }
-
-    /// Expire after `ttl` (`PX`), to the millisecond; a non-zero `ttl`
-    /// shorter than that rounds up to 1 ms.
-    pub fn expire_in(mut self, ttl: Duration) -> SetOptions {
-        self.expiry = Some(Expiry::In(ttl));
-        self
-    }
-
-    /// Expire at a point in wall-clock time (`PXAT`).
-    pub fn expire_at(mut self, at: SystemTime) -> SetOptions {
-        self.expiry = Some(Expiry::At(at));
-        self
-    }
-
-    /// Keep the key's current expiry (`KEEPTTL`).
-    pub fn keep_ttl(mut self) -> SetOptions {
-        self.expiry = Some(Expiry::KeepTtl);
-        self
-    }
-
-    /// Only write if the key does not exist (`NX`).
-    pub fn nx(mut self) -> SetOptions {
-        self.condition = Some(Condition::Nx);
-        self
-    }
-
-    /// Only write if the key already exists (`XX`).
-    pub fn xx(mut self) -> SetOptions {
-        self.condition = Some(Condition::Xx);
-        self
-    }
-
-    /// Also return the value the key held before (`GET`).
-    pub fn get(mut self) -> SetOptions {
-        self.get = true;
-        self
-    }
-}
-
-/// What [`KeycafeCluster::set_with`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetOutcome {
-    /// False when an `NX`/`XX` condition stopped the write.
-    pub written: bool,
-    /// The previous value, when [`SetOptions::get`] asked for it and there was one.
-    pub previous: Option<Bytes>,
-}
-
-/// A key's remaining time to live, from [`KeycafeCluster::ttl`] and
-/// [`KeycafeCluster::pttl`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ttl {
-    /// The key does not exist.
-    Missing,
-    /// The key exists and never expires.
-    Persistent,
-    /// The key expires after this long.
-    ExpiresIn(Duration),
-}
-
-impl Ttl {
-    fn from_reply(frame: Frame, unit: fn(u64) -> Duration) -> Result<Ttl> {
-        match i64::from_frame(frame)? {
-            -2 => Ok(Ttl::Missing),
-            -1 => Ok(Ttl::Persistent),
-            n if n >= 0 => Ok(Ttl::ExpiresIn(unit(n.unsigned_abs()))),
-            n => Err(Error::UnexpectedReply { expected: "a TTL of -2, -1 or more", reply: Frame::Integer(n) }),
-        }
-    }
-
-    /// The remaining time, if the key exists and expires.
-    pub fn remaining(&self) -> Option<Duration> {
-        match self {
-            Ttl::ExpiresIn(left) => Some(*left),
-            _ => None,
-        }
-    }
-}
-
-fn millis(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    let ms = if ms == 0 && !duration.is_zero() { 1 } else { ms };
-    ms.to_string()
-}
-
-pub(crate) fn set_request(key: &[u8], value: &[u8], options: &SetOptions) -> Request {
-    let mut args: Vec<&[u8]> = vec![b"SET", key, value];
-    let expiry = match options.expiry {
-        Some(Expiry::In(ttl)) => Some((&b"PX"[..], millis(ttl))),
-        Some(Expiry::At(at)) => {
-            let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-            Some((&b"PXAT"[..], since_epoch.as_millis().to_string()))
-        }
-        Some(Expiry::KeepTtl) => {
-            args.push(b"KEEPTTL");
-            None
-        }
-        None => None,
-    };
-    if let Some((flag, amount)) = &expiry {
-        args.push(flag);
-        args.push(amount.as_bytes());
-    }
-    match options.condition {
-        Some(Condition::Nx) => args.push(b"NX"),
-        Some(Condition::Xx) => args.push(b"XX"),
-        None => {}
-    }
-    if options.get {
-        args.push(b"GET");
-    }
-    Request::new(&args)
-}
+use crate::{Error, FromFrame, KeycafeCluster, Result, SetOptions, SetOutcome, Ttl};
 
 pub(crate) fn key_request(command: &str, key: &[u8]) -> Request {
     Request::new(&[command.as_bytes(), key])
@@ -205,12 +57,27 @@ impl KeycafeCluster {
     /// # }
     /// ```
     pub async fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        self.call(set_request(key.as_ref(), value.as_ref(), &SetOptions::new())).await
+        self.call(set_request(
+            key.as_ref(),
+            value.as_ref(),
+            &SetOptions::new(),
+        ))
+        .await
     }
 
     /// Sets `key` to `value`, expiring after `ttl` (`SET ... PX`).
-    pub async fn set_ex(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, ttl: Duration) -> Result<()> {
-        self.call(set_request(key.as_ref(), value.as_ref(), &SetOptions::new().expire_in(ttl))).await
+    pub async fn set_ex(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        ttl: Duration,
+    ) -> Result<()> {
+        self.call(set_request(
+            key.as_ref(),
+            value.as_ref(),
+            &SetOptions::new().expire_in(ttl),
+        ))
+        .await
     }
 
     /// `SET` with options; reports whether it wrote and, with
@@ -234,19 +101,10 @@ impl KeycafeCluster {
         value: impl AsRef<[u8]>,
         options: &SetOptions,
     ) -> Result<SetOutcome> {
-        let reply = self.run(&set_request(key.as_ref(), value.as_ref(), options)).await?;
-        if !options.get {
-            return Ok(SetOutcome { written: bool::from_frame(reply)?, previous: None });
-        }
-        // With GET the reply is the old value; whether the write happened
-        // follows from the condition, as Redis defines it.
-        let previous = Option::<Bytes>::from_frame(reply)?;
-        let written = match options.condition {
-            None => true,
-            Some(Condition::Nx) => previous.is_none(),
-            Some(Condition::Xx) => previous.is_some(),
-        };
-        Ok(SetOutcome { written, previous })
+        let reply = self
+            .run(&set_request(key.as_ref(), value.as_ref(), options))
+            .await?;
+        options.outcome(reply)
     }
 
     /// Deletes `key`; true if it existed (`DEL`).
@@ -257,10 +115,15 @@ impl KeycafeCluster {
     /// Deletes every key given, whatever slots they live in; returns how many
     /// existed. Keys in different slots are deleted by separate `DEL`s sent
     /// concurrently, so the whole is not atomic.
-    pub async fn delete_many<K: AsRef<[u8]>>(&self, keys: impl IntoIterator<Item = K>) -> Result<u64> {
+    pub async fn delete_many<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<u64> {
         let keys: Vec<K> = keys.into_iter().collect();
         let replies = self.per_slot("DEL", &keys, 1).await?;
-        replies.into_iter().try_fold(0u64, |sum, (_, reply)| Ok(sum + i64::from_frame(reply)?.unsigned_abs()))
+        replies.into_iter().try_fold(0u64, |sum, (_, reply)| {
+            Ok(sum + i64::from_frame(reply)?.unsigned_abs())
+        })
     }
 
     /// True if `key` exists (`EXISTS`).
@@ -270,12 +133,14 @@ impl KeycafeCluster {
 
     /// Makes `key` expire after `seconds`; false if it does not exist (`EXPIRE`).
     pub async fn expire(&self, key: impl AsRef<[u8]>, seconds: u64) -> Result<bool> {
-        self.call(key_number_request("EXPIRE", key.as_ref(), seconds)).await
+        self.call(key_number_request("EXPIRE", key.as_ref(), seconds))
+            .await
     }
 
     /// Makes `key` expire after `millis` milliseconds (`PEXPIRE`).
     pub async fn pexpire(&self, key: impl AsRef<[u8]>, millis: u64) -> Result<bool> {
-        self.call(key_number_request("PEXPIRE", key.as_ref(), millis)).await
+        self.call(key_number_request("PEXPIRE", key.as_ref(), millis))
+            .await
     }
 
     /// Time left before `key` expires, in whole seconds (`TTL`).
@@ -293,12 +158,18 @@ impl KeycafeCluster {
     /// # }
     /// ```
     pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Ttl> {
-        Ttl::from_reply(self.run(&key_request("TTL", key.as_ref())).await?, Duration::from_secs)
+        Ttl::from_reply(
+            self.run(&key_request("TTL", key.as_ref())).await?,
+            Duration::from_secs,
+        )
     }
 
     /// Time left before `key` expires, to the millisecond (`PTTL`).
     pub async fn pttl(&self, key: impl AsRef<[u8]>) -> Result<Ttl> {
-        Ttl::from_reply(self.run(&key_request("PTTL", key.as_ref())).await?, Duration::from_millis)
+        Ttl::from_reply(
+            self.run(&key_request("PTTL", key.as_ref())).await?,
+            Duration::from_millis,
+        )
     }
 
     /// Removes `key`'s expiry; false if it had none or does not exist (`PERSIST`).
@@ -325,12 +196,14 @@ impl KeycafeCluster {
     /// # }
     /// ```
     pub async fn incr_by(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
-        self.call(key_number_request("INCRBY", key.as_ref(), delta)).await
+        self.call(key_number_request("INCRBY", key.as_ref(), delta))
+            .await
     }
 
     /// Subtracts `delta` from the integer at `key`.
     pub async fn decr_by(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
-        self.call(key_number_request("DECRBY", key.as_ref(), delta)).await
+        self.call(key_number_request("DECRBY", key.as_ref(), delta))
+            .await
     }
 
     /// The values of all `keys`, in order, `None` for missing ones. Keys in
@@ -343,14 +216,20 @@ impl KeycafeCluster {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn mget<K: AsRef<[u8]>>(&self, keys: impl IntoIterator<Item = K>) -> Result<Vec<Option<Bytes>>> {
+    pub async fn mget<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<Option<Bytes>>> {
         let keys: Vec<K> = keys.into_iter().collect();
         let mut values = vec![None; keys.len()];
         for (positions, reply) in self.per_slot("MGET", &keys, 1).await? {
             let found = Vec::<Option<Bytes>>::from_frame(reply)?;
             if found.len() != positions.len() {
                 let reply = Frame::Integer(found.len() as i64);
-                return Err(Error::UnexpectedReply { expected: "one MGET value per key", reply });
+                return Err(Error::UnexpectedReply {
+                    expected: "one MGET value per key",
+                    reply,
+                });
             }
             for (position, value) in positions.into_iter().zip(found) {
                 values[position] = value;
@@ -368,7 +247,12 @@ impl KeycafeCluster {
     {
         let flat: Vec<Bytes> = pairs
             .into_iter()
-            .flat_map(|(k, v)| [Bytes::copy_from_slice(k.as_ref()), Bytes::copy_from_slice(v.as_ref())])
+            .flat_map(|(k, v)| {
+                [
+                    Bytes::copy_from_slice(k.as_ref()),
+                    Bytes::copy_from_slice(v.as_ref()),
+                ]
+            })
             .collect();
         for (_, reply) in self.per_slot("MSET", &flat, 2).await? {
             <()>::from_frame(reply)?;

@@ -134,7 +134,9 @@ impl ClientConfig {
     /// The wait before retry number `attempt` (0-based).
     pub(crate) fn backoff_for(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
-        self.min_backoff.saturating_mul(factor).min(self.max_backoff)
+        self.min_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 
     /// Checks that the settings can work.
@@ -142,7 +144,11 @@ impl ClientConfig {
         if self.seeds.is_empty() {
             return Err(Error::Config("at least one seed address is needed".into()));
         }
-        if let Some(bad) = self.seeds.iter().find(|seed| split_host_port(seed).is_none()) {
+        if let Some(bad) = self
+            .seeds
+            .iter()
+            .find(|seed| split_host_port(seed).is_none())
+        {
             return Err(Error::Config(format!("{bad:?} is not a host:port address")));
         }
         if self.username.is_some() && self.password.is_none() {
@@ -168,7 +174,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let config = ClientConfig::new(["a:1"]).backoff(Duration::from_millis(10), Duration::from_millis(50));
+        let config = ClientConfig::new(["a:1"])
+            .backoff(Duration::from_millis(10), Duration::from_millis(50));
         let waits: Vec<_> = (0..5).map(|n| config.backoff_for(n).as_millis()).collect();
         assert_eq!(waits, [10, 20, 40, 50, 50]);
         assert_eq!(config.backoff_for(u32::MAX), Duration::from_millis(50));
@@ -176,12 +183,21 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(ClientConfig::new(["localhost:9814", "[::1]:9815"]).validate().is_ok());
+        assert!(
+            ClientConfig::new(["localhost:9814", "[::1]:9815"])
+                .validate()
+                .is_ok()
+        );
         assert!(ClientConfig::new(Vec::<String>::new()).validate().is_err());
         assert!(ClientConfig::new(["localhost"]).validate().is_err());
         assert!(ClientConfig::new([":9814"]).validate().is_err());
         assert!(ClientConfig::new(["h:99999"]).validate().is_err());
         assert!(ClientConfig::new(["h:1"]).username("u").validate().is_err());
-        assert!(ClientConfig::new(["h:1"]).connect_timeout(Duration::ZERO).validate().is_err());
+        assert!(
+            ClientConfig::new(["h:1"])
+                .connect_timeout(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
     }
 }

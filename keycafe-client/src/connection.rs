@@ -25,8 +25,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use keycafe_core::{Frame, Limits, Protocol, ProtocolError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -99,7 +98,8 @@ impl Shared {
     fn close(&self, reason: Error) {
         let reason = self.reason.get_or_init(|| reason).clone();
         self.closed.cancel();
-        let in_flight = std::mem::take(&mut *self.pending.lock().expect("pending queue lock poisoned"));
+        let in_flight =
+            std::mem::take(&mut *self.pending.lock().expect("pending queue lock poisoned"));
         for pending in in_flight {
             pending.responder.fail(SendError::Lost(reason.clone()));
         }
@@ -107,12 +107,18 @@ impl Shared {
 
     /// The error that closed the connection.
     fn reason(&self) -> Error {
-        self.reason.get().cloned().unwrap_or_else(|| closed_error(&self.addr, "connection closed"))
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| closed_error(&self.addr, "connection closed"))
     }
 }
 
 fn closed_error(addr: &str, why: &str) -> Error {
-    Error::io(addr, std::io::Error::new(std::io::ErrorKind::ConnectionAborted, why.to_string()))
+    Error::io(
+        addr,
+        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, why.to_string()),
+    )
 }
 
 /// A handle to one open connection; clones share it.
@@ -125,9 +131,35 @@ pub(crate) struct Connection {
 impl Connection {
     /// Opens a connection (connect, hello, AUTH under the connect timeout)
     /// and starts its reader and writer tasks.
-    pub(crate) async fn open(addr: &str, config: &crate::ClientConfig) -> Result<Connection, Error> {
+    pub(crate) async fn open(
+        addr: &str,
+        config: &crate::ClientConfig,
+    ) -> Result<Connection, Error> {
         let (stream, leftover) = crate::handshake::open(addr, config).await?;
         let (read_half, write_half) = stream.into_split();
+        tracing::debug!(addr, "connected");
+        Ok(Connection::start(
+            read_half,
+            write_half,
+            leftover,
+            addr,
+            config.limits,
+        ))
+    }
+
+    /// Starts the reader and writer tasks over a connection that has
+    /// completed its handshake.
+    fn start<R, W>(
+        read_half: R,
+        write_half: W,
+        leftover: BytesMut,
+        addr: &str,
+        limits: Limits,
+    ) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let shared = Arc::new(Shared {
             addr: addr.to_string(),
@@ -136,9 +168,8 @@ impl Connection {
             reason: OnceLock::new(),
         });
         tokio::spawn(write_loop(write_half, rx, shared.clone()));
-        tokio::spawn(read_loop(read_half, leftover, config.limits, shared.clone()));
-        tracing::debug!(addr, "connected");
-        Ok(Connection { tx, shared })
+        tokio::spawn(read_loop(read_half, leftover, limits, shared.clone()));
+        Connection { tx, shared }
     }
 
     /// False once the connection has failed or been closed.
@@ -154,20 +185,48 @@ impl Connection {
     /// Sends one encoded request and waits for its reply.
     pub(crate) async fn request(&self, bytes: Bytes, timeout: Duration) -> Reply<Frame> {
         let (tx, rx) = oneshot::channel();
-        self.submit(Submission { bytes, replies: 1, responder: Responder::One(tx) }, rx, timeout).await
+        self.submit(
+            Submission {
+                bytes,
+                replies: 1,
+                responder: Responder::One(tx),
+            },
+            rx,
+            timeout,
+        )
+        .await
     }
 
     /// Sends `count` encoded requests back to back (nothing from other
     /// callers comes between them) and waits for all their replies.
-    pub(crate) async fn request_many(&self, bytes: Bytes, count: usize, timeout: Duration) -> Reply<Vec<Frame>> {
+    pub(crate) async fn request_many(
+        &self,
+        bytes: Bytes,
+        count: usize,
+        timeout: Duration,
+    ) -> Reply<Vec<Frame>> {
         if count == 0 {
             return Ok(Vec::new());
         }
         let (tx, rx) = oneshot::channel();
-        self.submit(Submission { bytes, replies: count, responder: Responder::Many(tx) }, rx, timeout).await
+        self.submit(
+            Submission {
+                bytes,
+                replies: count,
+                responder: Responder::Many(tx),
+            },
+            rx,
+            timeout,
+        )
+        .await
     }
 
-    async fn submit<T>(&self, submission: Submission, rx: oneshot::Receiver<Reply<T>>, timeout: Duration) -> Reply<T> {
+    async fn submit<T>(
+        &self,
+        submission: Submission,
+        rx: oneshot::Receiver<Reply<T>>,
+        timeout: Duration,
+    ) -> Reply<T> {
         if !self.is_open() {
             return Err(SendError::NotSent(self.shared.reason()));
         }
@@ -177,7 +236,8 @@ impl Connection {
             }
             // A dropped responder means the writer discarded the submission
             // unsent while shutting down.
-            rx.await.unwrap_or_else(|_| Err(SendError::NotSent(self.shared.reason())))
+            rx.await
+                .unwrap_or_else(|_| Err(SendError::NotSent(self.shared.reason())))
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(reply) => reply,
@@ -186,13 +246,21 @@ impl Connection {
                 // is stuck too: close, and let the next request reconnect.
                 self.close("closed after a reply timed out");
                 let addr = self.shared.addr.clone();
-                Err(SendError::Lost(Error::Timeout { during: TimeoutKind::Response, addr, after: timeout }))
+                Err(SendError::Lost(Error::Timeout {
+                    during: TimeoutKind::Response,
+                    addr,
+                    after: timeout,
+                }))
             }
         }
     }
 }
 
-async fn write_loop(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Submission>, shared: Arc<Shared>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut socket: W,
+    mut rx: mpsc::Receiver<Submission>,
+    shared: Arc<Shared>,
+) {
     let mut batch = Vec::new();
     let mut out = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -224,7 +292,9 @@ async fn write_loop(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Submissio
             if shared.closed.is_cancelled() {
                 drop(pending);
                 for submission in batch.drain(..) {
-                    submission.responder.fail(SendError::NotSent(shared.reason()));
+                    submission
+                        .responder
+                        .fail(SendError::NotSent(shared.reason()));
                 }
                 break;
             }
@@ -259,25 +329,38 @@ async fn write_loop(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Submissio
     // Whatever is still queued was never written.
     rx.close();
     while let Ok(submission) = rx.try_recv() {
-        submission.responder.fail(SendError::NotSent(shared.reason()));
+        submission
+            .responder
+            .fail(SendError::NotSent(shared.reason()));
     }
     let _ = socket.shutdown().await;
 }
 
-async fn read_loop(mut socket: OwnedReadHalf, mut buf: BytesMut, limits: Limits, shared: Arc<Shared>) {
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut socket: R,
+    mut buf: BytesMut,
+    limits: Limits,
+    shared: Arc<Shared>,
+) {
     loop {
         loop {
             match Protocol::Native.decode_frame(&mut buf, &limits) {
                 Ok(Some(frame)) => {
                     if !deliver(&shared, frame) {
                         let source = ProtocolError::Malformed("reply without a request");
-                        shared.close(Error::Protocol { addr: shared.addr.clone(), source });
+                        shared.close(Error::Protocol {
+                            addr: shared.addr.clone(),
+                            source,
+                        });
                         return;
                     }
                 }
                 Ok(None) => break,
                 Err(source) => {
-                    shared.close(Error::Protocol { addr: shared.addr.clone(), source });
+                    shared.close(Error::Protocol {
+                        addr: shared.addr.clone(),
+                        source,
+                    });
                     return;
                 }
             }
@@ -326,4 +409,211 @@ fn deliver(shared: &Shared, frame: Frame) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use tokio::io::DuplexStream;
+
+    use super::*;
+
+    /// Counts the writes that reach the transport.
+    struct CountingWriter<W> {
+        inner: W,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl<W: AsyncWrite + Unpin> AsyncWrite for CountingWriter<W> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if matches!(polled, Poll::Ready(Ok(_))) {
+                self.writes.fetch_add(1, Ordering::SeqCst);
+            }
+            polled
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A connection over an in-memory pipe; returns the node's end too.
+    fn pipe() -> (Connection, DuplexStream, Arc<AtomicUsize>) {
+        let (client, node) = tokio::io::duplex(1 << 20);
+        let (read_half, write_half) = tokio::io::split(client);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let writer = CountingWriter {
+            inner: write_half,
+            writes: writes.clone(),
+        };
+        let connection = Connection::start(
+            read_half,
+            writer,
+            BytesMut::new(),
+            "pipe:1",
+            Limits::DEFAULT,
+        );
+        (connection, node, writes)
+    }
+
+    fn encode(args: &[&str]) -> Bytes {
+        let mut out = BytesMut::new();
+        Protocol::Native.encode_request(args, &mut out);
+        out.freeze()
+    }
+
+    /// Reads the next request from the node's end of the pipe.
+    async fn next_request(node: &mut DuplexStream, buf: &mut BytesMut) -> Option<Vec<Bytes>> {
+        loop {
+            if let Some(Frame::Array(items)) =
+                Protocol::Native.decode_frame(buf, &Limits::DEFAULT).ok()?
+            {
+                return Some(
+                    items
+                        .into_iter()
+                        .filter_map(|item| item.as_bytes().map(Bytes::copy_from_slice))
+                        .collect(),
+                );
+            }
+            if node.read_buf(buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Answers every request with its last argument, as a bulk string.
+    async fn echo(mut node: DuplexStream) {
+        let mut buf = BytesMut::new();
+        while let Some(args) = next_request(&mut node, &mut buf).await {
+            let mut out = BytesMut::new();
+            Protocol::Native.encode_frame(
+                &Frame::Bulk(args.last().cloned().unwrap_or_default()),
+                &mut out,
+            );
+            if node.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn requests_from_many_tasks_share_few_writes() {
+        let (connection, node, writes) = pipe();
+        tokio::spawn(echo(node));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..1000 {
+            let connection = connection.clone();
+            tasks.spawn(async move {
+                let key = format!("key:{i}");
+                let reply = connection.request(encode(&["GET", &key]), PATIENCE).await;
+                assert_eq!(
+                    reply.ok(),
+                    Some(Frame::Bulk(key.into())),
+                    "request {i} got another's reply"
+                );
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("task succeeded");
+        }
+        let writes = writes.load(Ordering::SeqCst);
+        assert!(writes <= 10, "1000 requests took {writes} writes");
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_answered_together_and_in_order() {
+        let (connection, node, _) = pipe();
+        tokio::spawn(echo(node));
+        let both = [
+            encode(&["GET", "a"]),
+            encode(&["GET", "b"]),
+            encode(&["GET", "c"]),
+        ]
+        .concat();
+        let replies = connection.request_many(both.into(), 3, PATIENCE).await.ok();
+        assert_eq!(
+            replies,
+            Some(vec![Frame::bulk("a"), Frame::bulk("b"), Frame::bulk("c")])
+        );
+        assert!(
+            connection
+                .request_many(Bytes::new(), 0, PATIENCE)
+                .await
+                .is_ok_and(|r| r.is_empty())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_fails_what_was_sent_and_refuses_the_rest() {
+        let (connection, mut node, _) = pipe();
+        tokio::spawn(async move {
+            // Take the request, then vanish without answering.
+            next_request(&mut node, &mut BytesMut::new()).await;
+        });
+        match connection.request(encode(&["INCR", "n"]), PATIENCE).await {
+            Err(SendError::Lost(Error::Io { .. })) => {}
+            other => panic!("expected the in-flight request to be lost, got {other:?}"),
+        }
+        assert!(!connection.is_open());
+        match connection.request(encode(&["GET", "n"]), PATIENCE).await {
+            Err(SendError::NotSent(Error::Io { .. })) => {}
+            other => panic!("expected a refusal to send, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_nobody_asked_for_is_a_protocol_error() {
+        let (connection, mut node, _) = pipe();
+        let mut out = BytesMut::new();
+        Protocol::Native.encode_frame(&Frame::ok(), &mut out);
+        node.write_all(&out).await.expect("pipe open");
+        while connection.is_open() {
+            tokio::task::yield_now().await;
+        }
+        match connection.request(encode(&["GET", "k"]), PATIENCE).await {
+            Err(SendError::NotSent(Error::Protocol { .. })) => {}
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_timeout_closes_the_connection() {
+        let (connection, mut node, _) = pipe();
+        tokio::spawn(async move {
+            let mut buf = BytesMut::new();
+            // Read requests forever, answer none.
+            while next_request(&mut node, &mut buf).await.is_some() {}
+        });
+        match connection
+            .request(encode(&["GET", "k"]), Duration::from_secs(1))
+            .await
+        {
+            Err(SendError::Lost(Error::Timeout {
+                during: TimeoutKind::Response,
+                ..
+            })) => {}
+            other => panic!("expected a response timeout, got {other:?}"),
+        }
+        assert!(
+            !connection.is_open(),
+            "later replies would queue behind the lost one"
+        );
+    }
 }

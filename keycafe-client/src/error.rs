@@ -120,7 +120,10 @@ impl std::fmt::Display for TimeoutKind {
 
 impl Error {
     pub(crate) fn io(addr: &str, source: std::io::Error) -> Error {
-        Error::Io { addr: addr.to_string(), source: Arc::new(source) }
+        Error::Io {
+            addr: addr.to_string(),
+            source: Arc::new(source),
+        }
     }
 
     /// True for [`Error::Timeout`].
@@ -238,11 +241,21 @@ mod tests {
 
     #[test]
     fn classification() {
-        let io = Error::io("a:1", std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let io = Error::io(
+            "a:1",
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        );
         assert!(io.is_network() && !io.is_timeout());
-        let t = Error::Timeout { during: TimeoutKind::Response, addr: "a:1".into(), after: Duration::from_millis(5) };
+        let t = Error::Timeout {
+            during: TimeoutKind::Response,
+            addr: "a:1".into(),
+            after: Duration::from_millis(5),
+        };
         assert!(t.is_timeout() && t.is_network());
-        assert_eq!(t.to_string(), "timed out after 5ms waiting for a reply from a:1");
+        assert_eq!(
+            t.to_string(),
+            "timed out after 5ms waiting for a reply from a:1"
+        );
         let s = Error::from(ServerError::new("NOAUTH Authentication required."));
         assert!(s.server_error().is_some_and(ServerError::is_auth));
     }

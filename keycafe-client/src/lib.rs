@@ -35,7 +35,8 @@
 //! # Layout
 //!
 //! - [`cluster`]: [`KeycafeCluster`], routing by slot, redirects and retries.
-//! - [`commands`]: the typed command methods and their option types.
+//! - [`commands`]: the typed command methods (`get`, `set`, `mget`, ...).
+//! - [`options`]: [`SetOptions`], [`SetOutcome`] and [`Ttl`].
 //! - [`pipeline`]: [`Pipeline`] and the per-node fan-out behind multi-key calls.
 //! - [`reply`]: [`FromFrame`], converting reply frames into Rust values.
 //! - [`config`]: [`ClientConfig`]: seeds, credentials, timeouts, retry budget.
@@ -47,6 +48,8 @@
 //! - `connection`: a multiplexed, pipelined connection (writer and reader tasks).
 //! - `handshake`: TCP connect, the protocol hello and AUTH.
 
+#![warn(missing_docs)]
+
 pub mod blocking;
 pub mod cluster;
 pub mod commands;
@@ -55,6 +58,7 @@ mod connection;
 pub mod error;
 mod handshake;
 mod node;
+pub mod options;
 pub mod pipeline;
 pub mod reply;
 mod routing;
@@ -62,10 +66,10 @@ mod topology;
 
 pub use bytes::Bytes;
 pub use cluster::KeycafeCluster;
-pub use commands::{SetOptions, SetOutcome, Ttl};
 pub use config::ClientConfig;
 pub use error::{Error, Result, ServerError, TimeoutKind};
-pub use keycafe_core::{key_slot, Frame, Slot};
+pub use keycafe_core::{Frame, Slot, key_slot};
+pub use options::{SetOptions, SetOutcome, Ttl};
 pub use pipeline::Pipeline;
 pub use reply::FromFrame;
 pub use topology::SlotRange;

@@ -34,7 +34,11 @@ struct State {
 
 impl Node {
     fn new(addr: &str) -> Node {
-        Node { addr: addr.to_string(), state: Mutex::new(State::default()), opening: tokio::sync::Mutex::new(()) }
+        Node {
+            addr: addr.to_string(),
+            state: Mutex::new(State::default()),
+            opening: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The node's address, `host:port`.
@@ -48,7 +52,11 @@ impl Node {
 
     /// The open connection, if there is one.
     fn current(&self) -> Option<Connection> {
-        self.state().connection.as_ref().filter(|c| c.is_open()).cloned()
+        self.state()
+            .connection
+            .as_ref()
+            .filter(|c| c.is_open())
+            .cloned()
     }
 
     /// The open connection, opening one if needed.
@@ -63,10 +71,10 @@ impl Node {
             if let Some(connection) = state.connection.as_ref().filter(|c| c.is_open()) {
                 return Ok(connection.clone());
             }
-            if state.attempts != attempts_before {
-                if let Some(error) = &state.last_error {
-                    return Err(error.clone());
-                }
+            if state.attempts != attempts_before
+                && let Some(error) = &state.last_error
+            {
+                return Err(error.clone());
             }
         }
         let result = Connection::open(&self.addr, config).await;
@@ -87,7 +95,11 @@ impl Node {
     }
 
     /// Sends one request, opening the connection first if needed.
-    pub(crate) async fn request(&self, bytes: Bytes, config: &ClientConfig) -> Result<Frame, SendError> {
+    pub(crate) async fn request(
+        &self,
+        bytes: Bytes,
+        config: &ClientConfig,
+    ) -> Result<Frame, SendError> {
         let connection = self.connection(config).await.map_err(SendError::NotSent)?;
         connection.request(bytes, config.response_timeout).await
     }
@@ -100,7 +112,9 @@ impl Node {
         config: &ClientConfig,
     ) -> Result<Vec<Frame>, SendError> {
         let connection = self.connection(config).await.map_err(SendError::NotSent)?;
-        connection.request_many(bytes, count, config.response_timeout).await
+        connection
+            .request_many(bytes, count, config.response_timeout)
+            .await
     }
 }
 

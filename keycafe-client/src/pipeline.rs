@@ -9,19 +9,20 @@
 //! survives a resharding just like a single command does.
 //!
 //! The multi-key methods (`mget`, `mset`, `delete_many`) use the same
-//! machinery: [`KeycafeCluster::per_slot`] splits their keys by slot into
+//! machinery: `KeycafeCluster::per_slot` splits their keys by slot into
 //! one request per slot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use keycafe_core::{key_slot, Frame, Slot};
+use keycafe_core::{Frame, Slot, key_slot};
 use tokio::task::JoinSet;
 
-use crate::commands::{key_number_request, key_request, set_request};
+use crate::commands::{key_number_request, key_request};
 use crate::connection::SendError;
 use crate::node::Node;
+use crate::options::set_request;
 use crate::routing::{Outcome, Request};
 use crate::{Error, KeycafeCluster, Result, SetOptions};
 
@@ -76,7 +77,7 @@ impl Pipeline {
         A: AsRef<[u8]>,
     {
         let args: Vec<A> = args.into_iter().collect();
-        match crate::cluster::check_command(&args) {
+        match crate::routing::check_command(&args) {
             Ok(()) => self.requests.push(Request::new(&args)),
             Err(error) => {
                 self.invalid.get_or_insert(error);
@@ -97,8 +98,14 @@ impl Pipeline {
     }
 
     /// Queues `SET key value` with options.
-    pub fn set_with(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, options: &SetOptions) -> &mut Pipeline {
-        self.requests.push(set_request(key.as_ref(), value.as_ref(), options));
+    pub fn set_with(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: &SetOptions,
+    ) -> &mut Pipeline {
+        self.requests
+            .push(set_request(key.as_ref(), value.as_ref(), options));
         self
     }
 
@@ -122,13 +129,15 @@ impl Pipeline {
 
     /// Queues `INCRBY key delta`.
     pub fn incr_by(&mut self, key: impl AsRef<[u8]>, delta: i64) -> &mut Pipeline {
-        self.requests.push(key_number_request("INCRBY", key.as_ref(), delta));
+        self.requests
+            .push(key_number_request("INCRBY", key.as_ref(), delta));
         self
     }
 
     /// Queues `EXPIRE key seconds`.
     pub fn expire(&mut self, key: impl AsRef<[u8]>, seconds: u64) -> &mut Pipeline {
-        self.requests.push(key_number_request("EXPIRE", key.as_ref(), seconds));
+        self.requests
+            .push(key_number_request("EXPIRE", key.as_ref(), seconds));
         self
     }
 
@@ -161,7 +170,10 @@ impl KeycafeCluster {
         let mut groups: Vec<(Arc<Node>, Vec<usize>)> = Vec::new();
         for (index, request) in requests.iter().enumerate() {
             let node = self.route(request.slot).await?;
-            match groups.iter_mut().find(|(known, _)| Arc::ptr_eq(known, &node)) {
+            match groups
+                .iter_mut()
+                .find(|(known, _)| Arc::ptr_eq(known, &node))
+            {
                 Some((_, indexes)) => indexes.push(index),
                 None => groups.push((node, vec![index])),
             }
@@ -169,11 +181,16 @@ impl KeycafeCluster {
 
         let mut sends = JoinSet::new();
         for (node, indexes) in groups {
-            let mut bytes = BytesMut::with_capacity(indexes.iter().map(|&i| requests[i].bytes.len()).sum());
-            indexes.iter().for_each(|&i| bytes.extend_from_slice(&requests[i].bytes));
+            let mut bytes =
+                BytesMut::with_capacity(indexes.iter().map(|&i| requests[i].bytes.len()).sum());
+            indexes
+                .iter()
+                .for_each(|&i| bytes.extend_from_slice(&requests[i].bytes));
             let cluster = self.clone();
             sends.spawn(async move {
-                let sent = node.request_many(bytes.freeze(), indexes.len(), cluster.config()).await;
+                let sent = node
+                    .request_many(bytes.freeze(), indexes.len(), cluster.config())
+                    .await;
                 (node, indexes, sent)
             });
         }
@@ -204,7 +221,10 @@ impl KeycafeCluster {
         for index in resend {
             replies[index] = Some(self.dispatch(&requests[index]).await?);
         }
-        Ok(replies.into_iter().map(|reply| reply.expect("every request got a reply or an error")).collect())
+        Ok(replies
+            .into_iter()
+            .map(|reply| reply.expect("every request got a reply or an error"))
+            .collect())
     }
 
     /// Runs `command` once per slot over `items`, where every `step`-th item
@@ -222,7 +242,9 @@ impl KeycafeCluster {
         let mut slot_index: HashMap<Slot, usize> = HashMap::new();
         for (position, chunk) in items.chunks(step).enumerate() {
             let next = by_slot.len();
-            let index = *slot_index.entry(key_slot(chunk[0].as_ref())).or_insert(next);
+            let index = *slot_index
+                .entry(key_slot(chunk[0].as_ref()))
+                .or_insert(next);
             if index == next {
                 by_slot.push(Vec::new());
             }
@@ -238,7 +260,11 @@ impl KeycafeCluster {
                 Request::new(&args)
             })
             .collect();
-        let replies = if requests.is_empty() { Vec::new() } else { self.execute_all(&requests).await? };
+        let replies = if requests.is_empty() {
+            Vec::new()
+        } else {
+            self.execute_all(&requests).await?
+        };
         Ok(by_slot.into_iter().zip(replies).collect())
     }
 }

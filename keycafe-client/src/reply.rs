@@ -71,10 +71,12 @@ impl FromFrame for i64 {
     fn from_frame(frame: Frame) -> Result<Self> {
         match frame {
             Frame::Integer(n) => Ok(n),
-            Frame::Bulk(ref text) => match std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()) {
-                Some(n) => Ok(n),
-                None => unexpected("an integer", frame),
-            },
+            Frame::Bulk(ref text) => {
+                match std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()) {
+                    Some(n) => Ok(n),
+                    None => unexpected("an integer", frame),
+                }
+            }
             other => unexpected("an integer", other),
         }
     }
@@ -120,23 +122,42 @@ mod tests {
     #[test]
     fn conversions() {
         assert_eq!(Bytes::from_frame(Frame::simple("OK")).unwrap(), "OK");
-        assert_eq!(Option::<Bytes>::from_frame(Frame::bulk("v")).unwrap(), Some(Bytes::from("v")));
+        assert_eq!(
+            Option::<Bytes>::from_frame(Frame::bulk("v")).unwrap(),
+            Some(Bytes::from("v"))
+        );
         assert_eq!(Option::<Bytes>::from_frame(Frame::Null).unwrap(), None);
         assert!(bool::from_frame(Frame::Integer(1)).unwrap());
         assert!(!bool::from_frame(Frame::Integer(0)).unwrap());
         assert!(!bool::from_frame(Frame::Null).unwrap());
         let array = Frame::Array(vec![Frame::bulk("a"), Frame::Null]);
-        assert_eq!(Vec::<Option<String>>::from_frame(array).unwrap(), [Some("a".to_string()), None]);
-        assert_eq!(Vec::<i64>::from_frame(Frame::Null).unwrap(), Vec::<i64>::new());
+        assert_eq!(
+            Vec::<Option<String>>::from_frame(array).unwrap(),
+            [Some("a".to_string()), None]
+        );
+        assert_eq!(
+            Vec::<i64>::from_frame(Frame::Null).unwrap(),
+            Vec::<i64>::new()
+        );
         assert!(<()>::from_frame(Frame::Integer(3)).is_ok());
     }
 
     #[test]
     fn mismatches_are_errors() {
-        assert!(matches!(i64::from_frame(Frame::bulk("x")), Err(Error::UnexpectedReply { .. })));
-        assert!(matches!(Bytes::from_frame(Frame::Integer(1)), Err(Error::UnexpectedReply { .. })));
-        assert!(matches!(String::from_frame(Frame::bulk(vec![0xff])), Err(Error::NotUtf8(_))));
-        let wrongtype = Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value");
+        assert!(matches!(
+            i64::from_frame(Frame::bulk("x")),
+            Err(Error::UnexpectedReply { .. })
+        ));
+        assert!(matches!(
+            Bytes::from_frame(Frame::Integer(1)),
+            Err(Error::UnexpectedReply { .. })
+        ));
+        assert!(matches!(
+            String::from_frame(Frame::bulk(vec![0xff])),
+            Err(Error::NotUtf8(_))
+        ));
+        let wrongtype =
+            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value");
         match Option::<Bytes>::from_frame(wrongtype) {
             Err(Error::Server(e)) => assert_eq!(e.code(), "WRONGTYPE"),
             other => panic!("expected a server error, got {other:?}"),

@@ -12,7 +12,9 @@
 //! so that this never happens to them).
 
 use bytes::{Bytes, BytesMut};
-use keycafe_core::{key_slot, Frame, Protocol, Slot, SLOT_COUNT};
+use keycafe_core::{Frame, Protocol, SLOT_COUNT, Slot, key_slot};
+
+use crate::{Error, Result};
 
 /// One encoded request and the slot it is routed by (`None`: any node).
 #[derive(Debug, Clone)]
@@ -24,9 +26,13 @@ pub(crate) struct Request {
 impl Request {
     /// Encodes `args` (command name first), routed by the command's key.
     pub(crate) fn new<A: AsRef<[u8]>>(args: &[A]) -> Request {
-        let mut out = BytesMut::with_capacity(16 + args.iter().map(|a| 5 + a.as_ref().len()).sum::<usize>());
+        let mut out =
+            BytesMut::with_capacity(16 + args.iter().map(|a| 5 + a.as_ref().len()).sum::<usize>());
         Protocol::Native.encode_request(args, &mut out);
-        Request { bytes: out.freeze(), slot: routing_key(args).map(key_slot) }
+        Request {
+            bytes: out.freeze(),
+            slot: routing_key(args).map(key_slot),
+        }
     }
 }
 
@@ -40,9 +46,39 @@ pub(crate) fn asking() -> Bytes {
 /// Commands that touch no key (or whose keys are not where [`routing_key`]
 /// looks) and may go to any node.
 const KEYLESS: &[&str] = &[
-    "ASKING", "AUTH", "BGSAVE", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DBSIZE", "DEBUG", "DISCARD", "ECHO",
-    "EXEC", "FLUSHALL", "FLUSHDB", "HELLO", "INFO", "KEYS", "LASTSAVE", "LATENCY", "MULTI", "PING", "QUIT",
-    "RANDOMKEY", "READONLY", "READWRITE", "ROLE", "SAVE", "SCAN", "SELECT", "SHUTDOWN", "SLOWLOG", "TIME", "WAIT",
+    "ASKING",
+    "AUTH",
+    "BGSAVE",
+    "CLIENT",
+    "CLUSTER",
+    "COMMAND",
+    "CONFIG",
+    "DBSIZE",
+    "DEBUG",
+    "DISCARD",
+    "ECHO",
+    "EXEC",
+    "FLUSHALL",
+    "FLUSHDB",
+    "HELLO",
+    "INFO",
+    "KEYS",
+    "LASTSAVE",
+    "LATENCY",
+    "MULTI",
+    "PING",
+    "QUIT",
+    "RANDOMKEY",
+    "READONLY",
+    "READWRITE",
+    "ROLE",
+    "SAVE",
+    "SCAN",
+    "SELECT",
+    "SHUTDOWN",
+    "SLOWLOG",
+    "TIME",
+    "WAIT",
 ];
 
 /// The argument a command is routed by, if it has one.
@@ -56,7 +92,9 @@ pub(crate) fn routing_key<A: AsRef<[u8]>>(args: &[A]) -> Option<&[u8]> {
         2
     } else if is("EVAL") || is("EVALSHA") || is("FCALL") || is("FCALL_RO") {
         // EVAL script numkeys key...: keyless when numkeys is 0.
-        let numkeys = args.get(2).and_then(|n| std::str::from_utf8(n.as_ref()).ok()?.parse::<u32>().ok());
+        let numkeys = args
+            .get(2)
+            .and_then(|n| std::str::from_utf8(n.as_ref()).ok()?.parse::<u32>().ok());
         if numkeys.unwrap_or(0) == 0 {
             return None;
         }
@@ -65,6 +103,46 @@ pub(crate) fn routing_key<A: AsRef<[u8]>>(args: &[A]) -> Option<&[u8]> {
         1
     };
     args.get(position).map(AsRef::as_ref)
+}
+
+/// Commands that change the state of the connection they run on. On a
+/// connection shared by many callers they would leak into everyone else's
+/// requests, so the raw `command` call refuses them.
+const CONNECTION_STATE: &[&str] = &[
+    "ASKING",
+    "AUTH",
+    "DISCARD",
+    "EXEC",
+    "HELLO",
+    "MONITOR",
+    "MULTI",
+    "PSUBSCRIBE",
+    "QUIT",
+    "RESET",
+    "SELECT",
+    "SSUBSCRIBE",
+    "SUBSCRIBE",
+    "UNWATCH",
+    "WATCH",
+];
+
+/// Refuses what cannot be sent on a shared connection: an empty command,
+/// or one that would change the connection's state.
+pub(crate) fn check_command<A: AsRef<[u8]>>(args: &[A]) -> Result<()> {
+    let Some(name) = args.first() else {
+        return Err(Error::InvalidRequest("a command needs a name".into()));
+    };
+    let name = name.as_ref();
+    if let Some(refused) = CONNECTION_STATE
+        .iter()
+        .find(|c| name.eq_ignore_ascii_case(c.as_bytes()))
+    {
+        return Err(Error::InvalidRequest(format!(
+            "{refused} would change the state of a connection shared by every clone of this handle; \
+             set credentials in ClientConfig instead of AUTH"
+        )));
+    }
+    Ok(())
 }
 
 /// What a reply means for the request that got it.
@@ -93,7 +171,9 @@ impl Outcome {
         let code = words.next().unwrap_or_default();
         match code {
             b"MOVED" | b"ASK" => {
-                let slot = words.next().and_then(|s| std::str::from_utf8(s).ok()?.parse::<Slot>().ok());
+                let slot = words
+                    .next()
+                    .and_then(|s| std::str::from_utf8(s).ok()?.parse::<Slot>().ok());
                 let slot = slot.filter(|&slot| slot < SLOT_COUNT);
                 let addr = words.next().and_then(|a| std::str::from_utf8(a).ok());
                 let (Some(slot), Some(addr)) = (slot, addr) else {
@@ -106,7 +186,11 @@ impl Outcome {
                 } else {
                     addr.to_string()
                 };
-                if code == b"MOVED" { Outcome::Moved { slot, addr } } else { Outcome::Ask { addr } }
+                if code == b"MOVED" {
+                    Outcome::Moved { slot, addr }
+                } else {
+                    Outcome::Ask { addr }
+                }
             }
             b"TRYAGAIN" | b"LOADING" => Outcome::TryAgain,
             b"CLUSTERDOWN" => Outcome::ClusterDown,
@@ -128,7 +212,10 @@ mod tests {
         assert_eq!(routing_key(&["CLUSTER", "SLOTS"]), None);
         assert_eq!(routing_key(&["OBJECT", "ENCODING", "k"]), Some(&b"k"[..]));
         assert_eq!(routing_key(&["EVAL", "return 1", "0"]), None);
-        assert_eq!(routing_key(&["EVAL", "return 1", "1", "k"]), Some(&b"k"[..]));
+        assert_eq!(
+            routing_key(&["EVAL", "return 1", "1", "k"]),
+            Some(&b"k"[..])
+        );
         assert_eq!(routing_key(&["DBSIZE"]), None);
         assert_eq!(routing_key::<&str>(&[]), None);
         assert_eq!(Request::new(&["GET", "foo"]).slot, Some(12182));
@@ -137,10 +224,30 @@ mod tests {
     #[test]
     fn outcomes() {
         let of = |text: &'static str| Outcome::of(&Frame::error(text), "10.0.0.1:9814");
-        assert_eq!(of("MOVED 3999 10.0.0.2:9815"), Outcome::Moved { slot: 3999, addr: "10.0.0.2:9815".into() });
-        assert_eq!(of("MOVED 3999 :9815"), Outcome::Moved { slot: 3999, addr: "10.0.0.1:9815".into() });
-        assert_eq!(of("ASK 3999 10.0.0.3:9816"), Outcome::Ask { addr: "10.0.0.3:9816".into() });
-        assert_eq!(of("TRYAGAIN Multiple keys request during rehashing of slot"), Outcome::TryAgain);
+        assert_eq!(
+            of("MOVED 3999 10.0.0.2:9815"),
+            Outcome::Moved {
+                slot: 3999,
+                addr: "10.0.0.2:9815".into()
+            }
+        );
+        assert_eq!(
+            of("MOVED 3999 :9815"),
+            Outcome::Moved {
+                slot: 3999,
+                addr: "10.0.0.1:9815".into()
+            }
+        );
+        assert_eq!(
+            of("ASK 3999 10.0.0.3:9816"),
+            Outcome::Ask {
+                addr: "10.0.0.3:9816".into()
+            }
+        );
+        assert_eq!(
+            of("TRYAGAIN Multiple keys request during rehashing of slot"),
+            Outcome::TryAgain
+        );
         assert_eq!(of("LOADING loading the dataset"), Outcome::TryAgain);
         assert_eq!(of("CLUSTERDOWN The cluster is down"), Outcome::ClusterDown);
         assert_eq!(of("ERR wrong number of arguments"), Outcome::Done);

@@ -11,7 +11,7 @@
 
 use std::ops::RangeInclusive;
 
-use keycafe_core::{Frame, Slot, SLOT_COUNT};
+use keycafe_core::{Frame, SLOT_COUNT, Slot};
 
 /// Marks a slot that no node serves.
 const UNOWNED: u16 = u16::MAX;
@@ -37,12 +37,18 @@ pub(crate) struct SlotMap {
 impl SlotMap {
     /// A map in which no slot has an owner (before the first refresh).
     pub(crate) fn empty() -> SlotMap {
-        SlotMap { owners: vec![UNOWNED; usize::from(SLOT_COUNT)].into(), nodes: Vec::new() }
+        SlotMap {
+            owners: vec![UNOWNED; usize::from(SLOT_COUNT)].into(),
+            nodes: Vec::new(),
+        }
     }
 
     /// A standalone node that serves every slot.
     pub(crate) fn single(addr: &str) -> SlotMap {
-        SlotMap { owners: vec![0; usize::from(SLOT_COUNT)].into(), nodes: vec![addr.to_string()] }
+        SlotMap {
+            owners: vec![0; usize::from(SLOT_COUNT)].into(),
+            nodes: vec![addr.to_string()],
+        }
     }
 
     /// Parses a `CLUSTER SLOTS` reply from the node at `asked` (whose host
@@ -57,19 +63,31 @@ impl SlotMap {
             let Frame::Array(parts) = entry else {
                 return Err("CLUSTER SLOTS entry is not an array");
             };
-            let (Some(start), Some(end), Some(Frame::Array(primary))) =
-                (parts.first().and_then(integer), parts.get(1).and_then(integer), parts.get(2))
-            else {
+            let (Some(start), Some(end), Some(Frame::Array(primary))) = (
+                parts.first().and_then(integer),
+                parts.get(1).and_then(integer),
+                parts.get(2),
+            ) else {
                 return Err("CLUSTER SLOTS entry needs a start, an end and a node");
             };
             if start > end || end >= i64::from(SLOT_COUNT) || start < 0 {
                 return Err("CLUSTER SLOTS range out of bounds");
             }
-            let host = primary.first().and_then(Frame::as_bytes).ok_or("node entry without a host")?;
+            let host = primary
+                .first()
+                .and_then(Frame::as_bytes)
+                .ok_or("node entry without a host")?;
             let host = std::str::from_utf8(host).map_err(|_| "node host is not UTF-8")?;
-            let port = primary.get(1).and_then(integer).ok_or("node entry without a port")?;
+            let port = primary
+                .get(1)
+                .and_then(integer)
+                .ok_or("node entry without a port")?;
             let port = u16::try_from(port).map_err(|_| "node port out of range")?;
-            let host = if host.is_empty() || host == "?" { asked_host } else { host };
+            let host = if host.is_empty() || host == "?" {
+                asked_host
+            } else {
+                host
+            };
             let addr = if host.contains(':') && !host.starts_with('[') {
                 format!("[{host}]:{port}")
             } else {
@@ -113,11 +131,17 @@ impl SlotMap {
         let mut start = 0usize;
         while start < self.owners.len() {
             let owner = self.owners[start];
-            let len = self.owners[start..].iter().take_while(|&&o| o == owner).count();
+            let len = self.owners[start..]
+                .iter()
+                .take_while(|&&o| o == owner)
+                .count();
             let end = start + len - 1;
             if let Some(addr) = self.nodes.get(usize::from(owner)) {
                 // Slot numbers fit in u16 because owners has SLOT_COUNT entries.
-                ranges.push(SlotRange { slots: start as Slot..=end as Slot, addr: addr.clone() });
+                ranges.push(SlotRange {
+                    slots: start as Slot..=end as Slot,
+                    addr: addr.clone(),
+                });
             }
             start = end + 1;
         }
@@ -136,7 +160,10 @@ impl SlotMap {
         self.owners[usize::from(*slots.start())..=usize::from(*slots.end())].fill(index);
         // A node that lost its last slot is no longer a primary.
         let mut used = vec![false; self.nodes.len()];
-        self.owners.iter().filter(|&&o| o != UNOWNED).for_each(|&o| used[usize::from(o)] = true);
+        self.owners
+            .iter()
+            .filter(|&&o| o != UNOWNED)
+            .for_each(|&o| used[usize::from(o)] = true);
         if used.iter().any(|u| !u) {
             self.compact(&used);
         }
@@ -172,7 +199,11 @@ mod tests {
     use super::*;
 
     fn node(host: &str, port: i64) -> Frame {
-        Frame::Array(vec![Frame::bulk(host.to_string()), Frame::Integer(port), Frame::bulk("id")])
+        Frame::Array(vec![
+            Frame::bulk(host.to_string()),
+            Frame::Integer(port),
+            Frame::bulk("id"),
+        ])
     }
 
     fn entry(start: i64, end: i64, primary: Frame) -> Frame {
@@ -204,7 +235,11 @@ mod tests {
         let map = SlotMap::from_cluster_slots(&reply, "10.0.0.9:1").unwrap();
         assert_eq!(map.owner(5460), Some("10.0.0.1:9814"));
         assert_eq!(map.owner(5461), Some("10.0.0.2:9815"));
-        assert_eq!(map.owner(12000), Some("10.0.0.9:9816"), "empty host means the node asked");
+        assert_eq!(
+            map.owner(12000),
+            Some("10.0.0.9:9816"),
+            "empty host means the node asked"
+        );
         assert_eq!(map.owner(16001), None);
         assert_eq!(map.nodes().len(), 3);
         let ranges = map.ranges();
@@ -224,7 +259,10 @@ mod tests {
             Frame::Array(vec![entry(0, 5, Frame::Array(vec![]))]),
         ];
         for reply in bad {
-            assert!(SlotMap::from_cluster_slots(&reply, "h:1").is_err(), "{reply:?}");
+            assert!(
+                SlotMap::from_cluster_slots(&reply, "h:1").is_err(),
+                "{reply:?}"
+            );
         }
     }
 

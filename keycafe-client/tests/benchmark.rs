@@ -38,7 +38,11 @@ impl Node {
         runtime.spawn(keycafe_server::run(config, listener, async move {
             let _ = stopped.await;
         }));
-        Node { addr, runtime: Some(runtime), stop: Some(stop) }
+        Node {
+            addr,
+            runtime: Some(runtime),
+            stop: Some(stop),
+        }
     }
 
     fn port(&self) -> String {
@@ -102,9 +106,16 @@ fn benchmark_json(args: &[&str]) -> Value {
     let mut full = vec!["--json"];
     full.extend_from_slice(args);
     let output = benchmark(&full);
-    assert!(output.status.success(), "{full:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{full:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
-        panic!("--json output is not JSON ({err}): {}", String::from_utf8_lossy(&output.stdout))
+        panic!(
+            "--json output is not JSON ({err}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
     })
 }
 
@@ -114,13 +125,19 @@ fn check_test(test: &Value, name: &str, requests: u64) {
     assert_eq!(test["name"], name, "{test}");
     assert_eq!(test["requests"].as_u64(), Some(requests), "{test}");
     assert_eq!(test["errors"].as_u64(), Some(0), "{test}");
-    let number = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("not a number in {test}"));
+    let number = |v: &Value| {
+        v.as_f64()
+            .unwrap_or_else(|| panic!("not a number in {test}"))
+    };
     assert!(number(&test["seconds"]) > 0.0, "{test}");
     assert!(number(&test["ops_per_sec"]) > 0.0, "{test}");
     let latency = &test["latency_ms"];
     let [p50, p95, p99, p999, max] =
         ["p50", "p95", "p99", "p999", "max"].map(|field| number(&latency[field]));
-    assert!(p50 > 0.0 && p50 <= p95 && p95 <= p99 && p99 <= p999 && p999 <= max, "{test}");
+    assert!(
+        p50 > 0.0 && p50 <= p95 && p95 <= p99 && p99 <= p999 && p999 <= max,
+        "{test}"
+    );
 }
 
 #[test]
@@ -130,15 +147,36 @@ fn json_report_is_sane_on_both_protocols_and_pipelines() {
     for protocol in ["native", "resp"] {
         for pipeline in ["1", "16"] {
             let args = [
-                "-p", &port, "--protocol", protocol, "-P", pipeline, "-n", "2000", "-c", "8", "-r", "1000",
-                "-d", "16", "-t", "ping,set,get,incr,mset,mget",
+                "-p",
+                &port,
+                "--protocol",
+                protocol,
+                "-P",
+                pipeline,
+                "-n",
+                "2000",
+                "-c",
+                "8",
+                "-r",
+                "1000",
+                "-d",
+                "16",
+                "-t",
+                "ping,set,get,incr,mset,mget",
             ];
             let doc = benchmark_json(&args);
             assert_eq!(doc["protocol"], protocol);
             assert_eq!(doc["pipeline"].as_u64(), pipeline.parse().ok());
             assert_eq!(doc["clients"], 8);
             let tests = doc["tests"].as_array().expect("tests array");
-            let names = ["PING", "SET", "GET", "INCR", "MSET (10 keys)", "MGET (10 keys)"];
+            let names = [
+                "PING",
+                "SET",
+                "GET",
+                "INCR",
+                "MSET (10 keys)",
+                "MGET (10 keys)",
+            ];
             assert_eq!(tests.len(), names.len());
             for (test, name) in tests.iter().zip(names) {
                 check_test(test, name, 2000);
@@ -152,16 +190,33 @@ fn writes_really_reach_the_node() {
     let node = Node::start(None);
     let port = node.port();
     // Without -r every INCR hits the literal key `counter:__rand_int__`.
-    let doc = benchmark_json(&["-p", &port, "-n", "1234", "-c", "5", "-P", "7", "-t", "incr"]);
+    let doc = benchmark_json(&[
+        "-p", &port, "-n", "1234", "-c", "5", "-P", "7", "-t", "incr",
+    ]);
     check_test(&doc["tests"][0], "INCR", 1234);
-    let doc = benchmark_json(&["-p", &port, "-n", "1", "-c", "1", "INCRBY", "counter:__rand_int__", "0"]);
+    let doc = benchmark_json(&[
+        "-p",
+        &port,
+        "-n",
+        "1",
+        "-c",
+        "1",
+        "INCRBY",
+        "counter:__rand_int__",
+        "0",
+    ]);
     check_test(&doc["tests"][0], "INCRBY counter:__rand_int__ 0", 1);
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let value = runtime.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut socket = tokio::net::TcpStream::connect(node.addr).await.expect("connect");
-        socket.write_all(b"GET counter:__rand_int__\r\n").await.expect("send");
+        let mut socket = tokio::net::TcpStream::connect(node.addr)
+            .await
+            .expect("connect");
+        socket
+            .write_all(b"GET counter:__rand_int__\r\n")
+            .await
+            .expect("send");
         let mut buf = vec![0u8; 64];
         let n = socket.read(&mut buf).await.expect("read");
         String::from_utf8_lossy(&buf[..n]).into_owned()
@@ -173,10 +228,30 @@ fn writes_really_reach_the_node() {
 fn cluster_mode_routes_by_cluster_slots() {
     let node = Node::start(None);
     let port = node.port();
-    let doc = benchmark_json(&["-p", &port, "--cluster", "-n", "2000", "-c", "4", "-P", "16", "-r", "100000", "-t", "set,get,mset,ping"]);
+    let doc = benchmark_json(&[
+        "-p",
+        &port,
+        "--cluster",
+        "-n",
+        "2000",
+        "-c",
+        "4",
+        "-P",
+        "16",
+        "-r",
+        "100000",
+        "-t",
+        "set,get,mset,ping",
+    ]);
     assert_eq!(doc["cluster"], true);
     assert_eq!(doc["nodes"], 1);
-    for (test, name) in doc["tests"].as_array().expect("tests").iter().zip(["SET", "GET", "MSET (10 keys)", "PING"]) {
+    for (test, name) in
+        doc["tests"]
+            .as_array()
+            .expect("tests")
+            .iter()
+            .zip(["SET", "GET", "MSET (10 keys)", "PING"])
+    {
         check_test(test, name, 2000);
     }
 }
@@ -185,7 +260,9 @@ fn cluster_mode_routes_by_cluster_slots() {
 fn password_and_error_reporting() {
     let node = Node::start(Some("pw"));
     let port = node.port();
-    let doc = benchmark_json(&["-p", &port, "-a", "pw", "-n", "500", "-c", "3", "-t", "set,get"]);
+    let doc = benchmark_json(&[
+        "-p", &port, "-a", "pw", "-n", "500", "-c", "3", "-t", "set,get",
+    ]);
     check_test(&doc["tests"][1], "GET", 500);
 
     // Without the password every reply is NOAUTH: reported, and the exit code says so.
@@ -193,7 +270,9 @@ fn password_and_error_reporting() {
     assert!(!output.status.success());
     let doc: Value = serde_json::from_slice(&output.stdout).expect("JSON even when requests fail");
     assert_eq!(doc["tests"][0]["errors"].as_u64(), Some(100));
-    let first = doc["tests"][0]["first_error"].as_str().expect("first error");
+    let first = doc["tests"][0]["first_error"]
+        .as_str()
+        .expect("first error");
     assert!(first.starts_with("NOAUTH"), "{first}");
 
     let output = benchmark(&["-p", &port, "-a", "wrong", "-n", "10", "-t", "get"]);
@@ -210,14 +289,24 @@ fn quiet_and_text_reports() {
     let text = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].starts_with("SET: ") && lines[0].ends_with(" msec"), "{text}");
+    assert!(
+        lines[0].starts_with("SET: ") && lines[0].ends_with(" msec"),
+        "{text}"
+    );
     assert!(lines[1].contains(" requests per second, p50="), "{text}");
     // No progress bar when stderr is not a terminal.
-    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let output = benchmark(&["-p", &port, "-n", "300", "-c", "3", "-t", "ping"]);
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.starts_with("====== PING ======\n  300 requests completed in "), "{text}");
+    assert!(
+        text.starts_with("====== PING ======\n  300 requests completed in "),
+        "{text}"
+    );
     assert!(text.contains("latency (msec): p50="), "{text}");
 
     let output = benchmark(&["-p", &port, "-t", "lpush"]);
@@ -234,5 +323,8 @@ fn unreachable_node_fails_fast() {
         .to_string();
     let output = benchmark(&["-p", &port, "-n", "10"]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("connecting to 127.0.0.1:{port}")));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains(&format!("connecting to 127.0.0.1:{port}"))
+    );
 }

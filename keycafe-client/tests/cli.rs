@@ -38,7 +38,11 @@ impl Node {
         runtime.spawn(keycafe_server::run(config, listener, async move {
             let _ = stopped.await;
         }));
-        Node { addr, runtime: Some(runtime), stop: Some(stop) }
+        Node {
+            addr,
+            runtime: Some(runtime),
+            stop: Some(stop),
+        }
     }
 
     fn port(&self) -> String {
@@ -120,12 +124,30 @@ fn one_shot_table() -> Vec<(Vec<&'static str>, &'static str)> {
         (vec!["--no-raw", "INCRBY", "counter", "7"], "(integer) 3\n"),
         (vec!["--no-raw", "SET", "quoted", "a\"b\nc"], "OK\n"),
         (vec!["--no-raw", "GET", "quoted"], "\"a\\\"b\\nc\"\n"),
-        (vec!["MGET", "greeting", "missing", "counter"], "hello world\n\n3\n"),
-        (vec!["--no-raw", "MGET", "greeting", "missing", "counter"], "1) \"hello world\"\n2) (nil)\n3) \"3\"\n"),
-        (vec!["--no-raw", "INCR", "greeting"], "(error) ERR value is not an integer or out of range\n"),
-        (vec!["INCR", "greeting"], "ERR value is not an integer or out of range\n\n"),
-        (vec!["--no-raw", "NOSUCHCOMMAND"], "(error) ERR unknown command 'NOSUCHCOMMAND', with args beginning with: \n"),
-        (vec!["--no-raw", "DEL", "greeting", "missing"], "(integer) 1\n"),
+        (
+            vec!["MGET", "greeting", "missing", "counter"],
+            "hello world\n\n3\n",
+        ),
+        (
+            vec!["--no-raw", "MGET", "greeting", "missing", "counter"],
+            "1) \"hello world\"\n2) (nil)\n3) \"3\"\n",
+        ),
+        (
+            vec!["--no-raw", "INCR", "greeting"],
+            "(error) ERR value is not an integer or out of range\n",
+        ),
+        (
+            vec!["INCR", "greeting"],
+            "ERR value is not an integer or out of range\n\n",
+        ),
+        (
+            vec!["--no-raw", "NOSUCHCOMMAND"],
+            "(error) ERR unknown command 'NOSUCHCOMMAND', with args beginning with: \n",
+        ),
+        (
+            vec!["--no-raw", "DEL", "greeting", "missing"],
+            "(integer) 1\n",
+        ),
     ]
 }
 
@@ -162,18 +184,39 @@ fn password_protected_node() {
     let node = Node::start(Some("s3cret"));
     let port = node.port();
     let denied = cli(&["-p", &port, "--no-raw", "SET", "k", "v"], "");
-    assert_eq!(stdout_of(&denied), "(error) NOAUTH Authentication required.\n");
+    assert_eq!(
+        stdout_of(&denied),
+        "(error) NOAUTH Authentication required.\n"
+    );
 
     let allowed = cli(&["-p", &port, "-a", "s3cret", "SET", "k", "v"], "");
     assert_eq!(stdout_of(&allowed), "OK\n");
     let stderr = String::from_utf8_lossy(&allowed.stderr);
     assert!(stderr.contains("Warning: Using a password"), "{stderr}");
 
-    let quiet = cli(&["-p", &port, "--resp", "-a", "s3cret", "--no-auth-warning", "GET", "k"], "");
-    assert_eq!((stdout_of(&quiet).as_str(), quiet.stderr.as_slice()), ("v\n", b"".as_slice()));
+    let quiet = cli(
+        &[
+            "-p",
+            &port,
+            "--resp",
+            "-a",
+            "s3cret",
+            "--no-auth-warning",
+            "GET",
+            "k",
+        ],
+        "",
+    );
+    assert_eq!(
+        (stdout_of(&quiet).as_str(), quiet.stderr.as_slice()),
+        ("v\n", b"".as_slice())
+    );
 
     let wrong = cli(&["-p", &port, "-a", "nope", "GET", "k"], "");
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("AUTH failed: WRONGPASS"), "{wrong:?}");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("AUTH failed: WRONGPASS"),
+        "{wrong:?}"
+    );
     assert_eq!(stdout_of(&wrong), "NOAUTH Authentication required.\n\n");
 }
 
@@ -189,7 +232,10 @@ fn connection_failure_exits_non_zero() {
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with(&format!("Could not connect to Keycafe at 127.0.0.1:{port}")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("Could not connect to Keycafe at 127.0.0.1:{port}")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -206,13 +252,18 @@ fn interactive_mode_reads_lines_from_a_pipe() {
     let script = "set k \"two words\"\nget k\n\n'unbalanced\n3 incr n\nget missing\nquit\nget k\n";
     let output = cli(&["-p", &node.port()], script);
     assert!(output.status.success(), "{output:?}");
-    assert_eq!(stdout_of(&output), "OK\ntwo words\nInvalid argument(s)\n1\n2\n3\n\n");
+    assert_eq!(
+        stdout_of(&output),
+        "OK\ntwo words\nInvalid argument(s)\n1\n2\n3\n\n"
+    );
 }
 
 /// A fake cluster node speaking RESP: answers every command of a connection
 /// with the scripted replies, in order, and records what it received.
 async fn fake_node(replies: Vec<&'static str>) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("address");
     let task = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.expect("accept");
@@ -238,7 +289,18 @@ fn cluster_mode_follows_moved_and_ask() {
     // MOVED: the first node sends us to the real node, which answers.
     let moved = format!("-MOVED 1234 {real}\r\n").leak();
     let (first, first_task) = runtime.block_on(fake_node(vec![moved]));
-    let output = cli(&["-c", "--resp", "-p", &first.port().to_string(), "SET", "k", "moved"], "");
+    let output = cli(
+        &[
+            "-c",
+            "--resp",
+            "-p",
+            &first.port().to_string(),
+            "SET",
+            "k",
+            "moved",
+        ],
+        "",
+    );
     assert_eq!(stdout_of(&output), "OK\n", "{output:?}");
     let check = cli(&["-p", &port, "GET", "k"], "");
     assert_eq!(stdout_of(&check), "moved\n");
@@ -248,16 +310,25 @@ fn cluster_mode_follows_moved_and_ask() {
     let (target, target_task) = runtime.block_on(fake_node(vec!["+OK\r\n", "$3\r\nyes\r\n"]));
     let ask = format!("-ASK 99 {target}\r\n").leak();
     let (source, source_task) = runtime.block_on(fake_node(vec![ask]));
-    let output = cli(&["-c", "--resp", "-p", &source.port().to_string(), "GET", "k"], "");
+    let output = cli(
+        &["-c", "--resp", "-p", &source.port().to_string(), "GET", "k"],
+        "",
+    );
     assert_eq!(stdout_of(&output), "yes\n", "{output:?}");
     let received = runtime.block_on(target_task).expect("fake target");
-    assert_eq!(received, b"*1\r\n$6\r\nASKING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    assert_eq!(
+        received,
+        b"*1\r\n$6\r\nASKING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+    );
     runtime.block_on(source_task).expect("fake source");
 
     // At the prompt, the redirect is announced as redis-cli does.
     let moved = format!("-MOVED 1234 {real}\r\n").leak();
     let (first, first_task) = runtime.block_on(fake_node(vec![moved]));
-    let output = cli(&["-c", "--resp", "-p", &first.port().to_string()], "get k\n");
+    let output = cli(
+        &["-c", "--resp", "-p", &first.port().to_string()],
+        "get k\n",
+    );
     let expected = format!("-> Redirected to slot [1234] located at {real}\nmoved\n");
     assert_eq!(stdout_of(&output), expected, "{output:?}");
     runtime.block_on(first_task).expect("fake node");

@@ -16,11 +16,18 @@ fn the_blocking_api_mirrors_the_async_one() {
 
     let kc = KeycafeCluster::new("127.0.0.1", server.addr.port()).expect("connect");
     kc.set("example_key", "KEY").unwrap();
-    assert_eq!(kc.get_string("example_key").unwrap().as_deref(), Some("KEY"));
+    assert_eq!(
+        kc.get_string("example_key").unwrap().as_deref(),
+        Some("KEY")
+    );
     assert_eq!(kc.get("no_key").unwrap(), None);
     kc.ping().unwrap();
 
-    assert!(kc.set_with("example_key", "x", &SetOptions::new().nx()).map(|o| !o.written).unwrap());
+    assert!(
+        kc.set_with("example_key", "x", &SetOptions::new().nx())
+            .map(|o| !o.written)
+            .unwrap()
+    );
     kc.set_ex("temp", "v", Duration::from_secs(60)).unwrap();
     assert!(matches!(kc.ttl("temp").unwrap(), Ttl::ExpiresIn(_)));
     assert!(kc.pexpire("temp", 60_000).unwrap());
@@ -34,13 +41,25 @@ fn the_blocking_api_mirrors_the_async_one() {
     assert_eq!(kc.decr("n").unwrap(), 9);
     assert_eq!(kc.decr_by("n", 9).unwrap(), 0);
     kc.mset([("a", "1"), ("b", "2")]).unwrap();
-    assert_eq!(kc.mget(["a", "missing", "b"]).unwrap(), [Some("1".into()), None, Some("2".into())]);
+    assert_eq!(
+        kc.mget(["a", "missing", "b"]).unwrap(),
+        [Some("1".into()), None, Some("2".into())]
+    );
     assert_eq!(kc.delete_many(["a", "b", "missing"]).unwrap(), 2);
-    assert_eq!(kc.command(["STRLEN", "example_key"]).unwrap(), Frame::Integer(3));
-    assert!(matches!(kc.command(["MULTI"]), Err(Error::InvalidRequest(_))));
+    assert_eq!(
+        kc.command(["STRLEN", "example_key"]).unwrap(),
+        Frame::Integer(3)
+    );
+    assert!(matches!(
+        kc.command(["MULTI"]),
+        Err(Error::InvalidRequest(_))
+    ));
     let mut pipeline = Pipeline::new();
     pipeline.set("p", "1").incr("p");
-    assert_eq!(kc.execute(&pipeline).unwrap(), [Frame::ok(), Frame::Integer(2)]);
+    assert_eq!(
+        kc.execute(&pipeline).unwrap(),
+        [Frame::ok(), Frame::Integer(2)]
+    );
     kc.refresh_topology().unwrap();
     assert_eq!(kc.node_for_key("p"), Some(server.address()));
     assert_eq!(kc.slot_ranges().len(), 1);

@@ -5,13 +5,15 @@ mod client_support;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use client_support::{all_slots, bounded, Action, FakeNode, Seen, TestServer};
+use client_support::{Action, FakeNode, Seen, TestServer, all_slots, bounded};
 use keycafe_client::{
     ClientConfig, Error, Frame, FromFrame, KeycafeCluster, Pipeline, SetOptions, SetOutcome, Ttl,
 };
 
 async fn connect(server: &TestServer) -> KeycafeCluster {
-    KeycafeCluster::connect(server.address()).await.expect("connect to the test server")
+    KeycafeCluster::connect(server.address())
+        .await
+        .expect("connect to the test server")
 }
 
 #[test]
@@ -28,9 +30,15 @@ async fn the_seed_example_reads_naturally() {
         let server = TestServer::start().await;
         let kc = KeycafeCluster::connect(server.address()).await.unwrap();
         kc.set("example_key", "KEY").await.unwrap();
-        assert_eq!(kc.get("example_key").await.unwrap().as_deref(), Some(&b"KEY"[..]));
+        assert_eq!(
+            kc.get("example_key").await.unwrap().as_deref(),
+            Some(&b"KEY"[..])
+        );
         assert_eq!(kc.get("no_key").await.unwrap(), None);
-        assert_eq!(kc.get_string("example_key").await.unwrap().as_deref(), Some("KEY"));
+        assert_eq!(
+            kc.get_string("example_key").await.unwrap().as_deref(),
+            Some("KEY")
+        );
         kc.ping().await.unwrap();
     })
     .await;
@@ -58,32 +66,82 @@ async fn set_options() {
         let kc = connect(&server).await;
 
         let nx = SetOptions::new().nx();
-        assert_eq!(kc.set_with("k", "1", &nx).await.unwrap(), SetOutcome { written: true, previous: None });
+        assert_eq!(
+            kc.set_with("k", "1", &nx).await.unwrap(),
+            SetOutcome {
+                written: true,
+                previous: None
+            }
+        );
         assert!(!kc.set_with("k", "2", &nx).await.unwrap().written);
-        assert!(!kc.set_with("missing", "2", &SetOptions::new().xx()).await.unwrap().written);
-        assert!(kc.set_with("k", "3", &SetOptions::new().xx()).await.unwrap().written);
+        assert!(
+            !kc.set_with("missing", "2", &SetOptions::new().xx())
+                .await
+                .unwrap()
+                .written
+        );
+        assert!(
+            kc.set_with("k", "3", &SetOptions::new().xx())
+                .await
+                .unwrap()
+                .written
+        );
         assert_eq!(kc.get_string("k").await.unwrap().as_deref(), Some("3"));
 
-        let swapped = kc.set_with("k", "4", &SetOptions::new().get()).await.unwrap();
-        assert_eq!(swapped, SetOutcome { written: true, previous: Some("3".into()) });
-        let fresh = kc.set_with("new", "x", &SetOptions::new().get()).await.unwrap();
-        assert_eq!(fresh, SetOutcome { written: true, previous: None });
+        let swapped = kc
+            .set_with("k", "4", &SetOptions::new().get())
+            .await
+            .unwrap();
+        assert_eq!(
+            swapped,
+            SetOutcome {
+                written: true,
+                previous: Some("3".into())
+            }
+        );
+        let fresh = kc
+            .set_with("new", "x", &SetOptions::new().get())
+            .await
+            .unwrap();
+        assert_eq!(
+            fresh,
+            SetOutcome {
+                written: true,
+                previous: None
+            }
+        );
 
         let ttl = SetOptions::new().expire_in(Duration::from_secs(100));
         kc.set_with("k", "5", &ttl).await.unwrap();
         let left = kc.pttl("k").await.unwrap().remaining().expect("k expires");
-        assert!(left > Duration::from_secs(90) && left <= Duration::from_secs(100), "{left:?}");
-        kc.set_with("k", "6", &SetOptions::new().keep_ttl()).await.unwrap();
-        assert!(matches!(kc.ttl("k").await.unwrap(), Ttl::ExpiresIn(_)), "KEEPTTL kept it");
+        assert!(
+            left > Duration::from_secs(90) && left <= Duration::from_secs(100),
+            "{left:?}"
+        );
+        kc.set_with("k", "6", &SetOptions::new().keep_ttl())
+            .await
+            .unwrap();
+        assert!(
+            matches!(kc.ttl("k").await.unwrap(), Ttl::ExpiresIn(_)),
+            "KEEPTTL kept it"
+        );
         kc.set("k", "7").await.unwrap();
-        assert_eq!(kc.ttl("k").await.unwrap(), Ttl::Persistent, "a plain SET clears it");
+        assert_eq!(
+            kc.ttl("k").await.unwrap(),
+            Ttl::Persistent,
+            "a plain SET clears it"
+        );
 
         let at = SystemTime::now() + Duration::from_secs(1000);
-        kc.set_with("k", "8", &SetOptions::new().expire_at(at)).await.unwrap();
+        kc.set_with("k", "8", &SetOptions::new().expire_at(at))
+            .await
+            .unwrap();
         let left = kc.ttl("k").await.unwrap().remaining().expect("k expires");
         assert!(left > Duration::from_secs(990), "{left:?}");
 
-        kc.set_ex("short", "v", Duration::from_millis(1)).await.unwrap();
+        kc.set_ex("short", "v", Duration::from_millis(1))
+            .await
+            .unwrap();
         // Expiry is the server's business; waiting for it is the point here.
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(kc.get("short").await.unwrap(), None);
@@ -134,7 +192,9 @@ async fn multi_key_methods_split_by_slot() {
     bounded(async {
         let server = TestServer::start().await;
         let kc = connect(&server).await;
-        let pairs: Vec<(String, String)> = (0..100).map(|i| (format!("user:{i}"), format!("name {i}"))).collect();
+        let pairs: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("user:{i}"), format!("name {i}")))
+            .collect();
         kc.mset(pairs.iter().map(|(k, v)| (k, v))).await.unwrap();
 
         let mut keys: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
@@ -160,8 +220,14 @@ async fn the_raw_command_escape_hatch() {
     bounded(async {
         let server = TestServer::start().await;
         let kc = connect(&server).await;
-        assert_eq!(kc.command(["APPEND", "greeting", "hello"]).await.unwrap(), Frame::Integer(5));
-        assert_eq!(kc.command(["STRLEN", "greeting"]).await.unwrap(), Frame::Integer(5));
+        assert_eq!(
+            kc.command(["APPEND", "greeting", "hello"]).await.unwrap(),
+            Frame::Integer(5)
+        );
+        assert_eq!(
+            kc.command(["STRLEN", "greeting"]).await.unwrap(),
+            Frame::Integer(5)
+        );
         assert_eq!(kc.command(["ping"]).await.unwrap(), Frame::simple("PONG"));
         let slots = kc.command(["CLUSTER", "SLOTS"]).await.unwrap();
         assert!(matches!(slots, Frame::Array(ref ranges) if ranges.len() == 1));
@@ -172,9 +238,15 @@ async fn the_raw_command_escape_hatch() {
         }
         for refused in [&["MULTI"][..], &["select", "1"], &["AUTH", "pw"]] {
             let result = kc.command(refused.iter().copied()).await;
-            assert!(matches!(result, Err(Error::InvalidRequest(_))), "{refused:?}: {result:?}");
+            assert!(
+                matches!(result, Err(Error::InvalidRequest(_))),
+                "{refused:?}: {result:?}"
+            );
         }
-        assert!(matches!(kc.command(Vec::<String>::new()).await, Err(Error::InvalidRequest(_))));
+        assert!(matches!(
+            kc.command(Vec::<String>::new()).await,
+            Err(Error::InvalidRequest(_))
+        ));
         kc.ping().await.unwrap();
     })
     .await;
@@ -188,17 +260,26 @@ async fn binary_keys_and_values_round_trip() {
         let every_byte: Vec<u8> = (0..=255u8).collect();
         let key: Vec<u8> = [b"bin\r\n\0".as_slice(), &every_byte].concat();
         kc.set(&key, &every_byte).await.unwrap();
-        assert_eq!(kc.get(&key).await.unwrap().as_deref(), Some(every_byte.as_slice()));
+        assert_eq!(
+            kc.get(&key).await.unwrap().as_deref(),
+            Some(every_byte.as_slice())
+        );
 
         kc.set("empty", b"").await.unwrap();
         assert_eq!(kc.get("empty").await.unwrap().as_deref(), Some(&b""[..]));
 
         let big: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         kc.set("big", &big).await.unwrap();
-        assert_eq!(kc.get("big").await.unwrap().as_deref(), Some(big.as_slice()));
+        assert_eq!(
+            kc.get("big").await.unwrap().as_deref(),
+            Some(big.as_slice())
+        );
 
         kc.set("bad utf8", [0xff, 0xfe]).await.unwrap();
-        assert!(matches!(kc.get_string("bad utf8").await, Err(Error::NotUtf8(_))));
+        assert!(matches!(
+            kc.get_string("bad utf8").await,
+            Err(Error::NotUtf8(_))
+        ));
     })
     .await;
 }
@@ -209,14 +290,29 @@ async fn pipelines_return_replies_in_order_with_errors_in_place() {
         let server = TestServer::start().await;
         let kc = connect(&server).await;
         let mut pipeline = Pipeline::new();
-        pipeline.set("a", "1").incr("a").get("a").set("s", "text").incr("s").incr_by("a", 10).exists("a");
-        pipeline.expire("a", 100).pttl("a").delete("a").cmd(["PING"]);
+        pipeline
+            .set("a", "1")
+            .incr("a")
+            .get("a")
+            .set("s", "text")
+            .incr("s")
+            .incr_by("a", 10)
+            .exists("a");
+        pipeline
+            .expire("a", 100)
+            .pttl("a")
+            .delete("a")
+            .cmd(["PING"]);
         let replies = kc.execute(&pipeline).await.unwrap();
         assert_eq!(replies.len(), pipeline.len());
         assert_eq!(replies[0], Frame::ok());
         assert_eq!(replies[1], Frame::Integer(2));
         assert_eq!(replies[2], Frame::bulk("2"));
-        assert!(matches!(replies[4], Frame::Error(_)), "INCR of text fails in place: {:?}", replies[4]);
+        assert!(
+            matches!(replies[4], Frame::Error(_)),
+            "INCR of text fails in place: {:?}",
+            replies[4]
+        );
         assert_eq!(replies[5], Frame::Integer(12), "and the pipeline goes on");
         assert!(bool::from_frame(replies[6].clone()).unwrap());
         assert!(i64::from_frame(replies[8].clone()).unwrap() > 0);
@@ -237,7 +333,10 @@ async fn pipelines_return_replies_in_order_with_errors_in_place() {
         assert!(kc.execute(&Pipeline::new()).await.unwrap().is_empty());
         let mut bad = Pipeline::new();
         bad.get("a").cmd(["MULTI"]);
-        assert!(matches!(kc.execute(&bad).await, Err(Error::InvalidRequest(_))));
+        assert!(matches!(
+            kc.execute(&bad).await,
+            Err(Error::InvalidRequest(_))
+        ));
     })
     .await;
 }
@@ -256,7 +355,11 @@ async fn a_thousand_tasks_share_one_handle_without_mixing_replies() {
                     let value = format!("value {task}/{round}");
                     kc.set(&key, &value).await.unwrap();
                     let got = kc.get_string(&key).await.unwrap();
-                    assert_eq!(got.as_deref(), Some(value.as_str()), "task {task} got someone else's reply");
+                    assert_eq!(
+                        got.as_deref(),
+                        Some(value.as_str()),
+                        "task {task} got someone else's reply"
+                    );
                     kc.incr("shared-counter").await.unwrap();
                 }
                 task
@@ -267,7 +370,10 @@ async fn a_thousand_tasks_share_one_handle_without_mixing_replies() {
             finished.insert(result.expect("task succeeded"));
         }
         assert_eq!(finished.len(), 1000);
-        assert_eq!(kc.get_string("shared-counter").await.unwrap().as_deref(), Some("10000"));
+        assert_eq!(
+            kc.get_string("shared-counter").await.unwrap().as_deref(),
+            Some("10000")
+        );
     })
     .await;
 }
@@ -281,13 +387,20 @@ async fn a_password_protected_node() {
             Err(Error::Server(e)) => assert!(e.is_auth(), "{e}"),
             other => panic!("expected NOAUTH, got {other:?}"),
         }
-        let wrong = ClientConfig::new([server.address()]).password("wrong").connect().await;
+        let wrong = ClientConfig::new([server.address()])
+            .password("wrong")
+            .connect()
+            .await;
         match wrong {
             Err(Error::Server(e)) => assert!(e.is_auth(), "{e}"),
             other => panic!("expected WRONGPASS, got {other:?}"),
         }
 
-        let kc = ClientConfig::new([server.address()]).password("s3cret").connect().await.unwrap();
+        let kc = ClientConfig::new([server.address()])
+            .password("s3cret")
+            .connect()
+            .await
+            .unwrap();
         kc.set("k", "v").await.unwrap();
         assert_eq!(kc.get_string("k").await.unwrap().as_deref(), Some("v"));
     })
@@ -327,7 +440,9 @@ async fn a_request_made_while_its_node_is_down_completes_once_it_is_back() {
         let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let node_addr = reserved.local_addr().unwrap();
         drop(reserved);
-        let seed = FakeNode::start(move |_: &Seen<'_>| Action::Reply(all_slots(&node_addr.to_string()))).await;
+        let seed =
+            FakeNode::start(move |_: &Seen<'_>| Action::Reply(all_slots(&node_addr.to_string())))
+                .await;
         let kc = ClientConfig::new([seed.address()])
             .max_retries(1000)
             .backoff(Duration::from_millis(1), Duration::from_millis(5))
@@ -344,7 +459,10 @@ async fn a_request_made_while_its_node_is_down_completes_once_it_is_back() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let _node = TestServer::restart_on(node_addr).await;
-        pending.await.expect("task ran").expect("the retried SET succeeds");
+        pending
+            .await
+            .expect("task ran")
+            .expect("the retried SET succeeds");
         assert_eq!(kc.get_string("k").await.unwrap().as_deref(), Some("v"));
     })
     .await;

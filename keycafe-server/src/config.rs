@@ -59,7 +59,8 @@ impl Config {
     pub fn from_yaml_file(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        Config::from_yaml_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        Config::from_yaml_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))
     }
 
     /// Parses YAML text. An empty document means all defaults.
@@ -76,7 +77,10 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.maxclients > 0, "maxclients must be at least 1");
         anyhow::ensure!(self.max_args >= 1, "max_args must be at least 1");
-        anyhow::ensure!(self.expiry_interval_ms > 0, "expiry_interval_ms must be at least 1");
+        anyhow::ensure!(
+            self.expiry_interval_ms > 0,
+            "expiry_interval_ms must be at least 1"
+        );
         anyhow::ensure!(
             self.requirepass.as_deref() != Some(""),
             "requirepass must not be empty (leave it out to disable AUTH)"
@@ -88,12 +92,14 @@ impl Config {
     /// The address clients connect to.
     pub fn client_addr(&self) -> anyhow::Result<SocketAddr> {
         let addr = format!("{}:{}", self.bind, self.service_port);
-        addr.parse().with_context(|| format!("invalid bind address {addr:?}"))
+        addr.parse()
+            .with_context(|| format!("invalid bind address {addr:?}"))
     }
 
     /// The cluster bus port (client port + 10000 unless configured).
     pub fn bus_port(&self) -> u16 {
-        self.cluster_port.unwrap_or_else(|| self.service_port.wrapping_add(10_000))
+        self.cluster_port
+            .unwrap_or_else(|| self.service_port.wrapping_add(10_000))
     }
 
     /// Decoder limits derived from this configuration.
@@ -194,7 +200,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.yaml");
         std::fs::write(&path, "service_port: 9815\nrequirepass: secret\n").unwrap();
-        let flags = Flags { config: Some(path), port: Some(7000), ..Flags::default() };
+        let flags = Flags {
+            config: Some(path),
+            port: Some(7000),
+            ..Flags::default()
+        };
         let config = flags.into_config().unwrap();
         assert_eq!(config.service_port, 7000);
         assert_eq!(config.requirepass.as_deref(), Some("secret"));

@@ -111,7 +111,8 @@ impl Connection {
             return Ok(());
         }
         if self.over_client_limit() {
-            self.write_error("ERR max number of clients reached").await?;
+            self.write_error("ERR max number of clients reached")
+                .await?;
             return Ok(());
         }
         loop {
@@ -159,7 +160,10 @@ impl Connection {
             if args.is_empty() {
                 continue;
             }
-            let mut ctx = Ctx { shared: &self.shared, conn: &mut self.state };
+            let mut ctx = Ctx {
+                shared: &self.shared,
+                conn: &mut self.state,
+            };
             let mut reply = Reply::start(protocol, &mut self.output);
             cmd::execute(&mut ctx, args, &mut reply);
             reply.finish();
@@ -210,7 +214,10 @@ impl Connection {
     fn over_client_limit(&self) -> bool {
         let limit = self.shared.config.maxclients;
         if self.shared.stats.connected_clients.load(Ordering::Relaxed) > limit {
-            self.shared.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .stats
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
             return true;
         }
         false
@@ -219,14 +226,18 @@ impl Connection {
     fn add_command_stats(&mut self) {
         if self.state.commands > 0 {
             let stats = &self.shared.stats;
-            stats.commands_processed.fetch_add(self.state.commands, Ordering::Relaxed);
+            stats
+                .commands_processed
+                .fetch_add(self.state.commands, Ordering::Relaxed);
             self.state.commands = 0;
         }
     }
 
     /// Writes pending replies and then one error.
     async fn write_error(&mut self, text: &str) -> io::Result<()> {
-        self.state.protocol.encode_frame(&Frame::error(text.to_string()), &mut self.output);
+        self.state
+            .protocol
+            .encode_frame(&Frame::error(text.to_string()), &mut self.output);
         self.stream.write_all(&self.output).await?;
         self.output.clear();
         self.stream.shutdown().await

@@ -34,7 +34,11 @@ pub async fn run(
     let (notify_shutdown, _) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
 
-    tokio::spawn(active_expiry(shared.clone(), notify_shutdown.subscribe(), done_tx.clone()));
+    tokio::spawn(active_expiry(
+        shared.clone(),
+        notify_shutdown.subscribe(),
+        done_tx.clone(),
+    ));
 
     tokio::select! {
         result = accept_loop(&listener, &shared, &notify_shutdown, &done_tx) => result?,
@@ -82,7 +86,10 @@ async fn accept_loop(
             if let Err(err) = connection.run(shutdown).await {
                 debug!(%peer, %err, "connection ended with an error");
             }
-            shared.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+            shared
+                .stats
+                .connected_clients
+                .fetch_sub(1, Ordering::Relaxed);
             drop(done);
         });
     }

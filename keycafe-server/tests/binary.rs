@@ -54,7 +54,11 @@ fn sigterm(child: &Child) {
 async fn config_file_flags_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("node.yaml");
-    std::fs::write(&config, "service_port: 1\nrequirepass: from-file\nlog_level: info\n").unwrap();
+    std::fs::write(
+        &config,
+        "service_port: 1\nrequirepass: from-file\nlog_level: info\n",
+    )
+    .unwrap();
     // The flag overrides the file's port; the file's password stays.
     let (child, addr) = start(&[config.to_str().unwrap(), "--port", "0"]).await;
     let mut client = RawClient::resp(addr).await;
@@ -67,7 +71,11 @@ async fn config_file_flags_and_sigterm() {
         .expect("exits within 10 s of SIGTERM")
         .expect("exit status");
     assert!(status.status.success(), "clean exit: {:?}", status.status);
-    assert_eq!(client.read_frame().await, None, "connections closed at shutdown");
+    assert_eq!(
+        client.read_frame().await,
+        None,
+        "connections closed at shutdown"
+    );
 }
 
 #[tokio::test]
@@ -82,5 +90,8 @@ async fn a_bad_config_file_is_a_clear_error() {
         .expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("bad.yaml") && stderr.contains("service_prot"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml") && stderr.contains("service_prot"),
+        "{stderr}"
+    );
 }

@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RawClient, TestServer};
 use bytes::BytesMut;
+use common::{RawClient, TestServer};
 use keycafe_core::{Frame, Protocol};
 use keycafe_server::Config;
 
@@ -24,7 +24,10 @@ async fn keys_held(client: &mut RawClient) -> u64 {
 
 #[tokio::test]
 async fn untouched_expired_keys_are_reclaimed() {
-    let config = Config { expiry_interval_ms: 20, ..Config::default() };
+    let config = Config {
+        expiry_interval_ms: 20,
+        ..Config::default()
+    };
     let server = TestServer::with_config(config).await;
     let mut client = RawClient::resp(server.addr).await;
     // One pipelined batch, so that loading takes far less than the TTL.
@@ -53,7 +56,9 @@ async fn untouched_expired_keys_are_reclaimed() {
         }
     }
     assert_eq!(held, 100, "only the persistent keys remain");
-    let Frame::Bulk(stats) = client.cmd("INFO stats").await else { panic!("bulk") };
+    let Frame::Bulk(stats) = client.cmd("INFO stats").await else {
+        panic!("bulk")
+    };
     assert!(String::from_utf8_lossy(&stats).contains("expired_keys:2000"));
     server.stop().await;
 }

@@ -32,15 +32,39 @@ async fn protocol_errors_close_only_that_connection() {
     let cases: &[(&[u8], &str)] = &[
         // A negative count is an empty request, skipped as Redis does.
         (b"*-5\r\n*1\r\n$4\r\nPING\r\nQUIT\r\n", "+PONG\r\n+OK\r\n"),
-        (b"*2\r\n$-3\r\nab\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*99999999999\r\n", "-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"*1\r\n$99999999999999\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*1\r\n$1073741824\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
+        (
+            b"*2\r\n$-3\r\nab\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*99999999999\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n$99999999999999\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$1073741824\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
         (b"*1\r\n$3\r\nGETxx", "-ERR Protocol error: "),
-        (b"*1\r\nGET\r\n", "-ERR Protocol error: expected '$', got 'G'\r\n"),
-        (b"*abc\r\n", "-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"SET \"unterminated\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n"),
-        (b"PING\r\n*1\r\n$x\r\n", "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"),
+        (
+            b"*1\r\nGET\r\n",
+            "-ERR Protocol error: expected '$', got 'G'\r\n",
+        ),
+        (
+            b"*abc\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"SET \"unterminated\r\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        (
+            b"PING\r\n*1\r\n$x\r\n",
+            "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n",
+        ),
     ];
     for (input, expected) in cases {
         let answer = answer_to(&server, input).await;
@@ -55,7 +79,10 @@ async fn a_huge_declared_bulk_that_never_arrives_costs_nothing() {
     let server = TestServer::start().await;
     // 500 MB announced (within the 512 MiB limit), 10 bytes sent.
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\n0123456789").await.unwrap();
+    stream
+        .write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\n0123456789")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut client = RawClient::resp(server.addr).await;
     assert_eq!(client.cmd("PING").await, simple("PONG"));
@@ -66,17 +93,26 @@ async fn a_huge_declared_bulk_that_never_arrives_costs_nothing() {
         .find_map(|line| line.strip_prefix("used_memory_rss:"))
         .and_then(|v| v.trim().parse().ok())
         .expect("INFO memory reports used_memory_rss");
-    assert!(rss < 200 * 1024 * 1024, "resident memory {rss} after a 500 MB claim");
+    assert!(
+        rss < 200 * 1024 * 1024,
+        "resident memory {rss} after a 500 MB claim"
+    );
     drop(stream);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn inline_lines_over_the_limit_are_refused() {
-    let config = Config { max_inline_len: 1024, ..Config::default() };
+    let config = Config {
+        max_inline_len: 1024,
+        ..Config::default()
+    };
     let server = TestServer::with_config(config).await;
     let answer = answer_to(&server, &[b'a'; 5000]).await;
-    assert!(answer.starts_with("-ERR Protocol error: too big inline request"), "{answer}");
+    assert!(
+        answer.starts_with("-ERR Protocol error: too big inline request"),
+        "{answer}"
+    );
     still_serves(&server).await;
     server.stop().await;
 }
@@ -85,7 +121,9 @@ async fn inline_lines_over_the_limit_are_refused() {
 async fn garbage_after_a_valid_frame() {
     let server = TestServer::start().await;
     let mut client = RawClient::resp(server.addr).await;
-    client.send_raw(b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n\xff\xfe*\r\n").await;
+    client
+        .send_raw(b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n\xff\xfe*\r\n")
+        .await;
     assert_eq!(client.read_frame().await, Some(simple("PONG")));
     assert_eq!(client.read_frame().await, Some(simple("PONG")));
     // The garbage is read as an inline command.

@@ -21,7 +21,10 @@ async fn commands_over_the_native_protocol() {
         client.cmd("MGET example_key no_key").await,
         Frame::Array(vec![bulk("KEY"), Frame::Null])
     );
-    assert_eq!(client.cmd("INCR example_key").await, error("ERR value is not an integer or out of range"));
+    assert_eq!(
+        client.cmd("INCR example_key").await,
+        error("ERR value is not an integer or out of range")
+    );
     assert_eq!(client.cmd("DELETE example_key").await, Frame::Integer(1));
 
     // Binary-safe, including bytes that would end a RESP line.
@@ -38,7 +41,10 @@ async fn pipelined_native_requests_answer_in_order() {
     let mut client = RawClient::native(server.addr).await;
     let mut batch = BytesMut::new();
     for i in 0..1000 {
-        Protocol::Native.encode_request(&[b"INCR".as_slice(), format!("c{}", i % 10).as_bytes()], &mut batch);
+        Protocol::Native.encode_request(
+            &[b"INCR".as_slice(), format!("c{}", i % 10).as_bytes()],
+            &mut batch,
+        );
     }
     client.send_raw(&batch).await;
     for i in 0..1000 {
@@ -56,10 +62,15 @@ async fn an_unsupported_version_is_refused_with_an_error() {
     stream.write_all(&hello).await.unwrap();
     let mut answer = BytesMut::new();
     while stream.read_buf(&mut answer).await.unwrap() > 0 {}
-    let frame = Protocol::Native.decode_frame(&mut answer, &Limits::DEFAULT).unwrap();
+    let frame = Protocol::Native
+        .decode_frame(&mut answer, &Limits::DEFAULT)
+        .unwrap();
     match frame {
         Some(Frame::Error(text)) => {
-            assert!(text.starts_with(b"ERR unsupported protocol version 99"), "{text:?}")
+            assert!(
+                text.starts_with(b"ERR unsupported protocol version 99"),
+                "{text:?}"
+            )
         }
         other => panic!("expected an error frame, got {other:?}"),
     }
@@ -70,11 +81,16 @@ async fn an_unsupported_version_is_refused_with_an_error() {
 async fn bad_magic_is_refused() {
     let server = TestServer::start().await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(&[0xCA, 0x00, 0x00, 0x00, 0x00, 0x01]).await.unwrap();
+    stream
+        .write_all(&[0xCA, 0x00, 0x00, 0x00, 0x00, 0x01])
+        .await
+        .unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await.unwrap();
     let mut answer = BytesMut::from(&answer[..]);
-    let frame = Protocol::Native.decode_frame(&mut answer, &Limits::DEFAULT).unwrap();
+    let frame = Protocol::Native
+        .decode_frame(&mut answer, &Limits::DEFAULT)
+        .unwrap();
     assert!(matches!(frame, Some(Frame::Error(_))), "{frame:?}");
     let mut client = RawClient::native(server.addr).await;
     assert_eq!(client.cmd("PING").await, simple("PONG"));

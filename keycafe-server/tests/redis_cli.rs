@@ -24,12 +24,21 @@ async fn one_shot_commands() {
     let server = TestServer::start().await;
     let port = server.port();
     assert_eq!(redis_cli(port, &["PING"]).await, "PONG\n");
-    assert_eq!(redis_cli(port, &["SET", "example_key", "KEY"]).await, "OK\n");
+    assert_eq!(
+        redis_cli(port, &["SET", "example_key", "KEY"]).await,
+        "OK\n"
+    );
     assert_eq!(redis_cli(port, &["GET", "example_key"]).await, "KEY\n");
     assert_eq!(redis_cli(port, &["GET", "no_key"]).await, "\n");
     assert_eq!(redis_cli(port, &["INCRBY", "n", "7"]).await, "7\n");
-    assert_eq!(redis_cli(port, &["MGET", "example_key", "n"]).await, "KEY\n7\n");
-    assert_eq!(redis_cli(port, &["DELETE", "example_key", "n"]).await, "2\n");
+    assert_eq!(
+        redis_cli(port, &["MGET", "example_key", "n"]).await,
+        "KEY\n7\n"
+    );
+    assert_eq!(
+        redis_cli(port, &["DELETE", "example_key", "n"]).await,
+        "2\n"
+    );
     assert_eq!(
         redis_cli(port, &["CLUSTER", "KEYSLOT", "{user1000}.a"]).await,
         redis_cli(port, &["CLUSTER", "KEYSLOT", "{user1000}.b"]).await
@@ -41,16 +50,28 @@ async fn one_shot_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_and_password() {
-    let config = Config { requirepass: Some("s3cret".into()), ..Config::default() };
+    let config = Config {
+        requirepass: Some("s3cret".into()),
+        ..Config::default()
+    };
     let server = TestServer::with_config(config).await;
     let port = server.port();
     let refused = redis_cli(port, &["GET", "k"]).await;
     assert!(refused.contains("NOAUTH"), "{refused}");
     let args = ["-a", "s3cret", "--no-auth-warning", "-c"];
-    assert_eq!(redis_cli(port, &[&args[..], &["SET", "k", "v"]].concat()).await, "OK\n");
-    assert_eq!(redis_cli(port, &[&args[..], &["GET", "k"]].concat()).await, "v\n");
+    assert_eq!(
+        redis_cli(port, &[&args[..], &["SET", "k", "v"]].concat()).await,
+        "OK\n"
+    );
+    assert_eq!(
+        redis_cli(port, &[&args[..], &["GET", "k"]].concat()).await,
+        "v\n"
+    );
     let wrong = redis_cli(port, &["-a", "nope", "--no-auth-warning", "PING"]).await;
-    assert!(wrong.contains("WRONGPASS") || wrong.contains("NOAUTH"), "{wrong}");
+    assert!(
+        wrong.contains("WRONGPASS") || wrong.contains("NOAUTH"),
+        "{wrong}"
+    );
     server.stop().await;
 }
 
@@ -61,7 +82,13 @@ async fn pipe_mode_loads_many_keys() {
 
     let server = TestServer::start().await;
     let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &server.port().to_string(), "--pipe"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port().to_string(),
+            "--pipe",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -70,8 +97,12 @@ async fn pipe_mode_loads_many_keys() {
     for i in 0..5000 {
         let (key, value) = (format!("pipe:{i}"), format!("value-{i}"));
         input.extend_from_slice(
-            format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n", key.len(), value.len())
-                .as_bytes(),
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+                key.len(),
+                value.len()
+            )
+            .as_bytes(),
         );
     }
     let mut stdin = child.stdin.take().expect("stdin piped");
@@ -82,6 +113,9 @@ async fn pipe_mode_loads_many_keys() {
     assert!(output.status.success(), "{text}");
     assert!(text.contains("errors: 0, replies: 5000"), "{text}");
     assert_eq!(redis_cli(server.port(), &["DBSIZE"]).await, "5000\n");
-    assert_eq!(redis_cli(server.port(), &["GET", "pipe:4999"]).await, "value-4999\n");
+    assert_eq!(
+        redis_cli(server.port(), &["GET", "pipe:4999"]).await,
+        "value-4999\n"
+    );
     server.stop().await;
 }

@@ -7,7 +7,10 @@ use redis::AsyncCommands;
 
 async fn connect(server: &TestServer) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(format!("redis://{}/", server.addr)).expect("valid url");
-    client.get_multiplexed_async_connection().await.expect("connects")
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects")
 }
 
 #[tokio::test]
@@ -27,7 +30,10 @@ async fn strings_and_expiry() {
 
     let n: i64 = con.incr("counter", 5).await.unwrap();
     assert_eq!(n, 5);
-    let deleted: i64 = con.del(&["greeting", "session", "counter", "nosuch"]).await.unwrap();
+    let deleted: i64 = con
+        .del(&["greeting", "session", "counter", "nosuch"])
+        .await
+        .unwrap();
     assert_eq!(deleted, 3);
     server.stop().await;
 }
@@ -81,7 +87,10 @@ async fn cluster_client_sees_a_one_node_cluster() {
     use redis::cluster::ClusterClient;
     let server = TestServer::start().await;
     let client = ClusterClient::new(vec![format!("redis://{}/", server.addr)]).unwrap();
-    let mut con = client.get_async_connection().await.expect("cluster connects");
+    let mut con = client
+        .get_async_connection()
+        .await
+        .expect("cluster connects");
     for i in 0..200 {
         let _: () = con.set(format!("k{i}"), i).await.unwrap();
     }

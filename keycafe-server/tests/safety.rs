@@ -9,15 +9,27 @@ use keycafe_server::Config;
 
 #[tokio::test]
 async fn requirepass_gates_every_command_on_both_protocols() {
-    let config = Config { requirepass: Some("s3cret".into()), ..Config::default() };
+    let config = Config {
+        requirepass: Some("s3cret".into()),
+        ..Config::default()
+    };
     let server = TestServer::with_config(config).await;
-    for mut client in [RawClient::resp(server.addr).await, RawClient::native(server.addr).await] {
-        assert_eq!(client.cmd("GET k").await, error("NOAUTH Authentication required."));
+    for mut client in [
+        RawClient::resp(server.addr).await,
+        RawClient::native(server.addr).await,
+    ] {
+        assert_eq!(
+            client.cmd("GET k").await,
+            error("NOAUTH Authentication required.")
+        );
         assert_eq!(
             client.cmd("AUTH wrong").await,
             error("WRONGPASS invalid username-password pair or user is disabled.")
         );
-        assert_eq!(client.cmd("PING").await, error("NOAUTH Authentication required."));
+        assert_eq!(
+            client.cmd("PING").await,
+            error("NOAUTH Authentication required.")
+        );
         assert_eq!(client.cmd("AUTH default s3cret").await, simple("OK"));
         assert_eq!(client.cmd("PING").await, simple("PONG"));
     }
@@ -26,7 +38,10 @@ async fn requirepass_gates_every_command_on_both_protocols() {
 
 #[tokio::test]
 async fn clients_over_the_limit_get_an_error() {
-    let config = Config { maxclients: 2, ..Config::default() };
+    let config = Config {
+        maxclients: 2,
+        ..Config::default()
+    };
     let server = TestServer::with_config(config).await;
     let mut first = RawClient::resp(server.addr).await;
     let mut second = RawClient::native(server.addr).await;
@@ -34,8 +49,15 @@ async fn clients_over_the_limit_get_an_error() {
     assert_eq!(second.cmd("PING").await, simple("PONG"));
     let mut third = RawClient::resp(server.addr).await;
     third.send(&[b"PING"]).await;
-    assert_eq!(third.read_frame().await, Some(error("ERR max number of clients reached")));
-    assert_eq!(third.read_frame().await, None, "connection closed after the error");
+    assert_eq!(
+        third.read_frame().await,
+        Some(error("ERR max number of clients reached"))
+    );
+    assert_eq!(
+        third.read_frame().await,
+        None,
+        "connection closed after the error"
+    );
     drop(first);
     // The freed place is available again once the node has seen the close.
     let mut again = None;

@@ -28,7 +28,11 @@ async fn golden_scripts() {
     let mut failures = Vec::new();
     for path in &paths {
         let script = std::fs::read_to_string(path).expect("readable script");
-        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         failures.extend(run_script(&name, &script).await);
     }
     assert!(failures.is_empty(), "\n{}\n", failures.join("\n\n"));
@@ -45,9 +49,17 @@ fn parse_script(script: &str) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     for (index, line) in script.lines().enumerate() {
         if let Some(command) = line.strip_prefix("> ") {
-            steps.push(Step { line: index + 1, command: command.to_string(), expected: vec![] });
+            steps.push(Step {
+                line: index + 1,
+                command: command.to_string(),
+                expected: vec![],
+            });
         } else if line.starts_with("!sleep ") {
-            steps.push(Step { line: index + 1, command: line.to_string(), expected: vec![] });
+            steps.push(Step {
+                line: index + 1,
+                command: line.to_string(),
+                expected: vec![],
+            });
         } else if line.starts_with('#') || line.trim().is_empty() {
             continue;
         } else if let Some(step) = steps.last_mut() {
@@ -91,8 +103,17 @@ fn split_command(line: &str) -> Vec<Vec<u8>> {
     let mut input = line.as_bytes().to_vec();
     input.extend_from_slice(b"\r\n");
     let (mut spans, mut scratch, mut inline) = (Vec::new(), Vec::new(), false);
-    keycafe_core::resp::parse_request(&input, &Limits::DEFAULT, &mut spans, &mut scratch, &mut inline)
-        .expect("script command parses")
-        .expect("script command is complete");
-    spans.into_iter().map(|span| scratch[span].to_vec()).collect()
+    keycafe_core::resp::parse_request(
+        &input,
+        &Limits::DEFAULT,
+        &mut spans,
+        &mut scratch,
+        &mut inline,
+    )
+    .expect("script command parses")
+    .expect("script command is complete");
+    spans
+        .into_iter()
+        .map(|span| scratch[span].to_vec())
+        .collect()
 }

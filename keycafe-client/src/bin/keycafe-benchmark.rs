@@ -116,11 +116,18 @@ enum ProtocolArg {
 fn main() -> ExitCode {
     let options = Options::parse();
     let runtime = if options.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(options.threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.threads)
+            .enable_all()
+            .build()
     };
-    let result = runtime.context("starting the async runtime").and_then(|rt| rt.block_on(run(options)));
+    let result = runtime
+        .context("starting the async runtime")
+        .and_then(|rt| rt.block_on(run(options)));
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -148,11 +155,18 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     };
     let value = vec![b'x'; options.data_size];
     let workloads = if options.command.is_empty() {
-        let names = options.tests.split(',').map(str::trim).filter(|name| !name.is_empty());
+        let names = options
+            .tests
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty());
         names
             .map(|name| {
                 Workload::builtin(name, &value).with_context(|| {
-                    format!("unknown test {name:?}; known tests: {}", workload::BUILTIN.join(", "))
+                    format!(
+                        "unknown test {name:?}; known tests: {}",
+                        workload::BUILTIN.join(", ")
+                    )
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?
@@ -163,18 +177,30 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     let seed = join_host_port(&options.host, options.port);
     let slots = if options.cluster {
         let mut wire = connect(&seed, protocol, options.password.as_deref()).await?;
-        let reply = wire.call(&["CLUSTER", "SLOTS"]).await.context("asking the seed for CLUSTER SLOTS")?;
-        Some(Arc::new(SlotTable::from_cluster_slots(&reply, &options.host)?))
+        let reply = wire
+            .call(&["CLUSTER", "SLOTS"])
+            .await
+            .context("asking the seed for CLUSTER SLOTS")?;
+        Some(Arc::new(SlotTable::from_cluster_slots(
+            &reply,
+            &options.host,
+        )?))
     } else {
         None
     };
-    let nodes = slots.as_ref().map_or_else(|| vec![seed.clone()], |s| s.nodes.clone());
+    let nodes = slots
+        .as_ref()
+        .map_or_else(|| vec![seed.clone()], |s| s.nodes.clone());
     let mut clients = connect_clients(&options, &nodes, protocol).await?;
 
     let setup = Setup {
         host: options.host.clone(),
         port: options.port,
-        protocol: if protocol == Protocol::Native { "native" } else { "resp" },
+        protocol: if protocol == Protocol::Native {
+            "native"
+        } else {
+            "resp"
+        },
         clients: options.clients,
         pipeline: options.pipeline,
         data_size: options.data_size,
@@ -190,7 +216,8 @@ async fn run(options: Options) -> anyhow::Result<bool> {
             pipeline: options.pipeline,
             keyspace: options.keyspace,
         });
-        let (returned, result) = run_test(clients, &workload.name, plan, slots.clone(), &options).await?;
+        let (returned, result) =
+            run_test(clients, &workload.name, plan, slots.clone(), &options).await?;
         clients = returned;
         if options.quiet {
             println!("{}", result.quiet_line());
@@ -198,38 +225,62 @@ async fn run(options: Options) -> anyhow::Result<bool> {
             println!("{}", result.text(&setup));
         }
         if result.errors > 0 && !options.json {
-            eprintln!("{}: {} error replies, the first: {}", result.name, result.errors, result.first_error.as_deref().unwrap_or(""));
+            eprintln!(
+                "{}: {} error replies, the first: {}",
+                result.name,
+                result.errors,
+                result.first_error.as_deref().unwrap_or("")
+            );
         }
         results.push(result);
     }
     if options.json {
-        println!("{}", serde_json::to_string_pretty(&Document { setup: &setup, tests: &results })?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Document {
+                setup: &setup,
+                tests: &results
+            })?
+        );
     }
     Ok(results.iter().all(|r| r.errors == 0))
 }
 
 /// Connects and authenticates one connection.
 async fn connect(addr: &str, protocol: Protocol, password: Option<&str>) -> anyhow::Result<Wire> {
-    let mut wire = Wire::connect(addr, protocol).await.with_context(|| format!("connecting to {addr}"))?;
+    let mut wire = Wire::connect(addr, protocol)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
     if let Some(password) = password {
-        wire.auth(password).await.with_context(|| format!("AUTH on {addr}"))?;
+        wire.auth(password)
+            .await
+            .with_context(|| format!("AUTH on {addr}"))?;
     }
     Ok(wire)
 }
 
 /// Opens every client's connections, concurrently, before any clock starts.
-async fn connect_clients(options: &Options, nodes: &[String], protocol: Protocol) -> anyhow::Result<Vec<Client>> {
+async fn connect_clients(
+    options: &Options,
+    nodes: &[String],
+    protocol: Protocol,
+) -> anyhow::Result<Vec<Client>> {
     let nodes = Arc::new(nodes.to_vec());
     let handles: Vec<_> = (0..options.clients)
         .map(|_| {
-            let (nodes, password, cluster) = (nodes.clone(), options.password.clone(), options.cluster);
+            let (nodes, password, cluster) =
+                (nodes.clone(), options.password.clone(), options.cluster);
             tokio::spawn(async move {
                 if !cluster {
-                    return Ok(Client::Single(connect(&nodes[0], protocol, password.as_deref()).await?));
+                    return Ok(Client::Single(
+                        connect(&nodes[0], protocol, password.as_deref()).await?,
+                    ));
                 }
                 let mut conns = Vec::with_capacity(nodes.len());
                 for node in nodes.iter() {
-                    conns.push(NodeConn::new(connect(node, protocol, password.as_deref()).await?));
+                    conns.push(NodeConn::new(
+                        connect(node, protocol, password.as_deref()).await?,
+                    ));
                 }
                 anyhow::Ok(Client::Cluster(conns))
             })
@@ -255,10 +306,14 @@ async fn run_test(
     let ticker = {
         let (progress, budget) = (progress.clone(), budget.clone());
         tokio::spawn(async move {
+            let started = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
-                progress.set_position(budget.completed.load(std::sync::atomic::Ordering::Relaxed));
+                let done = budget.completed.load(std::sync::atomic::Ordering::Relaxed);
+                progress.set_position(done);
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                progress.set_message(format!("{rate:.0} req/s"));
             }
         })
     };
@@ -274,11 +329,15 @@ async fn run_test(
             let seed = time_seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             tokio::spawn(async move {
                 let outcome = match (&mut client, &slots) {
-                    (Client::Single(wire), _) => client::run_single(wire, &plan, &budget, seed).await,
+                    (Client::Single(wire), _) => {
+                        client::run_single(wire, &plan, &budget, seed).await
+                    }
                     (Client::Cluster(conns), Some(slots)) => {
                         client::run_cluster(conns, slots, &plan, &budget, seed).await
                     }
-                    (Client::Cluster(_), None) => Err(anyhow::anyhow!("cluster client without a slot table")),
+                    (Client::Cluster(_), None) => {
+                        Err(anyhow::anyhow!("cluster client without a slot table"))
+                    }
                 };
                 (client, outcome)
             })
@@ -311,9 +370,10 @@ fn progress_bar(name: &str, options: &Options) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(options.requests), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
-        .map(|style| style.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg} eta {eta}")
+            .map(|style| style.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_prefix(name.to_string());
     bar

@@ -89,7 +89,9 @@ enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Connect(addr, err) => write!(f, "Could not connect to Keycafe at {addr}: {err:#}"),
+            Failure::Connect(addr, err) => {
+                write!(f, "Could not connect to Keycafe at {addr}: {err:#}")
+            }
             Failure::Io(err) => write!(f, "Error: {err:#}"),
         }
     }
@@ -189,7 +191,9 @@ impl Session {
 fn print_reply(frame: &Frame, output: Output) {
     let mut stdout = std::io::stdout().lock();
     // A closed stdout (`keycafe-cli ... | head`) is not worth a panic.
-    let _ = stdout.write_all(&format_reply(frame, output)).and_then(|()| stdout.flush());
+    let _ = stdout
+        .write_all(&format_reply(frame, output))
+        .and_then(|()| stdout.flush());
 }
 
 fn main() -> ExitCode {
@@ -204,7 +208,10 @@ fn main() -> ExitCode {
             "Warning: Using a password with '-a' option on the command line interface may not be safe."
         );
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("cannot start the async runtime: {err}");
@@ -214,7 +221,11 @@ fn main() -> ExitCode {
     let mut session = Session {
         host: cli.host,
         port: cli.port,
-        protocol: if cli.resp { Protocol::Resp2 } else { Protocol::Native },
+        protocol: if cli.resp {
+            Protocol::Resp2
+        } else {
+            Protocol::Native
+        },
         password: cli.password,
         cluster: cli.cluster,
         interactive: cli.command.is_empty(),
@@ -288,7 +299,9 @@ fn repl(session: &mut Session, output: Output) {
         // `3 incr counter` runs the command three times, as in redis-cli.
         let mut repeat = 1;
         if args.len() > 1
-            && let Some(n) = std::str::from_utf8(&args[0]).ok().and_then(|s| s.parse::<u64>().ok())
+            && let Some(n) = std::str::from_utf8(&args[0])
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
         {
             repeat = n;
             args.remove(0);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use keycafe_core::{native, Frame, Limits, Protocol};
+use keycafe_core::{Frame, Limits, Protocol, native};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -16,7 +16,9 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// Every test future is bounded: a hang is a failure, not a stuck suite.
 pub async fn bounded<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(30), future).await.expect("test finished within 30 s")
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .expect("test finished within 30 s")
 }
 
 // ---------------------------------------------------------------------------
@@ -27,7 +29,7 @@ pub async fn bounded<F: Future>(future: F) -> F::Output {
 pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    handle: Option<JoinHandle<Result<(), String>>>,
 }
 
 impl TestServer {
@@ -36,12 +38,17 @@ impl TestServer {
     }
 
     pub async fn with_password(password: &str) -> TestServer {
-        let config = keycafe_server::Config { requirepass: Some(password.to_string()), ..Default::default() };
+        let config = keycafe_server::Config {
+            requirepass: Some(password.to_string()),
+            ..Default::default()
+        };
         TestServer::with_config(config).await
     }
 
     pub async fn with_config(config: keycafe_server::Config) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         TestServer::on(listener, config)
     }
 
@@ -54,10 +61,15 @@ impl TestServer {
     fn on(listener: TcpListener, config: keycafe_server::Config) -> TestServer {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(keycafe_server::run(config, listener, async {
+        let serve = keycafe_server::run(config, listener, async {
             let _ = stopped.await;
-        }));
-        TestServer { addr, stop: Some(stop), handle: Some(handle) }
+        });
+        let handle = tokio::spawn(async move { serve.await.map_err(|e| format!("{e:#}")) });
+        TestServer {
+            addr,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
     }
 
     pub fn address(&self) -> String {
@@ -71,7 +83,10 @@ impl TestServer {
         }
         if let Some(handle) = self.handle.take() {
             let result = tokio::time::timeout(Duration::from_secs(10), handle).await;
-            result.expect("server stops within 10 s").expect("server task ran").expect("server exits cleanly");
+            result
+                .expect("server stops within 10 s")
+                .expect("server task ran")
+                .expect("server exits cleanly");
         }
     }
 }
@@ -122,7 +137,9 @@ pub struct Seen<'a> {
 
 impl Seen<'_> {
     pub fn is(&self, name: &str) -> bool {
-        self.args.first().is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
+        self.args
+            .first()
+            .is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
     }
 }
 
@@ -149,17 +166,34 @@ impl FakeNode {
 
     /// A node that refuses the hello with an error frame.
     pub async fn rejecting(text: &str) -> FakeNode {
-        FakeNode::start_with(Hello::Reject(text.to_string()), Arc::new(|_: &Seen<'_>| Action::Silence)).await
+        FakeNode::start_with(
+            Hello::Reject(text.to_string()),
+            Arc::new(|_: &Seen<'_>| Action::Silence),
+        )
+        .await
     }
 
     async fn start_with(hello: Hello, script: Arc<Script>) -> FakeNode {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let reads = Arc::new(AtomicUsize::new(0));
-        let peer = Peer { hello, script, log: log.clone(), reads: reads.clone(), me: addr.to_string() };
+        let peer = Peer {
+            hello,
+            script,
+            log: log.clone(),
+            reads: reads.clone(),
+            me: addr.to_string(),
+        };
         let task = tokio::spawn(accept_loop(listener, Arc::new(peer)));
-        FakeNode { addr, log, reads, task }
+        FakeNode {
+            addr,
+            log,
+            reads,
+            task,
+        }
     }
 
     pub fn address(&self) -> String {
@@ -170,14 +204,24 @@ impl FakeNode {
     pub fn received(&self) -> Vec<String> {
         let log = self.log.lock().expect("log lock");
         log.iter()
-            .map(|args| args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" "))
+            .map(|args| {
+                args.iter()
+                    .map(|a| String::from_utf8_lossy(a))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect()
     }
 
     /// How many requests named `name` arrived.
     pub fn count(&self, name: &str) -> usize {
         let log = self.log.lock().expect("log lock");
-        log.iter().filter(|args| args.first().is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))).count()
+        log.iter()
+            .filter(|args| {
+                args.first()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
+            })
+            .count()
     }
 
     /// How many reads delivered request bytes (after the hello).
@@ -268,7 +312,12 @@ async fn serve(mut stream: TcpStream, peer: Arc<Peer>) {
             log.push(args.clone());
             log.len() - 1
         };
-        let action = (peer.script)(&Seen { args: &args, previous: previous.as_deref(), count, me: &peer.me });
+        let action = (peer.script)(&Seen {
+            args: &args,
+            previous: previous.as_deref(),
+            count,
+            me: &peer.me,
+        });
         previous = Some(args);
         match action {
             Action::Reply(reply) => {
@@ -303,7 +352,11 @@ pub fn cluster_slots(ranges: &[(i64, i64, &str)]) -> Frame {
                 Frame::Array(vec![
                     Frame::Integer(*start),
                     Frame::Integer(*end),
-                    Frame::Array(vec![Frame::bulk(host.to_string()), Frame::Integer(port), Frame::bulk("fake-id")]),
+                    Frame::Array(vec![
+                        Frame::bulk(host.to_string()),
+                        Frame::Integer(port),
+                        Frame::bulk("fake-id"),
+                    ]),
                 ])
             })
             .collect(),

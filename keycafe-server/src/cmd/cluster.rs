@@ -5,7 +5,7 @@
 //! cluster-aware clients (the `redis` crate's cluster client, `redis-cli -c`,
 //! `redis-benchmark --cluster`, keycafe-client) work against it unchanged.
 
-use keycafe_core::{key_slot, Args, Reply, SLOT_COUNT};
+use keycafe_core::{Args, Reply, SLOT_COUNT, key_slot};
 
 use super::server::unknown_subcommand;
 use super::{ArgCursor, CmdError, CmdResult, Ctx};

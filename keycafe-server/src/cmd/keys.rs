@@ -15,15 +15,19 @@ use super::parse::parse_int;
 use super::{ArgCursor, CmdError, CmdResult, Ctx};
 use crate::store::Ttl;
 
-/// DEL key [key ...]: how many of the keys existed.
+/// `DEL key [key ...]`: how many of the keys existed.
 pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let now = ctx.now_ms();
-    let removed = args.skip(1).iter().filter(|key| ctx.store().remove(key, now)).count();
+    let removed = args
+        .skip(1)
+        .iter()
+        .filter(|key| ctx.store().remove(key, now))
+        .count();
     reply.integer(count(removed));
     Ok(())
 }
 
-/// EXISTS key [key ...]: how many of the keys exist, a repeated key counting
+/// `EXISTS key [key ...]`: how many of the keys exist, a repeated key counting
 /// each time.
 pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let now = ctx.now_ms();
@@ -56,7 +60,7 @@ struct Conditions {
     lt: bool,
 }
 
-/// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT key time [NX | XX | GT | LT]
+/// `EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT key time [NX | XX | GT | LT]`
 #[derive(Debug, PartialEq, Eq)]
 struct Expire<'a> {
     /// The command's name, lower-case, for error messages.
@@ -72,7 +76,12 @@ struct Expire<'a> {
 }
 
 impl<'a> Expire<'a> {
-    fn parse(args: Args<'a>, command: &'static str, unit: Unit, absolute: bool) -> CmdResult<Expire<'a>> {
+    fn parse(
+        args: Args<'a>,
+        command: &'static str,
+        unit: Unit,
+        absolute: bool,
+    ) -> CmdResult<Expire<'a>> {
         let mut cursor = ArgCursor::new(args);
         let key = cursor.next_bytes()?;
         let time = cursor.next_bytes()?;
@@ -96,9 +105,18 @@ impl<'a> Expire<'a> {
             ));
         }
         if conditions.gt && conditions.lt {
-            return Err(CmdError::Other("ERR GT and LT options at the same time are not compatible".into()));
+            return Err(CmdError::Other(
+                "ERR GT and LT options at the same time are not compatible".into(),
+            ));
         }
-        Ok(Expire { command, key, time, unit, absolute, conditions })
+        Ok(Expire {
+            command,
+            key,
+            time,
+            unit,
+            absolute,
+            conditions,
+        })
     }
 
     /// The new deadline in ms since the Unix epoch; may be in the past or
@@ -110,7 +128,11 @@ impl<'a> Expire<'a> {
             Unit::Seconds => time.checked_mul(1000).ok_or_else(invalid)?,
             Unit::Millis => time,
         };
-        let base = if self.absolute { 0 } else { i64::try_from(now).map_err(|_| invalid())? };
+        let base = if self.absolute {
+            0
+        } else {
+            i64::try_from(now).map_err(|_| invalid())?
+        };
         ms.checked_add(base).ok_or_else(invalid)
     }
 
@@ -122,7 +144,9 @@ impl<'a> Expire<'a> {
             if !entry.exists() {
                 return false;
             }
-            let current = entry.deadline().map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+            let current = entry
+                .deadline()
+                .map(|d| i64::try_from(d).unwrap_or(i64::MAX));
             let refused = match current {
                 None => xx || gt,
                 Some(current) => nx || (gt && when <= current) || (lt && when >= current),
@@ -141,22 +165,22 @@ impl<'a> Expire<'a> {
     }
 }
 
-/// EXPIRE key seconds [NX | XX | GT | LT]
+/// `EXPIRE key seconds [NX | XX | GT | LT]`
 pub fn expire(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     Expire::parse(args, "expire", Unit::Seconds, false)?.apply(ctx, reply)
 }
 
-/// PEXPIRE key milliseconds [NX | XX | GT | LT]
+/// `PEXPIRE key milliseconds [NX | XX | GT | LT]`
 pub fn pexpire(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     Expire::parse(args, "pexpire", Unit::Millis, false)?.apply(ctx, reply)
 }
 
-/// EXPIREAT key unix-seconds [NX | XX | GT | LT]
+/// `EXPIREAT key unix-seconds [NX | XX | GT | LT]`
 pub fn expireat(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     Expire::parse(args, "expireat", Unit::Seconds, true)?.apply(ctx, reply)
 }
 
-/// PEXPIREAT key unix-milliseconds [NX | XX | GT | LT]
+/// `PEXPIREAT key unix-milliseconds [NX | XX | GT | LT]`
 pub fn pexpireat(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     Expire::parse(args, "pexpireat", Unit::Millis, true)?.apply(ctx, reply)
 }
@@ -182,17 +206,17 @@ fn time_to_live(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>, unit: 
     Ok(())
 }
 
-/// TTL key
+/// `TTL key`
 pub fn ttl(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     time_to_live(ctx, args, reply, Unit::Seconds)
 }
 
-/// PTTL key
+/// `PTTL key`
 pub fn pttl(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     time_to_live(ctx, args, reply, Unit::Millis)
 }
 
-/// PERSIST key: 1 if a deadline was removed, 0 if the key is missing or had
+/// `PERSIST key`: 1 if a deadline was removed, 0 if the key is missing or had
 /// none.
 pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let mut cursor = ArgCursor::new(args);
@@ -205,13 +229,13 @@ pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
     Ok(())
 }
 
-/// DBSIZE: the number of keys.
+/// `DBSIZE`: the number of keys.
 pub fn dbsize(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     reply.integer(count(ctx.store().len(ctx.now_ms())));
     Ok(())
 }
 
-/// FLUSHALL / FLUSHDB [ASYNC | SYNC]: deletes every key. Both modes do the
+/// `FLUSHALL / FLUSHDB [ASYNC | SYNC]`: deletes every key. Both modes do the
 /// same thing: the store already frees memory outside its locks.
 pub fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let mut cursor = ArgCursor::new(args);
@@ -247,7 +271,10 @@ mod tests {
             ("DELETE b", int(1)),
             ("UNLINK c b", int(1)),
             ("EXISTS a b c", int(0)),
-            ("DEL", err("ERR wrong number of arguments for 'del' command")),
+            (
+                "DEL",
+                err("ERR wrong number of arguments for 'del' command"),
+            ),
         ]);
     }
 
@@ -276,7 +303,10 @@ mod tests {
         let at = now_ms() / 1000 + 60;
         assert_eq!(node.run(&format!("EXPIREAT k {at}")), int(1));
         assert!((59..=60).contains(&as_int(node.run("TTL k"))));
-        assert_eq!(node.run(&format!("PEXPIREAT k {}", now_ms() + 9_000)), int(1));
+        assert_eq!(
+            node.run(&format!("PEXPIREAT k {}", now_ms() + 9_000)),
+            int(1)
+        );
         assert!((8..=9).contains(&as_int(node.run("TTL k"))));
     }
 
@@ -331,17 +361,32 @@ mod tests {
             ("EXPIRE k 10 NX XX", err(NX_CONFLICT)),
             ("EXPIRE k 10 NX GT", err(NX_CONFLICT)),
             ("EXPIRE k 10 LT NX", err(NX_CONFLICT)),
-            ("EXPIRE k 10 GT LT", err("ERR GT and LT options at the same time are not compatible")),
+            (
+                "EXPIRE k 10 GT LT",
+                err("ERR GT and LT options at the same time are not compatible"),
+            ),
             ("EXPIRE k 10 FOO", err("ERR Unsupported option FOO")),
             // Options are checked before the number.
             ("EXPIRE k abc NX XX", err(NX_CONFLICT)),
-            ("EXPIRE k abc", err("ERR value is not an integer or out of range")),
+            (
+                "EXPIRE k abc",
+                err("ERR value is not an integer or out of range"),
+            ),
             ("EXPIRE k 9223372036854775807", err(invalid)),
             ("EXPIRE k -9223372036854775807", err(invalid)),
-            ("PEXPIRE k 9223372036854775807", err("ERR invalid expire time in 'pexpire' command")),
-            ("EXPIREAT k 9223372036854775807", err("ERR invalid expire time in 'expireat' command")),
+            (
+                "PEXPIRE k 9223372036854775807",
+                err("ERR invalid expire time in 'pexpire' command"),
+            ),
+            (
+                "EXPIREAT k 9223372036854775807",
+                err("ERR invalid expire time in 'expireat' command"),
+            ),
             ("PEXPIREAT k 9223372036854775807", int(1)),
-            ("EXPIRE k", err("ERR wrong number of arguments for 'expire' command")),
+            (
+                "EXPIRE k",
+                err("ERR wrong number of arguments for 'expire' command"),
+            ),
         ]);
         // The largest deadline there is, reported without overflow.
         assert!(as_int(node.run("TTL k")) > i64::MAX / 1000 - now_ms() as i64 / 1000 - 2);

@@ -72,7 +72,11 @@ pub struct CommandSpec {
 impl CommandSpec {
     fn arity_ok(&self, argc: usize) -> bool {
         let arity = self.arity.unsigned_abs() as usize;
-        if self.arity >= 0 { argc == arity } else { argc >= arity }
+        if self.arity >= 0 {
+            argc == arity
+        } else {
+            argc >= arity
+        }
     }
 }
 
@@ -185,7 +189,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) {
 /// Redis's "unknown command" text, which quotes the first few arguments.
 fn unknown_command(args: Args<'_>) -> String {
     let name = String::from_utf8_lossy(args.get(0).unwrap_or_default());
-    let mut text = format!("ERR unknown command '{}', with args beginning with: ", truncate(&name));
+    let mut text = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        truncate(&name)
+    );
     for arg in args.iter().skip(1).take(8) {
         text.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(arg))));
     }

@@ -65,7 +65,11 @@ impl<'a> ArgCursor<'a> {
 
     /// A syntax error if arguments are left over.
     pub fn finish(&self) -> CmdResult<()> {
-        if self.remaining() == 0 { Ok(()) } else { Err(CmdError::Syntax) }
+        if self.remaining() == 0 {
+            Ok(())
+        } else {
+            Err(CmdError::Syntax)
+        }
     }
 }
 
@@ -85,7 +89,10 @@ impl Keyword {
         for (dst, src) in buf.iter_mut().zip(arg) {
             *dst = src.to_ascii_uppercase();
         }
-        Keyword { buf, len: arg.len() }
+        Keyword {
+            buf,
+            len: arg.len(),
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -112,7 +119,15 @@ mod tests {
     fn integers_are_strict() {
         assert_eq!(parse_int(b"-42"), Ok(-42));
         assert_eq!(parse_int(b"9223372036854775807"), Ok(i64::MAX));
-        for bad in [&b""[..], b" 1", b"+1", b"01", b"1.5", b"9223372036854775808", b"abc"] {
+        for bad in [
+            &b""[..],
+            b" 1",
+            b"+1",
+            b"01",
+            b"1.5",
+            b"9223372036854775808",
+            b"abc",
+        ] {
             assert_eq!(parse_int(bad), Err(CmdError::NotInteger), "{bad:?}");
         }
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use keycafe_core::{Args, Reply};
 
-use super::{ArgCursor, CmdError, CmdResult, Ctx, COMMANDS};
+use super::{ArgCursor, COMMANDS, CmdError, CmdResult, Ctx};
 
 /// The version reported to clients (`redis_version` keeps Redis clients that
 /// check for feature support happy).
@@ -90,7 +90,9 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRes
             CmdError::Other("ERR Protocol version is not an integer or out of range".into())
         })?;
         if version != 2 {
-            return Err(CmdError::Other("NOPROTO unsupported protocol version".into()));
+            return Err(CmdError::Other(
+                "NOPROTO unsupported protocol version".into(),
+            ));
         }
     }
     let mut name = None;
@@ -240,7 +242,9 @@ fn command_info(spec: &super::CommandSpec, reply: &mut Reply<'_>) {
     reply.bulk(spec.name.as_bytes());
     reply.integer(i64::from(spec.arity));
     reply.array(spec.flags.len());
-    spec.flags.iter().for_each(|flag| reply.simple(flag.as_bytes()));
+    spec.flags
+        .iter()
+        .for_each(|flag| reply.simple(flag.as_bytes()));
     reply.integer(i64::from(spec.first_key));
     reply.integer(i64::from(spec.last_key));
     reply.integer(i64::from(spec.step));
@@ -278,8 +282,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
         }
         b"SET" => {
             return Err(CmdError::Other(
-                "ERR CONFIG SET is not supported; change the configuration file and restart"
-                    .into(),
+                "ERR CONFIG SET is not supported; change the configuration file and restart".into(),
             ));
         }
         b"RESETSTAT" => reply.ok(),
@@ -327,7 +330,10 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
         .skip(1)
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
+    let all = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "all" || w == "everything" || w == "default");
     let include = |section: &str| all || wanted.iter().any(|w| w == section);
 
     let shared = ctx.shared;
@@ -387,7 +393,11 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     if include("keyspace") {
         text.push_str("# Keyspace\r\n");
         if store.keys > 0 {
-            let _ = write!(text, "db0:keys={},expires={},avg_ttl=0\r\n", store.keys, store.volatile_keys);
+            let _ = write!(
+                text,
+                "db0:keys={},expires={},avg_ttl=0\r\n",
+                store.keys, store.volatile_keys
+            );
         }
         text.push_str("\r\n");
     }

@@ -40,16 +40,29 @@ struct ExpireArg<'a> {
 }
 
 impl<'a> ExpireArg<'a> {
-    /// Recognises `EX`, `PX`, `EXAT` and `PXAT`, taking the number after it.
-    fn from_keyword(keyword: &[u8], cursor: &mut ArgCursor<'a>) -> CmdResult<Option<Self>> {
+    /// Parses `EX`, `PX`, `EXAT` or `PXAT` and the number after it. Redis
+    /// lets an option repeat (the last one wins) but not mix with another
+    /// kind, `previous` being the one seen before.
+    fn from_keyword(
+        keyword: &[u8],
+        previous: Option<Self>,
+        cursor: &mut ArgCursor<'a>,
+    ) -> CmdResult<Self> {
         let (unit, absolute) = match keyword {
             b"EX" => (Unit::Seconds, false),
             b"PX" => (Unit::Millis, false),
             b"EXAT" => (Unit::Seconds, true),
             b"PXAT" => (Unit::Millis, true),
-            _ => return Ok(None),
+            _ => return Err(CmdError::Syntax),
         };
-        Ok(Some(ExpireArg { raw: cursor.next_bytes()?, unit, absolute }))
+        if previous.is_some_and(|p| (p.unit, p.absolute) != (unit, absolute)) {
+            return Err(CmdError::Syntax);
+        }
+        Ok(ExpireArg {
+            raw: cursor.next_bytes()?,
+            unit,
+            absolute,
+        })
     }
 
     /// The deadline in ms since the Unix epoch, with Redis's checks: the
@@ -66,7 +79,11 @@ impl<'a> ExpireArg<'a> {
             Unit::Millis => n,
         };
         let ms = ms as u64; // positive, checked above
-        let deadline = if self.absolute { ms } else { now.checked_add(ms).ok_or_else(invalid)? };
+        let deadline = if self.absolute {
+            ms
+        } else {
+            now.checked_add(ms).ok_or_else(invalid)?
+        };
         if deadline > i64::MAX as u64 {
             return Err(invalid());
         }
@@ -82,10 +99,11 @@ fn only_key(args: Args<'_>) -> CmdResult<&[u8]> {
     Ok(key)
 }
 
-/// GET key
+/// `GET key`
 pub fn get(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let key = only_key(args)?;
-    ctx.store().get_with(key, ctx.now_ms(), |value| reply.optional_bulk(value));
+    ctx.store()
+        .get_with(key, ctx.now_ms(), |value| reply.optional_bulk(value));
     Ok(())
 }
 
@@ -109,13 +127,13 @@ enum SetTtl<'a> {
     Expire(ExpireArg<'a>),
 }
 
-/// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT ts | PXAT ts | KEEPTTL]
+/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT ts | PXAT ts | KEEPTTL]`
 #[derive(Debug, PartialEq, Eq)]
 struct Set<'a> {
     key: &'a [u8],
     value: &'a [u8],
     condition: Condition,
-    /// GET: reply with the old value instead of OK.
+    /// `GET`: reply with the old value instead of OK.
     get: bool,
     ttl: SetTtl<'a>,
 }
@@ -134,14 +152,21 @@ impl<'a> Set<'a> {
         while cursor.remaining() > 0 {
             let keyword = cursor.next_keyword()?;
             match (keyword.as_bytes(), set.condition, set.ttl) {
-                (b"NX", Condition::Always | Condition::IfAbsent, _) => set.condition = Condition::IfAbsent,
-                (b"XX", Condition::Always | Condition::IfPresent, _) => set.condition = Condition::IfPresent,
+                (b"NX", Condition::Always | Condition::IfAbsent, _) => {
+                    set.condition = Condition::IfAbsent
+                }
+                (b"XX", Condition::Always | Condition::IfPresent, _) => {
+                    set.condition = Condition::IfPresent
+                }
                 (b"GET", _, _) => set.get = true,
                 (b"KEEPTTL", _, SetTtl::Clear | SetTtl::Keep) => set.ttl = SetTtl::Keep,
-                (word, _, SetTtl::Clear) => match ExpireArg::from_keyword(word, &mut cursor)? {
-                    Some(expire) => set.ttl = SetTtl::Expire(expire),
-                    None => return Err(CmdError::Syntax),
-                },
+                (word, _, SetTtl::Clear | SetTtl::Expire(_)) => {
+                    let previous = match set.ttl {
+                        SetTtl::Expire(previous) => Some(previous),
+                        _ => None,
+                    };
+                    set.ttl = SetTtl::Expire(ExpireArg::from_keyword(word, previous, &mut cursor)?);
+                }
                 _ => return Err(CmdError::Syntax),
             }
         }
@@ -176,32 +201,44 @@ impl<'a> Set<'a> {
     }
 }
 
-/// SET key value [options]
+/// `SET key value [options]`
 pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     Set::parse(args)?.apply(ctx, reply)
 }
 
-/// SETNX key value: 1 if the key was set, 0 if it existed.
+/// `SETNX key value`: 1 if the key was set, 0 if it existed.
 pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let mut cursor = ArgCursor::new(args);
     let (key, value) = (cursor.next_bytes()?, cursor.next_bytes()?);
     cursor.finish()?;
-    let created = ctx.store().entry(key, ctx.now_ms(), |entry| -> CmdResult<bool> {
-        if entry.exists() {
-            return Ok(false);
-        }
-        entry.set(value, Expiry::Persist)?;
-        Ok(true)
-    })?;
+    let created = ctx
+        .store()
+        .entry(key, ctx.now_ms(), |entry| -> CmdResult<bool> {
+            if entry.exists() {
+                return Ok(false);
+            }
+            entry.set(value, Expiry::Persist)?;
+            Ok(true)
+        })?;
     reply.integer(i64::from(created));
     Ok(())
 }
 
 /// SETEX and PSETEX: a SET with a mandatory relative expire.
-fn set_with_expire(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>, unit: Unit, command: &str) -> CmdResult {
+fn set_with_expire(
+    ctx: &mut Ctx<'_>,
+    args: Args<'_>,
+    reply: &mut Reply<'_>,
+    unit: Unit,
+    command: &str,
+) -> CmdResult {
     let mut cursor = ArgCursor::new(args);
     let key = cursor.next_bytes()?;
-    let expire = ExpireArg { raw: cursor.next_bytes()?, unit, absolute: false };
+    let expire = ExpireArg {
+        raw: cursor.next_bytes()?,
+        unit,
+        absolute: false,
+    };
     let value = cursor.next_bytes()?;
     cursor.finish()?;
     let now = ctx.now_ms();
@@ -211,17 +248,17 @@ fn set_with_expire(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>, uni
     Ok(())
 }
 
-/// SETEX key seconds value
+/// `SETEX key seconds value`
 pub fn setex(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     set_with_expire(ctx, args, reply, Unit::Seconds, "setex")
 }
 
-/// PSETEX key milliseconds value
+/// `PSETEX key milliseconds value`
 pub fn psetex(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     set_with_expire(ctx, args, reply, Unit::Millis, "psetex")
 }
 
-/// GETDEL key: the value, and the key is gone.
+/// `GETDEL key`: the value, and the key is gone.
 pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let key = only_key(args)?;
     ctx.store().read(key, ctx.now_ms(), |entry| {
@@ -239,7 +276,7 @@ enum GetExTtl<'a> {
     Expire(ExpireArg<'a>),
 }
 
-/// GETEX key [EX s | PX ms | EXAT ts | PXAT ts | PERSIST]
+/// `GETEX key [EX s | PX ms | EXAT ts | PXAT ts | PERSIST]`
 #[derive(Debug, PartialEq, Eq)]
 struct GetEx<'a> {
     key: &'a [u8],
@@ -255,10 +292,12 @@ impl<'a> GetEx<'a> {
             let keyword = cursor.next_keyword()?;
             ttl = match (keyword.as_bytes(), ttl) {
                 (b"PERSIST", GetExTtl::Unchanged | GetExTtl::Persist) => GetExTtl::Persist,
-                (word, GetExTtl::Unchanged) => match ExpireArg::from_keyword(word, &mut cursor)? {
-                    Some(expire) => GetExTtl::Expire(expire),
-                    None => return Err(CmdError::Syntax),
-                },
+                (word, GetExTtl::Unchanged) => {
+                    GetExTtl::Expire(ExpireArg::from_keyword(word, None, &mut cursor)?)
+                }
+                (word, GetExTtl::Expire(previous)) => {
+                    GetExTtl::Expire(ExpireArg::from_keyword(word, Some(previous), &mut cursor)?)
+                }
                 _ => return Err(CmdError::Syntax),
             };
         }
@@ -289,12 +328,12 @@ impl<'a> GetEx<'a> {
     }
 }
 
-/// GETEX key [options]
+/// `GETEX key [options]`
 pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     GetEx::parse(args)?.apply(ctx, reply)
 }
 
-/// MGET key [key ...]: one value or nil per key. Keys are read one by one,
+/// `MGET key [key ...]`: one value or nil per key. Keys are read one by one,
 /// each under its own shard's lock, as a cluster would (where they must share
 /// a slot anyway).
 pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
@@ -302,7 +341,8 @@ pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     let now = ctx.now_ms();
     reply.array(keys.len());
     for key in keys.iter() {
-        ctx.store().get_with(key, now, |value| reply.optional_bulk(value));
+        ctx.store()
+            .get_with(key, now, |value| reply.optional_bulk(value));
     }
     Ok(())
 }
@@ -325,12 +365,15 @@ impl<'a> Pairs<'a> {
     fn iter(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
         let args = self.args;
         (0..args.len() / 2).map(move |i| {
-            (args.get(2 * i).unwrap_or_default(), args.get(2 * i + 1).unwrap_or_default())
+            (
+                args.get(2 * i).unwrap_or_default(),
+                args.get(2 * i + 1).unwrap_or_default(),
+            )
         })
     }
 }
 
-/// MSET key value [key value ...]: sets all, atomically.
+/// `MSET key value [key value ...]`: sets all, atomically.
 pub fn mset(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let pairs = Pairs::parse(args, "mset")?;
     ctx.store().set_many(pairs.iter(), ctx.now_ms(), false)?;
@@ -338,7 +381,7 @@ pub fn mset(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     Ok(())
 }
 
-/// MSETNX key value [key value ...]: sets all if none exists (1), else none (0).
+/// `MSETNX key value [key value ...]`: sets all if none exists (1), else none (0).
 pub fn msetnx(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let pairs = Pairs::parse(args, "msetnx")?;
     let set = ctx.store().set_many(pairs.iter(), ctx.now_ms(), true)?;
@@ -349,13 +392,15 @@ pub fn msetnx(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
 /// Adds `delta` to the integer stored at `key` (0 if absent), keeping its
 /// time to live, and replies with the result.
 fn increment(ctx: &mut Ctx<'_>, key: &[u8], delta: i64, reply: &mut Reply<'_>) -> CmdResult {
-    let result = ctx.store().entry(key, ctx.now_ms(), |entry| -> CmdResult<i64> {
-        let current = entry.value().map_or(Ok(0), parse_int)?;
-        let next = current.checked_add(delta).ok_or(CmdError::Overflow)?;
-        let mut digits = [0u8; 20];
-        entry.set(format_i64(next, &mut digits), Expiry::Keep)?;
-        Ok(next)
-    })?;
+    let result = ctx
+        .store()
+        .entry(key, ctx.now_ms(), |entry| -> CmdResult<i64> {
+            let current = entry.value().map_or(Ok(0), parse_int)?;
+            let next = current.checked_add(delta).ok_or(CmdError::Overflow)?;
+            let mut digits = [0u8; 20];
+            entry.set(format_i64(next, &mut digits), Expiry::Keep)?;
+            Ok(next)
+        })?;
     reply.integer(result);
     Ok(())
 }
@@ -388,44 +433,50 @@ fn key_and_int(args: Args<'_>) -> CmdResult<(&[u8], i64)> {
     Ok((key, n))
 }
 
-/// INCR key
+/// `INCR key`
 pub fn incr(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     increment(ctx, only_key(args)?, 1, reply)
 }
 
-/// DECR key
+/// `DECR key`
 pub fn decr(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     increment(ctx, only_key(args)?, -1, reply)
 }
 
-/// INCRBY key increment
+/// `INCRBY key increment`
 pub fn incrby(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let (key, delta) = key_and_int(args)?;
     increment(ctx, key, delta, reply)
 }
 
-/// DECRBY key decrement
+/// `DECRBY key decrement`
 pub fn decrby(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let (key, delta) = key_and_int(args)?;
     // -i64::MIN does not exist; Redis has a message of its own for it.
-    let delta = delta.checked_neg().ok_or_else(|| CmdError::Other("ERR decrement would overflow".into()))?;
+    let delta = delta
+        .checked_neg()
+        .ok_or_else(|| CmdError::Other("ERR decrement would overflow".into()))?;
     increment(ctx, key, delta, reply)
 }
 
-/// APPEND key value: the new length.
+/// `APPEND key value`: the new length.
 pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let mut cursor = ArgCursor::new(args);
     let (key, data) = (cursor.next_bytes()?, cursor.next_bytes()?);
     cursor.finish()?;
-    let len = ctx.store().entry(key, ctx.now_ms(), |entry| entry.append(data))?;
+    let len = ctx
+        .store()
+        .entry(key, ctx.now_ms(), |entry| entry.append(data))?;
     reply.integer(i64::try_from(len).unwrap_or(i64::MAX));
     Ok(())
 }
 
-/// STRLEN key: the value's length, 0 if absent.
+/// `STRLEN key`: the value's length, 0 if absent.
 pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let key = only_key(args)?;
-    let len = ctx.store().read(key, ctx.now_ms(), |entry| entry.value().map_or(0, <[u8]>::len));
+    let len = ctx.store().read(key, ctx.now_ms(), |entry| {
+        entry.value().map_or(0, <[u8]>::len)
+    });
     reply.integer(i64::try_from(len).unwrap_or(i64::MAX));
     Ok(())
 }
@@ -450,7 +501,10 @@ pub(crate) mod harness {
 
     impl Node {
         pub fn new() -> Node {
-            Node { shared: Shared::new(Config::default()), conn: ConnState::default() }
+            Node {
+                shared: Shared::new(Config::default()),
+                conn: ConnState::default(),
+            }
         }
 
         pub fn store(&self) -> &Store {
@@ -475,7 +529,10 @@ pub(crate) mod harness {
             }
             let mut out = BytesMut::new();
             let mut reply = Reply::start(Protocol::Resp2, &mut out);
-            let mut ctx = Ctx { shared: &self.shared, conn: &mut self.conn };
+            let mut ctx = Ctx {
+                shared: &self.shared,
+                conn: &mut self.conn,
+            };
             execute(&mut ctx, Args::new(&source, &spans), &mut reply);
             assert!(reply.finish(), "{words:?} wrote no reply");
             let frame = Protocol::Resp2
@@ -544,7 +601,10 @@ mod tests {
             ("GET k", bulk("v")),
             ("set k longer-value", ok()),
             ("get k", bulk("longer-value")),
-            ("GET k extra", err("ERR wrong number of arguments for 'get' command")),
+            (
+                "GET k extra",
+                err("ERR wrong number of arguments for 'get' command"),
+            ),
         ]);
     }
 
@@ -553,7 +613,10 @@ mod tests {
         let mut node = Node::new();
         let value: Vec<u8> = (0..=255u8).collect();
         assert_eq!(node.run_args(&[b"SET", b"k\0\r\n", &value]), ok());
-        assert_eq!(node.run_args(&[b"GET", b"k\0\r\n"]), keycafe_core::Frame::bulk(value.clone()));
+        assert_eq!(
+            node.run_args(&[b"GET", b"k\0\r\n"]),
+            keycafe_core::Frame::bulk(value.clone())
+        );
         assert_eq!(node.run_args(&[b"APPEND", b"k\0\r\n", b"\0\r\n"]), int(259));
         assert_eq!(node.run_args(&[b"STRLEN", b"k\0\r\n"]), int(259));
         assert_eq!(node.run_args(&[b"GET", b"k"]), null());
@@ -593,10 +656,17 @@ mod tests {
         let at = now_ms() / 1000 + 50;
         assert_eq!(node.run(&format!("SET k v EXAT {at}")), ok());
         assert!((49..=50).contains(&as_int(node.run("TTL k"))));
-        assert_eq!(node.run(&format!("SET k v PXAT {}", now_ms() + 20_000)), ok());
+        assert_eq!(
+            node.run(&format!("SET k v PXAT {}", now_ms() + 20_000)),
+            ok()
+        );
         assert!((19_000..=20_000).contains(&as_int(node.run("PTTL k"))));
         // A time already past: OK, and the key is gone.
-        node.script(&[("SET k v PXAT 1", ok()), ("GET k", null()), ("EXISTS k", int(0))]);
+        node.script(&[
+            ("SET k v PXAT 1", ok()),
+            ("GET k", null()),
+            ("EXISTS k", int(0)),
+        ]);
     }
 
     #[test]
@@ -606,7 +676,8 @@ mod tests {
             ("SET k v NX XX", err(SYNTAX)),
             ("SET k v XX NX", err(SYNTAX)),
             ("SET k v EX 10 PX 10", err(SYNTAX)),
-            ("SET k v EX 10 EX 10", err(SYNTAX)),
+            ("SET k v EX 10 PXAT 10", err(SYNTAX)),
+            ("SET k v EX abc EX 10", ok()),
             ("SET k v EX 10 KEEPTTL", err(SYNTAX)),
             ("SET k v KEEPTTL EXAT 10", err(SYNTAX)),
             ("SET k v EX", err(SYNTAX)),
@@ -619,7 +690,10 @@ mod tests {
             ("SET k v PX 9223372036854775807", err(invalid)),
             ("SET k v PXAT 9223372036854775807", ok()),
             ("GET k", bulk("v")),
-            ("SET k", err("ERR wrong number of arguments for 'set' command")),
+            (
+                "SET k",
+                err("ERR wrong number of arguments for 'set' command"),
+            ),
         ]);
     }
 
@@ -633,10 +707,19 @@ mod tests {
             ("SETEX k 100 w", ok()),
             ("GET k", bulk("w")),
             ("TTL k", int(100)),
-            ("SETEX k 0 w", err("ERR invalid expire time in 'setex' command")),
-            ("SETEX k -1 w", err("ERR invalid expire time in 'setex' command")),
+            (
+                "SETEX k 0 w",
+                err("ERR invalid expire time in 'setex' command"),
+            ),
+            (
+                "SETEX k -1 w",
+                err("ERR invalid expire time in 'setex' command"),
+            ),
             ("SETEX k x w", err(NOT_INT)),
-            ("PSETEX k 0 w", err("ERR invalid expire time in 'psetex' command")),
+            (
+                "PSETEX k 0 w",
+                err("ERR invalid expire time in 'psetex' command"),
+            ),
             ("PSETEX k 5000 p", ok()),
             ("GET k", bulk("p")),
         ]);
@@ -662,7 +745,10 @@ mod tests {
             ("TTL k", int(-1)),
             ("GETEX k PX 100000", bulk("v")),
             ("TTL k", int(100)),
-            ("GETEX k EX 0", err("ERR invalid expire time in 'getex' command")),
+            (
+                "GETEX k EX 0",
+                err("ERR invalid expire time in 'getex' command"),
+            ),
             ("GETEX k EX 10 PERSIST", err(SYNTAX)),
             ("GETEX k PERSIST EX 10", err(SYNTAX)),
             ("GETEX k KEEPTTL", err(SYNTAX)),
@@ -682,8 +768,14 @@ mod tests {
         Node::new().script(&[
             ("MSET a 1 b 2", ok()),
             ("MGET a b c", array(vec![bulk("1"), bulk("2"), null()])),
-            ("MSET a 1 b", err("ERR wrong number of arguments for 'mset' command")),
-            ("MSETNX x 1 y", err("ERR wrong number of arguments for 'msetnx' command")),
+            (
+                "MSET a 1 b",
+                err("ERR wrong number of arguments for 'mset' command"),
+            ),
+            (
+                "MSETNX x 1 y",
+                err("ERR wrong number of arguments for 'msetnx' command"),
+            ),
             ("MSETNX c 3 a 9", int(0)),
             ("MGET a c", array(vec![bulk("1"), null()])),
             ("MSETNX c 3 d 4", int(1)),
@@ -707,7 +799,10 @@ mod tests {
             ("INCR n", err("ERR increment or decrement would overflow")),
             ("SET n -9223372036854775808", ok()),
             ("DECR n", err("ERR increment or decrement would overflow")),
-            ("DECRBY n -9223372036854775808", err("ERR decrement would overflow")),
+            (
+                "DECRBY n -9223372036854775808",
+                err("ERR decrement would overflow"),
+            ),
             ("GET n", bulk("-9223372036854775808")),
             ("SET s abc", ok()),
             ("INCR s", err(NOT_INT)),

@@ -50,7 +50,10 @@ impl Entry {
     /// If `key` or `value` is longer than [`MAX_LEN`]; the store checks that
     /// first, so this is a bug.
     pub fn new(key: &[u8], value: &[u8], deadline: Option<u64>) -> Entry {
-        assert!(key.len() <= MAX_LEN && value.len() <= MAX_LEN, "entry length checked by the store");
+        assert!(
+            key.len() <= MAX_LEN && value.len() <= MAX_LEN,
+            "entry length checked by the store"
+        );
         let size = size_for(key.len(), value.len(), deadline.is_some());
         let layout = layout(size);
         // SAFETY: the layout's size is at least HEADER, never zero.
@@ -158,7 +161,11 @@ impl Entry {
         let raw: [u8; HEADER] = unsafe { self.ptr.cast::<[u8; HEADER]>().read() };
         let key_word = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
         let value_len = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
-        ((key_word & !VOLATILE) as usize, value_len as usize, key_word & VOLATILE != 0)
+        (
+            (key_word & !VOLATILE) as usize,
+            value_len as usize,
+            key_word & VOLATILE != 0,
+        )
     }
 
     fn write_header(&mut self, key_len: usize, value_len: usize, volatile: bool) {
@@ -245,10 +252,16 @@ mod tests {
     #[test]
     fn holds_key_value_and_deadline() {
         let entry = Entry::new(b"key", b"value", None);
-        assert_eq!((entry.key(), entry.value(), entry.deadline()), (&b"key"[..], &b"value"[..], None));
+        assert_eq!(
+            (entry.key(), entry.value(), entry.deadline()),
+            (&b"key"[..], &b"value"[..], None)
+        );
         assert_eq!(entry.size(), HEADER + 8);
         let entry = Entry::new(b"", b"", Some(42));
-        assert_eq!((entry.key(), entry.value(), entry.deadline()), (&b""[..], &b""[..], Some(42)));
+        assert_eq!(
+            (entry.key(), entry.value(), entry.deadline()),
+            (&b""[..], &b""[..], Some(42))
+        );
     }
 
     #[test]
@@ -269,7 +282,10 @@ mod tests {
         entry.set_deadline(Some(9));
         assert_eq!(entry.deadline(), Some(9));
         entry.set_deadline(None);
-        assert_eq!((entry.key(), entry.value(), entry.deadline()), (&b"k"[..], &b"v"[..], None));
+        assert_eq!(
+            (entry.key(), entry.value(), entry.deadline()),
+            (&b"k"[..], &b"v"[..], None)
+        );
         assert_eq!(entry.size(), HEADER + 2);
     }
 
@@ -277,12 +293,21 @@ mod tests {
     fn values_grow_and_shrink() {
         let mut entry = Entry::new(b"key", b"short", Some(5));
         entry.set_value(&[b'x'; 1000], Some(6));
-        assert_eq!((entry.value(), entry.deadline()), (&[b'x'; 1000][..], Some(6)));
+        assert_eq!(
+            (entry.value(), entry.deadline()),
+            (&[b'x'; 1000][..], Some(6))
+        );
         entry.set_value(b"", None);
-        assert_eq!((entry.key(), entry.value(), entry.deadline()), (&b"key"[..], &b""[..], None));
+        assert_eq!(
+            (entry.key(), entry.value(), entry.deadline()),
+            (&b"key"[..], &b""[..], None)
+        );
         entry.set_deadline(Some(1));
         entry.append(b"ab");
         entry.append(b"cd");
-        assert_eq!((entry.key(), entry.value(), entry.deadline()), (&b"key"[..], &b"abcd"[..], Some(1)));
+        assert_eq!(
+            (entry.key(), entry.value(), entry.deadline()),
+            (&b"key"[..], &b"abcd"[..], Some(1))
+        );
     }
 }

@@ -101,7 +101,11 @@ mod tests {
     use super::*;
 
     fn due(deadline: u64, hash: u64) -> Due {
-        Due { deadline, hash, table: 0 }
+        Due {
+            deadline,
+            hash,
+            table: 0,
+        }
     }
 
     #[test]
@@ -110,7 +114,11 @@ mod tests {
         for (deadline, hash) in [(30, 1), (10, 2), (20, 3)] {
             queue.push(due(deadline, hash));
         }
-        assert_eq!(queue.pop_due(10), None, "alive through its deadline millisecond");
+        assert_eq!(
+            queue.pop_due(10),
+            None,
+            "alive through its deadline millisecond"
+        );
         assert_eq!(queue.pop_due(25), Some(due(10, 2)));
         assert_eq!(queue.pop_due(25), Some(due(20, 3)));
         assert_eq!(queue.pop_due(25), None);
@@ -128,7 +136,9 @@ mod tests {
         assert!(!queue.needs_compaction(100));
         queue.compact(|d| d.hash % 10 == 0);
         assert_eq!(queue.len(), 10);
-        let popped: Vec<u64> = std::iter::from_fn(|| queue.pop_due(u64::MAX)).map(|d| d.hash).collect();
+        let popped: Vec<u64> = std::iter::from_fn(|| queue.pop_due(u64::MAX))
+            .map(|d| d.hash)
+            .collect();
         assert_eq!(popped, (0..100).step_by(10).collect::<Vec<_>>());
     }
 }

@@ -46,7 +46,13 @@ impl<'a> KeyEntry<'a> {
     /// Looks `key` up at time `now` (removing it if it has expired).
     pub(super) fn new(shard: &'a mut Shard, key: &'a [u8], at: Location, now: u64) -> Self {
         let bucket = shard.find(at.table, at.hash, key, now);
-        KeyEntry { shard, key, at, now, bucket }
+        KeyEntry {
+            shard,
+            key,
+            at,
+            now,
+            bucket,
+        }
     }
 
     /// Counts this lookup as a keyspace hit or miss (for reading commands).
@@ -107,7 +113,8 @@ impl<'a> KeyEntry<'a> {
         match self.bucket {
             Some(bucket) => {
                 let at = self.at;
-                self.shard.modify(at.table, bucket, at.hash, |e| e.set_value(value, deadline));
+                self.shard
+                    .modify(at.table, bucket, at.hash, |e| e.set_value(value, deadline));
             }
             None => {
                 let entry = Entry::new(self.key, value, deadline);
@@ -121,12 +128,15 @@ impl<'a> KeyEntry<'a> {
     /// A deadline that is not in the future deletes the key. Returns false
     /// if the key is absent.
     pub fn set_deadline(&mut self, deadline: Option<u64>) -> bool {
-        let Some(bucket) = self.bucket else { return false };
+        let Some(bucket) = self.bucket else {
+            return false;
+        };
         if deadline.is_some_and(|d| d <= self.now) {
             return self.remove();
         }
         let at = self.at;
-        self.shard.modify(at.table, bucket, at.hash, |e| e.set_deadline(deadline));
+        self.shard
+            .modify(at.table, bucket, at.hash, |e| e.set_deadline(deadline));
         true
     }
 
@@ -149,18 +159,26 @@ impl<'a> KeyEntry<'a> {
             return Ok(data.len());
         };
         let old_len = self.value().map_or(0, <[u8]>::len);
-        let new_len = old_len.checked_add(data.len()).ok_or(StoreError::TooLarge)?;
+        let new_len = old_len
+            .checked_add(data.len())
+            .ok_or(StoreError::TooLarge)?;
         check_len(new_len)?;
         let at = self.at;
-        self.shard.modify(at.table, bucket, at.hash, |e| e.append(data));
+        self.shard
+            .modify(at.table, bucket, at.hash, |e| e.append(data));
         Ok(new_len)
     }
 
     fn stored(&self) -> Option<&Entry> {
-        self.bucket.map(|bucket| self.shard.entry(self.at.table, bucket))
+        self.bucket
+            .map(|bucket| self.shard.entry(self.at.table, bucket))
     }
 }
 
 fn check_len(len: usize) -> Result<(), StoreError> {
-    if len > MAX_STRING_LEN { Err(StoreError::TooLarge) } else { Ok(()) }
+    if len > MAX_STRING_LEN {
+        Err(StoreError::TooLarge)
+    } else {
+        Ok(())
+    }
 }

@@ -21,7 +21,7 @@
 //! With 16-byte keys and 32-byte values, per-key overhead decides the memory
 //! footprint. A table bucket is a single 8-byte pointer (plus hashbrown's one
 //! control byte) to one allocation holding header, key, value and, only when
-//! there is one, the deadline (see [`entry`]). A million such keys cost about
+//! there is one, the deadline (see `entry.rs`). A million such keys cost about
 //! 64 bytes of allocation plus ~20 bytes of table each, below Redis's figure
 //! for the same data. Keys and values are copied in from the request buffer,
 //! so nothing in the store pins a network buffer.
@@ -42,7 +42,7 @@
 //!   command;
 //! - **active**: [`Store::expire_cycle`], called by the server every ~100 ms,
 //!   reclaims keys nobody touches, from a per-shard deadline queue (see
-//!   [`expiry`]) so that its cost follows the number of keys that are due,
+//!   `expiry.rs`) so that its cost follows the number of keys that are due,
 //!   not the size of the keyspace.
 //!
 //! # Using it from a command
@@ -108,12 +108,16 @@ pub struct StoreStats {
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The shard `shard` among the guards a multi-key write holds.
 fn locked<'g>(guards: &'g mut [Option<MutexGuard<'_, Shard>>], shard: usize) -> &'g mut Shard {
-    guards[shard].as_deref_mut().expect("every shard of the batch was locked")
+    guards[shard]
+        .as_deref_mut()
+        .expect("every shard of the batch was locked")
 }
 
 /// A shard on its own pair of cache lines (adjacent-line prefetch pulls in two).
@@ -202,7 +206,13 @@ impl Store {
     }
 
     /// Stores `value` under `key` with an optional deadline (SET's plain case).
-    pub fn set(&self, key: &[u8], value: &[u8], now: u64, expiry: Expiry) -> Result<(), StoreError> {
+    pub fn set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        now: u64,
+        expiry: Expiry,
+    ) -> Result<(), StoreError> {
         self.entry(key, now, |entry| entry.set(value, expiry))
     }
 
@@ -214,7 +224,12 @@ impl Store {
     /// Sets every `(key, value)` pair atomically, without deadlines (MSET). If
     /// `only_if_all_absent`, sets nothing and returns false as soon as one key
     /// exists (MSETNX). With repeated keys, the last value wins.
-    pub fn set_many<'k, I>(&self, pairs: I, now: u64, only_if_all_absent: bool) -> Result<bool, StoreError>
+    pub fn set_many<'k, I>(
+        &self,
+        pairs: I,
+        now: u64,
+        only_if_all_absent: bool,
+    ) -> Result<bool, StoreError>
     where
         I: Iterator<Item = (&'k [u8], &'k [u8])> + Clone,
     {
@@ -227,19 +242,26 @@ impl Store {
         }
         // Always in ascending shard order, so two multi-shard writers can
         // never each hold a lock the other waits for.
-        let mut guards: Vec<Option<MutexGuard<'_, Shard>>> =
-            wanted.iter().enumerate().map(|(i, &w)| w.then(|| self.lock(i))).collect();
+        let mut guards: Vec<Option<MutexGuard<'_, Shard>>> = wanted
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| w.then(|| self.lock(i)))
+            .collect();
         if only_if_all_absent {
             for (key, _) in pairs.clone() {
                 let at = self.locate(key);
-                if locked(&mut guards, at.shard).find(at.table, at.hash, key, now).is_some() {
+                if locked(&mut guards, at.shard)
+                    .find(at.table, at.hash, key, now)
+                    .is_some()
+                {
                     return Ok(false);
                 }
             }
         }
         for (key, value) in pairs {
             let at = self.locate(key);
-            KeyEntry::new(locked(&mut guards, at.shard), key, at, now).set(value, Expiry::Persist)?;
+            KeyEntry::new(locked(&mut guards, at.shard), key, at, now)
+                .set(value, Expiry::Persist)?;
         }
         Ok(true)
     }
@@ -325,7 +347,11 @@ impl Store {
 
     fn locate(&self, key: &[u8]) -> Location {
         let (shard, table) = self.slot_location(key_slot(key));
-        Location { shard, table, hash: self.hasher.hash_one(key) }
+        Location {
+            shard,
+            table,
+            hash: self.hasher.hash_one(key),
+        }
     }
 
     fn slot_location(&self, slot: Slot) -> (usize, usize) {
@@ -337,6 +363,9 @@ impl Store {
     /// this module; the data is still memory-safe, so serving on beats
     /// taking the whole node down with it.
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
-        self.shards[shard].0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[shard]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -60,7 +60,10 @@ impl Shard {
     pub fn find(&mut self, table: usize, hash: u64, key: &[u8], now: u64) -> Option<usize> {
         let tab = &self.tables[table];
         let bucket = tab.find_bucket_index(hash, |e| e.key() == key)?;
-        let expired = tab.get_bucket(bucket).and_then(Entry::deadline).is_some_and(|d| d < now);
+        let expired = tab
+            .get_bucket(bucket)
+            .and_then(Entry::deadline)
+            .is_some_and(|d| d < now);
         if !expired {
             return Some(bucket);
         }
@@ -71,7 +74,9 @@ impl Shard {
 
     /// The entry in a bucket returned by [`Shard::find`] or [`Shard::insert`].
     pub fn entry(&self, table: usize, bucket: usize) -> &Entry {
-        self.tables[table].get_bucket(bucket).expect("bucket index from find or insert")
+        self.tables[table]
+            .get_bucket(bucket)
+            .expect("bucket index from find or insert")
     }
 
     /// Adds an entry whose key is not in the table; returns its bucket.
@@ -92,8 +97,16 @@ impl Shard {
 
     /// Changes the entry in `bucket` through `change`, then brings the
     /// counters and the expiry queue up to date.
-    pub fn modify<R>(&mut self, table: usize, bucket: usize, hash: u64, change: impl FnOnce(&mut Entry) -> R) -> R {
-        let entry = self.tables[table].get_bucket_mut(bucket).expect("bucket index from find or insert");
+    pub fn modify<R>(
+        &mut self,
+        table: usize,
+        bucket: usize,
+        hash: u64,
+        change: impl FnOnce(&mut Entry) -> R,
+    ) -> R {
+        let entry = self.tables[table]
+            .get_bucket_mut(bucket)
+            .expect("bucket index from find or insert");
         let (size_before, deadline_before) = (entry.size(), entry.deadline());
         let out = change(entry);
         let (size_after, deadline_after) = (entry.size(), entry.deadline());
@@ -125,7 +138,9 @@ impl Shard {
     pub fn expire_due(&mut self, now: u64, budget: usize) -> usize {
         let mut removed = 0;
         for _ in 0..budget {
-            let Some(due) = self.expiry.pop_due(now) else { break };
+            let Some(due) = self.expiry.pop_due(now) else {
+                break;
+            };
             let table = usize::from(due.table);
             // Every entry with this hash that is past its deadline goes: it is
             // usually the one key the item was pushed for, and any other is
@@ -154,7 +169,12 @@ impl Shard {
     pub fn take_all(&mut self) -> Box<[HashTable<Entry>]> {
         let fresh = (0..self.tables.len()).map(|_| HashTable::new()).collect();
         self.expiry.clear();
-        self.counters = Counters { keys: 0, volatile: 0, entry_bytes: 0, ..self.counters };
+        self.counters = Counters {
+            keys: 0,
+            volatile: 0,
+            entry_bytes: 0,
+            ..self.counters
+        };
         std::mem::replace(&mut self.tables, fresh)
     }
 
@@ -183,7 +203,11 @@ impl Shard {
 
     fn schedule(&mut self, deadline: u64, hash: u64, table: usize) {
         let table = u16::try_from(table).expect("at most 16384 tables per shard");
-        self.expiry.push(Due { deadline, hash, table });
+        self.expiry.push(Due {
+            deadline,
+            hash,
+            table,
+        });
         if self.expiry.needs_compaction(self.counters.volatile) {
             let tables = &self.tables;
             self.expiry.compact(|due| {

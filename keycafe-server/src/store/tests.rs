@@ -17,8 +17,13 @@ fn set_get_remove() {
     assert_eq!(value_of(&store, b"k", 0), None);
     store.set(b"k", b"v1", 0, Expiry::Persist).unwrap();
     assert_eq!(value_of(&store, b"k", 0).as_deref(), Some(&b"v1"[..]));
-    store.set(b"k", b"a much longer value than before", 0, Expiry::Persist).unwrap();
-    assert_eq!(value_of(&store, b"k", 0).as_deref(), Some(&b"a much longer value than before"[..]));
+    store
+        .set(b"k", b"a much longer value than before", 0, Expiry::Persist)
+        .unwrap();
+    assert_eq!(
+        value_of(&store, b"k", 0).as_deref(),
+        Some(&b"a much longer value than before"[..])
+    );
     assert_eq!(store.len(0), 1);
     assert!(store.remove(b"k", 0));
     assert!(!store.remove(b"k", 0));
@@ -41,8 +46,14 @@ fn keys_and_values_are_binary() {
 fn too_large_is_refused() {
     let store = Store::new();
     let huge = vec![0u8; MAX_STRING_LEN + 1];
-    assert_eq!(store.set(b"k", &huge, 0, Expiry::Persist), Err(StoreError::TooLarge));
-    assert_eq!(store.set_many([(&b"a"[..], &huge[..])].into_iter(), 0, false), Err(StoreError::TooLarge));
+    assert_eq!(
+        store.set(b"k", &huge, 0, Expiry::Persist),
+        Err(StoreError::TooLarge)
+    );
+    assert_eq!(
+        store.set_many([(&b"a"[..], &huge[..])].into_iter(), 0, false),
+        Err(StoreError::TooLarge)
+    );
     store.set(b"k", b"x", 0, Expiry::Persist).unwrap();
     let result = store.entry(b"k", 0, |e| e.append(&huge[1..]));
     assert_eq!(result, Err(StoreError::TooLarge));
@@ -59,7 +70,10 @@ fn lazy_expiry_hides_and_removes() {
     assert_eq!(store.stats().keys, 1);
     assert_eq!(value_of(&store, b"k", 101), None);
     let stats = store.stats();
-    assert_eq!((stats.keys, stats.volatile_keys, stats.expired_keys), (0, 0, 1));
+    assert_eq!(
+        (stats.keys, stats.volatile_keys, stats.expired_keys),
+        (0, 0, 1)
+    );
     // A write sees the key as absent too.
     store.set(b"k", b"v", 0, Expiry::At(100)).unwrap();
     assert!(!store.entry(b"k", 200, |e| e.exists()));
@@ -92,7 +106,9 @@ fn active_expiry_reclaims_untouched_keys() {
     let store = Store::new();
     for i in 0..1000u64 {
         let deadline = if i % 2 == 0 { 100 + i } else { 10_000 };
-        store.set(format!("key:{i}").as_bytes(), b"v", 0, Expiry::At(deadline)).unwrap();
+        store
+            .set(format!("key:{i}").as_bytes(), b"v", 0, Expiry::At(deadline))
+            .unwrap();
     }
     store.set(b"persistent", b"v", 0, Expiry::Persist).unwrap();
     assert_eq!(store.expire_cycle(100), 0);
@@ -100,7 +116,10 @@ fn active_expiry_reclaims_untouched_keys() {
     assert_eq!(store.expire_cycle(200), 50);
     assert_eq!(store.expire_cycle(5_000), 450);
     let stats = store.stats();
-    assert_eq!((stats.keys, stats.volatile_keys, stats.expired_keys), (501, 500, 500));
+    assert_eq!(
+        (stats.keys, stats.volatile_keys, stats.expired_keys),
+        (501, 500, 500)
+    );
     assert_eq!(store.expire_cycle(20_000), 500);
     assert_eq!(store.len(20_000), 1);
 }
@@ -109,7 +128,9 @@ fn active_expiry_reclaims_untouched_keys() {
 fn active_expiry_work_is_bounded_per_cycle() {
     let store = Store::with_shards(1);
     for i in 0..EXPIRE_BUDGET_PER_SHARD + 100 {
-        store.set(format!("key:{i}").as_bytes(), b"v", 0, Expiry::At(10)).unwrap();
+        store
+            .set(format!("key:{i}").as_bytes(), b"v", 0, Expiry::At(10))
+            .unwrap();
     }
     assert_eq!(store.expire_cycle(11), EXPIRE_BUDGET_PER_SHARD);
     assert_eq!(store.expire_cycle(11), 100);
@@ -135,7 +156,9 @@ fn stale_deadlines_remove_nothing() {
 #[test]
 fn expiry_queue_stays_bounded_when_deadlines_are_refreshed() {
     let store = Store::with_shards(1);
-    store.set(b"session", b"v", 0, Expiry::At(1_000_000)).unwrap();
+    store
+        .set(b"session", b"v", 0, Expiry::At(1_000_000))
+        .unwrap();
     for now in 0..10_000u64 {
         // A session touched on every request: a new deadline each time.
         store.entry(b"session", now, |e| e.set_deadline(Some(now + 1_000_000)));
@@ -165,7 +188,9 @@ fn slots_are_counted_and_listed() {
     let mut expected: Vec<_> = (0..100).map(tagged).collect();
     expected.sort();
     assert_eq!(all, expected);
-    let empty_slot = (0..SLOT_COUNT).find(|&s| s != slot && s != key_slot(b"elsewhere")).unwrap();
+    let empty_slot = (0..SLOT_COUNT)
+        .find(|&s| s != slot && s != key_slot(b"elsewhere"))
+        .unwrap();
     assert!(store.keys_in_slot(empty_slot, 10).is_empty());
     assert_eq!(store.count_keys_in_slot(empty_slot), 0);
 }
@@ -182,22 +207,37 @@ fn tables_shrink_after_deletes() {
         assert!(store.remove(&tagged(i), 0));
     }
     let after = store.stats().used_bytes;
-    assert!(after < empty + (full - empty) / 100, "empty {empty}, full {full}, after deletes {after}");
+    assert!(
+        after < empty + (full - empty) / 100,
+        "empty {empty}, full {full}, after deletes {after}"
+    );
 }
 
 #[test]
 fn set_many_is_all_or_nothing() {
     let store = Store::new();
-    let pairs = [(&b"a"[..], &b"1"[..]), (b"b", b"2"), (b"c", b"3"), (b"a", b"4")];
+    let pairs = [
+        (&b"a"[..], &b"1"[..]),
+        (b"b", b"2"),
+        (b"c", b"3"),
+        (b"a", b"4"),
+    ];
     assert_eq!(store.set_many(pairs.into_iter(), 0, true), Ok(true));
-    assert_eq!(value_of(&store, b"a", 0).as_deref(), Some(&b"4"[..]), "last value wins");
+    assert_eq!(
+        value_of(&store, b"a", 0).as_deref(),
+        Some(&b"4"[..]),
+        "last value wins"
+    );
     let more = [(&b"d"[..], &b"1"[..]), (b"c", b"9")];
     assert_eq!(store.set_many(more.into_iter(), 0, true), Ok(false));
     assert_eq!(value_of(&store, b"d", 0), None);
     assert_eq!(value_of(&store, b"c", 0).as_deref(), Some(&b"3"[..]));
     // An expired key counts as absent, and MSET clears deadlines.
     store.set(b"e", b"old", 0, Expiry::At(10)).unwrap();
-    assert_eq!(store.set_many([(&b"e"[..], &b"new"[..])].into_iter(), 20, true), Ok(true));
+    assert_eq!(
+        store.set_many([(&b"e"[..], &b"new"[..])].into_iter(), 20, true),
+        Ok(true)
+    );
     assert_eq!(store.entry(b"e", 20, |e| e.ttl()), Ttl::Persistent);
 }
 
@@ -205,12 +245,17 @@ fn set_many_is_all_or_nothing() {
 fn flush_all_empties_but_keeps_history() {
     let store = Store::new();
     for i in 0..1000 {
-        store.set(format!("k{i}").as_bytes(), b"v", 0, Expiry::At(50)).unwrap();
+        store
+            .set(format!("k{i}").as_bytes(), b"v", 0, Expiry::At(50))
+            .unwrap();
     }
     value_of(&store, b"k1", 100);
     store.flush_all();
     let stats = store.stats();
-    assert_eq!((stats.keys, stats.volatile_keys, stats.expired_keys), (0, 0, 1));
+    assert_eq!(
+        (stats.keys, stats.volatile_keys, stats.expired_keys),
+        (0, 0, 1)
+    );
     assert_eq!(store.expire_cycle(1_000), 0);
     assert_eq!(value_of(&store, b"k2", 0), None);
 }
@@ -221,7 +266,14 @@ fn memory_per_key_is_compact() {
     let keys = 200_000;
     let baseline = store.stats().used_bytes;
     for i in 0..keys {
-        store.set(format!("key:{i:012}").as_bytes(), &[b'v'; 32], 0, Expiry::Persist).unwrap();
+        store
+            .set(
+                format!("key:{i:012}").as_bytes(),
+                &[b'v'; 32],
+                0,
+                Expiry::Persist,
+            )
+            .unwrap();
     }
     let per_key = (store.stats().used_bytes - baseline) / keys;
     // 56 bytes of entry plus ~20-30 of table; Redis spends ~100.
@@ -237,17 +289,29 @@ fn concurrent_writers_neither_lose_updates_nor_deadlock() {
             scope.spawn(move || {
                 for i in 0..500u32 {
                     store.entry(b"counter", 0, |e| {
-                        let n: u64 = e.value().map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+                        let n: u64 = e
+                            .value()
+                            .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
                         e.set((n + 1).to_string().as_bytes(), Expiry::Keep).unwrap();
                     });
                     // Multi-shard writes in different key orders.
-                    let (a, b) = (format!("x{}", i % 7), format!("y{}", (i + u32::from(t)) % 5));
+                    let (a, b) = (
+                        format!("x{}", i % 7),
+                        format!("y{}", (i + u32::from(t)) % 5),
+                    );
                     let pairs = [(a.as_bytes(), &[t][..]), (b.as_bytes(), &[t][..])];
-                    let pairs = if t % 2 == 0 { pairs } else { [pairs[1], pairs[0]] };
+                    let pairs = if t % 2 == 0 {
+                        pairs
+                    } else {
+                        [pairs[1], pairs[0]]
+                    };
                     store.set_many(pairs.into_iter(), 0, false).unwrap();
                 }
             });
         }
     });
-    assert_eq!(value_of(&store, b"counter", 0).as_deref(), Some(&b"4000"[..]));
+    assert_eq!(
+        value_of(&store, b"counter", 0).as_deref(),
+        Some(&b"4000"[..])
+    );
 }

@@ -25,13 +25,19 @@ impl TestServer {
     }
 
     pub async fn with_config(config: Config) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(keycafe_server::run(config, listener, async {
             let _ = stopped.await;
         }));
-        TestServer { addr, stop: Some(stop), handle: Some(handle) }
+        TestServer {
+            addr,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -72,7 +78,11 @@ pub struct RawClient {
 impl RawClient {
     pub async fn resp(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        RawClient { stream, protocol: Protocol::Resp2, buf: BytesMut::new() }
+        RawClient {
+            stream,
+            protocol: Protocol::Resp2,
+            buf: BytesMut::new(),
+        }
     }
 
     /// Connects and completes the native hello.
@@ -81,7 +91,11 @@ impl RawClient {
         let mut hello = BytesMut::new();
         native::encode_hello(native::VERSION, &mut hello);
         stream.write_all(&hello).await.expect("send hello");
-        let mut client = RawClient { stream, protocol: Protocol::Native, buf: BytesMut::new() };
+        let mut client = RawClient {
+            stream,
+            protocol: Protocol::Native,
+            buf: BytesMut::new(),
+        };
         while client.buf.len() < native::HELLO_LEN {
             client.read_some().await.expect("hello answered");
         }
@@ -116,8 +130,10 @@ impl RawClient {
     pub async fn read_frame(&mut self) -> Option<Frame> {
         let limits = Limits::DEFAULT;
         loop {
-            if let Some(frame) =
-                self.protocol.decode_frame(&mut self.buf, &limits).expect("well-formed reply")
+            if let Some(frame) = self
+                .protocol
+                .decode_frame(&mut self.buf, &limits)
+                .expect("well-formed reply")
             {
                 return Some(frame);
             }

@@ -67,7 +67,10 @@ impl Wire {
                 if let Ok(Some(version)) = native::decode_hello(&self.read_buf) {
                     let _ = self.read_buf.split_to(native::HELLO_LEN);
                     if version != native::VERSION {
-                        bail!("server speaks native protocol version {version}, not {}", native::VERSION);
+                        bail!(
+                            "server speaks native protocol version {version}, not {}",
+                            native::VERSION
+                        );
                     }
                     return Ok(());
                 }
@@ -93,7 +96,10 @@ impl Wire {
     /// Reads one whole reply.
     pub async fn read_frame(&mut self) -> anyhow::Result<Frame> {
         loop {
-            if let Some(frame) = self.protocol.decode_frame(&mut self.read_buf, &self.limits)? {
+            if let Some(frame) = self
+                .protocol
+                .decode_frame(&mut self.read_buf, &self.limits)?
+            {
                 return Ok(frame);
             }
             self.fill().await?;
@@ -110,7 +116,10 @@ impl Wire {
 
     /// Authenticates; an error carries the server's reason.
     pub async fn auth(&mut self, password: &str) -> anyhow::Result<()> {
-        match self.call(&[b"AUTH".as_slice(), password.as_bytes()]).await? {
+        match self
+            .call(&[b"AUTH".as_slice(), password.as_bytes()])
+            .await?
+        {
             Frame::Error(text) => bail!("{}", String::from_utf8_lossy(&text)),
             _ => Ok(()),
         }
@@ -126,7 +135,11 @@ pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
 
 /// Joins a host and port into an address `TcpStream::connect` accepts.
 pub fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// A redirect reply: `MOVED <slot> <host>:<port>` or `ASK <slot> <host>:<port>`.
@@ -150,7 +163,12 @@ impl Redirect {
         };
         let slot = words.next()?.parse().ok()?;
         let (host, port) = split_host_port(words.next()?)?;
-        Some(Redirect { ask, slot, host: host.to_string(), port })
+        Some(Redirect {
+            ask,
+            slot,
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -162,11 +180,21 @@ mod tests {
     fn parses_redirects() {
         assert_eq!(
             Redirect::parse(b"MOVED 3999 127.0.0.1:6381"),
-            Some(Redirect { ask: false, slot: 3999, host: "127.0.0.1".into(), port: 6381 })
+            Some(Redirect {
+                ask: false,
+                slot: 3999,
+                host: "127.0.0.1".into(),
+                port: 6381
+            })
         );
         assert_eq!(
             Redirect::parse(b"ASK 12 ::1:7000"),
-            Some(Redirect { ask: true, slot: 12, host: "::1".into(), port: 7000 })
+            Some(Redirect {
+                ask: true,
+                slot: 12,
+                host: "::1".into(),
+                port: 7000
+            })
         );
         assert_eq!(Redirect::parse(b"ERR MOVED"), None);
         assert_eq!(Redirect::parse(b"MOVED x 1.2.3.4:5"), None);

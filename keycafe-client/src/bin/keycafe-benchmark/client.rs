@@ -41,7 +41,11 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(total: u64) -> Budget {
-        Budget { total, issued: AtomicU64::new(0), completed: AtomicU64::new(0) }
+        Budget {
+            total,
+            issued: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+        }
     }
 
     /// Claims up to `want` requests; 0 when the budget is spent.
@@ -62,7 +66,11 @@ impl Outcome {
     pub fn new() -> Outcome {
         let latency_us = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
             .expect("constant histogram bounds are valid");
-        Outcome { latency_us, errors: 0, first_error: None }
+        Outcome {
+            latency_us,
+            errors: 0,
+            first_error: None,
+        }
     }
 
     /// Folds another client's measurements into this one.
@@ -91,12 +99,22 @@ pub struct NodeConn {
 
 impl NodeConn {
     pub fn new(wire: Wire) -> NodeConn {
-        NodeConn { wire, batch: Vec::new(), pending: 0, outcome: Outcome::new() }
+        NodeConn {
+            wire,
+            batch: Vec::new(),
+            pending: 0,
+            outcome: Outcome::new(),
+        }
     }
 }
 
 /// Runs one test on a single connection until the budget is spent.
-pub async fn run_single(wire: &mut Wire, plan: &Plan, budget: &Budget, seed: u64) -> anyhow::Result<Outcome> {
+pub async fn run_single(
+    wire: &mut Wire,
+    plan: &Plan,
+    budget: &Budget,
+    seed: u64,
+) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::new();
     let mut batch = Batch::new(&plan.template, plan.pipeline);
     let mut rng = Rng::new(seed);
@@ -109,7 +127,10 @@ pub async fn run_single(wire: &mut Wire, plan: &Plan, budget: &Budget, seed: u64
             batch.randomize(&plan.template, count, &mut rng, keyspace);
         }
         let sent_at = Instant::now();
-        wire.stream.write_all(batch.requests(count)).await.context("sending requests")?;
+        wire.stream
+            .write_all(batch.requests(count))
+            .await
+            .context("sending requests")?;
         read_replies(wire, count, sent_at, &mut outcome).await?;
         budget.completed.fetch_add(count as u64, Ordering::Relaxed);
     }
@@ -150,7 +171,11 @@ pub async fn run_cluster(
         }
         let sent_at = Instant::now();
         for conn in conns.iter_mut().filter(|c| c.pending > 0) {
-            conn.wire.stream.write_all(&conn.batch).await.context("sending requests")?;
+            conn.wire
+                .stream
+                .write_all(&conn.batch)
+                .await
+                .context("sending requests")?;
             conn.batch.clear();
         }
         let mut reads: Vec<Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>>> = conns
@@ -172,7 +197,9 @@ pub async fn run_cluster(
 }
 
 /// Polls every future until all are done or one fails.
-async fn join_all<F: Future<Output = anyhow::Result<()>> + Unpin>(futures: &mut Vec<F>) -> anyhow::Result<()> {
+async fn join_all<F: Future<Output = anyhow::Result<()>> + Unpin>(
+    futures: &mut Vec<F>,
+) -> anyhow::Result<()> {
     std::future::poll_fn(|cx| {
         let mut index = 0;
         while index < futures.len() {
@@ -182,19 +209,33 @@ async fn join_all<F: Future<Output = anyhow::Result<()>> + Unpin>(futures: &mut 
                 Poll::Pending => index += 1,
             }
         }
-        if futures.is_empty() { Poll::Ready(Ok(())) } else { Poll::Pending }
+        if futures.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     })
     .await
 }
 
 /// Reads `count` replies, recording each one's latency since `sent_at`.
-async fn read_replies(wire: &mut Wire, mut count: usize, sent_at: Instant, outcome: &mut Outcome) -> anyhow::Result<()> {
+async fn read_replies(
+    wire: &mut Wire,
+    mut count: usize,
+    sent_at: Instant,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
     // The buffer is empty when a batch starts, so `now` is set by a read
-    // before any reply is timed.
+    // before any reply is timed. Replies completed by the same read share
+    // one latency and are recorded together.
     let mut now = sent_at;
     loop {
-        while count > 0 {
-            let Some(frame) = wire.protocol.decode_frame(&mut wire.read_buf, &wire.limits)? else {
+        let mut decoded = 0;
+        while decoded < count {
+            let Some(frame) = wire
+                .protocol
+                .decode_frame(&mut wire.read_buf, &wire.limits)?
+            else {
                 break;
             };
             if let Frame::Error(text) = frame {
@@ -203,9 +244,13 @@ async fn read_replies(wire: &mut Wire, mut count: usize, sent_at: Instant, outco
                     outcome.first_error = Some(String::from_utf8_lossy(&text).into_owned());
                 }
             }
+            decoded += 1;
+        }
+        if decoded > 0 {
             let micros = now.saturating_duration_since(sent_at).as_micros();
-            outcome.latency_us.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
-            count -= 1;
+            let micros = u64::try_from(micros).unwrap_or(u64::MAX).max(1);
+            outcome.latency_us.saturating_record_n(micros, decoded as u64);
+            count -= decoded;
         }
         if count == 0 {
             return Ok(());

@@ -28,19 +28,33 @@ impl SlotTable {
             other => bail!("unexpected CLUSTER SLOTS reply: {other:?}"),
         };
         const UNOWNED: u16 = u16::MAX;
-        let mut table = SlotTable { nodes: Vec::new(), owners: vec![UNOWNED; usize::from(SLOT_COUNT)] };
+        let mut table = SlotTable {
+            nodes: Vec::new(),
+            owners: vec![UNOWNED; usize::from(SLOT_COUNT)],
+        };
         for range in ranges {
-            let Frame::Array(fields) = range else { bail!("malformed slot range: {range:?}") };
-            let (Some(Frame::Integer(start)), Some(Frame::Integer(end)), Some(Frame::Array(primary))) =
-                (fields.first(), fields.get(1), fields.get(2))
+            let Frame::Array(fields) = range else {
+                bail!("malformed slot range: {range:?}")
+            };
+            let (
+                Some(Frame::Integer(start)),
+                Some(Frame::Integer(end)),
+                Some(Frame::Array(primary)),
+            ) = (fields.first(), fields.get(1), fields.get(2))
             else {
                 bail!("malformed slot range: {range:?}");
             };
-            let (Some(Frame::Bulk(host)), Some(Frame::Integer(port))) = (primary.first(), primary.get(1)) else {
+            let (Some(Frame::Bulk(host)), Some(Frame::Integer(port))) =
+                (primary.first(), primary.get(1))
+            else {
                 bail!("malformed node address: {primary:?}");
             };
             let host = std::str::from_utf8(host).context("node host is not UTF-8")?;
-            let host = if host.is_empty() || host == "?" { seed_host } else { host };
+            let host = if host.is_empty() || host == "?" {
+                seed_host
+            } else {
+                host
+            };
             let port = u16::try_from(*port).context("node port out of range")?;
             let addr = join_host_port(host, port);
             let index = match table.nodes.iter().position(|n| *n == addr) {
@@ -77,7 +91,11 @@ mod tests {
         Frame::Array(vec![
             Frame::Integer(start),
             Frame::Integer(end),
-            Frame::Array(vec![Frame::bulk(host.to_string()), Frame::Integer(port), Frame::bulk("id")]),
+            Frame::Array(vec![
+                Frame::bulk(host.to_string()),
+                Frame::Integer(port),
+                Frame::bulk("id"),
+            ]),
         ])
     }
 
@@ -102,6 +120,8 @@ mod tests {
         let bad = Frame::Array(vec![range(0, 16384, "h", 1)]);
         assert!(SlotTable::from_cluster_slots(&bad, "seed").is_err());
         assert!(SlotTable::from_cluster_slots(&Frame::error("ERR no cluster"), "seed").is_err());
-        assert!(SlotTable::from_cluster_slots(&Frame::Array(vec![Frame::Integer(1)]), "s").is_err());
+        assert!(
+            SlotTable::from_cluster_slots(&Frame::Array(vec![Frame::Integer(1)]), "s").is_err()
+        );
     }
 }

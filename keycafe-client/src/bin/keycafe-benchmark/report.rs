@@ -40,7 +40,11 @@ impl TestResult {
             requests,
             errors: outcome.errors,
             seconds,
-            ops_per_sec: if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
+            ops_per_sec: if seconds > 0.0 {
+                requests as f64 / seconds
+            } else {
+                0.0
+            },
             latency_ms: Latency {
                 p50: at(0.50),
                 p95: at(0.95),
@@ -54,7 +58,10 @@ impl TestResult {
 
     /// redis-benchmark's `-q` line.
     pub fn quiet_line(&self) -> String {
-        format!("{}: {:.2} requests per second, p50={:.3} msec", self.name, self.ops_per_sec, self.latency_ms.p50)
+        format!(
+            "{}: {:.2} requests per second, p50={:.3} msec",
+            self.name, self.ops_per_sec, self.latency_ms.p50
+        )
     }
 
     /// The full block for one test.
@@ -70,7 +77,11 @@ impl TestResult {
             setup.data_size,
             setup.pipeline,
             setup.protocol,
-            if setup.cluster { format!(", cluster of {} nodes", setup.nodes) } else { String::new() },
+            if setup.cluster {
+                format!(", cluster of {} nodes", setup.nodes)
+            } else {
+                String::new()
+            },
             self.ops_per_sec,
             l.p50,
             l.p95,
@@ -126,7 +137,10 @@ mod tests {
         assert!((l.p50 - 0.5).abs() < 0.01, "{l:?}");
         assert!(l.p50 <= l.p95 && l.p95 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max);
         assert!((l.max - 1.0).abs() < 0.01, "{l:?}");
-        assert_eq!(result.quiet_line(), format!("GET: 2000.00 requests per second, p50={:.3} msec", l.p50));
+        assert_eq!(
+            result.quiet_line(),
+            format!("GET: 2000.00 requests per second, p50={:.3} msec", l.p50)
+        );
     }
 
     #[test]
@@ -144,7 +158,11 @@ mod tests {
             threads: 1,
         };
         let tests = [TestResult::new("SET".into(), &Outcome::new(), 1.0)];
-        let json = serde_json::to_value(Document { setup: &setup, tests: &tests }).expect("serializable");
+        let json = serde_json::to_value(Document {
+            setup: &setup,
+            tests: &tests,
+        })
+        .expect("serializable");
         assert_eq!(json["clients"], 50);
         assert_eq!(json["tests"][0]["name"], "SET");
         for field in ["p50", "p95", "p99", "p999", "max"] {

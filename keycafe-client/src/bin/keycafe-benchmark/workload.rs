@@ -24,7 +24,9 @@ pub const PLACEHOLDER: &[u8; 12] = b"__rand_int__";
 const MULTI_KEYS: usize = 10;
 
 /// The tests `-t` accepts.
-pub const BUILTIN: &[&str] = &["ping", "set", "get", "incr", "decr", "mset", "mget", "exists", "del"];
+pub const BUILTIN: &[&str] = &[
+    "ping", "set", "get", "incr", "decr", "mset", "mget", "exists", "del",
+];
 
 /// One test: a name for the report and the request it repeats.
 #[derive(Debug, Clone)]
@@ -64,7 +66,10 @@ impl Workload {
 
     /// A test from the command line's trailing arguments.
     pub fn custom(args: Vec<String>) -> Workload {
-        Workload { name: args.join(" "), args: args.into_iter().map(String::into_bytes).collect() }
+        Workload {
+            name: args.join(" "),
+            args: args.into_iter().map(String::into_bytes).collect(),
+        }
     }
 }
 
@@ -90,7 +95,11 @@ impl Template {
             let at = name_end + find_all(&bytes[name_end..], key).first()?;
             Some(at..at + key.len())
         });
-        Template { bytes, placeholders, key }
+        Template {
+            bytes,
+            placeholders,
+            key,
+        }
     }
 
     /// Writes one random number over every placeholder of the request at
@@ -111,7 +120,10 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(template: &Template, count: usize) -> Batch {
-        Batch { bytes: template.bytes.repeat(count), request_len: template.bytes.len() }
+        Batch {
+            bytes: template.bytes.repeat(count),
+            request_len: template.bytes.len(),
+        }
     }
 
     /// Gives the first `count` requests fresh random keys below `keyspace`.
@@ -236,7 +248,10 @@ mod tests {
 
     #[test]
     fn ping_has_no_key_and_unknown_tests_are_refused() {
-        let template = Template::new(&Workload::builtin("PING", b"").expect("built in"), Protocol::Resp2);
+        let template = Template::new(
+            &Workload::builtin("PING", b"").expect("built in"),
+            Protocol::Resp2,
+        );
         assert_eq!(template.bytes, b"*1\r\n$4\r\nPING\r\n");
         assert!(template.key.is_none() && template.placeholders.is_empty());
         assert!(Workload::builtin("lpush", b"").is_none());

@@ -124,7 +124,11 @@ mod tests {
     fn matches_redis_cli() {
         let nested = Frame::Array(vec![
             Frame::Integer(1),
-            Frame::Array(vec![Frame::Integer(2), Frame::bulk("x"), Frame::Array(vec![])]),
+            Frame::Array(vec![
+                Frame::Integer(2),
+                Frame::bulk("x"),
+                Frame::Array(vec![]),
+            ]),
             Frame::bulk("y"),
             Frame::Array(vec![]),
         ]);
@@ -138,14 +142,22 @@ mod tests {
                 "(error) ERR unknown command 'foo'\n",
                 "ERR unknown command 'foo'\n\n",
             ),
-            (bulks(&["a", "b", "c"]), "1) \"a\"\n2) \"b\"\n3) \"c\"\n", "a\nb\nc\n"),
+            (
+                bulks(&["a", "b", "c"]),
+                "1) \"a\"\n2) \"b\"\n3) \"c\"\n",
+                "a\nb\nc\n",
+            ),
             (Frame::Array(vec![]), "(empty array)\n", "\n"),
             (
                 nested,
                 "1) (integer) 1\n2) 1) (integer) 2\n   2) \"x\"\n   3) (empty array)\n3) \"y\"\n4) (empty array)\n",
                 "1\n2\nx\n\ny\n\n",
             ),
-            (Frame::Array(vec![Frame::Null, Frame::bulk("v")]), "1) (nil)\n2) \"v\"\n", "\nv\n"),
+            (
+                Frame::Array(vec![Frame::Null, Frame::bulk("v")]),
+                "1) (nil)\n2) \"v\"\n",
+                "\nv\n",
+            ),
         ];
         for (frame, tty_expected, raw_expected) in table {
             assert_eq!(tty_text(&frame), tty_expected, "tty output of {frame:?}");
@@ -155,8 +167,9 @@ mod tests {
 
     #[test]
     fn wide_arrays_align_their_indices() {
-        let rows: Vec<Frame> =
-            (1..=11).map(|i| Frame::Array(vec![Frame::Integer(i), Frame::Integer(i)])).collect();
+        let rows: Vec<Frame> = (1..=11)
+            .map(|i| Frame::Array(vec![Frame::Integer(i), Frame::Integer(i)]))
+            .collect();
         let text = tty_text(&Frame::Array(rows));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], " 1) 1) (integer) 1");
@@ -175,6 +188,9 @@ mod tests {
     #[test]
     fn raw_output_is_binary_safe() {
         let frame = Frame::bulk(vec![0u8, 0xff, b'\n']);
-        assert_eq!(format_reply(&frame, Output::Raw), vec![0u8, 0xff, b'\n', b'\n']);
+        assert_eq!(
+            format_reply(&frame, Output::Raw),
+            vec![0u8, 0xff, b'\n', b'\n']
+        );
     }
 }

@@ -31,7 +31,9 @@ pub fn split_args(line: &str) -> Result<Vec<Vec<u8>>, InvalidArguments> {
             if in_double {
                 match c {
                     None => return Err(InvalidArguments),
-                    Some(b'\\') if at(i + 1) == Some(b'x') && hex_pair(at(i + 2), at(i + 3)).is_some() => {
+                    Some(b'\\')
+                        if at(i + 1) == Some(b'x') && hex_pair(at(i + 2), at(i + 3)).is_some() =>
+                    {
                         current.extend(hex_pair(at(i + 2), at(i + 3)));
                         i += 3;
                     }
@@ -128,13 +130,23 @@ mod tests {
             ("a\tb", &["a", "b"]),
         ];
         for (line, expected) in table {
-            assert_eq!(split(line), Ok(expected.iter().map(|s| s.to_string()).collect()), "{line:?}");
+            assert_eq!(
+                split(line),
+                Ok(expected.iter().map(|s| s.to_string()).collect()),
+                "{line:?}"
+            );
         }
     }
 
     #[test]
     fn rejects_bad_quoting() {
-        for line in [r#"set k "open"#, "set k 'open", r#"set k "a"b"#, "set k 'a'b", r#"x "\"#] {
+        for line in [
+            r#"set k "open"#,
+            "set k 'open",
+            r#"set k "a"b"#,
+            "set k 'a'b",
+            r#"x "\"#,
+        ] {
             assert_eq!(split(line), Err(InvalidArguments), "{line:?}");
         }
     }
