@@ -371,7 +371,7 @@ fn progress_bar(name: &str, options: &Options) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(options.requests), ProgressDrawTarget::stderr());
     let style =
-        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg} eta {eta}")
+        ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} {msg}")
             .map(|style| style.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);

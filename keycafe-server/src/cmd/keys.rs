@@ -7,7 +7,9 @@
 //! GT/LT compare against the current deadline with "no deadline" meaning
 //! infinity, and the arithmetic that turns seconds into an absolute
 //! millisecond time is checked, so `EXPIRE k 9223372036854775807` is an
-//! error, not a wrap-around.
+//! error, not a wrap-around. The expire options of the string commands (SET
+//! EX, GETEX PXAT, ...) are parsed here too, by [`ExpireArg`], so that all
+//! time arithmetic lives in one file.
 
 use keycafe_core::{Args, Reply};
 
@@ -42,9 +44,73 @@ pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
 
 /// The unit of an expire time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
+pub(super) enum Unit {
     Seconds,
     Millis,
+}
+
+/// An expire option of SET, SETEX, PSETEX or GETEX (`EX 10`, `PXAT
+/// 1700000000000`, ...) as given: Redis reports syntax errors before it looks
+/// at the number, so the number is read only when the command is applied.
+/// Unlike EXPIRE's, these times must be positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ExpireArg<'a> {
+    pub raw: &'a [u8],
+    pub unit: Unit,
+    /// EXAT/PXAT: a Unix time rather than a duration.
+    pub absolute: bool,
+}
+
+impl<'a> ExpireArg<'a> {
+    /// Parses `EX`, `PX`, `EXAT` or `PXAT` and the number after it. Redis
+    /// lets an option repeat (the last one wins) but not mix with another
+    /// kind, `previous` being the one seen before.
+    pub fn from_keyword(
+        keyword: &[u8],
+        previous: Option<Self>,
+        cursor: &mut ArgCursor<'a>,
+    ) -> CmdResult<Self> {
+        let (unit, absolute) = match keyword {
+            b"EX" => (Unit::Seconds, false),
+            b"PX" => (Unit::Millis, false),
+            b"EXAT" => (Unit::Seconds, true),
+            b"PXAT" => (Unit::Millis, true),
+            _ => return Err(CmdError::Syntax),
+        };
+        if previous.is_some_and(|p| (p.unit, p.absolute) != (unit, absolute)) {
+            return Err(CmdError::Syntax);
+        }
+        Ok(ExpireArg {
+            raw: cursor.next_bytes()?,
+            unit,
+            absolute,
+        })
+    }
+
+    /// The deadline in ms since the Unix epoch, with Redis's checks: the
+    /// number must be positive, and neither the unit conversion nor adding
+    /// `now` may overflow. `command` names the command in the error.
+    pub fn deadline(&self, now: u64, command: &str) -> CmdResult<u64> {
+        let invalid = || CmdError::InvalidExpireTime(command.to_string());
+        let n = parse_int(self.raw)?;
+        if n <= 0 {
+            return Err(invalid());
+        }
+        let ms = match self.unit {
+            Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,
+            Unit::Millis => n,
+        };
+        let ms = ms as u64; // positive, checked above
+        let deadline = if self.absolute {
+            ms
+        } else {
+            now.checked_add(ms).ok_or_else(invalid)?
+        };
+        if deadline > i64::MAX as u64 {
+            return Err(invalid());
+        }
+        Ok(deadline)
+    }
 }
 
 /// EXPIRE's optional conditions; GT and LT treat "no deadline" as infinite.

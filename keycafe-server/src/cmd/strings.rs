@@ -9,6 +9,7 @@
 
 use keycafe_core::{Args, Reply};
 
+use super::keys::{ExpireArg, Unit};
 use super::parse::parse_int;
 use super::{ArgCursor, CmdError, CmdResult, Ctx};
 use crate::store::{Expiry, StoreError};
@@ -18,76 +19,6 @@ impl From<StoreError> for CmdError {
         match err {
             StoreError::TooLarge => CmdError::TooLarge,
         }
-    }
-}
-
-/// The unit of an expire argument.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
-    Seconds,
-    Millis,
-}
-
-/// An expire option (`EX 10`, `PXAT 1700000000000`, ...) as given: Redis
-/// reports syntax errors before it looks at the number, so the number is read
-/// only when the command is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ExpireArg<'a> {
-    raw: &'a [u8],
-    unit: Unit,
-    /// EXAT/PXAT: a Unix time rather than a duration.
-    absolute: bool,
-}
-
-impl<'a> ExpireArg<'a> {
-    /// Parses `EX`, `PX`, `EXAT` or `PXAT` and the number after it. Redis
-    /// lets an option repeat (the last one wins) but not mix with another
-    /// kind, `previous` being the one seen before.
-    fn from_keyword(
-        keyword: &[u8],
-        previous: Option<Self>,
-        cursor: &mut ArgCursor<'a>,
-    ) -> CmdResult<Self> {
-        let (unit, absolute) = match keyword {
-            b"EX" => (Unit::Seconds, false),
-            b"PX" => (Unit::Millis, false),
-            b"EXAT" => (Unit::Seconds, true),
-            b"PXAT" => (Unit::Millis, true),
-            _ => return Err(CmdError::Syntax),
-        };
-        if previous.is_some_and(|p| (p.unit, p.absolute) != (unit, absolute)) {
-            return Err(CmdError::Syntax);
-        }
-        Ok(ExpireArg {
-            raw: cursor.next_bytes()?,
-            unit,
-            absolute,
-        })
-    }
-
-    /// The deadline in ms since the Unix epoch, with Redis's checks: the
-    /// number must be positive, and neither the unit conversion nor adding
-    /// `now` may overflow. `command` names the command in the error.
-    fn deadline(&self, now: u64, command: &str) -> CmdResult<u64> {
-        let invalid = || CmdError::InvalidExpireTime(command.to_string());
-        let n = parse_int(self.raw)?;
-        if n <= 0 {
-            return Err(invalid());
-        }
-        let ms = match self.unit {
-            Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,
-            Unit::Millis => n,
-        };
-        let ms = ms as u64; // positive, checked above
-        let deadline = if self.absolute {
-            ms
-        } else {
-            now.checked_add(ms).ok_or_else(invalid)?
-        };
-        if deadline > i64::MAX as u64 {
-            return Err(invalid());
-        }
-        Ok(deadline)
     }
 }
 

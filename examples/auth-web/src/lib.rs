@@ -1,0 +1,1 @@
+//! # auth-web (under construction)
