@@ -42,6 +42,7 @@
 //! - [`config`]: [`ClientConfig`]: seeds, credentials, timeouts, retry budget.
 //! - [`error`]: [`Error`], [`ServerError`] and the [`Result`] alias.
 //! - [`blocking`]: the same API for synchronous code.
+//! - `session_store` (feature `tower-sessions`): `KeycafeSessionStore`, web sessions in Keycafe.
 //! - `topology`: the cached slot → node map, parsed from `CLUSTER SLOTS`.
 //! - `routing`: a request's slot, and what a redirect or refusal means.
 //! - `node`: one lazily (re)opened connection per node address.
@@ -62,6 +63,8 @@ pub mod options;
 pub mod pipeline;
 pub mod reply;
 mod routing;
+#[cfg(feature = "tower-sessions")]
+pub mod session_store;
 mod topology;
 
 pub use bytes::Bytes;
@@ -72,4 +75,6 @@ pub use keycafe_core::{Frame, Slot, key_slot};
 pub use options::{SetOptions, SetOutcome, Ttl};
 pub use pipeline::Pipeline;
 pub use reply::FromFrame;
+#[cfg(feature = "tower-sessions")]
+pub use session_store::KeycafeSessionStore;
 pub use topology::SlotRange;

@@ -35,6 +35,8 @@ pub struct Config {
     pub log_level: String,
     /// How often active expiry runs, in milliseconds.
     pub expiry_interval_ms: u64,
+    /// Threads serving connections: 0 means one per CPU core.
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             max_inline_len: Limits::DEFAULT.max_inline_len,
             log_level: "info".to_string(),
             expiry_interval_ms: 100,
+            threads: 0,
         }
     }
 }
@@ -137,6 +140,9 @@ pub struct Flags {
     /// Default log filter (RUST_LOG wins when set).
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Threads serving connections (0 = one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 impl Flags {
@@ -163,6 +169,9 @@ impl Flags {
         }
         if let Some(level) = self.log_level {
             config.log_level = level;
+        }
+        if let Some(threads) = self.threads {
+            config.threads = threads;
         }
         config.validate()?;
         Ok(config)

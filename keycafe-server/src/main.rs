@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 use clap::Parser;
+use keycafe_server::Config;
 use keycafe_server::config::Flags;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Flags::parse().into_config()?;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
@@ -15,7 +15,25 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    runtime(&config)?.block_on(serve(config))
+}
 
+/// One thread runs a single-threaded runtime (no cross-thread wake-ups, like
+/// Redis's event loop); more run tokio's work-stealing scheduler.
+fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match config.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+    };
+    builder.enable_all().build().context("starting the async runtime")
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.client_addr()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -8,7 +8,7 @@
 //! infinity, and the arithmetic that turns seconds into an absolute
 //! millisecond time is checked, so `EXPIRE k 9223372036854775807` is an
 //! error, not a wrap-around. The expire options of the string commands (SET
-//! EX, GETEX PXAT, ...) are parsed here too, by [`ExpireArg`], so that all
+//! EX, GETEX PXAT, ...) are parsed here too, by `ExpireArg`, so that all
 //! time arithmetic lives in one file.
 
 use keycafe_core::{Args, Reply};
