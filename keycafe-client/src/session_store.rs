@@ -141,7 +141,7 @@ impl KeycafeSessionStore {
         }
         let outcome = self
             .client
-            .set_with(&key, value, options)
+            .set_with(&key, value, &options)
             .await
             .map_err(backend)?;
         Ok(outcome.written)
@@ -217,6 +217,12 @@ mod tests {
             .expect("after the epoch")
             .as_millis() as i128;
         assert_eq!(millis, date.unix_timestamp_nanos() / 1_000_000);
+    }
+
+    #[test]
+    fn ids_print_as_22_url_safe_characters() {
+        // The value shown in `KeycafeSessionStore::key`'s example.
+        assert_eq!(Id(42).to_string(), "KgAAAAAAAAAAAAAAAAAAAA");
     }
 
     #[test]

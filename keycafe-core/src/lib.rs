@@ -14,11 +14,16 @@
 //!   interface the server and client use instead of bytes.
 //! - [`resp`]: RESP2 and inline commands.
 //! - [`native`]: Keycafe's length-prefixed binary protocol.
+//! - [`cluster`]: [`cluster::ClusterConfig`], the epoch-stamped layout of a
+//!   cluster, and [`cluster::SlotMap`].
+//! - [`coord`]: messages between nodes and the coordinator.
 //! - [`limits`]: [`Limits`] on what a peer may make a decoder accept.
 //! - [`error`]: [`ProtocolError`], the ways a peer can break the protocol.
 
 pub mod args;
+pub mod cluster;
 pub mod codec;
+pub mod coord;
 pub mod error;
 pub mod frame;
 pub mod limits;

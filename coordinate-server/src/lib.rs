@@ -1,0 +1,1 @@
+//! # coordinate-server (under construction)

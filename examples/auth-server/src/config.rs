@@ -1,0 +1,231 @@
+//! Settings: defaults that run the demo on one machine, each overridable by
+//! an environment variable.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `AUTH_SERVER_ADDR` | `127.0.0.1:8080` | where the API listens |
+//! | `DATABASE_URL` | `sqlite://auth-example.db?mode=rwc` | the SQLite file (created and migrated at start-up) |
+//! | `KEYCAFE_SEEDS` | `127.0.0.1:9814` | Keycafe node(s), comma-separated `host:port` |
+//! | `KEYCAFE_PASSWORD` | none | sent with AUTH if the nodes require a password |
+//! | `KEYCAFE_TIMEOUT_MS` | `1000` | connect and reply timeout for Keycafe |
+//! | `AUTH_SESSION_IDLE_SECS` | `1800` | a session ends after this long unused (slides on each use) |
+//! | `AUTH_SESSION_ABSOLUTE_SECS` | `43200` | and in any case this long after login |
+//! | `AUTH_USER_CACHE_TTL_SECS` | `300` | how long a user row stays cached in Keycafe |
+//! | `AUTH_LOGIN_MAX_FAILURES` | `5` | failed logins allowed per account and per address ... |
+//! | `AUTH_LOGIN_WINDOW_SECS` | `900` | ... within this window, then 429 |
+//! | `AUTH_TRUSTED_PROXIES` | none | proxy IPs (e.g. auth-web's) whose `X-Forwarded-For` is believed |
+//! | `RUST_LOG` | `info` | log filter (read by `main.rs`) |
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Everything the server needs to know; see the module docs for the
+/// environment variables behind each field.
+/// `Debug` leaves the Keycafe password out, so that logging a `Config` is safe.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the binary listens (`run` itself takes a bound listener).
+    pub listen_addr: SocketAddr,
+    /// sqlx SQLite URL; the file is created if missing.
+    pub database_url: String,
+    /// Keycafe nodes to learn the cluster from; any reachable one will do.
+    pub keycafe_seeds: Vec<String>,
+    /// Password for Keycafe's AUTH, if the nodes require one.
+    pub keycafe_password: Option<String>,
+    /// Limit on connecting to a node and on each reply. Short, so that a
+    /// Keycafe outage turns into a prompt 503 rather than a hung request.
+    pub keycafe_timeout: Duration,
+    /// A session expires after this long without use; each use restarts it.
+    pub session_idle: Duration,
+    /// A session expires this long after login, however much it is used.
+    pub session_absolute: Duration,
+    /// Time to live of a cached user row.
+    pub user_cache_ttl: Duration,
+    /// Failed logins allowed per account and per client address within
+    /// [`Config::login_window`]; the next attempt gets 429.
+    pub login_max_failures: u32,
+    /// The window the failure counters cover (it starts at the first failure).
+    pub login_window: Duration,
+    /// Peers allowed to name the real client in `X-Forwarded-For` (auth-web,
+    /// a reverse proxy). Everyone else is throttled by their own address.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://auth-example.db?mode=rwc".to_string(),
+            keycafe_seeds: vec!["127.0.0.1:9814".to_string()],
+            keycafe_password: None,
+            keycafe_timeout: Duration::from_secs(1),
+            session_idle: Duration::from_secs(30 * 60),
+            session_absolute: Duration::from_secs(12 * 60 * 60),
+            user_cache_ttl: Duration::from_secs(5 * 60),
+            login_max_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, overridden by whichever environment variables are set.
+    pub fn from_env() -> anyhow::Result<Config> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let mut config = Config::default();
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        if let Some(addr) = var("AUTH_SERVER_ADDR") {
+            config.listen_addr = parse("AUTH_SERVER_ADDR", &addr)?;
+        }
+        if let Some(url) = var("DATABASE_URL") {
+            config.database_url = url;
+        }
+        if let Some(seeds) = var("KEYCAFE_SEEDS") {
+            config.keycafe_seeds = list(&seeds).map(str::to_string).collect();
+        }
+        config.keycafe_password = var("KEYCAFE_PASSWORD");
+        let millis = |name: &str| -> anyhow::Result<Option<Duration>> {
+            var(name)
+                .map(|v| parse::<u64>(name, &v).map(Duration::from_millis))
+                .transpose()
+        };
+        let secs = |name: &str| -> anyhow::Result<Option<Duration>> {
+            var(name)
+                .map(|v| parse::<u64>(name, &v).map(Duration::from_secs))
+                .transpose()
+        };
+        if let Some(timeout) = millis("KEYCAFE_TIMEOUT_MS")? {
+            config.keycafe_timeout = timeout;
+        }
+        if let Some(idle) = secs("AUTH_SESSION_IDLE_SECS")? {
+            config.session_idle = idle;
+        }
+        if let Some(absolute) = secs("AUTH_SESSION_ABSOLUTE_SECS")? {
+            config.session_absolute = absolute;
+        }
+        if let Some(ttl) = secs("AUTH_USER_CACHE_TTL_SECS")? {
+            config.user_cache_ttl = ttl;
+        }
+        if let Some(max) = var("AUTH_LOGIN_MAX_FAILURES") {
+            config.login_max_failures = parse("AUTH_LOGIN_MAX_FAILURES", &max)?;
+        }
+        if let Some(window) = secs("AUTH_LOGIN_WINDOW_SECS")? {
+            config.login_window = window;
+        }
+        if let Some(proxies) = var("AUTH_TRUSTED_PROXIES") {
+            config.trusted_proxies = list(&proxies)
+                .map(|ip| parse("AUTH_TRUSTED_PROXIES", ip))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects settings that cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.keycafe_seeds.is_empty() {
+            bail!("KEYCAFE_SEEDS: at least one Keycafe address is needed");
+        }
+        if self.keycafe_timeout.is_zero() {
+            bail!("KEYCAFE_TIMEOUT_MS must be more than 0");
+        }
+        if self.session_idle < Duration::from_secs(1) || self.session_absolute < self.session_idle
+        {
+            bail!("sessions need an idle expiry of at least 1 s and an absolute one no shorter");
+        }
+        if self.user_cache_ttl.is_zero() || self.login_window < Duration::from_secs(1) {
+            bail!("AUTH_USER_CACHE_TTL_SECS and AUTH_LOGIN_WINDOW_SECS must be more than 0");
+        }
+        if self.login_max_failures == 0 {
+            bail!("AUTH_LOGIN_MAX_FAILURES must be more than 0");
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("database_url", &self.database_url)
+            .field("keycafe_seeds", &self.keycafe_seeds)
+            .field("keycafe_password", &self.keycafe_password.as_ref().map(|_| "<set>"))
+            .field("keycafe_timeout", &self.keycafe_timeout)
+            .field("session_idle", &self.session_idle)
+            .field("session_absolute", &self.session_absolute)
+            .field("user_cache_ttl", &self.user_cache_ttl)
+            .field("login_max_failures", &self.login_max_failures)
+            .field("login_window", &self.login_window)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .finish()
+    }
+}
+
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
+fn parse<T>(name: &str, value: &str) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    value
+        .trim()
+        .parse()
+        .with_context(|| format!("{name}: cannot parse {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_without_variables() {
+        assert_eq!(from(&[]).expect("defaults are valid"), Config::default());
+    }
+
+    #[test]
+    fn variables_override_defaults() {
+        let config = from(&[
+            ("AUTH_SERVER_ADDR", "0.0.0.0:9000"),
+            ("KEYCAFE_SEEDS", " 10.0.0.1:9814, 10.0.0.2:9814 ,"),
+            ("AUTH_SESSION_IDLE_SECS", "60"),
+            ("AUTH_TRUSTED_PROXIES", "127.0.0.1, ::1"),
+            ("KEYCAFE_PASSWORD", ""),
+        ])
+        .expect("valid");
+        assert_eq!(config.listen_addr.port(), 9000);
+        assert_eq!(config.keycafe_seeds, ["10.0.0.1:9814", "10.0.0.2:9814"]);
+        assert_eq!(config.session_idle, Duration::from_secs(60));
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(config.keycafe_password, None);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let error = from(&[("AUTH_LOGIN_MAX_FAILURES", "five")]).expect_err("not a number");
+        assert!(error.to_string().contains("AUTH_LOGIN_MAX_FAILURES"));
+        assert!(from(&[("AUTH_SESSION_IDLE_SECS", "0")]).is_err());
+        assert!(from(&[("AUTH_SESSION_ABSOLUTE_SECS", "10")]).is_err());
+        assert!(from(&[("KEYCAFE_SEEDS", " , ")]).is_err());
+    }
+}

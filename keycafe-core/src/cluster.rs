@@ -1,0 +1,198 @@
+//! Cluster configuration: who the nodes are, which node owns each slot, and
+//! which slots are moving.
+//!
+//! The coordinator is the source of truth for a [`ClusterConfig`]. Every
+//! configuration carries an epoch that only grows; a node adopts a
+//! configuration only if its epoch is higher than the one it holds
+//! ([`ClusterConfig::supersedes`]), so a delayed or replayed message can never
+//! take the cluster back in time.
+//!
+//! On the wire slot ownership is a list of ranges (compact, readable in JSON);
+//! in memory a [`SlotMap`] answers "who owns slot S" with one array index.
+
+use serde::{Deserialize, Serialize};
+
+use crate::slot::{SLOT_COUNT, Slot};
+
+/// A node's identity: 40 lower-case hex characters, as in Redis Cluster.
+pub type NodeId = String;
+
+/// A member of the cluster and where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    /// `host:port` that clients connect to.
+    pub client_addr: String,
+    /// `host:port` of the node's cluster bus.
+    pub bus_addr: String,
+}
+
+/// Slots `start..=end`, owned by `owner`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRange {
+    pub start: Slot,
+    pub end: Slot,
+    pub owner: NodeId,
+}
+
+/// A slot whose keys are moving from one node to another. Until the move
+/// completes (and a new epoch names `to` as the owner) `from` still owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Migration {
+    pub slot: Slot,
+    pub from: NodeId,
+    pub to: NodeId,
+}
+
+/// One version of the cluster's layout.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// Grows with every change; never reused.
+    pub epoch: u64,
+    pub nodes: Vec<NodeInfo>,
+    /// Every assigned slot exactly once, in ascending order.
+    pub slots: Vec<SlotRange>,
+    /// Slots being moved right now.
+    pub migrations: Vec<Migration>,
+}
+
+impl ClusterConfig {
+    /// True if a node holding `current` should adopt `self`.
+    pub fn supersedes(&self, current: Option<&ClusterConfig>) -> bool {
+        current.is_none_or(|current| self.epoch > current.epoch)
+    }
+
+    pub fn node(&self, id: &str) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|node| node.id == id)
+    }
+
+    /// The migration of `slot`, if it is moving.
+    pub fn migration(&self, slot: Slot) -> Option<&Migration> {
+        self.migrations.iter().find(|m| m.slot == slot)
+    }
+
+    /// Slot ownership as a per-slot table of indexes into `nodes`.
+    pub fn slot_map(&self) -> SlotMap {
+        SlotMap::from_ranges(&self.nodes, &self.slots)
+    }
+}
+
+/// The owner of every slot, as an index into the configuration's node list.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SlotMap {
+    owners: Box<[Option<u16>]>,
+}
+
+impl std::fmt::Debug for SlotMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotMap").field("assigned", &self.assigned()).finish()
+    }
+}
+
+impl Default for SlotMap {
+    fn default() -> Self {
+        SlotMap { owners: vec![None; usize::from(SLOT_COUNT)].into_boxed_slice() }
+    }
+}
+
+impl SlotMap {
+    /// Builds the table from ranges; ranges naming an unknown node, or slots
+    /// out of range, are skipped.
+    pub fn from_ranges(nodes: &[NodeInfo], ranges: &[SlotRange]) -> SlotMap {
+        let mut map = SlotMap::default();
+        for range in ranges {
+            let Some(index) = nodes.iter().position(|n| n.id == range.owner) else {
+                continue;
+            };
+            for slot in range.start..=range.end.min(SLOT_COUNT - 1) {
+                map.owners[usize::from(slot)] = u16::try_from(index).ok();
+            }
+        }
+        map
+    }
+
+    /// Index (into the node list) of the owner of `slot`.
+    pub fn owner(&self, slot: Slot) -> Option<usize> {
+        self.owners.get(usize::from(slot)).copied().flatten().map(usize::from)
+    }
+
+    pub fn set_owner(&mut self, slot: Slot, owner: Option<usize>) {
+        if let Some(entry) = self.owners.get_mut(usize::from(slot)) {
+            *entry = owner.and_then(|o| u16::try_from(o).ok());
+        }
+    }
+
+    /// Number of slots that have an owner.
+    pub fn assigned(&self) -> usize {
+        self.owners.iter().filter(|o| o.is_some()).count()
+    }
+
+    /// Slots owned by node `index`, ascending.
+    pub fn slots_of(&self, index: usize) -> Vec<Slot> {
+        (0..SLOT_COUNT).filter(|&s| self.owner(s) == Some(index)).collect()
+    }
+
+    /// Back to ranges (maximal runs of one owner), ascending.
+    pub fn to_ranges(&self, nodes: &[NodeInfo]) -> Vec<SlotRange> {
+        let mut ranges: Vec<SlotRange> = Vec::new();
+        for slot in 0..SLOT_COUNT {
+            let Some(owner) = self.owner(slot).and_then(|i| nodes.get(i)) else {
+                continue;
+            };
+            match ranges.last_mut() {
+                Some(last) if last.owner == owner.id && last.end + 1 == slot => last.end = slot,
+                _ => ranges.push(SlotRange { start: slot, end: slot, owner: owner.id.clone() }),
+            }
+        }
+        ranges
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> NodeInfo {
+        NodeInfo { id: id.into(), client_addr: format!("{id}:1"), bus_addr: format!("{id}:2") }
+    }
+
+    #[test]
+    fn ranges_round_trip_through_the_slot_map() {
+        let nodes = vec![node("a"), node("b")];
+        let ranges = vec![
+            SlotRange { start: 0, end: 99, owner: "a".into() },
+            SlotRange { start: 100, end: 16383, owner: "b".into() },
+        ];
+        let map = SlotMap::from_ranges(&nodes, &ranges);
+        assert_eq!(map.owner(0), Some(0));
+        assert_eq!(map.owner(100), Some(1));
+        assert_eq!(map.assigned(), 16384);
+        assert_eq!(map.to_ranges(&nodes), ranges);
+    }
+
+    #[test]
+    fn only_newer_epochs_supersede() {
+        let old = ClusterConfig { epoch: 5, ..ClusterConfig::default() };
+        let new = ClusterConfig { epoch: 6, ..ClusterConfig::default() };
+        assert!(new.supersedes(Some(&old)));
+        assert!(!old.supersedes(Some(&new)));
+        assert!(!old.supersedes(Some(&old)));
+        assert!(old.supersedes(None));
+    }
+
+    #[test]
+    fn json_shape_is_stable() {
+        let config = ClusterConfig {
+            epoch: 3,
+            nodes: vec![node("a")],
+            slots: vec![SlotRange { start: 0, end: 16383, owner: "a".into() }],
+            migrations: vec![],
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(
+            json,
+            r#"{"epoch":3,"nodes":[{"id":"a","client_addr":"a:1","bus_addr":"a:2"}],"slots":[{"start":0,"end":16383,"owner":"a"}],"migrations":[]}"#
+        );
+        assert_eq!(serde_json::from_str::<ClusterConfig>(&json).unwrap(), config);
+    }
+}

@@ -1,0 +1,151 @@
+//! Messages between nodes and the coordinator.
+//!
+//! A node keeps one TCP connection to the coordinator. Both directions carry
+//! native-protocol frames (see [`crate::native`]) whose value is a single bulk
+//! string holding one JSON message: [`NodeMessage`] from a node,
+//! [`CoordinatorMessage`] from the coordinator. JSON keeps the control plane
+//! readable in a packet capture and easy to extend; the data plane (client
+//! commands, key migration) stays binary.
+//!
+//! The conversation: the node sends `register` first; the coordinator answers
+//! with the current `config` and from then on pushes every new configuration
+//! to every registered node. The node sends a `heartbeat` every second, and
+//! `migration_done` when it has moved all keys of a slot it was asked to give
+//! away. `docs/protocol.md` ("Coordination") specifies the fields.
+
+use bytes::BytesMut;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{ClusterConfig, NodeId, NodeInfo};
+use crate::slot::Slot;
+use crate::{Frame, Limits, Protocol, ProtocolError};
+
+/// What a node tells the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeMessage {
+    /// Join (or rejoin after either side restarted).
+    Register {
+        node: NodeInfo,
+        /// Epoch of the newest configuration the node holds (0 if none).
+        epoch: u64,
+        /// The cluster secret, when the coordinator requires one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
+    /// Liveness and load, every second.
+    Heartbeat(NodeReport),
+    /// Every key of `slot` has been moved from this node to `to`.
+    MigrationDone { slot: Slot, to: NodeId },
+    /// Move my slots away, then remove me from the cluster.
+    Leave,
+}
+
+/// A node's periodic report.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub epoch: u64,
+    /// Keys held in total.
+    pub keys: u64,
+    /// Keys per owned slot range, `(start, end, keys)`.
+    #[serde(default)]
+    pub slot_keys: Vec<(Slot, Slot, u64)>,
+    /// Keys still to move, per slot this node is migrating away.
+    #[serde(default)]
+    pub migrating: Vec<(Slot, u64)>,
+}
+
+/// What the coordinator tells a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CoordinatorMessage {
+    /// The current configuration. Adopt it if its epoch is newer.
+    Config(ClusterConfig),
+    /// The coordinator refuses the last message (bad secret, unknown node, ...).
+    Error { message: String },
+}
+
+/// Appends one message as a native frame.
+pub fn encode_message<M: Serialize>(message: &M, out: &mut BytesMut) {
+    let json = serde_json::to_vec(message).expect("coordination messages always serialise");
+    Protocol::Native.encode_frame(&Frame::Bulk(json.into()), out);
+}
+
+/// Errors reading a coordination message.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("coordination frame is not a bulk string")]
+    NotBulk,
+    #[error("invalid coordination message: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Limits for coordination frames: a configuration is a few hundred KiB at
+/// most, so anything near a megabyte-scale limit is hostile.
+pub const MESSAGE_LIMITS: Limits = Limits {
+    max_bulk_len: 16 * 1024 * 1024,
+    max_args: 1,
+    max_inline_len: 0,
+    max_frame_len: 16 * 1024 * 1024 + 16,
+};
+
+/// Takes one message from the front of `buf`, or `None` if it has not fully
+/// arrived.
+pub fn decode_message<M: DeserializeOwned>(buf: &mut BytesMut) -> Result<Option<M>, MessageError> {
+    match Protocol::Native.decode_frame(buf, &MESSAGE_LIMITS)? {
+        None => Ok(None),
+        Some(Frame::Bulk(json)) => Ok(Some(serde_json::from_slice(&json)?)),
+        Some(_) => Err(MessageError::NotBulk),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let messages = vec![
+            NodeMessage::Register {
+                node: NodeInfo {
+                    id: "a".repeat(40),
+                    client_addr: "127.0.0.1:9814".into(),
+                    bus_addr: "127.0.0.1:19814".into(),
+                },
+                epoch: 0,
+                secret: None,
+            },
+            NodeMessage::Heartbeat(NodeReport { epoch: 4, keys: 10, ..NodeReport::default() }),
+            NodeMessage::MigrationDone { slot: 7, to: "b".repeat(40) },
+            NodeMessage::Leave,
+        ];
+        let mut buf = BytesMut::new();
+        messages.iter().for_each(|m| encode_message(m, &mut buf));
+        for expected in &messages {
+            let got: NodeMessage = decode_message(&mut buf).unwrap().unwrap();
+            assert_eq!(&got, expected);
+        }
+        assert!(decode_message::<NodeMessage>(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn json_is_tagged_by_type() {
+        let json = serde_json::to_string(&NodeMessage::Leave).unwrap();
+        assert_eq!(json, r#"{"type":"leave"}"#);
+        let json = serde_json::to_string(&CoordinatorMessage::Error { message: "x".into() }).unwrap();
+        assert_eq!(json, r#"{"type":"error","message":"x"}"#);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut buf = BytesMut::new();
+        Protocol::Native.encode_frame(&Frame::Bulk("{not json".into()), &mut buf);
+        assert!(decode_message::<NodeMessage>(&mut buf).is_err());
+        let mut buf = BytesMut::new();
+        Protocol::Native.encode_frame(&Frame::Integer(1), &mut buf);
+        assert!(matches!(decode_message::<NodeMessage>(&mut buf), Err(MessageError::NotBulk)));
+    }
+}
