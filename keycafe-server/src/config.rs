@@ -37,6 +37,14 @@ pub struct Config {
     pub expiry_interval_ms: u64,
     /// Threads serving connections: 0 means one per CPU core.
     pub threads: usize,
+    /// Coordinator address (`host:port`). When set, the node runs in cluster
+    /// mode: it registers there and serves the slots it is given. Without
+    /// it, the node is a standalone cluster of one that owns every slot.
+    pub coordinator: Option<String>,
+    /// Shared secret for the cluster bus and the coordinator.
+    pub cluster_secret: Option<String>,
+    /// A peer silent on the bus for this long is flagged `fail?`.
+    pub node_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -53,6 +61,9 @@ impl Default for Config {
             log_level: "info".to_string(),
             expiry_interval_ms: 100,
             threads: 0,
+            coordinator: None,
+            cluster_secret: None,
+            node_timeout_ms: 5000,
         }
     }
 }
@@ -143,6 +154,12 @@ pub struct Flags {
     /// Threads serving connections (0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Coordinator address (`host:port`): run in cluster mode.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Shared secret for the cluster bus and the coordinator.
+    #[arg(long)]
+    pub cluster_secret: Option<String>,
 }
 
 impl Flags {
@@ -172,6 +189,12 @@ impl Flags {
         }
         if let Some(threads) = self.threads {
             config.threads = threads;
+        }
+        if self.coordinator.is_some() {
+            config.coordinator = self.coordinator;
+        }
+        if self.cluster_secret.is_some() {
+            config.cluster_secret = self.cluster_secret;
         }
         config.validate()?;
         Ok(config)

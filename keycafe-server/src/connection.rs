@@ -47,6 +47,8 @@ pub struct ConnState {
     pub asking: bool,
     /// Set by READONLY: reads may be served by a replica.
     pub readonly: bool,
+    /// A cluster-bus connection from another node (bus commands only).
+    pub bus: bool,
     /// Commands run since the count was last added to the node's stats.
     pub commands: u64,
 }
@@ -61,6 +63,7 @@ impl Default for ConnState {
             quit: false,
             asking: false,
             readonly: false,
+            bus: false,
             commands: 0,
         }
     }
@@ -93,6 +96,16 @@ impl Connection {
         }
     }
 
+    /// A connection on the cluster bus port: only bus commands, and the
+    /// cluster secret (when set) as the AUTH password.
+    pub fn for_bus(stream: TcpStream, shared: Arc<Shared>) -> Connection {
+        let secret = shared.cluster.as_ref().and_then(|c| c.secret.as_ref());
+        let mut connection = Connection::new(stream, shared.clone());
+        connection.state.bus = true;
+        connection.state.authenticated = secret.is_none();
+        connection
+    }
+
     /// Serves the client until it disconnects, sends QUIT, breaks the
     /// protocol, or the node shuts down.
     pub async fn run(mut self, mut shutdown: broadcast::Receiver<()>) -> io::Result<()> {
@@ -110,7 +123,7 @@ impl Connection {
         if self.state.protocol == Protocol::Native && !self.native_hello().await? {
             return Ok(());
         }
-        if self.over_client_limit() {
+        if !self.state.bus && self.over_client_limit() {
             self.write_error("ERR max number of clients reached")
                 .await?;
             return Ok(());

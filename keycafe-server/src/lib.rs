@@ -20,8 +20,10 @@
 //! - [`connection`]: the per-client read → execute → write loop.
 //! - [`state`]: [`state::Shared`], what every connection shares.
 //! - [`cmd`]: the command table and one module per command family.
+//! - [`cluster`]: cluster mode: slot checks, coordinator link, bus, migration.
 //! - [`store`]: the sharded, slot-organised in-memory store with expiry.
 
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;

@@ -3,6 +3,9 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use keycafe_core::cluster::NodeInfo;
+
+use crate::cluster::ClusterState;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -15,6 +18,8 @@ pub struct Shared {
     pub node_id: String,
     pub started: Instant,
     pub stats: Stats,
+    /// Cluster mode's state; `None` for a standalone node.
+    pub cluster: Option<ClusterState>,
 }
 
 /// Server-wide counters reported by INFO. Connections add their command
@@ -31,12 +36,22 @@ pub struct Stats {
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
+        let node_id = random_node_id();
+        let cluster = config.coordinator.as_ref().map(|coordinator| {
+            let me = NodeInfo {
+                id: node_id.clone(),
+                client_addr: format!("{}:{}", config.bind, config.service_port),
+                bus_addr: format!("{}:{}", config.bind, config.bus_port()),
+            };
+            ClusterState::new(me, coordinator.clone(), config.cluster_secret.clone())
+        });
         Shared {
             config,
             store: Store::new(),
-            node_id: random_node_id(),
+            node_id,
             started: Instant::now(),
             stats: Stats::default(),
+            cluster,
         }
     }
 

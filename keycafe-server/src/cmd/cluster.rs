@@ -1,85 +1,124 @@
 //! CLUSTER subcommands, ASKING, READONLY and READWRITE.
 //!
-//! A standalone node is a cluster of one: it owns every slot, and it answers
-//! CLUSTER SLOTS, SHARDS and NODES in Redis Cluster's exact shapes so that
-//! cluster-aware clients (the `redis` crate's cluster client, `redis-cli -c`,
-//! `redis-benchmark --cluster`, keycafe-client) work against it unchanged.
+//! Both modes answer from one [`Layout`]: in cluster mode it comes from the
+//! configuration this node has adopted; a standalone node is a cluster of one
+//! that owns every slot. CLUSTER SLOTS, SHARDS and NODES keep Redis Cluster's
+//! exact shapes so that cluster-aware clients (the `redis` crate's cluster
+//! client, `redis-cli -c`, `redis-benchmark --cluster`, keycafe-client) work
+//! against either.
 
-use keycafe_core::{Args, Reply, SLOT_COUNT, key_slot};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use keycafe_core::cluster::Migration;
+use keycafe_core::coord::NodeMessage;
+use keycafe_core::{Args, Reply, SLOT_COUNT, Slot, key_slot};
 
 use super::server::unknown_subcommand;
 use super::{ArgCursor, CmdError, CmdResult, Ctx};
 
-const LAST_SLOT: i64 = SLOT_COUNT as i64 - 1;
+/// One node as CLUSTER commands show it.
+struct LayoutNode {
+    id: String,
+    ip: String,
+    port: i64,
+    bus_port: i64,
+    myself: bool,
+    /// Flagged `fail?`: silent on the bus for longer than the node timeout.
+    unreachable: bool,
+}
+
+/// Who owns what, as CLUSTER commands show it.
+struct Layout {
+    epoch: u64,
+    nodes: Vec<LayoutNode>,
+    /// `(start, end, index into nodes)`, ascending.
+    ranges: Vec<(Slot, Slot, usize)>,
+    migrations: Vec<Migration>,
+}
+
+impl Layout {
+    fn of(ctx: &Ctx<'_>) -> Layout {
+        let shared = ctx.shared;
+        let Some(cluster) = shared.cluster.as_ref() else {
+            let config = &shared.config;
+            return Layout {
+                epoch: 0,
+                nodes: vec![LayoutNode {
+                    id: shared.node_id.clone(),
+                    ip: config.bind.clone(),
+                    port: i64::from(config.service_port),
+                    bus_port: i64::from(config.bus_port()),
+                    myself: true,
+                    unreachable: false,
+                }],
+                ranges: vec![(0, SLOT_COUNT - 1, 0)],
+                migrations: Vec::new(),
+            };
+        };
+        let view = cluster.view();
+        let timeout = Duration::from_millis(shared.config.node_timeout_ms);
+        let nodes = view
+            .config
+            .nodes
+            .iter()
+            .map(|node| {
+                let (ip, port) = split_addr(&node.client_addr);
+                let myself = node.id == cluster.me.id;
+                LayoutNode {
+                    id: node.id.clone(),
+                    ip,
+                    port,
+                    bus_port: split_addr(&node.bus_addr).1,
+                    myself,
+                    unreachable: !myself
+                        && cluster.peers.is_unreachable(&node.id, timeout, shared.started),
+                }
+            })
+            .collect();
+        let ranges = view
+            .config
+            .slots
+            .iter()
+            .filter_map(|range| {
+                let owner = view.config.nodes.iter().position(|n| n.id == range.owner)?;
+                Some((range.start, range.end, owner))
+            })
+            .collect();
+        Layout { epoch: view.epoch(), nodes, ranges, migrations: view.config.migrations.clone() }
+    }
+
+    fn assigned(&self) -> usize {
+        self.ranges.iter().map(|(start, end, _)| usize::from(end - start) + 1).sum()
+    }
+}
+
+/// `"host:port"` → (host, port); an unparsable port shows as 0.
+fn split_addr(addr: &str) -> (String, i64) {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (host.to_string(), port.parse().unwrap_or(0)),
+        None => (addr.to_string(), 0),
+    }
+}
 
 pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let mut cursor = ArgCursor::new(args);
     let sub = cursor.next_keyword()?;
-    let shared = ctx.shared;
-    let config = &shared.config;
-    let (ip, port) = (config.bind.as_bytes(), i64::from(config.service_port));
     match sub.as_bytes() {
         b"KEYSLOT" => {
             let key = cursor.next_bytes()?;
             cursor.finish()?;
             reply.integer(i64::from(key_slot(key)));
         }
-        b"MYID" => reply.bulk(shared.node_id.as_bytes()),
-        b"SLOTS" => {
-            reply.array(1);
-            reply.array(3);
-            reply.integer(0);
-            reply.integer(LAST_SLOT);
-            reply.array(3);
-            reply.bulk(ip);
-            reply.integer(port);
-            reply.bulk(shared.node_id.as_bytes());
-        }
-        b"SHARDS" => {
-            reply.array(1);
-            reply.array(4);
-            reply.bulk(b"slots");
-            reply.array(2);
-            reply.integer(0);
-            reply.integer(LAST_SLOT);
-            reply.bulk(b"nodes");
-            reply.array(1);
-            reply.array(14);
-            for (key, value) in [
-                ("id", shared.node_id.as_bytes()),
-                ("endpoint", ip),
-                ("ip", ip),
-                ("role", b"master"),
-                ("health", b"online"),
-            ] {
-                reply.bulk(key.as_bytes());
-                reply.bulk(value);
-            }
-            reply.bulk(b"port");
-            reply.integer(port);
-            reply.bulk(b"replication-offset");
-            reply.integer(0);
-        }
-        b"NODES" => {
-            let line = format!(
-                "{} {}:{}@{} myself,master - 0 0 0 connected 0-{LAST_SLOT}\n",
-                shared.node_id,
-                config.bind,
-                config.service_port,
-                config.bus_port(),
-            );
-            reply.bulk(line.as_bytes());
-        }
-        b"INFO" => {
-            let text = "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n\
-                        cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\n\
-                        cluster_size:1\r\ncluster_current_epoch:0\r\ncluster_my_epoch:0\r\n";
-            reply.bulk(text.as_bytes());
-        }
+        b"MYID" => reply.bulk(ctx.shared.node_id.as_bytes()),
+        b"SLOTS" => slots(&Layout::of(ctx), reply),
+        b"SHARDS" => shards(&Layout::of(ctx), reply),
+        b"NODES" => reply.bulk(nodes(&Layout::of(ctx)).as_bytes()),
+        b"INFO" => reply.bulk(info(&Layout::of(ctx)).as_bytes()),
         b"COUNTKEYSINSLOT" => {
             let slot = slot_arg(&mut cursor)?;
             cursor.finish()?;
-            reply.integer(shared.store.count_keys_in_slot(slot) as i64);
+            reply.integer(ctx.store().count_keys_in_slot(slot) as i64);
         }
         b"GETKEYSINSLOT" => {
             let slot = slot_arg(&mut cursor)?;
@@ -87,13 +126,120 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
             cursor.finish()?;
             let count = usize::try_from(count)
                 .map_err(|_| CmdError::Other("ERR Invalid number of keys".into()))?;
-            let keys = shared.store.keys_in_slot(slot, count);
+            let keys = ctx.store().keys_in_slot(slot, count);
             reply.array(keys.len());
             keys.iter().for_each(|key| reply.bulk(key));
+        }
+        b"LEAVE" => {
+            cursor.finish()?;
+            let cluster = ctx.shared.cluster.as_ref().ok_or_else(|| {
+                CmdError::Other("ERR This node is standalone; there is no cluster to leave".into())
+            })?;
+            cluster.leaving.store(true, Ordering::Relaxed);
+            cluster.tell_coordinator(NodeMessage::Leave);
+            reply.ok();
         }
         _ => return Err(unknown_subcommand(args, "CLUSTER")),
     }
     Ok(())
+}
+
+/// `[[start, end, [ip, port, id]], ...]`, one entry per contiguous range.
+fn slots(layout: &Layout, reply: &mut Reply<'_>) {
+    reply.array(layout.ranges.len());
+    for &(start, end, owner) in &layout.ranges {
+        let node = &layout.nodes[owner];
+        reply.array(3);
+        reply.integer(i64::from(start));
+        reply.integer(i64::from(end));
+        reply.array(3);
+        reply.bulk(node.ip.as_bytes());
+        reply.integer(node.port);
+        reply.bulk(node.id.as_bytes());
+    }
+}
+
+/// One shard per node that owns slots: its ranges as flat start/end pairs and
+/// the node's description.
+fn shards(layout: &Layout, reply: &mut Reply<'_>) {
+    let owners: Vec<usize> = (0..layout.nodes.len())
+        .filter(|&i| layout.ranges.iter().any(|&(_, _, owner)| owner == i))
+        .collect();
+    reply.array(owners.len());
+    for index in owners {
+        let node = &layout.nodes[index];
+        let ranges: Vec<_> = layout.ranges.iter().filter(|r| r.2 == index).collect();
+        reply.array(4);
+        reply.bulk(b"slots");
+        reply.array(ranges.len() * 2);
+        for &&(start, end, _) in &ranges {
+            reply.integer(i64::from(start));
+            reply.integer(i64::from(end));
+        }
+        reply.bulk(b"nodes");
+        reply.array(1);
+        reply.array(14);
+        let health: &[u8] = if node.unreachable { b"fail" } else { b"online" };
+        for (key, value) in [
+            ("id", node.id.as_bytes()),
+            ("endpoint", node.ip.as_bytes()),
+            ("ip", node.ip.as_bytes()),
+            ("role", b"master"),
+            ("health", health),
+        ] {
+            reply.bulk(key.as_bytes());
+            reply.bulk(value);
+        }
+        reply.bulk(b"port");
+        reply.integer(node.port);
+        reply.bulk(b"replication-offset");
+        reply.integer(0);
+    }
+}
+
+/// Redis's CLUSTER NODES text: one line per node, with its slot ranges and
+/// `[slot->-target]` for slots it is migrating away.
+fn nodes(layout: &Layout) -> String {
+    let mut text = String::new();
+    for (index, node) in layout.nodes.iter().enumerate() {
+        let mut flags = if node.myself { "myself,master".to_string() } else { "master".to_string() };
+        if node.unreachable {
+            flags.push_str(",fail?");
+        }
+        text.push_str(&format!(
+            "{} {}:{}@{} {flags} - 0 0 {} connected",
+            node.id, node.ip, node.port, node.bus_port, layout.epoch
+        ));
+        for &(start, end, _) in layout.ranges.iter().filter(|r| r.2 == index) {
+            if start == end {
+                text.push_str(&format!(" {start}"));
+            } else {
+                text.push_str(&format!(" {start}-{end}"));
+            }
+        }
+        for migration in layout.migrations.iter().filter(|m| m.from == node.id) {
+            text.push_str(&format!(" [{}->-{}]", migration.slot, migration.to));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn info(layout: &Layout) -> String {
+    let assigned = layout.assigned();
+    let failing = layout.nodes.iter().filter(|n| n.unreachable).count();
+    let state = if assigned == usize::from(SLOT_COUNT) { "ok" } else { "fail" };
+    let size = layout.nodes.iter().enumerate().filter(|(i, _)| layout.ranges.iter().any(|r| r.2 == *i)).count();
+    format!(
+        "cluster_state:{state}\r\ncluster_slots_assigned:{assigned}\r\ncluster_slots_ok:{}\r\n\
+         cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{}\r\n\
+         cluster_size:{size}\r\ncluster_current_epoch:{}\r\ncluster_my_epoch:{}\r\n\
+         cluster_nodes_unreachable:{failing}\r\n",
+        assigned,
+        layout.nodes.len(),
+        layout.epoch,
+        layout.epoch,
+    )
 }
 
 /// A slot number argument, checked to be in range.

@@ -10,10 +10,16 @@
 //! - [`keys`]: DEL, EXISTS, the expiry family, DBSIZE, FLUSHALL.
 //! - [`server`]: connection and server commands (PING, AUTH, INFO, ...).
 //! - [`cluster`]: CLUSTER subcommands.
+//! - [`bus`]: node-to-node commands, served only on the cluster bus port.
+//!
+//! In cluster mode, a command with keys first passes the slot check of
+//! [`crate::cluster::routing`], which may answer MOVED, ASK, TRYAGAIN,
+//! CROSSSLOT or CLUSTERDOWN instead of running it.
 //!
 //! The key positions (`first_key`, `last_key`, `step`, as in Redis's command
 //! table) are what COMMAND reports, so that cluster clients can route.
 
+pub mod bus;
 pub mod cluster;
 pub mod keys;
 pub mod parse;
@@ -70,6 +76,11 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
+    /// Node-to-node commands, served only on the cluster bus.
+    pub fn is_bus_only(&self) -> bool {
+        self.name.starts_with("kc.")
+    }
+
     fn arity_ok(&self, argc: usize) -> bool {
         let arity = self.arity.unsigned_abs() as usize;
         if self.arity >= 0 {
@@ -145,6 +156,10 @@ pub static COMMANDS: &[CommandSpec] = commands! {
     "asking"    1 F  (0 0 0) => cluster::asking;
     "readonly"  1 F  (0 0 0) => cluster::readonly;
     "readwrite" 1 F  (0 0 0) => cluster::readwrite;
+    // Cluster bus only.
+    "kc.ping"   4 F  (0 0 0) => bus::ping;
+    "kc.config" 1 F  (0 0 0) => bus::config;
+    "kc.import" -2 W (0 0 0) => bus::import;
 };
 
 /// The table indexed by upper-case name, built on first use.
@@ -168,9 +183,15 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 /// Runs one request and writes exactly one reply.
 pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) {
     let name = args.get(0).unwrap_or_default();
-    let Some(spec) = lookup(name) else {
-        reply.error(&unknown_command(args));
-        return;
+    let spec = match lookup(name) {
+        // Bus commands exist only on the bus port, and the bus serves only
+        // them (and AUTH, PING, QUIT).
+        Some(spec) if spec.is_bus_only() == ctx.conn.bus => spec,
+        Some(spec) if ctx.conn.bus && matches!(spec.name, "auth" | "ping" | "quit") => spec,
+        _ => {
+            reply.error(&unknown_command(args));
+            return;
+        }
     };
     if !ctx.conn.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
         reply.error(&server::noauth().to_string());
@@ -180,9 +201,42 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) {
         reply.error(&CmdError::WrongArity(spec.name.to_string()).to_string());
         return;
     }
-    if let Err(err) = (spec.handler)(ctx, args, reply) {
+    let result = match ctx.shared.cluster.as_ref().filter(|_| !ctx.conn.bus) {
+        None => (spec.handler)(ctx, args, reply),
+        Some(cluster) => {
+            let result = run_in_cluster(cluster, spec, ctx, args, reply);
+            if spec.name != "asking" {
+                ctx.conn.asking = false;
+            }
+            result
+        }
+    };
+    if let Err(err) = result {
         reply.reset();
         reply.error(&err.to_string());
+    }
+}
+
+/// Runs a command after the cluster's slot check.
+fn run_in_cluster(
+    cluster: &crate::cluster::ClusterState,
+    spec: &CommandSpec,
+    ctx: &mut Ctx<'_>,
+    args: Args<'_>,
+    reply: &mut Reply<'_>,
+) -> CmdResult {
+    use crate::cluster::routing::{self, Decision};
+    let view = cluster.view();
+    match routing::check(&view, spec, args, ctx.conn.asking) {
+        Decision::Serve => (spec.handler)(ctx, args, reply),
+        Decision::Refuse(text) => Err(CmdError::Other(text)),
+        Decision::Migrating { slot, target, outgoing } => {
+            // Held until the command is done: see cluster/migration.rs.
+            let outgoing = outgoing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            routing::check_migrating(&outgoing, ctx.store(), spec, args, slot, &target)
+                .map_err(CmdError::Other)?;
+            (spec.handler)(ctx, args, reply)
+        }
     }
 }
 

@@ -1,0 +1,224 @@
+//! Settings: defaults that run the demo on one machine, each overridable by
+//! an environment variable.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `AUTH_WEB_ADDR` | `127.0.0.1:3000` | where the site listens |
+//! | `AUTH_SERVER_URL` | `http://127.0.0.1:8080` | the auth-server API (plain HTTP: keep it on loopback or a private network) |
+//! | `KEYCAFE_SEEDS` | `127.0.0.1:9814` | Keycafe node(s) for browser sessions, comma-separated `host:port` |
+//! | `KEYCAFE_PASSWORD` | none | sent with AUTH if the nodes require a password |
+//! | `KEYCAFE_TIMEOUT_MS` | `1000` | connect and reply timeout for Keycafe |
+//! | `AUTH_WEB_API_TIMEOUT_MS` | `10000` | limit on each call to auth-server |
+//! | `AUTH_WEB_SECURE_COOKIES` | `false` | mark the session cookie `Secure` (set it behind HTTPS) |
+//! | `AUTH_WEB_SESSION_IDLE_SECS` | `1800` | a browser session ends after this long unused |
+//! | `AUTH_WEB_SESSION_PREFIX` | `web:session:` | Keycafe key prefix of browser sessions |
+//! | `RUST_LOG` | `info` | log filter (read by `main.rs`) |
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Everything the site needs to know; see the module docs for the
+/// environment variable behind each field. `Debug` leaves the Keycafe
+/// password out, so that logging a `Config` is safe.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the binary listens (`run` itself takes a bound listener).
+    pub listen_addr: SocketAddr,
+    /// Base URL of auth-server, without a trailing slash.
+    pub auth_server_url: String,
+    /// Keycafe nodes to learn the cluster from; any reachable one will do.
+    pub keycafe_seeds: Vec<String>,
+    /// Password for Keycafe's AUTH, if the nodes require one.
+    pub keycafe_password: Option<String>,
+    /// Limit on connecting to a Keycafe node and on each reply.
+    pub keycafe_timeout: Duration,
+    /// Limit on each request to auth-server (a login includes an argon2 hash).
+    pub api_timeout: Duration,
+    /// Whether the session cookie carries `Secure` (and the `__Host-` name
+    /// prefix). Off by default because the demo runs on plain
+    /// `http://127.0.0.1`; turn it on whenever the site is served over HTTPS.
+    pub secure_cookies: bool,
+    /// A browser session expires after this long without a request; each
+    /// request restarts the clock (cookie and Keycafe TTL alike).
+    pub session_idle: Duration,
+    /// Keycafe key prefix of browser sessions, distinct from auth-server's
+    /// `session:` keys so that the two kinds are easy to tell apart.
+    pub session_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            auth_server_url: "http://127.0.0.1:8080".to_string(),
+            keycafe_seeds: vec!["127.0.0.1:9814".to_string()],
+            keycafe_password: None,
+            keycafe_timeout: Duration::from_secs(1),
+            api_timeout: Duration::from_secs(10),
+            secure_cookies: false,
+            session_idle: Duration::from_secs(30 * 60),
+            session_prefix: "web:session:".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, overridden by whichever environment variables are set.
+    pub fn from_env() -> anyhow::Result<Config> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let mut config = Config::default();
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let millis = |name: &str| -> anyhow::Result<Option<Duration>> {
+            var(name)
+                .map(|v| parse::<u64>(name, &v).map(Duration::from_millis))
+                .transpose()
+        };
+        if let Some(addr) = var("AUTH_WEB_ADDR") {
+            config.listen_addr = parse("AUTH_WEB_ADDR", &addr)?;
+        }
+        if let Some(url) = var("AUTH_SERVER_URL") {
+            config.auth_server_url = url.trim().trim_end_matches('/').to_string();
+        }
+        if let Some(seeds) = var("KEYCAFE_SEEDS") {
+            config.keycafe_seeds = seeds
+                .split(',')
+                .map(str::trim)
+                .filter(|seed| !seed.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        config.keycafe_password = var("KEYCAFE_PASSWORD");
+        if let Some(timeout) = millis("KEYCAFE_TIMEOUT_MS")? {
+            config.keycafe_timeout = timeout;
+        }
+        if let Some(timeout) = millis("AUTH_WEB_API_TIMEOUT_MS")? {
+            config.api_timeout = timeout;
+        }
+        if let Some(secure) = var("AUTH_WEB_SECURE_COOKIES") {
+            config.secure_cookies = parse_bool("AUTH_WEB_SECURE_COOKIES", &secure)?;
+        }
+        if let Some(idle) = var("AUTH_WEB_SESSION_IDLE_SECS") {
+            let secs: u64 = parse("AUTH_WEB_SESSION_IDLE_SECS", &idle)?;
+            config.session_idle = Duration::from_secs(secs);
+        }
+        if let Some(prefix) = var("AUTH_WEB_SESSION_PREFIX") {
+            config.session_prefix = prefix.trim().to_string();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects settings that cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.keycafe_seeds.is_empty() {
+            bail!("KEYCAFE_SEEDS: at least one Keycafe address is needed");
+        }
+        let url = &self.auth_server_url;
+        if !url.starts_with("http://") || url.len() <= "http://".len() {
+            bail!("AUTH_SERVER_URL must be an http:// URL, got {url:?}");
+        }
+        if self.keycafe_timeout.is_zero() || self.api_timeout.is_zero() {
+            bail!("KEYCAFE_TIMEOUT_MS and AUTH_WEB_API_TIMEOUT_MS must be more than 0");
+        }
+        if self.session_idle < Duration::from_secs(1) {
+            bail!("AUTH_WEB_SESSION_IDLE_SECS must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("auth_server_url", &self.auth_server_url)
+            .field("keycafe_seeds", &self.keycafe_seeds)
+            .field("keycafe_password", &self.keycafe_password.as_ref().map(|_| "<set>"))
+            .field("keycafe_timeout", &self.keycafe_timeout)
+            .field("api_timeout", &self.api_timeout)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("session_idle", &self.session_idle)
+            .field("session_prefix", &self.session_prefix)
+            .finish()
+    }
+}
+
+fn parse<T>(name: &str, value: &str) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    value
+        .trim()
+        .parse()
+        .with_context(|| format!("{name}: cannot parse {value:?}"))
+}
+
+fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => bail!("{name}: expected true or false, got {value:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_without_variables() {
+        assert_eq!(from(&[]).expect("defaults are valid"), Config::default());
+    }
+
+    #[test]
+    fn variables_override_defaults() {
+        let config = from(&[
+            ("AUTH_WEB_ADDR", "0.0.0.0:4000"),
+            ("AUTH_SERVER_URL", "http://10.0.0.5:8080/"),
+            ("KEYCAFE_SEEDS", " 10.0.0.1:9814, 10.0.0.2:9814 ,"),
+            ("AUTH_WEB_SECURE_COOKIES", "TRUE"),
+            ("AUTH_WEB_SESSION_IDLE_SECS", "60"),
+            ("KEYCAFE_PASSWORD", ""),
+        ])
+        .expect("valid");
+        assert_eq!(config.listen_addr.port(), 4000);
+        assert_eq!(config.auth_server_url, "http://10.0.0.5:8080");
+        assert_eq!(config.keycafe_seeds, ["10.0.0.1:9814", "10.0.0.2:9814"]);
+        assert!(config.secure_cookies);
+        assert_eq!(config.session_idle, Duration::from_secs(60));
+        assert_eq!(config.keycafe_password, None);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("AUTH_WEB_SECURE_COOKIES", "maybe"),
+            ("AUTH_WEB_SESSION_IDLE_SECS", "soon"),
+            ("AUTH_WEB_ADDR", "localhost"),
+        ] {
+            let error = from(&[(name, value)]).expect_err("invalid");
+            assert!(error.to_string().contains(name), "{error}");
+        }
+        assert!(from(&[("AUTH_SERVER_URL", "ftp://x")]).is_err());
+        assert!(from(&[("AUTH_WEB_SESSION_IDLE_SECS", "0")]).is_err());
+        assert!(from(&[("KEYCAFE_SEEDS", " , ")]).is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! The cluster bus: node-to-node links on the bus port (client port + 10000).
+//!
+//! The bus speaks the native protocol, with commands of its own that the
+//! client port does not accept: `KC.PING` (gossip), `KC.CONFIG` (fetch the
+//! sender's configuration) and `KC.IMPORT` (receive migrated keys). When a
+//! cluster secret is set, a bus connection must `AUTH` with it first, so a
+//! stranger cannot push keys into a node. `docs/protocol.md` ("Cluster bus")
+//! specifies the commands.
+//!
+//! Gossip: every second each node pings every peer with its id, epoch and slot
+//! bitmap. A peer that stops answering is flagged `fail?` in CLUSTER NODES; a
+//! peer that answers with a newer epoch is asked for its configuration, so a
+//! node that missed a push from the coordinator (or lost the coordinator)
+//! still converges on the newest layout.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use keycafe_core::cluster::{ClusterConfig, NodeId};
+use keycafe_core::{Frame, Limits, Protocol, native};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, warn};
+
+use crate::connection::Connection;
+use crate::state::Shared;
+
+const GOSSIP_EVERY: Duration = Duration::from_secs(1);
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What this node last heard from a peer over the bus.
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    pub last_pong: Option<Instant>,
+    pub epoch: u64,
+    /// Slots the peer says it owns.
+    pub claimed_slots: usize,
+}
+
+/// Peer health, shared by the gossip task and CLUSTER NODES.
+#[derive(Debug, Default)]
+pub struct Peers {
+    status: Mutex<HashMap<NodeId, PeerStatus>>,
+}
+
+impl Peers {
+    pub fn get(&self, id: &str) -> Option<PeerStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+
+    fn record(&self, id: &str, status: PeerStatus) {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_string(), status);
+    }
+
+    /// True if the peer has not answered for `timeout` (or ever, once the
+    /// node has been up that long).
+    pub fn is_unreachable(&self, id: &str, timeout: Duration, up_since: Instant) -> bool {
+        match self.get(id).and_then(|s| s.last_pong) {
+            Some(last) => last.elapsed() > timeout,
+            None => up_since.elapsed() > timeout,
+        }
+    }
+}
+
+/// Accepts bus connections and serves them with the ordinary connection loop,
+/// in bus mode.
+pub async fn listen(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    notify_shutdown: broadcast::Sender<()>,
+    done: mpsc::Sender<()>,
+) {
+    loop {
+        let mut shutdown = notify_shutdown.subscribe();
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(%err, "bus accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.recv() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection::for_bus(stream, shared.clone());
+        let done = done.clone();
+        tokio::spawn(async move {
+            if let Err(err) = connection.run(shutdown).await {
+                debug!(%peer, %err, "bus connection ended with an error");
+            }
+            drop(done);
+        });
+    }
+}
+
+/// A client for another node's bus port.
+pub struct BusClient {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl BusClient {
+    /// Connects, says hello and authenticates with the cluster secret.
+    pub async fn connect(addr: &str, secret: Option<&str>) -> anyhow::Result<BusClient> {
+        let connect = TcpStream::connect(addr);
+        let stream = tokio::time::timeout(CALL_TIMEOUT, connect).await??;
+        stream.set_nodelay(true)?;
+        let mut client = BusClient { stream, buf: BytesMut::new() };
+        let mut hello = BytesMut::new();
+        native::encode_hello(native::VERSION, &mut hello);
+        client.stream.write_all(&hello).await?;
+        while client.buf.len() < native::HELLO_LEN {
+            client.read_more().await?;
+        }
+        match native::decode_hello(&client.buf)? {
+            Some(native::VERSION) => {}
+            _ => anyhow::bail!("bus peer at {addr} refused the hello"),
+        }
+        let _ = client.buf.split_to(native::HELLO_LEN);
+        if let Some(secret) = secret {
+            client.call(&[b"AUTH".as_slice(), secret.as_bytes()]).await?;
+        }
+        Ok(client)
+    }
+
+    /// Sends one command and returns its reply; an error reply is an `Err`.
+    pub async fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> anyhow::Result<Frame> {
+        let mut out = BytesMut::new();
+        Protocol::Native.encode_request(args, &mut out);
+        self.stream.write_all(&out).await?;
+        let limits = Limits::DEFAULT;
+        loop {
+            if let Some(frame) = Protocol::Native.decode_frame(&mut self.buf, &limits)? {
+                if let Frame::Error(text) = &frame {
+                    anyhow::bail!("{}", String::from_utf8_lossy(text));
+                }
+                return Ok(frame);
+            }
+            self.read_more().await?;
+        }
+    }
+
+    async fn read_more(&mut self) -> anyhow::Result<()> {
+        let read = tokio::time::timeout(CALL_TIMEOUT, self.stream.read_buf(&mut self.buf)).await??;
+        anyhow::ensure!(read > 0, "bus peer closed the connection");
+        Ok(())
+    }
+}
+
+/// A slot bitmap: bit `s` set when slot `s` is claimed (2048 bytes).
+pub fn slot_bitmap(slots: &[u16]) -> Vec<u8> {
+    let mut bitmap = vec![0u8; usize::from(keycafe_core::SLOT_COUNT) / 8];
+    for &slot in slots {
+        if let Some(byte) = bitmap.get_mut(usize::from(slot / 8)) {
+            *byte |= 1 << (slot % 8);
+        }
+    }
+    bitmap
+}
+
+/// Pings every peer each second; pulls a newer configuration when a peer has
+/// one.
+pub async fn gossip(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return;
+    };
+    let mut links: HashMap<NodeId, BusClient> = HashMap::new();
+    let mut ticker = tokio::time::interval(GOSSIP_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.recv() => return,
+        }
+        let view = cluster.view();
+        let epoch = view.epoch().to_string();
+        let bitmap = slot_bitmap(&view.my_slots());
+        links.retain(|id, _| view.config.node(id).is_some());
+        for peer in view.config.nodes.iter().filter(|n| n.id != cluster.me.id) {
+            let ping = [b"KC.PING".as_slice(), cluster.me.id.as_bytes(), epoch.as_bytes(), &bitmap];
+            let answer = match links.get_mut(&peer.id) {
+                Some(link) => link.call(&ping).await,
+                None => match BusClient::connect(&peer.bus_addr, cluster.secret.as_deref()).await {
+                    Ok(mut link) => {
+                        let answer = link.call(&ping).await;
+                        links.insert(peer.id.clone(), link);
+                        answer
+                    }
+                    Err(err) => Err(err),
+                },
+            };
+            match answer.map(parse_pong) {
+                Ok(Some((peer_epoch, claimed_slots))) => {
+                    cluster.peers.record(
+                        &peer.id,
+                        PeerStatus { last_pong: Some(Instant::now()), epoch: peer_epoch, claimed_slots },
+                    );
+                    if peer_epoch > cluster.epoch()
+                        && let Some(link) = links.get_mut(&peer.id)
+                    {
+                        fetch_config(link, cluster).await;
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    debug!(peer = %peer.id, "no pong");
+                    links.remove(&peer.id);
+                }
+            }
+        }
+    }
+}
+
+/// `KC.PING` answers `[id, epoch, bitmap]`: the epoch and how many slots the
+/// peer claims.
+fn parse_pong(frame: Frame) -> Option<(u64, usize)> {
+    let Frame::Array(items) = frame else { return None };
+    let epoch = std::str::from_utf8(items.get(1)?.as_bytes()?).ok()?.parse().ok()?;
+    let bitmap = items.get(2)?.as_bytes()?;
+    let claimed = bitmap.iter().map(|b| b.count_ones() as usize).sum();
+    Some((epoch, claimed))
+}
+
+async fn fetch_config(link: &mut BusClient, cluster: &super::ClusterState) {
+    match link.call(&[b"KC.CONFIG"]).await {
+        Ok(Frame::Bulk(json)) => match serde_json::from_slice::<ClusterConfig>(&json) {
+            Ok(config) => {
+                if cluster.adopt(config) {
+                    debug!("adopted a newer configuration from a peer");
+                }
+            }
+            Err(err) => warn!(%err, "peer sent an unreadable configuration"),
+        },
+        Ok(other) => warn!(?other, "unexpected KC.CONFIG reply"),
+        Err(err) => debug!(%err, "KC.CONFIG failed"),
+    }
+}

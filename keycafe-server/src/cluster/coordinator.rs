@@ -1,0 +1,138 @@
+//! The node's link to the coordinator.
+//!
+//! One task keeps a connection to the coordinator: it registers, adopts every
+//! configuration the coordinator pushes, sends a heartbeat every second, and
+//! forwards what other parts of the node queue for the coordinator
+//! (`migration_done`, `leave`). When the coordinator is unreachable the node
+//! keeps serving with the configuration it has and reconnects with backoff;
+//! on reconnecting it registers again, so a restarted coordinator learns of
+//! it at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::state::Shared;
+
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Runs the coordinator link until shutdown.
+pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return;
+    };
+    let Some(mut outbox) = cluster.take_outbox() else {
+        return;
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let session = session(&shared, &mut outbox);
+        tokio::select! {
+            result = session => {
+                match result {
+                    Ok(()) => debug!("coordinator closed the connection"),
+                    Err(err) => warn!(coordinator = %cluster.coordinator, %err, "coordinator unreachable; serving with epoch {}", cluster.epoch()),
+                }
+            }
+            _ = shutdown.recv() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.recv() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One connection's life: register, then exchange messages until it breaks.
+async fn session(
+    shared: &Shared,
+    outbox: &mut mpsc::UnboundedReceiver<NodeMessage>,
+) -> anyhow::Result<()> {
+    let cluster = shared.cluster.as_ref().expect("session runs only in cluster mode");
+    let mut stream = TcpStream::connect(&cluster.coordinator).await?;
+    stream.set_nodelay(true)?;
+    let mut out = BytesMut::new();
+    let register = NodeMessage::Register {
+        node: cluster.me.clone(),
+        epoch: cluster.epoch(),
+        secret: cluster.secret.clone(),
+    };
+    coord::encode_message(&register, &mut out);
+    if cluster.leaving.load(std::sync::atomic::Ordering::Relaxed) {
+        coord::encode_message(&NodeMessage::Leave, &mut out);
+    }
+    stream.write_all(&out).await?;
+    out.clear();
+    info!(coordinator = %cluster.coordinator, "registered with the coordinator");
+
+    let mut input = BytesMut::with_capacity(64 * 1024);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            read = stream.read_buf(&mut input) => {
+                if read? == 0 {
+                    return Ok(());
+                }
+                while let Some(message) = coord::decode_message::<CoordinatorMessage>(&mut input)? {
+                    match message {
+                        CoordinatorMessage::Config(config) => {
+                            cluster.adopt(config);
+                        }
+                        CoordinatorMessage::Error { message } => {
+                            anyhow::bail!("coordinator refused: {message}");
+                        }
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                coord::encode_message(&NodeMessage::Heartbeat(report(shared)), &mut out);
+            }
+            Some(message) = outbox.recv() => {
+                coord::encode_message(&message, &mut out);
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+    }
+}
+
+/// This node's heartbeat: its epoch, key counts per owned range, and what is
+/// left to move of each slot it is migrating away.
+pub fn report(shared: &Shared) -> NodeReport {
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return NodeReport::default();
+    };
+    let view = cluster.view();
+    let store = &shared.store;
+    let slot_keys = view
+        .config
+        .slots
+        .iter()
+        .filter(|range| range.owner == cluster.me.id)
+        .map(|range| {
+            let keys = (range.start..=range.end).map(|s| store.count_keys_in_slot(s) as u64).sum();
+            (range.start, range.end, keys)
+        })
+        .collect();
+    let migrating = view
+        .outgoing
+        .keys()
+        .map(|&slot| (slot, store.count_keys_in_slot(slot) as u64))
+        .collect();
+    NodeReport {
+        epoch: view.epoch(),
+        keys: store.stats().keys as u64,
+        slot_keys,
+        migrating,
+    }
+}

@@ -1,0 +1,117 @@
+//! Cluster mode: this node's view of the cluster, the slot check, the link to
+//! the coordinator, the cluster bus and slot migration.
+//!
+//! A node started with a `coordinator` address registers with it and serves
+//! the slots the newest configuration gives it. Configurations only move
+//! forward: [`ClusterState::adopt`] ignores one whose epoch is not higher
+//! than the current one, so a delayed message cannot undo a newer layout.
+//! The view is an immutable snapshot behind an `ArcSwap`, so the per-command
+//! slot check reads it without taking a lock.
+//!
+//! - [`view`]: the snapshot and its per-slot states.
+//! - [`routing`]: MOVED / ASK / TRYAGAIN / CROSSSLOT decisions.
+//! - [`coordinator`]: registration, configuration updates, heartbeats.
+//! - [`bus`]: node-to-node links (PING/PONG gossip, key import).
+//! - [`migration`]: moving a slot's keys to their new owner.
+
+pub mod bus;
+pub mod coordinator;
+pub mod migration;
+pub mod routing;
+pub mod view;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use keycafe_core::cluster::{ClusterConfig, NodeInfo};
+use keycafe_core::coord::NodeMessage;
+use tokio::sync::watch;
+use tracing::info;
+
+pub use view::{ClusterView, SlotState};
+
+/// The cluster side of a node's shared state.
+pub struct ClusterState {
+    /// This node as the cluster knows it.
+    pub me: NodeInfo,
+    /// Where the coordinator listens.
+    pub coordinator: String,
+    /// Shared secret for the bus and the coordinator, if any.
+    pub secret: Option<String>,
+    view: ArcSwap<ClusterView>,
+    /// Serialises adoptions (from the coordinator and from gossip), so that
+    /// two racing updates cannot both build on the same old view.
+    adopting: Mutex<()>,
+    /// Ticks whenever a new view is adopted (the migration driver waits on it).
+    changed: watch::Sender<u64>,
+    /// Messages for the coordinator, sent by the coordinator link.
+    outbox: tokio::sync::mpsc::UnboundedSender<NodeMessage>,
+    outbox_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<NodeMessage>>>,
+    /// Set once this node has asked to leave the cluster.
+    pub leaving: std::sync::atomic::AtomicBool,
+    /// What the bus has heard from each peer.
+    pub peers: bus::Peers,
+}
+
+impl ClusterState {
+    pub fn new(me: NodeInfo, coordinator: String, secret: Option<String>) -> ClusterState {
+        let (outbox, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
+        ClusterState {
+            me,
+            coordinator,
+            secret,
+            view: ArcSwap::from_pointee(ClusterView::empty()),
+            adopting: Mutex::new(()),
+            changed: watch::Sender::new(0),
+            outbox,
+            outbox_rx: Mutex::new(Some(outbox_rx)),
+            leaving: std::sync::atomic::AtomicBool::new(false),
+            peers: bus::Peers::default(),
+        }
+    }
+
+    /// Queues a message for the coordinator (sent when the link is up).
+    pub fn tell_coordinator(&self, message: NodeMessage) {
+        let _ = self.outbox.send(message);
+    }
+
+    /// The receiving end of the outbox; the coordinator link takes it once.
+    pub(crate) fn take_outbox(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<NodeMessage>> {
+        self.outbox_rx.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// The current view (cheap: no lock, no copy).
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.load_full()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.view.load().epoch()
+    }
+
+    /// Adopts `config` if it is newer than the current one. Returns whether it
+    /// was adopted.
+    pub fn adopt(&self, config: ClusterConfig) -> bool {
+        let _adopting = self.adopting.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.view.load();
+        if !config.supersedes(Some(&current.config)) {
+            return false;
+        }
+        let epoch = config.epoch;
+        let view = ClusterView::new(config, &self.me.id, Some(&current));
+        info!(
+            epoch,
+            slots = view.my_slots().len(),
+            migrating = view.outgoing.len(),
+            "adopted cluster configuration"
+        );
+        self.view.store(Arc::new(view));
+        self.changed.send_replace(epoch);
+        true
+    }
+
+    /// A receiver that sees every adopted epoch.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
