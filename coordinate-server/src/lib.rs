@@ -1,1 +1,2 @@
-//! # coordinate-server (under construction)
+//! wip
+pub mod planner;

@@ -328,3 +328,41 @@ fn unreachable_node_fails_fast() {
             .contains(&format!("connecting to 127.0.0.1:{port}"))
     );
 }
+
+#[test]
+fn a_node_that_stops_answering_fails_the_run() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port().to_string();
+    // Accepts, swallows every request, never replies.
+    runtime.spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut sink = [0u8; 4096];
+                while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let started = Instant::now();
+    let output = benchmark(&[
+        "-p",
+        &port,
+        "--protocol",
+        "resp",
+        "-c",
+        "2",
+        "-n",
+        "10",
+        "--timeout",
+        "0.5",
+        "-t",
+        "get",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no reply for 500ms"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}

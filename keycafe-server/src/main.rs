@@ -30,7 +30,10 @@ fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
             builder
         }
     };
-    builder.enable_all().build().context("starting the async runtime")
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

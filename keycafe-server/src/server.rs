@@ -47,14 +47,31 @@ pub async fn run(
     let (notify_shutdown, _) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
 
-    spawn_task(active_expiry(shared.clone(), notify_shutdown.subscribe()), &done_tx);
+    spawn_task(
+        active_expiry(shared.clone(), notify_shutdown.subscribe()),
+        &done_tx,
+    );
     if let Some(bus) = bus_listener {
         info!(bus = %bus.local_addr()?, coordinator = ?shared.config.coordinator, "cluster mode");
-        let listen = cluster::bus::listen(bus, shared.clone(), notify_shutdown.clone(), done_tx.clone());
+        let listen = cluster::bus::listen(
+            bus,
+            shared.clone(),
+            notify_shutdown.subscribe(),
+            done_tx.clone(),
+        );
         spawn_task(listen, &done_tx);
-        spawn_task(cluster::coordinator::run(shared.clone(), notify_shutdown.subscribe()), &done_tx);
-        spawn_task(cluster::bus::gossip(shared.clone(), notify_shutdown.subscribe()), &done_tx);
-        spawn_task(cluster::migration::run(shared.clone(), notify_shutdown.subscribe()), &done_tx);
+        spawn_task(
+            cluster::coordinator::run(shared.clone(), notify_shutdown.subscribe()),
+            &done_tx,
+        );
+        spawn_task(
+            cluster::bus::gossip(shared.clone(), notify_shutdown.subscribe()),
+            &done_tx,
+        );
+        spawn_task(
+            cluster::migration::run(shared.clone(), notify_shutdown.subscribe()),
+            &done_tx,
+        );
     }
 
     tokio::select! {

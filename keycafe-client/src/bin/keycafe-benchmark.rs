@@ -42,7 +42,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keycafe_core::Protocol;
@@ -93,6 +93,9 @@ struct Options {
     /// Runtime worker threads; 1 runs every client on one thread, as redis-benchmark does.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Fail when no reply arrives for this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
     /// Quiet: one line per test.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -149,6 +152,10 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     ensure!(options.clients > 0, "-c must be at least 1");
     ensure!(options.pipeline > 0, "-P must be at least 1");
     ensure!(options.keyspace != Some(0), "-r must be at least 1");
+    ensure!(
+        options.timeout > 0.0 && options.timeout.is_finite(),
+        "--timeout must be a positive number of seconds"
+    );
     let protocol = match options.protocol {
         ProtocolArg::Native => Protocol::Native,
         ProtocolArg::Resp => Protocol::Resp2,
@@ -303,20 +310,6 @@ async fn run_test(
 ) -> anyhow::Result<(Vec<Client>, TestResult)> {
     let budget = Arc::new(Budget::new(options.requests));
     let progress = progress_bar(name, options);
-    let ticker = {
-        let (progress, budget) = (progress.clone(), budget.clone());
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tick.tick().await;
-                let done = budget.completed.load(std::sync::atomic::Ordering::Relaxed);
-                progress.set_position(done);
-                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                progress.set_message(format!("{rate:.0} req/s"));
-            }
-        })
-    };
     let time_seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -343,24 +336,57 @@ async fn run_test(
             })
         })
         .collect();
-    let mut clients = Vec::with_capacity(handles.len());
-    let mut total = Outcome::new();
-    let mut failure = None;
-    for (index, handle) in handles.into_iter().enumerate() {
-        let (client, outcome) = handle.await.context("client task panicked")?;
-        clients.push(client);
-        match outcome {
-            Ok(outcome) => total.merge(outcome),
-            Err(err) => failure = failure.or(Some(err.context(format!("client {index}")))),
+    let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+    let collect = async {
+        let mut clients = Vec::with_capacity(handles.len());
+        let mut total = Outcome::new();
+        let mut failure = None;
+        for (index, handle) in handles.into_iter().enumerate() {
+            let (client, outcome) = handle.await.context("client task panicked")?;
+            clients.push(client);
+            match outcome {
+                Ok(outcome) => total.merge(outcome),
+                Err(err) => failure = failure.or(Some(err.context(format!("client {index}")))),
+            }
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok((clients, total)),
+        }
+    };
+    let stall = Duration::from_secs_f64(options.timeout);
+    let result = tokio::select! {
+        result = collect => result,
+        stalled = watch(&progress, &budget, stall) => {
+            aborts.iter().for_each(|abort| abort.abort());
+            Err(stalled)
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+    let (clients, total) = result.with_context(|| format!("test {name}"))?;
+    Ok((clients, TestResult::new(name.to_string(), &total, seconds)))
+}
+
+/// Updates the progress bar every 100 ms; returns (an error) only if no
+/// reply has arrived for `stall`, so that a server that stops answering
+/// fails the run instead of hanging it.
+async fn watch(progress: &ProgressBar, budget: &Budget, stall: Duration) -> anyhow::Error {
+    let started = Instant::now();
+    let mut last = (0, Instant::now());
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let done = budget.completed.load(std::sync::atomic::Ordering::Relaxed);
+        progress.set_position(done);
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        progress.set_message(format!("{rate:.0} req/s"));
+        if done != last.0 {
+            last = (done, Instant::now());
+        } else if last.1.elapsed() >= stall {
+            return anyhow::anyhow!("no reply for {stall:?} (see --timeout)");
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    ticker.abort();
-    progress.finish_and_clear();
-    if let Some(err) = failure {
-        bail!(err.context(format!("test {name}")));
-    }
-    Ok((clients, TestResult::new(name.to_string(), &total, seconds)))
 }
 
 /// A progress bar on stderr; hidden with `-q`, `--json`, or when stderr is
@@ -370,10 +396,9 @@ fn progress_bar(name: &str, options: &Options) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(options.requests), ProgressDrawTarget::stderr());
-    let style =
-        ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} {msg}")
-            .map(|style| style.progress_chars("=> "))
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} {msg}")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_prefix(name.to_string());
     bar

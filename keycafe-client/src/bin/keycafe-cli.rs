@@ -8,7 +8,7 @@
 //! could not connect). Without one it opens a prompt (`127.0.0.1:9814> `) with
 //! line editing and history (rustyline, saved in `~/.keycafecli_history`).
 //! Lines are split with redis-cli's quoting rules ([`split`]), replies are
-//! printed exactly as redis-cli prints them ([`format`]): the human form on a
+//! printed exactly as redis-cli prints them ([`format`](mod@format)): the human form on a
 //! terminal, the raw values when stdout is a pipe (`--raw` / `--no-raw`
 //! override the choice). `-c` follows `MOVED` and `ASK` redirects (sending
 //! `ASKING` before an `ASK` retry), at most [`MAX_REDIRECTS`] times per

@@ -48,11 +48,18 @@ pub struct Peers {
 
 impl Peers {
     pub fn get(&self, id: &str) -> Option<PeerStatus> {
-        self.status.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     fn record(&self, id: &str, status: PeerStatus) {
-        self.status.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_string(), status);
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_string(), status);
     }
 
     /// True if the peer has not answered for `timeout` (or ever, once the
@@ -70,11 +77,10 @@ impl Peers {
 pub async fn listen(
     listener: TcpListener,
     shared: Arc<Shared>,
-    notify_shutdown: broadcast::Sender<()>,
+    mut shutdown: broadcast::Receiver<()>,
     done: mpsc::Sender<()>,
 ) {
     loop {
-        let mut shutdown = notify_shutdown.subscribe();
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -88,7 +94,7 @@ pub async fn listen(
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection::for_bus(stream, shared.clone());
-        let done = done.clone();
+        let (done, shutdown) = (done.clone(), shutdown.resubscribe());
         tokio::spawn(async move {
             if let Err(err) = connection.run(shutdown).await {
                 debug!(%peer, %err, "bus connection ended with an error");
@@ -110,7 +116,10 @@ impl BusClient {
         let connect = TcpStream::connect(addr);
         let stream = tokio::time::timeout(CALL_TIMEOUT, connect).await??;
         stream.set_nodelay(true)?;
-        let mut client = BusClient { stream, buf: BytesMut::new() };
+        let mut client = BusClient {
+            stream,
+            buf: BytesMut::new(),
+        };
         let mut hello = BytesMut::new();
         native::encode_hello(native::VERSION, &mut hello);
         client.stream.write_all(&hello).await?;
@@ -123,7 +132,9 @@ impl BusClient {
         }
         let _ = client.buf.split_to(native::HELLO_LEN);
         if let Some(secret) = secret {
-            client.call(&[b"AUTH".as_slice(), secret.as_bytes()]).await?;
+            client
+                .call(&[b"AUTH".as_slice(), secret.as_bytes()])
+                .await?;
         }
         Ok(client)
     }
@@ -146,7 +157,8 @@ impl BusClient {
     }
 
     async fn read_more(&mut self) -> anyhow::Result<()> {
-        let read = tokio::time::timeout(CALL_TIMEOUT, self.stream.read_buf(&mut self.buf)).await??;
+        let read =
+            tokio::time::timeout(CALL_TIMEOUT, self.stream.read_buf(&mut self.buf)).await??;
         anyhow::ensure!(read > 0, "bus peer closed the connection");
         Ok(())
     }
@@ -176,39 +188,64 @@ pub async fn gossip(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) 
             _ = ticker.tick() => {}
             _ = shutdown.recv() => return,
         }
-        let view = cluster.view();
-        let epoch = view.epoch().to_string();
-        let bitmap = slot_bitmap(&view.my_slots());
-        links.retain(|id, _| view.config.node(id).is_some());
-        for peer in view.config.nodes.iter().filter(|n| n.id != cluster.me.id) {
-            let ping = [b"KC.PING".as_slice(), cluster.me.id.as_bytes(), epoch.as_bytes(), &bitmap];
-            let answer = match links.get_mut(&peer.id) {
-                Some(link) => link.call(&ping).await,
-                None => match BusClient::connect(&peer.bus_addr, cluster.secret.as_deref()).await {
-                    Ok(mut link) => {
-                        let answer = link.call(&ping).await;
-                        links.insert(peer.id.clone(), link);
-                        answer
-                    }
-                    Err(err) => Err(err),
-                },
-            };
-            match answer.map(parse_pong) {
-                Ok(Some((peer_epoch, claimed_slots))) => {
-                    cluster.peers.record(
-                        &peer.id,
-                        PeerStatus { last_pong: Some(Instant::now()), epoch: peer_epoch, claimed_slots },
-                    );
-                    if peer_epoch > cluster.epoch()
-                        && let Some(link) = links.get_mut(&peer.id)
-                    {
-                        fetch_config(link, cluster).await;
-                    }
+        tokio::select! {
+            _ = gossip_round(cluster, &mut links) => {}
+            _ = shutdown.recv() => return,
+        }
+    }
+}
+
+/// Pings every peer once.
+async fn gossip_round(cluster: &super::ClusterState, links: &mut HashMap<NodeId, BusClient>) {
+    let view = cluster.view();
+    let epoch = view.epoch().to_string();
+    let bitmap = slot_bitmap(&view.my_slots());
+    links.retain(|id, _| view.config.node(id).is_some());
+    for peer in view.config.nodes.iter().filter(|n| n.id != cluster.me.id) {
+        let ping = [
+            b"KC.PING".as_slice(),
+            cluster.me.id.as_bytes(),
+            epoch.as_bytes(),
+            &bitmap,
+        ];
+        let answer = match links.get_mut(&peer.id) {
+            Some(link) => link.call(&ping).await,
+            None => match BusClient::connect(&peer.bus_addr, cluster.secret.as_deref()).await {
+                Ok(mut link) => {
+                    let answer = link.call(&ping).await;
+                    links.insert(peer.id.clone(), link);
+                    answer
                 }
-                Ok(None) | Err(_) => {
-                    debug!(peer = %peer.id, "no pong");
-                    links.remove(&peer.id);
+                Err(err) => Err(err),
+            },
+        };
+        match answer.map(parse_pong) {
+            Ok(Some((peer_epoch, claimed_slots))) => {
+                cluster.peers.record(
+                    &peer.id,
+                    PeerStatus {
+                        last_pong: Some(Instant::now()),
+                        epoch: peer_epoch,
+                        claimed_slots,
+                    },
+                );
+                let expected = view.config.node(&peer.id).map_or(0, |_| {
+                    let index = view.config.nodes.iter().position(|n| n.id == peer.id);
+                    index.map_or(0, |i| view.map.slots_of(i).len())
+                });
+                if peer_epoch == view.epoch() && claimed_slots != expected {
+                    // Same epoch, different ownership: one of us has a bug.
+                    warn!(peer = %peer.id, claimed_slots, expected, "peer disagrees about its slots");
                 }
+                if peer_epoch > cluster.epoch()
+                    && let Some(link) = links.get_mut(&peer.id)
+                {
+                    fetch_config(link, cluster).await;
+                }
+            }
+            Ok(None) | Err(_) => {
+                debug!(peer = %peer.id, "no pong");
+                links.remove(&peer.id);
             }
         }
     }
@@ -217,8 +254,13 @@ pub async fn gossip(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) 
 /// `KC.PING` answers `[id, epoch, bitmap]`: the epoch and how many slots the
 /// peer claims.
 fn parse_pong(frame: Frame) -> Option<(u64, usize)> {
-    let Frame::Array(items) = frame else { return None };
-    let epoch = std::str::from_utf8(items.get(1)?.as_bytes()?).ok()?.parse().ok()?;
+    let Frame::Array(items) = frame else {
+        return None;
+    };
+    let epoch = std::str::from_utf8(items.get(1)?.as_bytes()?)
+        .ok()?
+        .parse()
+        .ok()?;
     let bitmap = items.get(2)?.as_bytes()?;
     let claimed = bitmap.iter().map(|b| b.count_ones() as usize).sum();
     Some((epoch, claimed))

@@ -56,7 +56,10 @@ async fn session(
     shared: &Shared,
     outbox: &mut mpsc::UnboundedReceiver<NodeMessage>,
 ) -> anyhow::Result<()> {
-    let cluster = shared.cluster.as_ref().expect("session runs only in cluster mode");
+    let cluster = shared
+        .cluster
+        .as_ref()
+        .expect("session runs only in cluster mode");
     let mut stream = TcpStream::connect(&cluster.coordinator).await?;
     stream.set_nodelay(true)?;
     let mut out = BytesMut::new();
@@ -120,7 +123,9 @@ pub fn report(shared: &Shared) -> NodeReport {
         .iter()
         .filter(|range| range.owner == cluster.me.id)
         .map(|range| {
-            let keys = (range.start..=range.end).map(|s| store.count_keys_in_slot(s) as u64).sum();
+            let keys = (range.start..=range.end)
+                .map(|s| store.count_keys_in_slot(s) as u64)
+                .sum();
             (range.start, range.end, keys)
         })
         .collect();

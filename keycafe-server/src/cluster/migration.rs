@@ -60,12 +60,17 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
         done_sent.retain(|slot, _| view.outgoing.contains_key(slot));
         let mut moved_any = false;
         for (&slot, outgoing) in &view.outgoing {
-            let Some(target) = view.config.migration(slot).and_then(|m| view.config.node(&m.to)) else {
+            let Some(target) = view
+                .config
+                .migration(slot)
+                .and_then(|m| view.config.node(&m.to))
+            else {
                 continue;
             };
             let link = match links.get_mut(&target.id) {
                 Some(link) => link,
-                None => match BusClient::connect(&target.bus_addr, cluster.secret.as_deref()).await {
+                None => match BusClient::connect(&target.bus_addr, cluster.secret.as_deref()).await
+                {
                     Ok(link) => links.entry(target.id.clone()).or_insert(link),
                     Err(err) => {
                         warn!(slot, target = %target.bus_addr, %err, "migration target unreachable");
@@ -73,12 +78,21 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
                     }
                 },
             };
-            match move_batch(&shared, slot, outgoing, link).await {
+            let moved = tokio::select! {
+                moved = move_batch(&shared, slot, outgoing, link) => moved,
+                _ = shutdown.recv() => return,
+            };
+            match moved {
                 Ok(0) => {
-                    let due = done_sent.get(&slot).is_none_or(|at| at.elapsed() >= DONE_REPEAT);
+                    let due = done_sent
+                        .get(&slot)
+                        .is_none_or(|at| at.elapsed() >= DONE_REPEAT);
                     if due {
                         debug!(slot, to = %target.id, "slot empty; telling the coordinator");
-                        cluster.tell_coordinator(NodeMessage::MigrationDone { slot, to: target.id.clone() });
+                        cluster.tell_coordinator(NodeMessage::MigrationDone {
+                            slot,
+                            to: target.id.clone(),
+                        });
                         done_sent.insert(slot, Instant::now());
                     }
                 }
@@ -157,7 +171,10 @@ fn purge_foreign_keys(shared: &Shared, view: &ClusterView) {
     let now = now_ms();
     let mut purged = 0;
     for slot in 0..keycafe_core::SLOT_COUNT {
-        if matches!(view.state(slot), SlotState::Other(_) | SlotState::Unassigned) {
+        if matches!(
+            view.state(slot),
+            SlotState::Other(_) | SlotState::Unassigned
+        ) {
             loop {
                 let keys = store.keys_in_slot(slot, BATCH);
                 if keys.is_empty() {
@@ -172,6 +189,10 @@ fn purge_foreign_keys(shared: &Shared, view: &ClusterView) {
         }
     }
     if purged > 0 {
-        info!(purged, epoch = view.epoch(), "removed keys of slots this node no longer serves");
+        info!(
+            purged,
+            epoch = view.epoch(),
+            "removed keys of slots this node no longer serves"
+        );
     }
 }

@@ -77,7 +77,10 @@ impl ClusterState {
 
     /// The receiving end of the outbox; the coordinator link takes it once.
     pub(crate) fn take_outbox(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<NodeMessage>> {
-        self.outbox_rx.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.outbox_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// The current view (cheap: no lock, no copy).

@@ -26,7 +26,11 @@ pub enum Decision {
     Serve,
     /// The slot is migrating away: run the command only after
     /// [`check_migrating`] passes, holding this lock throughout.
-    Migrating { slot: Slot, target: String, outgoing: Arc<Mutex<OutgoingSlot>> },
+    Migrating {
+        slot: Slot,
+        target: String,
+        outgoing: Arc<Mutex<OutgoingSlot>>,
+    },
     /// Answer with this error instead.
     Refuse(String),
 }
@@ -38,7 +42,11 @@ pub fn keys<'a>(spec: &CommandSpec, args: Args<'a>) -> impl Iterator<Item = &'a 
         n if n < 0 => args.len().saturating_sub(n.unsigned_abs() as usize),
         n => n as usize,
     };
-    let count = if first == 0 || last < first { 0 } else { (last - first) / step + 1 };
+    let count = if first == 0 || last < first {
+        0
+    } else {
+        (last - first) / step + 1
+    };
     (0..count).filter_map(move |i| args.get(first + i * step))
 }
 
@@ -51,7 +59,11 @@ pub fn check(view: &ClusterView, spec: &CommandSpec, args: Args<'_>, asking: boo
     if slots.any(|other| other != slot) {
         return Decision::Refuse("CROSSSLOT Keys in request don't hash to the same slot".into());
     }
-    let address = |index: usize| view.node(index).map_or("?", |n| n.client_addr.as_str()).to_string();
+    let address = |index: usize| {
+        view.node(index)
+            .map_or("?", |n| n.client_addr.as_str())
+            .to_string()
+    };
     match view.state(slot) {
         SlotState::Mine => Decision::Serve,
         SlotState::ImportingFrom(_) if asking => Decision::Serve,
@@ -85,7 +97,9 @@ pub fn check_migrating(
     let (mut here, mut missing) = (0, 0);
     for key in keys(spec, args) {
         if write && outgoing.in_flight.contains(key) {
-            return Err(format!("TRYAGAIN Slot {slot} is being migrated; retry shortly"));
+            return Err(format!(
+                "TRYAGAIN Slot {slot} is being migrated; retry shortly"
+            ));
         }
         if store.get_with(key, now, |value| value.is_some()) {
             here += 1;
@@ -113,14 +127,22 @@ mod tests {
             source.extend_from_slice(arg);
         }
         let spec = lookup(command[0]).expect("known command");
-        keys(spec, Args::new(&source, &spans)).map(<[u8]>::to_vec).collect()
+        keys(spec, Args::new(&source, &spans))
+            .map(<[u8]>::to_vec)
+            .collect()
     }
 
     #[test]
     fn key_positions_follow_the_table() {
         assert_eq!(key_list(&[b"GET", b"a"]), vec![b"a".to_vec()]);
-        assert_eq!(key_list(&[b"SET", b"a", b"v", b"EX", b"10"]), vec![b"a".to_vec()]);
-        assert_eq!(key_list(&[b"MSET", b"a", b"1", b"b", b"2"]), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            key_list(&[b"SET", b"a", b"v", b"EX", b"10"]),
+            vec![b"a".to_vec()]
+        );
+        assert_eq!(
+            key_list(&[b"MSET", b"a", b"1", b"b", b"2"]),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
         assert_eq!(key_list(&[b"DEL", b"a", b"b", b"c"]).len(), 3);
         assert!(key_list(&[b"PING"]).is_empty());
         assert!(key_list(&[b"DBSIZE"]).is_empty());

@@ -69,7 +69,8 @@ impl ClusterView {
         let mut outgoing = HashMap::new();
         let index_of = |id: &str| config.nodes.iter().position(|n| n.id == id);
         for migration in &config.migrations {
-            let (Some(from), Some(to)) = (index_of(&migration.from), index_of(&migration.to)) else {
+            let (Some(from), Some(to)) = (index_of(&migration.from), index_of(&migration.to))
+            else {
                 continue;
             };
             let slot = usize::from(migration.slot);
@@ -87,7 +88,13 @@ impl ClusterView {
                 states[slot] = SlotState::ImportingFrom(from);
             }
         }
-        ClusterView { config, map, me, states, outgoing }
+        ClusterView {
+            config,
+            map,
+            me,
+            states,
+            outgoing,
+        }
     }
 
     pub fn epoch(&self) -> u64 {
@@ -95,7 +102,10 @@ impl ClusterView {
     }
 
     pub fn state(&self, slot: Slot) -> SlotState {
-        self.states.get(usize::from(slot)).copied().unwrap_or(SlotState::Unassigned)
+        self.states
+            .get(usize::from(slot))
+            .copied()
+            .unwrap_or(SlotState::Unassigned)
     }
 
     pub fn node(&self, index: usize) -> Option<&NodeInfo> {
@@ -115,7 +125,11 @@ mod tests {
     use super::*;
 
     fn node(id: &str) -> NodeInfo {
-        NodeInfo { id: id.into(), client_addr: format!("127.0.0.1:{id}"), bus_addr: String::new() }
+        NodeInfo {
+            id: id.into(),
+            client_addr: format!("127.0.0.1:{id}"),
+            bus_addr: String::new(),
+        }
     }
 
     fn config() -> ClusterConfig {
@@ -123,10 +137,22 @@ mod tests {
             epoch: 2,
             nodes: vec![node("1"), node("2")],
             slots: vec![
-                SlotRange { start: 0, end: 8191, owner: "1".into() },
-                SlotRange { start: 8192, end: 16383, owner: "2".into() },
+                SlotRange {
+                    start: 0,
+                    end: 8191,
+                    owner: "1".into(),
+                },
+                SlotRange {
+                    start: 8192,
+                    end: 16383,
+                    owner: "2".into(),
+                },
             ],
-            migrations: vec![Migration { slot: 10, from: "1".into(), to: "2".into() }],
+            migrations: vec![Migration {
+                slot: 10,
+                from: "1".into(),
+                to: "2".into(),
+            }],
         }
     }
 
@@ -148,10 +174,20 @@ mod tests {
     #[test]
     fn migration_state_survives_a_new_epoch() {
         let first = ClusterView::new(config(), "1", None);
-        first.outgoing[&10].lock().unwrap().in_flight.insert(b"k".to_vec());
+        first.outgoing[&10]
+            .lock()
+            .unwrap()
+            .in_flight
+            .insert(b"k".to_vec());
         let mut next = config();
         next.epoch = 3;
         let second = ClusterView::new(next, "1", Some(&first));
-        assert!(second.outgoing[&10].lock().unwrap().in_flight.contains(&b"k".to_vec()));
+        assert!(
+            second.outgoing[&10]
+                .lock()
+                .unwrap()
+                .in_flight
+                .contains(&b"k".to_vec())
+        );
     }
 }

@@ -10,14 +10,21 @@ use crate::cluster::bus::slot_bitmap;
 use crate::store::{Expiry, now_ms};
 
 fn cluster<'a>(ctx: &'a Ctx<'_>) -> CmdResult<&'a crate::cluster::ClusterState> {
-    ctx.shared.cluster.as_ref().ok_or_else(|| CmdError::Other("ERR This node is not in cluster mode".into()))
+    ctx.shared
+        .cluster
+        .as_ref()
+        .ok_or_else(|| CmdError::Other("ERR This node is not in cluster mode".into()))
 }
 
 /// `KC.PING sender-id epoch bitmap` → `[my-id, my-epoch, my-bitmap]`.
 pub fn ping(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let cluster = cluster(ctx)?;
     let mut cursor = ArgCursor::new(args);
-    let (_sender, _epoch, _bitmap) = (cursor.next_bytes()?, cursor.next_int()?, cursor.next_bytes()?);
+    let (_sender, _epoch, _bitmap) = (
+        cursor.next_bytes()?,
+        cursor.next_int()?,
+        cursor.next_bytes()?,
+    );
     cursor.finish()?;
     let view = cluster.view();
     reply.array(3);
@@ -42,19 +49,30 @@ pub fn import(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
     let view = cluster(ctx)?.view();
     let mut cursor = ArgCursor::new(args);
     let slot = u16::try_from(cursor.next_int()?).map_err(|_| CmdError::Syntax)?;
-    if !matches!(view.state(slot), SlotState::ImportingFrom(_) | SlotState::Mine) {
-        return Err(CmdError::Other(format!("ERR slot {slot} is not being imported by this node")));
+    if !matches!(
+        view.state(slot),
+        SlotState::ImportingFrom(_) | SlotState::Mine
+    ) {
+        return Err(CmdError::Other(format!(
+            "ERR slot {slot} is not being imported by this node"
+        )));
     }
-    if cursor.remaining() % 3 != 0 {
+    if !cursor.remaining().is_multiple_of(3) {
         return Err(CmdError::WrongArity("kc.import".into()));
     }
     let store = ctx.store();
     let now = now_ms();
     let mut imported = 0;
     while cursor.remaining() > 0 {
-        let (key, value, ttl) = (cursor.next_bytes()?, cursor.next_bytes()?, cursor.next_bytes()?);
+        let (key, value, ttl) = (
+            cursor.next_bytes()?,
+            cursor.next_bytes()?,
+            cursor.next_bytes()?,
+        );
         if keycafe_core::key_slot(key) != slot {
-            return Err(CmdError::Other(format!("ERR key does not belong to slot {slot}")));
+            return Err(CmdError::Other(format!(
+                "ERR key does not belong to slot {slot}"
+            )));
         }
         let expiry = match parse_int(ttl)? {
             -1 => Expiry::Persist,

@@ -72,7 +72,9 @@ impl Layout {
                     bus_port: split_addr(&node.bus_addr).1,
                     myself,
                     unreachable: !myself
-                        && cluster.peers.is_unreachable(&node.id, timeout, shared.started),
+                        && cluster
+                            .peers
+                            .is_unreachable(&node.id, timeout, shared.started),
                 }
             })
             .collect();
@@ -85,11 +87,19 @@ impl Layout {
                 Some((range.start, range.end, owner))
             })
             .collect();
-        Layout { epoch: view.epoch(), nodes, ranges, migrations: view.config.migrations.clone() }
+        Layout {
+            epoch: view.epoch(),
+            nodes,
+            ranges,
+            migrations: view.config.migrations.clone(),
+        }
     }
 
     fn assigned(&self) -> usize {
-        self.ranges.iter().map(|(start, end, _)| usize::from(end - start) + 1).sum()
+        self.ranges
+            .iter()
+            .map(|(start, end, _)| usize::from(end - start) + 1)
+            .sum()
     }
 }
 
@@ -202,7 +212,11 @@ fn shards(layout: &Layout, reply: &mut Reply<'_>) {
 fn nodes(layout: &Layout) -> String {
     let mut text = String::new();
     for (index, node) in layout.nodes.iter().enumerate() {
-        let mut flags = if node.myself { "myself,master".to_string() } else { "master".to_string() };
+        let mut flags = if node.myself {
+            "myself,master".to_string()
+        } else {
+            "master".to_string()
+        };
         if node.unreachable {
             flags.push_str(",fail?");
         }
@@ -228,8 +242,17 @@ fn nodes(layout: &Layout) -> String {
 fn info(layout: &Layout) -> String {
     let assigned = layout.assigned();
     let failing = layout.nodes.iter().filter(|n| n.unreachable).count();
-    let state = if assigned == usize::from(SLOT_COUNT) { "ok" } else { "fail" };
-    let size = layout.nodes.iter().enumerate().filter(|(i, _)| layout.ranges.iter().any(|r| r.2 == *i)).count();
+    let state = if assigned == usize::from(SLOT_COUNT) {
+        "ok"
+    } else {
+        "fail"
+    };
+    let size = layout
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| layout.ranges.iter().any(|r| r.2 == *i))
+        .count();
     format!(
         "cluster_state:{state}\r\ncluster_slots_assigned:{assigned}\r\ncluster_slots_ok:{}\r\n\
          cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{}\r\n\

@@ -230,9 +230,15 @@ fn run_in_cluster(
     match routing::check(&view, spec, args, ctx.conn.asking) {
         Decision::Serve => (spec.handler)(ctx, args, reply),
         Decision::Refuse(text) => Err(CmdError::Other(text)),
-        Decision::Migrating { slot, target, outgoing } => {
+        Decision::Migrating {
+            slot,
+            target,
+            outgoing,
+        } => {
             // Held until the command is done: see cluster/migration.rs.
-            let outgoing = outgoing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let outgoing = outgoing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             routing::check_migrating(&outgoing, ctx.store(), spec, args, slot, &target)
                 .map_err(CmdError::Other)?;
             (spec.handler)(ctx, args, reply)

@@ -46,7 +46,10 @@ pub fn auth(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
 fn check_password(ctx: &mut Ctx<'_>, user: Option<&[u8]>, password: &[u8]) -> CmdResult {
     // Other nodes authenticate on the bus with the cluster secret.
     let expected = if ctx.conn.bus {
-        ctx.shared.cluster.as_ref().and_then(|c| c.secret.as_deref())
+        ctx.shared
+            .cluster
+            .as_ref()
+            .and_then(|c| c.secret.as_deref())
     } else {
         ctx.shared.config.requirepass.as_deref()
     };

@@ -249,7 +249,9 @@ async fn read_replies(
         if decoded > 0 {
             let micros = now.saturating_duration_since(sent_at).as_micros();
             let micros = u64::try_from(micros).unwrap_or(u64::MAX).max(1);
-            outcome.latency_us.saturating_record_n(micros, decoded as u64);
+            outcome
+                .latency_us
+                .saturating_record_n(micros, decoded as u64);
             count -= decoded;
         }
         if count == 0 {

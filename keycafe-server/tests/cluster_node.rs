@@ -1,0 +1,286 @@
+//! Cluster mode of a node, driven by a scripted coordinator: registration,
+//! epochs, redirects, and a live slot migration under a writing client.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::{RawClient, TestServer};
+use keycafe_core::cluster::{ClusterConfig, Migration, NodeInfo, SlotRange};
+use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage};
+use keycafe_core::{Frame, key_slot};
+use keycafe_server::Config;
+use redis::AsyncCommands;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{Mutex, mpsc};
+
+/// A coordinator that does only what the test tells it to.
+struct FakeCoordinator {
+    addr: String,
+    registered: mpsc::UnboundedReceiver<NodeInfo>,
+    messages: mpsc::UnboundedReceiver<(String, NodeMessage)>,
+    links: Arc<Mutex<Vec<OwnedWriteHalf>>>,
+}
+
+impl FakeCoordinator {
+    async fn start() -> FakeCoordinator {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (registered_tx, registered) = mpsc::unbounded_channel();
+        let (messages_tx, messages) = mpsc::unbounded_channel();
+        let links = Arc::new(Mutex::new(Vec::new()));
+        let accepted = links.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (mut read, write) = stream.into_split();
+                accepted.lock().await.push(write);
+                let (registered_tx, messages_tx) = (registered_tx.clone(), messages_tx.clone());
+                tokio::spawn(async move {
+                    let mut buf = BytesMut::new();
+                    let mut me = String::new();
+                    while read.read_buf(&mut buf).await.unwrap_or(0) > 0 {
+                        while let Ok(Some(message)) = coord::decode_message::<NodeMessage>(&mut buf)
+                        {
+                            match message {
+                                NodeMessage::Register { node, .. } => {
+                                    me = node.id.clone();
+                                    let _ = registered_tx.send(node);
+                                }
+                                other => {
+                                    let _ = messages_tx.send((me.clone(), other));
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FakeCoordinator {
+            addr,
+            registered,
+            messages,
+            links,
+        }
+    }
+
+    async fn push(&self, config: &ClusterConfig) {
+        let mut out = BytesMut::new();
+        coord::encode_message(&CoordinatorMessage::Config(config.clone()), &mut out);
+        for link in self.links.lock().await.iter_mut() {
+            link.write_all(&out).await.unwrap();
+        }
+    }
+
+    /// Waits for `migration_done` for every slot in `slots`.
+    async fn wait_done(&mut self, mut slots: Vec<u16>) {
+        let wait = async {
+            while !slots.is_empty() {
+                let (_, message) = self.messages.recv().await.expect("coordinator link open");
+                if let NodeMessage::MigrationDone { slot, .. } = message {
+                    slots.retain(|&s| s != slot);
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("migrations finish");
+    }
+}
+
+async fn cluster_node(coordinator: &str) -> TestServer {
+    TestServer::with_config(Config {
+        coordinator: Some(coordinator.to_string()),
+        cluster_port: Some(0),
+        ..Config::default()
+    })
+    .await
+}
+
+fn config(
+    epoch: u64,
+    nodes: &[NodeInfo],
+    slots: Vec<SlotRange>,
+    migrations: Vec<Migration>,
+) -> ClusterConfig {
+    ClusterConfig {
+        epoch,
+        nodes: nodes.to_vec(),
+        slots,
+        migrations,
+    }
+}
+
+fn range(start: u16, end: u16, owner: &NodeInfo) -> SlotRange {
+    SlotRange {
+        start,
+        end,
+        owner: owner.id.clone(),
+    }
+}
+
+/// Polls until `check` holds (bounded).
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_epochs_and_a_live_migration() {
+    let mut coordinator = FakeCoordinator::start().await;
+    let (server_a, server_b) = (
+        cluster_node(&coordinator.addr).await,
+        cluster_node(&coordinator.addr).await,
+    );
+    let mut nodes = vec![
+        coordinator.registered.recv().await.unwrap(),
+        coordinator.registered.recv().await.unwrap(),
+    ];
+    nodes.sort_by_key(|n| n.client_addr != server_a.addr.to_string());
+    let (a, b) = (nodes[0].clone(), nodes[1].clone());
+
+    // Before any configuration a node serves nothing.
+    let mut client_a = RawClient::resp(server_a.addr).await;
+    let mut client_b = RawClient::resp(server_b.addr).await;
+    assert_eq!(
+        client_a.cmd("GET k").await,
+        common::error("CLUSTERDOWN Hash slot not served")
+    );
+
+    // Epoch 1: A owns everything.
+    coordinator
+        .push(&config(1, &nodes, vec![range(0, 16383, &a)], vec![]))
+        .await;
+    eventually("A serves", async || {
+        client_a.cmd("SET k v").await == common::simple("OK")
+    })
+    .await;
+    let moved = format!("MOVED {} {}", key_slot(b"k"), a.client_addr);
+    eventually("B redirects", async || {
+        client_b.cmd("GET k").await == common::error(&moved)
+    })
+    .await;
+    assert_eq!(
+        client_a.cmd("MSET x 1 y 2").await,
+        common::error("CROSSSLOT Keys in request don't hash to the same slot")
+    );
+    assert_eq!(
+        client_a.cmd("MSET {t}x 1 {t}y 2").await,
+        common::simple("OK")
+    );
+
+    // Load keys through a Redis cluster client, with TTLs on some.
+    let url = format!("redis://{}/", server_a.addr);
+    let redis = redis::cluster::ClusterClient::new(vec![url]).unwrap();
+    let mut con = redis.get_async_connection().await.unwrap();
+    for i in 0..3000 {
+        let _: () = con.set(format!("key:{i}"), i).await.unwrap();
+    }
+    for i in 0..100 {
+        let _: () = con.set_ex(format!("ttl:{i}"), i, 1000).await.unwrap();
+    }
+
+    // Epoch 2: move the lower half of the slots to B while a writer writes.
+    let moving: Vec<u16> = (0..8192).collect();
+    let migrations = moving
+        .iter()
+        .map(|&slot| Migration {
+            slot,
+            from: a.id.clone(),
+            to: b.id.clone(),
+        })
+        .collect();
+    coordinator
+        .push(&config(2, &nodes, vec![range(0, 16383, &a)], migrations))
+        .await;
+    let writer = tokio::spawn({
+        let mut con = redis.get_async_connection().await.unwrap();
+        async move {
+            let mut last = HashMap::new();
+            for round in 0..20 {
+                for i in 0..150 {
+                    let key = format!("key:{i}");
+                    let _: () = con
+                        .set(&key, round * 1000 + i)
+                        .await
+                        .expect("write acknowledged");
+                    last.insert(key, round * 1000 + i);
+                }
+            }
+            last
+        }
+    });
+    coordinator.wait_done(moving.clone()).await;
+    let last = writer.await.unwrap();
+
+    // Epoch 3: B owns the lower half.
+    coordinator
+        .push(&config(
+            3,
+            &nodes,
+            vec![range(0, 8191, &b), range(8192, 16383, &a)],
+            vec![],
+        ))
+        .await;
+    eventually("A redirects the moved half", async || {
+        matches!(client_a.cmd("CLUSTER INFO").await, Frame::Bulk(info) if String::from_utf8_lossy(&info).contains("cluster_current_epoch:3"))
+    })
+    .await;
+
+    // Every key has its last acknowledged value, and lives on exactly one node.
+    let mut con = redis.get_async_connection().await.unwrap();
+    for i in 0..3000 {
+        let key = format!("key:{i}");
+        let expected = last.get(&key).copied().unwrap_or(i);
+        let value: i64 = con.get(&key).await.unwrap();
+        assert_eq!(value, expected, "{key}");
+    }
+    for i in 0..100 {
+        let ttl: i64 = con.ttl(format!("ttl:{i}")).await.unwrap();
+        assert!(
+            (990..=1000).contains(&ttl),
+            "ttl:{i} kept its TTL, got {ttl}"
+        );
+    }
+    for slot in [0u16, 100, 8191, 8192, 16383] {
+        let command = format!("CLUSTER COUNTKEYSINSLOT {slot}");
+        let (on_a, on_b) = (client_a.cmd(&command).await, client_b.cmd(&command).await);
+        let (Frame::Integer(on_a), Frame::Integer(on_b)) = (on_a, on_b) else {
+            panic!("integers")
+        };
+        if slot < 8192 {
+            assert_eq!(on_a, 0, "slot {slot} left A");
+        } else {
+            assert_eq!(on_b, 0, "slot {slot} never reached B");
+        }
+    }
+
+    // A delayed, older configuration is ignored.
+    coordinator
+        .push(&config(2, &nodes, vec![range(0, 16383, &a)], vec![]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let slot = key_slot(b"key:1");
+    let owner = if slot < 8192 { &b } else { &a };
+    let other = if slot < 8192 {
+        &mut client_a
+    } else {
+        &mut client_b
+    };
+    assert_eq!(
+        other.cmd("GET key:1").await,
+        common::error(&format!("MOVED {slot} {}", owner.client_addr))
+    );
+
+    server_a.stop().await;
+    server_b.stop().await;
+}
