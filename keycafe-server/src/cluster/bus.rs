@@ -229,10 +229,8 @@ async fn gossip_round(cluster: &super::ClusterState, links: &mut HashMap<NodeId,
                         claimed_slots,
                     },
                 );
-                let expected = view.config.node(&peer.id).map_or(0, |_| {
-                    let index = view.config.nodes.iter().position(|n| n.id == peer.id);
-                    index.map_or(0, |i| view.map.slots_of(i).len())
-                });
+                let index = view.config.nodes.iter().position(|n| n.id == peer.id);
+                let expected = index.map_or(0, |i| view.map.slots_of(i).len());
                 if peer_epoch == view.epoch() && claimed_slots != expected {
                     // Same epoch, different ownership: one of us has a bug.
                     warn!(peer = %peer.id, claimed_slots, expected, "peer disagrees about its slots");

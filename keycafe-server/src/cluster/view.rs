@@ -187,7 +187,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .in_flight
-                .contains(&b"k".to_vec())
+                .contains(b"k".as_slice())
         );
     }
 }
