@@ -104,7 +104,8 @@ fn growing_from_one_to_ten_nodes_moves_only_to_the_newcomer() {
             bus_addr: String::new(),
         })
         .collect();
-    assert!(map.to_ranges(&nodes).len() <= 10 * 10, "{}", map.to_ranges(&nodes).len());
+    let ranges = map.to_ranges(&nodes).len();
+    assert!(ranges <= 60, "{ranges} ranges");
 }
 
 #[test]
@@ -153,14 +154,26 @@ fn a_node_outside_the_members_is_emptied() {
     assert!(is_fair(&next, &[0, 2]));
 }
 
+/// A random layout: up to 8 nodes, about one slot in nine unowned, and a
+/// non-empty member subset. The owner table comes from a seeded generator
+/// (generating 16384 values through proptest is needlessly slow).
 fn layout() -> impl Strategy<Value = (Vec<Option<usize>>, Vec<usize>)> {
-    (1usize..8).prop_flat_map(|nodes| {
-        let owners = proptest::collection::vec(
-            prop_oneof![1 => Just(None), 8 => (0..nodes).prop_map(Some)],
-            SLOTS,
-        );
+    (1usize..=8, any::<u64>()).prop_flat_map(|(nodes, seed)| {
+        let mut state = seed;
+        let owners: Vec<Option<usize>> = (0..SLOTS)
+            .map(|_| {
+                // splitmix64
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                let pick = (z % (nodes as u64 * 9 / 8 + 1)) as usize;
+                (pick < nodes).then_some(pick)
+            })
+            .collect();
         let members = proptest::sample::subsequence((0..nodes).collect::<Vec<_>>(), 1..=nodes);
-        (owners, members)
+        (Just(owners), members)
     })
 }
 
