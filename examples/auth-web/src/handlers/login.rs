@@ -86,10 +86,10 @@ pub async fn submit(
         match state.api.login(email, &form.password, client_ip).await {
             Ok(LoginOutcome::SignedIn(login)) => {
                 // Signing in again over an existing login: end the old API session.
-                if let Some(old) = session::api_token(&session).await? {
-                    if let Err(e) = state.api.logout(&old).await {
-                        tracing::warn!("could not end the previous API session: {e}");
-                    }
+                if let Some(old) = session::api_token(&session).await?
+                    && let Err(e) = state.api.logout(&old).await
+                {
+                    tracing::warn!("could not end the previous API session: {e}");
                 }
                 session::sign_in(&session, &login.token).await?;
                 let next = after_login(Some(&form.next));
@@ -159,10 +159,10 @@ fn throttle_message(retry_after: Option<Duration>) -> String {
 /// If auth-server cannot be reached, the browser session still ends and the
 /// API session expires on its own.
 pub async fn logout(State(state): State<AppState>, session: Session) -> Result<Redirect, AppError> {
-    if let Some(api_token) = session::api_token(&session).await? {
-        if let Err(e) = state.api.logout(&api_token).await {
-            tracing::warn!("could not end the API session at logout: {e}");
-        }
+    if let Some(api_token) = session::api_token(&session).await?
+        && let Err(e) = state.api.logout(&api_token).await
+    {
+        tracing::warn!("could not end the API session at logout: {e}");
     }
     session::end(&session).await?;
     session::set_flash(&session, "You have been signed out.").await?;
