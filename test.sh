@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 # Debian packages the tests drive: redis-cli (redis-tools) as a real client.
 needed=()
 command -v redis-cli >/dev/null 2>&1 || needed+=(redis-tools)
+command -v chromium >/dev/null 2>&1 || needed+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || needed+=(chromium-driver)
 
 if ((${#needed[@]} > 0)); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then

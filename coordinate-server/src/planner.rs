@@ -120,11 +120,17 @@ fn targets(held: &[Vec<Slot>], members: &[usize]) -> Vec<(usize, usize)> {
         .map(|(rank, (order, node))| (order, node, base + usize::from(rank < extra)))
         .collect();
     targets.sort_by_key(|&(order, _, _)| order);
-    targets.into_iter().map(|(_, node, target)| (node, target)).collect()
+    targets
+        .into_iter()
+        .map(|(_, node, target)| (node, target))
+        .collect()
 }
 
 fn target_of(targets: &[(usize, usize)], node: usize) -> usize {
-    targets.iter().find(|&&(member, _)| member == node).map_or(0, |&(_, target)| target)
+    targets
+        .iter()
+        .find(|&&(member, _)| member == node)
+        .map_or(0, |&(_, target)| target)
 }
 
 /// True if `map` gives every slot to a member and splits them fairly.
@@ -133,8 +139,14 @@ pub fn is_fair(map: &SlotMap, members: &[usize]) -> bool {
         return false;
     }
     let held = holdings(map);
-    let (base, extra) = (usize::from(SLOT_COUNT) / members.len(), usize::from(SLOT_COUNT) % members.len());
-    let counts: Vec<usize> = members.iter().map(|&m| held.get(m).map_or(0, Vec::len)).collect();
+    let (base, extra) = (
+        usize::from(SLOT_COUNT) / members.len(),
+        usize::from(SLOT_COUNT) % members.len(),
+    );
+    let counts: Vec<usize> = members
+        .iter()
+        .map(|&m| held.get(m).map_or(0, Vec::len))
+        .collect();
     let held_by_members: usize = counts.iter().sum();
     held_by_members == usize::from(SLOT_COUNT)
         && counts.iter().all(|&c| c == base || c == base + 1)

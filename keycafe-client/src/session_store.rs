@@ -133,8 +133,8 @@ impl KeycafeSessionStore {
             }
             return Ok(true);
         };
-        let value = serde_json::to_vec(record)
-            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let value =
+            serde_json::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let mut options = SetOptions::new().expire_at(expires_at);
         if only_if_new {
             options = options.nx();
@@ -240,7 +240,8 @@ mod tests {
             let mut r = record(OffsetDateTime::UNIX_EPOCH + TimeDuration::days(20_000));
             r.id = Id(id);
             r.data.insert("token".into(), serde_json::json!("abc"));
-            r.data.insert("n".into(), serde_json::json!({"nested": [1, 2.5, null]}));
+            r.data
+                .insert("n".into(), serde_json::json!({"nested": [1, 2.5, null]}));
             let bytes = serde_json::to_vec(&r).expect("encodes");
             let back: Record = serde_json::from_slice(&bytes).expect("decodes");
             assert_eq!(back, r);

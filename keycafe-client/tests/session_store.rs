@@ -27,7 +27,10 @@ async fn store_on(server: &TestServer) -> KeycafeSessionStore {
 
 fn record(id: i128, expires_in: TimeDuration) -> Record {
     let mut data = HashMap::new();
-    data.insert("user".to_string(), serde_json::json!({"name": "Ada", "id": 7}));
+    data.insert(
+        "user".to_string(),
+        serde_json::json!({"name": "Ada", "id": 7}),
+    );
     Record {
         id: Id(id),
         data,
@@ -127,7 +130,13 @@ async fn delete_removes_the_session_and_load_of_an_unknown_id_is_none() {
         store.create(&mut r).await.expect("create");
         store.delete(&r.id).await.expect("delete");
         assert_eq!(store.load(&r.id).await.expect("load"), None);
-        assert!(!store.client().exists(store.key(&r.id)).await.expect("EXISTS"));
+        assert!(
+            !store
+                .client()
+                .exists(store.key(&r.id))
+                .await
+                .expect("EXISTS")
+        );
         // Deleting what is not there is not an error.
         store.delete(&r.id).await.expect("delete again");
         assert_eq!(store.load(&Id(999)).await.expect("load"), None);
@@ -171,7 +180,13 @@ async fn a_custom_prefix_separates_applications() {
         let mut r = record(6, TimeDuration::minutes(5));
         app_store.create(&mut r).await.expect("create");
         assert_eq!(app_store.key(&r.id), format!("myapp:s:{}", r.id));
-        assert!(app_store.client().exists(app_store.key(&r.id)).await.expect("EXISTS"));
+        assert!(
+            app_store
+                .client()
+                .exists(app_store.key(&r.id))
+                .await
+                .expect("EXISTS")
+        );
         assert_eq!(default_store.load(&r.id).await.expect("load"), None);
         assert_eq!(app_store.load(&r.id).await.expect("load"), Some(r));
     })

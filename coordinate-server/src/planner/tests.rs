@@ -27,11 +27,19 @@ fn counts(map: &SlotMap, nodes: usize) -> Vec<usize> {
 fn apply(map: &SlotMap, plan: &Plan) -> SlotMap {
     let mut next = map.clone();
     for &(slot, to) in &plan.assign {
-        assert_eq!(map.owner(slot), None, "slot {slot} is owned; it must migrate");
+        assert_eq!(
+            map.owner(slot),
+            None,
+            "slot {slot} is owned; it must migrate"
+        );
         next.set_owner(slot, Some(to));
     }
     for &(slot, from, to) in &plan.moves {
-        assert_eq!(map.owner(slot), Some(from), "slot {slot} moved from a non-owner");
+        assert_eq!(
+            map.owner(slot),
+            Some(from),
+            "slot {slot} moved from a non-owner"
+        );
         assert_ne!(from, to, "slot {slot} moved to its own owner");
         next.set_owner(slot, Some(to));
     }
@@ -50,16 +58,25 @@ fn lower_bound(map: &SlotMap, nodes: usize, members: &[usize]) -> usize {
         .enumerate()
         .map(|(rank, &c)| c.saturating_sub(base + usize::from(rank < extra)))
         .sum();
-    let outsiders: usize =
-        (0..nodes).filter(|n| !members.contains(n)).map(|n| counts[n]).sum();
+    let outsiders: usize = (0..nodes)
+        .filter(|n| !members.contains(n))
+        .map(|n| counts[n])
+        .sum();
     members_surplus + outsiders
 }
 
 fn assert_each_slot_once(plan: &Plan) {
     let mut seen = vec![false; SLOTS];
-    let slots = plan.assign.iter().map(|&(s, _)| s).chain(plan.moves.iter().map(|&(s, _, _)| s));
+    let slots = plan
+        .assign
+        .iter()
+        .map(|&(s, _)| s)
+        .chain(plan.moves.iter().map(|&(s, _, _)| s));
     for slot in slots {
-        assert!(!std::mem::replace(&mut seen[usize::from(slot)], true), "slot {slot} planned twice");
+        assert!(
+            !std::mem::replace(&mut seen[usize::from(slot)], true),
+            "slot {slot} planned twice"
+        );
     }
 }
 
@@ -86,7 +103,10 @@ fn growing_from_one_to_ten_nodes_moves_only_to_the_newcomer() {
         let newcomer = n - 1;
         let plan = plan(&map, &members);
         assert!(plan.assign.is_empty());
-        assert!(plan.moves.iter().all(|&(_, _, to)| to == newcomer), "{n} nodes");
+        assert!(
+            plan.moves.iter().all(|&(_, _, to)| to == newcomer),
+            "{n} nodes"
+        );
         // The newcomer gets exactly its fair share and nobody else changes
         // more than necessary.
         assert!(plan.moves.len() == SLOTS / n || plan.moves.len() == SLOTS / n + 1);
@@ -119,12 +139,19 @@ fn shrinking_from_ten_to_one_moves_only_the_leavers_slots() {
         members.retain(|&m| m != leaver);
         let held = counts(&map, 10)[leaver];
         let plan = plan(&map, &members);
-        assert!(plan.moves.iter().all(|&(_, from, _)| from == leaver), "leaver {leaver}");
+        assert!(
+            plan.moves.iter().all(|&(_, from, _)| from == leaver),
+            "leaver {leaver}"
+        );
         assert_eq!(plan.moves.len(), held);
         assert_eq!(plan.moves.len(), lower_bound(&map, 10, &members));
         assert_each_slot_once(&plan);
         map = apply(&map, &plan);
-        assert!(is_fair(&map, &members), "after {leaver} left: {:?}", counts(&map, 10));
+        assert!(
+            is_fair(&map, &members),
+            "after {leaver} left: {:?}",
+            counts(&map, 10)
+        );
         assert_eq!(counts(&map, 10)[leaver], 0);
     }
     assert_eq!(members, vec![6]);

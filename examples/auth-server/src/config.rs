@@ -131,14 +131,16 @@ impl Config {
 
     /// Rejects settings that cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.database_url.starts_with("sqlite:") {
+            bail!("DATABASE_URL must be a sqlite: URL, e.g. sqlite://auth-example.db?mode=rwc");
+        }
         if self.keycafe_seeds.is_empty() {
             bail!("KEYCAFE_SEEDS: at least one Keycafe address is needed");
         }
         if self.keycafe_timeout.is_zero() {
             bail!("KEYCAFE_TIMEOUT_MS must be more than 0");
         }
-        if self.session_idle < Duration::from_secs(1) || self.session_absolute < self.session_idle
-        {
+        if self.session_idle < Duration::from_secs(1) || self.session_absolute < self.session_idle {
             bail!("sessions need an idle expiry of at least 1 s and an absolute one no shorter");
         }
         if self.user_cache_ttl.is_zero() || self.login_window < Duration::from_secs(1) {
@@ -157,7 +159,10 @@ impl std::fmt::Debug for Config {
             .field("listen_addr", &self.listen_addr)
             .field("database_url", &self.database_url)
             .field("keycafe_seeds", &self.keycafe_seeds)
-            .field("keycafe_password", &self.keycafe_password.as_ref().map(|_| "<set>"))
+            .field(
+                "keycafe_password",
+                &self.keycafe_password.as_ref().map(|_| "<set>"),
+            )
             .field("keycafe_timeout", &self.keycafe_timeout)
             .field("session_idle", &self.session_idle)
             .field("session_absolute", &self.session_absolute)
@@ -170,7 +175,10 @@ impl std::fmt::Debug for Config {
 }
 
 fn list(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|item| !item.is_empty())
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
 }
 
 fn parse<T>(name: &str, value: &str) -> anyhow::Result<T>
@@ -227,5 +235,6 @@ mod tests {
         assert!(from(&[("AUTH_SESSION_IDLE_SECS", "0")]).is_err());
         assert!(from(&[("AUTH_SESSION_ABSOLUTE_SECS", "10")]).is_err());
         assert!(from(&[("KEYCAFE_SEEDS", " , ")]).is_err());
+        assert!(from(&[("DATABASE_URL", "postgres://db/users")]).is_err());
     }
 }

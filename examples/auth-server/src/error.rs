@@ -89,7 +89,9 @@ impl IntoResponse for AppError {
             AppError::KeycafeUnavailable(cause) => tracing::warn!(%cause, "Keycafe unavailable"),
             AppError::Keycafe(cause) => tracing::error!(%cause, "Keycafe error"),
             AppError::Database(cause) => tracing::error!(%cause, "SQLite error"),
-            AppError::Internal(cause) => tracing::error!(cause = format!("{cause:#}"), "internal error"),
+            AppError::Internal(cause) => {
+                tracing::error!(cause = format!("{cause:#}"), "internal error")
+            }
             _ => {}
         }
         let message = match &self {

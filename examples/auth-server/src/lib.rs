@@ -109,10 +109,12 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let addr = listener.local_addr().context("reading the listen address")?;
+        let addr = listener
+            .local_addr()
+            .context("reading the listen address")?;
         tracing::info!(%addr, "auth-server ready");
-        let app = http::router(self.state.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            http::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

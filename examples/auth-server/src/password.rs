@@ -48,7 +48,9 @@ pub fn verify_blocking(password: &str, phc: &str) -> anyhow::Result<bool> {
     match argon2().verify_password(password.as_bytes(), phc) {
         Ok(()) => Ok(true),
         Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-        Err(e) => Err(anyhow::anyhow!("cannot verify against the stored hash: {e}")),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot verify against the stored hash: {e}"
+        )),
     }
 }
 
@@ -69,7 +71,10 @@ impl DummyHash {
     pub async fn generate() -> anyhow::Result<DummyHash> {
         let mut secret = [0u8; 32];
         rand::fill(&mut secret[..]);
-        let password = secret.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let password = secret
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
         let hash = tokio::task::spawn_blocking(move || hash_blocking(&password))
             .await
             .context("dummy hash task failed")??;

@@ -62,7 +62,10 @@ pub fn new_token() -> String {
 /// True if `token` has the shape [`new_token`] gives (so garbage never
 /// reaches Keycafe).
 pub fn is_well_formed(token: &str) -> bool {
-    token.len() == TOKEN_BYTES * 2 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    token.len() == TOKEN_BYTES * 2
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The Keycafe key of the session `token` opens.
@@ -80,7 +83,9 @@ pub async fn create(
 ) -> Result<(String, u64), AppError> {
     let value = serde_json::to_vec(record).expect("a SessionRecord always serialises to JSON");
     let ttl = idle.min(Duration::from_millis(
-        record.absolute_expiry_ms.saturating_sub(record.created_at_ms),
+        record
+            .absolute_expiry_ms
+            .saturating_sub(record.created_at_ms),
     ));
     for _ in 0..3 {
         let token = new_token();
@@ -163,7 +168,10 @@ pub fn rfc3339(unix_ms: u64) -> String {
     let secs = i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX);
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "9999-12-31T23:59:59Z".to_string())
 }
 

@@ -1,8 +1,8 @@
 //! Throttling password guessing: failed-login counters in Keycafe.
 //!
-//! Two counters per failed login, both with `INCR` and a window set by the
-//! first failure (`EXPIRE key window NX`, sent in the same pipeline, so a
-//! counter never lives without its expiry):
+//! Two counters per login attempt, each an `INCR` sent with
+//! `EXPIRE key window NX` in the same pipeline, so that a counter never
+//! lives without its expiry and the window starts at the first failure:
 //!
 //! - `login-failures:account:<email>` stops a slow guesser spreading one
 //!   account's guesses over many addresses. It counts unknown emails too, so
@@ -10,16 +10,23 @@
 //! - `login-failures:addr:<ip>` stops one address trying a common password
 //!   against many accounts.
 //!
-//! Once either reaches [`Config::login_max_failures`](crate::Config), logins
-//! are refused with 429 and `Retry-After` (the counter's remaining TTL)
-//! *before* any password is checked — even a correct one — until the window
-//! ends. A successful login clears the account's counter, but not the
-//! address's: one known password must not reset an attacker's budget.
+//! The counters are incremented *before* the password is checked, and the
+//! increment is given back if the password was right. Checking first and
+//! counting after would let a burst of concurrent guesses all pass the check
+//! before any of them is counted; counting first makes the limit exact:
+//! the attempt that takes a counter past
+//! [`Config::login_max_failures`](crate::Config) is refused with 429 and
+//! `Retry-After` (the counter's remaining TTL), without any argon2 work, and
+//! so is every attempt until the window ends — even with the right password.
+//!
+//! A successful login deletes the account's counter and gives back the
+//! address's increment, but leaves the address's earlier failures: knowing
+//! one password must not reset an attacker's budget for other accounts.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use keycafe_client::{FromFrame, KeycafeCluster, Pipeline};
+use keycafe_client::{Frame, FromFrame, KeycafeCluster, Pipeline};
 
 /// Counters for one login attempt: the account and the client address.
 pub struct LoginCounters {
@@ -36,64 +43,70 @@ impl LoginCounters {
         }
     }
 
-    /// The two keys, account first.
-    pub fn keys(&self) -> [&str; 2] {
-        [&self.account, &self.address]
-    }
-
-    /// `Some(wait)` if either counter has reached `max_failures`: how long
-    /// until the fuller one expires.
-    pub async fn blocked_for(
+    /// Counts this attempt as a failure until [`LoginCounters::succeeded`]
+    /// says otherwise. `Some(wait)` if that takes either counter past
+    /// `max_failures`: the attempt is refused, and `wait` is how long until
+    /// the counter that tripped expires.
+    pub async fn attempt(
         &self,
         keycafe: &KeycafeCluster,
         max_failures: u32,
+        window: Duration,
     ) -> keycafe_client::Result<Option<Duration>> {
+        let window = window.as_secs().max(1).to_string();
         let mut pipeline = Pipeline::new();
-        for key in self.keys() {
-            pipeline.get(key).pttl(key);
+        for key in [&self.account, &self.address] {
+            pipeline
+                .incr(key)
+                .cmd(["EXPIRE", key, window.as_str(), "NX"])
+                .pttl(key);
         }
-        let mut replies = keycafe.execute(&pipeline).await?.into_iter();
+        let replies = keycafe.execute(&pipeline).await?;
         let mut wait: Option<Duration> = None;
-        while let (Some(count), Some(ttl)) = (replies.next(), replies.next()) {
-            let count = Option::<i64>::from_frame(count)?.unwrap_or(0);
-            if count < i64::from(max_failures) {
+        for counter in replies.chunks(3) {
+            let [count, expire, ttl] = counter else {
+                return Err(unexpected(counter.len()));
+            };
+            let count = i64::from_frame(count.clone())?;
+            <()>::from_frame(expire.clone())?;
+            if count <= i64::from(max_failures) {
                 continue;
             }
-            let left = match i64::from_frame(ttl)? {
-                // Gone since the GET: not blocked by this one after all.
-                -2 => continue,
-                // No expiry cannot happen (EXPIRE NX rides with every INCR);
-                // refuse for a minute rather than forever.
-                millis if millis < 0 => Duration::from_secs(60),
-                millis => Duration::from_millis(millis.unsigned_abs()),
+            let left = match i64::from_frame(ttl.clone())? {
+                millis if millis > 0 => Duration::from_millis(millis.unsigned_abs()),
+                // Expired in between: the next attempt starts a new window.
+                _ => Duration::from_secs(1),
             };
             wait = Some(wait.map_or(left, |w| w.max(left)));
         }
         Ok(wait)
     }
 
-    /// Counts one failed login against both counters.
-    pub async fn record_failure(
+    /// The password was right: forget the account's failures and give back
+    /// this attempt's increment of the address counter.
+    pub async fn succeeded(
         &self,
         keycafe: &KeycafeCluster,
         window: Duration,
     ) -> keycafe_client::Result<()> {
         let window = window.as_secs().max(1).to_string();
         let mut pipeline = Pipeline::new();
-        for key in self.keys() {
-            pipeline
-                .incr(key)
-                .cmd(["EXPIRE", key, window.as_str(), "NX"]);
-        }
-        // An error reply (a counter that is not a number, say) surfaces.
+        pipeline
+            .delete(&self.account)
+            // If the counter expired meanwhile, DECR recreates it at -1:
+            // the EXPIRE keeps even that from outliving a window.
+            .cmd(["DECR", self.address.as_str()])
+            .cmd(["EXPIRE", self.address.as_str(), window.as_str(), "NX"]);
         for reply in keycafe.execute(&pipeline).await? {
             <()>::from_frame(reply)?;
         }
         Ok(())
     }
+}
 
-    /// Forgets the account's failures after a successful login.
-    pub async fn clear_account(&self, keycafe: &KeycafeCluster) -> keycafe_client::Result<()> {
-        keycafe.delete(&self.account).await.map(|_| ())
+fn unexpected(replies: usize) -> keycafe_client::Error {
+    keycafe_client::Error::UnexpectedReply {
+        expected: "three replies per counter",
+        reply: Frame::Integer(i64::try_from(replies).unwrap_or(i64::MAX)),
     }
 }

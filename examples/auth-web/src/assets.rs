@@ -14,7 +14,10 @@ const LOGO_SVG: &str = include_str!("../static/logo.svg");
 /// session layer: fetching a stylesheet neither needs nor touches a session.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/static/style.css", get(|| file("text/css; charset=utf-8", STYLE_CSS)))
+        .route(
+            "/static/style.css",
+            get(|| file("text/css; charset=utf-8", STYLE_CSS)),
+        )
         .route("/static/logo.svg", get(|| file("image/svg+xml", LOGO_SVG)))
 }
 

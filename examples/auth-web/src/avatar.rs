@@ -13,7 +13,7 @@ const PALETTE: [&str; 8] = [
 pub struct Avatar {
     /// One or two uppercase letters, or `?`.
     pub initials: String,
-    /// A CSS colour from [`PALETTE`].
+    /// A CSS colour from a fixed palette.
     pub background: &'static str,
 }
 

@@ -140,7 +140,10 @@ impl std::fmt::Debug for Config {
             .field("listen_addr", &self.listen_addr)
             .field("auth_server_url", &self.auth_server_url)
             .field("keycafe_seeds", &self.keycafe_seeds)
-            .field("keycafe_password", &self.keycafe_password.as_ref().map(|_| "<set>"))
+            .field(
+                "keycafe_password",
+                &self.keycafe_password.as_ref().map(|_| "<set>"),
+            )
             .field("keycafe_timeout", &self.keycafe_timeout)
             .field("api_timeout", &self.api_timeout)
             .field("secure_cookies", &self.secure_cookies)

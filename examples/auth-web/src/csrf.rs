@@ -72,7 +72,10 @@ fn matches(expected: &str, given: &str) -> bool {
 /// the `csrf_token` field of a URL-encoded form body. Needs the session
 /// layer outside it.
 pub async fn require_token(request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
         return next.run(request).await;
     }
     match check(request).await {

@@ -83,7 +83,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let state = AppState::connect(&config).await?;
-    let addr = listener.local_addr().context("reading the listen address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
     tracing::info!(%addr, auth_server = %config.auth_server_url, "auth-web ready");
     let app = routes::router(state, &config).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)

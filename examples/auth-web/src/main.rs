@@ -4,8 +4,32 @@
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
+const USAGE: &str = "\
+auth-web: the Keycafe example's web front end.
+
+Usage: auth-web        (no arguments; settings come from the environment)
+
+  AUTH_WEB_ADDR               listen address            [127.0.0.1:3000]
+  AUTH_SERVER_URL             auth-server's base URL    [http://127.0.0.1:8080]
+  KEYCAFE_SEEDS               Keycafe node(s), comma-separated [127.0.0.1:9814]
+  KEYCAFE_PASSWORD            Keycafe AUTH password     [none]
+  KEYCAFE_TIMEOUT_MS          Keycafe connect/reply timeout [1000]
+  AUTH_WEB_API_TIMEOUT_MS     limit per auth-server call [10000]
+  AUTH_WEB_SECURE_COOKIES     Secure session cookie (HTTPS) [false]
+  AUTH_WEB_SESSION_IDLE_SECS  session idle timeout      [1800]
+  AUTH_WEB_SESSION_PREFIX     Keycafe key prefix        [web:session:]
+  RUST_LOG                    log filter                [info]
+";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if let Some(arg) = std::env::args().nth(1) {
+        if arg == "--help" || arg == "-h" {
+            print!("{USAGE}");
+            return Ok(());
+        }
+        anyhow::bail!("unexpected argument {arg:?}; see auth-web --help");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();

@@ -22,7 +22,9 @@ const MAX_NEXT_LEN: usize = 1024;
 pub fn safe_next(next: &str) -> Option<&str> {
     let bytes = next.as_bytes();
     let local = bytes.first() == Some(&b'/') && !matches!(bytes.get(1), Some(b'/' | b'\\'));
-    let printable = bytes.iter().all(|b| (0x21..=0x7e).contains(b) && *b != b'\\');
+    let printable = bytes
+        .iter()
+        .all(|b| (0x21..=0x7e).contains(b) && *b != b'\\');
     (local && printable && next.len() <= MAX_NEXT_LEN).then_some(next)
 }
 
@@ -90,7 +92,10 @@ mod tests {
         let uri: Uri = "/profile".parse().expect("valid");
         assert_eq!(login_url_for(&uri), "/login?next=%2Fprofile");
         let uri: Uri = "/profile?tab=a&b=c".parse().expect("valid");
-        assert_eq!(login_url_for(&uri), "/login?next=%2Fprofile%3Ftab%3Da%26b%3Dc");
+        assert_eq!(
+            login_url_for(&uri),
+            "/login?next=%2Fprofile%3Ftab%3Da%26b%3Dc"
+        );
         let uri: Uri = "http://host//evil".parse().expect("valid");
         assert_eq!(login_url_for(&uri), "/login");
     }

@@ -45,6 +45,10 @@ pub async fn sign_in(session: &Session, api_token: &str) -> Result<(), AppError>
 /// so the cookie is removed unless something new is stored afterwards.
 pub async fn end(session: &Session) -> Result<(), AppError> {
     session.flush().await?;
+    // `flush` keeps the record's id for whatever is stored next (the
+    // sign-out notice), which would give the signed-out session the
+    // signed-in one's id. Draw a new one.
+    session.cycle_id().await?;
     Ok(())
 }
 
@@ -77,10 +81,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
             .await
             .map_err(IntoResponse::into_response)?;
         match api_token(&session).await {
-            Ok(Some(api_token)) => Ok(SignedIn {
-                session,
-                api_token,
-            }),
+            Ok(Some(api_token)) => Ok(SignedIn { session, api_token }),
             Ok(None) if parts.method == Method::GET => {
                 Err(Redirect::to(&redirect::login_url_for(&parts.uri)).into_response())
             }

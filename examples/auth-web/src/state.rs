@@ -30,7 +30,10 @@ impl AppState {
             keycafe = keycafe.password(password.clone());
         }
         let keycafe = keycafe.connect().await.with_context(|| {
-            format!("connecting to Keycafe at {}", config.keycafe_seeds.join(", "))
+            format!(
+                "connecting to Keycafe at {}",
+                config.keycafe_seeds.join(", ")
+            )
         })?;
         let sessions = KeycafeSessionStore::new(keycafe).with_prefix(config.session_prefix.clone());
         let api = ApiClient::new(&config.auth_server_url, config.api_timeout)

@@ -65,6 +65,8 @@ pub struct SessionPanel {
     pub node: String,
     /// Remaining time to live, in words.
     pub ttl: String,
+    /// An absolute limit, if the session has one.
+    pub latest: Option<String>,
 }
 
 /// Any error.

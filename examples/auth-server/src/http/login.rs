@@ -4,15 +4,16 @@
 //!
 //! 1. Validate lengths (400). Nothing is truncated: a 1000-character
 //!    password is hashed as sent.
-//! 2. Refuse with 429 if this account or address has too many recent
-//!    failures — before any password is checked, so a throttled attacker
-//!    learns nothing, not even from a correct guess.
+//! 2. Count the attempt against the account and the address, and refuse
+//!    with 429 if either is past the limit — before any password is checked,
+//!    so a throttled attacker learns nothing, not even from a correct guess
+//!    (see [`crate::throttle`] for why counting comes first).
 //! 3. Find the user (Keycafe cache, then SQLite).
 //! 4. Verify the password with argon2 on the blocking pool. For an unknown
 //!    email, verify against the dummy hash anyway: both paths cost one
 //!    argon2 run, and both end in the same [`AppError::InvalidCredentials`].
-//! 5. On failure count it (both counters); on success clear the account's
-//!    counter and create the session.
+//! 5. On success give the attempt back (clearing the account's counter) and
+//!    create the session; a failure stays counted.
 
 use axum::Json;
 use axum::extract::State;
@@ -34,7 +35,9 @@ pub async fn login(
 ) -> Result<Json<LoginResponse>, AppError> {
     let email = users::normalize_email(&request.email);
     if email.is_empty() || request.password.is_empty() {
-        return Err(AppError::BadRequest("email and password are required".into()));
+        return Err(AppError::BadRequest(
+            "email and password are required".into(),
+        ));
     }
     if email.len() > MAX_EMAIL_BYTES || request.password.len() > MAX_PASSWORD_BYTES {
         return Err(AppError::BadRequest(format!(
@@ -45,7 +48,7 @@ pub async fn login(
     let keycafe = state.keycafe.get().await?;
     let counters = LoginCounters::new(&email, client);
     if let Some(retry_after) = counters
-        .blocked_for(keycafe, config.login_max_failures)
+        .attempt(keycafe, config.login_max_failures, config.login_window)
         .await?
     {
         Stats::bump(&state.stats.logins_throttled);
@@ -63,14 +66,14 @@ pub async fn login(
     let user = match user {
         Some(user) if matches => user,
         _ => {
-            counters.record_failure(keycafe, config.login_window).await?;
+            // Already counted by `attempt`.
             Stats::bump(&state.stats.logins_failed);
             tracing::info!(%email, %client, "login failed");
             return Err(AppError::InvalidCredentials);
         }
     };
 
-    counters.clear_account(keycafe).await?;
+    counters.succeeded(keycafe, config.login_window).await?;
     let now = sessions::now_ms();
     let absolute = u64::try_from(config.session_absolute.as_millis()).unwrap_or(u64::MAX);
     let record = SessionRecord {

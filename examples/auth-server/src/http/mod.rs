@@ -20,7 +20,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::{AppError, AppState};
 
@@ -37,7 +38,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        // Requests at debug; failures are logged once, with their cause, by
+        // `AppError`, so the trace layer only notes them at debug too.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .with_state(state)
 }
 
@@ -73,7 +76,10 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .ok_or(AppError::Unauthorized)?;
-        let (scheme, token) = header.trim().split_once(' ').ok_or(AppError::Unauthorized)?;
+        let (scheme, token) = header
+            .trim()
+            .split_once(' ')
+            .ok_or(AppError::Unauthorized)?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(AppError::Unauthorized);
         }

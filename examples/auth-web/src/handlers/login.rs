@@ -3,7 +3,7 @@
 //! The password passes through this server exactly once, on its way to
 //! auth-server; what stays is auth-server's opaque token, in the browser
 //! session (in Keycafe), never in the browser itself. The CSRF token of
-//! every POST here has been checked by [`csrf::require_token`](crate::csrf::require_token)
+//! every POST here has been checked by [`csrf::require_token`]
 //! before these handlers run.
 
 use std::net::{IpAddr, SocketAddr};
@@ -49,16 +49,18 @@ pub struct LoginForm {
 
 /// `GET /login`: the form, with a CSRF token — which is what gives an
 /// anonymous visitor a session. A signed-in visitor goes straight on.
-pub async fn form(
-    session: Session,
-    Query(query): Query<LoginQuery>,
-) -> Result<Response, AppError> {
+pub async fn form(session: Session, Query(query): Query<LoginQuery>) -> Result<Response, AppError> {
     if session::api_token(&session).await?.is_some() {
         return Ok(Redirect::to(after_login(query.next.as_deref())).into_response());
     }
     let page = LoginPage {
         csrf_token: csrf::token(&session).await?,
-        next: query.next.as_deref().and_then(safe_next).unwrap_or("").to_string(),
+        next: query
+            .next
+            .as_deref()
+            .and_then(safe_next)
+            .unwrap_or("")
+            .to_string(),
         email: String::new(),
         error: None,
         notice: session::take_flash(&session).await?,
@@ -68,7 +70,8 @@ pub async fn form(
 
 /// `POST /login`: asks auth-server; on success starts a fresh session id
 /// holding the token and redirects (303) to `next` or the profile; on
-/// failure shows the form again with the reason.
+/// failure shows the form again with the reason, the email kept and the
+/// password not.
 pub async fn submit(
     State(state): State<AppState>,
     session: Session,
@@ -76,73 +79,56 @@ pub async fn submit(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     let email = form.email.trim();
-    let failed = |status: StatusCode, error: String| Failure { status, error };
-    let failure = if email.is_empty() || form.password.is_empty() {
-        failed(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Please enter your email address and password.".into(),
-        )
+    let outcome = if email.is_empty() || form.password.is_empty() {
+        Ok(LoginOutcome::Rejected)
     } else {
-        match state.api.login(email, &form.password, client_ip).await {
-            Ok(LoginOutcome::SignedIn(login)) => {
-                // Signing in again over an existing login: end the old API session.
-                if let Some(old) = session::api_token(&session).await?
-                    && let Err(e) = state.api.logout(&old).await
-                {
-                    tracing::warn!("could not end the previous API session: {e}");
-                }
-                session::sign_in(&session, &login.token).await?;
-                let next = after_login(Some(&form.next));
-                return Ok(Redirect::to(next).into_response());
+        state.api.login(email, &form.password, client_ip).await
+    };
+    let (status, error, retry_after) = match outcome {
+        Ok(LoginOutcome::SignedIn(login)) => {
+            // Signing in again over an existing login: end the old API session.
+            if let Some(old) = session::api_token(&session).await?
+                && let Err(e) = state.api.logout(&old).await
+            {
+                tracing::warn!("could not end the previous API session: {e}");
             }
-            Ok(LoginOutcome::Invalid) => {
-                failed(StatusCode::UNPROCESSABLE_ENTITY, INVALID_CREDENTIALS.into())
-            }
-            Ok(LoginOutcome::Rejected) => failed(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Please enter a valid email address and password.".into(),
-            ),
-            Ok(LoginOutcome::Throttled(retry_after)) => {
-                let failure = failed(StatusCode::TOO_MANY_REQUESTS, throttle_message(retry_after));
-                let page = failure.page(&session, email, &form.next).await?;
-                let mut response = (failure.status, render_page(&page)?).into_response();
-                if let Some(after) = retry_after {
-                    response
-                        .headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from(after.as_secs()));
-                }
-                return Ok(response);
-            }
-            Err(e) => {
-                tracing::error!("login could not reach auth-server: {e}");
-                failed(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Signing in is unavailable right now. Please try again in a moment.".into(),
-                )
-            }
+            session::sign_in(&session, &login.token).await?;
+            return Ok(Redirect::to(after_login(Some(&form.next))).into_response());
+        }
+        Ok(LoginOutcome::Invalid) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID_CREDENTIALS.to_string(),
+            None,
+        ),
+        Ok(LoginOutcome::Rejected) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Please enter your email address and password.".to_string(),
+            None,
+        ),
+        Ok(LoginOutcome::Throttled(retry_after)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            throttle_message(retry_after),
+            retry_after,
+        ),
+        Err(e) => {
+            tracing::error!("login could not reach auth-server: {e}");
+            let error = "Signing in is unavailable right now. Please try again in a moment.";
+            (StatusCode::SERVICE_UNAVAILABLE, error.to_string(), None)
         }
     };
-    let page = failure.page(&session, email, &form.next).await?;
-    Ok((failure.status, render_page(&page)?).into_response())
-}
-
-/// A sign-in that did not happen: the status and the words for the visitor.
-struct Failure {
-    status: StatusCode,
-    error: String,
-}
-
-impl Failure {
-    /// The form again, with the email kept and the password not.
-    async fn page(&self, session: &Session, email: &str, next: &str) -> Result<LoginPage, AppError> {
-        Ok(LoginPage {
-            csrf_token: csrf::token(session).await?,
-            next: safe_next(next).unwrap_or("").to_string(),
-            email: email.to_string(),
-            error: Some(self.error.clone()),
-            notice: None,
-        })
+    let page = LoginPage {
+        csrf_token: csrf::token(&session).await?,
+        next: safe_next(&form.next).unwrap_or("").to_string(),
+        email: email.to_string(),
+        error: Some(error),
+        notice: None,
+    };
+    let mut response = (status, render_page(&page)?).into_response();
+    if let Some(after) = retry_after {
+        let seconds = HeaderValue::from(after.as_secs());
+        response.headers_mut().insert(RETRY_AFTER, seconds);
     }
+    Ok(response)
 }
 
 fn throttle_message(retry_after: Option<Duration>) -> String {
@@ -170,7 +156,7 @@ pub async fn logout(State(state): State<AppState>, session: Session) -> Result<R
 }
 
 /// The browser's IP address, as the listener saw it (`None` when the
-/// server was not started with connect info, as in some unit tests).
+/// router is served without connect info).
 pub struct ClientIp(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {

@@ -1,6 +1,6 @@
 //! The handlers, one file per part of the site. Each takes what it needs
 //! through extractors ([`SignedIn`](crate::session::SignedIn) is the login
-//! guard) and returns a page, a redirect or an [`AppError`](crate::error::AppError).
+//! guard) and returns a page, a redirect or an [`AppError`].
 //!
 //! | route | handler |
 //! |---|---|

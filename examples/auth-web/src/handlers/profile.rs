@@ -10,11 +10,11 @@ use tower_sessions::Session;
 
 use crate::api::ApiSessionInfo;
 use crate::avatar::Avatar;
+use crate::csrf;
 use crate::error::AppError;
 use crate::session::{self, SignedIn};
 use crate::state::AppState;
 use crate::templates::{ProfilePage, SessionPanel, render_page};
-use crate::csrf;
 
 /// How many characters of the session id the panel shows (see [`browser_panel`]).
 const SHOWN_ID_CHARS: usize = 6;
@@ -24,10 +24,7 @@ const SHOWN_ID_CHARS: usize = 6;
 /// session ends too and the visitor is asked to sign in again.
 pub async fn show(
     State(state): State<AppState>,
-    SignedIn {
-        session,
-        api_token,
-    }: SignedIn,
+    SignedIn { session, api_token }: SignedIn,
 ) -> Result<Response, AppError> {
     let Some(user) = state.api.user(&api_token).await? else {
         session::end(&session).await?;
@@ -43,7 +40,11 @@ pub async fn show(
     let page = ProfilePage {
         csrf_token: csrf::token(&session).await?,
         avatar: Avatar::new(&user.name, &user.email),
-        member_since: user.created_at.get(..10).unwrap_or(&user.created_at).to_string(),
+        member_since: user
+            .created_at
+            .get(..10)
+            .unwrap_or(&user.created_at)
+            .to_string(),
         user,
         sessions,
     };
@@ -62,7 +63,10 @@ async fn browser_panel(state: &AppState, session: &Session) -> SessionPanel {
         Some(id) => {
             let id = id.to_string();
             let start = id.get(..SHOWN_ID_CHARS).unwrap_or(&id);
-            (format!("{}{id}", store.prefix()), format!("{}{start}…", store.prefix()))
+            (
+                format!("{}{id}", store.prefix()),
+                format!("{}{start}…", store.prefix()),
+            )
         }
         None => (String::new(), "(not saved yet)".to_string()),
     };
@@ -84,6 +88,7 @@ async fn browser_panel(state: &AppState, session: &Session) -> SessionPanel {
             .unwrap_or_else(|| "unknown".to_string()),
         key: shown_key,
         ttl,
+        latest: None,
     }
 }
 
@@ -97,13 +102,14 @@ fn api_panel(info: ApiSessionInfo) -> SessionPanel {
         slot: info.slot,
         node: info.node.unwrap_or_else(|| "unknown".to_string()),
         ttl: match info.ttl_ms {
-            Some(ms) => format!(
-                "{} (at the latest {})",
-                describe_duration(Duration::from_millis(ms)),
-                info.absolute_expires_at
-            ),
+            Some(ms) => describe_duration(Duration::from_millis(ms)),
             None => "expired".to_string(),
         },
+        latest: Some(
+            info.absolute_expires_at
+                .replace('T', " ")
+                .replace('Z', " UTC"),
+        ),
     }
 }
 

@@ -1,0 +1,223 @@
+//! Coordinator configuration: defaults, the optional YAML file, and flags on
+//! top (flags > file > defaults). Unknown keys in the file are errors, so a
+//! misspelt `secret` cannot silently leave the cluster open.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::state::Settings;
+
+/// Everything the coordinator needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address both listeners bind to. 127.0.0.1 unless you mean to expose them.
+    pub bind: String,
+    /// Port nodes connect to.
+    pub port: u16,
+    /// Port of the HTTP dashboard and API.
+    pub http_port: u16,
+    /// Where the cluster state is persisted.
+    pub data_dir: PathBuf,
+    /// A node silent for this long is shown as failing, in milliseconds.
+    pub node_timeout_ms: u64,
+    /// When set, nodes must present this secret to register.
+    pub secret: Option<String>,
+    /// Most slot migrations announced at once; a larger rebalance runs in
+    /// several windows.
+    pub max_migrations: usize,
+    /// Default log filter when RUST_LOG is not set.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1".to_string(),
+            port: 9800,
+            http_port: 9880,
+            data_dir: PathBuf::from("coordinator-data"),
+            node_timeout_ms: 5000,
+            secret: None,
+            max_migrations: 1024,
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a YAML file; keys it leaves out keep their defaults.
+    pub fn from_yaml_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Config::from_yaml_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Parses YAML text; an empty document means all defaults.
+    pub fn from_yaml_str(text: &str) -> anyhow::Result<Config> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config = serde_yaml_ng::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects settings that cannot work, saying why.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.node_timeout_ms > 0,
+            "node_timeout_ms must be at least 1"
+        );
+        anyhow::ensure!(self.max_migrations > 0, "max_migrations must be at least 1");
+        anyhow::ensure!(
+            self.secret.as_deref() != Some(""),
+            "secret must not be empty (leave it out to let any node register)"
+        );
+        anyhow::ensure!(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir must not be empty"
+        );
+        self.node_addr()?;
+        self.http_addr()?;
+        Ok(())
+    }
+
+    /// Where nodes connect.
+    pub fn node_addr(&self) -> anyhow::Result<SocketAddr> {
+        socket_addr(&self.bind, self.port)
+    }
+
+    /// Where the dashboard listens.
+    pub fn http_addr(&self) -> anyhow::Result<SocketAddr> {
+        socket_addr(&self.bind, self.http_port)
+    }
+
+    /// The state machine's part of the configuration.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            secret: self.secret.clone(),
+            node_timeout: Duration::from_millis(self.node_timeout_ms),
+            max_migrations: self.max_migrations,
+        }
+    }
+}
+
+fn socket_addr(bind: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let ip: std::net::IpAddr = bind
+        .parse()
+        .with_context(|| format!("invalid bind address {bind:?}"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Command-line flags; each one given overrides the file.
+#[derive(Debug, Default, clap::Parser)]
+#[command(
+    name = "coordinate-server",
+    version,
+    about = "Keycafe's cluster coordinator"
+)]
+pub struct Flags {
+    /// YAML configuration file (optional).
+    pub config: Option<PathBuf>,
+    /// Address both listeners bind to.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Port nodes connect to.
+    #[arg(long, short = 'p')]
+    pub port: Option<u16>,
+    /// Port of the HTTP dashboard.
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Directory holding the persisted cluster state.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Milliseconds without a heartbeat before a node is shown as failing.
+    #[arg(long)]
+    pub node_timeout_ms: Option<u64>,
+    /// Secret nodes must present to register.
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Default log filter (RUST_LOG wins when set).
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+impl Flags {
+    /// The file (if any) with these flags applied on top.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_yaml_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(bind) = self.bind {
+            config.bind = bind;
+        }
+        if let Some(port) = self.port {
+            config.port = port;
+        }
+        if let Some(port) = self.http_port {
+            config.http_port = port;
+        }
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(timeout) = self.node_timeout_ms {
+            config.node_timeout_ms = timeout;
+        }
+        if self.secret.is_some() {
+            config.secret = self.secret;
+        }
+        if let Some(level) = self.log_level {
+            config.log_level = level;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::default();
+        assert_eq!(config.node_addr().unwrap().to_string(), "127.0.0.1:9800");
+        assert_eq!(config.http_addr().unwrap().to_string(), "127.0.0.1:9880");
+        assert_eq!(config.settings().node_timeout, Duration::from_secs(5));
+        assert_eq!(Config::from_yaml_str("").unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(Config::from_yaml_str("secrets: x\n").is_err());
+        assert!(Config::from_yaml_str("secret: ''\n").is_err());
+        assert!(Config::from_yaml_str("node_timeout_ms: 0\n").is_err());
+        assert!(Config::from_yaml_str("port: 70000\n").is_err());
+        assert!(Config::from_yaml_str("bind: somewhere\n").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.yaml");
+        std::fs::write(&path, "port: 9900\nsecret: s\nnode_timeout_ms: 100\n").unwrap();
+        let flags = Flags {
+            config: Some(path),
+            port: Some(7000),
+            data_dir: Some("elsewhere".into()),
+            ..Flags::default()
+        };
+        let config = flags.into_config().unwrap();
+        assert_eq!(config.port, 7000);
+        assert_eq!(config.secret.as_deref(), Some("s"));
+        assert_eq!(config.node_timeout_ms, 100);
+        assert_eq!(config.data_dir, PathBuf::from("elsewhere"));
+    }
+}

@@ -1,0 +1,355 @@
+//! The dashboard: the cluster at a glance.
+//!
+//! One page (`templates/dashboard.html`) shows the epoch, a bar of all 16384
+//! slots coloured by owner (inline SVG; migrating slots are paled in the bar
+//! and marked underneath in their destination's colour), the nodes with
+//! their state, slots and keys, and the migrations in flight with their
+//! progress. It refreshes itself every two seconds with a `<meta>` tag: no
+//! JavaScript, nothing loaded from elsewhere.
+//!
+//! Asking a node to leave takes two steps, as it moves data: the link opens a
+//! confirmation page (which does not refresh), whose button POSTs.
+//!
+//! askama 0.16 has no axum integration: pages are rendered to a `String` and
+//! wrapped in [`Html`], and a render failure becomes an [`HttpError`].
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderName};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use keycafe_core::SLOT_COUNT;
+
+use super::{HttpError, same_origin};
+use crate::driver::Handle;
+use crate::error::Refusal;
+use crate::state::view::{ClusterView, NodeView};
+
+/// Owner colours (Tableau 10 and two more), by position in the node list.
+const PALETTE: [&str; 12] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#bab0ac", "#1f77b4", "#17becf",
+];
+/// Characters of a node id shown, at least.
+const SHORT_ID: usize = 8;
+/// Slot ranges listed per node before the rest are summarised.
+const RANGES_SHOWN: usize = 4;
+/// No scripts, no outside resources, no framing.
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+
+/// A run of slots in the SVG bar.
+pub struct Segment {
+    pub x: u16,
+    pub width: u32,
+    pub colour: &'static str,
+    pub title: String,
+}
+
+pub struct NodeRow {
+    pub colour: &'static str,
+    pub id: String,
+    pub short_id: String,
+    pub client_addr: String,
+    pub bus_addr: String,
+    pub state: &'static str,
+    pub connected: bool,
+    pub slots: usize,
+    pub ranges: String,
+    pub keys: String,
+    pub last_seen: String,
+    pub epoch: String,
+    pub can_leave: bool,
+}
+
+pub struct MigrationRow {
+    pub from: String,
+    pub from_colour: &'static str,
+    pub to: String,
+    pub to_colour: &'static str,
+    pub slots: usize,
+    pub keys_left: String,
+    pub stalled: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    pub epoch: u64,
+    pub slot_count: u16,
+    pub slots_assigned: usize,
+    pub migrating: usize,
+    pub queued: usize,
+    pub node_timeout: String,
+    pub bar: Vec<Segment>,
+    pub moving: Vec<Segment>,
+    pub nodes: Vec<NodeRow>,
+    pub migrations: Vec<MigrationRow>,
+}
+
+#[derive(Template)]
+#[template(path = "leave.html")]
+pub struct LeavePage {
+    pub node: NodeRow,
+}
+
+/// `GET /`
+pub(super) async fn page(State(handle): State<Handle>) -> Result<Response, HttpError> {
+    let view = handle.view().await?;
+    render(&DashboardPage::from_view(&view))
+}
+
+/// `GET /nodes/{id}/leave`: the confirmation page.
+pub(super) async fn confirm_leave(
+    State(handle): State<Handle>,
+    Path(id): Path<String>,
+) -> Result<Response, HttpError> {
+    let view = handle.view().await?;
+    let (index, node) = view
+        .nodes
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.id == id)
+        .ok_or(Refusal::UnknownNode(id))?;
+    render(&LeavePage {
+        node: node_row(index, node),
+    })
+}
+
+/// `POST /nodes/{id}/leave`: asks the node to leave, back to the dashboard.
+pub(super) async fn leave(
+    State(handle): State<Handle>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Redirect, HttpError> {
+    if !same_origin(&headers) {
+        return Err(HttpError::CrossSite);
+    }
+    handle.leave(id).await??;
+    Ok(Redirect::to("/"))
+}
+
+fn render<T: Template>(page: &T) -> Result<Response, HttpError> {
+    let headers: [(HeaderName, &str); 2] =
+        [(CONTENT_SECURITY_POLICY, CSP), (CACHE_CONTROL, "no-store")];
+    Ok((headers, Html(page.render()?)).into_response())
+}
+
+impl DashboardPage {
+    pub fn from_view(view: &ClusterView) -> DashboardPage {
+        let config = &view.config;
+        let colour_of = |id: &str| colour(view.nodes.iter().position(|n| n.id == id).unwrap_or(0));
+        let width = short_width(view.nodes.iter().map(|n| n.id.as_str()));
+        let short = |id: &str| id.get(..width).unwrap_or(id).to_string();
+
+        let bar = config
+            .slots
+            .iter()
+            .map(|range| Segment {
+                x: range.start,
+                width: u32::from(range.end - range.start) + 1,
+                colour: colour_of(&range.owner),
+                title: format!(
+                    "slots {}–{}: {}",
+                    range.start,
+                    range.end,
+                    short(&range.owner)
+                ),
+            })
+            .collect();
+
+        // Runs of consecutive migrating slots with the same source and target.
+        let mut migrations = config.migrations.clone();
+        migrations.sort_by_key(|m| m.slot);
+        let mut moving: Vec<Segment> = Vec::new();
+        let mut run_key: Option<(u16, &str, &str)> = None; // (next slot, from, to)
+        for m in &migrations {
+            let continues = run_key
+                .is_some_and(|(next, from, to)| next == m.slot && from == m.from && to == m.to);
+            match moving.last_mut() {
+                Some(last) if continues => last.width += 1,
+                _ => moving.push(Segment {
+                    x: m.slot,
+                    width: 1,
+                    colour: colour_of(&m.to),
+                    title: String::new(),
+                }),
+            }
+            run_key = Some((m.slot.saturating_add(1), &m.from, &m.to));
+            if let Some(last) = moving.last_mut() {
+                let end = u32::from(last.x) + last.width - 1;
+                last.title = format!(
+                    "slots {}–{end} moving {} → {}",
+                    last.x,
+                    short(&m.from),
+                    short(&m.to)
+                );
+            }
+        }
+
+        let migration_rows = view
+            .migrations
+            .iter()
+            .map(|group| MigrationRow {
+                from: short(&group.from),
+                from_colour: colour_of(&group.from),
+                to: short(&group.to),
+                to_colour: colour_of(&group.to),
+                slots: group.slots,
+                keys_left: group
+                    .keys_left
+                    .map_or_else(|| "?".to_string(), |k| k.to_string()),
+                stalled: group.stalled,
+            })
+            .collect();
+
+        let members = view.nodes.iter().filter(|n| !n.leaving).count();
+        DashboardPage {
+            epoch: view.epoch,
+            slot_count: SLOT_COUNT,
+            slots_assigned: view.slots_assigned,
+            migrating: config.migrations.len(),
+            queued: view.queued_moves,
+            node_timeout: seconds(view.node_timeout_ms),
+            bar,
+            moving,
+            nodes: view
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| NodeRow {
+                    short_id: short(&n.id),
+                    can_leave: !n.leaving && members > 1,
+                    ..node_row(i, n)
+                })
+                .collect(),
+            migrations: migration_rows,
+        }
+    }
+}
+
+fn node_row(index: usize, node: &NodeView) -> NodeRow {
+    let mut ranges: Vec<String> = node
+        .ranges
+        .iter()
+        .take(RANGES_SHOWN)
+        .map(|&(s, e)| {
+            if s == e {
+                s.to_string()
+            } else {
+                format!("{s}–{e}")
+            }
+        })
+        .collect();
+    if node.ranges.len() > RANGES_SHOWN {
+        ranges.push(format!(
+            "and {} more ranges",
+            node.ranges.len() - RANGES_SHOWN
+        ));
+    }
+    NodeRow {
+        colour: colour(index),
+        id: node.id.clone(),
+        short_id: node.id.get(..SHORT_ID).unwrap_or(&node.id).to_string(),
+        client_addr: node.client_addr.clone(),
+        bus_addr: node.bus_addr.clone(),
+        state: node.state.as_str(),
+        connected: node.connected,
+        slots: node.slots,
+        ranges: if ranges.is_empty() {
+            "—".to_string()
+        } else {
+            ranges.join(", ")
+        },
+        keys: node.keys.map_or_else(|| "?".to_string(), |k| k.to_string()),
+        last_seen: match node.keys {
+            Some(_) => format!("{} ago", seconds(node.last_seen_ms)),
+            None => format!(
+                "none yet ({} since it registered)",
+                seconds(node.last_seen_ms)
+            ),
+        },
+        epoch: node
+            .reported_epoch
+            .map_or_else(|| "?".to_string(), |e| e.to_string()),
+        can_leave: !node.leaving,
+    }
+}
+
+fn colour(index: usize) -> &'static str {
+    PALETTE[index % PALETTE.len()]
+}
+
+/// How many leading characters of the ids tell every node apart: 8, as in
+/// Redis's tools, or more if two ids share their first 8.
+fn short_width<'a>(ids: impl Iterator<Item = &'a str> + Clone) -> usize {
+    let longest = ids.clone().map(str::len).max().unwrap_or(0);
+    (SHORT_ID..longest)
+        .find(|&width| {
+            let mut prefixes: Vec<&str> = ids
+                .clone()
+                .map(|id| id.get(..width).unwrap_or(id))
+                .collect();
+            let count = prefixes.len();
+            prefixes.sort_unstable();
+            prefixes.dedup();
+            prefixes.len() == count
+        })
+        .unwrap_or(longest)
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use keycafe_core::cluster::NodeInfo;
+    use keycafe_core::coord::NodeMessage;
+
+    use super::*;
+    use crate::state::{Coordinator, Event, Settings};
+
+    #[test]
+    fn the_page_shows_nodes_the_bar_and_migrations() {
+        let now = Instant::now();
+        let (mut coordinator, _) = Coordinator::new(Settings::default(), None, now);
+        for (conn, n) in [(1, 'a'), (2, 'b')] {
+            let node = NodeInfo {
+                id: n.to_string().repeat(40),
+                client_addr: format!("127.0.0.1:70{conn:02}"),
+                bus_addr: format!("127.0.0.1:170{conn:02}"),
+            };
+            let message = NodeMessage::Register {
+                node,
+                epoch: 0,
+                secret: None,
+            };
+            coordinator.step(Event::Received { conn, message }, now);
+        }
+        let page = DashboardPage::from_view(&coordinator.view(now));
+        assert_eq!(page.bar.len(), 1);
+        assert_eq!(page.bar[0].width, 16384);
+        // Node b takes the top half in one run of moves.
+        assert_eq!(page.moving.len(), 1);
+        assert_eq!((page.moving[0].x, page.moving[0].width), (8192, 1024));
+        let html = page.render().unwrap();
+        assert!(html.contains("<svg"));
+        assert!(html.contains("aaaaaaaa") && html.contains("bbbbbbbb"));
+        assert!(html.contains("127.0.0.1:7001"));
+        assert!(html.contains(r#"http-equiv="refresh""#));
+    }
+
+    #[test]
+    fn short_ids_grow_until_they_differ() {
+        let ids = ["0000000000000001", "0000000000000002", "ab"];
+        assert_eq!(short_width(ids.iter().copied()), 16);
+        let ids = ["abcdefgh11", "abcdefgh22"];
+        assert_eq!(short_width(ids.iter().copied()), 9);
+        let ids = ["abcdefghij", "bcdefghijk"];
+        assert_eq!(short_width(ids.iter().copied()), 8);
+        assert_eq!(short_width(std::iter::empty()), 0);
+    }
+}

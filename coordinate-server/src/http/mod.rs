@@ -1,0 +1,110 @@
+//! The HTTP side: a dashboard for people and a JSON API for scripts.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the dashboard ([`dashboard`]), refreshing itself every 2 s |
+//! | `GET /api/cluster` | [`ClusterView`](crate::state::view::ClusterView) as JSON |
+//! | `POST /api/nodes/{id}/leave` | ask a node to leave; `202` + JSON, `404`, `409` |
+//! | `GET /nodes/{id}/leave` | the dashboard's confirmation page for a leave |
+//! | `POST /nodes/{id}/leave` | its button: asks the node to leave, redirects to `/` |
+//!
+//! Every answer comes from the driver through a [`Handle`], so the HTTP side
+//! never touches the state machine directly. It binds to 127.0.0.1 by
+//! default; because a page on any other site could still make a browser
+//! POST to it, the POST routes refuse requests whose `Origin` or
+//! `Sec-Fetch-Site` says they come from elsewhere (see [`same_origin`]).
+
+mod api;
+mod dashboard;
+mod error;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::http::header::{HOST, ORIGIN};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::driver::Handle;
+
+pub use error::HttpError;
+
+/// The routes, over a running coordinator.
+pub fn router(handle: Handle) -> Router {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route(
+            "/nodes/{id}/leave",
+            get(dashboard::confirm_leave).post(dashboard::leave),
+        )
+        .route("/api/cluster", get(api::cluster))
+        .route("/api/nodes/{id}/leave", post(api::leave))
+        .with_state(handle)
+}
+
+/// Serves HTTP until `shutdown` completes, then lets requests in progress finish.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    handle: Handle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(handle))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// False if the browser says this request comes from another site. Requests
+/// without these headers (curl, scripts) pass: they are not forged by a page.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    if let Some(site) = header("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return false;
+    }
+    match (header(ORIGIN.as_str()), header(HOST.as_str())) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host)
+        }
+        (Some(_), None) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn cross_site_posts_are_told_apart() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(same_origin(&headers(&[])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:9880"),
+            ("origin", "http://127.0.0.1:9880")
+        ])));
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:9880"),
+            ("origin", "http://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&headers(&[("origin", "null")])));
+    }
+}

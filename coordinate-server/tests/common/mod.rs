@@ -1,0 +1,296 @@
+//! Test helpers: a coordinator on ephemeral ports, and fake nodes that speak
+//! the coordination protocol over real TCP.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use coordinate_server::Config;
+use coordinate_server::state::view::ClusterView;
+use keycafe_core::cluster::{ClusterConfig, NodeInfo};
+use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Upper bound on anything a test waits for.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A coordinator running in this process.
+pub struct Coordinator {
+    pub node_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Coordinator {
+    pub async fn start(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> Coordinator {
+        let mut config = Config {
+            data_dir: data_dir.to_path_buf(),
+            log_level: "debug".into(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let nodes = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node_addr = nodes.local_addr().unwrap();
+        let http_addr = http.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(coordinate_server::run(config, nodes, http, async move {
+            let _ = stopped.await;
+        }));
+        Coordinator {
+            node_addr,
+            http_addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Graceful shutdown; returns what `run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("stops in time")
+            .expect("no panic")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+
+    pub async fn cluster(&self) -> ClusterView {
+        reqwest::get(self.url("/api/cluster"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `/api/cluster` until `done` holds.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&ClusterView) -> bool) -> ClusterView {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let view = self.cluster().await;
+            if done(&view) {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {view:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn node_info(n: u16) -> NodeInfo {
+    NodeInfo {
+        id: format!("{n:040x}"),
+        client_addr: format!("127.0.0.1:{}", 7000 + n),
+        bus_addr: format!("127.0.0.1:{}", 17000 + n),
+    }
+}
+
+/// A raw coordination connection, for tests that want every byte in hand.
+pub struct Link {
+    pub stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Link {
+    pub async fn connect(addr: SocketAddr) -> Link {
+        Link {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub async fn send(&mut self, message: &NodeMessage) {
+        let mut out = BytesMut::new();
+        coord::encode_message(message, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next message, or `None` once the coordinator closed the connection.
+    pub async fn recv(&mut self) -> Option<CoordinatorMessage> {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Some(message) = coord::decode_message(&mut self.buf).expect("valid message")
+                {
+                    return Some(message);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("the coordinator answers in time")
+    }
+}
+
+/// What a fake node has seen.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub configs: Vec<ClusterConfig>,
+    pub errors: Vec<String>,
+    pub closed: bool,
+}
+
+impl Seen {
+    pub fn latest(&self) -> Option<&ClusterConfig> {
+        self.configs.last()
+    }
+}
+
+/// A fake node in its own task: registers, records every message, answers
+/// `migration_done` for slots it is asked to give away (when `auto_done`),
+/// and heartbeats (when `heartbeat`).
+pub struct FakeNode {
+    pub info: NodeInfo,
+    pub seen: watch::Receiver<Seen>,
+    commands: mpsc::UnboundedSender<NodeMessage>,
+    pub auto_done: Arc<Mutex<bool>>,
+    pub heartbeat: Arc<Mutex<bool>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeNode {
+    pub async fn start(addr: SocketAddr, info: NodeInfo, secret: Option<&str>) -> FakeNode {
+        Self::start_with_epoch(addr, info, secret, 0).await
+    }
+
+    pub async fn start_with_epoch(
+        addr: SocketAddr,
+        info: NodeInfo,
+        secret: Option<&str>,
+        epoch: u64,
+    ) -> FakeNode {
+        let mut link = Link::connect(addr).await;
+        let register = NodeMessage::Register {
+            node: info.clone(),
+            epoch,
+            secret: secret.map(str::to_string),
+        };
+        link.send(&register).await;
+        let (seen_tx, seen) = watch::channel(Seen::default());
+        let (commands, mut command_rx) = mpsc::unbounded_channel::<NodeMessage>();
+        let auto_done = Arc::new(Mutex::new(true));
+        let heartbeat = Arc::new(Mutex::new(true));
+        let (me, auto, beat) = (info.id.clone(), auto_done.clone(), heartbeat.clone());
+        let task = tokio::spawn(async move {
+            let mut done_sent = HashSet::new();
+            let mut ticker = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    message = link.recv() => {
+                        let Some(message) = message else {
+                            seen_tx.send_modify(|s| s.closed = true);
+                            return;
+                        };
+                        match message {
+                            CoordinatorMessage::Config(config) => {
+                                if *auto.lock().unwrap() {
+                                    for m in config.migrations.iter().filter(|m| m.from == me) {
+                                        if done_sent.insert((m.slot, m.to.clone())) {
+                                            link.send(&NodeMessage::MigrationDone { slot: m.slot, to: m.to.clone() }).await;
+                                        }
+                                    }
+                                }
+                                seen_tx.send_modify(|s| s.configs.push(config));
+                            }
+                            CoordinatorMessage::Error { message } => {
+                                seen_tx.send_modify(|s| s.errors.push(message));
+                            }
+                        }
+                    }
+                    Some(command) = command_rx.recv() => link.send(&command).await,
+                    _ = ticker.tick() => {
+                        if *beat.lock().unwrap() {
+                            let epoch = seen_tx.borrow().latest().map_or(0, |c| c.epoch);
+                            let report = NodeReport { epoch, keys: 7, ..NodeReport::default() };
+                            link.send(&NodeMessage::Heartbeat(report)).await;
+                        }
+                    }
+                }
+            }
+        });
+        FakeNode {
+            info,
+            seen,
+            commands,
+            auto_done,
+            heartbeat,
+            task,
+        }
+    }
+
+    pub fn send(&self, message: NodeMessage) {
+        self.commands.send(message).expect("fake node running");
+    }
+
+    pub fn set_auto_done(&self, on: bool) {
+        *self.auto_done.lock().unwrap() = on;
+        if on {
+            // Nudge: answer for the migrations already announced.
+            if let Some(config) = self.seen.borrow().latest() {
+                for m in config.migrations.iter().filter(|m| m.from == self.info.id) {
+                    self.send(NodeMessage::MigrationDone {
+                        slot: m.slot,
+                        to: m.to.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    pub fn set_heartbeat(&self, on: bool) {
+        *self.heartbeat.lock().unwrap() = on;
+    }
+
+    /// Waits until what this node has seen satisfies `done`.
+    pub async fn wait_for(&mut self, what: &str, done: impl Fn(&Seen) -> bool) -> Seen {
+        let seen = tokio::time::timeout(PATIENCE, self.seen.wait_for(|s| done(s)))
+            .await
+            .map(|seen| seen.map(|s| s.clone()));
+        match seen {
+            Ok(Ok(seen)) => seen,
+            _ => panic!(
+                "node {} timed out waiting for {what}: {:#?}",
+                &self.info.id[32..],
+                self.seen.borrow().latest()
+            ),
+        }
+    }
+
+    /// Simulates a crash: the connection drops without a word.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+/// True if every slot is owned, the split over `n` nodes is fair and nothing
+/// is moving.
+pub fn settled(config: &ClusterConfig, n: usize) -> bool {
+    let map = config.slot_map();
+    let counts: Vec<usize> = (0..config.nodes.len())
+        .map(|i| map.slots_of(i).len())
+        .collect();
+    config.migrations.is_empty()
+        && config.nodes.len() == n
+        && map.assigned() == 16384
+        && counts.iter().all(|&c| c == 16384 / n || c == 16384 / n + 1)
+}

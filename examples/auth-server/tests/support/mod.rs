@@ -1,0 +1,264 @@
+//! Test fixtures: a real Keycafe node and a real auth-server, in-process on
+//! loopback ports chosen by the OS, over a SQLite file in a temp directory.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_server::api::{ErrorBody, LoginRequest, LoginResponse};
+use auth_server::{Config, Stats};
+use reqwest::StatusCode;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The documented demo login.
+pub const DEMO_EMAIL: &str = "limpett0@smugmug.com";
+pub const DEMO_PASSWORD: &str = "pCHecmGBZ7";
+
+/// Every test is bounded: a hang is a failure, not a stuck suite.
+pub async fn bounded<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .expect("test finished within 60 s")
+}
+
+/// A loopback listener on a free port.
+pub async fn loopback() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    (listener, addr)
+}
+
+/// A task serving until told to stop.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    fn spawn<F, Fut>(serve: F) -> Running
+    where
+        F: FnOnce(oneshot::Receiver<()>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        let handle = tokio::spawn(serve(stopped));
+        Running {
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(10), handle)
+                .await
+                .expect("stops within 10 s")
+                .expect("task ran")
+                .expect("exits cleanly");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A keycafe-server node.
+pub struct KeycafeNode {
+    pub addr: SocketAddr,
+    running: Running,
+}
+
+impl KeycafeNode {
+    pub async fn start() -> KeycafeNode {
+        let (listener, _) = loopback().await;
+        KeycafeNode::on(listener)
+    }
+
+    /// Starts a node on `addr` again (a restart on the same port).
+    pub async fn restart_on(addr: SocketAddr) -> KeycafeNode {
+        let listener = TcpListener::bind(addr).await.expect("rebind the same port");
+        KeycafeNode::on(listener)
+    }
+
+    fn on(listener: TcpListener) -> KeycafeNode {
+        let addr = listener.local_addr().expect("local addr");
+        let running = Running::spawn(|stopped| {
+            keycafe_server::run(keycafe_server::Config::default(), listener, async {
+                let _ = stopped.await;
+            })
+        });
+        KeycafeNode { addr, running }
+    }
+
+    /// Stops the node and waits until its connections are closed.
+    pub async fn stop(mut self) {
+        self.running.stop().await;
+    }
+}
+
+/// auth-server over a fresh database.
+pub struct AuthServer {
+    pub url: String,
+    pub stats: Arc<Stats>,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    running: Running,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthServer {
+    /// auth-server using the Keycafe node at `keycafe`, with test settings
+    /// (a short Keycafe timeout) changed further by `adjust`.
+    pub async fn start(keycafe: SocketAddr, adjust: impl FnOnce(&mut Config)) -> AuthServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display());
+        let mut config = Config {
+            database_url: database_url.clone(),
+            keycafe_seeds: vec![keycafe.to_string()],
+            keycafe_timeout: Duration::from_millis(500),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let server = auth_server::Server::start(config)
+            .await
+            .expect("auth-server starts (database migrated)");
+        let stats = server.stats();
+        let (listener, addr) = loopback().await;
+        let running = Running::spawn(|stopped| {
+            server.serve(listener, async {
+                let _ = stopped.await;
+            })
+        });
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("HTTP client");
+        AuthServer {
+            url: format!("http://{addr}"),
+            stats,
+            database_url,
+            http,
+            running,
+            _dir: dir,
+        }
+    }
+
+    /// Stops serving; `run` must return cleanly.
+    pub async fn stop(mut self) {
+        self.running.stop().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// `POST /api/v1/login`, returning status, headers and raw body.
+    pub async fn login_raw(&self, email: &str, password: &str) -> Answer {
+        let request = LoginRequest {
+            email: email.to_string(),
+            password: password.to_string(),
+        };
+        let response = self
+            .http
+            .post(self.url("/api/v1/login"))
+            .json(&request)
+            .send()
+            .await
+            .expect("login request");
+        Answer::read(response).await
+    }
+
+    /// Logs in and returns the token; panics unless 200.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let answer = self.login_raw(email, password).await;
+        assert_eq!(answer.status, StatusCode::OK, "login: {}", answer.text());
+        answer.json::<LoginResponse>().token
+    }
+
+    /// `GET path` with `Authorization: Bearer token`.
+    pub async fn get_with(&self, path: &str, token: &str) -> Answer {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET");
+        Answer::read(response).await
+    }
+
+    /// `POST /api/v1/logout` with the token.
+    pub async fn logout(&self, token: &str) -> Answer {
+        let response = self
+            .http
+            .post(self.url("/api/v1/logout"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("logout");
+        Answer::read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        let response = self.http.get(self.url(path)).send().await.expect("GET");
+        Answer::read(response).await
+    }
+
+    /// The test's own connection to the same database.
+    pub async fn database(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&self.database_url)
+            .await
+            .expect("open the test database")
+    }
+}
+
+/// A response, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    async fn read(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("response body").to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not the expected JSON ({e}): {}", self.text()))
+    }
+
+    pub fn error(&self) -> String {
+        self.json::<ErrorBody>().error
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Starts the cluster coordinator: ./run-coordinate.sh [config.yaml] [--flag value ...]
+# Nodes connect to 127.0.0.1:9800, the dashboard is http://127.0.0.1:9880/, and
+# the cluster state is kept in ./coordinator-data (data_dir in the file, or
+# --data-dir, to change it). Flags override the file; see `coordinate-server --help`.
+set -euo pipefail
+cd "$(dirname "$0")"
+cargo build --release -q -p coordinate-server
+exec "${CARGO_TARGET_DIR:-target}/release/coordinate-server" "$@"
