@@ -1,7 +1,7 @@
 //! The one task that owns the [`Coordinator`] and carries out its effects.
 //!
 //! Node connections ([`crate::nodes`]) and the HTTP server ([`crate::http`])
-//! send it [`Input`]s over a channel; it steps the state machine and executes
+//! send it `Input`s over a channel; it steps the state machine and executes
 //! the resulting effects in order: a [`Effect::Persist`] is awaited (on a
 //! blocking thread) before anything after it, so a configuration is on disk
 //! before any node can see it. If a write fails the driver stops with the

@@ -328,6 +328,7 @@ mod tests {
                 secret: None,
             };
             coordinator.step(Event::Received { conn, message }, now);
+            coordinator.step(Event::Tick, now);
         }
         let page = DashboardPage::from_view(&coordinator.view(now));
         assert_eq!(page.bar.len(), 1);

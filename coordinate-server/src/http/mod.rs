@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` | the dashboard ([`dashboard`]), refreshing itself every 2 s |
+//! | `GET /` | the dashboard (`dashboard.rs`), refreshing itself every 2 s |
 //! | `GET /api/cluster` | [`ClusterView`](crate::state::view::ClusterView) as JSON |
 //! | `POST /api/nodes/{id}/leave` | ask a node to leave; `202` + JSON, `404`, `409` |
 //! | `GET /nodes/{id}/leave` | the dashboard's confirmation page for a leave |
@@ -12,7 +12,7 @@
 //! never touches the state machine directly. It binds to 127.0.0.1 by
 //! default; because a page on any other site could still make a browser
 //! POST to it, the POST routes refuse requests whose `Origin` or
-//! `Sec-Fetch-Site` says they come from elsewhere (see [`same_origin`]).
+//! `Sec-Fetch-Site` says they come from elsewhere (see `same_origin`).
 
 mod api;
 mod dashboard;

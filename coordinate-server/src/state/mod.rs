@@ -15,16 +15,24 @@
 //!   announces it; the driver executes effects in order and stops the
 //!   coordinator if a write fails, so no node ever sees a configuration that
 //!   a restart could forget.
-//! - **One plan at a time.** The planner runs only while no migration is in
-//!   flight. A join or leave during a rebalance is recorded (the joiner is in
-//!   `nodes` at once, owning nothing) and folded into the next plan, which is
-//!   computed from scratch when the in-flight migrations have finished. At
-//!   most `max_migrations` migrations are announced at once, so a large
-//!   rebalance runs in windows; because the planner is minimal, the windows
-//!   together move no more slots than one big plan would.
+//! - **Plan on the tick, one plan at a time.** Joins, leaves and finished
+//!   migrations only mark the layout for re-planning; the planner runs on the
+//!   next [`Event::Tick`] (the driver ticks every 50 ms), and only while no
+//!   migration is in flight. A joiner is in `nodes` at once, owning nothing;
+//!   a join or leave during a rebalance is folded into the next plan, which
+//!   is computed from scratch. Deferring to the tick means that nodes
+//!   registering together are planned together (an empty cluster whose three
+//!   nodes register within one tick is split three ways without a single
+//!   migration), and a node that registers and leaves at once is never given
+//!   slots.
+//! - **Windows.** At most `max_migrations` migrations are announced at once,
+//!   so a large rebalance runs in windows, each planned afresh; because the
+//!   planner is minimal, the windows together move no more slots than one
+//!   big plan would, and a join during a rebalance waits for one window at
+//!   most.
 //! - **Batched results.** `migration_done` messages are collected and applied
-//!   together on the next [`Event::Tick`] (the driver ticks every 50 ms), so
-//!   a burst of finished slots costs one epoch, one write and one push.
+//!   together on the next tick, so a burst of finished slots costs one
+//!   epoch, one write and one push.
 //! - **Liveness is observed, not acted on.** A node silent for longer than
 //!   `node_timeout` is reported failing; it keeps its slots (failover is a
 //!   later issue), and migrations from it stall until it returns.
@@ -34,16 +42,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use keycafe_core::cluster::{ClusterConfig, Migration, NodeId, NodeInfo};
+use keycafe_core::cluster::{ClusterConfig, Migration, NodeId};
 use keycafe_core::coord::{CoordinatorMessage, NodeMessage, NodeReport};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::error::Refusal;
-use crate::planner;
 
+mod rebalance;
 mod register;
+mod validate;
 pub mod view;
+
+pub use validate::validate;
 
 /// Identifies one node connection; assigned by the listener.
 pub type ConnId = u64;
@@ -126,6 +137,8 @@ pub struct Coordinator {
     health: HashMap<NodeId, Health>,
     /// `migration_done` reports waiting for the next tick.
     done: HashSet<Migration>,
+    /// Membership or ownership changed: plan on the next tick.
+    replan: bool,
 }
 
 impl Coordinator {
@@ -157,10 +170,10 @@ impl Coordinator {
             sessions: BTreeMap::new(),
             health,
             done: HashSet::new(),
+            replan: restoring,
         };
         let mut effects = Vec::new();
         if restoring {
-            coordinator.rebalance();
             coordinator.commit(&mut effects);
             info!(
                 epoch = coordinator.config.epoch,
@@ -198,9 +211,11 @@ impl Coordinator {
         effects
     }
 
-    /// Asks `node` to leave: its slots are planned away, and once it owns
-    /// nothing it is removed. Refused for an unknown node and for the last
-    /// one (its slots would have nowhere to go). Asking twice is harmless.
+    /// Asks `node` to leave: its slots are planned away (from the next tick),
+    /// and once it owns nothing it is removed. Refused for an unknown node
+    /// and for the last one (its slots would have nowhere to go). Asking
+    /// twice is harmless. The request is persisted before this returns
+    /// effects, so it survives a restart.
     pub fn request_leave(&mut self, node: &str, _now: Instant) -> Result<Vec<Effect>, Refusal> {
         if self.config.node(node).is_none() {
             return Err(Refusal::UnknownNode(node.to_string()));
@@ -218,15 +233,10 @@ impl Coordinator {
         }
         info!(%node, "node asked to leave");
         self.leaving.insert(node.to_string());
-        let mut effects = Vec::new();
-        if self.rebalance() {
-            self.commit(&mut effects);
-        } else {
-            // Nothing to announce yet (a rebalance is in flight), but the
-            // request must survive a restart.
-            effects.push(Effect::Persist(self.durable()));
-        }
-        Ok(effects)
+        self.replan = true;
+        // Not part of the configuration (no new epoch), but must survive a
+        // restart.
+        Ok(vec![Effect::Persist(self.durable())])
     }
 
     fn received(
@@ -309,112 +319,6 @@ impl Coordinator {
         self.config.epoch = reported;
     }
 
-    fn tick(&mut self, now: Instant, effects: &mut Vec<Effect>) {
-        let timeout = self.settings.node_timeout;
-        for (node, health) in &mut self.health {
-            let failing = now.saturating_duration_since(health.last_seen) > timeout;
-            if failing != health.failing {
-                health.failing = failing;
-                if failing {
-                    warn!(%node, "no heartbeat for {timeout:?}: node is failing");
-                } else {
-                    info!(%node, "node is healthy again");
-                }
-            }
-        }
-
-        let done = std::mem::take(&mut self.done);
-        let mut changed = false;
-        if !done.is_empty() {
-            let mut map = self.config.slot_map();
-            for migration in &done {
-                let Some(to) = self.config.nodes.iter().position(|n| n.id == migration.to) else {
-                    continue;
-                };
-                map.set_owner(migration.slot, Some(to));
-            }
-            self.config.slots = map.to_ranges(&self.config.nodes);
-            self.config.migrations.retain(|m| !done.contains(m));
-            debug!(
-                slots = done.len(),
-                left = self.config.migrations.len(),
-                "migrations done"
-            );
-            changed = true;
-        }
-        let rebalanced = self.rebalance();
-        if changed || rebalanced {
-            self.commit(effects);
-        }
-    }
-
-    /// Removes leavers that own nothing and, when no migration is in flight,
-    /// plans the next window of moves. True if the configuration changed.
-    fn rebalance(&mut self) -> bool {
-        let mut changed = false;
-        let gone: Vec<NodeId> = self
-            .leaving
-            .iter()
-            .filter(|id| {
-                !self.config.slots.iter().any(|r| &r.owner == *id)
-                    && !self
-                        .config
-                        .migrations
-                        .iter()
-                        .any(|m| &m.from == *id || &m.to == *id)
-            })
-            .cloned()
-            .collect();
-        for id in gone {
-            info!(node = %id, "node has left the cluster");
-            self.config.nodes.retain(|n| n.id != id);
-            self.leaving.remove(&id);
-            self.health.remove(&id);
-            changed = true;
-        }
-        if !self.config.migrations.is_empty() {
-            return changed;
-        }
-
-        let mut map = self.config.slot_map();
-        let members = self.members();
-        let plan = planner::plan(&map, &members);
-        if plan.is_empty() {
-            return changed;
-        }
-        for &(slot, to) in &plan.assign {
-            map.set_owner(slot, Some(to));
-        }
-        self.config.slots = map.to_ranges(&self.config.nodes);
-        let node_id = |index: usize| self.config.nodes[index].id.clone();
-        self.config.migrations = plan
-            .moves
-            .iter()
-            .take(self.settings.max_migrations)
-            .map(|&(slot, from, to)| Migration {
-                slot,
-                from: node_id(from),
-                to: node_id(to),
-            })
-            .collect();
-        info!(
-            assigned = plan.assign.len(),
-            migrating = self.config.migrations.len(),
-            planned = plan.moves.len(),
-            "planned a rebalance"
-        );
-        true
-    }
-
-    /// Indexes of the nodes that should share the slots.
-    fn members(&self) -> Vec<usize> {
-        let nodes = self.config.nodes.iter().enumerate();
-        nodes
-            .filter(|(_, n)| !self.leaving.contains(&n.id))
-            .map(|(i, _)| i)
-            .collect()
-    }
-
     /// Makes the changed configuration official: a new epoch, persisted,
     /// then pushed to every registered connection.
     fn commit(&mut self, effects: &mut Vec<Effect>) {
@@ -453,75 +357,6 @@ fn refuse(conn: ConnId, message: &str, effects: &mut Vec<Effect>) {
         },
     });
     effects.push(Effect::Close(conn));
-}
-
-/// Checks a persisted (or otherwise untrusted) state against the invariants
-/// the coordinator keeps: unique nodes, ranges in order over known owners,
-/// migrations of owned slots to other known nodes, leavers that are members.
-pub fn validate(state: &Durable) -> Result<(), String> {
-    let config = &state.config;
-    let mut ids = BTreeSet::new();
-    for node in &config.nodes {
-        if !ids.insert(node.id.as_str()) {
-            return Err(format!("node {} is listed twice", node.id));
-        }
-    }
-    let mut next = 0u32;
-    for range in &config.slots {
-        if u32::from(range.start) < next
-            || range.start > range.end
-            || range.end >= keycafe_core::SLOT_COUNT
-        {
-            return Err(format!(
-                "slot range {}-{} is out of order or out of bounds",
-                range.start, range.end
-            ));
-        }
-        if !ids.contains(range.owner.as_str()) {
-            return Err(format!(
-                "slot range {}-{} names unknown node {}",
-                range.start, range.end, range.owner
-            ));
-        }
-        next = u32::from(range.end) + 1;
-    }
-    let map = config.slot_map();
-    let mut moving = BTreeSet::new();
-    for m in &config.migrations {
-        let owner = map.owner(m.slot).map(|i| config.nodes[i].id.as_str());
-        if owner != Some(m.from.as_str()) || !ids.contains(m.to.as_str()) || m.from == m.to {
-            return Err(format!(
-                "migration of slot {} from {} to {} does not fit the slot map",
-                m.slot, m.from, m.to
-            ));
-        }
-        if !moving.insert(m.slot) {
-            return Err(format!("slot {} migrates twice", m.slot));
-        }
-    }
-    if let Some(stranger) = state.leaving.iter().find(|id| !ids.contains(id.as_str())) {
-        return Err(format!("leaving node {stranger} is not a member"));
-    }
-    Ok(())
-}
-
-/// The node list of `config` with `node` in place of the node at `index`.
-fn replace_node(config: &mut ClusterConfig, index: usize, node: NodeInfo) {
-    let old = std::mem::replace(&mut config.nodes[index], node);
-    let new = &config.nodes[index].id;
-    for range in &mut config.slots {
-        if range.owner == old.id {
-            range.owner = new.clone();
-        }
-    }
-    for m in &mut config.migrations {
-        if m.from == old.id {
-            m.from = new.clone();
-        }
-        if m.to == old.id {
-            m.to = new.clone();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -15,11 +15,11 @@
 
 use std::time::Instant;
 
-use keycafe_core::cluster::NodeInfo;
+use keycafe_core::cluster::{ClusterConfig, NodeInfo};
 use keycafe_core::coord::CoordinatorMessage;
 use tracing::{info, warn};
 
-use super::{ConnId, Coordinator, Effect, Health, refuse, replace_node};
+use super::{ConnId, Coordinator, Effect, Health, refuse};
 
 /// Longest node id accepted (Redis-style ids are 40 hex characters).
 const MAX_ID_LEN: usize = 64;
@@ -92,7 +92,7 @@ impl Coordinator {
             self.overtake_epoch(&node.id, epoch);
             changed = true;
         }
-        changed |= self.rebalance();
+        self.replan |= changed;
         if changed {
             self.commit(effects);
         } else {
@@ -204,4 +204,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The node list of `config` with `node` in place of the node at `index`.
+fn replace_node(config: &mut ClusterConfig, index: usize, node: NodeInfo) {
+    let old = std::mem::replace(&mut config.nodes[index], node);
+    let new = &config.nodes[index].id;
+    for range in &mut config.slots {
+        if range.owner == old.id {
+            range.owner = new.clone();
+        }
+    }
+    for m in &mut config.migrations {
+        if m.from == old.id {
+            m.from = new.clone();
+        }
+        if m.to == old.id {
+            m.to = new.clone();
+        }
+    }
 }

@@ -86,7 +86,10 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    tracing::info!(%addr, auth_server = %config.auth_server_url, "auth-web ready");
+    tracing::info!(
+        "auth-web ready on http://{addr} (auth-server: {})",
+        config.auth_server_url
+    );
     let app = routes::router(state, &config).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -37,7 +37,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("binding {}", config.listen_addr))?;
-    println!("auth-web listening on http://{}", listener.local_addr()?);
     auth_web::run(config, listener, shutdown_signal()).await
 }
 

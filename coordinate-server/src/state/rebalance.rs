@@ -1,0 +1,125 @@
+//! Time and rebalancing: what happens on every tick, and how the next
+//! window of migrations is planned.
+//!
+//! A tick notices nodes that have gone silent (or come back), applies every
+//! `migration_done` that arrived since the last tick in one go, and then, if
+//! anything changed membership or ownership since the last plan,
+//! [`Coordinator::rebalance`]s: leavers that own nothing are removed, and if
+//! nothing is in flight the planner is asked for the next window of moves.
+
+use std::time::Instant;
+
+use keycafe_core::cluster::{Migration, NodeId};
+use tracing::{debug, info, warn};
+
+use super::{Coordinator, Effect};
+use crate::planner;
+
+impl Coordinator {
+    pub(super) fn tick(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        let timeout = self.settings.node_timeout;
+        for (node, health) in &mut self.health {
+            let failing = now.saturating_duration_since(health.last_seen) > timeout;
+            if failing != health.failing {
+                health.failing = failing;
+                if failing {
+                    warn!(%node, "no heartbeat for {timeout:?}: node is failing");
+                } else {
+                    info!(%node, "node is healthy again");
+                }
+            }
+        }
+
+        let done = std::mem::take(&mut self.done);
+        let mut changed = false;
+        if !done.is_empty() {
+            let mut map = self.config.slot_map();
+            for migration in &done {
+                let Some(to) = self.config.nodes.iter().position(|n| n.id == migration.to) else {
+                    continue;
+                };
+                map.set_owner(migration.slot, Some(to));
+            }
+            self.config.slots = map.to_ranges(&self.config.nodes);
+            self.config.migrations.retain(|m| !done.contains(m));
+            debug!(
+                slots = done.len(),
+                left = self.config.migrations.len(),
+                "migrations done"
+            );
+            changed = true;
+            self.replan = true;
+        }
+        let rebalanced = std::mem::take(&mut self.replan) && self.rebalance();
+        if changed || rebalanced {
+            self.commit(effects);
+        }
+    }
+
+    /// Removes leavers that own nothing and, when no migration is in flight,
+    /// plans the next window of moves. True if the configuration changed.
+    pub(super) fn rebalance(&mut self) -> bool {
+        let mut changed = false;
+        let gone: Vec<NodeId> = self
+            .leaving
+            .iter()
+            .filter(|id| {
+                !self.config.slots.iter().any(|r| &r.owner == *id)
+                    && !self
+                        .config
+                        .migrations
+                        .iter()
+                        .any(|m| &m.from == *id || &m.to == *id)
+            })
+            .cloned()
+            .collect();
+        for id in gone {
+            info!(node = %id, "node has left the cluster");
+            self.config.nodes.retain(|n| n.id != id);
+            self.leaving.remove(&id);
+            self.health.remove(&id);
+            changed = true;
+        }
+        if !self.config.migrations.is_empty() {
+            return changed;
+        }
+
+        let mut map = self.config.slot_map();
+        let members = self.members();
+        let plan = planner::plan(&map, &members);
+        if plan.is_empty() {
+            return changed;
+        }
+        for &(slot, to) in &plan.assign {
+            map.set_owner(slot, Some(to));
+        }
+        self.config.slots = map.to_ranges(&self.config.nodes);
+        let node_id = |index: usize| self.config.nodes[index].id.clone();
+        self.config.migrations = plan
+            .moves
+            .iter()
+            .take(self.settings.max_migrations)
+            .map(|&(slot, from, to)| Migration {
+                slot,
+                from: node_id(from),
+                to: node_id(to),
+            })
+            .collect();
+        info!(
+            assigned = plan.assign.len(),
+            migrating = self.config.migrations.len(),
+            planned = plan.moves.len(),
+            "planned a rebalance"
+        );
+        true
+    }
+
+    /// Indexes of the nodes that should share the slots.
+    pub(super) fn members(&self) -> Vec<usize> {
+        let nodes = self.config.nodes.iter().enumerate();
+        nodes
+            .filter(|(_, n)| !self.leaving.contains(&n.id))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}

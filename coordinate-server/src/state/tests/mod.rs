@@ -1,0 +1,201 @@
+//! The state machine, driven with plain values: no sockets, no sleeps.
+//!
+//! [`Harness`] checks the invariants of every batch of effects; the tests
+//! are in [`rebalance`] (planning, migrations, time) and [`membership`]
+//! (registration, leaving, refusals).
+
+use std::time::{Duration, Instant};
+
+use keycafe_core::SLOT_COUNT;
+use keycafe_core::cluster::{ClusterConfig, NodeInfo};
+use keycafe_core::coord::{CoordinatorMessage, NodeMessage};
+
+use super::view::NodeState;
+use super::*;
+
+const ALL: usize = SLOT_COUNT as usize;
+
+fn node(n: u16) -> NodeInfo {
+    NodeInfo {
+        id: format!("{n:040x}"),
+        client_addr: format!("127.0.0.1:{}", 7000 + n),
+        bus_addr: format!("127.0.0.1:{}", 17000 + n),
+    }
+}
+
+/// A coordinator, a clock, and checks on every batch of effects.
+struct Harness {
+    coordinator: Coordinator,
+    now: Instant,
+    last_epoch: u64,
+    /// The configuration last persisted.
+    persisted: Option<ClusterConfig>,
+    /// Every configuration sent, per connection.
+    received: BTreeMap<ConnId, Vec<ClusterConfig>>,
+    closed: Vec<ConnId>,
+    errors: Vec<(ConnId, String)>,
+}
+
+impl Harness {
+    fn new(settings: Settings) -> Harness {
+        Harness::restore(settings, None)
+    }
+
+    fn restore(settings: Settings, state: Option<Durable>) -> Harness {
+        let now = Instant::now();
+        let (coordinator, effects) = Coordinator::new(settings, state, now);
+        let mut harness = Harness {
+            coordinator,
+            now,
+            last_epoch: 0,
+            persisted: None,
+            received: BTreeMap::new(),
+            closed: Vec::new(),
+            errors: Vec::new(),
+        };
+        harness.check(effects);
+        harness
+    }
+
+    fn config(&self) -> &ClusterConfig {
+        self.coordinator.config()
+    }
+
+    fn step(&mut self, event: Event) -> Vec<Effect> {
+        let effects = self.coordinator.step(event, self.now);
+        self.check(effects.clone());
+        effects
+    }
+
+    fn send(&mut self, conn: ConnId, message: NodeMessage) -> Vec<Effect> {
+        self.step(Event::Received { conn, message })
+    }
+
+    /// `register`, as the node sends it; planning waits for a tick.
+    fn register_only(&mut self, conn: ConnId, node: NodeInfo) -> Vec<Effect> {
+        self.send(
+            conn,
+            NodeMessage::Register {
+                node,
+                epoch: 0,
+                secret: None,
+            },
+        )
+    }
+
+    /// `register` and the tick after it.
+    fn register(&mut self, conn: ConnId, node: NodeInfo) -> Vec<Effect> {
+        let mut effects = self.register_only(conn, node);
+        effects.extend(self.tick());
+        effects
+    }
+
+    fn tick(&mut self) -> Vec<Effect> {
+        self.step(Event::Tick)
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// Every node answers `migration_done` for every migration, then a tick,
+    /// until nothing is in flight. Returns the number of slots moved.
+    fn finish_migrations(&mut self, conns: &BTreeMap<NodeId, ConnId>) -> usize {
+        let mut moved = 0;
+        for _ in 0..1000 {
+            self.tick();
+            let migrations = self.config().migrations.clone();
+            if migrations.is_empty() {
+                return moved;
+            }
+            for m in migrations {
+                moved += 1;
+                self.send(
+                    conns[&m.from],
+                    NodeMessage::MigrationDone {
+                        slot: m.slot,
+                        to: m.to,
+                    },
+                );
+            }
+            self.tick();
+        }
+        panic!("migrations never finished");
+    }
+
+    /// Invariants of every effect list: what is announced is exactly what
+    /// was persisted before, epochs only grow (a persist without a new epoch
+    /// changes nothing but `leaving`), and every registered connection gets
+    /// every new configuration.
+    fn check(&mut self, effects: Vec<Effect>) {
+        let mut new_epoch: Option<u64> = None;
+        for effect in effects {
+            match effect {
+                Effect::Persist(state) => {
+                    validate(&state).expect("persisted state is valid");
+                    let epoch = state.config.epoch;
+                    assert!(epoch >= self.last_epoch, "epoch went back");
+                    if epoch == self.last_epoch {
+                        assert_eq!(
+                            self.persisted.as_ref(),
+                            Some(&state.config),
+                            "same epoch, other config"
+                        );
+                    } else {
+                        new_epoch = Some(epoch);
+                    }
+                    self.last_epoch = epoch;
+                    self.persisted = Some(state.config);
+                }
+                Effect::Send {
+                    to,
+                    message: CoordinatorMessage::Config(config),
+                } => {
+                    assert_eq!(
+                        self.persisted.as_ref(),
+                        Some(&config),
+                        "announced what is not on disk"
+                    );
+                    if new_epoch == Some(config.epoch) {
+                        let sessions: Vec<ConnId> =
+                            self.coordinator.sessions.keys().copied().collect();
+                        assert_eq!(to, sessions, "a new configuration goes to every session");
+                    }
+                    for conn in to {
+                        self.received.entry(conn).or_default().push(config.clone());
+                    }
+                }
+                Effect::Send {
+                    to,
+                    message: CoordinatorMessage::Error { message },
+                } => {
+                    self.errors
+                        .extend(to.into_iter().map(|c| (c, message.clone())));
+                }
+                Effect::Close(conn) => self.closed.push(conn),
+            }
+        }
+    }
+
+    fn counts(&self) -> Vec<usize> {
+        let map = self.config().slot_map();
+        (0..self.config().nodes.len())
+            .map(|i| map.slots_of(i).len())
+            .collect()
+    }
+}
+
+fn wide() -> Settings {
+    Settings {
+        max_migrations: usize::MAX,
+        ..Settings::default()
+    }
+}
+
+fn is_fair(counts: &[usize]) -> bool {
+    let n = counts.len();
+    counts.iter().sum::<usize>() == ALL && counts.iter().all(|&c| c == ALL / n || c == ALL / n + 1)
+}
+
+mod membership;
+mod rebalance;
