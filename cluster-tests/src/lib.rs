@@ -27,19 +27,34 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .to_path_buf();
     let path = dir.join(name);
     if !path.exists() {
         BUILT.get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = std::process::Command::new(cargo)
-                .args(["build", "-p", "keycafe-server", "-p", "coordinate-server", "--bins"])
+                .args([
+                    "build",
+                    "-p",
+                    "keycafe-server",
+                    "-p",
+                    "coordinate-server",
+                    "--bins",
+                ])
                 .status()
                 .expect("cargo runs");
             assert!(status.success(), "building the cluster binaries failed");
         });
     }
-    assert!(path.exists(), "{} not found; run `cargo build --workspace --bins`", path.display());
+    assert!(
+        path.exists(),
+        "{} not found; run `cargo build --workspace --bins`",
+        path.display()
+    );
     path
 }
 
@@ -70,12 +85,18 @@ fn spawn(program: &str, args: &[String], log_name: &str) -> anyhow::Result<Child
 
 async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    bail!("{what} did not listen on port {port} within 5 s (logs in {})", logs_dir().display())
+    bail!(
+        "{what} did not listen on port {port} within 5 s (logs in {})",
+        logs_dir().display()
+    )
 }
 
 /// A running coordinate-server.
@@ -92,7 +113,11 @@ impl Coordinator {
     }
 
     /// Starts on given ports (to restart a coordinator where it was).
-    pub async fn start_on(port: u16, http_port: u16, data_dir: PathBuf) -> anyhow::Result<Coordinator> {
+    pub async fn start_on(
+        port: u16,
+        http_port: u16,
+        data_dir: PathBuf,
+    ) -> anyhow::Result<Coordinator> {
         let args = vec![
             "--port".into(),
             port.to_string(),
@@ -101,10 +126,19 @@ impl Coordinator {
             "--data-dir".into(),
             data_dir.display().to_string(),
         ];
-        let child = spawn("coordinate-server", &args, &format!("coordinator-{port}.log"))?;
+        let child = spawn(
+            "coordinate-server",
+            &args,
+            &format!("coordinator-{port}.log"),
+        )?;
         wait_for_port(port, "coordinate-server").await?;
         wait_for_port(http_port, "coordinate-server dashboard").await?;
-        Ok(Coordinator { port, http_port, data_dir, child })
+        Ok(Coordinator {
+            port,
+            http_port,
+            data_dir,
+            child,
+        })
     }
 
     pub fn addr(&self) -> String {
@@ -145,7 +179,10 @@ impl Coordinator {
                 return Ok(config);
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("timed out after {timeout:?} waiting until {what}: {:?}", self.config().await);
+                bail!(
+                    "timed out after {timeout:?} waiting until {what}: {:?}",
+                    self.config().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -162,7 +199,10 @@ pub async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
     let mut response = String::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await??;
     let (head, body) = response.split_once("\r\n\r\n").context("HTTP response")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
     Ok(body.to_string())
 }
 
@@ -186,7 +226,11 @@ impl Node {
         ];
         let child = spawn("keycafe-server", &args, &format!("node-{port}.log"))?;
         wait_for_port(port, "keycafe-server").await?;
-        Ok(Node { port, bus_port, child })
+        Ok(Node {
+            port,
+            bus_port,
+            child,
+        })
     }
 
     pub fn addr(&self) -> String {
@@ -194,7 +238,10 @@ impl Node {
     }
 
     /// Waits (bounded) for the process to exit on its own.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    pub async fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         Ok(tokio::time::timeout(timeout, self.child.wait()).await??)
     }
 }

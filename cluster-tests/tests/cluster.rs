@@ -18,7 +18,9 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 async fn start_cluster(nodes: usize) -> (Coordinator, Vec<Node>, tempdir::Dir) {
     let dir = tempdir::Dir::new();
-    let coordinator = Coordinator::start(dir.path.clone()).await.expect("coordinator starts");
+    let coordinator = Coordinator::start(dir.path.clone())
+        .await
+        .expect("coordinator starts");
     let mut started = Vec::new();
     for _ in 0..nodes {
         started.push(Node::start(&coordinator.addr()).await.expect("node starts"));
@@ -39,7 +41,8 @@ mod tempdir {
         pub fn new() -> Dir {
             static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!("keycafe-coord-{}-{n}", std::process::id()));
+            let path =
+                std::env::temp_dir().join(format!("keycafe-coord-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).expect("create temp dir");
             Dir { path }
@@ -71,7 +74,11 @@ async fn resp(addr: &str, args: &[&str]) -> String {
 /// Keys held by a node, from DBSIZE.
 async fn dbsize(addr: &str) -> usize {
     let reply = resp(addr, &["DBSIZE"]).await;
-    reply.trim_start_matches(':').trim().parse().expect("DBSIZE is an integer")
+    reply
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .expect("DBSIZE is an integer")
 }
 
 /// Checks that each node holds exactly the keys whose slots it owns.
@@ -79,12 +86,21 @@ async fn assert_keys_on_owners(config: &ClusterConfig, keys: &[String]) {
     let map = config.slot_map();
     let mut expected: HashMap<String, usize> = HashMap::new();
     for key in keys {
-        let owner = map.owner(key_slot(key.as_bytes())).expect("every slot owned");
-        *expected.entry(config.nodes[owner].client_addr.clone()).or_default() += 1;
+        let owner = map
+            .owner(key_slot(key.as_bytes()))
+            .expect("every slot owned");
+        *expected
+            .entry(config.nodes[owner].client_addr.clone())
+            .or_default() += 1;
     }
     for node in &config.nodes {
         let want = expected.get(&node.client_addr).copied().unwrap_or(0);
-        assert_eq!(dbsize(&node.client_addr).await, want, "keys on {}", node.client_addr);
+        assert_eq!(
+            dbsize(&node.client_addr).await,
+            want,
+            "keys on {}",
+            node.client_addr
+        );
     }
 }
 
@@ -126,12 +142,17 @@ async fn assert_values(kc: &KeycafeCluster, last: &HashMap<String, String>) {
     for i in 0..10_000 {
         let key = format!("key:{i}");
         let value = kc.get_string(&key).await.expect("read after rebalance");
-        let expected = last.get(&key).cloned().unwrap_or_else(|| format!("initial-{i}"));
+        let expected = last
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| format!("initial-{i}"));
         assert_eq!(value.as_deref(), Some(expected.as_str()), "{key}");
     }
     for i in 0..500 {
         match kc.pttl(format!("ttl:{i}")).await.expect("pttl") {
-            Ttl::ExpiresIn(left) => assert!(left > Duration::from_secs(500), "ttl:{i} has {left:?}"),
+            Ttl::ExpiresIn(left) => {
+                assert!(left > Duration::from_secs(500), "ttl:{i} has {left:?}")
+            }
             other => panic!("ttl:{i} lost its TTL: {other:?}"),
         }
     }
@@ -140,14 +161,24 @@ async fn assert_values(kc: &KeycafeCluster, last: &HashMap<String, String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_then_a_join_then_a_graceful_leave() {
     let (coordinator, mut nodes, _dir) = start_cluster(3).await;
-    let kc = KeycafeCluster::connect(nodes[0].addr()).await.expect("client connects");
+    let kc = KeycafeCluster::connect(nodes[0].addr())
+        .await
+        .expect("client connects");
 
     let mut keys: Vec<String> = (0..10_000).map(|i| format!("key:{i}")).collect();
     for chunk in (0..10_000).collect::<Vec<_>>().chunks(500) {
-        kc.mset(chunk.iter().map(|i| (format!("key:{i}"), format!("initial-{i}")))).await.expect("mset");
+        kc.mset(
+            chunk
+                .iter()
+                .map(|i| (format!("key:{i}"), format!("initial-{i}"))),
+        )
+        .await
+        .expect("mset");
     }
     for i in 0..500 {
-        kc.set_ex(format!("ttl:{i}"), "v", Duration::from_secs(600)).await.expect("set_ex");
+        kc.set_ex(format!("ttl:{i}"), "v", Duration::from_secs(600))
+            .await
+            .expect("set_ex");
         keys.push(format!("ttl:{i}"));
     }
     let config = coordinator.config().await.unwrap();
@@ -157,8 +188,15 @@ async fn three_nodes_then_a_join_then_a_graceful_leave() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(kc.clone(), stop.clone());
     let reader = spawn_reader(kc.clone(), stop.clone());
-    nodes.push(Node::start(&coordinator.addr()).await.expect("fourth node starts"));
-    let config = coordinator.wait_until("four nodes, fair", SETTLE, |c| is_fair(c, 4)).await.unwrap();
+    nodes.push(
+        Node::start(&coordinator.addr())
+            .await
+            .expect("fourth node starts"),
+    );
+    let config = coordinator
+        .wait_until("four nodes, fair", SETTLE, |c| is_fair(c, 4))
+        .await
+        .unwrap();
     stop.store(true, Ordering::Relaxed);
     let last = writer.await.unwrap();
     assert!(reader.await.unwrap() > 0, "the reader read during the join");
@@ -171,7 +209,10 @@ async fn three_nodes_then_a_join_then_a_graceful_leave() {
     let writer = spawn_writer(kc.clone(), stop.clone());
     let reader = spawn_reader(kc.clone(), stop.clone());
     let leaving = nodes.remove(1);
-    assert_eq!(resp(&leaving.addr(), &["CLUSTER", "LEAVE"]).await, "+OK\r\n");
+    assert_eq!(
+        resp(&leaving.addr(), &["CLUSTER", "LEAVE"]).await,
+        "+OK\r\n"
+    );
     let config = coordinator
         .wait_until("three nodes, fair, without the leaver", SETTLE, |c| {
             is_fair(c, 3) && c.nodes.iter().all(|n| n.client_addr != leaving.addr())
@@ -179,7 +220,10 @@ async fn three_nodes_then_a_join_then_a_graceful_leave() {
         .await
         .unwrap();
     let mut leaving = leaving;
-    let status = leaving.wait_exit(Duration::from_secs(30)).await.expect("the leaver exits");
+    let status = leaving
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("the leaver exits");
     assert!(status.success(), "clean exit after leaving: {status:?}");
     stop.store(true, Ordering::Relaxed);
     let last = writer.await.unwrap();
@@ -192,26 +236,48 @@ async fn three_nodes_then_a_join_then_a_graceful_leave() {
 async fn the_coordinator_dies_and_comes_back() {
     let (coordinator, _nodes, dir) = start_cluster(3).await;
     let before = coordinator.config().await.unwrap();
-    let kc = KeycafeCluster::connect(_nodes[0].addr()).await.expect("client connects");
+    let kc = KeycafeCluster::connect(_nodes[0].addr())
+        .await
+        .expect("client connects");
     let (port, http_port) = (coordinator.port, coordinator.http_port);
     coordinator.kill().await;
 
     // Nodes keep serving with what they know.
     for i in 0..1000 {
-        kc.set(format!("k{i}"), format!("v{i}")).await.expect("write while the coordinator is down");
+        kc.set(format!("k{i}"), format!("v{i}"))
+            .await
+            .expect("write while the coordinator is down");
     }
-    assert_eq!(kc.get_string("k999").await.unwrap().as_deref(), Some("v999"));
+    assert_eq!(
+        kc.get_string("k999").await.unwrap().as_deref(),
+        Some("v999")
+    );
 
-    let coordinator = Coordinator::start_on(port, http_port, dir.path.clone()).await.expect("restarts");
+    let coordinator = Coordinator::start_on(port, http_port, dir.path.clone())
+        .await
+        .expect("restarts");
     let after = coordinator.config().await.unwrap();
-    assert!(after.epoch >= before.epoch, "epoch went back: {} < {}", after.epoch, before.epoch);
+    assert!(
+        after.epoch >= before.epoch,
+        "epoch went back: {} < {}",
+        after.epoch,
+        before.epoch
+    );
     assert_eq!(after.slots, before.slots, "same slot map after the restart");
 
     // A join after the restart works.
-    let _fourth = Node::start(&coordinator.addr()).await.expect("fourth node starts");
-    coordinator.wait_until("four nodes, fair", SETTLE, |c| is_fair(c, 4)).await.unwrap();
+    let _fourth = Node::start(&coordinator.addr())
+        .await
+        .expect("fourth node starts");
+    coordinator
+        .wait_until("four nodes, fair", SETTLE, |c| is_fair(c, 4))
+        .await
+        .unwrap();
     for i in 0..1000 {
-        assert_eq!(kc.get_string(format!("k{i}")).await.unwrap(), Some(format!("v{i}")));
+        assert_eq!(
+            kc.get_string(format!("k{i}")).await.unwrap(),
+            Some(format!("v{i}"))
+        );
     }
 }
 
@@ -223,20 +289,33 @@ async fn redis_tools_and_the_redis_crate_on_a_cluster() {
     // redis-cli -c follows MOVED from whichever node it asks.
     let redis_cli = |port: u16, args: &[&str]| {
         let mut command = std::process::Command::new("redis-cli");
-        command.args(["-c", "-h", "127.0.0.1", "-p", &port.to_string()]).args(args);
+        command
+            .args(["-c", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args);
         command
     };
     for key in ["alpha", "beta", "gamma", "delta"] {
-        let out = redis_cli(nodes[0].port, &["SET", key, &format!("{key}-value")]).output().unwrap();
+        let out = redis_cli(nodes[0].port, &["SET", key, &format!("{key}-value")])
+            .output()
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK", "{out:?}");
         let out = redis_cli(nodes[2].port, &["GET", key]).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{key}-value"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{key}-value")
+        );
     }
 
     // The redis crate's cluster client reads and writes keys in every range.
-    let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{}/", n.addr())).collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("redis://{}/", n.addr()))
+        .collect();
     let client = redis::cluster::ClusterClient::new(urls).unwrap();
-    let mut con = client.get_async_connection().await.expect("cluster client connects");
+    let mut con = client
+        .get_async_connection()
+        .await
+        .expect("cluster client connects");
     for i in 0..2000 {
         let _: () = con.set(format!("r{i}"), i).await.unwrap();
     }
@@ -250,7 +329,13 @@ async fn redis_tools_and_the_redis_crate_on_a_cluster() {
 
     // redis-benchmark in cluster mode runs against the cluster.
     let out = std::process::Command::new("redis-benchmark")
-        .args(["--cluster", "-h", "127.0.0.1", "-p", &nodes[1].port.to_string()])
+        .args([
+            "--cluster",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &nodes[1].port.to_string(),
+        ])
         .args(["-t", "set,get", "-n", "3000", "-c", "10", "-q"])
         .output()
         .expect("redis-benchmark runs");

@@ -133,7 +133,11 @@ async fn connection(
             queued = outbox.recv() => match queued {
                 Some(bytes) => write(&mut writer, &bytes).await?,
                 // The driver dropped us: everything queued has been written.
-                None => return Ok(()),
+                None => {
+                    let _ = writer.shutdown().await;
+                    drain(&mut reader).await;
+                    return Ok(());
+                }
             },
             _ = &mut first_message, if !heard => {
                 let reason = format!("no register within {FIRST_MESSAGE_TIMEOUT:?}");

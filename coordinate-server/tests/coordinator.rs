@@ -78,7 +78,7 @@ async fn three_nodes_share_the_slots_and_every_node_sees_every_config() {
 #[tokio::test]
 async fn a_silent_node_is_shown_failing_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 300).await;
+    let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 1000).await;
     let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
     let b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
     a.wait_for("two nodes", |s| s.latest().is_some_and(|c| settled(c, 2)))
@@ -113,9 +113,11 @@ async fn a_silent_node_is_shown_failing_and_recovers() {
 #[tokio::test]
 async fn a_dead_source_stalls_its_migrations_without_losing_the_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 300).await;
-    let a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
+    let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 1000).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
     a.set_auto_done(false);
+    a.wait_for("all slots", |s| s.latest().is_some_and(|c| settled(c, 1)))
+        .await;
     let mut b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
     b.wait_for("migrations", |s| {
         s.latest().is_some_and(|c| !c.migrations.is_empty())

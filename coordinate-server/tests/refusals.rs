@@ -20,6 +20,9 @@ async fn a_wrong_secret_is_refused_and_the_connection_closed() {
             secret,
         })
         .await;
+        // More already on its way (as a node that leaves sends): the error
+        // must still arrive, not be lost to a reset.
+        link.send(&NodeMessage::Leave).await;
         assert!(matches!(
             link.recv().await,
             Some(CoordinatorMessage::Error { .. })
