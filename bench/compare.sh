@@ -4,7 +4,9 @@
 #   bench/compare.sh [rounds]      (default 3 rounds; medians are reported)
 #
 # Throughput and latency: redis-benchmark -t set,get -n 1000000 -r 100000
-# -d 64 -c 50 at -P 1 and -P 16, against each server in turn, alternating.
+# -d 64 -c 50 at -P 1 and -P 16, against each server in turn, alternating:
+# redis-server, keycafe-server with its default runtime (one thread per core)
+# and keycafe-server --threads 1 (a single-threaded event loop, like Redis's).
 # Memory: 1,000,000 keys (16-byte keys, 32-byte values) loaded into a fresh
 # instance of each; resident memory growth per key.
 # Both servers listen on loopback only and are stopped on exit.
@@ -13,6 +15,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 REDIS_PORT=${REDIS_PORT:-7379}
 KEYCAFE_PORT=${KEYCAFE_PORT:-7814}
+KEYCAFE1_PORT=${KEYCAFE1_PORT:-7815}
 REQUESTS=${REQUESTS:-1000000}
 
 for tool in redis-server redis-benchmark redis-cli; do
@@ -43,6 +46,11 @@ start_keycafe() {
     KEYCAFE_PID=$!; PIDS+=("$KEYCAFE_PID")
     wait_for "$KEYCAFE_PORT"
 }
+start_keycafe1() {
+    RUST_LOG=warn "$KEYCAFE" --port "$KEYCAFE1_PORT" --threads 1 >"$WORK/keycafe1.log" 2>&1 &
+    KEYCAFE1_PID=$!; PIDS+=("$KEYCAFE1_PID")
+    wait_for "$KEYCAFE1_PORT"
+}
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
 wait_for() {
     for _ in $(seq 100); do
@@ -54,12 +62,16 @@ wait_for() {
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 echo "== throughput: redis-benchmark -t set,get -n $REQUESTS -r 100000 -d 64 -c 50 -P {1,16}, $ROUNDS rounds"
-start_redis; start_keycafe
+start_redis; start_keycafe; start_keycafe1
 RESULTS="$WORK/results.csv"
 for round in $(seq "$ROUNDS"); do
     for pipeline in 1 16; do
-        for server in redis keycafe; do
-            port=$REDIS_PORT; [[ $server == keycafe ]] && port=$KEYCAFE_PORT
+        for server in redis keycafe keycafe-1t; do
+            case $server in
+                redis) port=$REDIS_PORT ;;
+                keycafe) port=$KEYCAFE_PORT ;;
+                keycafe-1t) port=$KEYCAFE1_PORT ;;
+            esac
             redis-benchmark -p "$port" -t set,get -n "$REQUESTS" -r 100000 -d 64 -c 50 \
                 -P "$pipeline" --csv 2>/dev/null | tail -n +2 | tr -d '"' |
                 while IFS=, read -r test rps _avg _min p50 _p95 p99 _max; do
@@ -69,7 +81,7 @@ for round in $(seq "$ROUNDS"); do
         done
     done
 done
-stop "$REDIS_PID"; stop "$KEYCAFE_PID"
+stop "$REDIS_PID"; stop "$KEYCAFE_PID"; stop "$KEYCAFE1_PID"
 
 echo "== memory: 1,000,000 keys, 16-byte keys, 32-byte values"
 python3 - "$WORK/load.resp" <<'PY'
@@ -102,15 +114,18 @@ for server, pipeline, test, rps, p50, p99 in rows:
     cells.setdefault((test, pipeline, server), []).append((float(rps), float(p50), float(p99)))
 med = lambda xs, i: statistics.median(x[i] for x in xs)
 print()
-print("| test | pipeline | redis ops/s | keycafe ops/s | ratio | redis p50 / p99 ms | keycafe p50 / p99 ms |")
-print("|---|---|---|---|---|---|---|")
+print("| test | -P | redis ops/s | keycafe ops/s (ratio) | keycafe --threads 1 ops/s (ratio) | p50 / p99 ms: redis | keycafe | keycafe --threads 1 |")
+print("|---|---|---|---|---|---|---|---|")
 for test in ("SET", "GET"):
     for pipeline in ("1", "16"):
-        r, k = cells.get((test, pipeline, "redis")), cells.get((test, pipeline, "keycafe"))
-        if not r or not k:
+        r = cells.get((test, pipeline, "redis"))
+        k = cells.get((test, pipeline, "keycafe"))
+        k1 = cells.get((test, pipeline, "keycafe-1t"))
+        if not (r and k and k1):
             continue
-        print(f"| {test} | {pipeline} | {med(r,0):,.0f} | {med(k,0):,.0f} | {med(k,0)/med(r,0):.2f}x "
-              f"| {med(r,1):.3f} / {med(r,2):.3f} | {med(k,1):.3f} / {med(k,2):.3f} |")
+        print(f"| {test} | {pipeline} | {med(r,0):,.0f} | {med(k,0):,.0f} ({med(k,0)/med(r,0):.2f}x) "
+              f"| {med(k1,0):,.0f} ({med(k1,0)/med(r,0):.2f}x) "
+              f"| {med(r,1):.3f} / {med(r,2):.3f} | {med(k,1):.3f} / {med(k,2):.3f} | {med(k1,1):.3f} / {med(k1,2):.3f} |")
 print()
 print("| server | keys | RSS growth | bytes per key |")
 print("|---|---|---|---|")

@@ -140,7 +140,8 @@ pub struct Flags {
     /// Milliseconds without a heartbeat before a node is shown as failing.
     #[arg(long)]
     pub node_timeout_ms: Option<u64>,
-    /// Secret nodes must present to register.
+    /// Secret nodes must present to register (visible to `ps`; prefer
+    /// `secret:` in the YAML file).
     #[arg(long)]
     pub secret: Option<String>,
     /// Default log filter (RUST_LOG wins when set).

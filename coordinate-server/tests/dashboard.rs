@@ -63,5 +63,40 @@ async fn the_dashboard_renders_and_the_api_parses() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+
+    // The confirmation's button: refused from another site, then done.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = coordinator.url(&format!("/nodes/{}/leave", b.info.id));
+    let forged = http
+        .post(&form)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    b.set_auto_done(false); // keep b "leaving" while we look
+    let posted = http
+        .post(&form)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 303);
+    assert_eq!(posted.headers()["location"], "/");
+    let again = reqwest::get(&form).await.unwrap().text().await.unwrap();
+    assert!(
+        again.contains("already been asked to leave") && !again.contains("<form"),
+        "{again}"
+    );
+    b.set_auto_done(true);
+    a.wait_for("b gone", |s| s.latest().is_some_and(|c| settled(c, 1)))
+        .await;
+    let last = reqwest::get(coordinator.url(&format!("/nodes/{}/leave", a.info.id)))
+        .await
+        .unwrap();
+    assert!(last.text().await.unwrap().contains("last member"));
     coordinator.stop().await.unwrap();
 }

@@ -91,6 +91,8 @@ pub struct DashboardPage {
 #[template(path = "leave.html")]
 pub struct LeavePage {
     pub node: NodeRow,
+    /// Already asked to leave.
+    pub leaving: bool,
 }
 
 /// `GET /`
@@ -111,8 +113,16 @@ pub(super) async fn confirm_leave(
         .enumerate()
         .find(|(_, n)| n.id == id)
         .ok_or(Refusal::UnknownNode(id))?;
+    let others = view
+        .nodes
+        .iter()
+        .filter(|n| n.id != node.id && !n.leaving)
+        .count();
+    let mut row = node_row(index, node);
+    row.can_leave = !node.leaving && others > 0;
     render(&LeavePage {
-        node: node_row(index, node),
+        node: row,
+        leaving: node.leaving,
     })
 }
 

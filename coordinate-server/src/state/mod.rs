@@ -331,7 +331,9 @@ impl Coordinator {
                 message: CoordinatorMessage::Config(self.config.clone()),
             });
         }
-        info!(
+        // Debug, not info: a rebalance makes one per tick. The events that
+        // matter to an operator (joins, plans, completion) log at info.
+        debug!(
             epoch = self.config.epoch,
             nodes = self.config.nodes.len(),
             migrations = self.config.migrations.len(),

@@ -53,12 +53,15 @@ impl Coordinator {
         let rebalanced = std::mem::take(&mut self.replan) && self.rebalance();
         if changed || rebalanced {
             self.commit(effects);
+            if changed && self.config.migrations.is_empty() {
+                info!(epoch = self.config.epoch, "rebalance complete");
+            }
         }
     }
 
     /// Removes leavers that own nothing and, when no migration is in flight,
     /// plans the next window of moves. True if the configuration changed.
-    pub(super) fn rebalance(&mut self) -> bool {
+    fn rebalance(&mut self) -> bool {
         let mut changed = false;
         let gone: Vec<NodeId> = self
             .leaving
