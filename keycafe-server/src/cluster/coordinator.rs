@@ -89,8 +89,12 @@ async fn session(
                         CoordinatorMessage::Config(config) => {
                             cluster.adopt(config);
                         }
+                        // A refusal (a bad secret, a leave the coordinator
+                        // will not allow) is logged; if the coordinator also
+                        // closes the connection, the read above sees it and
+                        // the node reconnects with backoff.
                         CoordinatorMessage::Error { message } => {
-                            anyhow::bail!("coordinator refused: {message}");
+                            warn!(%message, "the coordinator refused a request");
                         }
                     }
                 }

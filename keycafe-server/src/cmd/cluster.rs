@@ -145,6 +145,12 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
             let cluster = ctx.shared.cluster.as_ref().ok_or_else(|| {
                 CmdError::Other("ERR This node is standalone; there is no cluster to leave".into())
             })?;
+            let view = cluster.view();
+            if view.me.is_some() && view.config.nodes.len() == 1 {
+                return Err(CmdError::Other(
+                    "ERR this is the cluster's last node; it cannot leave".into(),
+                ));
+            }
             cluster.leaving.store(true, Ordering::Relaxed);
             cluster.tell_coordinator(NodeMessage::Leave);
             reply.ok();
