@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# The demo in one command: builds in release mode, starts a Keycafe node on
-# 127.0.0.1:9814, waits until it answers, prints how to use it, writes logs to
-# ./logs, and stops everything cleanly on Ctrl-C.
-#
-# (The coordinator, the three-node cluster and the auth example join this
-# script as they are built.)
+# The whole demo in one command. Builds in release mode, then starts:
+#   - the coordinator        127.0.0.1:9800, dashboard http://127.0.0.1:9880
+#   - three Keycafe nodes    127.0.0.1:9814, :9815, :9816 (config*.yaml)
+#   - the auth API           http://127.0.0.1:8080  (examples/auth-server)
+#   - the web front end      http://127.0.0.1:3000  (examples/auth-web)
+# waits until each answers, prints the URL and the demo login, writes logs to
+# ./logs, and stops everything cleanly on Ctrl-C. The cluster starts afresh
+# each time; the example's SQLite database is kept in ./logs.
 set -euo pipefail
 cd "$(dirname "$0")"
 LOGS=${LOGS:-logs}
 mkdir -p "$LOGS"
+SEEDS=127.0.0.1:9814,127.0.0.1:9815,127.0.0.1:9816
+
+for port in 9800 9880 9814 9815 9816 19814 19815 19816 8080 3000; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port is already in use; stop whatever listens there first" >&2
+        exit 1
+    fi
+done
 
 echo "building (release)..."
 ./build.sh
@@ -18,38 +28,91 @@ stop_all() {
     trap - INT TERM EXIT
     echo
     echo "stopping..."
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    # Newest first: the front end, the API, the nodes, then the coordinator.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     echo "stopped."
 }
 trap stop_all INT TERM EXIT
 
-# Waits until a TCP port on 127.0.0.1 accepts connections.
-wait_for_port() {
-    local name=$1 port=$2 pid=$3
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+# start NAME COMMAND...: runs it in the background, logging to $LOGS/NAME.log.
+start() {
+    local name=$1
+    shift
+    "$@" >"$LOGS/$name.log" 2>&1 &
+    PIDS+=($!)
+}
+
+# http_status PORT PATH: the HTTP status code of a GET (bash only, no curl).
+http_status() {
+    local reply
+    reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+        printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 &&
+        head -n 1 <&3) 2>/dev/null) || return 1
+    echo "$reply" | cut -d' ' -f2
+}
+
+# wait_until NAME CHECK...: retries CHECK for up to 60 s, watching NAME's process.
+wait_until() {
+    local name=$1 pid=${PIDS[-1]}
+    shift
+    for _ in $(seq 600); do
+        if "$@"; then return 0; fi
         if ! kill -0 "$pid" 2>/dev/null; then
-            echo "$name exited; see $LOGS/$name.log" >&2
+            echo "$name exited; the end of $LOGS/$name.log:" >&2
             tail -n 20 "$LOGS/$name.log" >&2 || true
             exit 1
         fi
         sleep 0.1
     done
-    echo "$name did not start listening on port $port; see $LOGS/$name.log" >&2
+    echo "$name did not become ready; see $LOGS/$name.log" >&2
     exit 1
 }
+healthy() { [[ $(http_status "$1" "$2") == 200 ]]; }
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# The coordinator has three nodes and has finished moving slots between them.
+cluster_ready() {
+    local json
+    json=$( (exec 3<>/dev/tcp/127.0.0.1/9880 &&
+        printf 'GET /api/cluster HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && cat <&3) 2>/dev/null) || return 1
+    python3 - "$json" <<'PY'
+import json, sys
+body = sys.argv[1].split("\r\n\r\n", 1)[-1]
+config = json.loads(body).get("config", {})
+owned = sum(r["end"] - r["start"] + 1 for r in config.get("slots", []))
+sys.exit(0 if len(config.get("nodes", [])) == 3 and owned == 16384 and not config.get("migrations") else 1)
+PY
+}
 
-target/release/keycafe-server config.yaml >"$LOGS/keycafe-9814.log" 2>&1 &
-PIDS+=($!)
-wait_for_port keycafe-9814 9814 "${PIDS[-1]}"
+rm -rf "$LOGS/coordinator-data"
+start coordinator target/release/coordinate-server --data-dir "$LOGS/coordinator-data"
+wait_until coordinator healthy 9880 /api/cluster
+for config in config.yaml config2.yaml config3.yaml; do
+    port=$(awk '/^service_port:/ {print $2}' "$config")
+    start "keycafe-$port" target/release/keycafe-server "$config"
+    wait_until "keycafe-$port" listening "$port"
+done
+wait_until coordinator cluster_ready
+
+start auth-server env AUTH_SERVER_ADDR=127.0.0.1:8080 KEYCAFE_SEEDS="$SEEDS" \
+    DATABASE_URL="sqlite://$LOGS/auth-example.db?mode=rwc" AUTH_TRUSTED_PROXIES=127.0.0.1 \
+    target/release/auth-server
+wait_until auth-server healthy 8080 /healthz
+start auth-web env AUTH_WEB_ADDR=127.0.0.1:3000 KEYCAFE_SEEDS="$SEEDS" \
+    AUTH_SERVER_URL=http://127.0.0.1:8080 target/release/auth-web
+wait_until auth-web healthy 3000 /healthz
 
 cat <<MSG
 
-Keycafe is running.
-  node:      127.0.0.1:9814  (native protocol and RESP2)
-  try it:    target/release/keycafe-cli -p 9814     or     redis-cli -p 9814
-  logs:      $LOGS/
+Keycafe demo is running.
+
+  Open   http://127.0.0.1:3000
+  Login  limpett0@smugmug.com  /  pCHecmGBZ7
+
+  cluster dashboard   http://127.0.0.1:9880
+  Keycafe nodes       127.0.0.1:9814, :9815, :9816   (target/release/keycafe-cli -c -p 9814, or redis-cli -c -p 9814)
+  auth API            http://127.0.0.1:8080/healthz
+  logs                $LOGS/
 
 Press Ctrl-C to stop.
 MSG
