@@ -60,6 +60,9 @@ wait_for() {
     echo "server on port $1 did not start" >&2; exit 1
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU time a process has used (user + system), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS_PER_SECOND=$(getconf CLK_TCK)
 
 echo "== throughput: redis-benchmark -t set,get -n $REQUESTS -r 100000 -d 64 -c 50 -P {1,16}, $ROUNDS rounds"
 start_redis; start_keycafe; start_keycafe1
@@ -68,16 +71,22 @@ for round in $(seq "$ROUNDS"); do
     for pipeline in 1 16; do
         for server in redis keycafe keycafe-1t; do
             case $server in
-                redis) port=$REDIS_PORT ;;
-                keycafe) port=$KEYCAFE_PORT ;;
-                keycafe-1t) port=$KEYCAFE1_PORT ;;
+                redis) port=$REDIS_PORT; pid=$REDIS_PID ;;
+                keycafe) port=$KEYCAFE_PORT; pid=$KEYCAFE_PID ;;
+                keycafe-1t) port=$KEYCAFE1_PORT; pid=$KEYCAFE1_PID ;;
             esac
+            ticks_before=$(cpu_ticks "$pid")
             redis-benchmark -p "$port" -t set,get -n "$REQUESTS" -r 100000 -d 64 -c 50 \
                 -P "$pipeline" --csv 2>/dev/null | tail -n +2 | tr -d '"' |
                 while IFS=, read -r test rps _avg _min p50 _p95 p99 _max; do
                     echo "$server,$pipeline,$test,$rps,$p50,$p99" >>"$RESULTS"
                     echo "  round $round  $server  -P $pipeline  $test  $rps ops/s  p50 $p50 ms  p99 $p99 ms"
                 done
+            # Server CPU per request (SET and GET together): steadier than
+            # throughput on a shared machine, since it counts only the
+            # server's own work.
+            ticks=$(($(cpu_ticks "$pid") - ticks_before))
+            echo "$server,$pipeline,$ticks,$TICKS_PER_SECOND,$((2 * REQUESTS))" >>"$WORK/cpu.csv"
         done
     done
 done
@@ -106,7 +115,7 @@ for server in redis keycafe; do
     stop "$pid"
 done
 
-python3 - "$RESULTS" "$MEMORY" <<'PY'
+python3 - "$RESULTS" "$MEMORY" "$WORK/cpu.csv" <<'PY'
 import csv, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
 cells = {}
@@ -126,6 +135,15 @@ for test in ("SET", "GET"):
         print(f"| {test} | {pipeline} | {med(r,0):,.0f} | {med(k,0):,.0f} ({med(k,0)/med(r,0):.2f}x) "
               f"| {med(k1,0):,.0f} ({med(k1,0)/med(r,0):.2f}x) "
               f"| {med(r,1):.3f} / {med(r,2):.3f} | {med(k,1):.3f} / {med(k,2):.3f} | {med(k1,1):.3f} / {med(k1,2):.3f} |")
+print()
+cpu = {}
+for server, pipeline, ticks, hz, requests in csv.reader(open(sys.argv[3])):
+    cpu.setdefault((server, pipeline), []).append(int(ticks) / int(hz) * 1e6 / int(requests))
+print("| server CPU per request (µs, median) | -P 1 | -P 16 |")
+print("|---|---|---|")
+for server in ("redis", "keycafe", "keycafe-1t"):
+    row = [f"{statistics.median(cpu[(server, p)]):.2f}" for p in ("1", "16") if (server, p) in cpu]
+    print(f"| {server} | " + " | ".join(row) + " |")
 print()
 print("| server | keys | RSS growth | bytes per key |")
 print("|---|---|---|---|")

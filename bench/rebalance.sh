@@ -15,8 +15,8 @@
 #     owns its slot (one connection per node, in parallel). The DBSIZE sum
 #     must equal `keys`.
 #  3. Throughput before the move: keycafe-benchmark --cluster -t set,get
-#     -r <keys> -d 64 -c 50 -P 1, run in chunks of about a second each,
-#     for MEASURE_SECS (5) seconds. SETs only overwrite loaded keys, so the
+#     -r <keys> -d 64 -c 50 -P 1, run in short chunks (CHUNK_SECS, 0.5 s,
+#     for both tests) back to back for MEASURE_SECS (5) seconds. SETs only overwrite loaded keys, so the
 #     key count does not change.
 #  4. Starts a fourth node and, from that instant, polls the coordinator's
 #     /api/cluster every 100 ms until its configuration is fair for 4 nodes
@@ -36,7 +36,7 @@
 #  - The load generator shares the machine with the four nodes; run it on an
 #    otherwise quiet machine, and compare before/during from the same run.
 #
-# Environment: MEASURE_SECS (5), CLIENTS (50), MOVE_TIMEOUT (300 s, give up
+# Environment: MEASURE_SECS (5), CHUNK_SECS (0.5), CLIENTS (50), MOVE_TIMEOUT (300 s, give up
 # waiting for the rebalance), KEEP_WORK=1 keeps the temporary directory
 # (it is always kept when the script fails), RUST_LOG (info) for the servers.
 # Needs: cargo, python3, curl.
@@ -47,6 +47,7 @@ KEYS=${1:-1000000}
 MEASURE_SECS=${MEASURE_SECS:-5}
 CLIENTS=${CLIENTS:-50}
 MOVE_TIMEOUT=${MOVE_TIMEOUT:-300}
+CHUNK_SECS=${CHUNK_SECS:-0.5}
 export RUST_LOG=${RUST_LOG:-info}
 [[ $KEYS =~ ^[0-9]+$ && $KEYS -gt 0 ]] || { echo "usage: $0 [keys]" >&2; exit 2; }
 for tool in python3 curl; do
@@ -61,13 +62,14 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/keycafe-rebalance.XXXXXX")
 PIDS=()
 LOOP_PID=
 POLL_PID=
+BENCH_PID=
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    for pid in $LOOP_PID $POLL_PID; do kill "$pid" 2>/dev/null || true; done
+    for pid in $LOOP_PID $POLL_PID $BENCH_PID; do kill "$pid" 2>/dev/null || true; done
     # Newest first: the nodes, then the coordinator.
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}" $LOOP_PID $POLL_PID; do wait "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}" $LOOP_PID $POLL_PID $BENCH_PID; do wait "$pid" 2>/dev/null || true; done
     if [[ $status -ne 0 || ${KEEP_WORK:-0} == 1 ]]; then
         echo "logs and data kept in $WORK" >&2
     else
@@ -93,11 +95,28 @@ API="http://127.0.0.1:$CO_HTTP/api/cluster"
 # Polls /api/cluster every 100 ms until the configuration is fair for N
 # nodes with nothing migrating or queued. Prints the seconds from T0 (a
 # `date +%s.%N` instant) to then, and on stderr the times of the first
-# configuration with N nodes and of the first migration seen.
+# configuration with N nodes and of the first migration seen. T0 given as
+# @FILE: the poller starts ahead (so its own start-up is not timed), touches
+# FILE.ready once the API answers, then waits for FILE to hold T0.
 cat >"$WORK/wait_fair.py" <<'PY'
-import json, sys, time, urllib.request
-url, nodes, t0, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+import json, os, sys, time, urllib.request
+url, nodes, t0, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 SLOTS = 16384
+if t0.startswith("@"):
+    path = t0[1:]
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            break
+        except OSError:
+            if time.time() > deadline: sys.exit("the coordinator's API does not answer")
+            time.sleep(0.05)
+    open(path + ".ready", "w").close()
+    while not (os.path.exists(path) and open(path).read().strip()):
+        time.sleep(0.005)
+    t0 = open(path).read()
+t0 = float(t0)
 
 def fair(doc):
     config = doc["config"]
@@ -249,9 +268,13 @@ dbsize() {      # port
 
 # One benchmark chunk into file $1 (JSON; the exit status is 1 when some
 # replies were errors, which are counted, not fatal).
+# Runs in the background and waits, so that a signal can stop it at once.
 bench_chunk() {
     "$BIN/keycafe-benchmark" --cluster -h 127.0.0.1 -p "$N1" -t set,get -n "$CHUNK" \
-        -r "$KEYS" -d 64 -c "$CLIENTS" -P 1 --json >"$1" 2>"$1.err" || true
+        -r "$KEYS" -d 64 -c "$CLIENTS" -P 1 --json >"$1" 2>"$1.err" &
+    BENCH_PID=$!
+    wait "$BENCH_PID" || true
+    BENCH_PID=
 }
 
 # --------------------------------------------------------------- the run
@@ -276,14 +299,14 @@ SUM_BEFORE=$((BEFORE[0] + BEFORE[1] + BEFORE[2]))
 echo "   loaded in $LOAD_SECS s; DBSIZE ${BEFORE[*]} = $SUM_BEFORE"
 [[ $SUM_BEFORE -eq $KEYS ]] || { echo "DBSIZE sum $SUM_BEFORE != $KEYS" >&2; exit 1; }
 
-# Chunks of about a second: a short calibration run sets the size.
+# Chunks of about CHUNK_SECS (set + get): a short calibration run sets the size.
 CHUNK=20000
 bench_chunk "$WORK/calibrate.json"
 CHUNK=$(python3 -c '
 import json, sys
 tests = json.load(open(sys.argv[1]))["tests"]
 rate = min(t["ops_per_sec"] for t in tests)
-print(max(5000, int(rate * 0.5)))' "$WORK/calibrate.json") ||
+print(max(2000, int(rate * float(sys.argv[2]) / 2)))' "$WORK/calibrate.json" "$CHUNK_SECS") ||
     { echo "calibration run failed:" >&2; cat "$WORK/calibrate.json.err" >&2; exit 1; }
 
 echo "== throughput before the move: ${MEASURE_SECS} s of set,get chunks (-n $CHUNK each, -c $CLIENTS -P 1)"
@@ -297,17 +320,27 @@ python3 "$WORK/aggregate.py" "$WORK/before.json" "$WORK/before"/*.json
 
 echo "== starting a fourth node; timing the rebalance"
 (
+    trap 'kill $BENCH_PID 2>/dev/null; exit 0' TERM
     i=0
     while [[ ! -e $WORK/moved ]]; do
         i=$((i + 1)); bench_chunk "$WORK/during/$i.json"
     done
 ) &
 LOOP_PID=$!
-T0=$(date +%s.%N)
+python3 "$WORK/wait_fair.py" "$API" 4 "@$WORK/t0" "$MOVE_TIMEOUT" >"$WORK/move_secs" &
+POLL_PID=$!
+while [[ ! -e $WORK/t0.ready ]]; do
+    kill -0 "$POLL_PID" 2>/dev/null || { echo "the /api/cluster poller failed" >&2; exit 1; }
+    sleep 0.02
+done
+date +%s.%N >"$WORK/t0.tmp" && mv "$WORK/t0.tmp" "$WORK/t0"
 start_node node4 "$N4" "$B4"
-if ! MOVE_SECS=$(python3 "$WORK/wait_fair.py" "$API" 4 "$T0" "$MOVE_TIMEOUT"); then
+if ! wait "$POLL_PID"; then
+    POLL_PID=
     echo "the rebalance did not finish within $MOVE_TIMEOUT s" >&2; exit 1
 fi
+POLL_PID=
+MOVE_SECS=$(<"$WORK/move_secs")
 touch "$WORK/moved"
 wait "$LOOP_PID"
 LOOP_PID=
