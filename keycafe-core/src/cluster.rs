@@ -85,13 +85,17 @@ pub struct SlotMap {
 
 impl std::fmt::Debug for SlotMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlotMap").field("assigned", &self.assigned()).finish()
+        f.debug_struct("SlotMap")
+            .field("assigned", &self.assigned())
+            .finish()
     }
 }
 
 impl Default for SlotMap {
     fn default() -> Self {
-        SlotMap { owners: vec![None; usize::from(SLOT_COUNT)].into_boxed_slice() }
+        SlotMap {
+            owners: vec![None; usize::from(SLOT_COUNT)].into_boxed_slice(),
+        }
     }
 }
 
@@ -113,7 +117,11 @@ impl SlotMap {
 
     /// Index (into the node list) of the owner of `slot`.
     pub fn owner(&self, slot: Slot) -> Option<usize> {
-        self.owners.get(usize::from(slot)).copied().flatten().map(usize::from)
+        self.owners
+            .get(usize::from(slot))
+            .copied()
+            .flatten()
+            .map(usize::from)
     }
 
     pub fn set_owner(&mut self, slot: Slot, owner: Option<usize>) {
@@ -129,7 +137,9 @@ impl SlotMap {
 
     /// Slots owned by node `index`, ascending.
     pub fn slots_of(&self, index: usize) -> Vec<Slot> {
-        (0..SLOT_COUNT).filter(|&s| self.owner(s) == Some(index)).collect()
+        (0..SLOT_COUNT)
+            .filter(|&s| self.owner(s) == Some(index))
+            .collect()
     }
 
     /// Back to ranges (maximal runs of one owner), ascending.
@@ -141,7 +151,11 @@ impl SlotMap {
             };
             match ranges.last_mut() {
                 Some(last) if last.owner == owner.id && last.end + 1 == slot => last.end = slot,
-                _ => ranges.push(SlotRange { start: slot, end: slot, owner: owner.id.clone() }),
+                _ => ranges.push(SlotRange {
+                    start: slot,
+                    end: slot,
+                    owner: owner.id.clone(),
+                }),
             }
         }
         ranges
@@ -153,15 +167,27 @@ mod tests {
     use super::*;
 
     fn node(id: &str) -> NodeInfo {
-        NodeInfo { id: id.into(), client_addr: format!("{id}:1"), bus_addr: format!("{id}:2") }
+        NodeInfo {
+            id: id.into(),
+            client_addr: format!("{id}:1"),
+            bus_addr: format!("{id}:2"),
+        }
     }
 
     #[test]
     fn ranges_round_trip_through_the_slot_map() {
         let nodes = vec![node("a"), node("b")];
         let ranges = vec![
-            SlotRange { start: 0, end: 99, owner: "a".into() },
-            SlotRange { start: 100, end: 16383, owner: "b".into() },
+            SlotRange {
+                start: 0,
+                end: 99,
+                owner: "a".into(),
+            },
+            SlotRange {
+                start: 100,
+                end: 16383,
+                owner: "b".into(),
+            },
         ];
         let map = SlotMap::from_ranges(&nodes, &ranges);
         assert_eq!(map.owner(0), Some(0));
@@ -172,8 +198,14 @@ mod tests {
 
     #[test]
     fn only_newer_epochs_supersede() {
-        let old = ClusterConfig { epoch: 5, ..ClusterConfig::default() };
-        let new = ClusterConfig { epoch: 6, ..ClusterConfig::default() };
+        let old = ClusterConfig {
+            epoch: 5,
+            ..ClusterConfig::default()
+        };
+        let new = ClusterConfig {
+            epoch: 6,
+            ..ClusterConfig::default()
+        };
         assert!(new.supersedes(Some(&old)));
         assert!(!old.supersedes(Some(&new)));
         assert!(!old.supersedes(Some(&old)));
@@ -185,7 +217,11 @@ mod tests {
         let config = ClusterConfig {
             epoch: 3,
             nodes: vec![node("a")],
-            slots: vec![SlotRange { start: 0, end: 16383, owner: "a".into() }],
+            slots: vec![SlotRange {
+                start: 0,
+                end: 16383,
+                owner: "a".into(),
+            }],
             migrations: vec![],
         };
         let json = serde_json::to_string(&config).unwrap();
@@ -193,6 +229,9 @@ mod tests {
             json,
             r#"{"epoch":3,"nodes":[{"id":"a","client_addr":"a:1","bus_addr":"a:2"}],"slots":[{"start":0,"end":16383,"owner":"a"}],"migrations":[]}"#
         );
-        assert_eq!(serde_json::from_str::<ClusterConfig>(&json).unwrap(), config);
+        assert_eq!(
+            serde_json::from_str::<ClusterConfig>(&json).unwrap(),
+            config
+        );
     }
 }

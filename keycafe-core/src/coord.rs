@@ -118,8 +118,15 @@ mod tests {
                 epoch: 0,
                 secret: None,
             },
-            NodeMessage::Heartbeat(NodeReport { epoch: 4, keys: 10, ..NodeReport::default() }),
-            NodeMessage::MigrationDone { slot: 7, to: "b".repeat(40) },
+            NodeMessage::Heartbeat(NodeReport {
+                epoch: 4,
+                keys: 10,
+                ..NodeReport::default()
+            }),
+            NodeMessage::MigrationDone {
+                slot: 7,
+                to: "b".repeat(40),
+            },
             NodeMessage::Leave,
         ];
         let mut buf = BytesMut::new();
@@ -135,7 +142,10 @@ mod tests {
     fn json_is_tagged_by_type() {
         let json = serde_json::to_string(&NodeMessage::Leave).unwrap();
         assert_eq!(json, r#"{"type":"leave"}"#);
-        let json = serde_json::to_string(&CoordinatorMessage::Error { message: "x".into() }).unwrap();
+        let json = serde_json::to_string(&CoordinatorMessage::Error {
+            message: "x".into(),
+        })
+        .unwrap();
         assert_eq!(json, r#"{"type":"error","message":"x"}"#);
     }
 
@@ -146,6 +156,9 @@ mod tests {
         assert!(decode_message::<NodeMessage>(&mut buf).is_err());
         let mut buf = BytesMut::new();
         Protocol::Native.encode_frame(&Frame::Integer(1), &mut buf);
-        assert!(matches!(decode_message::<NodeMessage>(&mut buf), Err(MessageError::NotBulk)));
+        assert!(matches!(
+            decode_message::<NodeMessage>(&mut buf),
+            Err(MessageError::NotBulk)
+        ));
     }
 }

@@ -284,3 +284,65 @@ async fn redirects_epochs_and_a_live_migration() {
     server_a.stop().await;
     server_b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_secret_keeps_strangers_off_the_bus() {
+    let mut coordinator = FakeCoordinator::start().await;
+    let bus_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = TestServer::with_config(Config {
+        coordinator: Some(coordinator.addr.clone()),
+        cluster_port: Some(bus_port),
+        cluster_secret: Some("bus-secret".into()),
+        ..Config::default()
+    })
+    .await;
+    let node = coordinator.registered.recv().await.unwrap();
+    let slot = key_slot(b"k");
+    coordinator
+        .push(&config(
+            1,
+            &[node.clone()],
+            vec![range(0, 16383, &node)],
+            vec![],
+        ))
+        .await;
+    let bus: std::net::SocketAddr = node.bus_addr.parse().unwrap();
+    let slot = slot.to_string();
+    let import = [
+        b"KC.IMPORT".as_slice(),
+        slot.as_bytes(),
+        b"k",
+        b"stolen",
+        b"-1",
+    ];
+
+    // A stranger on the bus: refused until it presents the secret.
+    let mut stranger = RawClient::native(bus).await;
+    assert_eq!(
+        stranger.call(&import).await,
+        common::error("NOAUTH Authentication required.")
+    );
+    assert_eq!(
+        stranger.cmd("AUTH wrong").await,
+        common::error("WRONGPASS invalid username-password pair or user is disabled.")
+    );
+    let mut client = RawClient::resp(server.addr).await;
+    eventually("the node serves", async || {
+        client.cmd("GET k").await == Frame::Null
+    })
+    .await;
+
+    // A node that knows the secret may import; client commands stay off the bus.
+    let mut peer = RawClient::native(bus).await;
+    assert_eq!(peer.cmd("AUTH bus-secret").await, common::simple("OK"));
+    assert_eq!(peer.call(&import).await, Frame::Integer(1));
+    assert!(
+        matches!(peer.cmd("GET k").await, Frame::Error(e) if e.starts_with(b"ERR unknown command"))
+    );
+    assert_eq!(client.cmd("GET k").await, common::bulk("stolen"));
+    server.stop().await;
+}
