@@ -155,13 +155,13 @@ impl Coordinator {
     pub async fn config(&self) -> anyhow::Result<ClusterConfig> {
         let json = self.api().await?;
         let config = json.get("config").cloned().unwrap_or(json);
-        Ok(serde_json::from_value(config).context("config in /api/cluster")?)
+        serde_json::from_value(config).context("config in /api/cluster")
     }
 
     /// The whole `/api/cluster` document.
     pub async fn api(&self) -> anyhow::Result<serde_json::Value> {
         let body = http_get(self.http_port, "/api/cluster").await?;
-        Ok(serde_json::from_str(&body).context("/api/cluster is JSON")?)
+        serde_json::from_str(&body).context("/api/cluster is JSON")
     }
 
     /// Waits until the configuration satisfies `ready`.

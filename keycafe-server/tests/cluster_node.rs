@@ -305,7 +305,7 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
     coordinator
         .push(&config(
             1,
-            &[node.clone()],
+            std::slice::from_ref(&node),
             vec![range(0, 16383, &node)],
             vec![],
         ))
