@@ -34,6 +34,15 @@ for port in "$REDIS_PORT" "$KEYCAFE_PORT"; do
 done
 
 RESULTS="$WORK/results.csv"
+# keycafe-benchmark --json → the same CSV rows as redis-benchmark's.
+cat >"$WORK/json-to-csv.py" <<'PY'
+import json, sys
+label, pipeline = sys.argv[1], sys.argv[2]
+for test in json.load(sys.stdin)["tests"]:
+    latency = test["latency_ms"]
+    name = test["name"].upper()
+    print(f"{label},{pipeline},{name},{test['ops_per_sec']},{latency['p50']},{latency['p99']}")
+PY
 for round in $(seq "$ROUNDS"); do
     for pipeline in 1 16; do
         n=$REQUESTS_P1; [[ $pipeline == 16 ]] && n=$REQUESTS_P16
@@ -45,13 +54,8 @@ for round in $(seq "$ROUNDS"); do
         for protocol in native resp; do
             target/release/keycafe-benchmark -p "$KEYCAFE_PORT" -t set,get "${common[@]}" \
                 --protocol "$protocol" --json |
-                python3 -c '
-import json, sys
-label, pipeline = sys.argv[1], sys.argv[2]
-for t in json.load(sys.stdin)["tests"]:
-    l = t["latency_ms"]
-    print(f"{label},{pipeline},{t[\"name\"].upper()},{t[\"ops_per_sec\"]},{l[\"p50\"]},{l[\"p99\"]}")
-' "keycafe-benchmark>keycafe ($protocol)" "$pipeline" | tee -a "$RESULTS"
+                python3 "$WORK/json-to-csv.py" "keycafe-benchmark>keycafe ($protocol)" "$pipeline" |
+                tee -a "$RESULTS"
         done
     done
 done

@@ -227,9 +227,9 @@ async fn run(options: Options) -> anyhow::Result<bool> {
             run_test(clients, &workload.name, plan, slots.clone(), &options).await?;
         clients = returned;
         if options.quiet {
-            println!("{}", result.quiet_line());
+            wire::outln!("{}", result.quiet_line());
         } else if !options.json {
-            println!("{}", result.text(&setup));
+            wire::outln!("{}", result.text(&setup));
         }
         if result.errors > 0 && !options.json {
             eprintln!(
@@ -242,7 +242,7 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         results.push(result);
     }
     if options.json {
-        println!(
+        wire::outln!(
             "{}",
             serde_json::to_string_pretty(&Document {
                 setup: &setup,

@@ -173,7 +173,7 @@ impl Session {
                 return Ok(reply);
             };
             if self.interactive {
-                println!(
+                wire::outln!(
                     "-> Redirected to slot [{}] located at {}",
                     redirect.slot,
                     join_host_port(&redirect.host, redirect.port)
@@ -281,7 +281,7 @@ fn repl(session: &mut Session, output: Output) {
             }
         };
         let Ok(mut args) = split_args(&line) else {
-            println!("Invalid argument(s)");
+            wire::outln!("Invalid argument(s)");
             continue;
         };
         if args.is_empty() {
