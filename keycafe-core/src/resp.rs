@@ -172,6 +172,15 @@ fn parse_inline(
     Ok(Some(newline + 1))
 }
 
+/// Splits one command line into arguments with the quoting rules of inline
+/// commands (redis-cli's): for tools that read commands from a person, such
+/// as keycafe-cli's prompt.
+pub fn split_command_line(line: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let (mut spans, mut out) = (Vec::new(), Vec::new());
+    split_inline_args(line, &mut spans, &mut out)?;
+    Ok(spans.into_iter().map(|span| out[span].to_vec()).collect())
+}
+
 /// Splits an inline line into arguments the way redis-cli and Redis do:
 /// separated by whitespace, with "double quotes" (C escapes such as `\n` and
 /// `\x41`) and 'single quotes' (only `\'` escaped), which may also close a

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{RawClient, TestServer, redis_cli_format};
-use keycafe_core::Limits;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_scripts() {
@@ -97,23 +96,7 @@ async fn run_script(name: &str, script: &str) -> Vec<String> {
     failures
 }
 
-/// Splits a command line with redis-cli's quoting rules (the same rules the
-/// core's inline parser implements).
+/// Splits a command line with redis-cli's quoting rules.
 fn split_command(line: &str) -> Vec<Vec<u8>> {
-    let mut input = line.as_bytes().to_vec();
-    input.extend_from_slice(b"\r\n");
-    let (mut spans, mut scratch, mut inline) = (Vec::new(), Vec::new(), false);
-    keycafe_core::resp::parse_request(
-        &input,
-        &Limits::DEFAULT,
-        &mut spans,
-        &mut scratch,
-        &mut inline,
-    )
-    .expect("script command parses")
-    .expect("script command is complete");
-    spans
-        .into_iter()
-        .map(|span| scratch[span].to_vec())
-        .collect()
+    keycafe_core::resp::split_command_line(line.as_bytes()).expect("script command parses")
 }

@@ -1,6 +1,6 @@
 //! CLUSTER subcommands, ASKING, READONLY and READWRITE.
 //!
-//! Both modes answer from one [`Layout`]: in cluster mode it comes from the
+//! Both modes answer from one `Layout`: in cluster mode it comes from the
 //! configuration this node has adopted; a standalone node is a cluster of one
 //! that owns every slot. CLUSTER SLOTS, SHARDS and NODES keep Redis Cluster's
 //! exact shapes so that cluster-aware clients (the `redis` crate's cluster

@@ -172,6 +172,23 @@ impl Redirect {
     }
 }
 
+/// Writes a line to standard output. When the reader has gone away (the tool
+/// was piped into `head`, say), exit quietly, as Unix tools do, instead of
+/// panicking the way `println!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(err) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("cannot write to standard output: {err}");
+            std::process::exit(1);
+        }
+    }};
+}
+pub(crate) use outln;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,20 +227,3 @@ mod tests {
         assert_eq!(split_host_port("nope"), None);
     }
 }
-
-/// Writes a line to standard output. When the reader has gone away (the tool
-/// was piped into `head`, say), exit quietly, as Unix tools do, instead of
-/// panicking the way `println!` does.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(err) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if err.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            eprintln!("cannot write to standard output: {err}");
-            std::process::exit(1);
-        }
-    }};
-}
-pub(crate) use outln;
