@@ -2,64 +2,17 @@
 //! ephemeral port, with small request counts. The `--json` document is
 //! parsed and checked for sanity; speed itself is never asserted.
 
+mod tool_support;
+
 use std::io::Read;
-use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use tool_support::Node;
 
 use serde_json::Value;
 
 const BENCHMARK: &str = env!("CARGO_BIN_EXE_keycafe-benchmark");
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A node running on its own runtime until dropped.
-struct Node {
-    addr: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Node {
-    fn start(requirepass: Option<&str>) -> Node {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("test runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind an ephemeral port");
-        let addr = listener.local_addr().expect("listener address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let config = keycafe_server::Config {
-            requirepass: requirepass.map(str::to_string),
-            ..keycafe_server::Config::default()
-        };
-        runtime.spawn(keycafe_server::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
-        Node {
-            addr,
-            runtime: Some(runtime),
-            stop: Some(stop),
-        }
-    }
-
-    fn port(&self) -> String {
-        self.addr.port().to_string()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(5));
-        }
-    }
-}
 
 /// Runs the benchmark with `args`, killing it after [`DEADLINE`].
 fn benchmark(args: &[&str]) -> Output {
