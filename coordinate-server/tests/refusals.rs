@@ -18,6 +18,7 @@ async fn a_wrong_secret_is_refused_and_the_connection_closed() {
             node: node_info(1),
             epoch: 0,
             secret,
+            primary: None,
         })
         .await;
         // More already on its way (as a node that leaves sends): the error

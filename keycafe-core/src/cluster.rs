@@ -25,6 +25,16 @@ pub struct NodeInfo {
     pub client_addr: String,
     /// `host:port` of the node's cluster bus.
     pub bus_addr: String,
+    /// For a replica, the primary whose data it copies. Replicas own no
+    /// slots; a primary (`None`) may own some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<NodeId>,
+}
+
+impl NodeInfo {
+    pub fn is_replica(&self) -> bool {
+        self.replica_of.is_some()
+    }
 }
 
 /// Slots `start..=end`, owned by `owner`.
@@ -64,6 +74,13 @@ impl ClusterConfig {
 
     pub fn node(&self, id: &str) -> Option<&NodeInfo> {
         self.nodes.iter().find(|node| node.id == id)
+    }
+
+    /// The replicas of the primary `primary`, in node-list order.
+    pub fn replicas_of<'a>(&'a self, primary: &'a str) -> impl Iterator<Item = &'a NodeInfo> + 'a {
+        self.nodes
+            .iter()
+            .filter(move |node| node.replica_of.as_deref() == Some(primary))
     }
 
     /// The migration of `slot`, if it is moving.
@@ -171,6 +188,7 @@ mod tests {
             id: id.into(),
             client_addr: format!("{id}:1"),
             bus_addr: format!("{id}:2"),
+            replica_of: None,
         }
     }
 
@@ -194,6 +212,25 @@ mod tests {
         assert_eq!(map.owner(100), Some(1));
         assert_eq!(map.assigned(), 16384);
         assert_eq!(map.to_ranges(&nodes), ranges);
+    }
+
+    #[test]
+    fn replicas_are_listed_by_primary() {
+        let mut replica = node("r");
+        replica.replica_of = Some("a".into());
+        let config = ClusterConfig {
+            nodes: vec![node("a"), replica, node("b")],
+            ..ClusterConfig::default()
+        };
+        let ids: Vec<&str> = config.replicas_of("a").map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["r"]);
+        assert_eq!(config.replicas_of("b").count(), 0);
+        assert!(config.node("r").is_some_and(NodeInfo::is_replica));
+        let json = serde_json::to_string(&config.nodes[1]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"r","client_addr":"r:1","bus_addr":"r:2","replica_of":"a"}"#
+        );
     }
 
     #[test]

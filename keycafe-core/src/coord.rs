@@ -33,6 +33,11 @@ pub enum NodeMessage {
         /// The cluster secret, when the coordinator requires one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret: Option<String>,
+        /// Client address (`host:port`) of the primary this node is
+        /// configured to replicate (`replica_of` in its YAML). Without it the
+        /// coordinator decides whether the node is a primary or a replica.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        primary: Option<String>,
     },
     /// Liveness and load, every second.
     Heartbeat(NodeReport),
@@ -40,6 +45,10 @@ pub enum NodeMessage {
     MigrationDone { slot: Slot, to: NodeId },
     /// Move my slots away, then remove me from the cluster.
     Leave,
+    /// Manual failover (CLUSTER FAILOVER on a replica): this replica has
+    /// caught up with `primary`, which has stopped accepting writes; make it
+    /// the primary of `primary`'s slots and `primary` its replica.
+    Failover { primary: NodeId },
 }
 
 /// A node's periodic report.
@@ -54,6 +63,33 @@ pub struct NodeReport {
     /// Keys still to move, per slot this node is migrating away.
     #[serde(default)]
     pub migrating: Vec<(Slot, u64)>,
+    /// Where this node's replication stream stands.
+    #[serde(default)]
+    pub replication: ReplicationReport,
+}
+
+/// The replication part of a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReplicationReport {
+    /// Bytes of the replication stream this node has produced (a primary)
+    /// or applied (a replica): Redis's `master_repl_offset`.
+    pub offset: u64,
+    /// For a replica: the primary it is following.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub following: Option<NodeId>,
+    /// For a replica: the link to `following` is up and streaming.
+    #[serde(default)]
+    pub link_up: bool,
+    /// For a replica: it holds a complete copy of its primary's data (a full
+    /// copy finished at some point), so it may be promoted.
+    #[serde(default)]
+    pub synced: bool,
+    /// For a replica: milliseconds since it last heard from its primary.
+    #[serde(default)]
+    pub last_io_ms: u64,
+    /// For a primary: replicas connected and streaming.
+    #[serde(default)]
+    pub replicas_connected: u32,
 }
 
 /// What the coordinator tells a node.
@@ -114,9 +150,11 @@ mod tests {
                     id: "a".repeat(40),
                     client_addr: "127.0.0.1:9814".into(),
                     bus_addr: "127.0.0.1:19814".into(),
+                    replica_of: None,
                 },
                 epoch: 0,
                 secret: None,
+                primary: Some("127.0.0.1:9815".into()),
             },
             NodeMessage::Heartbeat(NodeReport {
                 epoch: 4,
@@ -128,6 +166,9 @@ mod tests {
                 to: "b".repeat(40),
             },
             NodeMessage::Leave,
+            NodeMessage::Failover {
+                primary: "c".repeat(40),
+            },
         ];
         let mut buf = BytesMut::new();
         messages.iter().for_each(|m| encode_message(m, &mut buf));

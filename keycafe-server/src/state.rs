@@ -42,6 +42,7 @@ impl Shared {
                 id: node_id.clone(),
                 client_addr: format!("{}:{}", config.bind, config.service_port),
                 bus_addr: format!("{}:{}", config.bind, config.bus_port()),
+                replica_of: None,
             };
             ClusterState::new(me, coordinator.clone(), config.cluster_secret.clone())
         });

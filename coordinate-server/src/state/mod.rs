@@ -250,6 +250,7 @@ impl Coordinator {
             node,
             epoch,
             secret,
+            ..
         } = message
         {
             self.register(conn, node, epoch, secret, now, effects);
@@ -278,6 +279,9 @@ impl Coordinator {
                         "ignoring migration_done for no current migration"
                     );
                 }
+            }
+            NodeMessage::Failover { .. } => {
+                refuse(conn, "failover is not supported yet", effects); // REPLICATION-TODO
             }
             NodeMessage::Leave => {
                 if let Err(refusal) = self.request_leave(&node, now).map(|e| effects.extend(e)) {

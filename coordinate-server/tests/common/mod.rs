@@ -106,6 +106,7 @@ pub fn node_info(n: u16) -> NodeInfo {
         id: format!("{n:040x}"),
         client_addr: format!("127.0.0.1:{}", 7000 + n),
         bus_addr: format!("127.0.0.1:{}", 17000 + n),
+        replica_of: None,
     }
 }
 
@@ -194,6 +195,7 @@ impl FakeNode {
             node: info.clone(),
             epoch,
             secret: secret.map(str::to_string),
+            primary: None,
         };
         link.send(&register).await;
         let (seen_tx, seen) = watch::channel(Seen::default());

@@ -67,6 +67,7 @@ async fn session(
         node: cluster.me.clone(),
         epoch: cluster.epoch(),
         secret: cluster.secret.clone(),
+        primary: None, // REPLICATION-TODO
     };
     coord::encode_message(&register, &mut out);
     if cluster.leaving.load(std::sync::atomic::Ordering::Relaxed) {
@@ -143,5 +144,6 @@ pub fn report(shared: &Shared) -> NodeReport {
         keys: store.stats().keys as u64,
         slot_keys,
         migrating,
+        replication: Default::default(), // REPLICATION-TODO
     }
 }
