@@ -129,6 +129,7 @@ mod tests {
             id: id.into(),
             client_addr: format!("127.0.0.1:{id}"),
             bus_addr: String::new(),
+            replica_of: None,
         }
     }
 
