@@ -43,8 +43,15 @@ pub struct Config {
     pub coordinator: Option<String>,
     /// Shared secret for the cluster bus and the coordinator.
     pub cluster_secret: Option<String>,
-    /// A peer silent on the bus for this long is flagged `fail?`.
+    /// A peer silent on the bus for this long is flagged `fail?`; a primary
+    /// silent this long is given up on by its replica's link.
     pub node_timeout_ms: u64,
+    /// Join as a replica of the primary whose client address (`host:port`)
+    /// this is (cluster mode only). Without it the coordinator decides.
+    pub replica_of: Option<String>,
+    /// Bytes of recent replication stream kept for replicas that reconnect
+    /// (allocated when the first replica attaches).
+    pub repl_backlog_size: usize,
 }
 
 impl Default for Config {
@@ -64,6 +71,8 @@ impl Default for Config {
             coordinator: None,
             cluster_secret: None,
             node_timeout_ms: 5000,
+            replica_of: None,
+            repl_backlog_size: 32 * 1024 * 1024,
         }
     }
 }
@@ -99,6 +108,22 @@ impl Config {
             self.requirepass.as_deref() != Some(""),
             "requirepass must not be empty (leave it out to disable AUTH)"
         );
+        anyhow::ensure!(
+            self.repl_backlog_size >= 16 * 1024,
+            "repl_backlog_size must be at least 16384 bytes"
+        );
+        anyhow::ensure!(
+            self.replica_of.is_none() || self.coordinator.is_some(),
+            "replica_of needs cluster mode (set coordinator)"
+        );
+        if let Some(primary) = &self.replica_of {
+            anyhow::ensure!(
+                primary
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+                "replica_of must be the primary's host:port"
+            );
+        }
         self.client_addr()?;
         Ok(())
     }
@@ -160,6 +185,15 @@ pub struct Flags {
     /// Shared secret for the cluster bus and the coordinator.
     #[arg(long)]
     pub cluster_secret: Option<String>,
+    /// Join as a replica of the primary at this client address (`host:port`).
+    #[arg(long)]
+    pub replica_of: Option<String>,
+    /// Silence after which a peer or a primary is considered unreachable (ms).
+    #[arg(long)]
+    pub node_timeout_ms: Option<u64>,
+    /// Replication backlog size in bytes.
+    #[arg(long)]
+    pub repl_backlog_size: Option<usize>,
 }
 
 impl Flags {
@@ -196,6 +230,15 @@ impl Flags {
         if self.cluster_secret.is_some() {
             config.cluster_secret = self.cluster_secret;
         }
+        if self.replica_of.is_some() {
+            config.replica_of = self.replica_of;
+        }
+        if let Some(ms) = self.node_timeout_ms {
+            config.node_timeout_ms = ms;
+        }
+        if let Some(bytes) = self.repl_backlog_size {
+            config.repl_backlog_size = bytes;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -225,6 +268,10 @@ mod tests {
         assert!(Config::from_yaml_str("maxclients: 0\n").is_err());
         assert!(Config::from_yaml_str("bind: not an address\n").is_err());
         assert!(Config::from_yaml_str("").is_ok());
+        assert!(Config::from_yaml_str("replica_of: 127.0.0.1:9814\n").is_err());
+        let replica = "coordinator: 127.0.0.1:9800\nreplica_of: 127.0.0.1:9814\n";
+        assert!(Config::from_yaml_str(replica).is_ok());
+        assert!(Config::from_yaml_str("coordinator: a:1\nreplica_of: nope\n").is_err());
     }
 
     #[test]

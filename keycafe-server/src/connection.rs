@@ -51,6 +51,29 @@ pub struct ConnState {
     pub bus: bool,
     /// Commands run since the count was last added to the node's stats.
     pub commands: u64,
+    /// Set by a command whose reply has to wait (see [`Pending`]); the
+    /// connection stops running requests until it is dealt with.
+    pub pending: Option<Pending>,
+}
+
+/// What a command left for the connection to finish asynchronously: command
+/// handlers are plain functions that never wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// WAIT: answer once `replicas` replicas acknowledge everything written
+    /// so far, or the timeout passes.
+    Wait {
+        replicas: usize,
+        timeout: Option<std::time::Duration>,
+    },
+    /// KC.FAILOVER.PAUSE: stop writes, wait for the running ones, answer the
+    /// stream offset.
+    PauseWrites(std::time::Duration),
+    /// KC.PSYNC: this bus connection becomes a replication stream.
+    Replica(crate::replication::primary::SyncRequest),
+    /// CLUSTER FAILOVER: start the hand-over task (it needs the shared
+    /// state's `Arc`, which only the connection holds), then answer OK.
+    StartFailover { force: bool },
 }
 
 impl Default for ConnState {
@@ -65,6 +88,7 @@ impl Default for ConnState {
             readonly: false,
             bus: false,
             commands: 0,
+            pending: None,
         }
     }
 }
@@ -107,11 +131,22 @@ impl Connection {
     }
 
     /// Serves the client until it disconnects, sends QUIT, breaks the
-    /// protocol, or the node shuts down.
+    /// protocol, or the node shuts down. A bus connection on which a replica
+    /// asks for the replication stream is handed to
+    /// [`crate::replication::primary::serve`].
     pub async fn run(mut self, mut shutdown: broadcast::Receiver<()>) -> io::Result<()> {
-        tokio::select! {
+        let result = tokio::select! {
             result = self.serve() => result,
-            _ = shutdown.recv() => Ok(()),
+            _ = shutdown.recv() => return Ok(()),
+        };
+        match self.state.pending.take() {
+            Some(Pending::Replica(request)) => {
+                let (stream, input, shared) = (self.stream, self.input, self.shared);
+                let conn = self.state.id;
+                crate::replication::primary::serve(stream, input, shared, request, conn, shutdown)
+                    .await
+            }
+            _ => result,
         }
     }
 
@@ -136,6 +171,11 @@ impl Connection {
                 self.output.clear();
             }
             match more {
+                Batch::Pending => {
+                    if !self.finish_pending().await {
+                        return Ok(());
+                    }
+                }
                 Batch::Done if self.state.quit => return Ok(()),
                 Batch::Done => {
                     if !self.read_more().await? {
@@ -181,9 +221,43 @@ impl Connection {
             cmd::execute(&mut ctx, args, &mut reply);
             reply.finish();
             self.state.commands += 1;
+            if self.state.pending.is_some() {
+                break Batch::Pending;
+            }
         };
         self.input.advance(used);
         outcome
+    }
+
+    /// Waits for what a command left pending and writes its reply. Returns
+    /// false if the connection stops being a client connection (a replica's
+    /// stream, served by [`Connection::run`]).
+    async fn finish_pending(&mut self) -> bool {
+        let replication = &self.shared.replication;
+        let answer = match &self.state.pending {
+            Some(Pending::Wait { replicas, timeout }) => {
+                Some(replication.wait_for_acks(*replicas, *timeout).await as i64)
+            }
+            Some(Pending::PauseWrites(duration)) => {
+                replication.gate.pause(*duration).await;
+                Some(replication.log.offset() as i64)
+            }
+            Some(Pending::StartFailover { force }) => {
+                let task = crate::replication::failover::run(self.shared.clone(), *force);
+                tokio::spawn(task);
+                None
+            }
+            Some(Pending::Replica(_)) => return false,
+            None => return true,
+        };
+        self.state.pending = None;
+        let mut reply = Reply::start(self.state.protocol, &mut self.output);
+        match answer {
+            Some(n) => reply.integer(n),
+            None => reply.ok(),
+        }
+        reply.finish();
+        true
     }
 
     /// Reads more bytes from the client. Returns false on a clean close.
@@ -263,6 +337,9 @@ enum Batch {
     Done,
     /// The output buffer is full: write it, then keep running requests.
     OutputFull,
+    /// A command left something pending: finish it, then keep running
+    /// requests.
+    Pending,
     /// The client broke the protocol: send this error and close.
     ProtocolError(String),
 }

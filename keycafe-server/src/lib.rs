@@ -21,12 +21,14 @@
 //! - [`state`]: [`state::Shared`], what every connection shares.
 //! - [`cmd`]: the command table and one module per command family.
 //! - [`cluster`]: cluster mode: slot checks, coordinator link, bus, migration.
+//! - [`replication`]: replicas, the replication stream, WAIT and failover.
 //! - [`store`]: the sharded, slot-organised in-memory store with expiry.
 
 pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod replication;
 pub mod server;
 pub mod state;
 pub mod store;

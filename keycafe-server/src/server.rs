@@ -72,6 +72,10 @@ pub async fn run(
             cluster::migration::run(shared.clone(), notify_shutdown.subscribe()),
             &done_tx,
         );
+        spawn_task(
+            crate::replication::replica::run(shared.clone(), notify_shutdown.subscribe()),
+            &done_tx,
+        );
     }
 
     tokio::select! {

@@ -7,6 +7,8 @@ use keycafe_core::cluster::NodeInfo;
 
 use crate::cluster::ClusterState;
 use crate::config::Config;
+use crate::replication::Replication;
+use crate::replication::log::ReplicationLog;
 use crate::store::Store;
 
 /// The node's shared state: configuration, data and counters. One `Arc` of it
@@ -20,6 +22,8 @@ pub struct Shared {
     pub stats: Stats,
     /// Cluster mode's state; `None` for a standalone node.
     pub cluster: Option<ClusterState>,
+    /// Replicas of this node, or this node's link to its primary.
+    pub replication: Replication,
 }
 
 /// Server-wide counters reported by INFO. Connections add their command
@@ -46,9 +50,11 @@ impl Shared {
             };
             ClusterState::new(me, coordinator.clone(), config.cluster_secret.clone())
         });
+        let log = std::sync::Arc::new(ReplicationLog::new(config.repl_backlog_size));
         Shared {
+            store: Store::with_log(Store::DEFAULT_SHARDS, log.clone()),
+            replication: Replication::new(log),
             config,
-            store: Store::new(),
             node_id,
             started: Instant::now(),
             stats: Stats::default(),

@@ -4,135 +4,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use common::cluster::{FakeCoordinator, cluster_node, config, eventually, range};
 use common::{RawClient, TestServer};
-use keycafe_core::cluster::{ClusterConfig, Migration, NodeInfo, SlotRange};
-use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage};
+use keycafe_core::cluster::Migration;
 use keycafe_core::{Frame, key_slot};
 use keycafe_server::Config;
 use redis::AsyncCommands;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{Mutex, mpsc};
-
-/// A coordinator that does only what the test tells it to.
-struct FakeCoordinator {
-    addr: String,
-    registered: mpsc::UnboundedReceiver<NodeInfo>,
-    messages: mpsc::UnboundedReceiver<(String, NodeMessage)>,
-    links: Arc<Mutex<Vec<OwnedWriteHalf>>>,
-}
-
-impl FakeCoordinator {
-    async fn start() -> FakeCoordinator {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (registered_tx, registered) = mpsc::unbounded_channel();
-        let (messages_tx, messages) = mpsc::unbounded_channel();
-        let links = Arc::new(Mutex::new(Vec::new()));
-        let accepted = links.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (mut read, write) = stream.into_split();
-                accepted.lock().await.push(write);
-                let (registered_tx, messages_tx) = (registered_tx.clone(), messages_tx.clone());
-                tokio::spawn(async move {
-                    let mut buf = BytesMut::new();
-                    let mut me = String::new();
-                    while read.read_buf(&mut buf).await.unwrap_or(0) > 0 {
-                        while let Ok(Some(message)) = coord::decode_message::<NodeMessage>(&mut buf)
-                        {
-                            match message {
-                                NodeMessage::Register { node, .. } => {
-                                    me = node.id.clone();
-                                    let _ = registered_tx.send(node);
-                                }
-                                other => {
-                                    let _ = messages_tx.send((me.clone(), other));
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        FakeCoordinator {
-            addr,
-            registered,
-            messages,
-            links,
-        }
-    }
-
-    async fn push(&self, config: &ClusterConfig) {
-        let mut out = BytesMut::new();
-        coord::encode_message(&CoordinatorMessage::Config(config.clone()), &mut out);
-        for link in self.links.lock().await.iter_mut() {
-            link.write_all(&out).await.unwrap();
-        }
-    }
-
-    /// Waits for `migration_done` for every slot in `slots`.
-    async fn wait_done(&mut self, mut slots: Vec<u16>) {
-        let wait = async {
-            while !slots.is_empty() {
-                let (_, message) = self.messages.recv().await.expect("coordinator link open");
-                if let NodeMessage::MigrationDone { slot, .. } = message {
-                    slots.retain(|&s| s != slot);
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), wait)
-            .await
-            .expect("migrations finish");
-    }
-}
-
-async fn cluster_node(coordinator: &str) -> TestServer {
-    TestServer::with_config(Config {
-        coordinator: Some(coordinator.to_string()),
-        cluster_port: Some(0),
-        ..Config::default()
-    })
-    .await
-}
-
-fn config(
-    epoch: u64,
-    nodes: &[NodeInfo],
-    slots: Vec<SlotRange>,
-    migrations: Vec<Migration>,
-) -> ClusterConfig {
-    ClusterConfig {
-        epoch,
-        nodes: nodes.to_vec(),
-        slots,
-        migrations,
-    }
-}
-
-fn range(start: u16, end: u16, owner: &NodeInfo) -> SlotRange {
-    SlotRange {
-        start,
-        end,
-        owner: owner.id.clone(),
-    }
-}
-
-/// Polls until `check` holds (bounded).
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_epochs_and_a_live_migration() {

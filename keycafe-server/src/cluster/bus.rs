@@ -156,6 +156,12 @@ impl BusClient {
         }
     }
 
+    /// The socket and whatever has been read but not yet decoded: for a
+    /// conversation that stops being request and reply (replication).
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.buf)
+    }
+
     async fn read_more(&mut self) -> anyhow::Result<()> {
         let read =
             tokio::time::timeout(CALL_TIMEOUT, self.stream.read_buf(&mut self.buf)).await??;

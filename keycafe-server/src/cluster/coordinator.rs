@@ -67,7 +67,7 @@ async fn session(
         node: cluster.me.clone(),
         epoch: cluster.epoch(),
         secret: cluster.secret.clone(),
-        primary: None, // REPLICATION-TODO
+        primary: shared.config.replica_of.clone(),
     };
     coord::encode_message(&register, &mut out);
     if cluster.leaving.load(std::sync::atomic::Ordering::Relaxed) {
@@ -144,6 +144,6 @@ pub fn report(shared: &Shared) -> NodeReport {
         keys: store.stats().keys as u64,
         slot_keys,
         migrating,
-        replication: Default::default(), // REPLICATION-TODO
+        replication: shared.replication.report(),
     }
 }

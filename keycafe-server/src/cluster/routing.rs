@@ -10,7 +10,9 @@
 //!   `ASK slot host:port` (ask the target, once) if none are, `TRYAGAIN` if
 //!   some are, or if a write touches a key whose copy is in flight;
 //! - a slot being imported here: served only right after `ASKING`, otherwise
-//!   `MOVED` to the owner.
+//!   `MOVED` to the owner;
+//! - a slot of this replica's primary: reads served to connections that sent
+//!   `READONLY`, everything else `MOVED` to the primary.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +20,7 @@ use keycafe_core::{Args, Slot, key_slot};
 
 use super::view::{ClusterView, OutgoingSlot, SlotState};
 use crate::cmd::CommandSpec;
+use crate::connection::ConnState;
 use crate::store::Store;
 
 /// The outcome of the slot check.
@@ -51,7 +54,7 @@ pub fn keys<'a>(spec: &CommandSpec, args: Args<'a>) -> impl Iterator<Item = &'a 
 }
 
 /// Decides whether this node may run `args` now.
-pub fn check(view: &ClusterView, spec: &CommandSpec, args: Args<'_>, asking: bool) -> Decision {
+pub fn check(view: &ClusterView, spec: &CommandSpec, args: Args<'_>, conn: &ConnState) -> Decision {
     let mut slots = keys(spec, args).map(key_slot);
     let Some(slot) = slots.next() else {
         return Decision::Serve;
@@ -66,8 +69,11 @@ pub fn check(view: &ClusterView, spec: &CommandSpec, args: Args<'_>, asking: boo
     };
     match view.state(slot) {
         SlotState::Mine => Decision::Serve,
-        SlotState::ImportingFrom(_) if asking => Decision::Serve,
-        SlotState::Other(owner) | SlotState::ImportingFrom(owner) => {
+        SlotState::ImportingFrom(_) if conn.asking => Decision::Serve,
+        SlotState::Replicated(_) if conn.readonly && !spec.is_write() => Decision::Serve,
+        SlotState::Other(owner)
+        | SlotState::ImportingFrom(owner)
+        | SlotState::Replicated(owner) => {
             Decision::Refuse(format!("MOVED {slot} {}", address(owner)))
         }
         SlotState::Unassigned => Decision::Refuse("CLUSTERDOWN Hash slot not served".into()),

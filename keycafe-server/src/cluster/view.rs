@@ -20,6 +20,9 @@ pub enum SlotState {
     MigratingTo(usize),
     /// The node at this index owns it and is moving its keys here.
     ImportingFrom(usize),
+    /// This node is a replica of its owner (the node at this index) and
+    /// holds a copy of its keys.
+    Replicated(usize),
 }
 
 /// A slot this node is giving away, shared by the migration driver and the
@@ -59,10 +62,14 @@ impl ClusterView {
     pub fn new(config: ClusterConfig, my_id: &str, previous: Option<&ClusterView>) -> ClusterView {
         let map = config.slot_map();
         let me = config.nodes.iter().position(|n| n.id == my_id);
+        let my_primary = me
+            .and_then(|i| config.nodes[i].replica_of.as_deref())
+            .and_then(|id| config.nodes.iter().position(|n| n.id == id));
         let mut states: Box<[SlotState]> = (0..SLOT_COUNT)
             .map(|slot| match (map.owner(slot), me) {
                 (None, _) => SlotState::Unassigned,
                 (Some(owner), Some(me)) if owner == me => SlotState::Mine,
+                (Some(owner), _) if Some(owner) == my_primary => SlotState::Replicated(owner),
                 (Some(owner), _) => SlotState::Other(owner),
             })
             .collect();

@@ -26,6 +26,8 @@ struct LayoutNode {
     myself: bool,
     /// Flagged `fail?`: silent on the bus for longer than the node timeout.
     unreachable: bool,
+    /// For a replica, its primary's index in the node list.
+    primary: Option<usize>,
 }
 
 /// Who owns what, as CLUSTER commands show it.
@@ -35,6 +37,8 @@ struct Layout {
     /// `(start, end, index into nodes)`, ascending.
     ranges: Vec<(Slot, Slot, usize)>,
     migrations: Vec<Migration>,
+    /// This node's replication offset.
+    offset: i64,
 }
 
 impl Layout {
@@ -51,33 +55,38 @@ impl Layout {
                     bus_port: i64::from(config.bus_port()),
                     myself: true,
                     unreachable: false,
+                    primary: None,
                 }],
                 ranges: vec![(0, SLOT_COUNT - 1, 0)],
                 migrations: Vec::new(),
+                offset: shared.replication.log.offset() as i64,
             };
         };
         let view = cluster.view();
         let timeout = Duration::from_millis(shared.config.node_timeout_ms);
-        let nodes = view
-            .config
-            .nodes
-            .iter()
-            .map(|node| {
-                let (ip, port) = split_addr(&node.client_addr);
-                let myself = node.id == cluster.me.id;
-                LayoutNode {
-                    id: node.id.clone(),
-                    ip,
-                    port,
-                    bus_port: split_addr(&node.bus_addr).1,
-                    myself,
-                    unreachable: !myself
-                        && cluster
-                            .peers
-                            .is_unreachable(&node.id, timeout, shared.started),
-                }
-            })
-            .collect();
+        let nodes =
+            view.config
+                .nodes
+                .iter()
+                .map(|node| {
+                    let (ip, port) = split_addr(&node.client_addr);
+                    let myself = node.id == cluster.me.id;
+                    LayoutNode {
+                        id: node.id.clone(),
+                        ip,
+                        port,
+                        bus_port: split_addr(&node.bus_addr).1,
+                        myself,
+                        unreachable: !myself
+                            && cluster
+                                .peers
+                                .is_unreachable(&node.id, timeout, shared.started),
+                        primary: node.replica_of.as_deref().and_then(|primary| {
+                            view.config.nodes.iter().position(|n| n.id == primary)
+                        }),
+                    }
+                })
+                .collect();
         let ranges = view
             .config
             .slots
@@ -92,7 +101,15 @@ impl Layout {
             nodes,
             ranges,
             migrations: view.config.migrations.clone(),
+            offset: shared.replication.log.offset() as i64,
         }
+    }
+
+    /// Indexes of the replicas of the node at `primary`.
+    fn replicas(&self, primary: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].primary == Some(primary))
+            .collect()
     }
 
     fn assigned(&self) -> usize {
@@ -140,6 +157,29 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
             reply.array(keys.len());
             keys.iter().for_each(|key| reply.bulk(key));
         }
+        b"FAILOVER" => {
+            let force = match cursor.remaining() {
+                0 => false,
+                _ => match cursor.next_keyword()?.as_bytes() {
+                    b"FORCE" | b"TAKEOVER" => true,
+                    _ => return Err(CmdError::Syntax),
+                },
+            };
+            cursor.finish()?;
+            let view = ctx.shared.cluster.as_ref().map(|c| c.view());
+            let is_replica = view.as_ref().is_some_and(|view| {
+                view.me
+                    .and_then(|i| view.node(i))
+                    .is_some_and(|me| me.replica_of.is_some())
+            });
+            if !is_replica {
+                return Err(CmdError::Other(
+                    "ERR You should send CLUSTER FAILOVER to a replica".into(),
+                ));
+            }
+            // Answered OK once the connection has started the task.
+            ctx.conn.pending = Some(crate::connection::Pending::StartFailover { force });
+        }
         b"LEAVE" => {
             cursor.finish()?;
             let cluster = ctx.shared.cluster.as_ref().ok_or_else(|| {
@@ -160,18 +200,22 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
     Ok(())
 }
 
-/// `[[start, end, [ip, port, id]], ...]`, one entry per contiguous range.
+/// `[[start, end, [ip, port, id], [replica ip, port, id], ...], ...]`, one
+/// entry per contiguous range: the primary first, then its replicas.
 fn slots(layout: &Layout, reply: &mut Reply<'_>) {
     reply.array(layout.ranges.len());
     for &(start, end, owner) in &layout.ranges {
-        let node = &layout.nodes[owner];
-        reply.array(3);
+        let replicas = layout.replicas(owner);
+        reply.array(3 + replicas.len());
         reply.integer(i64::from(start));
         reply.integer(i64::from(end));
-        reply.array(3);
-        reply.bulk(node.ip.as_bytes());
-        reply.integer(node.port);
-        reply.bulk(node.id.as_bytes());
+        for index in std::iter::once(owner).chain(replicas) {
+            let node = &layout.nodes[index];
+            reply.array(3);
+            reply.bulk(node.ip.as_bytes());
+            reply.integer(node.port);
+            reply.bulk(node.id.as_bytes());
+        }
     }
 }
 
@@ -183,7 +227,6 @@ fn shards(layout: &Layout, reply: &mut Reply<'_>) {
         .collect();
     reply.array(owners.len());
     for index in owners {
-        let node = &layout.nodes[index];
         let ranges: Vec<_> = layout.ranges.iter().filter(|r| r.2 == index).collect();
         reply.array(4);
         reply.bulk(b"slots");
@@ -193,24 +236,39 @@ fn shards(layout: &Layout, reply: &mut Reply<'_>) {
             reply.integer(i64::from(end));
         }
         reply.bulk(b"nodes");
-        reply.array(1);
-        reply.array(14);
-        let health: &[u8] = if node.unreachable { b"fail" } else { b"online" };
-        for (key, value) in [
-            ("id", node.id.as_bytes()),
-            ("endpoint", node.ip.as_bytes()),
-            ("ip", node.ip.as_bytes()),
-            ("role", b"master"),
-            ("health", health),
-        ] {
-            reply.bulk(key.as_bytes());
-            reply.bulk(value);
+        let members: Vec<usize> = std::iter::once(index)
+            .chain(layout.replicas(index))
+            .collect();
+        reply.array(members.len());
+        for member in members {
+            shard_node(layout, member, reply);
         }
-        reply.bulk(b"port");
-        reply.integer(node.port);
-        reply.bulk(b"replication-offset");
-        reply.integer(0);
     }
+}
+
+/// One node of a CLUSTER SHARDS entry.
+fn shard_node(layout: &Layout, index: usize, reply: &mut Reply<'_>) {
+    let node = &layout.nodes[index];
+    reply.array(14);
+    let health: &[u8] = if node.unreachable { b"fail" } else { b"online" };
+    let role: &[u8] = match node.primary {
+        Some(_) => b"replica",
+        None => b"master",
+    };
+    for (key, value) in [
+        ("id", node.id.as_bytes()),
+        ("endpoint", node.ip.as_bytes()),
+        ("ip", node.ip.as_bytes()),
+        ("role", role),
+        ("health", health),
+    ] {
+        reply.bulk(key.as_bytes());
+        reply.bulk(value);
+    }
+    reply.bulk(b"port");
+    reply.integer(node.port);
+    reply.bulk(b"replication-offset");
+    reply.integer(if node.myself { layout.offset } else { 0 });
 }
 
 /// Redis's CLUSTER NODES text: one line per node, with its slot ranges and
@@ -218,16 +276,22 @@ fn shards(layout: &Layout, reply: &mut Reply<'_>) {
 fn nodes(layout: &Layout) -> String {
     let mut text = String::new();
     for (index, node) in layout.nodes.iter().enumerate() {
-        let mut flags = if node.myself {
-            "myself,master".to_string()
+        let role = if node.primary.is_some() {
+            "slave"
         } else {
-            "master".to_string()
+            "master"
+        };
+        let mut flags = if node.myself {
+            format!("myself,{role}")
+        } else {
+            role.to_string()
         };
         if node.unreachable {
             flags.push_str(",fail?");
         }
+        let primary = node.primary.map_or("-", |p| layout.nodes[p].id.as_str());
         text.push_str(&format!(
-            "{} {}:{}@{} {flags} - 0 0 {} connected",
+            "{} {}:{}@{} {flags} {primary} 0 0 {} connected",
             node.id, node.ip, node.port, node.bus_port, layout.epoch
         ));
         for &(start, end, _) in layout.ranges.iter().filter(|r| r.2 == index) {

@@ -10,6 +10,8 @@
 //! - [`keys`]: DEL, EXISTS, the expiry family, DBSIZE, FLUSHALL.
 //! - [`server`]: connection and server commands (PING, AUTH, INFO, ...).
 //! - [`cluster`]: CLUSTER subcommands.
+//! - [`replication`]: WAIT, ROLE, and the replication side of INFO, CLIENT
+//!   and the bus.
 //! - [`bus`]: node-to-node commands, served only on the cluster bus port.
 //!
 //! In cluster mode, a command with keys first passes the slot check of
@@ -23,6 +25,7 @@ pub mod bus;
 pub mod cluster;
 pub mod keys;
 pub mod parse;
+pub mod replication;
 pub mod server;
 pub mod strings;
 
@@ -79,6 +82,11 @@ impl CommandSpec {
     /// Node-to-node commands, served only on the cluster bus.
     pub fn is_bus_only(&self) -> bool {
         self.name.starts_with("kc.")
+    }
+
+    /// Changes data (and so must pass the write gate of a failover).
+    pub fn is_write(&self) -> bool {
+        self.flags.first() == Some(&"write")
     }
 
     fn arity_ok(&self, argc: usize) -> bool {
@@ -151,6 +159,9 @@ pub static COMMANDS: &[CommandSpec] = commands! {
     "command"  -1 NONE (0 0 0) => server::command;
     "config"   -2 NONE (0 0 0) => server::config;
     "info"     -1 NONE (0 0 0) => server::info;
+    // Replication.
+    "wait"      3 NONE (0 0 0) => replication::wait;
+    "role"      1 F  (0 0 0) => replication::role;
     // Cluster.
     "cluster"  -2 NONE (0 0 0) => cluster::cluster;
     "asking"    1 F  (0 0 0) => cluster::asking;
@@ -160,6 +171,9 @@ pub static COMMANDS: &[CommandSpec] = commands! {
     "kc.ping"   4 F  (0 0 0) => bus::ping;
     "kc.config" 1 F  (0 0 0) => bus::config;
     "kc.import" -2 W (0 0 0) => bus::import;
+    "kc.psync"  5 NONE (0 0 0) => replication::psync;
+    "kc.failover.pause" 2 NONE (0 0 0) => replication::failover_pause;
+    "kc.failover.resume" 1 NONE (0 0 0) => replication::failover_resume;
 };
 
 /// The table indexed by upper-case name, built on first use.
@@ -201,14 +215,29 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) {
         reply.error(&CmdError::WrongArity(spec.name.to_string()).to_string());
         return;
     }
-    let result = match ctx.shared.cluster.as_ref().filter(|_| !ctx.conn.bus) {
+    let result = match ctx.shared.cluster.as_ref() {
         None => (spec.handler)(ctx, args, reply),
         Some(cluster) => {
-            let result = run_in_cluster(cluster, spec, ctx, args, reply);
-            if spec.name != "asking" {
-                ctx.conn.asking = false;
+            // A manual failover pauses every write, the bus's too.
+            let _pass = match spec.is_write() {
+                true => match ctx.shared.replication.gate.enter() {
+                    Some(pass) => Some(pass),
+                    None => {
+                        reply.error("TRYAGAIN Writes are paused for a failover; retry shortly");
+                        return;
+                    }
+                },
+                false => None,
+            };
+            if ctx.conn.bus {
+                (spec.handler)(ctx, args, reply)
+            } else {
+                let result = run_in_cluster(cluster, spec, ctx, args, reply);
+                if spec.name != "asking" {
+                    ctx.conn.asking = false;
+                }
+                result
             }
-            result
         }
     };
     if let Err(err) = result {
@@ -227,7 +256,7 @@ fn run_in_cluster(
 ) -> CmdResult {
     use crate::cluster::routing::{self, Decision};
     let view = cluster.view();
-    match routing::check(&view, spec, args, ctx.conn.asking) {
+    match routing::check(&view, spec, args, ctx.conn) {
         Decision::Serve => (spec.handler)(ctx, args, reply),
         Decision::Refuse(text) => Err(CmdError::Other(text)),
         Decision::Migrating {

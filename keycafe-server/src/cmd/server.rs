@@ -194,6 +194,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
             reply.bulk(line.as_bytes());
         }
         b"NO-EVICT" | b"NO-TOUCH" => reply.ok(),
+        b"KILL" => reply.integer(super::replication::client_kill(ctx, &mut cursor)?),
         _ => return Err(unknown_subcommand(args, "CLIENT")),
     }
     Ok(())
@@ -332,7 +333,8 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
-/// `INFO [section ...]`: server, clients, memory, stats, keyspace, cluster.
+/// `INFO [section ...]`: server, clients, memory, stats, replication,
+/// keyspace, cluster.
 pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let wanted: Vec<String> = args
         .iter()
@@ -387,14 +389,18 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
         let _ = write!(
             text,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
-             rejected_connections:{}\r\nexpired_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
+             rejected_connections:{}\r\nexpired_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n{}\r\n",
             stats.connections_received.load(Ordering::Relaxed),
             stats.commands_processed.load(Ordering::Relaxed) + ctx.conn.commands,
             stats.rejected_connections.load(Ordering::Relaxed),
             store.expired_keys,
             store.keyspace_hits,
             store.keyspace_misses,
+            super::replication::info_stats(ctx),
         );
+    }
+    if include("replication") {
+        text.push_str(&super::replication::info_section(ctx));
     }
     if include("cluster") {
         text.push_str("# Cluster\r\ncluster_enabled:1\r\n\r\n");

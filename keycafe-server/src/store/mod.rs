@@ -61,7 +61,7 @@ mod shard;
 mod tests;
 
 use std::hash::BuildHasher;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use foldhash::fast::RandomState;
@@ -69,6 +69,8 @@ use keycafe_core::{SLOT_COUNT, Slot, key_slot};
 
 pub use key_entry::{Expiry, KeyEntry, Ttl};
 use shard::{Location, Shard};
+
+use crate::replication::log::ReplicationLog;
 
 /// The longest key or value the store accepts: Redis's 512 MiB.
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
@@ -132,6 +134,8 @@ pub struct Store {
     /// `log2(shards.len())`: a slot's table index is `slot >> shard_shift`.
     shard_shift: u32,
     hasher: RandomState,
+    /// Hears every change (see `crate::replication`).
+    log: Arc<ReplicationLog>,
 }
 
 impl Default for Store {
@@ -151,19 +155,30 @@ impl Store {
     }
 
     /// An empty store with `shards` shards, rounded up to a power of two
-    /// between 1 and 16384 so that shards divide the slots evenly.
+    /// between 1 and 16384 so that shards divide the slots evenly, and a
+    /// replication log that records nothing until a replica attaches.
     pub fn with_shards(shards: usize) -> Store {
+        Store::with_log(shards, Arc::new(ReplicationLog::new(1024 * 1024)))
+    }
+
+    /// An empty store whose changes go to `log`.
+    pub fn with_log(shards: usize, log: Arc<ReplicationLog>) -> Store {
         let count = shards.clamp(1, usize::from(SLOT_COUNT)).next_power_of_two();
         let hasher = RandomState::default();
         let tables_per_shard = usize::from(SLOT_COUNT) / count;
+        let shard = || Shard::new(tables_per_shard, hasher.clone(), log.clone());
         Store {
-            shards: (0..count)
-                .map(|_| Padded(Mutex::new(Shard::new(tables_per_shard, hasher.clone()))))
-                .collect(),
+            shards: (0..count).map(|_| Padded(Mutex::new(shard()))).collect(),
             shard_mask: count - 1,
             shard_shift: count.trailing_zeros(),
             hasher,
+            log,
         }
+    }
+
+    /// The replication log this store records to.
+    pub fn log(&self) -> &Arc<ReplicationLog> {
+        &self.log
     }
 
     pub fn shard_count(&self) -> usize {
@@ -283,14 +298,28 @@ impl Store {
         self.len(now) == 0
     }
 
-    /// Deletes every key (FLUSHALL). Each shard is swapped for empty tables
-    /// under its lock and the old ones are freed after it is released, so
-    /// other commands wait for a pointer swap, not for a million `free`s.
+    /// Deletes every key (FLUSHALL). Every shard is locked (in ascending
+    /// order) so that the flush is one point in the replication stream; each
+    /// is swapped for empty tables, and the old ones are freed after the
+    /// locks are released, so other commands wait for pointer swaps, not for
+    /// a million `free`s.
     pub fn flush_all(&self) {
-        for i in 0..self.shards.len() {
-            let old = self.lock(i).take_all();
-            drop(old);
+        let mut guards: Vec<MutexGuard<'_, Shard>> =
+            (0..self.shards.len()).map(|i| self.lock(i)).collect();
+        if self.log.is_recording() {
+            self.log.record_flush();
         }
+        let old: Vec<_> = guards.iter_mut().map(|shard| shard.take_all()).collect();
+        drop(guards);
+        drop(old);
+    }
+
+    /// Calls `f` with every key of `slot` (expired ones included: their
+    /// `DEL` follows in the stream), under the slot's shard lock: the unit of
+    /// a replica's full copy.
+    pub fn for_each_in_slot(&self, slot: Slot, f: impl FnMut(&[u8], &[u8], Option<u64>)) {
+        let (shard, table) = self.slot_location(slot);
+        self.lock(shard).for_each(table, f);
     }
 
     /// The number of keys alive now in `slot` (CLUSTER COUNTKEYSINSLOT).

@@ -4,7 +4,10 @@
 //! Every change to an entry goes through the few methods here ([`Shard::insert`],
 //! [`Shard::modify`], [`Shard::remove`], expiry), so that the bookkeeping that
 //! INFO and active expiry rely on (key and volatile counts, bytes, the expiry
-//! queue) cannot drift from the tables.
+//! queue) cannot drift from the tables — and so that the replication log
+//! hears of every change, in order, while the shard is still locked.
+
+use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
@@ -12,6 +15,7 @@ use std::hash::BuildHasher;
 
 use super::entry::Entry;
 use super::expiry::{Due, ExpiryQueue};
+use crate::replication::log::ReplicationLog;
 
 /// Where a key lives: its shard, the index of its slot's table in that shard,
 /// and its hash (computed once per command, before the lock is taken).
@@ -42,21 +46,27 @@ pub struct Shard {
     expiry: ExpiryQueue,
     /// The store's hasher, needed here to rehash when a table grows.
     hasher: RandomState,
+    /// Where every change is recorded for replicas (when recording is on).
+    log: Arc<ReplicationLog>,
     pub counters: Counters,
 }
 
 impl Shard {
-    pub fn new(table_count: usize, hasher: RandomState) -> Shard {
+    pub fn new(table_count: usize, hasher: RandomState, log: Arc<ReplicationLog>) -> Shard {
         Shard {
             tables: (0..table_count).map(|_| HashTable::new()).collect(),
             expiry: ExpiryQueue::default(),
             hasher,
+            log,
             counters: Counters::default(),
         }
     }
 
     /// The bucket of `key` if it is present and alive at `now`. A key past
-    /// its deadline is removed on the spot (lazy expiry).
+    /// its deadline is removed on the spot (lazy expiry) — except on a
+    /// replica, which leaves that to its primary's `DEL` and only hides the
+    /// key. (A replica's writes come from its primary, with `now` 0, so they
+    /// never meet a hidden key.)
     pub fn find(&mut self, table: usize, hash: u64, key: &[u8], now: u64) -> Option<usize> {
         let tab = &self.tables[table];
         let bucket = tab.find_bucket_index(hash, |e| e.key() == key)?;
@@ -66,6 +76,9 @@ impl Shard {
             .is_some_and(|d| d < now);
         if !expired {
             return Some(bucket);
+        }
+        if !self.log.is_expiring() {
+            return None;
         }
         self.remove(table, bucket);
         self.counters.expired += 1;
@@ -92,6 +105,7 @@ impl Shard {
             self.counters.volatile += 1;
             self.schedule(deadline, hash, table);
         }
+        self.record_set(table, bucket);
         bucket
     }
 
@@ -121,6 +135,7 @@ impl Shard {
         {
             self.schedule(deadline, hash, table);
         }
+        self.record_set(table, bucket);
         out
     }
 
@@ -133,9 +148,21 @@ impl Shard {
         }
     }
 
+    /// Tells the replication log the new state of the entry in `bucket`.
+    fn record_set(&self, table: usize, bucket: usize) {
+        if self.log.is_recording() {
+            let entry = self.entry(table, bucket);
+            self.log
+                .record_set(entry.key(), entry.value(), entry.deadline());
+        }
+    }
+
     /// Removes up to `budget` due items' worth of expired keys; returns how
-    /// many keys were removed.
+    /// many keys were removed. Does nothing on a replica.
     pub fn expire_due(&mut self, now: u64, budget: usize) -> usize {
+        if !self.log.is_expiring() {
+            return 0;
+        }
         let mut removed = 0;
         for _ in 0..budget {
             let Some(due) = self.expiry.pop_due(now) else {
@@ -193,7 +220,18 @@ impl Shard {
         self.expiry.len()
     }
 
+    /// Calls `f` with every entry of one slot's table: key, value, deadline.
+    pub fn for_each(&self, table: usize, mut f: impl FnMut(&[u8], &[u8], Option<u64>)) {
+        for entry in &self.tables[table] {
+            f(entry.key(), entry.value(), entry.deadline());
+        }
+    }
+
+    /// Bookkeeping for an entry that has left the table, and its `DEL`.
     fn forget(&mut self, entry: &Entry) {
+        if self.log.is_recording() {
+            self.log.record_del(entry.key());
+        }
         self.counters.keys -= 1;
         self.counters.entry_bytes -= entry.size();
         if entry.deadline().is_some() {

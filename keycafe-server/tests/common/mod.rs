@@ -1,6 +1,8 @@
 //! Starting a real node for a test: in-process, on an ephemeral loopback port.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

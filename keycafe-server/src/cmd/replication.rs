@@ -1,0 +1,230 @@
+//! Replication commands: WAIT, ROLE, the `# Replication` INFO section and
+//! `CLIENT KILL TYPE`; and, on the cluster bus, the commands replicas and
+//! failovers use (`KC.PSYNC`, `KC.FAILOVER.PAUSE`, `KC.FAILOVER.RESUME`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use keycafe_core::{Args, Reply};
+
+use super::{ArgCursor, CmdError, CmdResult, Ctx};
+use crate::connection::Pending;
+use crate::replication::primary::SyncRequest;
+
+/// True if this node follows a primary (per the adopted configuration).
+fn is_replica(ctx: &Ctx<'_>) -> bool {
+    ctx.shared.cluster.as_ref().is_some_and(|cluster| {
+        let view = cluster.view();
+        view.me
+            .and_then(|i| view.node(i))
+            .is_some_and(|me| me.replica_of.is_some())
+    })
+}
+
+/// `WAIT numreplicas timeout`: block until `numreplicas` replicas have
+/// acknowledged every write this node made before the WAIT, or `timeout`
+/// milliseconds pass (0: no limit); answer how many did.
+pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let replicas = cursor.next_int()?;
+    let timeout = cursor.next_int()?;
+    cursor.finish()?;
+    if is_replica(ctx) {
+        return Err(CmdError::Other(
+            "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.".into(),
+        ));
+    }
+    let timeout =
+        u64::try_from(timeout).map_err(|_| CmdError::Other("ERR timeout is negative".into()))?;
+    ctx.conn.pending = Some(Pending::Wait {
+        replicas: usize::try_from(replicas.max(0)).unwrap_or(usize::MAX),
+        timeout: (timeout > 0).then(|| Duration::from_millis(timeout)),
+    });
+    Ok(())
+}
+
+/// `ROLE`: `[master, offset, [[ip, port, offset], ...]]` or
+/// `[slave, ip, port, state, offset]`, as in Redis.
+pub fn role(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let replication = &ctx.shared.replication;
+    let offset = replication.log.offset() as i64;
+    if is_replica(ctx) {
+        let up = replication.upstream();
+        let (host, port) = split(up.primary_addr.as_deref().unwrap_or(""));
+        let state = match (up.link_up, up.syncing) {
+            (true, _) => "connected",
+            (false, true) => "sync",
+            (false, false) => "connect",
+        };
+        reply.array(5);
+        reply.bulk(b"slave");
+        reply.bulk(host.as_bytes());
+        reply.integer(port);
+        reply.bulk(state.as_bytes());
+        reply.integer(offset);
+        return Ok(());
+    }
+    let replicas = replication.replicas();
+    reply.array(3);
+    reply.bulk(b"master");
+    reply.integer(offset);
+    reply.array(replicas.len());
+    for link in replicas {
+        let (host, port) = split(&link.addr);
+        reply.array(3);
+        reply.bulk(host.as_bytes());
+        reply.bulk(port.to_string().as_bytes());
+        reply.bulk(link.acked.to_string().as_bytes());
+    }
+    Ok(())
+}
+
+/// INFO's `# Replication` section, with Redis's field names.
+pub fn info_section(ctx: &Ctx<'_>) -> String {
+    let replication = &ctx.shared.replication;
+    let log = &replication.log;
+    let (replid, replid2, second_offset, first, histlen) = log.describe();
+    let offset = log.offset();
+    let mut text = String::from("# Replication\r\n");
+    if is_replica(ctx) {
+        let up = replication.upstream();
+        let (host, port) = split(up.primary_addr.as_deref().unwrap_or(""));
+        let _ = write!(
+            text,
+            "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{}\r\n\
+             master_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_repl_offset:{offset}\r\n\
+             slave_read_only:1\r\n",
+            if up.link_up { "up" } else { "down" },
+            up.last_io.map_or(-1, |t| t.elapsed().as_secs() as i64),
+            u8::from(up.syncing),
+        );
+    } else {
+        text.push_str("role:master\r\n");
+    }
+    let replicas = replication.replicas();
+    let _ = write!(text, "connected_slaves:{}\r\n", replicas.len());
+    for (i, link) in replicas.iter().enumerate() {
+        let (host, port) = split(&link.addr);
+        let _ = write!(
+            text,
+            "slave{i}:ip={host},port={port},state={},offset={},lag={}\r\n",
+            if link.syncing {
+                "wait_bgsave"
+            } else {
+                "online"
+            },
+            link.acked,
+            link.last_ack.elapsed().as_secs(),
+        );
+    }
+    let _ = write!(
+        text,
+        "master_replid:{replid}\r\nmaster_replid2:{replid2}\r\nmaster_repl_offset:{offset}\r\n\
+         second_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\n\
+         repl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\n\r\n",
+        if second_offset == 0 {
+            -1
+        } else {
+            second_offset as i64 + 1
+        },
+        u8::from(log.is_recording() || histlen > 0),
+        log.capacity(),
+    );
+    text
+}
+
+/// INFO `# Stats` lines for syncs served.
+pub fn info_stats(ctx: &Ctx<'_>) -> String {
+    let stats = &ctx.shared.replication.stats;
+    format!(
+        "sync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n",
+        stats.full.load(Ordering::Relaxed),
+        stats.partial_ok.load(Ordering::Relaxed),
+        stats.partial_err.load(Ordering::Relaxed),
+    )
+}
+
+/// `CLIENT KILL TYPE replica|slave|master`: drop replication links (they
+/// are re-made at once, resuming from their offsets).
+pub fn client_kill(ctx: &Ctx<'_>, cursor: &mut ArgCursor<'_>) -> CmdResult<i64> {
+    let filter = cursor.next_keyword()?;
+    if filter.as_bytes() != b"TYPE" {
+        return Err(CmdError::Other(
+            "ERR only CLIENT KILL TYPE replica|master is supported".into(),
+        ));
+    }
+    let kind = cursor.next_keyword()?;
+    cursor.finish()?;
+    let replication = &ctx.shared.replication;
+    match kind.as_bytes() {
+        b"REPLICA" | b"SLAVE" => Ok(replication.kill_replicas() as i64),
+        b"MASTER" => Ok(i64::from(replication.kill_upstream())),
+        b"NORMAL" | b"PUBSUB" => Ok(0),
+        _ => Err(CmdError::Other(format!(
+            "ERR Unknown client type '{}'",
+            String::from_utf8_lossy(kind.as_bytes())
+        ))),
+    }
+}
+
+/// `KC.PSYNC node-id replid offset client-addr` (bus): a replica asks for
+/// the stream. Accepted only from a node the configuration names as this
+/// node's replica; the connection then becomes the stream.
+pub fn psync(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let node = String::from_utf8_lossy(cursor.next_bytes()?).into_owned();
+    let replid = String::from_utf8_lossy(cursor.next_bytes()?).into_owned();
+    let offset = cursor.next_int()?;
+    let addr = String::from_utf8_lossy(cursor.next_bytes()?).into_owned();
+    cursor.finish()?;
+    let cluster = ctx
+        .shared
+        .cluster
+        .as_ref()
+        .ok_or_else(|| CmdError::Other("ERR This node is not in cluster mode".into()))?;
+    let view = cluster.view();
+    let mine = view
+        .config
+        .node(&node)
+        .is_some_and(|n| n.replica_of.as_deref() == Some(cluster.me.id.as_str()));
+    if !mine {
+        return Err(CmdError::Other(format!(
+            "ERR node {node} is not a replica of this node in epoch {}",
+            view.epoch()
+        )));
+    }
+    ctx.conn.pending = Some(Pending::Replica(SyncRequest {
+        node,
+        replid,
+        offset: u64::try_from(offset).ok(),
+        addr,
+    }));
+    Ok(())
+}
+
+/// `KC.FAILOVER.PAUSE ms` (bus): stop writes for a manual failover; answers
+/// the stream offset once no write is running.
+pub fn failover_pause(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let ms = cursor.next_int()?;
+    cursor.finish()?;
+    let ms = u64::try_from(ms).map_err(|_| CmdError::Syntax)?.min(60_000);
+    ctx.conn.pending = Some(Pending::PauseWrites(Duration::from_millis(ms)));
+    Ok(())
+}
+
+/// `KC.FAILOVER.RESUME` (bus): the failover was abandoned; accept writes.
+pub fn failover_resume(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    crate::replication::failover::resume(ctx.shared);
+    reply.ok();
+    Ok(())
+}
+
+/// `"host:port"` → (host, port).
+fn split(addr: &str) -> (&str, i64) {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().unwrap_or(0)),
+        None => (addr, 0),
+    }
+}

@@ -1,0 +1,258 @@
+//! The primary's side: serving one replica over its bus connection.
+//!
+//! A replica sends `KC.PSYNC node-id replid offset client-addr`. If this node
+//! is the replica's primary and its backlog still holds the bytes after
+//! `offset` of history `replid`, the answer is `[CONTINUE, replid, offset]`
+//! and the stream resumes there. Otherwise the answer is
+//! `[FULLSYNC, replid, offset]`, followed by a full copy: one
+//! `SET key value [PXAT ms]` record per key, slot by slot, each slot read
+//! under its shard's lock only for as long as it takes to encode it (the node
+//! keeps serving), then a `KC.SYNCED` marker, then the stream from `offset`.
+//!
+//! The copy is *fuzzy*: recording starts before the first slot is read, so a
+//! write to a slot after it was copied is in the stream, and one before is
+//! in the copy (and perhaps in the stream too). Because every record is a
+//! key's whole new state, replaying a change the copy already holds is
+//! harmless, and the replica ends up equal to the primary.
+//!
+//! Once streaming, the replica acknowledges with `KC.ACK offset` frames; the
+//! acknowledged offsets are what `WAIT` counts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use keycafe_core::{Limits, Protocol, RequestParser, SLOT_COUNT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::broadcast;
+use tracing::{debug, info, warn};
+
+use super::ReplicaLink;
+use super::log::NO_ID;
+use crate::state::Shared;
+
+/// Send at most this much stream per write.
+const CHUNK: usize = 256 * 1024;
+/// An idle primary puts a `PING` in the stream this often.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// A replica's `KC.PSYNC`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub node: String,
+    pub replid: String,
+    /// The replica's offset; `None` for a replica with no data.
+    pub offset: Option<u64>,
+    pub addr: String,
+}
+
+/// Serves one replica until it disconnects, falls too far behind, stops
+/// acknowledging, is killed (`CLIENT KILL TYPE replica`), or the node stops.
+/// `input` holds bytes the replica sent after its `KC.PSYNC`.
+pub async fn serve(
+    stream: TcpStream,
+    input: BytesMut,
+    shared: Arc<Shared>,
+    request: SyncRequest,
+    conn: u64,
+    mut shutdown: broadcast::Receiver<()>,
+) -> std::io::Result<()> {
+    let replication = &shared.replication;
+    let mut kills = replication.replica_kills();
+    kills.borrow_and_update();
+    replication.attach(
+        conn,
+        ReplicaLink {
+            node: request.node.clone(),
+            addr: request.addr.clone(),
+            syncing: true,
+            acked: 0,
+            last_ack: Instant::now(),
+        },
+    );
+    let result = tokio::select! {
+        result = stream_to(stream, input, &shared, &request, conn) => result,
+        _ = kills.changed() => {
+            info!(replica = %request.addr, "replica link killed");
+            Ok(())
+        }
+        _ = shutdown.recv() => Ok(()),
+    };
+    replication.detach(conn);
+    if let Err(err) = &result {
+        debug!(replica = %request.addr, %err, "replica link ended");
+    }
+    result
+}
+
+async fn stream_to(
+    stream: TcpStream,
+    mut input: BytesMut,
+    shared: &Shared,
+    request: &SyncRequest,
+    conn: u64,
+) -> std::io::Result<()> {
+    let replication = &shared.replication;
+    let log = &replication.log;
+    let (mut reader, mut writer) = stream.into_split();
+    let mut out = BytesMut::with_capacity(CHUNK);
+
+    let continues = request
+        .offset
+        .filter(|&offset| request.replid != NO_ID && log.can_continue(&request.replid, offset));
+    let mut offset = match continues {
+        Some(offset) => {
+            replication
+                .stats
+                .partial_ok
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let position = log.position();
+            info!(replica = %request.addr, offset, "replica continues from its offset");
+            encode_reply(b"CONTINUE", &position.replid, offset, &mut out);
+            writer.write_all(&out).await?;
+            out.clear();
+            offset
+        }
+        None => {
+            if request.offset.is_some() && request.replid != NO_ID {
+                replication
+                    .stats
+                    .partial_err
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            replication
+                .stats
+                .full
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let position = log.start_recording();
+            info!(replica = %request.addr, offset = position.offset, "sending a full copy");
+            encode_reply(b"FULLSYNC", &position.replid, position.offset, &mut out);
+            let keys = send_copy(shared, &mut writer, &mut out).await?;
+            info!(replica = %request.addr, keys, "full copy sent");
+            position.offset
+        }
+    };
+    replication.update(conn, |link| {
+        link.syncing = false;
+        link.acked = offset;
+        link.last_ack = Instant::now();
+    });
+
+    let mut parser = RequestParser::new(Limits::DEFAULT);
+    let silence = Duration::from_millis(shared.config.node_timeout_ms.max(1000));
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut last_ack = Instant::now();
+    loop {
+        tokio::select! {
+            _ = log.grown(offset) => {
+                match log.read_from(offset, CHUNK, &mut out) {
+                    Ok(n) => offset += n as u64,
+                    Err(gone) => {
+                        warn!(replica = %request.addr, "replica fell behind the backlog; closing its link");
+                        return Err(std::io::Error::other(gone));
+                    }
+                }
+                writer.write_all(&out).await?;
+                out.clear();
+            }
+            read = reader.read_buf(&mut input) => {
+                if read? == 0 {
+                    return Ok(());
+                }
+                if let Some(acked) = read_acks(&mut parser, &mut input)? {
+                    last_ack = Instant::now();
+                    replication.update(conn, |link| {
+                        link.acked = acked;
+                        link.last_ack = last_ack;
+                    });
+                }
+            }
+            _ = ping.tick() => {
+                if last_ack.elapsed() > silence {
+                    warn!(replica = %request.addr, "replica stopped acknowledging; closing its link");
+                    return Ok(());
+                }
+                if log.offset() == offset {
+                    log.record_ping();
+                }
+            }
+        }
+    }
+}
+
+/// `[kind, replid, offset]`, the answer to `KC.PSYNC`.
+fn encode_reply(kind: &[u8], replid: &str, offset: u64, out: &mut BytesMut) {
+    let offset = offset.to_string();
+    let frame = keycafe_core::Frame::Array(vec![
+        keycafe_core::Frame::Simple(kind.to_vec().into()),
+        keycafe_core::Frame::Bulk(replid.as_bytes().to_vec().into()),
+        keycafe_core::Frame::Bulk(offset.into_bytes().into()),
+    ]);
+    Protocol::Native.encode_frame(&frame, out);
+}
+
+/// Sends every key, slot by slot, then the `KC.SYNCED` marker. Returns the
+/// number of keys sent.
+async fn send_copy(
+    shared: &Shared,
+    writer: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+) -> std::io::Result<u64> {
+    let now = crate::store::now_ms();
+    let mut keys = 0;
+    let mut digits = String::new();
+    for slot in 0..SLOT_COUNT {
+        shared.store.for_each_in_slot(slot, |key, value, deadline| {
+            match deadline {
+                None => Protocol::Native.encode_request(&[b"SET", key, value], out),
+                // Already expired here: its DEL follows in the stream.
+                Some(ms) if ms < now => return,
+                Some(ms) => {
+                    digits.clear();
+                    digits.push_str(&ms.to_string());
+                    Protocol::Native
+                        .encode_request(&[b"SET", key, value, b"PXAT", digits.as_bytes()], out);
+                }
+            }
+            keys += 1;
+        });
+        if out.len() >= CHUNK {
+            writer.write_all(out).await?;
+            out.clear();
+        }
+    }
+    Protocol::Native.encode_request(&[b"KC.SYNCED"], out);
+    writer.write_all(out).await?;
+    out.clear();
+    Ok(keys)
+}
+
+/// The newest offset among the `KC.ACK offset` frames in `input`.
+fn read_acks(parser: &mut RequestParser, input: &mut BytesMut) -> std::io::Result<Option<u64>> {
+    let mut newest = None;
+    loop {
+        let (ack, used) = match parser.parse(Protocol::Native, input) {
+            Ok(Some((args, used))) => {
+                let is_ack = args
+                    .get(0)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"KC.ACK"));
+                let offset = args
+                    .get(1)
+                    .and_then(|o| std::str::from_utf8(o).ok())
+                    .and_then(|o| o.parse::<u64>().ok());
+                (is_ack.then_some(offset).flatten(), used)
+            }
+            Ok(None) => return Ok(newest),
+            Err(err) => return Err(std::io::Error::other(err.reply_text())),
+        };
+        let Some(ack) = ack else {
+            return Err(std::io::Error::other(
+                "replica sent something other than KC.ACK",
+            ));
+        };
+        newest = Some(ack);
+        input.advance(used);
+    }
+}
