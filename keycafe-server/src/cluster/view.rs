@@ -180,6 +180,19 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_holds_its_primarys_slots() {
+        let mut config = config();
+        config.nodes.push(NodeInfo {
+            replica_of: Some("2".into()),
+            ..node("3")
+        });
+        let replica = ClusterView::new(config, "3", None);
+        assert_eq!(replica.state(9000), SlotState::Replicated(1));
+        assert_eq!(replica.state(0), SlotState::Other(0));
+        assert!(replica.my_slots().is_empty());
+    }
+
+    #[test]
     fn migration_state_survives_a_new_epoch() {
         let first = ClusterView::new(config(), "1", None);
         first.outgoing[&10]

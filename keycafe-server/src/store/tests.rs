@@ -315,3 +315,74 @@ fn concurrent_writers_neither_lose_updates_nor_deadlock() {
         Some(&b"4000"[..])
     );
 }
+
+/// The records a store's log holds, decoded back into argument lists.
+fn recorded(store: &Store) -> Vec<Vec<String>> {
+    let mut bytes = bytes::BytesMut::new();
+    store.log().read_from(0, usize::MAX, &mut bytes).unwrap();
+    let mut parser = keycafe_core::RequestParser::new(keycafe_core::Limits::DEFAULT);
+    let mut records = Vec::new();
+    let mut at = 0;
+    while let Some((args, used)) = parser
+        .parse(keycafe_core::Protocol::Native, &bytes[at..])
+        .unwrap()
+    {
+        records.push(
+            args.iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+        );
+        at += used;
+    }
+    records
+}
+
+#[test]
+fn every_change_is_recorded_as_a_whole_state() {
+    let store = Store::new();
+    store.set(b"before", b"x", 0, Expiry::Persist).unwrap();
+    store.log().start_recording();
+    store.set(b"k", b"1", 0, Expiry::Persist).unwrap();
+    store.entry(b"k", 0, |e| e.append(b"2")).unwrap();
+    store.entry(b"k", 0, |e| e.set_deadline(Some(50)));
+    store.set(b"t", b"v", 0, Expiry::At(10)).unwrap();
+    store.remove(b"before", 0);
+    assert!(!store.remove(b"absent", 0), "no record for a no-op");
+    assert_eq!(value_of(&store, b"t", 11), None, "lazily expired");
+    store.expire_cycle(100);
+    store.flush_all();
+    let expected: Vec<Vec<&str>> = vec![
+        vec!["SET", "k", "1"],
+        vec!["SET", "k", "12"],
+        vec!["SET", "k", "12", "PXAT", "50"],
+        vec!["SET", "t", "v", "PXAT", "10"],
+        vec!["DEL", "before"],
+        vec!["DEL", "t"],
+        vec!["DEL", "k"],
+        vec!["FLUSHALL"],
+    ];
+    assert_eq!(recorded(&store), expected);
+}
+
+#[test]
+fn a_replica_hides_expired_keys_but_keeps_them_for_its_primary() {
+    let store = Store::new();
+    store.log().act_as_replica();
+    store.set(b"k", b"v", 0, Expiry::At(10)).unwrap();
+    assert_eq!(
+        value_of(&store, b"k", 20),
+        None,
+        "hidden once past its deadline"
+    );
+    assert_eq!(
+        store.expire_cycle(20),
+        0,
+        "a replica expires nothing itself"
+    );
+    assert_eq!(store.len(20), 1, "still held until the primary's DEL");
+    assert!(
+        store.remove(b"k", 0),
+        "the DEL (applied at time 0) finds it"
+    );
+    assert_eq!(store.len(20), 0);
+}
