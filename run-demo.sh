@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole demo in one command. Builds in release mode, then starts:
 #   - the coordinator        127.0.0.1:9800, dashboard http://127.0.0.1:9880
-#   - three Keycafe nodes    127.0.0.1:9814, :9815, :9816 (config*.yaml)
+#   - three Keycafe nodes    127.0.0.1:9814, :9815, :9816 (config.yaml, config2/3.yaml)
+#   - a replica of each      127.0.0.1:9817, :9818, :9819 (config4/5/6.yaml)
 #   - the auth API           http://127.0.0.1:8080  (examples/auth-server)
 #   - the web front end      http://127.0.0.1:3000  (examples/auth-web)
 # waits until each answers, prints the URL and the demo login, writes logs to
@@ -13,7 +14,7 @@ LOGS=${LOGS:-logs}
 mkdir -p "$LOGS"
 SEEDS=127.0.0.1:9814,127.0.0.1:9815,127.0.0.1:9816
 
-for port in 9800 9880 9814 9815 9816 19814 19815 19816 8080 3000; do
+for port in 9800 9880 9814 9815 9816 9817 9818 9819 19814 19815 19816 19817 19818 19819 8080 3000; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "port $port is already in use; stop whatever listens there first" >&2
         exit 1
@@ -70,17 +71,18 @@ wait_until() {
 }
 healthy() { [[ $(http_status "$1" "$2") == 200 ]]; }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# The coordinator has three nodes and has finished moving slots between them.
+# cluster_ready N: the coordinator has N nodes and has finished moving slots.
 cluster_ready() {
     local json
     json=$( (exec 3<>/dev/tcp/127.0.0.1/9880 &&
         printf 'GET /api/cluster HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && cat <&3) 2>/dev/null) || return 1
-    python3 - "$json" <<'PY'
+    python3 - "$1" "$json" <<'PY'
 import json, sys
-body = sys.argv[1].split("\r\n\r\n", 1)[-1]
+body = sys.argv[2].split("\r\n\r\n", 1)[-1]
 config = json.loads(body).get("config", {})
 owned = sum(r["end"] - r["start"] + 1 for r in config.get("slots", []))
-sys.exit(0 if len(config.get("nodes", [])) == 3 and owned == 16384 and not config.get("migrations") else 1)
+ready = len(config.get("nodes", [])) == int(sys.argv[1]) and owned == 16384
+sys.exit(0 if ready and not config.get("migrations") else 1)
 PY
 }
 
@@ -92,7 +94,13 @@ for config in config.yaml config2.yaml config3.yaml; do
     start "keycafe-$port" target/release/keycafe-server "$config"
     wait_until "keycafe-$port" listening "$port"
 done
-wait_until coordinator cluster_ready
+wait_until coordinator cluster_ready 3
+for config in config4.yaml config5.yaml config6.yaml; do
+    port=$(awk '/^service_port:/ {print $2}' "$config")
+    start "keycafe-$port" target/release/keycafe-server "$config"
+    wait_until "keycafe-$port" listening "$port"
+done
+wait_until coordinator cluster_ready 6
 
 start auth-server env AUTH_SERVER_ADDR=127.0.0.1:8080 KEYCAFE_SEEDS="$SEEDS" \
     DATABASE_URL="sqlite://$LOGS/auth-example.db?mode=rwc" AUTH_TRUSTED_PROXIES=127.0.0.1 \
@@ -111,6 +119,7 @@ Keycafe demo is running.
 
   cluster dashboard   http://127.0.0.1:9880
   Keycafe nodes       127.0.0.1:9814, :9815, :9816   (target/release/keycafe-cli -c -p 9814, or redis-cli -c -p 9814)
+  their replicas      127.0.0.1:9817, :9818, :9819   (kill a primary: its replica takes over within seconds)
   auth API            http://127.0.0.1:8080/healthz
   logs                $LOGS/
 

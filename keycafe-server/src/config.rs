@@ -275,6 +275,23 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_configurations_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for name in ["config.yaml", "config2.yaml", "config3.yaml"] {
+            let config = Config::from_yaml_file(&root.join(name)).unwrap();
+            assert!(config.coordinator.is_some() && config.replica_of.is_none());
+        }
+        for (name, primary) in [
+            ("config4.yaml", 9814),
+            ("config5.yaml", 9815),
+            ("config6.yaml", 9816),
+        ] {
+            let config = Config::from_yaml_file(&root.join(name)).unwrap();
+            assert_eq!(config.replica_of, Some(format!("127.0.0.1:{primary}")));
+        }
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.yaml");

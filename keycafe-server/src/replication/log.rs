@@ -389,6 +389,23 @@ mod tests {
     }
 
     #[test]
+    fn a_del_record_is_the_frame_in_the_protocol_doc() {
+        let log = ReplicationLog::new(1024);
+        log.start_recording();
+        log.record_del(b"k");
+        let hex: Vec<String> = read_all(&log, 0)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex.join(" "),
+            "00 00 00 13 2a 00 00 00 02 24 00 00 00 03 44 45 4c 24 00 00 00 01 6b"
+        );
+        assert_eq!(log.offset(), 23);
+    }
+
+    #[test]
     fn the_ring_keeps_only_the_newest_bytes() {
         let log = ReplicationLog::new(1024);
         log.start_recording();
