@@ -251,6 +251,14 @@ async fn promotion_and_a_manual_failover_keep_every_write() {
         assert_eq!(to_a.cmd(&format!("GET k{i}")).await, bulk(i.to_string()));
     }
     assert_eq!(to_a.cmd("SET k301 301").await, simple("OK"));
+    // b stopped exactly where a took over, so it continues a's stream
+    // without a full copy (a served one full copy, to b, in epoch 1).
+    eventually("b continues from its offset", async || {
+        info(&mut to_a, "sync_partial_ok").await == "1"
+    })
+    .await;
+    assert_eq!(info(&mut to_a, "sync_full").await, "1");
+    assert_eq!(to_a.cmd("WAIT 1 5000").await, Frame::Integer(1));
     assert!(matches!(to_b.cmd("SET k302 x").await, Frame::Error(e) if e.starts_with(b"MOVED")));
     assert!(matches!(
         to_a.cmd("CLUSTER FAILOVER").await,

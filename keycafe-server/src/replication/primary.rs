@@ -174,7 +174,9 @@ async fn stream_to(
                     warn!(replica = %request.addr, "replica stopped acknowledging; closing its link");
                     return Ok(());
                 }
-                if log.offset() == offset {
+                // Not while paused for a failover: the replica taking over
+                // should end exactly where this node stopped.
+                if log.offset() == offset && !replication.gate.is_paused() {
                     log.record_ping();
                 }
             }

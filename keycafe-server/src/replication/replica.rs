@@ -140,13 +140,13 @@ async fn follow(shared: &Shared, cluster: &ClusterState, primary: &NodeInfo) -> 
     let replication = &shared.replication;
     let log = &replication.log;
     let mut link = BusClient::connect(&primary.bus_addr, cluster.secret.as_deref()).await?;
-    let upstream = replication.upstream();
-    let (replid, offset) = match upstream.synced {
-        true => {
-            let position = log.position();
-            (position.replid, position.offset.to_string())
-        }
-        false => (NO_ID.to_string(), "-1".to_string()),
+    // Whatever history we hold — our primary's, or our own as a demoted
+    // primary — the primary decides whether it can continue it.
+    // An empty history (offset 0) has nothing to continue.
+    let position = log.position();
+    let (replid, offset) = match position.offset {
+        0 => (NO_ID.to_string(), "-1".to_string()),
+        offset => (position.replid, offset.to_string()),
     };
     let answer = link
         .call(&[
@@ -168,6 +168,8 @@ async fn follow(shared: &Shared, cluster: &ClusterState, primary: &NodeInfo) -> 
             up.syncing = true;
             up.synced = false;
         });
+        // Until the copy is complete we hold no history anyone can continue.
+        log.reset(NO_ID, 0);
         shared.store.flush_all();
         let keys = load_copy(shared, &mut reader, &mut input, &mut parser).await?;
         log.reset(&primary_replid, start);

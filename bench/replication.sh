@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Replication: what a replica costs a primary, how far it lags, and how long
+# a failover takes — beside redis-server doing the same.
+#
+#   bench/replication.sh [rounds]      (default 3 rounds of the throughput runs)
+#
+# All on 127.0.0.1, ports picked at run time, data and logs in a temporary
+# directory (kept when KEEP_WORK=1 or on failure).
+#
+#  1. Throughput. Four targets run side by side, idle except while measured:
+#     a Keycafe primary alone (its own coordinator), a Keycafe primary with
+#     one replica (another coordinator), redis-server alone, and
+#     redis-server with one replica (`--replicaof`). Each round runs
+#     `redis-benchmark -t set -n $REQUESTS -c 50 -d 64 -r 100000 -P {1,16}`
+#     against each target in turn; the report gives medians over rounds and
+#     the with-replica / alone ratio for each server.
+#  2. Lag. During every with-replica run, INFO replication is sampled every
+#     100 ms on primary and replica: lag = master_repl_offset -
+#     slave_repl_offset, in bytes (median and max over samples); and after
+#     the run, the time until the replica has caught up completely.
+#  3. Failover. A Keycafe primary with one replica, coordinator node timeout
+#     $NODE_TIMEOUT_MS. $KILLS times: `kill -9` the primary, then time until
+#     `SET` on the replica succeeds (it owns the slots: promotion done and
+#     adopted); restart the killed node (it rejoins as a replica) and wait
+#     until it is in sync before the next kill. Reports each time and the
+#     median.
+#
+# Environment: REQUESTS (200000), NODE_TIMEOUT_MS (5000, the default),
+# KILLS (5), THREADS (0: keycafe-server's default, one worker per core).
+# Needs: cargo, redis-server, redis-benchmark, redis-cli, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${1:-3}
+REQUESTS=${REQUESTS:-200000}
+NODE_TIMEOUT_MS=${NODE_TIMEOUT_MS:-5000}
+KILLS=${KILLS:-5}
+THREADS=${THREADS:-0}
+for tool in redis-server redis-benchmark redis-cli python3; do
+    command -v "$tool" >/dev/null || { echo "replication.sh needs $tool" >&2; exit 1; }
+done
+
+echo "== building (release)"
+cargo build --release -q -p keycafe-server -p coordinate-server
+BIN=$PWD/target/release
+WORK=$(mktemp -d /tmp/keycafe-replication.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    if [[ ${KEEP_WORK:-0} == 1 || ${OK:-0} != 1 ]]; then
+        echo "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A free client port whose bus port (+10000) is free too.
+free_node_port() {
+    python3 - <<'PY'
+import socket
+while True:
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); port = a.getsockname()[1]
+    if port + 10000 > 65535: a.close(); continue
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", port + 10000)); print(port); break
+    except OSError:
+        pass
+    finally:
+        a.close(); b.close()
+PY
+}
+info() { redis-cli -p "$1" INFO "${3:-replication}" 2>/dev/null | tr -d '\r' | awk -F: -v f="$2" '$1 == f {print $2}'; }
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+    local secs=$1 what=$2
+    shift 2
+    for _ in $(seq $((secs * 20))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    echo "timed out: $what" >&2
+    exit 1
+}
+in_sync() { # in_sync PRIMARY REPLICA
+    local p r
+    p=$(info "$1" master_repl_offset) r=$(info "$2" slave_repl_offset)
+    [[ -n $p && $p == "$r" && $(info "$2" master_link_status) == up ]]
+}
+serves() { [[ $(redis-cli -p "$1" SET bench:probe 1 2>/dev/null) == OK ]]; }
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+declare -A PID_OF # keycafe node pid by client port
+
+start_coordinator() { # start_coordinator NAME -> sets COORD
+    local name=$1 port http
+    port=$(free_port) http=$(free_port)
+    "$BIN/coordinate-server" --port "$port" --http-port "$http" --data-dir "$WORK/$name" \
+        --node-timeout-ms "$NODE_TIMEOUT_MS" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    COORD=127.0.0.1:$port
+    wait_for 10 "coordinator $name" listening "$port"
+}
+start_node() { # start_node NAME PORT COORD [extra flags...]
+    local name=$1 port=$2 coord=$3
+    shift 3
+    "$BIN/keycafe-server" --port "$port" --coordinator "$coord" --threads "$THREADS" \
+        --node-timeout-ms "$NODE_TIMEOUT_MS" "$@" >>"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID_OF[$port]=$!
+}
+
+echo "== starting the four targets"
+start_coordinator coord-alone
+KC_ALONE=$(free_node_port)
+start_node kc-alone "$KC_ALONE" "$COORD"
+wait_for 20 "keycafe alone serves" serves "$KC_ALONE"
+
+start_coordinator coord-pair
+KC_PRIMARY=$(free_node_port)
+start_node kc-primary "$KC_PRIMARY" "$COORD"
+wait_for 20 "keycafe primary serves" serves "$KC_PRIMARY"
+KC_REPLICA=$(free_node_port)
+start_node kc-replica "$KC_REPLICA" "$COORD" --replica-of "127.0.0.1:$KC_PRIMARY"
+wait_for 30 "keycafe replica in sync" in_sync "$KC_PRIMARY" "$KC_REPLICA"
+
+RS_ALONE=$(free_port) RS_PRIMARY=$(free_port) RS_REPLICA=$(free_port)
+for port in "$RS_ALONE" "$RS_PRIMARY"; do
+    redis-server --port "$port" --save '' --appendonly no >"$WORK/redis-$port.log" 2>&1 &
+    PIDS+=($!)
+done
+redis-server --port "$RS_REPLICA" --save '' --appendonly no --replicaof 127.0.0.1 "$RS_PRIMARY" \
+    >"$WORK/redis-$RS_REPLICA.log" 2>&1 &
+PIDS+=($!)
+wait_for 10 "redis alone" serves "$RS_ALONE"
+wait_for 10 "redis primary" serves "$RS_PRIMARY"
+wait_for 30 "redis replica in sync" in_sync "$RS_PRIMARY" "$RS_REPLICA"
+
+# bench NAME PORT PIPELINE [REPLICA]: one redis-benchmark run; appends
+# "name pipeline ops/s" to results, and lag samples when there is a replica.
+bench() {
+    local name=$1 port=$2 pipeline=$3 replica=${4:-} sampler=
+    if [[ -n $replica ]]; then
+        (while :; do
+            echo "$(info "$port" master_repl_offset) $(info "$replica" slave_repl_offset)"
+            sleep 0.1
+        done) >>"$WORK/lag-$name-P$pipeline" &
+        sampler=$!
+    fi
+    local rps
+    rps=$(redis-benchmark -p "$port" -t set -n "$REQUESTS" -c 50 -d 64 -r 100000 -P "$pipeline" --csv 2>/dev/null |
+        awk -F, 'NR == 2 {gsub(/"/, "", $2); print $2}')
+    if [[ -n $sampler ]]; then
+        kill "$sampler" 2>/dev/null || true
+        wait "$sampler" 2>/dev/null || true
+        local start=$(date +%s%N)
+        wait_for 30 "$name replica catches up" in_sync "$port" "$replica"
+        echo "$name $pipeline $(( ($(date +%s%N) - start) / 1000000 ))" >>"$WORK/catchup"
+    fi
+    echo "$name $pipeline $rps" >>"$WORK/results"
+    printf '  %-16s -P %-3s %12s SET/s\n' "$name" "$pipeline" "$rps"
+}
+
+echo "== throughput: $ROUNDS rounds, $REQUESTS SETs per run"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round"
+    for pipeline in 1 16; do
+        bench keycafe-alone "$KC_ALONE" "$pipeline"
+        bench keycafe+replica "$KC_PRIMARY" "$pipeline" "$KC_REPLICA"
+        bench redis-alone "$RS_ALONE" "$pipeline"
+        bench redis+replica "$RS_PRIMARY" "$pipeline" "$RS_REPLICA"
+    done
+done
+
+echo "== failover: $KILLS kills, node timeout $NODE_TIMEOUT_MS ms"
+# The pair's primary and replica trade places on every kill. The killed
+# node is restarted without --replica-of: it takes its old entry in the
+# configuration, which the failover made a replica.
+PRIMARY=$KC_PRIMARY REPLICA=$KC_REPLICA
+for kill in $(seq "$KILLS"); do
+    kill -9 "${PID_OF[$PRIMARY]}"
+    start=$(date +%s%N)
+    wait_for 60 "replica on $REPLICA takes over" serves "$REPLICA"
+    ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    echo "failover $ms" >>"$WORK/failover"
+    echo "  kill $kill: slots served again after $ms ms"
+    start_node "kc-$PRIMARY" "$PRIMARY" "$COORD"
+    wait_for 60 "restarted node rejoins as a replica" in_sync "$REPLICA" "$PRIMARY"
+    read -r PRIMARY REPLICA <<<"$REPLICA $PRIMARY"
+done
+
+python3 - "$WORK" "$ROUNDS" "$REQUESTS" "$NODE_TIMEOUT_MS" <<'PY'
+import statistics, sys, collections
+work, rounds, requests, timeout = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+runs = collections.defaultdict(list)
+for line in open(f"{work}/results"):
+    name, p, rps = line.split()
+    runs[(name, p)].append(float(rps))
+med = {k: statistics.median(v) for k, v in runs.items()}
+print(f"\n### SET throughput, one replica vs none (median of {rounds} rounds, {requests} SETs each)\n")
+print("| server | pipeline | alone (SET/s) | with 1 replica (SET/s) | with / alone |")
+print("|---|---|---:|---:|---:|")
+for server in ("keycafe", "redis"):
+    for p in ("1", "16"):
+        a, r = med[(f"{server}-alone", p)], med[(f"{server}+replica", p)]
+        print(f"| {server} | {p} | {a:,.0f} | {r:,.0f} | {r / a:.2f}x |")
+print("\n### Replication lag during those runs (INFO offsets sampled every 100 ms)\n")
+print("| server | pipeline | median lag (bytes) | max lag (bytes) | catch-up after the run (median ms) |")
+print("|---|---|---:|---:|---:|")
+catch = collections.defaultdict(list)
+for line in open(f"{work}/catchup"):
+    name, p, ms = line.split()
+    catch[(name, p)].append(int(ms))
+for server in ("keycafe", "redis"):
+    for p in ("1", "16"):
+        lags = []
+        try:
+            for line in open(f"{work}/lag-{server}+replica-P{p}"):
+                parts = line.split()
+                if len(parts) == 2:
+                    lags.append(max(0, int(parts[0]) - int(parts[1])))
+        except FileNotFoundError:
+            pass
+        if lags:
+            print(f"| {server} | {p} | {statistics.median(lags):,.0f} | {max(lags):,} | {statistics.median(catch[(server + '+replica', p)]):.0f} |")
+times = [int(l.split()[1]) for l in open(f"{work}/failover")]
+print(f"\n### Failover time (node timeout {timeout} ms, kill -9 of the primary to the first SET served by its replica)\n")
+print("| kills | times (ms) | median (ms) |")
+print("|---:|---|---:|")
+print(f"| {len(times)} | {', '.join(map(str, times))} | {statistics.median(times):.0f} |")
+PY
+OK=1
