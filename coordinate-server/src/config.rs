@@ -23,8 +23,12 @@ pub struct Config {
     pub http_port: u16,
     /// Where the cluster state is persisted.
     pub data_dir: PathBuf,
-    /// A node silent for this long is shown as failing, in milliseconds.
+    /// A node silent for this long is failing, in milliseconds; a failing
+    /// primary whose replicas have lost it too is failed over.
     pub node_timeout_ms: u64,
+    /// Replicas wanted per primary: a node that registers without a
+    /// configured primary becomes a replica while a primary has fewer.
+    pub replicas: usize,
     /// When set, nodes must present this secret to register.
     pub secret: Option<String>,
     /// Most slot migrations announced at once; a larger rebalance runs in
@@ -42,6 +46,7 @@ impl Default for Config {
             http_port: 9880,
             data_dir: PathBuf::from("coordinator-data"),
             node_timeout_ms: 5000,
+            replicas: 0,
             secret: None,
             max_migrations: 1024,
             log_level: "info".to_string(),
@@ -104,6 +109,7 @@ impl Config {
             secret: self.secret.clone(),
             node_timeout: Duration::from_millis(self.node_timeout_ms),
             max_migrations: self.max_migrations,
+            replicas: self.replicas,
         }
     }
 }
@@ -137,9 +143,16 @@ pub struct Flags {
     /// Directory holding the persisted cluster state.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Milliseconds without a heartbeat before a node is shown as failing.
+    /// Milliseconds without a heartbeat before a node is failing and, if
+    /// it is a primary whose replicas have lost it too, failed over
+    /// [default: 5000].
     #[arg(long)]
     pub node_timeout_ms: Option<u64>,
+    /// Replicas wanted per primary: nodes that register without a
+    /// configured primary become replicas of the primary with the fewest
+    /// until each has this many [default: 0].
+    #[arg(long)]
+    pub replicas: Option<usize>,
     /// Secret nodes must present to register (visible to `ps`; prefer
     /// `secret:` in the YAML file).
     #[arg(long)]
@@ -171,6 +184,9 @@ impl Flags {
         if let Some(timeout) = self.node_timeout_ms {
             config.node_timeout_ms = timeout;
         }
+        if let Some(replicas) = self.replicas {
+            config.replicas = replicas;
+        }
         if self.secret.is_some() {
             config.secret = self.secret;
         }
@@ -184,6 +200,8 @@ impl Flags {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
     #[test]
@@ -192,6 +210,7 @@ mod tests {
         assert_eq!(config.node_addr().unwrap().to_string(), "127.0.0.1:9800");
         assert_eq!(config.http_addr().unwrap().to_string(), "127.0.0.1:9880");
         assert_eq!(config.settings().node_timeout, Duration::from_secs(5));
+        assert_eq!(config.settings().replicas, 0);
         assert_eq!(Config::from_yaml_str("").unwrap(), config);
     }
 
@@ -208,9 +227,13 @@ mod tests {
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("coordinator.yaml");
-        std::fs::write(&path, "port: 9900\nsecret: s\nnode_timeout_ms: 100\n").unwrap();
+        std::fs::write(
+            &path,
+            "port: 9900\nsecret: s\nnode_timeout_ms: 100\nreplicas: 1\n",
+        )
+        .unwrap();
         let flags = Flags {
-            config: Some(path),
+            config: Some(path.clone()),
             port: Some(7000),
             data_dir: Some("elsewhere".into()),
             ..Flags::default()
@@ -219,6 +242,20 @@ mod tests {
         assert_eq!(config.port, 7000);
         assert_eq!(config.secret.as_deref(), Some("s"));
         assert_eq!(config.node_timeout_ms, 100);
+        assert_eq!(config.settings().replicas, 1);
         assert_eq!(config.data_dir, PathBuf::from("elsewhere"));
+
+        let flags = Flags::try_parse_from([
+            "coordinate-server",
+            "--replicas",
+            "2",
+            "--node-timeout-ms",
+            "900",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        let settings = flags.into_config().unwrap().settings();
+        assert_eq!(settings.replicas, 2);
+        assert_eq!(settings.node_timeout, Duration::from_millis(900));
     }
 }

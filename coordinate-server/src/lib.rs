@@ -3,8 +3,9 @@
 //! Keycafe's control plane. Nodes connect to it, it decides which node owns
 //! each of the 16384 slots, and it pushes every new configuration, stamped
 //! with a growing epoch and persisted first, to every node. It moves as few
-//! slots as possible when nodes join or leave, notices nodes that stop
-//! reporting, and shows all of it on a dashboard.
+//! slots as possible when nodes join or leave, decides which nodes are
+//! replicas of which primaries, notices nodes that stop reporting, promotes
+//! a replica when a primary dies, and shows all of it on a dashboard.
 //!
 //! The decisions live in a deterministic state machine ([`state`]) with no
 //! I/O; around it, a single driver task ([`driver`]) feeds it events from the

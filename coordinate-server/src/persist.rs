@@ -176,6 +176,7 @@ mod tests {
             id: id.into(),
             client_addr: format!("{id}:1"),
             bus_addr: format!("{id}:2"),
+            replica_of: None,
         };
         Durable {
             config: ClusterConfig {

@@ -3,6 +3,9 @@
 mod common;
 
 use common::{Coordinator, FakeNode, node_info, settled};
+use coordinate_server::state::events::{ClusterEvent, FailoverReason};
+use coordinate_server::state::view::Role;
+use keycafe_core::coord::ReplicationReport;
 
 #[tokio::test]
 async fn the_dashboard_renders_and_the_api_parses() {
@@ -97,6 +100,115 @@ async fn the_dashboard_renders_and_the_api_parses() {
     let last = reqwest::get(coordinator.url(&format!("/nodes/{}/leave", a.info.id)))
         .await
         .unwrap();
-    assert!(last.text().await.unwrap().contains("last member"));
+    assert!(last.text().await.unwrap().contains("last primary"));
+    coordinator.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn roles_lag_and_a_failover_are_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 1000).await;
+    let a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
+    a.set_replication(ReplicationReport {
+        offset: 1000,
+        replicas_connected: 1,
+        ..ReplicationReport::default()
+    });
+    let mut r =
+        FakeNode::start_replica(coordinator.node_addr, node_info(2), &a.info.client_addr).await;
+    let streaming = ReplicationReport {
+        offset: 990,
+        following: Some(a.info.id.clone()),
+        link_up: true,
+        synced: true,
+        ..ReplicationReport::default()
+    };
+    r.set_replication(streaming.clone());
+    coordinator
+        .wait_for("the slots assigned and the replica's lag", |v| {
+            v.slots_assigned == 16384 && v.nodes.get(1).is_some_and(|n| n.lag == Some(10))
+        })
+        .await;
+
+    let raw: serde_json::Value = reqwest::get(coordinator.url("/api/cluster"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (primary, replica) = (&raw["nodes"][0], &raw["nodes"][1]);
+    assert_eq!(primary["role"], "primary");
+    assert_eq!(primary["replica_of"], serde_json::Value::Null);
+    assert_eq!(primary["offset"], 1000);
+    assert_eq!(primary["slots"], 16384);
+    assert_eq!(replica["role"], "replica");
+    assert_eq!(replica["replica_of"], a.info.id.as_str());
+    assert_eq!(
+        (replica["offset"].clone(), replica["lag"].clone()),
+        (990.into(), 10.into())
+    );
+    assert_eq!(
+        (replica["link_up"].clone(), replica["synced"].clone()),
+        (true.into(), true.into())
+    );
+    assert_eq!(raw["config"]["nodes"][1]["replica_of"], a.info.id.as_str());
+    let events = raw["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "joined" && e["replica_of"] == a.info.id.as_str()),
+        "{events:?}"
+    );
+    let page = reqwest::get(coordinator.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("replica of {}", a.info.id)),
+        "{page}"
+    );
+    assert!(
+        page.contains("10 B") && page.contains("Recent events"),
+        "{page}"
+    );
+
+    // The primary dies; the replica loses its link too and is promoted.
+    let (old, new) = (a.info.id.clone(), r.info.id.clone());
+    a.kill();
+    r.set_replication(ReplicationReport {
+        link_up: false,
+        ..streaming
+    });
+    let view = coordinator
+        .wait_for("a failover", |v| v.nodes[1].role == Role::Primary)
+        .await;
+    assert_eq!(view.nodes[1].slots, 16384);
+    assert_eq!(view.nodes[0].replica_of.as_ref(), Some(&new));
+    let failover = ClusterEvent::Failover {
+        reason: FailoverReason::Automatic,
+        old_primary: old,
+        new_primary: new.clone(),
+        old_offset: Some(1000),
+        new_offset: Some(990),
+    };
+    assert!(
+        view.events.iter().any(|e| e.event == failover),
+        "{:?}",
+        view.events
+    );
+    r.wait_for("the slots", |s| {
+        s.latest()
+            .is_some_and(|c| c.slots.iter().all(|range| range.owner == new))
+    })
+    .await;
+    let page = reqwest::get(coordinator.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("failover (automatic)"), "{page}");
     coordinator.stop().await.unwrap();
 }

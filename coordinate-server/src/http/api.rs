@@ -9,7 +9,8 @@ use super::{HttpError, same_origin};
 use crate::driver::Handle;
 use crate::state::view::ClusterView;
 
-/// `GET /api/cluster`: the configuration and every node's state.
+/// `GET /api/cluster`: the configuration, every node's state, role and
+/// replication, and the recent events.
 pub(super) async fn cluster(State(handle): State<Handle>) -> Result<Json<ClusterView>, HttpError> {
     Ok(Json(handle.view().await?))
 }

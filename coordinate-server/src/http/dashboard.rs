@@ -3,8 +3,10 @@
 //! One page (`templates/dashboard.html`) shows the epoch, a bar of all 16384
 //! slots coloured by owner (inline SVG; migrating slots are paled in the bar
 //! and marked underneath in their destination's colour), the nodes with
-//! their state, slots and keys, and the migrations in flight with their
-//! progress. It refreshes itself every two seconds with a `<meta>` tag: no
+//! their state, role, slots, keys and replication (offset, a replica's lag
+//! behind its primary, its link), the migrations in flight with their
+//! progress, and the recent events, failovers highlighted.
+//! It refreshes itself every two seconds with a `<meta>` tag: no
 //! JavaScript, nothing loaded from elsewhere.
 //!
 //! Asking a node to leave takes two steps, as it moves data: the link opens a
@@ -23,7 +25,8 @@ use keycafe_core::SLOT_COUNT;
 use super::{HttpError, same_origin};
 use crate::driver::Handle;
 use crate::error::Refusal;
-use crate::state::view::{ClusterView, NodeView};
+use crate::state::events::ClusterEvent;
+use crate::state::view::{ClusterView, EventView, NodeView, Role};
 
 /// Owner colours (Tableau 10 and two more), by position in the node list.
 const PALETTE: [&str; 12] = [
@@ -60,6 +63,23 @@ pub struct NodeRow {
     pub last_seen: String,
     pub epoch: String,
     pub can_leave: bool,
+    pub replica: bool,
+    /// "primary", or "replica of <short id>".
+    pub role: String,
+    pub offset: String,
+    /// Bytes behind the primary; "—" for a primary.
+    pub lag: String,
+    /// A replica's link to its primary: "up", "down" or "unknown"; "—" for
+    /// a primary.
+    pub link: &'static str,
+    /// "synced", "not synced" or "" (unknown, or a primary).
+    pub synced: &'static str,
+}
+
+pub struct EventRow {
+    pub ago: String,
+    pub text: String,
+    pub failover: bool,
 }
 
 pub struct MigrationRow {
@@ -85,6 +105,7 @@ pub struct DashboardPage {
     pub moving: Vec<Segment>,
     pub nodes: Vec<NodeRow>,
     pub migrations: Vec<MigrationRow>,
+    pub events: Vec<EventRow>,
 }
 
 #[derive(Template)]
@@ -113,15 +134,8 @@ pub(super) async fn confirm_leave(
         .enumerate()
         .find(|(_, n)| n.id == id)
         .ok_or(Refusal::UnknownNode(id))?;
-    let others = view
-        .nodes
-        .iter()
-        .filter(|n| n.id != node.id && !n.leaving)
-        .count();
-    let mut row = node_row(index, node);
-    row.can_leave = !node.leaving && others > 0;
     render(&LeavePage {
-        node: row,
+        node: node_row(&view, index, &short_id),
         leaving: node.leaving,
     })
 }
@@ -151,6 +165,7 @@ impl DashboardPage {
         let colour_of = |id: &str| colour(view.nodes.iter().position(|n| n.id == id).unwrap_or(0));
         let width = short_width(view.nodes.iter().map(|n| n.id.as_str()));
         let short = |id: &str| id.get(..width).unwrap_or(id).to_string();
+        let short = &short;
 
         let bar = config
             .slots
@@ -206,14 +221,11 @@ impl DashboardPage {
                 to: short(&group.to),
                 to_colour: colour_of(&group.to),
                 slots: group.slots,
-                keys_left: group
-                    .keys_left
-                    .map_or_else(|| "?".to_string(), |k| k.to_string()),
+                keys_left: known(group.keys_left),
                 stalled: group.stalled,
             })
             .collect();
 
-        let members = view.nodes.iter().filter(|n| !n.leaving).count();
         DashboardPage {
             epoch: view.epoch,
             slot_count: SLOT_COUNT,
@@ -223,22 +235,33 @@ impl DashboardPage {
             node_timeout: seconds(view.node_timeout_ms),
             bar,
             moving,
-            nodes: view
-                .nodes
-                .iter()
-                .enumerate()
-                .map(|(i, n)| NodeRow {
-                    short_id: short(&n.id),
-                    can_leave: !n.leaving && members > 1,
-                    ..node_row(i, n)
-                })
+            nodes: (0..view.nodes.len())
+                .map(|i| node_row(view, i, short))
                 .collect(),
             migrations: migration_rows,
+            events: view.events.iter().map(|e| event_row(e, short)).collect(),
         }
     }
 }
 
-fn node_row(index: usize, node: &NodeView) -> NodeRow {
+/// A replica can always leave (it owns nothing); a primary unless it is the
+/// last one staying (its slots would have nowhere to go).
+fn can_leave(view: &ClusterView, node: &NodeView) -> bool {
+    let other_primaries = view
+        .nodes
+        .iter()
+        .filter(|n| n.id != node.id && n.role == Role::Primary && !n.leaving);
+    !node.leaving && (node.role == Role::Replica || other_primaries.count() > 0)
+}
+
+/// The first [`SHORT_ID`] characters of an id.
+fn short_id(id: &str) -> String {
+    id.get(..SHORT_ID).unwrap_or(id).to_string()
+}
+
+/// The row of `view.nodes[index]`.
+fn node_row(view: &ClusterView, index: usize, short: &dyn Fn(&str) -> String) -> NodeRow {
+    let node = &view.nodes[index];
     let mut ranges: Vec<String> = node
         .ranges
         .iter()
@@ -257,10 +280,11 @@ fn node_row(index: usize, node: &NodeView) -> NodeRow {
             node.ranges.len() - RANGES_SHOWN
         ));
     }
+    let replica = node.role == Role::Replica;
     NodeRow {
         colour: colour(index),
         id: node.id.clone(),
-        short_id: node.id.get(..SHORT_ID).unwrap_or(&node.id).to_string(),
+        short_id: short(&node.id),
         client_addr: node.client_addr.clone(),
         bus_addr: node.bus_addr.clone(),
         state: node.state.as_str(),
@@ -271,7 +295,7 @@ fn node_row(index: usize, node: &NodeView) -> NodeRow {
         } else {
             ranges.join(", ")
         },
-        keys: node.keys.map_or_else(|| "?".to_string(), |k| k.to_string()),
+        keys: known(node.keys),
         last_seen: match node.keys {
             Some(_) => format!("{} ago", seconds(node.last_seen_ms)),
             None => format!(
@@ -279,11 +303,88 @@ fn node_row(index: usize, node: &NodeView) -> NodeRow {
                 seconds(node.last_seen_ms)
             ),
         },
-        epoch: node
-            .reported_epoch
-            .map_or_else(|| "?".to_string(), |e| e.to_string()),
-        can_leave: !node.leaving,
+        epoch: known(node.reported_epoch),
+        can_leave: can_leave(view, node),
+        replica,
+        role: match &node.replica_of {
+            Some(primary) => format!("replica of {}", short(primary)),
+            None => Role::Primary.as_str().to_string(),
+        },
+        offset: known(node.offset),
+        lag: match (replica, node.lag) {
+            (false, _) => "—".to_string(),
+            (true, Some(lag)) => format!("{lag} B"),
+            (true, None) => "?".to_string(),
+        },
+        link: match (replica, node.link_up) {
+            (false, _) => "—",
+            (true, Some(true)) => "up",
+            (true, Some(false)) => "down",
+            (true, None) => "unknown",
+        },
+        synced: match node.synced {
+            Some(true) => "synced",
+            Some(false) => "not synced",
+            None => "",
+        },
     }
+}
+
+fn event_row(event: &EventView, short: &dyn Fn(&str) -> String) -> EventRow {
+    let text = match &event.event {
+        ClusterEvent::Joined {
+            node,
+            replica_of: None,
+        } => format!("{} joined as a primary", short(node)),
+        ClusterEvent::Joined {
+            node,
+            replica_of: Some(primary),
+        } => format!("{} joined as a replica of {}", short(node), short(primary)),
+        ClusterEvent::Replaced { old, new } => format!(
+            "{} took the place of {} (a restart with a new id)",
+            short(new),
+            short(old)
+        ),
+        ClusterEvent::Left { node } => format!("{} left the cluster", short(node)),
+        ClusterEvent::Reassigned {
+            node,
+            replica_of: None,
+        } => format!("{} became a primary: its primary left", short(node)),
+        ClusterEvent::Reassigned {
+            node,
+            replica_of: Some(primary),
+        } => format!(
+            "{} now replicates {}: its primary left",
+            short(node),
+            short(primary)
+        ),
+        ClusterEvent::Failing { node } => format!("{} is failing: no heartbeat", short(node)),
+        ClusterEvent::Healthy { node } => format!("{} is healthy again", short(node)),
+        ClusterEvent::Failover {
+            reason,
+            old_primary,
+            new_primary,
+            old_offset,
+            new_offset,
+        } => format!(
+            "failover ({}): {} replaces {} as primary; offsets {} (new) and {} (old, last reported)",
+            reason.as_str(),
+            short(new_primary),
+            short(old_primary),
+            known(*new_offset),
+            known(*old_offset)
+        ),
+    };
+    EventRow {
+        ago: format!("{} ago", seconds(event.ago_ms)),
+        text,
+        failover: matches!(event.event, ClusterEvent::Failover { .. }),
+    }
+}
+
+/// A reported number, or "?" before the first report.
+fn known(value: Option<u64>) -> String {
+    value.map_or_else(|| "?".to_string(), |v| v.to_string())
 }
 
 fn colour(index: usize) -> &'static str {
@@ -317,29 +418,37 @@ mod tests {
     use std::time::Instant;
 
     use keycafe_core::cluster::NodeInfo;
-    use keycafe_core::coord::NodeMessage;
+    use keycafe_core::coord::{NodeMessage, NodeReport, ReplicationReport};
 
     use super::*;
-    use crate::state::{Coordinator, Event, Settings};
+    use crate::state::{ConnId, Coordinator, Event, Settings};
+
+    /// Node `n` ('a', 'b', ...) on connection `conn`, replicating the node
+    /// at `primary` (a client address) if given.
+    fn register(coordinator: &mut Coordinator, conn: ConnId, n: char, primary: Option<String>) {
+        let node = NodeInfo {
+            id: n.to_string().repeat(40),
+            client_addr: format!("127.0.0.1:70{conn:02}"),
+            bus_addr: format!("127.0.0.1:170{conn:02}"),
+            replica_of: None,
+        };
+        let message = NodeMessage::Register {
+            node,
+            epoch: 0,
+            secret: None,
+            primary,
+        };
+        let now = Instant::now();
+        coordinator.step(Event::Received { conn, message }, now);
+        coordinator.step(Event::Tick, now);
+    }
 
     #[test]
     fn the_page_shows_nodes_the_bar_and_migrations() {
         let now = Instant::now();
         let (mut coordinator, _) = Coordinator::new(Settings::default(), None, now);
-        for (conn, n) in [(1, 'a'), (2, 'b')] {
-            let node = NodeInfo {
-                id: n.to_string().repeat(40),
-                client_addr: format!("127.0.0.1:70{conn:02}"),
-                bus_addr: format!("127.0.0.1:170{conn:02}"),
-            };
-            let message = NodeMessage::Register {
-                node,
-                epoch: 0,
-                secret: None,
-            };
-            coordinator.step(Event::Received { conn, message }, now);
-            coordinator.step(Event::Tick, now);
-        }
+        register(&mut coordinator, 1, 'a', None);
+        register(&mut coordinator, 2, 'b', None);
         let page = DashboardPage::from_view(&coordinator.view(now));
         assert_eq!(page.bar.len(), 1);
         assert_eq!(page.bar[0].width, 16384);
@@ -351,6 +460,68 @@ mod tests {
         assert!(html.contains("aaaaaaaa") && html.contains("bbbbbbbb"));
         assert!(html.contains("127.0.0.1:7001"));
         assert!(html.contains(r#"http-equiv="refresh""#));
+    }
+
+    #[test]
+    fn the_page_shows_roles_lag_and_failovers() {
+        let now = Instant::now();
+        let (mut coordinator, _) = Coordinator::new(Settings::default(), None, now);
+        register(&mut coordinator, 1, 'a', None);
+        register(&mut coordinator, 2, 'b', Some("127.0.0.1:7001".into()));
+        let primary = "a".repeat(40);
+        for (conn, replication) in [
+            (
+                1,
+                ReplicationReport {
+                    offset: 1000,
+                    replicas_connected: 1,
+                    ..ReplicationReport::default()
+                },
+            ),
+            (
+                2,
+                ReplicationReport {
+                    offset: 900,
+                    following: Some(primary.clone()),
+                    link_up: true,
+                    synced: true,
+                    ..ReplicationReport::default()
+                },
+            ),
+        ] {
+            let message = NodeMessage::Heartbeat(NodeReport {
+                replication,
+                ..NodeReport::default()
+            });
+            coordinator.step(Event::Received { conn, message }, now);
+        }
+        let page = DashboardPage::from_view(&coordinator.view(now));
+        let (a, b) = (&page.nodes[0], &page.nodes[1]);
+        assert_eq!(
+            (a.role.as_str(), a.lag.as_str(), a.link),
+            ("primary", "—", "—")
+        );
+        assert_eq!(b.role, "replica of aaaaaaaa");
+        assert_eq!((b.offset.as_str(), b.lag.as_str()), ("900", "100 B"));
+        assert_eq!((b.link, b.synced), ("up", "synced"));
+        assert!(b.can_leave, "a replica can always leave");
+        assert!(!a.can_leave, "a is the only primary");
+
+        let message = NodeMessage::Failover { primary };
+        coordinator.step(Event::Received { conn: 2, message }, now);
+        let page = DashboardPage::from_view(&coordinator.view(now));
+        assert_eq!(page.nodes[0].role, "replica of bbbbbbbb");
+        let failover = &page.events[0];
+        assert!(failover.failover);
+        assert_eq!(
+            failover.text,
+            "failover (manual): bbbbbbbb replaces aaaaaaaa as primary; \
+             offsets 900 (new) and 1000 (old, last reported)"
+        );
+        assert_eq!(failover.ago, "0.0 s ago");
+        let html = page.render().unwrap();
+        assert!(html.contains("Recent events") && html.contains(r#"class="failover""#));
+        assert!(html.contains("joined as a replica of aaaaaaaa"), "{html}");
     }
 
     #[test]

@@ -122,6 +122,7 @@ fn growing_from_one_to_ten_nodes_moves_only_to_the_newcomer() {
             id: format!("n{i}"),
             client_addr: String::new(),
             bus_addr: String::new(),
+            replica_of: None,
         })
         .collect();
     let ranges = map.to_ranges(&nodes).len();

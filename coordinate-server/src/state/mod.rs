@@ -33,24 +33,41 @@
 //! - **Batched results.** `migration_done` messages are collected and applied
 //!   together on the next tick, so a burst of finished slots costs one
 //!   epoch, one write and one push.
-//! - **Liveness is observed, not acted on.** A node silent for longer than
-//!   `node_timeout` is reported failing; it keeps its slots (failover is a
-//!   later issue), and migrations from it stall until it returns.
+//! - **Replicas own nothing.** A node is a primary or a replica of one
+//!   primary (`replica_of` in the configuration); only primaries that are
+//!   not leaving are planned slots. Who replicates whom is decided when a
+//!   node joins and when its primary is removed (`replicas.rs`); a node the
+//!   configuration knows keeps the role it gives it.
+//! - **Liveness is observed; failover needs a second opinion.** A node
+//!   silent for longer than `node_timeout` is reported failing. A failing
+//!   primary keeps its slots, and migrations from it stall until it returns,
+//!   unless it has a synced replica and every replica still reporting says
+//!   it has lost that primary too: then, on the tick, the replica with the
+//!   highest replication offset is promoted in one new epoch, taking the
+//!   slots and the migrations, and the old primary becomes its replica
+//!   (`failover.rs`). A replica may also ask for the promotion itself
+//!   (`failover`, after a manual handover), and is promoted at once.
 //!
-//! [`view`] turns the state into the dashboard's and `/api/cluster`'s picture.
+//! [`view`] turns the state into the dashboard's and `/api/cluster`'s
+//! picture, with the latest [`events`] (kept in memory only).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use keycafe_core::cluster::{ClusterConfig, Migration, NodeId};
-use keycafe_core::coord::{CoordinatorMessage, NodeMessage, NodeReport};
+use keycafe_core::coord::{CoordinatorMessage, NodeMessage, NodeReport, ReplicationReport};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::error::Refusal;
+use events::EventLog;
+use register::Registration;
 
+pub mod events;
+mod failover;
 mod rebalance;
 mod register;
+mod replicas;
 mod validate;
 pub mod view;
 
@@ -64,10 +81,14 @@ pub type ConnId = u64;
 pub struct Settings {
     /// The secret nodes must present in `register`, if any.
     pub secret: Option<String>,
-    /// Silence after which a node is shown as failing.
+    /// Silence after which a node is failing (and a primary may be failed
+    /// over).
     pub node_timeout: Duration,
     /// Most migrations announced at once.
     pub max_migrations: usize,
+    /// Replicas wanted per primary: a node that registers without a
+    /// configured primary becomes a replica while some primary has fewer.
+    pub replicas: usize,
 }
 
 impl Default for Settings {
@@ -76,6 +97,7 @@ impl Default for Settings {
             secret: None,
             node_timeout: Duration::from_secs(5),
             max_migrations: 1024,
+            replicas: 0,
         }
     }
 }
@@ -97,7 +119,8 @@ pub enum Event {
     Received { conn: ConnId, message: NodeMessage },
     /// A node connection closed.
     Disconnected { conn: ConnId },
-    /// Time passed: apply finished migrations, notice silent nodes.
+    /// Time passed: apply finished migrations, notice silent nodes, fail
+    /// over dead primaries.
     Tick,
 }
 
@@ -122,7 +145,7 @@ struct Health {
     last_seen: Instant,
     /// Latest heartbeat.
     report: Option<NodeReport>,
-    /// As of the last tick, for logging transitions.
+    /// As of the last tick, for logging and recording transitions.
     failing: bool,
 }
 
@@ -139,6 +162,8 @@ pub struct Coordinator {
     done: HashSet<Migration>,
     /// Membership or ownership changed: plan on the next tick.
     replan: bool,
+    /// Recent joins, leaves, health changes and failovers (not persisted).
+    events: EventLog,
 }
 
 impl Coordinator {
@@ -171,6 +196,7 @@ impl Coordinator {
             health,
             done: HashSet::new(),
             replan: restoring,
+            events: EventLog::default(),
         };
         let mut effects = Vec::new();
         if restoring {
@@ -212,23 +238,23 @@ impl Coordinator {
     }
 
     /// Asks `node` to leave: its slots are planned away (from the next tick),
-    /// and once it owns nothing it is removed. Refused for an unknown node
-    /// and for the last one (its slots would have nowhere to go). Asking
-    /// twice is harmless. The request is persisted before this returns
-    /// effects, so it survives a restart.
+    /// and once it owns nothing (a replica at once) it is removed. Refused
+    /// for an unknown node and for the last primary (its slots would have
+    /// nowhere to go). Asking twice is harmless. The request is persisted
+    /// before this returns effects, so it survives a restart.
     pub fn request_leave(&mut self, node: &str, _now: Instant) -> Result<Vec<Effect>, Refusal> {
-        if self.config.node(node).is_none() {
+        let Some(info) = self.config.node(node) else {
             return Err(Refusal::UnknownNode(node.to_string()));
-        }
+        };
         if self.leaving.contains(node) {
             return Ok(Vec::new());
         }
-        let others = self
+        let other_primaries = self
             .config
             .nodes
             .iter()
-            .filter(|n| n.id != node && !self.leaving.contains(&n.id));
-        if others.count() == 0 {
+            .filter(|n| n.id != node && !n.is_replica() && !self.leaving.contains(&n.id));
+        if !info.is_replica() && other_primaries.count() == 0 {
             return Err(Refusal::LastNode(node.to_string()));
         }
         info!(%node, "node asked to leave");
@@ -250,10 +276,16 @@ impl Coordinator {
             node,
             epoch,
             secret,
-            ..
+            primary,
         } = message
         {
-            self.register(conn, node, epoch, secret, now, effects);
+            let registration = Registration {
+                node,
+                epoch,
+                secret,
+                primary,
+            };
+            self.register(conn, registration, now, effects);
             return;
         }
         let Some(node) = self.sessions.get(&conn).cloned() else {
@@ -280,18 +312,13 @@ impl Coordinator {
                     );
                 }
             }
-            NodeMessage::Failover { .. } => {
-                refuse(conn, "failover is not supported yet", effects); // REPLICATION-TODO
+            NodeMessage::Failover { primary } => {
+                self.manual_failover(conn, &node, &primary, now, effects);
             }
             NodeMessage::Leave => {
                 if let Err(refusal) = self.request_leave(&node, now).map(|e| effects.extend(e)) {
                     warn!(%node, %refusal, "leave refused");
-                    effects.push(Effect::Send {
-                        to: vec![conn],
-                        message: CoordinatorMessage::Error {
-                            message: refusal.to_string(),
-                        },
-                    });
+                    decline(conn, &refusal.to_string(), effects);
                 }
             }
         }
@@ -352,16 +379,35 @@ impl Coordinator {
     fn has_session(&self, id: &str) -> bool {
         self.sessions.values().any(|n| n == id)
     }
+
+    /// Heard from within `node_timeout` (a node never heard from is not).
+    fn is_healthy(&self, id: &str, now: Instant) -> bool {
+        self.health.get(id).is_some_and(|h| {
+            now.saturating_duration_since(h.last_seen) <= self.settings.node_timeout
+        })
+    }
+
+    /// The replication part of the node's latest heartbeat.
+    fn replication(&self, id: &str) -> Option<&ReplicationReport> {
+        let report = self.health.get(id)?.report.as_ref()?;
+        Some(&report.replication)
+    }
 }
 
-/// Sends an error and closes: for a peer that broke the rules.
-fn refuse(conn: ConnId, message: &str, effects: &mut Vec<Effect>) {
+/// Answers with an error and keeps the connection: for a request that was
+/// understood and declined.
+fn decline(conn: ConnId, message: &str, effects: &mut Vec<Effect>) {
     effects.push(Effect::Send {
         to: vec![conn],
         message: CoordinatorMessage::Error {
             message: message.to_string(),
         },
     });
+}
+
+/// Sends an error and closes: for a peer that broke the rules.
+fn refuse(conn: ConnId, message: &str, effects: &mut Vec<Effect>) {
+    decline(conn, message, effects);
     effects.push(Effect::Close(conn));
 }
 

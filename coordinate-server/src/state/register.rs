@@ -3,15 +3,24 @@
 //! Three kinds of registration:
 //!
 //! - a **known id** (the node reconnected, or the coordinator restarted):
-//!   nothing about its slots changes; only changed addresses are recorded;
-//! - a **new id at a new address**: a join, planned as soon as no migration is
-//!   in flight (the first node of all simply gets every slot);
+//!   nothing about its slots or its role changes; only changed addresses are
+//!   recorded;
+//! - a **new id at a new address**: a join, as a replica or as a primary
+//!   ([`super::replicas`]); a primary is planned slots as soon as no
+//!   migration is in flight (the first node of all simply gets every slot);
 //! - a **new id at the address of a known node that is not connected**: a
 //!   node restarted (node ids are random per process) and took its old place.
 //!   Two processes cannot listen on one address at once, so the old process
 //!   is gone, and with it the keys it held in memory; the newcomer replaces
-//!   it in the slot map and in any migration. If the old id is still
-//!   connected, the address is in use and the registration is refused.
+//!   it in the slot map, in any migration, as its replicas' primary, and in
+//!   its role. One exception: if the old node was a primary owning slots
+//!   and one of its replicas has a full copy of them, that replica is
+//!   promoted and the empty newcomer becomes its replica
+//!   ([`super::failover`]). If the old id is still connected, the address is
+//!   in use and the registration is refused.
+//!
+//! The node's own `replica_of` in `register` is ignored: the coordinator
+//! decides roles.
 
 use std::time::Instant;
 
@@ -19,6 +28,8 @@ use keycafe_core::cluster::{ClusterConfig, NodeInfo};
 use keycafe_core::coord::CoordinatorMessage;
 use tracing::{info, warn};
 
+use super::events::{ClusterEvent, FailoverReason};
+use super::failover::hand_over;
 use super::{ConnId, Coordinator, Effect, Health, refuse};
 
 /// Longest node id accepted (Redis-style ids are 40 hex characters).
@@ -26,16 +37,29 @@ const MAX_ID_LEN: usize = 64;
 /// Longest `host:port` accepted.
 const MAX_ADDR_LEN: usize = 255;
 
+/// The fields of a `register` message.
+pub(super) struct Registration {
+    pub node: NodeInfo,
+    pub epoch: u64,
+    pub secret: Option<String>,
+    /// Client address of the primary the node is configured to replicate.
+    pub primary: Option<String>,
+}
+
 impl Coordinator {
     pub(super) fn register(
         &mut self,
         conn: ConnId,
-        node: NodeInfo,
-        epoch: u64,
-        secret: Option<String>,
+        registration: Registration,
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
+        let Registration {
+            node,
+            epoch,
+            secret,
+            primary,
+        } = registration;
         if let Some(expected) = &self.settings.secret
             && !secret.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
         {
@@ -59,7 +83,7 @@ impl Coordinator {
             return;
         }
 
-        let mut changed = match self.admit(&node) {
+        let mut changed = match self.admit(&node, primary.as_deref(), now) {
             Ok(changed) => changed,
             Err(reason) => {
                 warn!(conn, node = %node.id, %reason, "registration refused");
@@ -105,9 +129,15 @@ impl Coordinator {
     }
 
     /// Puts `node` in the node list (if it is not already there with these
-    /// addresses). True if the configuration changed; an error says why the
+    /// addresses); `primary` is the client address it was configured to
+    /// replicate. True if the configuration changed; an error says why the
     /// node may not register.
-    fn admit(&mut self, node: &NodeInfo) -> Result<bool, String> {
+    fn admit(
+        &mut self,
+        node: &NodeInfo,
+        primary: Option<&str>,
+        now: Instant,
+    ) -> Result<bool, String> {
         let clashes: Vec<usize> = self
             .config
             .nodes
@@ -134,36 +164,69 @@ impl Coordinator {
             if !clashes.is_empty() {
                 return Err("another node is registered with these addresses".to_string());
             }
-            if self.config.nodes[index] == *node {
+            let known = &mut self.config.nodes[index];
+            if known.client_addr == node.client_addr && known.bus_addr == node.bus_addr {
                 return Ok(false);
             }
             info!(node = %node.id, client = %node.client_addr, bus = %node.bus_addr, "node changed address");
-            self.config.nodes[index] = node.clone();
+            known.client_addr.clone_from(&node.client_addr);
+            known.bus_addr.clone_from(&node.bus_addr);
             return Ok(true);
         }
 
         match clashes.as_slice() {
             [] => {
-                info!(node = %node.id, client = %node.client_addr, "node joined");
-                self.config.nodes.push(node.clone());
+                let replica_of = self.role_for_new_node(primary)?;
+                info!(node = %node.id, client = %node.client_addr, ?replica_of, "node joined");
+                self.config.nodes.push(NodeInfo {
+                    replica_of: replica_of.clone(),
+                    ..node.clone()
+                });
+                let event = ClusterEvent::Joined {
+                    node: node.id.clone(),
+                    replica_of,
+                };
+                self.events.record(now, event);
             }
-            &[index] => {
-                let old = self.config.nodes[index].id.clone();
-                warn!(
-                    old = %old, new = %node.id, client = %node.client_addr,
-                    "a new node took the address of a disconnected one and replaces it; \
-                     the keys the old process held are gone"
-                );
-                self.health.remove(&old);
-                if self.leaving.remove(&old) {
-                    info!(node = %old, "the replaced node's leave request lapses");
-                }
-                self.done.retain(|m| m.from != old && m.to != old);
-                replace_node(&mut self.config, index, node.clone());
-            }
+            &[index] => self.replace(index, node, now),
             _ => return Err("these addresses belong to two different nodes".to_string()),
         }
         Ok(true)
+    }
+
+    /// `node` takes the place of the disconnected node at `index`, whose
+    /// process is gone; a replica with the old primary's data is promoted
+    /// first, so that the newcomer inherits the role of a replica.
+    fn replace(&mut self, index: usize, node: &NodeInfo, now: Instant) {
+        let old = self.config.nodes[index].id.clone();
+        warn!(
+            old = %old, new = %node.id, client = %node.client_addr,
+            "a new node took the address of a disconnected one and replaces it; \
+             the keys the old process held are gone"
+        );
+        let owns_slots = self.config.slots.iter().any(|r| r.owner == old);
+        if owns_slots && let Some(replica) = self.candidate(&old, now) {
+            self.promote(&old, &replica, FailoverReason::Restarted, now);
+        }
+        self.health.remove(&old);
+        if self.leaving.remove(&old) {
+            info!(node = %old, "the replaced node's leave request lapses");
+        }
+        self.done.retain(|m| m.from != old && m.to != old);
+        let role = self.config.nodes[index].replica_of.clone();
+        replace_node(
+            &mut self.config,
+            index,
+            NodeInfo {
+                replica_of: role,
+                ..node.clone()
+            },
+        );
+        let event = ClusterEvent::Replaced {
+            old,
+            new: node.id.clone(),
+        };
+        self.events.record(now, event);
     }
 }
 
@@ -206,21 +269,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The node list of `config` with `node` in place of the node at `index`.
+/// `config` with `node` in place of the node at `index`: in the node list,
+/// the slot map, every migration, and as the primary of its replicas.
 fn replace_node(config: &mut ClusterConfig, index: usize, node: NodeInfo) {
     let old = std::mem::replace(&mut config.nodes[index], node);
-    let new = &config.nodes[index].id;
-    for range in &mut config.slots {
-        if range.owner == old.id {
-            range.owner = new.clone();
-        }
-    }
-    for m in &mut config.migrations {
-        if m.from == old.id {
-            m.from = new.clone();
-        }
-        if m.to == old.id {
-            m.to = new.clone();
+    let new = config.nodes[index].id.clone();
+    hand_over(config, &old.id, &new);
+    for n in &mut config.nodes {
+        if n.replica_of.as_deref() == Some(old.id.as_str()) {
+            n.replica_of = Some(new.clone());
         }
     }
 }

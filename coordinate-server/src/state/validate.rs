@@ -8,8 +8,9 @@ use keycafe_core::SLOT_COUNT;
 use super::Durable;
 
 /// Checks a persisted (or otherwise untrusted) state against the invariants
-/// the coordinator keeps: unique nodes, ranges in order over known owners,
-/// migrations of owned slots to other known nodes, leavers that are members.
+/// the coordinator keeps: unique nodes, replicas of other known primaries,
+/// ranges in order over known primaries, migrations of owned slots between
+/// primaries, leavers that are members.
 pub fn validate(state: &Durable) -> Result<(), String> {
     let config = &state.config;
     let mut ids = BTreeSet::new();
@@ -17,6 +18,20 @@ pub fn validate(state: &Durable) -> Result<(), String> {
         if !ids.insert(node.id.as_str()) {
             return Err(format!("node {} is listed twice", node.id));
         }
+    }
+    let mut replicas = BTreeSet::new();
+    for node in &config.nodes {
+        let Some(primary) = &node.replica_of else {
+            continue;
+        };
+        let is_primary = config.node(primary).is_some_and(|p| !p.is_replica());
+        if *primary == node.id || !is_primary {
+            return Err(format!(
+                "node {} is a replica of {primary}, which is not another known primary",
+                node.id
+            ));
+        }
+        replicas.insert(node.id.as_str());
     }
     let mut next = 0u32;
     for range in &config.slots {
@@ -32,6 +47,12 @@ pub fn validate(state: &Durable) -> Result<(), String> {
                 range.start, range.end, range.owner
             ));
         }
+        if replicas.contains(range.owner.as_str()) {
+            return Err(format!(
+                "slot range {}-{} is owned by replica {}",
+                range.start, range.end, range.owner
+            ));
+        }
         next = u32::from(range.end) + 1;
     }
     let map = config.slot_map();
@@ -42,6 +63,12 @@ pub fn validate(state: &Durable) -> Result<(), String> {
             return Err(format!(
                 "migration of slot {} from {} to {} does not fit the slot map",
                 m.slot, m.from, m.to
+            ));
+        }
+        if replicas.contains(m.to.as_str()) {
+            return Err(format!(
+                "migration of slot {} goes to replica {}",
+                m.slot, m.to
             ));
         }
         if !moving.insert(m.slot) {

@@ -1,14 +1,15 @@
 //! The cluster as people and scripts see it: the configuration plus what the
-//! coordinator observes of each node. Served as `/api/cluster` and rendered
-//! by the dashboard.
+//! coordinator observes of each node (health, keys, replication) and the
+//! recent events. Served as `/api/cluster` and rendered by the dashboard.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use keycafe_core::Slot;
-use keycafe_core::cluster::{ClusterConfig, NodeId};
+use keycafe_core::cluster::{ClusterConfig, NodeId, NodeInfo};
 use serde::{Deserialize, Serialize};
 
 use super::Coordinator;
+use super::events::ClusterEvent;
 use crate::planner;
 
 /// A snapshot of the cluster.
@@ -26,6 +27,35 @@ pub struct ClusterView {
     /// Slots with an owner (16384 once the first node has joined).
     pub slots_assigned: usize,
     pub node_timeout_ms: u64,
+    /// The most recent events, newest first.
+    pub events: Vec<EventView>,
+}
+
+/// What a node does for the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// May own slots.
+    Primary,
+    /// Copies its primary's data; owns nothing.
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// One recent event and how long ago it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventView {
+    pub ago_ms: u64,
+    #[serde(flatten)]
+    pub event: ClusterEvent,
 }
 
 /// How a node is doing.
@@ -71,6 +101,19 @@ pub struct NodeView {
     /// Milliseconds since the last heartbeat (or registration, or the
     /// coordinator's start, whichever is latest).
     pub last_seen_ms: u64,
+    pub role: Role,
+    /// The primary of a replica.
+    pub replica_of: Option<NodeId>,
+    /// Replication offset from the latest heartbeat: produced by a primary,
+    /// applied by a replica.
+    pub offset: Option<u64>,
+    /// For a replica: bytes behind its primary (the primary's offset minus
+    /// its own, each from its latest heartbeat).
+    pub lag: Option<u64>,
+    /// For a replica: its link to its primary is up, per its heartbeat.
+    pub link_up: Option<bool>,
+    /// For a replica: it holds a complete copy, per its heartbeat.
+    pub synced: Option<bool>,
 }
 
 /// Migrations in flight from one node to another.
@@ -94,37 +137,7 @@ impl Coordinator {
         let nodes: Vec<NodeView> = config
             .nodes
             .iter()
-            .map(|node| {
-                let health = self.health.get(&node.id);
-                let age = health.map_or(timeout, |h| now.saturating_duration_since(h.last_seen));
-                let failing = age > timeout;
-                let leaving = self.leaving.contains(&node.id);
-                let report = health.and_then(|h| h.report.as_ref());
-                let ranges: Vec<(Slot, Slot)> = config
-                    .slots
-                    .iter()
-                    .filter(|r| r.owner == node.id)
-                    .map(|r| (r.start, r.end))
-                    .collect();
-                NodeView {
-                    id: node.id.clone(),
-                    client_addr: node.client_addr.clone(),
-                    bus_addr: node.bus_addr.clone(),
-                    state: match (failing, leaving) {
-                        (true, _) => NodeState::Failing,
-                        (false, true) => NodeState::Leaving,
-                        (false, false) => NodeState::Healthy,
-                    },
-                    leaving,
-                    failing,
-                    connected: self.has_session(&node.id),
-                    slots: ranges.iter().map(|&(s, e)| usize::from(e - s) + 1).sum(),
-                    ranges,
-                    keys: report.map(|r| r.keys),
-                    reported_epoch: report.map(|r| r.epoch),
-                    last_seen_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
-                }
-            })
+            .map(|node| self.node_view(node, now))
             .collect();
 
         let failing = |id: &str| nodes.iter().any(|n| n.id == id && n.failing);
@@ -168,9 +181,74 @@ impl Coordinator {
             migrations,
             queued_moves,
             slots_assigned: map.assigned(),
-            node_timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            node_timeout_ms: millis(timeout),
+            events: self
+                .events
+                .newest_first()
+                .map(|(at, event)| EventView {
+                    ago_ms: millis(now.saturating_duration_since(*at)),
+                    event: event.clone(),
+                })
+                .collect(),
         }
     }
+
+    fn node_view(&self, node: &NodeInfo, now: Instant) -> NodeView {
+        let timeout = self.settings.node_timeout;
+        let health = self.health.get(&node.id);
+        let age = health.map_or(timeout, |h| now.saturating_duration_since(h.last_seen));
+        let failing = age > timeout;
+        let leaving = self.leaving.contains(&node.id);
+        let report = health.and_then(|h| h.report.as_ref());
+        let ranges: Vec<(Slot, Slot)> = self
+            .config
+            .slots
+            .iter()
+            .filter(|r| r.owner == node.id)
+            .map(|r| (r.start, r.end))
+            .collect();
+        let replication = report.map(|r| &r.replication);
+        let offset = replication.map(|r| r.offset);
+        let for_replica = |value: Option<bool>| value.filter(|_| node.is_replica());
+        let lag = node
+            .replica_of
+            .as_deref()
+            .and_then(|primary| self.replication(primary))
+            .zip(offset)
+            .map(|(primary, own)| primary.offset.saturating_sub(own));
+        NodeView {
+            id: node.id.clone(),
+            client_addr: node.client_addr.clone(),
+            bus_addr: node.bus_addr.clone(),
+            state: match (failing, leaving) {
+                (true, _) => NodeState::Failing,
+                (false, true) => NodeState::Leaving,
+                (false, false) => NodeState::Healthy,
+            },
+            leaving,
+            failing,
+            connected: self.has_session(&node.id),
+            slots: ranges.iter().map(|&(s, e)| usize::from(e - s) + 1).sum(),
+            ranges,
+            keys: report.map(|r| r.keys),
+            reported_epoch: report.map(|r| r.epoch),
+            last_seen_ms: millis(age),
+            role: if node.is_replica() {
+                Role::Replica
+            } else {
+                Role::Primary
+            },
+            replica_of: node.replica_of.clone(),
+            offset,
+            lag,
+            link_up: for_replica(replication.map(|r| r.link_up)),
+            synced: for_replica(replication.map(|r| r.synced)),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use coordinate_server::Config;
 use coordinate_server::state::view::ClusterView;
 use keycafe_core::cluster::{ClusterConfig, NodeInfo};
-use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport};
+use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport, ReplicationReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -169,13 +169,14 @@ impl Seen {
 
 /// A fake node in its own task: registers, records every message, answers
 /// `migration_done` for slots it is asked to give away (when `auto_done`),
-/// and heartbeats (when `heartbeat`).
+/// and heartbeats (when `heartbeat`) with the `replication` report set.
 pub struct FakeNode {
     pub info: NodeInfo,
     pub seen: watch::Receiver<Seen>,
     commands: mpsc::UnboundedSender<Option<NodeMessage>>,
     pub auto_done: Arc<Mutex<bool>>,
     pub heartbeat: Arc<Mutex<bool>>,
+    pub replication: Arc<Mutex<ReplicationReport>>,
     task: JoinHandle<()>,
 }
 
@@ -190,12 +191,27 @@ impl FakeNode {
         secret: Option<&str>,
         epoch: u64,
     ) -> FakeNode {
+        Self::start_registering(addr, info, secret, epoch, None).await
+    }
+
+    /// A node configured to replicate the node at client address `primary`.
+    pub async fn start_replica(addr: SocketAddr, info: NodeInfo, primary: &str) -> FakeNode {
+        Self::start_registering(addr, info, None, 0, Some(primary.to_string())).await
+    }
+
+    async fn start_registering(
+        addr: SocketAddr,
+        info: NodeInfo,
+        secret: Option<&str>,
+        epoch: u64,
+        primary: Option<String>,
+    ) -> FakeNode {
         let mut link = Link::connect(addr).await;
         let register = NodeMessage::Register {
             node: info.clone(),
             epoch,
             secret: secret.map(str::to_string),
-            primary: None,
+            primary,
         };
         link.send(&register).await;
         let (seen_tx, seen) = watch::channel(Seen::default());
@@ -203,7 +219,9 @@ impl FakeNode {
         let (commands, mut command_rx) = mpsc::unbounded_channel::<Option<NodeMessage>>();
         let auto_done = Arc::new(Mutex::new(true));
         let heartbeat = Arc::new(Mutex::new(true));
+        let replication = Arc::new(Mutex::new(ReplicationReport::default()));
         let (me, auto, beat) = (info.id.clone(), auto_done.clone(), heartbeat.clone());
+        let streams = replication.clone();
         let task = tokio::spawn(async move {
             let mut done_sent = HashSet::new();
             let mut ticker = tokio::time::interval(Duration::from_millis(100));
@@ -254,7 +272,8 @@ impl FakeNode {
                         _ = ticker.tick() => {
                             if *beat.lock().unwrap() {
                                 let epoch = seen_tx.borrow().latest().map_or(0, |c| c.epoch);
-                                let report = NodeReport { epoch, keys: 7, ..NodeReport::default() };
+                                let replication = streams.lock().unwrap().clone();
+                                let report = NodeReport { epoch, keys: 7, replication, ..NodeReport::default() };
                                 link.try_send(&NodeMessage::Heartbeat(report)).await?;
                             }
                         }
@@ -272,6 +291,7 @@ impl FakeNode {
             commands,
             auto_done,
             heartbeat,
+            replication,
             task,
         }
     }
@@ -293,6 +313,11 @@ impl FakeNode {
 
     pub fn set_heartbeat(&self, on: bool) {
         *self.heartbeat.lock().unwrap() = on;
+    }
+
+    /// What the following heartbeats report about replication.
+    pub fn set_replication(&self, report: ReplicationReport) {
+        *self.replication.lock().unwrap() = report;
     }
 
     /// Waits until what this node has seen satisfies `done`.

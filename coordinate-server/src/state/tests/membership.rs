@@ -52,6 +52,7 @@ fn secrets_and_garbage_registrations_are_refused_and_closed() {
                 node: node(1),
                 epoch: 0,
                 secret,
+                primary: None,
             },
         );
     }
@@ -63,6 +64,7 @@ fn secrets_and_garbage_registrations_are_refused_and_closed() {
             node: node(1),
             epoch: 0,
             secret: Some("s3cret".into()),
+            primary: None,
         },
     );
     assert_eq!(h.config().nodes.len(), 1);
@@ -182,6 +184,7 @@ fn a_node_with_a_newer_epoch_makes_the_coordinator_jump_past_it() {
             node: node(1),
             epoch: 41,
             secret: None,
+            primary: None,
         },
     );
     assert_eq!(h.config().epoch, 42);

@@ -1,14 +1,14 @@
 //! The state machine, driven with plain values: no sockets, no sleeps.
 //!
 //! [`Harness`] checks the invariants of every batch of effects; the tests
-//! are in [`rebalance`] (planning, migrations, time) and [`membership`]
-//! (registration, leaving, refusals).
+//! are in [`rebalance`] (planning, migrations, time), [`membership`]
+//! (registration, leaving, refusals), [`replicas`] (roles) and [`failover`].
 
 use std::time::{Duration, Instant};
 
 use keycafe_core::SLOT_COUNT;
 use keycafe_core::cluster::{ClusterConfig, NodeInfo};
-use keycafe_core::coord::{CoordinatorMessage, NodeMessage};
+use keycafe_core::coord::{CoordinatorMessage, NodeMessage, NodeReport, ReplicationReport};
 
 use super::view::NodeState;
 use super::*;
@@ -20,6 +20,7 @@ fn node(n: u16) -> NodeInfo {
         id: format!("{n:040x}"),
         client_addr: format!("127.0.0.1:{}", 7000 + n),
         bus_addr: format!("127.0.0.1:{}", 17000 + n),
+        replica_of: None,
     }
 }
 
@@ -79,6 +80,7 @@ impl Harness {
                 node,
                 epoch: 0,
                 secret: None,
+                primary: None,
             },
         )
     }
@@ -88,6 +90,41 @@ impl Harness {
         let mut effects = self.register_only(conn, node);
         effects.extend(self.tick());
         effects
+    }
+
+    /// `register` from a node configured to replicate the node at client
+    /// address `primary`.
+    fn register_replica_only(
+        &mut self,
+        conn: ConnId,
+        node: NodeInfo,
+        primary: &str,
+    ) -> Vec<Effect> {
+        self.send(
+            conn,
+            NodeMessage::Register {
+                node,
+                epoch: 0,
+                secret: None,
+                primary: Some(primary.to_string()),
+            },
+        )
+    }
+
+    /// A heartbeat carrying `replication`.
+    fn report(&mut self, conn: ConnId, replication: ReplicationReport) -> Vec<Effect> {
+        let report = NodeReport {
+            epoch: self.config().epoch,
+            replication,
+            ..NodeReport::default()
+        };
+        self.send(conn, NodeMessage::Heartbeat(report))
+    }
+
+    /// The primary node `n` replicates, as a node number.
+    fn primary_of(&self, n: u16) -> Option<u16> {
+        let node = self.config().node(&node(n).id).expect("a member");
+        node.replica_of.as_deref().map(number)
     }
 
     fn tick(&mut self) -> Vec<Effect> {
@@ -185,6 +222,22 @@ impl Harness {
     }
 }
 
+/// The number of a node made by [`node`].
+fn number(id: &str) -> u16 {
+    u16::from_str_radix(id, 16).expect("a test node id")
+}
+
+/// A replica's report: following node `of` (or nobody if 0).
+fn replica_report(of: u16, offset: u64, link_up: bool, synced: bool) -> ReplicationReport {
+    ReplicationReport {
+        offset,
+        following: (of > 0).then(|| node(of).id),
+        link_up,
+        synced,
+        ..ReplicationReport::default()
+    }
+}
+
 fn wide() -> Settings {
     Settings {
         max_migrations: usize::MAX,
@@ -197,5 +250,7 @@ fn is_fair(counts: &[usize]) -> bool {
     counts.iter().sum::<usize>() == ALL && counts.iter().all(|&c| c == ALL / n || c == ALL / n + 1)
 }
 
+mod failover;
 mod membership;
 mod rebalance;
+mod replicas;
