@@ -210,6 +210,25 @@ impl KeycafeCluster {
         self.block(self.inner.ping())
     }
 
+    /// See [`crate::KeycafeCluster::wait`]: blocks this thread until
+    /// `numreplicas` replicas of the node serving `key` have acknowledged its
+    /// writes or `timeout` passes, and returns how many did.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use keycafe_client::blocking::KeycafeCluster;
+    ///
+    /// # fn main() -> keycafe_client::Result<()> {
+    /// let kc = KeycafeCluster::new("localhost", 9814)?;
+    /// kc.set("order:42", "paid")?;
+    /// let replicas = kc.wait("order:42", 1, Duration::from_millis(500))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait(&self, key: impl AsRef<[u8]>, numreplicas: u32, timeout: Duration) -> Result<u32> {
+        self.block(self.inner.wait(key, numreplicas, timeout))
+    }
+
     /// See [`crate::KeycafeCluster::command`].
     pub fn command<I, A>(&self, args: I) -> Result<Frame>
     where

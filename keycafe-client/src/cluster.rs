@@ -10,12 +10,23 @@
 //! | `ASK slot addr`                | send `ASKING` + the request to `addr` back to back, map unchanged |
 //! | `TRYAGAIN`, `LOADING`          | wait (exponential backoff), resend                          |
 //! | `CLUSTERDOWN`                  | refresh the map, wait, resend                               |
+//! | no known owner for the slot    | refresh the map, wait, resend                               |
 //! | node unreachable, request unsent | refresh the map from the other nodes, wait, resend        |
-//! | I/O error or timeout after sending | give up: the request may have been applied           |
+//! | I/O error or timeout after sending | give up, refreshing the map in the background: the request may have been applied |
 //!
 //! Redirects and retries each have a budget in [`ClientConfig`], so a call
 //! always ends. A standalone node is a cluster of one: it answers `CLUSTER
 //! SLOTS` with a single range, and the same code serves both.
+//!
+//! # Failover
+//!
+//! When a primary dies, the requests it was answering fail (they may have
+//! been applied, so they are never resent), and the ones after them find
+//! its port closed. Those never left the client, so they are retried, each
+//! retry first asking the other nodes for the map; the dead primary's
+//! replicas are among them, remembered from `CLUSTER SLOTS`. Once one
+//! replica has been promoted and the map names it, the retry goes there.
+//! With the default budget this rides out a failover of about ten seconds.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -107,7 +118,10 @@ impl KeycafeCluster {
     ///
     /// An error reply becomes [`Error::Server`]. Commands that would change
     /// the state of the shared connection (`MULTI`, `SELECT`, `AUTH`,
-    /// `SUBSCRIBE`, ...) are refused with [`Error::InvalidRequest`].
+    /// `SUBSCRIBE`, ...) are refused with [`Error::InvalidRequest`]. A
+    /// `WAIT` gets its own timeout on top of the response timeout, but goes
+    /// to any node, as keyless commands do; [`KeycafeCluster::wait`] sends
+    /// it to the node of a key.
     ///
     /// ```no_run
     /// use keycafe_client::{Frame, KeycafeCluster};
@@ -179,14 +193,33 @@ impl KeycafeCluster {
             let asking = ask.take();
             let node = match &asking {
                 Some(addr) => self.inner.pool.get(addr),
-                None => self.route(request.slot).await?,
+                None => match self.route(request.slot).await {
+                    Ok(node) => node,
+                    // No known owner and no node to learn one from: during
+                    // a failover, a moment later there may be.
+                    Err(error)
+                        if (error.is_network() || matches!(error, Error::ClusterDown(_)))
+                            && retries < config.max_retries =>
+                    {
+                        tracing::debug!(%error, retries, "no route, retrying");
+                        tokio::time::sleep(config.backoff_for(retries)).await;
+                        retries += 1;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                },
             };
             let sent = match &asking {
-                None => node.request(request.bytes.clone(), config).await,
+                None => {
+                    node.request(request.bytes.clone(), request.hold, config)
+                        .await
+                }
                 Some(_) => {
                     let mut both = BytesMut::from(&routing::asking()[..]);
                     both.extend_from_slice(&request.bytes);
-                    let replies = node.request_many(both.freeze(), 2, config).await;
+                    let replies = node
+                        .request_many(both.freeze(), 2, request.hold, config)
+                        .await;
                     replies.map(|mut replies| replies.pop().expect("two replies were asked for"))
                 }
             };
@@ -206,7 +239,8 @@ impl KeycafeCluster {
                     retries += 1;
                     continue;
                 }
-                Err(error) => return Err(error.into_error()),
+                // It may have been applied, or the retry budget is spent.
+                Err(error) => return Err(self.no_reply(node.addr(), error)),
             };
             match Outcome::of(&reply, node.addr()) {
                 Outcome::Done => return Ok(reply),
@@ -278,26 +312,49 @@ impl KeycafeCluster {
                 None => return,
             }
         }
-        if !self.inner.background_refresh.swap(true, Ordering::AcqRel) {
-            let cluster = self.clone();
-            let generation = self.inner.generation.load(Ordering::Acquire);
-            tokio::spawn(async move {
-                if let Err(error) = cluster.refresh(generation, None).await {
-                    tracing::debug!(%error, "background topology refresh failed");
-                }
-                cluster
-                    .inner
-                    .background_refresh
-                    .store(false, Ordering::Release);
-            });
+        self.refresh_in_background(None);
+    }
+
+    /// The error for a request that got no reply from the node at `addr`
+    /// and will not be resent. A connection that broke or went silent is
+    /// how a dead primary first shows, so the map is refreshed in the
+    /// background: the next request may find the slot's new owner.
+    pub(crate) fn no_reply(&self, addr: &str, error: SendError) -> Error {
+        let error = error.into_error();
+        if error.is_network() {
+            self.refresh_in_background(Some(addr));
         }
+        error
+    }
+
+    /// Starts a refresh that no request waits for, unless one is running.
+    fn refresh_in_background(&self, avoid: Option<&str>) {
+        if self.inner.background_refresh.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cluster = self.clone();
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let avoid = avoid.map(str::to_string);
+        tokio::spawn(async move {
+            if let Err(error) = cluster.refresh(generation, avoid.as_deref()).await {
+                tracing::debug!(%error, "background topology refresh failed");
+            }
+            cluster
+                .inner
+                .background_refresh
+                .store(false, Ordering::Release);
+        });
     }
 
     /// Learns the slot map from the first node that answers: the known
-    /// primaries, then the seeds, except `avoid` (a node that just failed:
-    /// asking it again would only cost another connect timeout, and the
-    /// resend reaches it anyway). Does nothing if another refresh finished
-    /// since `seen_generation`, or if there is no one else to ask.
+    /// primaries, then their replicas, then the seeds, except `avoid` (a
+    /// node that just failed: asking it again would only cost another
+    /// connect timeout, and the resend reaches it anyway). Does nothing if
+    /// another refresh finished since `seen_generation`, or if there is no
+    /// one else to ask.
+    ///
+    /// The replicas matter when a primary dies: they are the ones that
+    /// report, a few seconds later, that one of them serves its slots now.
     async fn refresh(&self, seen_generation: u64, avoid: Option<&str>) -> Result<()> {
         let _refreshing = self.inner.refresh_lock.lock().await;
         if self.inner.generation.load(Ordering::Acquire) != seen_generation {
@@ -305,7 +362,8 @@ impl KeycafeCluster {
         }
         let map = self.map();
         let mut candidates: Vec<&str> = Vec::new();
-        for addr in map.nodes().iter().chain(&self.inner.config.seeds) {
+        let known = map.nodes().iter().chain(map.replicas());
+        for addr in known.chain(&self.inner.config.seeds) {
             if Some(addr.as_str()) != avoid && !candidates.contains(&addr.as_str()) {
                 candidates.push(addr);
             }
@@ -318,7 +376,7 @@ impl KeycafeCluster {
             match self.fetch_slot_map(addr).await {
                 Ok(map) => {
                     tracing::debug!(from = addr, nodes = map.nodes().len(), "topology refreshed");
-                    self.inner.pool.retain(map.nodes());
+                    self.inner.pool.retain(&map);
                     *self.inner.map.write().expect("slot map lock poisoned") = Arc::new(map);
                     self.inner.generation.fetch_add(1, Ordering::AcqRel);
                     return Ok(());
@@ -334,7 +392,7 @@ impl KeycafeCluster {
         let node = self.inner.pool.get(addr);
         let request = Request::new(&["CLUSTER", "SLOTS"]);
         let reply = node
-            .request(request.bytes, &self.inner.config)
+            .request(request.bytes, request.hold, &self.inner.config)
             .await
             .map_err(SendError::into_error)?;
         match reply {

@@ -1,4 +1,4 @@
-//! Typed methods for the string and key commands.
+//! Typed methods for the string and key commands, and `WAIT`.
 //!
 //! Each method builds its request with a `*_request` function (shared with
 //! [`crate::Pipeline`], so that both encode a command the same way), runs it
@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use keycafe_core::Frame;
+use keycafe_core::{Frame, key_slot};
 
 use crate::options::set_request;
 use crate::routing::Request;
@@ -22,6 +22,17 @@ pub(crate) fn key_request(command: &str, key: &[u8]) -> Request {
 
 pub(crate) fn key_number_request(command: &str, key: &[u8], number: impl ToString) -> Request {
     Request::new(&[command.as_bytes(), key, number.to_string().as_bytes()])
+}
+
+/// `WAIT numreplicas timeout-ms`, sent to the node serving `key`.
+pub(crate) fn wait_request(key: &[u8], numreplicas: u32, timeout: Duration) -> Request {
+    // Rounded up: a timeout under a millisecond must not become 0, "forever".
+    let millis = i64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX);
+    let (numreplicas, millis) = (numreplicas.to_string(), millis.to_string());
+    Request::for_slot(
+        &[&b"WAIT"[..], numreplicas.as_bytes(), millis.as_bytes()],
+        Some(key_slot(key)),
+    )
 }
 
 impl KeycafeCluster {
@@ -263,5 +274,96 @@ impl KeycafeCluster {
     /// Checks that a node answers (`PING`).
     pub async fn ping(&self) -> Result<()> {
         self.call(Request::new(&["PING"])).await
+    }
+
+    /// Waits until at least `numreplicas` replicas of the primary serving
+    /// `key` have acknowledged every write that primary performed before
+    /// this call, or until `timeout` passes, whichever comes first
+    /// (`WAIT numreplicas timeout-ms`; a zero `timeout` waits for as long as
+    /// it takes). Returns how many replicas had acknowledged them all.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// # async fn demo(kc: keycafe_client::KeycafeCluster) -> keycafe_client::Result<()> {
+    /// kc.set("order:42", "paid").await?;
+    /// let replicas = kc.wait("order:42", 1, Duration::from_millis(500)).await?;
+    /// if replicas == 0 {
+    ///     // Only the primary has the write: a failover now could lose it.
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// **Which writes.** `WAIT` is about one node, so it needs a key to find
+    /// it: the node serving `key`'s slot, the one your writes to that key
+    /// went to. It goes over the same connection as every earlier request
+    /// to that node from any clone of this handle, so it comes after all of
+    /// them, and it covers every write the node had performed when it
+    /// arrived, yours and everyone else's. Call it after the writes it
+    /// should cover have returned.
+    ///
+    /// **The count.** Running out of time is not an error: the count is then
+    /// below `numreplicas`, possibly 0 (as from a node without replicas).
+    /// It may also be above `numreplicas` when more replicas were already up
+    /// to date. With a zero `timeout`, a node with fewer than `numreplicas`
+    /// replicas never answers.
+    ///
+    /// **What it buys.** Replication is asynchronous: a write is
+    /// acknowledged as soon as the primary has it, and if the primary dies
+    /// before any replica has received it, the replica promoted in its
+    /// place does not have it, and the write is lost. A write followed by a
+    /// `wait` that returned 1 or more is on a replica, and failover
+    /// promotes the most up-to-date one, so it survives the failover of its
+    /// primary. (It does not make the write durable against every failure,
+    /// e.g. the primary and those replicas all dying at once.)
+    ///
+    /// **Blocking.** While the node holds the `WAIT`, its connection, which
+    /// every clone of this handle shares, is blocked as a Redis connection
+    /// would be: requests from other tasks to that node queue behind the
+    /// `WAIT` and are answered after it. They do not time out meanwhile;
+    /// the `WAIT` itself is given [`ClientConfig::response_timeout`] plus
+    /// `timeout` (no limit for a zero `timeout`). Keep timeouts short, or
+    /// use a handle of its own (from [`KeycafeCluster::connect_with`]) for
+    /// long waits.
+    ///
+    /// **Errors.** A node's refusal is [`Error::Server`], e.g. `ERR WAIT
+    /// cannot be used with replica instances` from a node that was a
+    /// primary when this client last learnt the map but has been demoted.
+    ///
+    /// [`ClientConfig::response_timeout`]: crate::ClientConfig::response_timeout
+    pub async fn wait(
+        &self,
+        key: impl AsRef<[u8]>,
+        numreplicas: u32,
+        timeout: Duration,
+    ) -> Result<u32> {
+        let count: i64 = self
+            .call(wait_request(key.as_ref(), numreplicas, timeout))
+            .await?;
+        u32::try_from(count).map_err(|_| Error::UnexpectedReply {
+            expected: "a count of replicas",
+            reply: Frame::Integer(count),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_timeouts_in_milliseconds_never_round_to_forever() {
+        let args = |timeout: Duration| {
+            let request = wait_request(b"k", 2, timeout);
+            assert_eq!(request.slot, Some(key_slot(b"k")));
+            request.bytes
+        };
+        let expected = |millis: &str| Request::new(&["WAIT", "2", millis]).bytes;
+        assert_eq!(args(Duration::from_millis(1500)), expected("1500"));
+        assert_eq!(args(Duration::ZERO), expected("0"));
+        assert_eq!(args(Duration::from_micros(1)), expected("1"));
+        assert_eq!(args(Duration::from_micros(1001)), expected("2"));
+        assert_eq!(args(Duration::MAX), expected(&i64::MAX.to_string()));
     }
 }

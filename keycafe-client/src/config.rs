@@ -3,7 +3,15 @@
 //!
 //! Every limit here is finite, so that no call can wait forever: a request
 //! takes at most about `(max_retries + 1) × (connect_timeout +
-//! response_timeout)` plus the backoff between attempts.
+//! response_timeout)` plus the backoff between attempts. (The one exception
+//! is the caller's own choice: [`KeycafeCluster::wait`] with a zero timeout.)
+//!
+//! The retry budget is sized for failovers. While a dead primary's replica
+//! is being promoted (the node timeout, 5 s by default, and a moment for
+//! the election), its port refuses connections; each refused request waits
+//! and retries, and the default 16 retries with backoff doubling from 20 ms
+//! to 1 s keep trying for about 11 s before giving up. Raise `max_retries`
+//! if your cluster's node timeout is longer.
 
 use std::time::Duration;
 
@@ -46,7 +54,8 @@ pub struct ClientConfig {
     /// Most MOVED/ASK redirects followed for one request.
     pub max_redirects: u32,
     /// Most retries of one request after TRYAGAIN, CLUSTERDOWN or an
-    /// unreachable node.
+    /// unreachable node. With the default backoff, the default 16 span about
+    /// 11 s: long enough to ride out a failover.
     pub max_retries: u32,
     /// Wait before the first retry; it doubles on each further retry.
     pub min_backoff: Duration,
@@ -70,7 +79,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(5),
             max_redirects: 16,
-            max_retries: 8,
+            max_retries: 16,
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
             limits: Limits::DEFAULT,
@@ -179,6 +188,17 @@ mod tests {
         let waits: Vec<_> = (0..5).map(|n| config.backoff_for(n).as_millis()).collect();
         assert_eq!(waits, [10, 20, 40, 50, 50]);
         assert_eq!(config.backoff_for(u32::MAX), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn the_default_budget_outlasts_a_failover() {
+        let config = ClientConfig::new(["a:1"]);
+        let waited: Duration = (0..config.max_retries).map(|n| config.backoff_for(n)).sum();
+        assert!(
+            waited >= Duration::from_secs(10),
+            "a dead primary's replica takes the node timeout (5 s) and more to take over; \
+             the retries give up after {waited:?}"
+        );
     }
 
     #[test]

@@ -18,8 +18,16 @@
 //! Failures come in two kinds ([`SendError`]), and the distinction decides
 //! what may be retried: a request that never reached the socket can be sent
 //! again anywhere; one that was written may already have been applied.
+//!
+//! Every request has a response timeout, counted by its caller. One kind of
+//! request is late on purpose: `WAIT` makes the node hold its reply until
+//! replicas catch up ([`Hold`]). Such a request gets its hold on top of the
+//! timeout, and while it is the oldest request awaiting a reply, the
+//! requests queued behind it do not time out either: their replies cannot
+//! come before its reply, so their lateness says nothing about the node.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -27,6 +35,7 @@ use bytes::{Bytes, BytesMut};
 use keycafe_core::{Frame, Limits, Protocol, ProtocolError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, TimeoutKind};
@@ -56,6 +65,60 @@ impl SendError {
 
 type Reply<T> = Result<T, SendError>;
 
+/// How long a node may hold a request's reply back on purpose, as `WAIT`
+/// does until enough replicas have caught up or its own timeout passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Not at all: the reply is due within the response timeout.
+    #[default]
+    None,
+    /// Up to this long, on top of the response timeout.
+    For(Duration),
+    /// With no limit (`WAIT n 0`): no response timeout applies.
+    Indefinitely,
+}
+
+impl Hold {
+    /// The hold of two requests sent back to back: the sum of both.
+    pub(crate) fn then(self, next: Hold) -> Hold {
+        match (self, next) {
+            (Hold::Indefinitely, _) | (_, Hold::Indefinitely) => Hold::Indefinitely,
+            (Hold::None, other) | (other, Hold::None) => other,
+            (Hold::For(a), Hold::For(b)) => Hold::For(a.saturating_add(b)),
+        }
+    }
+
+    /// How long to wait for the reply; `None` for as long as it takes.
+    fn patience(self, response_timeout: Duration) -> Option<Duration> {
+        match self {
+            Hold::None => Some(response_timeout),
+            Hold::For(hold) => Some(response_timeout.saturating_add(hold)),
+            Hold::Indefinitely => None,
+        }
+    }
+}
+
+/// How long a request may delay the replies queued behind it.
+#[derive(Debug, Clone, Copy)]
+enum Excuse {
+    /// Not at all: an ordinary request that is late means a stuck node.
+    None,
+    /// Until its own caller gives up on it (a held request).
+    Until(Instant),
+    /// As long as it takes (a request held indefinitely).
+    Forever,
+}
+
+impl Excuse {
+    fn covers(self, now: Instant) -> bool {
+        match self {
+            Excuse::None => false,
+            Excuse::Until(deadline) => now < deadline,
+            Excuse::Forever => true,
+        }
+    }
+}
+
 /// Where the reply (or replies) to one submission go.
 enum Responder {
     One(oneshot::Sender<Reply<Frame>>),
@@ -74,21 +137,29 @@ impl Responder {
 
 /// Encoded request frames and where their replies go.
 struct Submission {
+    /// Tells this submission apart from the others on the connection.
+    id: u64,
     bytes: Bytes,
     replies: usize,
+    excuse: Excuse,
     responder: Responder,
 }
 
 /// A submission that has been handed to the socket, awaiting its replies.
 struct Pending {
+    id: u64,
     remaining: usize,
     frames: Vec<Frame>,
+    excuse: Excuse,
     responder: Responder,
 }
 
 struct Shared {
     addr: String,
     pending: Mutex<VecDeque<Pending>>,
+    next_id: AtomicU64,
+    /// When a held request last got its reply.
+    held_answered: Mutex<Option<Instant>>,
     closed: CancellationToken,
     reason: OnceLock<Error>,
 }
@@ -103,6 +174,32 @@ impl Shared {
         for pending in in_flight {
             pending.responder.fail(SendError::Lost(reason.clone()));
         }
+    }
+
+    /// How much longer the reply to `id` may take, once its own time is
+    /// up, because a held request went ahead of it: while another caller's
+    /// held request is the oldest awaiting its reply (so every reply behind
+    /// it, this one included, is late because of it), a full response
+    /// timeout at a time; after a held request was answered, what is left
+    /// of a response timeout counted from then. `None`: no excuse, the
+    /// node is not answering.
+    fn excused_for(&self, id: u64, response_timeout: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        let pending = self.pending.lock().expect("pending queue lock poisoned");
+        if pending
+            .front()
+            .is_some_and(|front| front.id != id && front.excuse.covers(now))
+        {
+            return Some(response_timeout);
+        }
+        drop(pending);
+        let answered = (*self.held_answered.lock().expect("held lock poisoned"))?;
+        let Some(until) = answered.checked_add(response_timeout) else {
+            return Some(response_timeout);
+        };
+        until
+            .checked_duration_since(now)
+            .filter(|left| !left.is_zero())
     }
 
     /// The error that closed the connection.
@@ -164,6 +261,8 @@ impl Connection {
         let shared = Arc::new(Shared {
             addr: addr.to_string(),
             pending: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(0),
+            held_answered: Mutex::new(None),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
         });
@@ -182,54 +281,72 @@ impl Connection {
         self.shared.close(closed_error(&self.shared.addr, why));
     }
 
-    /// Sends one encoded request and waits for its reply.
-    pub(crate) async fn request(&self, bytes: Bytes, timeout: Duration) -> Reply<Frame> {
+    /// Sends one encoded request and waits for its reply: up to
+    /// `response_timeout` plus what `hold` allows.
+    pub(crate) async fn request(
+        &self,
+        bytes: Bytes,
+        hold: Hold,
+        response_timeout: Duration,
+    ) -> Reply<Frame> {
         let (tx, rx) = oneshot::channel();
-        self.submit(
-            Submission {
-                bytes,
-                replies: 1,
-                responder: Responder::One(tx),
-            },
-            rx,
-            timeout,
-        )
-        .await
+        self.submit(bytes, 1, Responder::One(tx), rx, hold, response_timeout)
+            .await
     }
 
     /// Sends `count` encoded requests back to back (nothing from other
-    /// callers comes between them) and waits for all their replies.
+    /// callers comes between them) and waits for all their replies; `hold`
+    /// is what they may hold back together.
     pub(crate) async fn request_many(
         &self,
         bytes: Bytes,
         count: usize,
-        timeout: Duration,
+        hold: Hold,
+        response_timeout: Duration,
     ) -> Reply<Vec<Frame>> {
         if count == 0 {
             return Ok(Vec::new());
         }
         let (tx, rx) = oneshot::channel();
         self.submit(
-            Submission {
-                bytes,
-                replies: count,
-                responder: Responder::Many(tx),
-            },
+            bytes,
+            count,
+            Responder::Many(tx),
             rx,
-            timeout,
+            hold,
+            response_timeout,
         )
         .await
     }
 
     async fn submit<T>(
         &self,
-        submission: Submission,
+        bytes: Bytes,
+        replies: usize,
+        responder: Responder,
         rx: oneshot::Receiver<Reply<T>>,
-        timeout: Duration,
+        hold: Hold,
+        response_timeout: Duration,
     ) -> Reply<T> {
         if !self.is_open() {
             return Err(SendError::NotSent(self.shared.reason()));
         }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let patience = hold.patience(response_timeout);
+        let excuse = match (hold, patience) {
+            (Hold::None, _) => Excuse::None,
+            (_, Some(patience)) => Instant::now()
+                .checked_add(patience)
+                .map_or(Excuse::Forever, Excuse::Until),
+            (_, None) => Excuse::Forever,
+        };
+        let submission = Submission {
+            id,
+            bytes,
+            replies,
+            excuse,
+            responder,
+        };
         let exchange = async {
             if self.tx.send(submission).await.is_err() {
                 return Err(SendError::NotSent(self.shared.reason()));
@@ -239,19 +356,28 @@ impl Connection {
             rx.await
                 .unwrap_or_else(|_| Err(SendError::NotSent(self.shared.reason())))
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(reply) => reply,
-            Err(_) => {
-                // Replies come in order, so everything behind the missing one
-                // is stuck too: close, and let the next request reconnect.
-                self.close("closed after a reply timed out");
-                let addr = self.shared.addr.clone();
-                Err(SendError::Lost(Error::Timeout {
-                    during: TimeoutKind::Response,
-                    addr,
-                    after: timeout,
-                }))
+        let mut exchange = std::pin::pin!(exchange);
+        let Some(patience) = patience else {
+            return exchange.await;
+        };
+        let mut wait = patience;
+        loop {
+            if let Ok(reply) = tokio::time::timeout(wait, exchange.as_mut()).await {
+                return reply;
             }
+            // Late because a WAIT went ahead, which the node holds on purpose?
+            if let Some(more) = self.shared.excused_for(id, response_timeout) {
+                wait = more;
+                continue;
+            }
+            // Replies come in order, so everything behind the missing one is
+            // stuck too: close, and let the next request reconnect.
+            self.close("closed after a reply timed out");
+            return Err(SendError::Lost(Error::Timeout {
+                during: TimeoutKind::Response,
+                addr: self.shared.addr.clone(),
+                after: patience,
+            }));
         }
     }
 }
@@ -307,8 +433,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     Responder::One(_) => Vec::new(),
                 };
                 pending.push_back(Pending {
+                    id: submission.id,
                     remaining: submission.replies,
                     frames,
+                    excuse: submission.excuse,
                     responder: submission.responder,
                 });
             }
@@ -399,6 +527,9 @@ fn deliver(shared: &Shared, frame: Frame) -> bool {
     }
     let done = pending.pop_front().expect("the front entry was just seen");
     drop(pending);
+    if !matches!(done.excuse, Excuse::None) {
+        *shared.held_answered.lock().expect("held lock poisoned") = Some(Instant::now());
+    }
     // A caller that gave up dropped its end; the reply is discarded.
     match done.responder {
         Responder::One(tx) => drop(tx.send(Ok(frame))),
@@ -522,7 +653,9 @@ mod tests {
             let connection = connection.clone();
             tasks.spawn(async move {
                 let key = format!("key:{i}");
-                let reply = connection.request(encode(&["GET", &key]), PATIENCE).await;
+                let reply = connection
+                    .request(encode(&["GET", &key]), Hold::None, PATIENCE)
+                    .await;
                 assert_eq!(
                     reply.ok(),
                     Some(Frame::Bulk(key.into())),
@@ -547,14 +680,17 @@ mod tests {
             encode(&["GET", "c"]),
         ]
         .concat();
-        let replies = connection.request_many(both.into(), 3, PATIENCE).await.ok();
+        let replies = connection
+            .request_many(both.into(), 3, Hold::None, PATIENCE)
+            .await
+            .ok();
         assert_eq!(
             replies,
             Some(vec![Frame::bulk("a"), Frame::bulk("b"), Frame::bulk("c")])
         );
         assert!(
             connection
-                .request_many(Bytes::new(), 0, PATIENCE)
+                .request_many(Bytes::new(), 0, Hold::None, PATIENCE)
                 .await
                 .is_ok_and(|r| r.is_empty())
         );
@@ -567,12 +703,18 @@ mod tests {
             // Take the request, then vanish without answering.
             next_request(&mut node, &mut BytesMut::new()).await;
         });
-        match connection.request(encode(&["INCR", "n"]), PATIENCE).await {
+        match connection
+            .request(encode(&["INCR", "n"]), Hold::None, PATIENCE)
+            .await
+        {
             Err(SendError::Lost(Error::Io { .. })) => {}
             other => panic!("expected the in-flight request to be lost, got {other:?}"),
         }
         assert!(!connection.is_open());
-        match connection.request(encode(&["GET", "n"]), PATIENCE).await {
+        match connection
+            .request(encode(&["GET", "n"]), Hold::None, PATIENCE)
+            .await
+        {
             Err(SendError::NotSent(Error::Io { .. })) => {}
             other => panic!("expected a refusal to send, got {other:?}"),
         }
@@ -587,7 +729,10 @@ mod tests {
         while connection.is_open() {
             tokio::task::yield_now().await;
         }
-        match connection.request(encode(&["GET", "k"]), PATIENCE).await {
+        match connection
+            .request(encode(&["GET", "k"]), Hold::None, PATIENCE)
+            .await
+        {
             Err(SendError::NotSent(Error::Protocol { .. })) => {}
             other => panic!("expected a protocol error, got {other:?}"),
         }
@@ -602,7 +747,7 @@ mod tests {
             while next_request(&mut node, &mut buf).await.is_some() {}
         });
         match connection
-            .request(encode(&["GET", "k"]), Duration::from_secs(1))
+            .request(encode(&["GET", "k"]), Hold::None, Duration::from_secs(1))
             .await
         {
             Err(SendError::Lost(Error::Timeout {
@@ -615,5 +760,94 @@ mod tests {
             !connection.is_open(),
             "later replies would queue behind the lost one"
         );
+    }
+
+    /// Answers `WAIT` after three seconds and anything else at once, in order.
+    async fn slow_wait(mut node: DuplexStream) {
+        let mut buf = BytesMut::new();
+        while let Some(args) = next_request(&mut node, &mut buf).await {
+            let reply = if args[0] == "WAIT" {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Frame::Integer(1)
+            } else {
+                Frame::Bulk(args.last().cloned().unwrap_or_default())
+            };
+            let mut out = BytesMut::new();
+            Protocol::Native.encode_frame(&reply, &mut out);
+            if node.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_request_gets_its_hold_and_spares_the_requests_behind_it() {
+        let (connection, node, _) = pipe();
+        tokio::spawn(slow_wait(node));
+        let timeout = Duration::from_secs(1);
+        // Polled in this order, so WAIT is queued first and GET behind it.
+        let (wait, get) = tokio::join!(
+            connection.request(
+                encode(&["WAIT", "1", "5000"]),
+                Hold::For(Duration::from_secs(5)),
+                timeout
+            ),
+            connection.request(encode(&["GET", "k"]), Hold::None, timeout),
+        );
+        assert_eq!(wait.ok(), Some(Frame::Integer(1)));
+        assert_eq!(
+            get.ok(),
+            Some(Frame::bulk("k")),
+            "not timed out behind WAIT"
+        );
+        assert!(connection.is_open());
+
+        let forever = connection
+            .request(encode(&["WAIT", "1", "0"]), Hold::Indefinitely, timeout)
+            .await;
+        assert_eq!(forever.ok(), Some(Frame::Integer(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_request_that_never_returns_still_times_out() {
+        let (connection, mut node, _) = pipe();
+        tokio::spawn(async move {
+            let mut buf = BytesMut::new();
+            while next_request(&mut node, &mut buf).await.is_some() {}
+        });
+        let start = Instant::now();
+        let timeout = Duration::from_secs(1);
+        let (wait, get) = tokio::join!(
+            connection.request(
+                encode(&["WAIT", "1", "2000"]),
+                Hold::For(Duration::from_secs(2)),
+                timeout
+            ),
+            connection.request(encode(&["GET", "k"]), Hold::None, timeout),
+        );
+        assert!(matches!(wait, Err(SendError::Lost(_))), "{wait:?}");
+        assert!(matches!(get, Err(SendError::Lost(_))), "{get:?}");
+        assert!(
+            start.elapsed() >= Duration::from_secs(3),
+            "nothing gave up before WAIT's own timeout and hold had passed"
+        );
+        assert!(!connection.is_open());
+    }
+
+    #[test]
+    fn holds_add_up() {
+        let second = Duration::from_secs(1);
+        assert_eq!(Hold::None.then(Hold::None), Hold::None);
+        assert_eq!(Hold::None.then(Hold::For(second)), Hold::For(second));
+        assert_eq!(
+            Hold::For(second).then(Hold::For(second)),
+            Hold::For(2 * second)
+        );
+        assert_eq!(
+            Hold::For(second).then(Hold::Indefinitely),
+            Hold::Indefinitely
+        );
+        assert_eq!(Hold::For(second).patience(second), Some(2 * second));
+        assert_eq!(Hold::Indefinitely.patience(second), None);
     }
 }

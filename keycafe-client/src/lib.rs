@@ -24,6 +24,10 @@
 //!   node, follows `MOVED` and `ASK`, waits out `TRYAGAIN`, and when a node
 //!   stops answering re-learns the map from the others, all within a bounded
 //!   retry budget ([`ClientConfig`]).
+//! - **Failover.** When a primary dies, requests that never reached it wait
+//!   until one of its replicas has taken over and then go there; requests
+//!   it may have applied fail instead of being resent.
+//!   [`KeycafeCluster::wait`] tells how many replicas have a node's writes.
 //! - **Multiplexing.** One connection per node carries the requests of every
 //!   task using any clone of the handle; requests queued while a write is in
 //!   flight go out together in the next one. A broken connection fails only
@@ -35,7 +39,7 @@
 //! # Layout
 //!
 //! - [`cluster`]: [`KeycafeCluster`], routing by slot, redirects and retries.
-//! - [`commands`]: the typed command methods (`get`, `set`, `mget`, ...).
+//! - [`commands`]: the typed command methods (`get`, `set`, `mget`, `wait`, ...).
 //! - [`options`]: [`SetOptions`], [`SetOutcome`] and [`Ttl`].
 //! - [`pipeline`]: [`Pipeline`] and the per-node fan-out behind multi-key calls.
 //! - [`reply`]: [`FromFrame`], converting reply frames into Rust values.

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use keycafe_core::Frame;
 
-use crate::connection::{Connection, SendError};
+use crate::connection::{Connection, Hold, SendError};
+use crate::topology::SlotMap;
 use crate::{ClientConfig, Error};
 
 /// One node's address and its shared connection.
@@ -98,10 +99,13 @@ impl Node {
     pub(crate) async fn request(
         &self,
         bytes: Bytes,
+        hold: Hold,
         config: &ClientConfig,
     ) -> Result<Frame, SendError> {
         let connection = self.connection(config).await.map_err(SendError::NotSent)?;
-        connection.request(bytes, config.response_timeout).await
+        connection
+            .request(bytes, hold, config.response_timeout)
+            .await
     }
 
     /// Sends requests back to back on one connection and returns all replies.
@@ -109,11 +113,12 @@ impl Node {
         &self,
         bytes: Bytes,
         count: usize,
+        hold: Hold,
         config: &ClientConfig,
     ) -> Result<Vec<Frame>, SendError> {
         let connection = self.connection(config).await.map_err(SendError::NotSent)?;
         connection
-            .request_many(bytes, count, config.response_timeout)
+            .request_many(bytes, count, hold, config.response_timeout)
             .await
     }
 }
@@ -140,9 +145,9 @@ impl Pool {
         node
     }
 
-    /// Forgets nodes not in `keep`; their connections close once no request
-    /// is using them.
-    pub(crate) fn retain(&self, keep: &[String]) {
-        self.nodes().retain(|addr, _| keep.contains(addr));
+    /// Forgets nodes that `map` does not list (as primaries or replicas);
+    /// their connections close once no request is using them.
+    pub(crate) fn retain(&self, map: &SlotMap) {
+        self.nodes().retain(|addr, _| map.knows(addr));
     }
 }

@@ -20,7 +20,7 @@ use keycafe_core::{Frame, Slot, key_slot};
 use tokio::task::JoinSet;
 
 use crate::commands::{key_number_request, key_request};
-use crate::connection::SendError;
+use crate::connection::{Hold, SendError};
 use crate::node::Node;
 use crate::options::set_request;
 use crate::routing::{Outcome, Request};
@@ -186,10 +186,13 @@ impl KeycafeCluster {
             indexes
                 .iter()
                 .for_each(|&i| bytes.extend_from_slice(&requests[i].bytes));
+            let hold = indexes
+                .iter()
+                .fold(Hold::None, |hold, &i| hold.then(requests[i].hold));
             let cluster = self.clone();
             sends.spawn(async move {
                 let sent = node
-                    .request_many(bytes.freeze(), indexes.len(), cluster.config())
+                    .request_many(bytes.freeze(), indexes.len(), hold, cluster.config())
                     .await;
                 (node, indexes, sent)
             });
@@ -212,7 +215,7 @@ impl KeycafeCluster {
                     }
                 }
                 Err(SendError::NotSent(error)) if error.is_network() => resend.extend(indexes),
-                Err(error) => return Err(error.into_error()),
+                Err(error) => return Err(self.no_reply(node.addr(), error)),
             }
         }
         // Redirected, refused-for-now and unsent requests: one by one, with

@@ -1,7 +1,9 @@
 //! Where a request goes and what a node's refusal means for it.
 //!
 //! [`Request`] pairs an encoded request with its slot, computed once from
-//! the command's key, so that retries and redirects resend the same bytes.
+//! the command's key, so that retries and redirects resend the same bytes,
+//! and with how long the node may hold its reply back on purpose (a
+//! `WAIT`'s timeout), which the response timeout must allow for.
 //! [`Outcome::of`] sorts a reply into "done" or one of the cluster's ways of
 //! saying "not here" or "not now", which [`crate::cluster`] acts on.
 //!
@@ -11,28 +13,57 @@
 //! if the others live elsewhere (the typed multi-key methods split by slot
 //! so that this never happens to them).
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use keycafe_core::{Frame, Protocol, SLOT_COUNT, Slot, key_slot};
 
+use crate::connection::Hold;
 use crate::{Error, Result};
 
-/// One encoded request and the slot it is routed by (`None`: any node).
+/// One encoded request, the slot it is routed by (`None`: any node), and
+/// how long the node may hold its reply back.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
     pub(crate) bytes: Bytes,
     pub(crate) slot: Option<Slot>,
+    pub(crate) hold: Hold,
 }
 
 impl Request {
     /// Encodes `args` (command name first), routed by the command's key.
     pub(crate) fn new<A: AsRef<[u8]>>(args: &[A]) -> Request {
+        Request::for_slot(args, routing_key(args).map(key_slot))
+    }
+
+    /// Encodes `args`, routed to the node serving `slot` whatever the
+    /// command's own key (if any) is.
+    pub(crate) fn for_slot<A: AsRef<[u8]>>(args: &[A], slot: Option<Slot>) -> Request {
         let mut out =
             BytesMut::with_capacity(16 + args.iter().map(|a| 5 + a.as_ref().len()).sum::<usize>());
         Protocol::Native.encode_request(args, &mut out);
         Request {
             bytes: out.freeze(),
-            slot: routing_key(args).map(key_slot),
+            slot,
+            hold: hold_of(args),
         }
+    }
+}
+
+/// How long the node may hold the reply to `args` back: `WAIT numreplicas
+/// timeout-ms` for its timeout, with `0` meaning for as long as it takes.
+fn hold_of<A: AsRef<[u8]>>(args: &[A]) -> Hold {
+    let [name, _, timeout] = args else {
+        return Hold::None;
+    };
+    if !name.as_ref().eq_ignore_ascii_case(b"WAIT") {
+        return Hold::None;
+    }
+    // A timeout that does not parse gets an error reply, not a wait.
+    match std::str::from_utf8(timeout.as_ref()).map(str::parse::<u64>) {
+        Ok(Ok(0)) => Hold::Indefinitely,
+        Ok(Ok(millis)) => Hold::For(Duration::from_millis(millis)),
+        _ => Hold::None,
     }
 }
 
@@ -219,6 +250,23 @@ mod tests {
         assert_eq!(routing_key(&["DBSIZE"]), None);
         assert_eq!(routing_key::<&str>(&[]), None);
         assert_eq!(Request::new(&["GET", "foo"]).slot, Some(12182));
+        assert_eq!(
+            Request::for_slot(&["WAIT", "1", "0"], Some(7)).slot,
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn wait_holds_the_reply_for_its_timeout() {
+        let hold = |args: &[&str]| Request::new(args).hold;
+        assert_eq!(
+            hold(&["WAIT", "1", "1500"]),
+            Hold::For(Duration::from_millis(1500))
+        );
+        assert_eq!(hold(&["wait", "2", "0"]), Hold::Indefinitely);
+        assert_eq!(hold(&["WAIT", "1", "-5"]), Hold::None);
+        assert_eq!(hold(&["WAIT", "1"]), Hold::None);
+        assert_eq!(hold(&["GET", "WAIT", "0"]), Hold::None);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! the one slot changed, and schedules a full refresh, because a moved slot
 //! usually means more has changed than that slot.
 //!
+//! Requests go to the primary, the first node of each entry. The replicas
+//! after it are remembered only as more nodes to ask for the map: when a
+//! primary dies, its replicas are the first to learn that one of them has
+//! taken over its slots.
+//!
 //! Everything here is pure data: no I/O, so it is tested without sockets.
 
 use std::ops::RangeInclusive;
@@ -25,13 +30,16 @@ pub struct SlotRange {
     pub addr: String,
 }
 
-/// Slot → primary address, for all [`SLOT_COUNT`] slots.
+/// Slot → primary address, for all [`SLOT_COUNT`] slots, and the
+/// replicas' addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SlotMap {
     /// Index into `nodes` for every slot, or [`UNOWNED`].
     owners: Box<[u16]>,
     /// Primary addresses, each once.
     nodes: Vec<String>,
+    /// Replica addresses that are not also primaries, each once.
+    replicas: Vec<String>,
 }
 
 impl SlotMap {
@@ -40,6 +48,7 @@ impl SlotMap {
         SlotMap {
             owners: vec![UNOWNED; usize::from(SLOT_COUNT)].into(),
             nodes: Vec::new(),
+            replicas: Vec::new(),
         }
     }
 
@@ -48,17 +57,23 @@ impl SlotMap {
         SlotMap {
             owners: vec![0; usize::from(SLOT_COUNT)].into(),
             nodes: vec![addr.to_string()],
+            replicas: Vec::new(),
         }
     }
 
     /// Parses a `CLUSTER SLOTS` reply from the node at `asked` (whose host
     /// stands in for an empty or unknown host, as in Redis).
+    ///
+    /// A malformed range or primary makes the whole answer unusable; a
+    /// replica entry this client cannot read is skipped, because replicas
+    /// are only extra nodes to ask for the map.
     pub(crate) fn from_cluster_slots(reply: &Frame, asked: &str) -> Result<SlotMap, &'static str> {
         let Frame::Array(entries) = reply else {
             return Err("CLUSTER SLOTS reply is not an array");
         };
         let asked_host = asked.rsplit_once(':').map_or(asked, |(host, _)| host);
         let mut map = SlotMap::empty();
+        let mut replicas = Vec::new();
         for entry in entries {
             let Frame::Array(parts) = entry else {
                 return Err("CLUSTER SLOTS entry is not an array");
@@ -73,28 +88,18 @@ impl SlotMap {
             if start > end || end >= i64::from(SLOT_COUNT) || start < 0 {
                 return Err("CLUSTER SLOTS range out of bounds");
             }
-            let host = primary
-                .first()
-                .and_then(Frame::as_bytes)
-                .ok_or("node entry without a host")?;
-            let host = std::str::from_utf8(host).map_err(|_| "node host is not UTF-8")?;
-            let port = primary
-                .get(1)
-                .and_then(integer)
-                .ok_or("node entry without a port")?;
-            let port = u16::try_from(port).map_err(|_| "node port out of range")?;
-            let host = if host.is_empty() || host == "?" {
-                asked_host
-            } else {
-                host
-            };
-            let addr = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
+            let addr = node_address(primary, asked_host)?;
             // The bounds were checked above, so the casts are lossless.
             map.assign(start as Slot..=end as Slot, &addr);
+            replicas.extend(parts[3..].iter().filter_map(|replica| match replica {
+                Frame::Array(replica) => node_address(replica, asked_host).ok(),
+                _ => None,
+            }));
+        }
+        for replica in replicas {
+            if !map.knows(&replica) {
+                map.replicas.push(replica);
+            }
         }
         Ok(map)
     }
@@ -108,6 +113,19 @@ impl SlotMap {
     /// Every primary's address.
     pub(crate) fn nodes(&self) -> &[String] {
         &self.nodes
+    }
+
+    /// Every replica's address (of those that are not primaries too).
+    pub(crate) fn replicas(&self) -> &[String] {
+        &self.replicas
+    }
+
+    /// True if `addr` is listed, as a primary or as a replica.
+    pub(crate) fn knows(&self, addr: &str) -> bool {
+        self.nodes
+            .iter()
+            .chain(&self.replicas)
+            .any(|node| node == addr)
     }
 
     /// True when no slot has an owner.
@@ -186,6 +204,30 @@ impl SlotMap {
     }
 }
 
+/// The `host:port` of a node entry, `[host, port, id, ...]`.
+fn node_address(node: &[Frame], asked_host: &str) -> Result<String, &'static str> {
+    let host = node
+        .first()
+        .and_then(Frame::as_bytes)
+        .ok_or("node entry without a host")?;
+    let host = std::str::from_utf8(host).map_err(|_| "node host is not UTF-8")?;
+    let port = node
+        .get(1)
+        .and_then(integer)
+        .ok_or("node entry without a port")?;
+    let port = u16::try_from(port).map_err(|_| "node port out of range")?;
+    let host = if host.is_empty() || host == "?" {
+        asked_host
+    } else {
+        host
+    };
+    Ok(if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
 fn integer(frame: &Frame) -> Option<i64> {
     match frame {
         Frame::Integer(n) => Some(*n),
@@ -242,9 +284,42 @@ mod tests {
         );
         assert_eq!(map.owner(16001), None);
         assert_eq!(map.nodes().len(), 3);
+        assert_eq!(map.replicas(), ["10.0.0.5:9815"]);
+        assert!(map.knows("10.0.0.5:9815") && map.knows("10.0.0.1:9814"));
         let ranges = map.ranges();
         assert_eq!(ranges.len(), 3);
         assert_eq!(ranges[2].slots, 10923..=16000);
+    }
+
+    #[test]
+    fn replicas_are_remembered_but_never_routed_to() {
+        let reply = Frame::Array(vec![
+            Frame::Array(vec![
+                Frame::Integer(0),
+                Frame::Integer(8191),
+                node("10.0.0.1", 9814),
+                node("10.0.0.3", 9814),
+                node("10.0.0.2", 9815),
+                Frame::Integer(7),
+                Frame::Array(vec![Frame::bulk("no port")]),
+            ]),
+            Frame::Array(vec![
+                Frame::Integer(8192),
+                Frame::Integer(16383),
+                node("10.0.0.2", 9815),
+                node("", 9816),
+                node("10.0.0.3", 9814),
+            ]),
+        ]);
+        let map = SlotMap::from_cluster_slots(&reply, "10.0.0.9:1").unwrap();
+        assert_eq!(map.owner(0), Some("10.0.0.1:9814"));
+        assert_eq!(map.owner(16383), Some("10.0.0.2:9815"));
+        assert_eq!(map.nodes(), ["10.0.0.1:9814", "10.0.0.2:9815"]);
+        assert_eq!(
+            map.replicas(),
+            ["10.0.0.3:9814", "10.0.0.9:9816"],
+            "each once, primaries and unreadable entries left out"
+        );
     }
 
     #[test]

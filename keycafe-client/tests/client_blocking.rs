@@ -4,7 +4,7 @@ mod client_support;
 
 use std::time::Duration;
 
-use client_support::TestServer;
+use client_support::{Action, FakeNode, Seen, TestServer, all_slots};
 use keycafe_client::blocking::KeycafeCluster;
 use keycafe_client::{Error, Frame, Pipeline, SetOptions, Ttl};
 
@@ -80,4 +80,23 @@ fn the_blocking_api_mirrors_the_async_one() {
     });
     kc.close();
     server_runtime.block_on(server.stop());
+}
+
+#[test]
+fn the_blocking_wait_returns_the_count() {
+    let node_runtime = tokio::runtime::Runtime::new().expect("node runtime");
+    // Held longer than the response timeout: the wait's own timeout covers it.
+    let node = node_runtime.block_on(FakeNode::start(|seen: &Seen<'_>| match () {
+        _ if seen.is("CLUSTER") => Action::Reply(all_slots(seen.me)),
+        _ if seen.is("WAIT") => Action::After(Duration::from_millis(400), Frame::Integer(1)),
+        _ => Action::Reply(Frame::ok()),
+    }));
+    let config = keycafe_client::ClientConfig::new([node.address()])
+        .response_timeout(Duration::from_millis(200));
+    let kc = KeycafeCluster::connect_with(config).expect("connect");
+    kc.set("k", "v").unwrap();
+    assert_eq!(kc.wait("k", 1, Duration::from_secs(2)).unwrap(), 1);
+    assert_eq!(node.received()[1..], ["SET k v", "WAIT 1 2000"]);
+    kc.close();
+    drop(node);
 }

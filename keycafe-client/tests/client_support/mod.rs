@@ -106,6 +106,9 @@ impl Drop for TestServer {
 /// What a fake node does with one request.
 pub enum Action {
     Reply(Frame),
+    /// Reply after this long, holding up the connection's later replies
+    /// meanwhile (as a node blocked in WAIT does).
+    After(Duration, Frame),
     /// Read the request and say nothing.
     Silence,
     /// Write these bytes as they are (garbage) and carry on.
@@ -327,6 +330,14 @@ async fn serve(mut stream: TcpStream, peer: Arc<Peer>) {
                     return;
                 }
             }
+            Action::After(delay, reply) => {
+                tokio::time::sleep(delay).await;
+                let mut out = BytesMut::new();
+                Protocol::Native.encode_frame(&reply, &mut out);
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
             Action::Silence => {}
             Action::Raw(bytes) => {
                 if stream.write_all(&bytes).await.is_err() {
@@ -347,16 +358,10 @@ pub fn cluster_slots(ranges: &[(i64, i64, &str)]) -> Frame {
         ranges
             .iter()
             .map(|(start, end, addr)| {
-                let (host, port) = addr.rsplit_once(':').expect("host:port");
-                let port: i64 = port.parse().expect("numeric port");
                 Frame::Array(vec![
                     Frame::Integer(*start),
                     Frame::Integer(*end),
-                    Frame::Array(vec![
-                        Frame::bulk(host.to_string()),
-                        Frame::Integer(port),
-                        Frame::bulk("fake-id"),
-                    ]),
+                    node_entry(addr),
                 ])
             })
             .collect(),
@@ -366,6 +371,29 @@ pub fn cluster_slots(ranges: &[(i64, i64, &str)]) -> Frame {
 /// A one-node answer: `addr` serves every slot.
 pub fn all_slots(addr: &str) -> Frame {
     cluster_slots(&[(0, 16383, addr)])
+}
+
+/// `primary` serves every slot, and `replicas` follow it in the entry, as a
+/// node with replicas answers `CLUSTER SLOTS`.
+pub fn all_slots_with_replicas(primary: &str, replicas: &[&str]) -> Frame {
+    let mut entry = vec![
+        Frame::Integer(0),
+        Frame::Integer(16383),
+        node_entry(primary),
+    ];
+    entry.extend(replicas.iter().map(|replica| node_entry(replica)));
+    Frame::Array(vec![Frame::Array(entry)])
+}
+
+/// `[host, port, id]` for a node of a `CLUSTER SLOTS` entry.
+fn node_entry(addr: &str) -> Frame {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let port: i64 = port.parse().expect("numeric port");
+    Frame::Array(vec![
+        Frame::bulk(host.to_string()),
+        Frame::Integer(port),
+        Frame::bulk(format!("id-of-{addr}")),
+    ])
 }
 
 pub fn bulk(text: &str) -> Frame {
