@@ -14,10 +14,11 @@
 #     `redis-benchmark -t set -n $REQUESTS -c 50 -d 64 -r 100000 -P {1,16}`
 #     against each target in turn; the report gives medians over rounds and
 #     the with-replica / alone ratio for each server.
-#  2. Lag. During every with-replica run, INFO replication is sampled every
-#     100 ms on primary and replica: lag = master_repl_offset -
-#     slave_repl_offset, in bytes (median and max over samples); and after
-#     the run, the time until the replica has caught up completely.
+#  2. Lag. During every with-replica run a probe connection sends
+#     `SET probe x` + `WAIT 1 1000` every 20 ms and times the pair: how long
+#     until a write made under that load is on the replica (median, p99,
+#     max). After the run: the time until the replica's offset equals the
+#     primary's.
 #  3. Failover. A Keycafe primary with one replica, coordinator node timeout
 #     $NODE_TIMEOUT_MS. $KILLS times: `kill -9` the primary, then time until
 #     `SET` on the replica succeeds (it owns the slots: promotion done and
@@ -26,7 +27,9 @@
 #     median.
 #
 # Environment: REQUESTS (200000), NODE_TIMEOUT_MS (5000, the default),
-# KILLS (5), THREADS (0: keycafe-server's default, one worker per core).
+# KILLS (5), THREADS (0: keycafe-server's default, one worker per core) for
+# the primaries, REPLICA_THREADS (1, as config4-6.yaml: a replica applies one
+# stream) for the replica; a later flag wins, so the replica gets the latter.
 # Needs: cargo, redis-server, redis-benchmark, redis-cli, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +39,7 @@ REQUESTS=${REQUESTS:-200000}
 NODE_TIMEOUT_MS=${NODE_TIMEOUT_MS:-5000}
 KILLS=${KILLS:-5}
 THREADS=${THREADS:-0}
+REPLICA_THREADS=${REPLICA_THREADS:-1}
 for tool in redis-server redis-benchmark redis-cli python3; do
     command -v "$tool" >/dev/null || { echo "replication.sh needs $tool" >&2; exit 1; }
 done
@@ -121,7 +125,7 @@ KC_PRIMARY=$(free_node_port)
 start_node kc-primary "$KC_PRIMARY" "$COORD"
 wait_for 20 "keycafe primary serves" serves "$KC_PRIMARY"
 KC_REPLICA=$(free_node_port)
-start_node kc-replica "$KC_REPLICA" "$COORD" --replica-of "127.0.0.1:$KC_PRIMARY"
+start_node kc-replica "$KC_REPLICA" "$COORD" --replica-of "127.0.0.1:$KC_PRIMARY" --threads "$REPLICA_THREADS"
 wait_for 30 "keycafe replica in sync" in_sync "$KC_PRIMARY" "$KC_REPLICA"
 
 RS_ALONE=$(free_port) RS_PRIMARY=$(free_port) RS_REPLICA=$(free_port)
@@ -141,10 +145,24 @@ wait_for 30 "redis replica in sync" in_sync "$RS_PRIMARY" "$RS_REPLICA"
 bench() {
     local name=$1 port=$2 pipeline=$3 replica=${4:-} sampler=
     if [[ -n $replica ]]; then
-        (while :; do
-            echo "$(info "$port" master_repl_offset) $(info "$replica" slave_repl_offset)"
-            sleep 0.1
-        done) >>"$WORK/lag-$name-P$pipeline" &
+        python3 - "$port" "$WORK/lag-$name-P$pipeline" <<'PY' &
+import signal, socket, sys, time
+port, out = int(sys.argv[1]), sys.argv[2]
+samples = []
+def stop(*_):
+    with open(out, "a") as f:
+        f.writelines(f"{ms:.3f}\n" for ms in samples)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+sock = socket.create_connection(("127.0.0.1", port))
+reader = sock.makefile("rb")
+while True:
+    start = time.perf_counter()
+    sock.sendall(b"SET bench:lagprobe x\r\nWAIT 1 1000\r\n")
+    reader.readline(); reader.readline()
+    samples.append((time.perf_counter() - start) * 1000)
+    time.sleep(0.02)
+PY
         sampler=$!
     fi
     local rps
@@ -204,26 +222,28 @@ for server in ("keycafe", "redis"):
     for p in ("1", "16"):
         a, r = med[(f"{server}-alone", p)], med[(f"{server}+replica", p)]
         print(f"| {server} | {p} | {a:,.0f} | {r:,.0f} | {r / a:.2f}x |")
-print("\n### Replication lag during those runs (INFO offsets sampled every 100 ms)\n")
-print("| server | pipeline | median lag (bytes) | max lag (bytes) | catch-up after the run (median ms) |")
-print("|---|---|---:|---:|---:|")
+print("\n### Replication lag under that load: SET + WAIT 1 round trip of a probe every 20 ms\n")
+print("| server | pipeline | probes | median (ms) | p99 (ms) | max (ms) | catch-up after the run (median ms) |")
+print("|---|---|---:|---:|---:|---:|---:|")
 catch = collections.defaultdict(list)
 for line in open(f"{work}/catchup"):
     name, p, ms = line.split()
     catch[(name, p)].append(int(ms))
 for server in ("keycafe", "redis"):
     for p in ("1", "16"):
-        lags = []
         try:
-            for line in open(f"{work}/lag-{server}+replica-P{p}"):
-                parts = line.split()
-                if len(parts) == 2:
-                    lags.append(max(0, int(parts[0]) - int(parts[1])))
+            lags = sorted(float(l) for l in open(f"{work}/lag-{server}+replica-P{p}"))
         except FileNotFoundError:
-            pass
+            continue
         if lags:
-            print(f"| {server} | {p} | {statistics.median(lags):,.0f} | {max(lags):,} | {statistics.median(catch[(server + '+replica', p)]):.0f} |")
-times = [int(l.split()[1]) for l in open(f"{work}/failover")]
+            p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+            print(f"| {server} | {p} | {len(lags)} | {statistics.median(lags):.2f} | {p99:.2f} | {lags[-1]:.2f} | {statistics.median(catch[(server + '+replica', p)]):.0f} |")
+try:
+    times = [int(l.split()[1]) for l in open(f"{work}/failover")]
+except FileNotFoundError:
+    times = []
+if not times:
+    sys.exit(0)
 print(f"\n### Failover time (node timeout {timeout} ms, kill -9 of the primary to the first SET served by its replica)\n")
 print("| kills | times (ms) | median (ms) |")
 print("|---:|---|---:|")

@@ -147,6 +147,9 @@ async fn stream_to(
     loop {
         tokio::select! {
             _ = log.grown(offset) => {
+                // Let the connections that are running add to the stream
+                // first: one bigger write instead of many small ones.
+                tokio::task::yield_now().await;
                 match log.read_from(offset, CHUNK, &mut out) {
                     Ok(n) => offset += n as u64,
                     Err(gone) => {

@@ -4,9 +4,9 @@
 //! `replica_of: P`, it keeps a link to P's cluster bus: `KC.PSYNC` with its
 //! history id and offset, then either a full copy (flush, load every record
 //! up to `KC.SYNCED`) or nothing, then the stream, applying each record and
-//! keeping its bytes in its own backlog at the same offsets. After every
-//! read it acknowledges the offset it has applied (`KC.ACK`), and once a
-//! second when idle. A link that breaks is re-made with backoff, resuming
+//! keeping its bytes in its own backlog at the same offsets. It acknowledges
+//! the offset it has applied (`KC.ACK`) after each read — at most once a
+//! millisecond under load — and once a second when idle. A link that breaks is re-made with backoff, resuming
 //! from the offset; a primary silent for the node timeout is given up on
 //! (the coordinator hears `link_up: false` and may fail it over).
 //!
@@ -33,7 +33,11 @@ use crate::cluster::bus::BusClient;
 use crate::state::Shared;
 use crate::store::{Expiry, MAX_STRING_LEN};
 
+/// An idle replica still acknowledges this often (the primary's liveness check).
 const ACK_EVERY: Duration = Duration::from_secs(1);
+/// A busy replica acknowledges at most once per this gap: enough for WAIT to
+/// answer within about a millisecond, without a write per read under load.
+const ACK_GAP: Duration = Duration::from_millis(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Frames a primary may send: one key and value, a handful of arguments.
@@ -188,7 +192,11 @@ async fn follow(shared: &Shared, cluster: &ClusterState, primary: &NodeInfo) -> 
 
     let silence = Duration::from_millis(shared.config.node_timeout_ms.max(1000));
     let mut ack_timer = tokio::time::interval(ACK_EVERY);
+    let mut last_ack = tokio::time::Instant::now();
+    // An acknowledgement owed but held back to keep to one per ACK_GAP.
+    let mut ack_owed = false;
     loop {
+        let owed_at = last_ack + ACK_GAP;
         tokio::select! {
             read = tokio::time::timeout(silence, reader.read_buf(&mut input)) => {
                 let read = read.map_err(|_| anyhow::anyhow!("primary silent for {silence:?}"))??;
@@ -197,10 +205,17 @@ async fn follow(shared: &Shared, cluster: &ClusterState, primary: &NodeInfo) -> 
                 log.append_raw(&input[..used]);
                 input.advance(used);
                 replication.set_upstream(|up| up.last_io = Some(Instant::now()));
-                send_ack(&mut writer, log.offset()).await?;
+                ack_owed = true;
+                if last_ack.elapsed() < ACK_GAP {
+                    continue;
+                }
             }
-            _ = ack_timer.tick() => send_ack(&mut writer, log.offset()).await?,
+            _ = tokio::time::sleep_until(owed_at), if ack_owed => {}
+            _ = ack_timer.tick() => {}
         }
+        send_ack(&mut writer, log.offset()).await?;
+        last_ack = tokio::time::Instant::now();
+        ack_owed = false;
     }
 }
 
