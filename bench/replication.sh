@@ -29,7 +29,7 @@
 # Environment: REQUESTS (200000), NODE_TIMEOUT_MS (5000, the default),
 # KILLS (5), THREADS (0: keycafe-server's default, one worker per core) for
 # the primaries, REPLICA_THREADS (1, as config4-6.yaml: a replica applies one
-# stream) for the replica; a later flag wins, so the replica gets the latter.
+# stream) for the replica.
 # Needs: cargo, redis-server, redis-benchmark, redis-cli, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,7 +125,7 @@ KC_PRIMARY=$(free_node_port)
 start_node kc-primary "$KC_PRIMARY" "$COORD"
 wait_for 20 "keycafe primary serves" serves "$KC_PRIMARY"
 KC_REPLICA=$(free_node_port)
-start_node kc-replica "$KC_REPLICA" "$COORD" --replica-of "127.0.0.1:$KC_PRIMARY" --threads "$REPLICA_THREADS"
+THREADS=$REPLICA_THREADS start_node kc-replica "$KC_REPLICA" "$COORD" --replica-of "127.0.0.1:$KC_PRIMARY"
 wait_for 30 "keycafe replica in sync" in_sync "$KC_PRIMARY" "$KC_REPLICA"
 
 RS_ALONE=$(free_port) RS_PRIMARY=$(free_port) RS_REPLICA=$(free_port)
