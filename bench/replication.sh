@@ -130,10 +130,10 @@ wait_for 30 "keycafe replica in sync" in_sync "$KC_PRIMARY" "$KC_REPLICA"
 
 RS_ALONE=$(free_port) RS_PRIMARY=$(free_port) RS_REPLICA=$(free_port)
 for port in "$RS_ALONE" "$RS_PRIMARY"; do
-    redis-server --port "$port" --save '' --appendonly no >"$WORK/redis-$port.log" 2>&1 &
+    redis-server --port "$port" --save '' --appendonly no --dir "$WORK" >"$WORK/redis-$port.log" 2>&1 &
     PIDS+=($!)
 done
-redis-server --port "$RS_REPLICA" --save '' --appendonly no --replicaof 127.0.0.1 "$RS_PRIMARY" \
+redis-server --port "$RS_REPLICA" --save '' --appendonly no --dir "$WORK" --replicaof 127.0.0.1 "$RS_PRIMARY" \
     >"$WORK/redis-$RS_REPLICA.log" 2>&1 &
 PIDS+=($!)
 wait_for 10 "redis alone" serves "$RS_ALONE"
