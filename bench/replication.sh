@@ -94,7 +94,9 @@ in_sync() { # in_sync PRIMARY REPLICA
 }
 serves() { [[ $(redis-cli -p "$1" SET bench:probe 1 2>/dev/null) == OK ]]; }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-declare -A PID_OF # keycafe node pid by client port
+declare -A PID_OF # server pid by client port
+# cpu_ticks PID: user + system CPU time so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 start_coordinator() { # start_coordinator NAME -> sets COORD
     local name=$1 port http
@@ -132,10 +134,12 @@ RS_ALONE=$(free_port) RS_PRIMARY=$(free_port) RS_REPLICA=$(free_port)
 for port in "$RS_ALONE" "$RS_PRIMARY"; do
     redis-server --port "$port" --save '' --appendonly no --dir "$WORK" >"$WORK/redis-$port.log" 2>&1 &
     PIDS+=($!)
+    PID_OF[$port]=$!
 done
 redis-server --port "$RS_REPLICA" --save '' --appendonly no --dir "$WORK" --replicaof 127.0.0.1 "$RS_PRIMARY" \
     >"$WORK/redis-$RS_REPLICA.log" 2>&1 &
 PIDS+=($!)
+PID_OF[$RS_REPLICA]=$!
 wait_for 10 "redis alone" serves "$RS_ALONE"
 wait_for 10 "redis primary" serves "$RS_PRIMARY"
 wait_for 30 "redis replica in sync" in_sync "$RS_PRIMARY" "$RS_REPLICA"
@@ -165,9 +169,14 @@ while True:
 PY
         sampler=$!
     fi
-    local rps
+    local rps cpu_primary cpu_replica=0
+    cpu_primary=$(cpu_ticks "${PID_OF[$port]}")
+    [[ -n $replica ]] && cpu_replica=$(cpu_ticks "${PID_OF[$replica]}")
     rps=$(redis-benchmark -p "$port" -t set -n "$REQUESTS" -c 50 -d 64 -r 100000 -P "$pipeline" --csv 2>/dev/null |
         awk -F, 'NR == 2 {gsub(/"/, "", $2); print $2}')
+    cpu_primary=$(( $(cpu_ticks "${PID_OF[$port]}") - cpu_primary ))
+    [[ -n $replica ]] && cpu_replica=$(( $(cpu_ticks "${PID_OF[$replica]}") - cpu_replica ))
+    echo "$name $pipeline $cpu_primary $cpu_replica" >>"$WORK/cpu"
     if [[ -n $sampler ]]; then
         kill "$sampler" 2>/dev/null || true
         wait "$sampler" 2>/dev/null || true
@@ -208,7 +217,7 @@ for kill in $(seq "$KILLS"); do
 done
 
 python3 - "$WORK" "$ROUNDS" "$REQUESTS" "$NODE_TIMEOUT_MS" <<'PY'
-import statistics, sys, collections
+import collections, os, statistics, sys
 work, rounds, requests, timeout = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 runs = collections.defaultdict(list)
 for line in open(f"{work}/results"):
@@ -222,6 +231,21 @@ for server in ("keycafe", "redis"):
     for p in ("1", "16"):
         a, r = med[(f"{server}-alone", p)], med[(f"{server}+replica", p)]
         print(f"| {server} | {p} | {a:,.0f} | {r:,.0f} | {r / a:.2f}x |")
+ticks = os.sysconf("SC_CLK_TCK")
+cpu = collections.defaultdict(list)
+for line in open(f"{work}/cpu"):
+    name, p, primary, replica = line.split()
+    cpu[(name, p)].append((int(primary), int(replica)))
+print(f"\n### Server CPU per SET (µs, user + system, median over rounds)\n")
+print("| server | pipeline | primary alone | primary with replica | its replica |")
+print("|---|---|---:|---:|---:|")
+per = lambda t: t / ticks * 1e6 / int(requests)
+for server in ("keycafe", "redis"):
+    for p in ("1", "16"):
+        alone = statistics.median(per(a) for a, _ in cpu[(f"{server}-alone", p)])
+        prim = statistics.median(per(a) for a, _ in cpu[(f"{server}+replica", p)])
+        repl = statistics.median(per(r) for _, r in cpu[(f"{server}+replica", p)])
+        print(f"| {server} | {p} | {alone:.2f} | {prim:.2f} | {repl:.2f} |")
 print("\n### Replication lag under that load: SET + WAIT 1 round trip of a probe every 20 ms\n")
 print("| server | pipeline | probes | median (ms) | p99 (ms) | max (ms) | catch-up after the run (median ms) |")
 print("|---|---|---:|---:|---:|---:|---:|")
