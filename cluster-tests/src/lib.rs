@@ -6,12 +6,24 @@
 //!
 //! `cargo test --workspace` builds every binary of the workspace into the
 //! directory above the test executable, which is where [`binary`] looks; run
-//! alone, the harness builds them first.
+//! alone (`cargo test -p cluster-tests`), the harness builds them if they
+//! are missing, but does not rebuild stale ones: run `cargo build --bins`
+//! first after changing a server.
 //!
 //! # Layout
 //!
-//! Everything is in this file: [`Coordinator`], [`Node`], and helpers to
-//! read the cluster's state through `/api/cluster` and CLUSTER commands.
+//! - this file: the processes ([`Coordinator`], [`Node`]: start with extra
+//!   flags, kill -9, SIGSTOP/SIGCONT, restart in place), [`TempDir`],
+//!   [`eventually`], and helpers to read the cluster's state through
+//!   `/api/cluster`;
+//! - [`resp`]: [`RespClient`], a RESP2 connection to one node for INFO,
+//!   ROLE, replica reads, WAIT and the other commands a cluster client does
+//!   not aim at a chosen node;
+//! - [`replicated`]: a cluster of primaries and replicas, and comparing a
+//!   replica's data with its primary's.
+
+pub mod replicated;
+pub mod resp;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -19,8 +31,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use keycafe_core::cluster::ClusterConfig;
+use keycafe_core::cluster::{ClusterConfig, NodeInfo};
+use keycafe_core::key_slot;
 use tokio::process::{Child, Command};
+
+pub use resp::RespClient;
 
 /// Path of a workspace binary, built once if it is not there yet.
 pub fn binary(name: &str) -> PathBuf {
@@ -60,18 +75,37 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// A free loopback port (bound, then released for the child to take).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr").port()
+    free_ports::<1>()[0]
 }
 
-fn logs_dir() -> PathBuf {
+/// `N` distinct free loopback ports: all bound at once, then released.
+/// (Two calls of [`free_port`] in a row may return the same port.)
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
+}
+
+/// How many times a process is started on fresh ports when it fails to
+/// listen (another process may take a port between [`free_ports`] and the
+/// child's bind).
+const START_ATTEMPTS: usize = 3;
+
+/// Where the processes' logs go (kept after the tests, for post-mortems).
+pub fn logs_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("keycafe-cluster-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create log dir");
     dir
 }
 
+/// Starts a binary with its stderr appended to `log_name` (a restarted
+/// process keeps writing to the same log).
 fn spawn(program: &str, args: &[String], log_name: &str) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(logs_dir().join(log_name))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs_dir().join(log_name))?;
     Command::new(binary(program))
         .args(args)
         .env("RUST_LOG", "info")
@@ -83,7 +117,8 @@ fn spawn(program: &str, args: &[String], log_name: &str) -> anyhow::Result<Child
         .with_context(|| format!("starting {program}"))
 }
 
-async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
+/// Waits until `child` listens on `port`; fails at once if it exits.
+async fn wait_for_port(child: &mut Child, port: u16, what: &str) -> anyhow::Result<()> {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -91,12 +126,105 @@ async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
         {
             return Ok(());
         }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{what} exited ({status}) instead of listening on port {port} (logs in {})",
+                logs_dir().display()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     bail!(
         "{what} did not listen on port {port} within 5 s (logs in {})",
         logs_dir().display()
     )
+}
+
+/// Sends `signal` (`STOP`, `CONT`, ...) to a child through `kill(1)`.
+fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
+    let pid = child.id().context("the process has exited")?;
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed: {status}");
+    Ok(())
+}
+
+/// Polls `check` every 50 ms until it answers true; fails after `timeout`
+/// with the last error `check` returned, if any. Returns how long it took.
+pub async fn eventually(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<Duration> {
+    let start = tokio::time::Instant::now();
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(start.elapsed()),
+            Ok(false) => {}
+            Err(err) => last_error = Some(err),
+        }
+        if start.elapsed() > timeout {
+            match last_error {
+                Some(err) => bail!("timed out after {timeout:?} waiting until {what}: {err:#}"),
+                None => bail!("timed out after {timeout:?} waiting until {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("keycafe-coord-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Coordinator settings beyond the ports and the data directory.
+#[derive(Debug, Clone, Default)]
+pub struct CoordinatorOptions {
+    /// `--replicas`: replicas wanted per primary.
+    pub replicas: Option<usize>,
+    /// `--node-timeout-ms`.
+    pub node_timeout_ms: Option<u64>,
+}
+
+impl CoordinatorOptions {
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(replicas) = self.replicas {
+            args.extend(["--replicas".to_string(), replicas.to_string()]);
+        }
+        if let Some(ms) = self.node_timeout_ms {
+            args.extend(["--node-timeout-ms".to_string(), ms.to_string()]);
+        }
+        args
+    }
 }
 
 /// A running coordinate-server.
@@ -109,7 +237,24 @@ pub struct Coordinator {
 
 impl Coordinator {
     pub async fn start(data_dir: PathBuf) -> anyhow::Result<Coordinator> {
-        Coordinator::start_on(free_port(), free_port(), data_dir).await
+        Coordinator::start_with(data_dir, &CoordinatorOptions::default()).await
+    }
+
+    pub async fn start_with(
+        data_dir: PathBuf,
+        options: &CoordinatorOptions,
+    ) -> anyhow::Result<Coordinator> {
+        let mut attempt = 1;
+        loop {
+            let [port, http_port] = free_ports();
+            match Coordinator::launch(port, http_port, data_dir.clone(), options).await {
+                Err(err) if attempt < START_ATTEMPTS => {
+                    eprintln!("coordinate-server did not start, retrying on other ports: {err:#}");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Starts on given ports (to restart a coordinator where it was).
@@ -118,7 +263,16 @@ impl Coordinator {
         http_port: u16,
         data_dir: PathBuf,
     ) -> anyhow::Result<Coordinator> {
-        let args = vec![
+        Coordinator::launch(port, http_port, data_dir, &CoordinatorOptions::default()).await
+    }
+
+    async fn launch(
+        port: u16,
+        http_port: u16,
+        data_dir: PathBuf,
+        options: &CoordinatorOptions,
+    ) -> anyhow::Result<Coordinator> {
+        let mut args = vec![
             "--port".into(),
             port.to_string(),
             "--http-port".into(),
@@ -126,13 +280,14 @@ impl Coordinator {
             "--data-dir".into(),
             data_dir.display().to_string(),
         ];
-        let child = spawn(
+        args.extend(options.args());
+        let mut child = spawn(
             "coordinate-server",
             &args,
             &format!("coordinator-{port}.log"),
         )?;
-        wait_for_port(port, "coordinate-server").await?;
-        wait_for_port(http_port, "coordinate-server dashboard").await?;
+        wait_for_port(&mut child, port, "coordinate-server").await?;
+        wait_for_port(&mut child, http_port, "coordinate-server dashboard").await?;
         Ok(Coordinator {
             port,
             http_port,
@@ -162,6 +317,17 @@ impl Coordinator {
     pub async fn api(&self) -> anyhow::Result<serde_json::Value> {
         let body = http_get(self.http_port, "/api/cluster").await?;
         serde_json::from_str(&body).context("/api/cluster is JSON")
+    }
+
+    /// The coordinator's view of the node at `client_addr` (an entry of
+    /// `nodes` in `/api/cluster`: state, role, offset, link_up, synced...).
+    pub async fn node_view(&self, client_addr: &str) -> anyhow::Result<serde_json::Value> {
+        let api = self.api().await?;
+        api["nodes"]
+            .as_array()
+            .and_then(|nodes| nodes.iter().find(|n| n["client_addr"] == client_addr))
+            .cloned()
+            .with_context(|| format!("/api/cluster has no node at {client_addr}: {api}"))
     }
 
     /// Waits until the configuration satisfies `ready`.
@@ -206,17 +372,64 @@ pub async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
     Ok(body.to_string())
 }
 
-/// A running keycafe-server in cluster mode.
+/// Node settings beyond the ports and the coordinator.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// `--replica-of`: the client address of the primary to follow.
+    pub replica_of: Option<String>,
+    /// `--node-timeout-ms`.
+    pub node_timeout_ms: Option<u64>,
+    /// `--repl-backlog-size`, in bytes.
+    pub repl_backlog_size: Option<usize>,
+}
+
+impl NodeOptions {
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(primary) = &self.replica_of {
+            args.extend(["--replica-of".to_string(), primary.clone()]);
+        }
+        if let Some(ms) = self.node_timeout_ms {
+            args.extend(["--node-timeout-ms".to_string(), ms.to_string()]);
+        }
+        if let Some(bytes) = self.repl_backlog_size {
+            args.extend(["--repl-backlog-size".to_string(), bytes.to_string()]);
+        }
+        args
+    }
+}
+
+/// A keycafe-server in cluster mode. It can be killed and restarted in
+/// place (same ports, same flags); the process is SIGKILLed when the handle
+/// is dropped, stopped (SIGSTOP) or not.
 pub struct Node {
     pub port: u16,
     pub bus_port: u16,
+    args: Vec<String>,
     child: Child,
 }
 
 impl Node {
     pub async fn start(coordinator: &str) -> anyhow::Result<Node> {
-        let (port, bus_port) = (free_port(), free_port());
-        let args = vec![
+        Node::start_with(coordinator, &NodeOptions::default()).await
+    }
+
+    pub async fn start_with(coordinator: &str, options: &NodeOptions) -> anyhow::Result<Node> {
+        let mut attempt = 1;
+        loop {
+            match Node::start_on_free_ports(coordinator, options).await {
+                Err(err) if attempt < START_ATTEMPTS => {
+                    eprintln!("keycafe-server did not start, retrying on other ports: {err:#}");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_on_free_ports(coordinator: &str, options: &NodeOptions) -> anyhow::Result<Node> {
+        let [port, bus_port] = free_ports();
+        let mut args = vec![
             "--port".into(),
             port.to_string(),
             "--cluster-port".into(),
@@ -224,17 +437,52 @@ impl Node {
             "--coordinator".into(),
             coordinator.to_string(),
         ];
-        let child = spawn("keycafe-server", &args, &format!("node-{port}.log"))?;
-        wait_for_port(port, "keycafe-server").await?;
+        args.extend(options.args());
+        let child = Node::launch(port, bus_port, &args).await?;
         Ok(Node {
             port,
             bus_port,
+            args,
             child,
         })
     }
 
+    async fn launch(port: u16, bus_port: u16, args: &[String]) -> anyhow::Result<Child> {
+        let mut child = spawn("keycafe-server", args, &format!("node-{port}.log"))?;
+        wait_for_port(&mut child, port, "keycafe-server").await?;
+        wait_for_port(&mut child, bus_port, "keycafe-server's cluster bus").await?;
+        Ok(child)
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A RESP connection to this node.
+    pub async fn client(&self) -> anyhow::Result<RespClient> {
+        RespClient::connect(&self.addr()).await
+    }
+
+    /// SIGKILL (kill -9), and waits until the process is gone.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("killing the node")
+    }
+
+    /// Starts the binary again with the same ports and flags (after
+    /// [`Node::kill`]); it comes up with a new id and empty memory.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.child = Node::launch(self.port, self.bus_port, &self.args).await?;
+        Ok(())
+    }
+
+    /// SIGSTOP: the process freezes, its sockets stay open.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        signal(&self.child, "STOP")
+    }
+
+    /// SIGCONT after [`Node::pause`].
+    pub fn resume(&self) -> anyhow::Result<()> {
+        signal(&self.child, "CONT")
     }
 
     /// Waits (bounded) for the process to exit on its own.
@@ -244,6 +492,22 @@ impl Node {
     ) -> anyhow::Result<std::process::ExitStatus> {
         Ok(tokio::time::timeout(timeout, self.child.wait()).await??)
     }
+}
+
+/// The nodes that may own slots.
+pub fn primaries(config: &ClusterConfig) -> impl Iterator<Item = &NodeInfo> {
+    config.nodes.iter().filter(|n| !n.is_replica())
+}
+
+/// The node with this client address.
+pub fn node_at<'a>(config: &'a ClusterConfig, client_addr: &str) -> Option<&'a NodeInfo> {
+    config.nodes.iter().find(|n| n.client_addr == client_addr)
+}
+
+/// Client address of the primary that owns `key`'s slot.
+pub fn owner_of(config: &ClusterConfig, key: &str) -> Option<String> {
+    let index = config.slot_map().owner(key_slot(key.as_bytes()))?;
+    Some(config.nodes[index].client_addr.clone())
 }
 
 /// Number of slots each node owns, by client address.
@@ -266,11 +530,25 @@ pub fn slots_per_node(config: &ClusterConfig) -> Vec<(String, usize)> {
 /// True when every slot is owned, nothing is moving, there are `nodes`
 /// members and each owns ⌊16384/N⌋ or ⌈16384/N⌉ slots.
 pub fn is_fair(config: &ClusterConfig, nodes: usize) -> bool {
-    let counts = slots_per_node(config);
-    let total: usize = counts.iter().map(|(_, n)| n).sum();
-    let (low, high) = (16384 / nodes, 16384usize.div_ceil(nodes));
-    config.nodes.len() == nodes
+    config.nodes.len() == nodes && is_fair_replicated(config, nodes, 0)
+}
+
+/// True when there are `primaries` primaries with `replicas` replicas
+/// each, nothing is moving, and the primaries share the 16384 slots fairly
+/// (⌊16384/N⌋ or ⌈16384/N⌉ each).
+pub fn is_fair_replicated(config: &ClusterConfig, primaries: usize, replicas: usize) -> bool {
+    let counts: Vec<usize> = slots_per_node(config)
+        .into_iter()
+        .zip(&config.nodes)
+        .filter(|(_, node)| !node.is_replica())
+        .map(|((_, owned), _)| owned)
+        .collect();
+    let total: usize = counts.iter().sum();
+    let (low, high) = (16384 / primaries, 16384usize.div_ceil(primaries));
+    counts.len() == primaries
+        && config.nodes.len() == primaries * (1 + replicas)
+        && self::primaries(config).all(|p| config.replicas_of(&p.id).count() == replicas)
         && config.migrations.is_empty()
         && total == 16384
-        && counts.iter().all(|(_, n)| (low..=high).contains(n))
+        && counts.iter().all(|n| (low..=high).contains(n))
 }

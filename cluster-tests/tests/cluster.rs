@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cluster_tests::{Coordinator, Node, is_fair};
+use cluster_tests::{Coordinator, Node, TempDir, is_fair};
 use keycafe_client::{KeycafeCluster, Ttl};
 use keycafe_core::cluster::ClusterConfig;
 use keycafe_core::key_slot;
@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 
 const SETTLE: Duration = Duration::from_secs(60);
 
-async fn start_cluster(nodes: usize) -> (Coordinator, Vec<Node>, tempdir::Dir) {
-    let dir = tempdir::Dir::new();
+async fn start_cluster(nodes: usize) -> (Coordinator, Vec<Node>, TempDir) {
+    let dir = TempDir::new();
     let coordinator = Coordinator::start(dir.path.clone())
         .await
         .expect("coordinator starts");
@@ -30,29 +30,6 @@ async fn start_cluster(nodes: usize) -> (Coordinator, Vec<Node>, tempdir::Dir) {
         .await
         .expect("cluster forms");
     (coordinator, started, dir)
-}
-
-/// A temporary directory removed on drop (kept small: no extra crate).
-mod tempdir {
-    pub struct Dir {
-        pub path: std::path::PathBuf,
-    }
-    impl Dir {
-        pub fn new() -> Dir {
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path =
-                std::env::temp_dir().join(format!("keycafe-coord-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).expect("create temp dir");
-            Dir { path }
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }
 
 /// Sends one RESP command straight to a node and returns the raw reply line.
