@@ -73,6 +73,11 @@ pub struct Replication {
     replicas: Mutex<HashMap<u64, ReplicaLink>>,
     /// Woken on every acknowledgement (WAIT listens).
     acked: Notify,
+    /// WAITs in progress: while there are any, the stream goes out at once
+    /// instead of in millisecond batches.
+    waiting: AtomicUsize,
+    /// Woken when a WAIT starts, to cut a batching pause short.
+    wait_started: Notify,
     /// Ticks to close every replica link (`CLIENT KILL TYPE replica`).
     kill_replicas: watch::Sender<u64>,
     /// Ticks to drop the link to our primary (`CLIENT KILL TYPE master`).
@@ -88,6 +93,8 @@ impl Replication {
             log,
             replicas: Mutex::new(HashMap::new()),
             acked: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            wait_started: Notify::new(),
             kill_replicas: watch::Sender::new(0),
             kill_upstream: watch::Sender::new(0),
             upstream: Mutex::new(UpstreamStatus::default()),
@@ -131,6 +138,27 @@ impl Replication {
     /// or `timeout` passes (`None`: no limit). Returns how many did.
     pub async fn wait_for_acks(&self, wanted: usize, timeout: Option<Duration>) -> usize {
         let target = self.log.offset();
+        if self.acked_at_least(target) >= wanted {
+            return self.acked_at_least(target);
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.wait_started.notify_waiters();
+        let count = self.wait_for(target, wanted, timeout).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        count
+    }
+
+    /// True while some WAIT is in progress.
+    pub(crate) fn anyone_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Completes when a WAIT starts.
+    pub(crate) async fn a_wait_started(&self) {
+        self.wait_started.notified().await;
+    }
+
+    async fn wait_for(&self, target: u64, wanted: usize, timeout: Option<Duration>) -> usize {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
             let notified = self.acked.notified();

@@ -16,7 +16,9 @@
 //! harmless, and the replica ends up equal to the primary.
 //!
 //! Once streaming, the replica acknowledges with `KC.ACK offset` frames; the
-//! acknowledged offsets are what `WAIT` counts.
+//! acknowledged offsets are what `WAIT` counts. Under load the stream goes
+//! out at most once a millisecond, in one write per replica: a write per
+//! command would cost the primary more than the command itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,14 +31,16 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
-use super::ReplicaLink;
 use super::log::NO_ID;
+use super::{ReplicaLink, Replication};
 use crate::state::Shared;
 
 /// Send at most this much stream per write.
 const CHUNK: usize = 256 * 1024;
 /// An idle primary puts a `PING` in the stream this often.
 const PING_EVERY: Duration = Duration::from_secs(1);
+/// A busy link sends at most once per this gap (see [`more_to_send`]).
+const COALESCE: Duration = Duration::from_millis(1);
 
 /// A replica's `KC.PSYNC`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,12 +148,11 @@ async fn stream_to(
     let silence = Duration::from_millis(shared.config.node_timeout_ms.max(1000));
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_ack = Instant::now();
+    let mut last_send = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = log.grown(offset) => {
-                // Let the connections that are running add to the stream
-                // first: one bigger write instead of many small ones.
-                tokio::task::yield_now().await;
+            _ = more_to_send(replication, offset, last_send) => {
+                last_send = tokio::time::Instant::now();
                 match log.read_from(offset, CHUNK, &mut out) {
                     Ok(n) => offset += n as u64,
                     Err(gone) => {
@@ -185,6 +188,23 @@ async fn stream_to(
             }
         }
     }
+}
+
+/// Completes when the stream has grown beyond `offset` — but, if the last
+/// send was less than [`COALESCE`] ago, not before that much time has
+/// passed. An idle link sends a write at once; a busy one sends what a
+/// millisecond of writes added, in one write, instead of waking this task
+/// and making a system call for every command. A WAIT in progress cuts the
+/// pause short: someone is waiting for these bytes.
+async fn more_to_send(replication: &Replication, offset: u64, last_send: tokio::time::Instant) {
+    let batch_until = last_send + COALESCE;
+    if tokio::time::Instant::now() < batch_until && !replication.anyone_waiting() {
+        tokio::select! {
+            _ = tokio::time::sleep_until(batch_until) => {}
+            _ = replication.a_wait_started() => {}
+        }
+    }
+    replication.log.grown(offset).await;
 }
 
 /// `[kind, replid, offset]`, the answer to `KC.PSYNC`.

@@ -5,8 +5,9 @@
 //! history id and offset, then either a full copy (flush, load every record
 //! up to `KC.SYNCED`) or nothing, then the stream, applying each record and
 //! keeping its bytes in its own backlog at the same offsets. It acknowledges
-//! the offset it has applied (`KC.ACK`) after each read — at most once a
-//! millisecond under load — and once a second when idle. A link that breaks is re-made with backoff, resuming
+//! the offset it has applied (`KC.ACK`) after each read that empties the
+//! socket (while more is queued, at most once a millisecond), and once a
+//! second when idle. A link that breaks is re-made with backoff, resuming
 //! from the offset; a primary silent for the node timeout is given up on
 //! (the coordinator hears `link_up: false` and may fail it over).
 //!
@@ -35,9 +36,11 @@ use crate::store::{Expiry, MAX_STRING_LEN};
 
 /// An idle replica still acknowledges this often (the primary's liveness check).
 const ACK_EVERY: Duration = Duration::from_secs(1);
-/// A busy replica acknowledges at most once per this gap: enough for WAIT to
-/// answer within about a millisecond, without a write per read under load.
+/// While more of the stream is queued, a replica acknowledges at most once
+/// per this gap.
 const ACK_GAP: Duration = Duration::from_millis(1);
+/// Room made in the input buffer before each read.
+const READ_CHUNK: usize = 64 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Frames a primary may send: one key and value, a handful of arguments.
@@ -197,6 +200,8 @@ async fn follow(shared: &Shared, cluster: &ClusterState, primary: &NodeInfo) -> 
     let mut ack_owed = false;
     loop {
         let owed_at = last_ack + ACK_GAP;
+        input.reserve(READ_CHUNK);
+        let room = input.capacity() - input.len();
         tokio::select! {
             read = tokio::time::timeout(silence, reader.read_buf(&mut input)) => {
                 let read = read.map_err(|_| anyhow::anyhow!("primary silent for {silence:?}"))??;
@@ -206,7 +211,10 @@ async fn follow(shared: &Shared, cluster: &ClusterState, primary: &NodeInfo) -> 
                 input.advance(used);
                 replication.set_upstream(|up| up.last_io = Some(Instant::now()));
                 ack_owed = true;
-                if last_ack.elapsed() < ACK_GAP {
+                // Held back only while more is on its way: a read that
+                // emptied the socket is acknowledged at once, so that a
+                // WAIT is answered without a timer's delay.
+                if last_ack.elapsed() < ACK_GAP && read == room {
                     continue;
                 }
             }
