@@ -233,10 +233,15 @@ impl Connection {
     /// false if the connection stops being a client connection (a replica's
     /// stream, served by [`Connection::run`]).
     async fn finish_pending(&mut self) -> bool {
-        let replication = &self.shared.replication;
+        let shared = self.shared.clone();
+        let replication = &shared.replication;
         let answer = match &self.state.pending {
             Some(Pending::Wait { replicas, timeout }) => {
-                Some(replication.wait_for_acks(*replicas, *timeout).await as i64)
+                let wait = replication.wait_for_acks(*replicas, *timeout);
+                match self.unless_client_leaves(wait).await {
+                    Some(count) => Some(count as i64),
+                    None => return false,
+                }
             }
             Some(Pending::PauseWrites(duration)) => {
                 replication.gate.pause(*duration).await;
@@ -258,6 +263,28 @@ impl Connection {
         }
         reply.finish();
         true
+    }
+
+    /// Runs `work` (a blocked command), watching the socket meanwhile:
+    /// `None` if the client disconnects first, so that a `WAIT 0` from a
+    /// client that went away does not wait forever. Requests that arrive
+    /// meanwhile are kept for later (up to [`FLUSH_AT`] bytes; beyond that
+    /// the socket is left alone until `work` is done).
+    async fn unless_client_leaves<T>(&mut self, work: impl Future<Output = T>) -> Option<T> {
+        tokio::pin!(work);
+        loop {
+            if self.input.len() >= FLUSH_AT {
+                return Some(work.await);
+            }
+            tokio::select! {
+                done = &mut work => return Some(done),
+                read = self.stream.read_buf(&mut self.input) => {
+                    if matches!(read, Ok(0) | Err(_)) {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     /// Reads more bytes from the client. Returns false on a clean close.

@@ -265,3 +265,24 @@ async fn promotion_and_a_manual_failover_keep_every_write() {
         Frame::Error(e) if e.starts_with(b"ERR You should send CLUSTER FAILOVER to a replica")
     ));
 }
+
+#[tokio::test]
+async fn a_blocked_wait_keeps_what_follows_and_notices_a_client_leaving() {
+    let server = TestServer::start().await;
+    let mut client = RawClient::resp(server.addr).await;
+    // What is pipelined behind a WAIT runs after it, in order.
+    client.send_raw(b"WAIT 1 50\r\nPING\r\n").await;
+    assert_eq!(client.read_frame().await, Some(Frame::Integer(0)));
+    assert_eq!(client.read_frame().await, Some(simple("PONG")));
+
+    // A client that leaves while blocked for good is let go.
+    let mut leaver = RawClient::resp(server.addr).await;
+    leaver.send_raw(b"WAIT 1 0\r\n").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(info(&mut client, "connected_clients").await, "2");
+    drop(leaver);
+    eventually("the node noticed the client left", async || {
+        info(&mut client, "connected_clients").await == "1"
+    })
+    .await;
+}
