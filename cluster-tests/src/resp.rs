@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use keycafe_core::Frame;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use bytes::BytesMut;
+use keycafe_core::{Frame, Limits, Protocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// How long any one reply may take before the call fails (longer than any
 /// `WAIT` the tests issue).
@@ -19,8 +19,9 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A RESP2 connection to one node.
 pub struct RespClient {
     addr: String,
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    stream: TcpStream,
+    /// Bytes read and not yet decoded.
+    input: BytesMut,
 }
 
 /// One range of `CLUSTER SLOTS`: the primary's address first, then its
@@ -39,11 +40,10 @@ impl RespClient {
             .with_context(|| format!("connecting to {addr} timed out"))?
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
-        let (reader, writer) = stream.into_split();
         Ok(RespClient {
             addr: addr.to_string(),
-            reader: BufReader::new(reader),
-            writer,
+            stream,
+            input: BytesMut::new(),
         })
     }
 
@@ -64,11 +64,11 @@ impl RespClient {
         C: AsRef<[A]>,
         A: AsRef<[u8]>,
     {
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         for command in commands {
-            encode(command.as_ref(), &mut out);
+            Protocol::Resp2.encode_request(command.as_ref(), &mut out);
         }
-        self.writer.write_all(&out).await?;
+        self.stream.write_all(&out).await?;
         let mut replies = Vec::with_capacity(commands.len());
         for _ in commands {
             let reply = tokio::time::timeout(REPLY_TIMEOUT, self.read_frame())
@@ -146,79 +146,14 @@ impl RespClient {
     }
 
     async fn read_frame(&mut self) -> anyhow::Result<Frame> {
-        // Arrays being filled, innermost last: (length, items so far).
-        let mut open: Vec<(usize, Vec<Frame>)> = Vec::new();
         loop {
-            let mut frame = match self.read_head().await? {
-                Head::Frame(frame) => frame,
-                Head::Array(0) => Frame::Array(Vec::new()),
-                Head::Array(len) => {
-                    open.push((len, Vec::with_capacity(len)));
-                    continue;
-                }
-            };
-            loop {
-                let Some((len, items)) = open.last_mut() else {
-                    return Ok(frame);
-                };
-                items.push(frame);
-                if items.len() < *len {
-                    break;
-                }
-                let (_, items) = open.pop().expect("an open array");
-                frame = Frame::Array(items);
+            if let Some(frame) = Protocol::Resp2.decode_frame(&mut self.input, &Limits::DEFAULT)? {
+                return Ok(frame);
+            }
+            if self.stream.read_buf(&mut self.input).await? == 0 {
+                bail!("{} closed the connection", self.addr);
             }
         }
-    }
-
-    /// One line and, for a bulk string, its payload.
-    async fn read_head(&mut self) -> anyhow::Result<Head> {
-        let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line).await?;
-        if !line.ends_with(b"\r\n") {
-            bail!("connection closed or malformed reply line {line:?}");
-        }
-        line.truncate(line.len() - 2);
-        let (&kind, rest) = line.split_first().context("empty reply line")?;
-        let number = || -> anyhow::Result<i64> {
-            std::str::from_utf8(rest)?
-                .parse()
-                .with_context(|| format!("bad length or integer {rest:?}"))
-        };
-        Ok(match kind {
-            b'+' => Head::Frame(Frame::Simple(rest.to_vec().into())),
-            b'-' => Head::Frame(Frame::Error(rest.to_vec().into())),
-            b':' => Head::Frame(Frame::Integer(number()?)),
-            b'$' => match usize::try_from(number()?) {
-                Err(_) => Head::Frame(Frame::Null),
-                Ok(len) => {
-                    let mut data = vec![0; len + 2];
-                    self.reader.read_exact(&mut data).await?;
-                    data.truncate(len);
-                    Head::Frame(Frame::Bulk(data.into()))
-                }
-            },
-            b'*' => match usize::try_from(number()?) {
-                Err(_) => Head::Frame(Frame::Null),
-                Ok(len) => Head::Array(len),
-            },
-            other => bail!("unknown RESP type byte {:?}", other as char),
-        })
-    }
-}
-
-enum Head {
-    Frame(Frame),
-    Array(usize),
-}
-
-fn encode<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for arg in args {
-        let arg = arg.as_ref();
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
     }
 }
 

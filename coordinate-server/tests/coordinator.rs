@@ -131,12 +131,7 @@ async fn a_dead_source_stalls_its_migrations_without_losing_the_plan() {
     assert_eq!(view.migrations[0].slots, view.config.migrations.len());
     assert_eq!(view.nodes[0].state, NodeState::Failing);
     assert!(!view.nodes[0].connected);
-    let page = reqwest::get(coordinator.url("/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = coordinator.page().await;
     assert!(page.contains("stalled"), "{page}");
 
     // The node comes back (same id), re-registers and finishes the moves.

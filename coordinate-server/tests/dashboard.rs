@@ -48,12 +48,7 @@ async fn the_dashboard_renders_and_the_api_parses() {
     let view = coordinator.cluster().await;
     assert_eq!(view.nodes.len(), 2);
     assert_eq!(view.slots_assigned, 16384);
-    let raw: serde_json::Value = reqwest::get(coordinator.url("/api/cluster"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = coordinator.cluster_json().await;
     assert_eq!(raw["config"]["slots"].as_array().unwrap().len(), 2);
     assert_eq!(raw["nodes"][0]["state"], "healthy");
 
@@ -130,12 +125,7 @@ async fn roles_lag_and_a_failover_are_shown() {
         })
         .await;
 
-    let raw: serde_json::Value = reqwest::get(coordinator.url("/api/cluster"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = coordinator.cluster_json().await;
     let (primary, replica) = (&raw["nodes"][0], &raw["nodes"][1]);
     assert_eq!(primary["role"], "primary");
     assert_eq!(primary["replica_of"], serde_json::Value::Null);
@@ -159,12 +149,7 @@ async fn roles_lag_and_a_failover_are_shown() {
             .any(|e| e["type"] == "joined" && e["replica_of"] == a.info.id.as_str()),
         "{events:?}"
     );
-    let page = reqwest::get(coordinator.url("/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = coordinator.page().await;
     assert!(
         page.contains(&format!("replica of {}", a.info.id)),
         "{page}"
@@ -203,12 +188,7 @@ async fn roles_lag_and_a_failover_are_shown() {
             .is_some_and(|c| c.slots.iter().all(|range| range.owner == new))
     })
     .await;
-    let page = reqwest::get(coordinator.url("/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = coordinator.page().await;
     assert!(page.contains("failover (automatic)"), "{page}");
     coordinator.stop().await.unwrap();
 }

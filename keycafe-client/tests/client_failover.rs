@@ -13,24 +13,9 @@ use std::time::Duration;
 
 use client_support::{
     Action, FakeNode, Seen, all_slots, all_slots_with_replicas, bounded, bulk, cluster_slots,
+    config, moved, two_nodes,
 };
 use keycafe_client::{ClientConfig, Error, Frame, key_slot};
-
-/// Short timeouts and backoff, so that failure paths finish quickly.
-fn config(seed: &str) -> ClientConfig {
-    ClientConfig::new([seed])
-        .connect_timeout(Duration::from_millis(300))
-        .response_timeout(Duration::from_millis(300))
-        .backoff(Duration::from_millis(2), Duration::from_millis(20))
-        .max_retries(3)
-}
-
-fn moved(key: &str, to: &str) -> Action {
-    Action::Reply(Frame::error(format!(
-        "MOVED {} {to}",
-        key_slot(key.as_bytes())
-    )))
-}
 
 /// Polls `done` until it holds (bounded by the caller's `bounded`).
 async fn until(done: impl Fn() -> bool) {
@@ -42,34 +27,21 @@ async fn until(done: impl Fn() -> bool) {
 #[tokio::test]
 async fn wait_goes_to_the_keys_node_after_the_writes_and_returns_the_count() {
     bounded(async {
-        let a_addr = Arc::new(OnceLock::<String>::new());
-        let b_addr = Arc::new(OnceLock::<String>::new());
-        let script = {
-            let (a_addr, b_addr) = (a_addr.clone(), b_addr.clone());
-            move |seen: &Seen<'_>| -> Action {
-                let after_set = seen
-                    .previous
-                    .is_some_and(|p| p[0].eq_ignore_ascii_case(b"SET"));
-                match () {
-                    _ if seen.is("CLUSTER") => Action::Reply(cluster_slots(&[
-                        (0, 8191, a_addr.get().expect("a started")),
-                        (8192, 16383, b_addr.get().expect("b started")),
-                    ])),
-                    // Two replicas have the write, if WAIT came right after it.
-                    _ if seen.is("WAIT") && after_set => Action::Reply(Frame::Integer(2)),
-                    _ if seen.is("WAIT") => Action::Reply(Frame::error("ERR not after a SET")),
-                    _ => Action::Reply(Frame::ok()),
+        let (a, b) = two_nodes(|seen: &Seen<'_>, a: &str, b: &str| -> Action {
+            let after_set = seen
+                .previous
+                .is_some_and(|p| p[0].eq_ignore_ascii_case(b"SET"));
+            match () {
+                _ if seen.is("CLUSTER") => {
+                    Action::Reply(cluster_slots(&[(0, 8191, a), (8192, 16383, b)]))
                 }
+                // Two replicas have the write, if WAIT came right after it.
+                _ if seen.is("WAIT") && after_set => Action::Reply(Frame::Integer(2)),
+                _ if seen.is("WAIT") => Action::Reply(Frame::error("ERR not after a SET")),
+                _ => Action::Reply(Frame::ok()),
             }
-        };
-        let script = Arc::new(script);
-        let a = {
-            let script = script.clone();
-            FakeNode::start(move |seen: &Seen<'_>| script(seen)).await
-        };
-        let b = FakeNode::start(move |seen: &Seen<'_>| script(seen)).await;
-        a_addr.set(a.address()).expect("set once");
-        b_addr.set(b.address()).expect("set once");
+        })
+        .await;
         let kc = config(&a.address()).connect().await.unwrap();
         assert_eq!(key_slot(b"foo"), 12182, "a key of b's half");
 

@@ -9,34 +9,19 @@ mod client_support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use bytes::BytesMut;
-use client_support::{Action, FakeNode, Seen, all_slots, bounded, bulk, cluster_slots};
-use keycafe_client::{ClientConfig, Error, Frame, KeycafeCluster, Pipeline, TimeoutKind, key_slot};
+use client_support::{
+    Action, FakeNode, Seen, all_slots, bounded, bulk, cluster_slots, config, moved, two_nodes,
+};
+use keycafe_client::{Error, Frame, KeycafeCluster, Pipeline, TimeoutKind, key_slot};
 use keycafe_core::Protocol;
-
-/// Short timeouts and backoff, so failure paths finish quickly.
-fn config(seed: &str) -> ClientConfig {
-    ClientConfig::new([seed])
-        .connect_timeout(Duration::from_millis(300))
-        .response_timeout(Duration::from_millis(300))
-        .backoff(Duration::from_millis(2), Duration::from_millis(20))
-        .max_retries(3)
-}
 
 async fn connect(node: &FakeNode) -> KeycafeCluster {
     config(&node.address())
         .connect()
         .await
         .expect("connect to the fake node")
-}
-
-fn moved(key: &str, to: &str) -> Action {
-    Action::Reply(Frame::error(format!(
-        "MOVED {} {to}",
-        key_slot(key.as_bytes())
-    )))
 }
 
 #[tokio::test]
@@ -342,26 +327,15 @@ async fn nothing_listening_fails_to_connect() {
 
 /// Two fake nodes splitting the slots in half; GET answers `key@node`.
 async fn two_node_cluster(b_takes_over: Arc<AtomicBool>) -> (FakeNode, FakeNode) {
-    let a_addr = Arc::new(OnceLock::<String>::new());
-    let b_addr = Arc::new(OnceLock::<String>::new());
-    let slots = {
-        let (a_addr, b_addr) = (a_addr.clone(), b_addr.clone());
-        move || -> Frame {
-            let (a, b) = (
-                a_addr.get().expect("a started"),
-                b_addr.get().expect("b started"),
-            );
-            if b_takes_over.load(Ordering::SeqCst) {
-                all_slots(b)
-            } else {
-                cluster_slots(&[(0, 8191, a), (8192, 16383, b)])
-            }
-        }
-    };
-    let script = move |seen: &Seen<'_>| -> Action {
+    two_nodes(move |seen: &Seen<'_>, a: &str, b: &str| -> Action {
         let who = seen.me;
         match () {
-            _ if seen.is("CLUSTER") => Action::Reply(slots()),
+            _ if seen.is("CLUSTER") && b_takes_over.load(Ordering::SeqCst) => {
+                Action::Reply(all_slots(b))
+            }
+            _ if seen.is("CLUSTER") => {
+                Action::Reply(cluster_slots(&[(0, 8191, a), (8192, 16383, b)]))
+            }
             _ if seen.is("GET") => Action::Reply(Frame::bulk(format!(
                 "{}@{who}",
                 String::from_utf8_lossy(&seen.args[1])
@@ -374,16 +348,8 @@ async fn two_node_cluster(b_takes_over: Arc<AtomicBool>) -> (FakeNode, FakeNode)
             )),
             _ => Action::Reply(Frame::ok()),
         }
-    };
-    let script = Arc::new(script);
-    let a = {
-        let script = script.clone();
-        FakeNode::start(move |seen: &Seen<'_>| script(seen)).await
-    };
-    let b = FakeNode::start(move |seen: &Seen<'_>| script(seen)).await;
-    a_addr.set(a.address()).expect("set once");
-    b_addr.set(b.address()).expect("set once");
-    (a, b)
+    })
+    .await
 }
 
 #[tokio::test]

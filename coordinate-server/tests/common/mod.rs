@@ -84,6 +84,26 @@ impl Coordinator {
             .unwrap()
     }
 
+    /// `/api/cluster` as untyped JSON, for fields the typed view leaves out.
+    pub async fn cluster_json(&self) -> serde_json::Value {
+        reqwest::get(self.url("/api/cluster"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The dashboard page's HTML.
+    pub async fn page(&self) -> String {
+        reqwest::get(self.url("/"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Polls `/api/cluster` until `done` holds.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&ClusterView) -> bool) -> ClusterView {
         let deadline = tokio::time::Instant::now() + PATIENCE;

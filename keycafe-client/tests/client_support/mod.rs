@@ -21,6 +21,48 @@ pub async fn bounded<F: Future>(future: F) -> F::Output {
         .expect("test finished within 30 s")
 }
 
+/// Short timeouts and backoff, so that failure paths finish quickly.
+pub fn config(seed: &str) -> keycafe_client::ClientConfig {
+    keycafe_client::ClientConfig::new([seed])
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .backoff(Duration::from_millis(2), Duration::from_millis(20))
+        .max_retries(3)
+}
+
+/// A `MOVED` reply sending `key` to `to`.
+pub fn moved(key: &str, to: &str) -> Action {
+    Action::Reply(Frame::error(format!(
+        "MOVED {} {to}",
+        keycafe_core::key_slot(key.as_bytes())
+    )))
+}
+
+/// Two fake nodes answering from one script, which is also given both
+/// nodes' addresses `(a, b)`, so that it can name either one in a slot map
+/// or a redirect.
+pub async fn two_nodes(
+    script: impl Fn(&Seen<'_>, &str, &str) -> Action + Send + Sync + 'static,
+) -> (FakeNode, FakeNode) {
+    let addrs = Arc::new(std::sync::OnceLock::<(String, String)>::new());
+    let script = Arc::new({
+        let addrs = addrs.clone();
+        move |seen: &Seen<'_>| -> Action {
+            let (a, b) = addrs.get().expect("both nodes started");
+            script(seen, a, b)
+        }
+    });
+    let a = {
+        let script = script.clone();
+        FakeNode::start(move |seen: &Seen<'_>| script(seen)).await
+    };
+    let b = FakeNode::start(move |seen: &Seen<'_>| script(seen)).await;
+    addrs
+        .set((a.address(), b.address()))
+        .expect("addresses set once");
+    (a, b)
+}
+
 // ---------------------------------------------------------------------------
 // A real node
 // ---------------------------------------------------------------------------

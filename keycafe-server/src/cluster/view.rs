@@ -45,6 +45,8 @@ pub struct ClusterView {
     pub map: SlotMap,
     /// This node's index in `config.nodes`, if it is a member.
     pub me: Option<usize>,
+    /// For a replica, the index of the primary it follows.
+    pub primary: Option<usize>,
     states: Box<[SlotState]>,
     /// Slots this node is migrating away, with their shared state.
     pub outgoing: HashMap<Slot, Arc<Mutex<OutgoingSlot>>>,
@@ -62,14 +64,14 @@ impl ClusterView {
     pub fn new(config: ClusterConfig, my_id: &str, previous: Option<&ClusterView>) -> ClusterView {
         let map = config.slot_map();
         let me = config.nodes.iter().position(|n| n.id == my_id);
-        let my_primary = me
+        let primary = me
             .and_then(|i| config.nodes[i].replica_of.as_deref())
             .and_then(|id| config.nodes.iter().position(|n| n.id == id));
         let mut states: Box<[SlotState]> = (0..SLOT_COUNT)
             .map(|slot| match (map.owner(slot), me) {
                 (None, _) => SlotState::Unassigned,
                 (Some(owner), Some(me)) if owner == me => SlotState::Mine,
-                (Some(owner), _) if Some(owner) == my_primary => SlotState::Replicated(owner),
+                (Some(owner), _) if Some(owner) == primary => SlotState::Replicated(owner),
                 (Some(owner), _) => SlotState::Other(owner),
             })
             .collect();
@@ -99,6 +101,7 @@ impl ClusterView {
             config,
             map,
             me,
+            primary,
             states,
             outgoing,
         }
@@ -117,6 +120,16 @@ impl ClusterView {
 
     pub fn node(&self, index: usize) -> Option<&NodeInfo> {
         self.config.nodes.get(index)
+    }
+
+    /// The primary this node follows, if it is a replica.
+    pub fn my_primary(&self) -> Option<&NodeInfo> {
+        self.node(self.primary?)
+    }
+
+    /// True if this node follows a primary.
+    pub fn is_replica(&self) -> bool {
+        self.primary.is_some()
     }
 
     /// Slots this node owns (migrating ones included), ascending.

@@ -166,13 +166,7 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
                 },
             };
             cursor.finish()?;
-            let view = ctx.shared.cluster.as_ref().map(|c| c.view());
-            let is_replica = view.as_ref().is_some_and(|view| {
-                view.me
-                    .and_then(|i| view.node(i))
-                    .is_some_and(|me| me.replica_of.is_some())
-            });
-            if !is_replica {
+            if !super::replication::is_replica(ctx) {
                 return Err(CmdError::Other(
                     "ERR You should send CLUSTER FAILOVER to a replica".into(),
                 ));

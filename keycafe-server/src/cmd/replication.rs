@@ -13,13 +13,11 @@ use crate::connection::Pending;
 use crate::replication::primary::SyncRequest;
 
 /// True if this node follows a primary (per the adopted configuration).
-fn is_replica(ctx: &Ctx<'_>) -> bool {
-    ctx.shared.cluster.as_ref().is_some_and(|cluster| {
-        let view = cluster.view();
-        view.me
-            .and_then(|i| view.node(i))
-            .is_some_and(|me| me.replica_of.is_some())
-    })
+pub fn is_replica(ctx: &Ctx<'_>) -> bool {
+    ctx.shared
+        .cluster
+        .as_ref()
+        .is_some_and(|cluster| cluster.view().is_replica())
 }
 
 /// `WAIT numreplicas timeout`: block until `numreplicas` replicas have

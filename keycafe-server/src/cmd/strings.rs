@@ -328,31 +328,12 @@ fn increment(ctx: &mut Ctx<'_>, key: &[u8], delta: i64, reply: &mut Reply<'_>) -
         .entry(key, ctx.now_ms(), |entry| -> CmdResult<i64> {
             let current = entry.value().map_or(Ok(0), parse_int)?;
             let next = current.checked_add(delta).ok_or(CmdError::Overflow)?;
-            let mut digits = [0u8; 20];
-            entry.set(format_i64(next, &mut digits), Expiry::Keep)?;
+            let mut digits = itoa::Buffer::new();
+            entry.set(digits.format(next).as_bytes(), Expiry::Keep)?;
             Ok(next)
         })?;
     reply.integer(result);
     Ok(())
-}
-
-/// `n` in decimal, written into `buf` (20 bytes hold any i64).
-fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut rest = n.unsigned_abs();
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        start -= 1;
-        buf[start] = b'-';
-    }
-    &buf[start..]
 }
 
 /// The key and integer argument of INCRBY and DECRBY.

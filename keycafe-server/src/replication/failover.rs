@@ -46,16 +46,11 @@ async fn take_over(shared: &Shared, force: bool) -> anyhow::Result<()> {
         .cluster
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("not in cluster mode"))?;
-    let view = cluster.view();
-    let me = view.me.and_then(|i| view.node(i)).cloned();
-    let primary_id = me
-        .and_then(|me| me.replica_of)
-        .ok_or_else(|| anyhow::anyhow!("this node is not a replica"))?;
-    let primary = view
-        .config
-        .node(&primary_id)
+    let primary = cluster
+        .view()
+        .my_primary()
         .cloned()
-        .ok_or_else(|| anyhow::anyhow!("primary {primary_id} is not in the configuration"))?;
+        .ok_or_else(|| anyhow::anyhow!("this node is not a replica"))?;
     let deadline = tokio::time::Instant::now() + PAUSE;
 
     if !force {
@@ -83,16 +78,12 @@ async fn take_over(shared: &Shared, force: bool) -> anyhow::Result<()> {
 
     info!(primary = %primary.client_addr, force, "asking the coordinator to promote this node");
     cluster.tell_coordinator(NodeMessage::Failover {
-        primary: primary_id.clone(),
+        primary: primary.id.clone(),
     });
     let mut changed = cluster.subscribe();
     loop {
         let view = cluster.view();
-        if view
-            .me
-            .and_then(|i| view.node(i))
-            .is_some_and(|n| n.replica_of.is_none())
-        {
+        if view.me.is_some() && !view.is_replica() {
             info!(epoch = view.epoch(), "manual failover complete");
             return Ok(());
         }

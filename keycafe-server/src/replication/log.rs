@@ -164,37 +164,34 @@ impl ReplicationLog {
 
     /// Records `SET key value [PXAT deadline]`.
     pub fn record_set(&self, key: &[u8], value: &[u8], deadline: Option<u64>) {
-        let mut digits = itoa_buf();
-        match deadline {
-            None => self.record(&[b"SET", key, value]),
-            Some(ms) => self.record(&[b"SET", key, value, b"PXAT", format_u64(ms, &mut digits)]),
-        }
+        self.record(|out| encode_set(key, value, deadline, out));
     }
 
     /// Records `DEL key`.
     pub fn record_del(&self, key: &[u8]) {
-        self.record(&[b"DEL", key]);
+        self.record(|out| Protocol::Native.encode_request(&[b"DEL", key], out));
     }
 
     /// Records `FLUSHALL`.
     pub fn record_flush(&self) {
-        self.record(&[b"FLUSHALL"]);
+        self.record(|out| Protocol::Native.encode_request(&[b"FLUSHALL"], out));
     }
 
     /// Records `PING`: keeps an idle link's offset moving so that a replica
     /// can tell a silent primary from an idle one.
     pub fn record_ping(&self) {
         if self.is_recording() {
-            self.record(&[b"PING"]);
+            self.record(|out| Protocol::Native.encode_request(&[b"PING"], out));
         }
     }
 
-    fn record(&self, args: &[&[u8]]) {
+    /// Appends the record `encode` writes, under the backlog's lock.
+    fn record(&self, encode: impl FnOnce(&mut BytesMut)) {
         {
             let mut backlog = self.lock();
             let mut scratch = std::mem::take(&mut backlog.scratch);
             scratch.clear();
-            Protocol::Native.encode_request(args, &mut scratch);
+            encode(&mut scratch);
             backlog.write(&scratch);
             backlog.scratch = scratch;
         }
@@ -343,19 +340,15 @@ fn random_replid() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-/// Formats `n` into `buf` without allocating.
-fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
+/// Appends the record `SET key value [PXAT deadline]`: a key's whole state,
+/// in the stream and in a full copy alike.
+pub fn encode_set(key: &[u8], value: &[u8], deadline: Option<u64>, out: &mut BytesMut) {
+    match deadline {
+        None => Protocol::Native.encode_request(&[b"SET", key, value], out),
+        Some(ms) => {
+            let mut digits = itoa::Buffer::new();
+            let ms = digits.format(ms).as_bytes();
+            Protocol::Native.encode_request(&[b"SET", key, value, b"PXAT", ms], out);
         }
     }
 }
@@ -457,12 +450,5 @@ mod tests {
             !replica.can_continue("old-primary", 99),
             "before our history"
         );
-    }
-
-    #[test]
-    fn format_u64_writes_decimal() {
-        let mut buf = itoa_buf();
-        assert_eq!(format_u64(0, &mut buf), b"0");
-        assert_eq!(format_u64(u64::MAX, &mut buf), b"18446744073709551615");
     }
 }

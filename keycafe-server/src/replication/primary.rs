@@ -31,7 +31,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
-use super::log::NO_ID;
+use super::log::{NO_ID, encode_set};
 use super::{ReplicaLink, Replication};
 use crate::state::Shared;
 
@@ -227,21 +227,13 @@ async fn send_copy(
 ) -> std::io::Result<u64> {
     let now = crate::store::now_ms();
     let mut keys = 0;
-    let mut digits = String::new();
     for slot in 0..SLOT_COUNT {
         shared.store.for_each_in_slot(slot, |key, value, deadline| {
-            match deadline {
-                None => Protocol::Native.encode_request(&[b"SET", key, value], out),
-                // Already expired here: its DEL follows in the stream.
-                Some(ms) if ms < now => return,
-                Some(ms) => {
-                    digits.clear();
-                    digits.push_str(&ms.to_string());
-                    Protocol::Native
-                        .encode_request(&[b"SET", key, value, b"PXAT", digits.as_bytes()], out);
-                }
+            // Already expired here: its DEL follows in the stream.
+            if deadline.is_none_or(|ms| ms >= now) {
+                encode_set(key, value, deadline, out);
+                keys += 1;
             }
-            keys += 1;
         });
         if out.len() >= CHUNK {
             writer.write_all(out).await?;

@@ -104,9 +104,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
 
 /// The primary this node should follow, per the adopted configuration.
 fn my_primary(cluster: &ClusterState) -> Option<NodeInfo> {
-    let view = cluster.view();
-    let me = view.node(view.me?)?;
-    view.config.node(me.replica_of.as_deref()?).cloned()
+    cluster.view().my_primary().cloned()
 }
 
 /// Takes on the primary's duties; a promotion if this node was following

@@ -13,11 +13,7 @@ use crate::state::view::Role;
 /// having reported once: 1 at offset 500, 3 at 400 and 4 at 450, both
 /// streaming and synced.
 fn primary_with_two_replicas() -> Harness {
-    let mut h = Harness::new(wide());
-    let conns = BTreeMap::from([(node(1).id, 1), (node(2).id, 2)]);
-    h.register(1, node(1));
-    h.register(2, node(2));
-    h.finish_migrations(&conns);
+    let mut h = two_primaries();
     h.register_replica_only(3, node(3), &node(1).client_addr);
     h.register_replica_only(4, node(4), &node(1).client_addr);
     h.tick();

@@ -238,6 +238,17 @@ fn replica_report(of: u16, offset: u64, link_up: bool, synced: bool) -> Replicat
     }
 }
 
+/// Nodes 1 and 2 (on connections 1 and 2) sharing every slot, nothing
+/// moving.
+fn two_primaries() -> Harness {
+    let mut h = Harness::new(wide());
+    let conns = BTreeMap::from([(node(1).id, 1), (node(2).id, 2)]);
+    h.register(1, node(1));
+    h.register(2, node(2));
+    h.finish_migrations(&conns);
+    h
+}
+
 fn wide() -> Settings {
     Settings {
         max_migrations: usize::MAX,

@@ -32,11 +32,7 @@ fn the_replicas_setting_pairs_nodes_that_register_in_one_tick() {
 
 #[test]
 fn a_configured_primary_is_followed_and_an_unknown_one_refused() {
-    let mut h = Harness::new(wide());
-    let conns = BTreeMap::from([(node(1).id, 1), (node(2).id, 2)]);
-    h.register(1, node(1));
-    h.register(2, node(2));
-    h.finish_migrations(&conns);
+    let mut h = two_primaries();
     h.register_replica_only(3, node(3), &node(1).client_addr);
     // Configured against a replica: follows that replica's primary.
     h.register_replica_only(4, node(4), &node(3).client_addr);
