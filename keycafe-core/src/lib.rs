@@ -14,6 +14,8 @@
 //!   interface the server and client use instead of bytes.
 //! - [`resp`]: RESP2 and inline commands.
 //! - [`native`]: Keycafe's length-prefixed binary protocol.
+//! - [`command`]: the command table: names, arity, typed flags, key
+//!   positions.
 //! - [`cluster`]: [`cluster::ClusterConfig`], the epoch-stamped layout of a
 //!   cluster, and [`cluster::SlotMap`].
 //! - [`coord`]: messages between nodes and the coordinator.
@@ -23,6 +25,7 @@
 pub mod args;
 pub mod cluster;
 pub mod codec;
+pub mod command;
 pub mod coord;
 pub mod error;
 pub mod frame;
