@@ -9,7 +9,7 @@ use crate::cluster::ClusterState;
 use crate::config::Config;
 use crate::replication::Replication;
 use crate::replication::log::ReplicationLog;
-use crate::store::Store;
+use crate::store::{ChangeFeed, Store};
 
 /// The node's shared state: configuration, data and counters. One `Arc` of it
 /// is handed to every connection task.
@@ -51,8 +51,9 @@ impl Shared {
             ClusterState::new(me, coordinator.clone(), config.cluster_secret.clone())
         });
         let log = std::sync::Arc::new(ReplicationLog::new(config.repl_backlog_size));
+        let feed = ChangeFeed::new().with(log.clone());
         Shared {
-            store: Store::with_log(Store::DEFAULT_SHARDS, log.clone()),
+            store: Store::with_feed(Store::DEFAULT_SHARDS, feed),
             replication: Replication::new(log),
             config,
             node_id,

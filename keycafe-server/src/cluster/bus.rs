@@ -21,11 +21,10 @@ use bytes::BytesMut;
 use keycafe_core::cluster::{ClusterConfig, NodeId};
 use keycafe_core::{Frame, Limits, Protocol, native};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::connection::Connection;
 use crate::state::Shared;
 
 const GOSSIP_EVERY: Duration = Duration::from_secs(1);
@@ -69,38 +68,6 @@ impl Peers {
             Some(last) => last.elapsed() > timeout,
             None => up_since.elapsed() > timeout,
         }
-    }
-}
-
-/// Accepts bus connections and serves them with the ordinary connection loop,
-/// in bus mode.
-pub async fn listen(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: broadcast::Receiver<()>,
-    done: mpsc::Sender<()>,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    warn!(%err, "bus accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.recv() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let connection = Connection::for_bus(stream, shared.clone());
-        let (done, shutdown) = (done.clone(), shutdown.resubscribe());
-        tokio::spawn(async move {
-            if let Err(err) = connection.run(shutdown).await {
-                debug!(%peer, %err, "bus connection ended with an error");
-            }
-            drop(done);
-        });
     }
 }
 
@@ -183,7 +150,7 @@ pub fn slot_bitmap(slots: &[u16]) -> Vec<u8> {
 
 /// Pings every peer each second; pulls a newer configuration when a peer has
 /// one.
-pub async fn gossip(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
+pub async fn gossip(shared: Arc<Shared>, stop: CancellationToken) {
     let Some(cluster) = shared.cluster.as_ref() else {
         return;
     };
@@ -192,11 +159,11 @@ pub async fn gossip(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) 
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
         }
         tokio::select! {
             _ = gossip_round(cluster, &mut links) => {}
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

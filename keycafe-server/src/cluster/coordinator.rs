@@ -15,7 +15,8 @@ use bytes::BytesMut;
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::state::Shared;
@@ -24,7 +25,7 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Runs the coordinator link until shutdown.
-pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
+pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let Some(cluster) = shared.cluster.as_ref() else {
         return;
     };
@@ -41,11 +42,11 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
                     Err(err) => warn!(coordinator = %cluster.coordinator, %err, "coordinator unreachable; serving with epoch {}", cluster.epoch()),
                 }
             }
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }

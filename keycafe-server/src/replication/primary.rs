@@ -28,7 +28,7 @@ use keycafe_core::{Limits, Protocol, RequestParser, SLOT_COUNT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::log::{NO_ID, encode_set};
@@ -61,7 +61,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     request: SyncRequest,
     conn: u64,
-    mut shutdown: broadcast::Receiver<()>,
+    stop: CancellationToken,
 ) -> std::io::Result<()> {
     let replication = &shared.replication;
     let mut kills = replication.replica_kills();
@@ -82,7 +82,7 @@ pub async fn serve(
             info!(replica = %request.addr, "replica link killed");
             Ok(())
         }
-        _ = shutdown.recv() => Ok(()),
+        _ = stop.cancelled() => Ok(()),
     };
     replication.detach(conn);
     if let Err(err) = &result {
