@@ -19,28 +19,38 @@
 //!
 //! If T does not answer, the marks are cleared and the keys stay here,
 //! unchanged; the batch is sent again later (T replaces what it already had).
+//!
+//! # Decisions and actions
+//!
+//! Which slot moves next, over which link, when to tell the coordinator and
+//! when to rest is decided by [`mover::Mover`], a state machine with the
+//! clock passed in. [`run`] is its shell: it feeds the mover the adopted
+//! views and the answers to its requests, and carries out what the mover
+//! asks for — open a bus link, move a batch (as above, with the
+//! lock and the marks), send `migration_done`, purge foreign keys, rest.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use keycafe_core::Slot;
 use keycafe_core::cluster::NodeId;
 use keycafe_core::coord::NodeMessage;
-use tokio::sync::broadcast;
-use tracing::{debug, info, warn};
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
 
+use super::ClusterState;
 use super::bus::BusClient;
 use super::view::{ClusterView, OutgoingSlot, SlotState};
 use crate::state::Shared;
 use crate::store::{Ttl, now_ms};
 
+pub mod mover;
+
+use mover::{Effect, Event, Mover, Target};
+
 /// Keys per `KC.IMPORT`.
 pub const BATCH: usize = 1000;
-/// How often a finished slot's `migration_done` is repeated until the
-/// coordinator acts on it (it is idempotent there).
-const DONE_REPEAT: Duration = Duration::from_secs(1);
-const IDLE: Duration = Duration::from_millis(100);
 
 /// Runs the migration driver until shutdown.
 pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
@@ -48,73 +58,119 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
         return;
     };
     let mut changed = cluster.subscribe();
+    changed.borrow_and_update();
+    let mut view = cluster.view();
+    let mut mover = Mover::new();
     let mut links: HashMap<NodeId, BusClient> = HashMap::new();
-    let mut done_sent: HashMap<Slot, Instant> = HashMap::new();
-    let mut purged_epoch = 0;
+    let mut effects = mover.step(adopted(&view), Instant::now());
     loop {
-        let view = cluster.view();
-        if view.epoch() != purged_epoch {
-            purge_foreign_keys(&shared, &view);
-            purged_epoch = view.epoch();
-        }
-        done_sent.retain(|slot, _| view.outgoing.contains_key(slot));
-        let mut moved_any = false;
-        for (&slot, outgoing) in &view.outgoing {
-            let Some(target) = view
-                .config
-                .migration(slot)
-                .and_then(|m| view.config.node(&m.to))
-            else {
-                continue;
-            };
-            let link = match links.get_mut(&target.id) {
-                Some(link) => link,
-                None => match BusClient::connect(&target.bus_addr, cluster.secret.as_deref()).await
-                {
-                    Ok(link) => links.entry(target.id.clone()).or_insert(link),
-                    Err(err) => {
-                        warn!(slot, target = %target.bus_addr, %err, "migration target unreachable");
-                        continue;
-                    }
-                },
-            };
-            let moved = tokio::select! {
-                moved = move_batch(&shared, slot, outgoing, link) => moved,
-                _ = shutdown.recv() => return,
-            };
-            match moved {
-                Ok(0) => {
-                    let due = done_sent
-                        .get(&slot)
-                        .is_none_or(|at| at.elapsed() >= DONE_REPEAT);
-                    if due {
-                        debug!(slot, to = %target.id, "slot empty; telling the coordinator");
-                        cluster.tell_coordinator(NodeMessage::MigrationDone {
-                            slot,
-                            to: target.id.clone(),
-                        });
-                        done_sent.insert(slot, Instant::now());
-                    }
-                }
-                Ok(_) => moved_any = true,
-                Err(err) => {
-                    warn!(slot, target = %target.bus_addr, %err, "migration batch failed; will retry");
-                    links.remove(&target.id);
-                }
-            }
-        }
-        if moved_any {
-            if shutdown.try_recv().is_ok() {
-                return;
-            }
-            continue;
-        }
-        tokio::select! {
-            _ = changed.changed() => {}
-            _ = tokio::time::sleep(IDLE) => {}
+        let answer = tokio::select! {
+            answer = carry_out(effects, &shared, cluster, &view, &mut links, &mut changed) => answer,
             _ = shutdown.recv() => return,
+        };
+        // A view adopted meanwhile goes in before the answer, so that the
+        // next action is chosen from the newest view.
+        changed.borrow_and_update();
+        let newest = cluster.view();
+        let now = Instant::now();
+        effects = Vec::new();
+        if !Arc::ptr_eq(&newest, &view) {
+            view = newest;
+            effects = mover.step(adopted(&view), now);
+        }
+        if let Some(answer) = answer {
+            effects.extend(mover.step(answer, now));
         }
     }
+}
+
+/// What the mover needs to know of a view: the slots moving away and where.
+fn adopted(view: &ClusterView) -> Event {
+    let outgoing = view
+        .outgoing
+        .keys()
+        .filter_map(|&slot| {
+            let SlotState::MigratingTo(to) = view.state(slot) else {
+                return None;
+            };
+            let node = view.node(to)?;
+            let target = Target {
+                id: node.id.clone(),
+                bus_addr: node.bus_addr.clone(),
+            };
+            Some((slot, target))
+        })
+        .collect();
+    Event::ViewAdopted {
+        epoch: view.epoch(),
+        outgoing,
+    }
+}
+
+/// Carries out the effects of the mover's latest steps, in order, and
+/// returns the answer to the one action among them.
+async fn carry_out(
+    effects: Vec<Effect>,
+    shared: &Shared,
+    cluster: &ClusterState,
+    view: &ClusterView,
+    links: &mut HashMap<NodeId, BusClient>,
+    changed: &mut watch::Receiver<u64>,
+) -> Option<Event> {
+    let mut answer = None;
+    for effect in effects {
+        match effect {
+            Effect::PurgeForeignKeys => purge_foreign_keys(shared, view),
+            Effect::Disconnect(target) => {
+                links.remove(&target);
+            }
+            Effect::TellDone { slot, to } => {
+                cluster.tell_coordinator(NodeMessage::MigrationDone { slot, to });
+            }
+            Effect::Connect(target) => {
+                let secret = cluster.secret.as_deref();
+                answer = Some(match BusClient::connect(&target.bus_addr, secret).await {
+                    Ok(link) => {
+                        links.insert(target.id.clone(), link);
+                        Event::LinkUp(target.id)
+                    }
+                    Err(err) => Event::LinkFailed {
+                        target: target.id,
+                        reason: format!("{err:#}"),
+                    },
+                });
+            }
+            Effect::SendBatch { slot, to } => {
+                let (Some(outgoing), Some(link)) = (view.outgoing.get(&slot), links.get_mut(&to))
+                else {
+                    let reason = "no link or slot not moving".to_string();
+                    answer = Some(Event::BatchFailed { slot, reason });
+                    continue;
+                };
+                answer = Some(match move_batch(shared, slot, outgoing, link).await {
+                    Ok(count) => Event::BatchMoved { slot, count },
+                    Err(err) => Event::BatchFailed {
+                        slot,
+                        reason: format!("{err:#}"),
+                    },
+                });
+            }
+            Effect::Idle(period) => {
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = tokio::time::sleep(period) => {}
+                }
+                answer = Some(Event::Tick);
+            }
+        }
+    }
+    if answer.is_none() {
+        // The mover always asks for an action; were it ever not to, resting
+        // here keeps the driver from spinning.
+        warn!("the migration driver was asked for nothing");
+        tokio::time::sleep(mover::IDLE).await;
+    }
+    answer
 }
 
 /// Moves one batch of `slot`'s keys to the target. Returns how many moved
