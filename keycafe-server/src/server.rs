@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::cluster;
+use crate::cluster::coordinator::Registration;
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::replication;
@@ -56,7 +57,7 @@ pub async fn run(
     let (legacy_stop, _) = broadcast::channel::<()>(1);
 
     tasks.spawn(active_expiry(shared.clone(), stop.clone()));
-    if let Some(bus) = bus_listener {
+    if let (Some(bus), Some(cluster)) = (bus_listener, shared.cluster.clone()) {
         info!(bus = %bus.local_addr()?, coordinator = ?shared.config.coordinator, "cluster mode");
         tasks.spawn(accept_loop(
             bus,
@@ -65,11 +66,24 @@ pub async fn run(
             stop.clone(),
             tasks.clone(),
         ));
-        tasks.spawn(cluster::coordinator::run(shared.clone(), stop.clone()));
-        tasks.spawn(cluster::bus::gossip(shared.clone(), stop.clone()));
+        let node = {
+            let shared = shared.clone();
+            Registration {
+                primary: shared.config.replica_of.clone(),
+                report: Box::new(move || shared.report()),
+            }
+        };
+        tasks.spawn(cluster::coordinator::run(
+            cluster.clone(),
+            node,
+            stop.clone(),
+        ));
+        tasks.spawn(cluster::bus::gossip(cluster.clone(), stop.clone()));
+        let store = shared.store.clone();
         tasks.spawn(cluster::migration::run(
-            shared.clone(),
-            legacy_stop.subscribe(),
+            cluster.clone(),
+            store,
+            stop.clone(),
         ));
         tasks.spawn(replication::replica::run(
             shared.clone(),

@@ -36,14 +36,14 @@ use std::time::Instant;
 use keycafe_core::Slot;
 use keycafe_core::cluster::NodeId;
 use keycafe_core::coord::NodeMessage;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::ClusterState;
 use super::bus::BusClient;
 use super::view::{ClusterView, OutgoingSlot, SlotState};
-use crate::state::Shared;
-use crate::store::{Ttl, now_ms};
+use crate::store::{Store, Ttl, now_ms};
 
 pub mod mover;
 
@@ -53,10 +53,8 @@ use mover::{Effect, Event, Mover, Target};
 pub const BATCH: usize = 1000;
 
 /// Runs the migration driver until shutdown.
-pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
-    let Some(cluster) = shared.cluster.as_ref() else {
-        return;
-    };
+pub async fn run(cluster: Arc<ClusterState>, store: Arc<Store>, stop: CancellationToken) {
+    let cluster = &*cluster;
     let mut changed = cluster.subscribe();
     changed.borrow_and_update();
     let mut view = cluster.view();
@@ -65,8 +63,8 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
     let mut effects = mover.step(adopted(&view), Instant::now());
     loop {
         let answer = tokio::select! {
-            answer = carry_out(effects, &shared, cluster, &view, &mut links, &mut changed) => answer,
-            _ = shutdown.recv() => return,
+            answer = carry_out(effects, &store, cluster, &view, &mut links, &mut changed) => answer,
+            _ = stop.cancelled() => return,
         };
         // A view adopted meanwhile goes in before the answer, so that the
         // next action is chosen from the newest view.
@@ -111,7 +109,7 @@ fn adopted(view: &ClusterView) -> Event {
 /// returns the answer to the one action among them.
 async fn carry_out(
     effects: Vec<Effect>,
-    shared: &Shared,
+    store: &Store,
     cluster: &ClusterState,
     view: &ClusterView,
     links: &mut HashMap<NodeId, BusClient>,
@@ -120,7 +118,7 @@ async fn carry_out(
     let mut answer = None;
     for effect in effects {
         match effect {
-            Effect::PurgeForeignKeys => purge_foreign_keys(shared, view),
+            Effect::PurgeForeignKeys => purge_foreign_keys(store, view),
             Effect::Disconnect(target) => {
                 links.remove(&target);
             }
@@ -147,7 +145,7 @@ async fn carry_out(
                     answer = Some(Event::BatchFailed { slot, reason });
                     continue;
                 };
-                answer = Some(match move_batch(shared, slot, outgoing, link).await {
+                answer = Some(match move_batch(store, slot, outgoing, link).await {
                     Ok(count) => Event::BatchMoved { slot, count },
                     Err(err) => Event::BatchFailed {
                         slot,
@@ -176,12 +174,11 @@ async fn carry_out(
 /// Moves one batch of `slot`'s keys to the target. Returns how many moved
 /// (0 when the slot is empty here).
 async fn move_batch(
-    shared: &Shared,
+    store: &Store,
     slot: Slot,
     outgoing: &Mutex<OutgoingSlot>,
     link: &mut BusClient,
 ) -> anyhow::Result<usize> {
-    let store = &shared.store;
     let mut request: Vec<Vec<u8>> = vec![b"KC.IMPORT".to_vec(), slot.to_string().into_bytes()];
     {
         let mut state = outgoing.lock().unwrap_or_else(PoisonError::into_inner);
@@ -219,11 +216,10 @@ async fn move_batch(
 /// Deletes keys of slots this node neither owns nor imports: leftovers of a
 /// migration that finished or was abandoned. They are unreachable (clients get
 /// MOVED) and, if the slot ever came back, would be stale.
-fn purge_foreign_keys(shared: &Shared, view: &ClusterView) {
+fn purge_foreign_keys(store: &Store, view: &ClusterView) {
     if view.me.is_none() {
         return;
     }
-    let store = &shared.store;
     let now = now_ms();
     let mut purged = 0;
     for slot in 0..keycafe_core::SLOT_COUNT {

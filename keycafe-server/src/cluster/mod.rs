@@ -13,10 +13,12 @@
 //! - [`coordinator`]: registration, configuration updates, heartbeats.
 //! - [`bus`]: node-to-node links (PING/PONG gossip, key import).
 //! - [`migration`]: moving a slot's keys to their new owner.
+//! - [`peers`]: what the bus has heard from each peer.
 
 pub mod bus;
 pub mod coordinator;
 pub mod migration;
+pub mod peers;
 pub mod routing;
 pub mod view;
 
@@ -50,7 +52,7 @@ pub struct ClusterState {
     /// Set once this node has asked to leave the cluster.
     pub leaving: std::sync::atomic::AtomicBool,
     /// What the bus has heard from each peer.
-    pub peers: bus::Peers,
+    pub peers: peers::Peers,
 }
 
 impl ClusterState {
@@ -66,7 +68,7 @@ impl ClusterState {
             outbox,
             outbox_rx: Mutex::new(Some(outbox_rx)),
             leaving: std::sync::atomic::AtomicBool::new(false),
-            peers: bus::Peers::default(),
+            peers: peers::Peers::default(),
         }
     }
 

@@ -199,14 +199,15 @@ pub fn psync(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdRe
         offset: u64::try_from(offset).ok(),
         addr,
     };
-    let (shared, conn) = (ctx.shared.clone(), ctx.conn.id);
-    Ok(Outcome::Takeover(Box::new(
-        move |stream, input, shutdown| {
-            Box::pin(primary::serve(
-                stream, input, shared, request, conn, shutdown,
-            ))
-        },
-    )))
+    let source = primary::Source {
+        store: ctx.shared.store.clone(),
+        replication: ctx.shared.replication.clone(),
+        node_timeout: Duration::from_millis(ctx.shared.config.node_timeout_ms),
+    };
+    let conn = ctx.conn.id;
+    Ok(Outcome::Takeover(Box::new(move |stream, input, stop| {
+        Box::pin(primary::serve(stream, input, source, request, conn, stop))
+    })))
 }
 
 /// `KC.FAILOVER.PAUSE ms` (bus): stop writes for a manual failover; answers
