@@ -120,3 +120,41 @@ impl ClusterState {
         self.changed.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> NodeInfo {
+        NodeInfo {
+            id: "me".into(),
+            client_addr: "127.0.0.1:1".into(),
+            bus_addr: "127.0.0.1:2".into(),
+            replica_of: None,
+        }
+    }
+
+    fn config(epoch: u64) -> ClusterConfig {
+        ClusterConfig {
+            epoch,
+            nodes: vec![me()],
+            ..ClusterConfig::default()
+        }
+    }
+
+    #[test]
+    fn only_a_newer_configuration_is_adopted_and_announced() {
+        let cluster = ClusterState::new(me(), "127.0.0.1:3".into(), None);
+        let mut changed = cluster.subscribe();
+        assert!(cluster.adopt(config(3)));
+        assert!(changed.has_changed().unwrap());
+        changed.borrow_and_update();
+        for stale in [3, 2] {
+            assert!(!cluster.adopt(config(stale)), "epoch {stale} adopted");
+            assert_eq!(cluster.epoch(), 3);
+            assert!(!changed.has_changed().unwrap(), "epoch {stale} announced");
+        }
+        assert!(cluster.adopt(config(4)));
+        assert_eq!(*changed.borrow_and_update(), 4);
+    }
+}
