@@ -102,18 +102,16 @@ async fn redirects_epochs_and_a_live_migration() {
     let last = writer.await.unwrap();
 
     // Epoch 3: B owns the lower half.
-    coordinator
-        .push(&config(
-            3,
+    let split = |epoch| {
+        config(
+            epoch,
             &nodes,
             vec![range(0, 8191, &b), range(8192, 16383, &a)],
             vec![],
-        ))
-        .await;
-    eventually("A redirects the moved half", async || {
-        matches!(client_a.cmd("CLUSTER INFO").await, Frame::Bulk(info) if String::from_utf8_lossy(&info).contains("cluster_current_epoch:3"))
-    })
-    .await;
+        )
+    };
+    coordinator.push(&split(3)).await;
+    reaches_epoch(&mut client_a, 3).await;
 
     // Every key has its last acknowledged value, and lives on exactly one node.
     let mut con = redis.get_async_connection().await.unwrap();
@@ -151,20 +149,9 @@ async fn redirects_epochs_and_a_live_migration() {
     coordinator
         .push(&config(2, &nodes, vec![range(0, 16383, &a)], vec![]))
         .await;
-    coordinator
-        .push(&config(
-            4,
-            &nodes,
-            vec![range(0, 8191, &b), range(8192, 16383, &a)],
-            vec![],
-        ))
-        .await;
-    for client in [&mut client_a, &mut client_b] {
-        eventually("both nodes reach epoch 4", async || {
-            matches!(client.cmd("CLUSTER INFO").await, Frame::Bulk(info) if String::from_utf8_lossy(&info).contains("cluster_current_epoch:4"))
-        })
-        .await;
-    }
+    coordinator.push(&split(4)).await;
+    reaches_epoch(&mut client_a, 4).await;
+    reaches_epoch(&mut client_b, 4).await;
     // Had either node taken epoch 2, B would have dropped its half as keys
     // of slots it no longer serves.
     for i in (0..3000).step_by(7) {
@@ -186,6 +173,15 @@ async fn redirects_epochs_and_a_live_migration() {
 
     server_a.stop().await;
     server_b.stop().await;
+}
+
+/// Waits until the node behind `client` has adopted `epoch`.
+async fn reaches_epoch(client: &mut RawClient, epoch: u64) {
+    let wanted = format!("cluster_current_epoch:{epoch}");
+    eventually(&format!("the node adopts epoch {epoch}"), async || {
+        matches!(client.cmd("CLUSTER INFO").await, Frame::Bulk(info) if String::from_utf8_lossy(&info).contains(&wanted))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
