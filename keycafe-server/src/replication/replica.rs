@@ -32,7 +32,7 @@ use super::log::NO_ID;
 use crate::cluster::ClusterState;
 use crate::cluster::bus::BusClient;
 use crate::state::Shared;
-use crate::store::{Expiry, MAX_STRING_LEN};
+use crate::store::{Expiry, MAX_STRING_LEN, Role};
 
 /// An idle replica still acknowledges this often (the primary's liveness check).
 const ACK_EVERY: Duration = Duration::from_secs(1);
@@ -69,7 +69,8 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
                 }
             }
             Some(primary) => {
-                shared.replication.log.act_as_replica();
+                shared.replication.log.stop_recording();
+                shared.store.set_role(Role::Replica);
                 // A primary demoted during a manual failover: its pause is
                 // over (writes get MOVED now).
                 shared.replication.gate.resume();
@@ -114,10 +115,11 @@ fn become_primary(shared: &Shared, cluster: &ClusterState) {
     let was_following = replication.upstream().primary.is_some();
     if was_following && cluster.view().me.is_some() {
         let position = replication.log.promote();
+        shared.store.set_role(Role::Primary);
         info!(replid = %position.replid, offset = position.offset, "promoted to primary");
         replication.set_upstream(|up| *up = Default::default());
     } else {
-        replication.log.act_as_primary();
+        shared.store.set_role(Role::Primary);
     }
 }
 
