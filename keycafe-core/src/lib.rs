@@ -14,6 +14,8 @@
 //!   interface the server and client use instead of bytes.
 //! - [`resp`]: RESP2 and inline commands.
 //! - [`native`]: Keycafe's length-prefixed binary protocol.
+//! - [`handshake`]: [`handshake::Handshake`], the client's side of a native
+//!   connection's opening (hello and AUTH), without I/O.
 //! - [`command`]: the command table: names, arity, typed flags, key
 //!   positions.
 //! - [`cluster`]: [`cluster::ClusterConfig`], the epoch-stamped layout of a
@@ -29,6 +31,7 @@ pub mod command;
 pub mod coord;
 pub mod error;
 pub mod frame;
+pub mod handshake;
 pub mod limits;
 pub mod native;
 pub mod resp;

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use keycafe_core::cluster::{ClusterConfig, NodeId};
-use keycafe_core::{Frame, Limits, Protocol, native};
+use keycafe_core::handshake::Handshake;
+use keycafe_core::{Frame, Limits, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -46,23 +47,20 @@ impl BusClient {
             stream,
             buf: BytesMut::new(),
         };
-        let mut hello = BytesMut::new();
-        native::encode_hello(native::VERSION, &mut hello);
-        client.stream.write_all(&hello).await?;
-        while client.buf.len() < native::HELLO_LEN {
-            client.read_more().await?;
+        // AUTH, when there is a secret, goes right behind the hello.
+        let auth = secret.map(|secret| (None, secret.as_bytes()));
+        let mut handshake = Handshake::new(auth);
+        let mut out = BytesMut::new();
+        handshake.encode(&mut out);
+        client.stream.write_all(&out).await?;
+        loop {
+            match handshake.poll(&mut client.buf, &Limits::DEFAULT) {
+                Ok(Some(())) => return Ok(client),
+                Ok(None) => client.read_more().await?,
+                // A refusal shows as the peer's own reason.
+                Err(err) => anyhow::bail!("handshake with bus peer at {addr} failed: {err}"),
+            }
         }
-        match native::decode_hello(&client.buf)? {
-            Some(native::VERSION) => {}
-            _ => anyhow::bail!("bus peer at {addr} refused the hello"),
-        }
-        let _ = client.buf.split_to(native::HELLO_LEN);
-        if let Some(secret) = secret {
-            client
-                .call(&[b"AUTH".as_slice(), secret.as_bytes()])
-                .await?;
-        }
-        Ok(client)
     }
 
     /// Sends one command and returns its reply; an error reply is an `Err`.
