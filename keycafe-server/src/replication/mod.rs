@@ -5,7 +5,8 @@
 //!   backlog.
 //! - [`primary`]: serving a replica: a full copy or a resumption, then the
 //!   stream; acknowledgements and `WAIT`.
-//! - [`replica`]: following a primary: connect, copy, apply, acknowledge.
+//! - [`replica`]: following a primary: connect, copy, apply, acknowledge;
+//!   the shell around [`link`], the state machine that decides all that.
 //! - [`failover`]: `CLUSTER FAILOVER`, the safe manual hand-over.
 //!
 //! Roles come from the cluster configuration (`replica_of` in a node's
@@ -17,6 +18,7 @@
 //! story, including what a failover can lose.
 
 pub mod failover;
+pub mod link;
 pub mod log;
 pub mod primary;
 pub mod replica;
@@ -46,7 +48,7 @@ pub struct ReplicaLink {
 }
 
 /// This node's side of a link to its primary, for INFO and heartbeats.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamStatus {
     pub primary: Option<NodeId>,
     /// The primary's client address.
