@@ -7,7 +7,8 @@
 //!   stream; acknowledgements and `WAIT`.
 //! - [`replica`]: following a primary: connect, copy, apply, acknowledge;
 //!   the shell around [`link`], the state machine that decides all that.
-//! - [`failover`]: `CLUSTER FAILOVER`, the safe manual hand-over.
+//! - [`failover`]: `CLUSTER FAILOVER`, the safe manual hand-over; the shell
+//!   around [`handover`], its state machine.
 //!
 //! Roles come from the cluster configuration (`replica_of` in a node's
 //! entry): the coordinator decides who follows whom and whom to promote, and
@@ -18,6 +19,7 @@
 //! story, including what a failover can lose.
 
 pub mod failover;
+pub mod handover;
 pub mod link;
 pub mod log;
 pub mod primary;
