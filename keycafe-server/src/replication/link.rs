@@ -53,7 +53,6 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use keycafe_core::cluster::NodeInfo;
-use tracing::{info, warn};
 
 use super::UpstreamStatus;
 use super::log::{NO_ID, Position};
@@ -394,15 +393,12 @@ impl Link {
     }
 
     fn answered(&mut self, answer: Answer, now: Instant, effects: &mut Vec<Effect>) {
-        let primary = self.primary_addr();
         match answer {
             Answer::Continue { replid, offset } => {
-                info!(%primary, offset, "continuing from our offset");
                 effects.push(Effect::ContinueHistory { replid });
                 self.stream(offset, now, effects);
             }
             Answer::FullSync { replid, offset } => {
-                info!(%primary, offset, "receiving a full copy");
                 self.status.syncing = true;
                 self.status.synced = false;
                 effects.push(Effect::BeginCopy);
@@ -467,7 +463,6 @@ impl Link {
     /// The link failed: drop it, report it down, try again after the
     /// backoff.
     fn broken(&mut self, reason: Reason, now: Instant, effects: &mut Vec<Effect>) {
-        warn!(primary = %self.primary_addr(), err = %reason, "replication link down");
         effects.push(Effect::DropLink(reason));
         self.status.link_up = false;
         self.state = State::Backoff {
@@ -493,12 +488,6 @@ impl Link {
                 | State::FullCopy { .. }
                 | State::Streaming(_)
         )
-    }
-
-    fn primary_addr(&self) -> &str {
-        self.following
-            .as_ref()
-            .map_or("", |p| p.client_addr.as_str())
     }
 }
 

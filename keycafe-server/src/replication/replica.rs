@@ -28,9 +28,9 @@ use keycafe_core::{Args, Frame, Limits, Protocol, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::broadcast;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::link::{Answer, Effect, Event, Link};
+use super::link::{Answer, Effect, Event, Link, Reason};
 use super::log::NO_ID;
 use crate::cluster::ClusterState;
 use crate::cluster::bus::BusClient;
@@ -68,7 +68,12 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
         let wake = shell.link.next_tick();
         // Only polled when `wake` is set.
         let at = wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // In this order: bytes waiting on the socket are heard before a
+        // timer can call the primary silent (after this process was
+        // stopped, say).
         let io = tokio::select! {
+            biased;
+            _ = shutdown.recv() => return,
             changed = changed.changed() => {
                 if changed.is_err() {
                     return;
@@ -78,7 +83,6 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
             Ok(()) = kills.changed() => Io::Event(Event::Killed),
             io = shell.wire.next() => io,
             _ = tokio::time::sleep_until(at.into()), if wake.is_some() => Io::Event(Event::Tick),
-            _ = shutdown.recv() => return,
         };
         shell.on(io).await;
     }
@@ -175,6 +179,15 @@ impl Shell<'_> {
             Io::Answered(client, answer) => {
                 match answer.and_then(|frame| parse_psync_answer(&frame)) {
                     Ok(answer) => {
+                        let primary = self.primary_addr();
+                        match &answer {
+                            Answer::Continue { offset, .. } => {
+                                info!(%primary, offset, "continuing from our offset");
+                            }
+                            Answer::FullSync { offset, .. } => {
+                                info!(%primary, offset, "receiving a full copy");
+                            }
+                        }
                         let (socket, input) = client.into_parts();
                         let (reader, writer) = socket.into_split();
                         self.wire = Wire::Open(Stream {
@@ -328,7 +341,13 @@ impl Shell<'_> {
                     return Some(Event::LinkBroken(err.to_string()));
                 }
             }
-            Effect::DropLink(_) => self.wire = Wire::Closed,
+            Effect::DropLink(reason) => {
+                self.wire = Wire::Closed;
+                if reason != Reason::Reconfigured {
+                    let primary = self.primary_addr();
+                    warn!(%primary, err = %reason, "replication link down");
+                }
+            }
             Effect::Promote => {
                 let position = log.promote();
                 self.shared.store.set_role(Role::Primary);
@@ -345,6 +364,13 @@ impl Shell<'_> {
             Effect::Report(status) => replication.set_upstream(|up| *up = status),
         }
         None
+    }
+
+    /// The client address of the primary we follow, for logs.
+    fn primary_addr(&self) -> String {
+        self.link
+            .following()
+            .map_or_else(String::new, |p| p.client_addr.clone())
     }
 
     fn set_copying(&mut self, copying: bool) {
