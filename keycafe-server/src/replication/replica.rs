@@ -64,13 +64,18 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
         wire: Wire::Closed,
     };
     shell.handle(adopted(cluster)).await;
+    // Yielded once since the timer last fired.
+    let mut yielded = false;
     loop {
         let wake = shell.link.next_tick();
         // Only polled when `wake` is set.
         let at = wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        // In this order: bytes waiting on the socket are heard before a
-        // timer can call the primary silent (after this process was
-        // stopped, say).
+        // Bytes waiting on the socket must be heard before a timer can call
+        // the primary silent: hence the order of the branches, and the
+        // yield before a tick. After this process was stopped or starved,
+        // the timer can fire before the runtime knows that the socket holds
+        // what arrived meanwhile; `yield_now` resumes only after the
+        // runtime has polled for I/O, and the select then sees both.
         let io = tokio::select! {
             biased;
             _ = shutdown.recv() => return,
@@ -82,8 +87,16 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
             }
             Ok(()) = kills.changed() => Io::Event(Event::Killed),
             io = shell.wire.next() => io,
-            _ = tokio::time::sleep_until(at.into()), if wake.is_some() => Io::Event(Event::Tick),
+            _ = tokio::time::sleep_until(at.into()), if wake.is_some() => {
+                if !yielded {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Io::Event(Event::Tick)
+            }
         };
+        yielded = false;
         shell.on(io).await;
     }
 }
