@@ -122,6 +122,7 @@ impl Handover {
         (handover, effects)
     }
 
+    /// Where the failover stands.
     pub fn stage(&self) -> &Stage {
         &self.stage
     }
