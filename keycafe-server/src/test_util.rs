@@ -187,9 +187,10 @@ impl Drop for TestServer {
 /// `#[test]` functions that use the blocking client or run the command-line
 /// tools as child processes.
 ///
-/// Dropping it stops the node gracefully, waits for it, and panics (unless the
-/// test is already failing) if it did not exit cleanly. Create and drop it
-/// outside any tokio runtime.
+/// [`stop`](BlockingTestServer::stop) and dropping it both shut the node down
+/// gracefully and wait for it; either panics if it did not exit cleanly
+/// (dropping does not while the test is already failing). Create, stop and
+/// drop it outside any tokio runtime.
 pub struct BlockingTestServer {
     server: Option<TestServer>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -240,16 +241,29 @@ impl BlockingTestServer {
     pub fn config(&self) -> &Config {
         self.server().config()
     }
+
+    /// Shuts the node down and waits until it is gone, as
+    /// [`TestServer::stop`] does; panics unless it exits cleanly.
+    pub fn stop(mut self) {
+        if let Err(problem) = self.shut_down() {
+            panic!("{problem}");
+        }
+    }
+
+    /// Stops the node, then its runtime. Does nothing the second time.
+    fn shut_down(&mut self) -> Result<(), String> {
+        let (Some(server), Some(runtime)) = (self.server.take(), self.runtime.take()) else {
+            return Ok(());
+        };
+        let stopped = runtime.block_on(server.shut_down());
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        stopped
+    }
 }
 
 impl Drop for BlockingTestServer {
     fn drop(&mut self) {
-        let (Some(server), Some(runtime)) = (self.server.take(), self.runtime.take()) else {
-            return;
-        };
-        let stopped = runtime.block_on(server.shut_down());
-        runtime.shutdown_timeout(Duration::from_secs(1));
-        if let Err(problem) = stopped
+        if let Err(problem) = self.shut_down()
             && !std::thread::panicking()
         {
             panic!("{problem}");
