@@ -5,30 +5,31 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::cluster::{FakeCoordinator, cluster_node, config, eventually, range};
-use common::{RawClient, TestServer};
+use common::RawClient;
+use common::cluster::{FakeCoordinator, config, eventually, range};
 use keycafe_core::cluster::Migration;
 use keycafe_core::{Frame, key_slot};
 use keycafe_server::Config;
+use keycafe_server::test_util::{TestServer, cluster_config};
 use redis::AsyncCommands;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_epochs_and_a_live_migration() {
     let mut coordinator = FakeCoordinator::start().await;
     let (server_a, server_b) = (
-        cluster_node(&coordinator.addr).await,
-        cluster_node(&coordinator.addr).await,
+        TestServer::start(cluster_config(&coordinator.addr)).await,
+        TestServer::start(cluster_config(&coordinator.addr)).await,
     );
     let mut nodes = vec![
         coordinator.registered.recv().await.unwrap(),
         coordinator.registered.recv().await.unwrap(),
     ];
-    nodes.sort_by_key(|n| n.client_addr != server_a.addr.to_string());
+    nodes.sort_by_key(|n| n.client_addr != server_a.addr().to_string());
     let (a, b) = (nodes[0].clone(), nodes[1].clone());
 
     // Before any configuration a node serves nothing.
-    let mut client_a = RawClient::resp(server_a.addr).await;
-    let mut client_b = RawClient::resp(server_b.addr).await;
+    let mut client_a = RawClient::resp(server_a.addr()).await;
+    let mut client_b = RawClient::resp(server_b.addr()).await;
     assert_eq!(
         client_a.cmd("GET k").await,
         common::error("CLUSTERDOWN Hash slot not served")
@@ -57,7 +58,7 @@ async fn redirects_epochs_and_a_live_migration() {
     );
 
     // Load keys through a Redis cluster client, with TTLs on some.
-    let url = format!("redis://{}/", server_a.addr);
+    let url = format!("redis://{}/", server_a.addr());
     let redis = redis::cluster::ClusterClient::new(vec![url]).unwrap();
     let mut con = redis.get_async_connection().await.unwrap();
     for i in 0..3000 {
@@ -192,11 +193,10 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
         .local_addr()
         .unwrap()
         .port();
-    let server = TestServer::with_config(Config {
-        coordinator: Some(coordinator.addr.clone()),
+    let server = TestServer::start(Config {
         cluster_port: Some(bus_port),
         cluster_secret: Some("bus-secret".into()),
-        ..Config::default()
+        ..cluster_config(&coordinator.addr)
     })
     .await;
     let node = coordinator.registered.recv().await.unwrap();
@@ -229,7 +229,7 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
         stranger.cmd("AUTH wrong").await,
         common::error("WRONGPASS invalid username-password pair or user is disabled.")
     );
-    let mut client = RawClient::resp(server.addr).await;
+    let mut client = RawClient::resp(server.addr()).await;
     eventually("the node serves", async || {
         client.cmd("GET k").await == Frame::Null
     })
