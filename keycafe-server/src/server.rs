@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -52,9 +51,6 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    // The replica and migration drivers still listen on a broadcast channel;
-    // dropping its sender stops them.
-    let (legacy_stop, _) = broadcast::channel::<()>(1);
 
     tasks.spawn(active_expiry(shared.clone(), stop.clone()));
     if let (Some(bus), Some(cluster)) = (bus_listener, shared.cluster.clone()) {
@@ -85,10 +81,9 @@ pub async fn run(
             store,
             stop.clone(),
         ));
-        tasks.spawn(replication::replica::run(
-            shared.clone(),
-            legacy_stop.subscribe(),
-        ));
+        if let Some(parts) = shared.replication_parts() {
+            tasks.spawn(replication::replica::run(parts, stop.clone()));
+        }
     }
     let clients = accept_loop(
         listener,
@@ -104,7 +99,6 @@ pub async fn run(
     }
 
     stop.cancel();
-    drop(legacy_stop);
     tasks.close();
     tasks.wait().await;
     info!("stopped");

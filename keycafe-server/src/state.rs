@@ -67,6 +67,16 @@ impl Shared {
         }
     }
 
+    /// What replication works with, in cluster mode.
+    pub fn replication_parts(&self) -> Option<crate::replication::Parts> {
+        Some(crate::replication::Parts {
+            store: self.store.clone(),
+            replication: self.replication.clone(),
+            cluster: self.cluster.clone()?,
+            node_timeout: std::time::Duration::from_millis(self.config.node_timeout_ms),
+        })
+    }
+
     pub fn next_client_id(&self) -> u64 {
         self.stats.next_client_id.fetch_add(1, Ordering::Relaxed) + 1
     }

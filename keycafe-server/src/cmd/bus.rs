@@ -10,10 +10,7 @@ use crate::cluster::bus::slot_bitmap;
 use crate::store::{Expiry, now_ms};
 
 fn cluster<'a>(ctx: &'a Ctx<'_>) -> CmdResult<&'a crate::cluster::ClusterState> {
-    ctx.shared
-        .cluster
-        .as_deref()
-        .ok_or_else(|| CmdError::Other("ERR This node is not in cluster mode".into()))
+    ctx.shared.cluster.as_deref().ok_or(CmdError::NotInCluster)
 }
 
 /// `KC.PING sender-id epoch bitmap` → `[my-id, my-epoch, my-bitmap]`.

@@ -171,7 +171,11 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
                     "ERR You should send CLUSTER FAILOVER to a replica".into(),
                 ));
             }
-            tokio::spawn(crate::replication::failover::run(ctx.shared.clone(), force));
+            let parts = ctx
+                .shared
+                .replication_parts()
+                .ok_or(CmdError::NotInCluster)?;
+            tokio::spawn(crate::replication::failover::run(parts, force));
             reply.ok();
         }
         b"LEAVE" => {

@@ -21,6 +21,8 @@ pub enum CmdError {
     Overflow,
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     TooLarge,
+    #[error("ERR This node is not in cluster mode")]
+    NotInCluster,
     /// Any other reply line, already complete with its code word.
     #[error("{0}")]
     Other(String),

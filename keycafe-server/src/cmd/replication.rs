@@ -177,11 +177,7 @@ pub fn psync(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdRe
     let offset = cursor.next_int()?;
     let addr = String::from_utf8_lossy(cursor.next_bytes()?).into_owned();
     cursor.finish()?;
-    let cluster = ctx
-        .shared
-        .cluster
-        .as_ref()
-        .ok_or_else(|| CmdError::Other("ERR This node is not in cluster mode".into()))?;
+    let cluster = ctx.shared.cluster.as_ref().ok_or(CmdError::NotInCluster)?;
     let view = cluster.view();
     let mine = view
         .config
@@ -231,7 +227,7 @@ pub fn failover_pause(
 
 /// `KC.FAILOVER.RESUME` (bus): the failover was abandoned; accept writes.
 pub fn failover_resume(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
-    crate::replication::failover::resume(ctx.shared);
+    crate::replication::failover::resume(&ctx.shared.replication);
     reply.ok();
     Ok(())
 }

@@ -26,7 +26,6 @@
 //! configurations and on the clock.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -35,28 +34,28 @@ use keycafe_core::cluster::NodeInfo;
 use tracing::{info, warn};
 
 use super::handover::{Effect, Event, Handover, Outcome, Stage};
+use super::{Parts, Replication};
 use crate::cluster::ClusterState;
 use crate::cluster::bus::BusClient;
-use crate::state::Shared;
 
 pub use super::handover::PAUSE;
 
 /// Carries out a manual failover of this replica's primary (see the module
 /// documentation).
-pub async fn run(shared: Arc<Shared>, force: bool) {
-    if let Err(err) = take_over(&shared, force).await {
+pub async fn run(node: Parts, force: bool) {
+    if let Err(err) = take_over(&node, force).await {
         warn!(%err, "manual failover abandoned");
     }
 }
 
-async fn take_over(shared: &Shared, force: bool) -> anyhow::Result<()> {
-    let cluster = shared.cluster.as_ref().context("not in cluster mode")?;
+async fn take_over(node: &Parts, force: bool) -> anyhow::Result<()> {
+    let cluster = &node.cluster;
     let primary = cluster
         .view()
         .my_primary()
         .cloned()
         .context("this node is not a replica")?;
-    let log = &shared.replication.log;
+    let log = &node.replication.log;
     let mut changed = cluster.subscribe();
     // The bus connection to the primary, once made.
     let mut link: Option<BusClient> = None;
@@ -152,6 +151,6 @@ fn adopted(cluster: &ClusterState) -> Event {
 }
 
 /// How the primary's pause ends early (the replica gave up).
-pub fn resume(shared: &Shared) {
-    shared.replication.gate.resume();
+pub fn resume(replication: &Replication) {
+    replication.gate.resume();
 }

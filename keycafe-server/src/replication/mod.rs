@@ -35,6 +35,19 @@ use keycafe_core::coord::ReplicationReport;
 use tokio::sync::{Notify, watch};
 
 use self::log::ReplicationLog;
+use crate::cluster::ClusterState;
+use crate::store::Store;
+
+/// The parts of a node that following a primary and handing over its
+/// slots work with (cluster mode only).
+#[derive(Clone)]
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub replication: Arc<Replication>,
+    pub cluster: Arc<ClusterState>,
+    /// A primary silent for this long is given up on.
+    pub node_timeout: Duration,
+}
 
 /// A replica as its primary sees it.
 #[derive(Debug, Clone)]

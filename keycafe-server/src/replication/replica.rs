@@ -20,22 +20,21 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use keycafe_core::{Args, Frame, Limits, Protocol, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::Parts;
 use super::link::{Answer, Effect, Event, Link, Reason};
 use super::log::NO_ID;
 use crate::cluster::ClusterState;
 use crate::cluster::bus::BusClient;
-use crate::state::Shared;
-use crate::store::{Expiry, MAX_STRING_LEN, Role};
+use crate::store::{Expiry, MAX_STRING_LEN, Role, Store};
 
 /// Room made in the input buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -49,18 +48,15 @@ const STREAM_LIMITS: Limits = Limits {
 };
 
 /// Follows the configuration's idea of this node's role until shutdown.
-pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
-    let Some(cluster) = shared.cluster.as_ref() else {
-        return;
-    };
+pub async fn run(node: Parts, stop: CancellationToken) {
+    let cluster = &*node.cluster;
     let mut changed = cluster.subscribe();
-    let mut kills = shared.replication.upstream_kills();
+    let mut kills = node.replication.upstream_kills();
     kills.borrow_and_update();
-    let node_timeout = Duration::from_millis(shared.config.node_timeout_ms);
     let mut shell = Shell {
-        shared: &shared,
+        node: &node,
         cluster,
-        link: Link::new(node_timeout),
+        link: Link::new(node.node_timeout),
         wire: Wire::Closed,
     };
     shell.handle(adopted(cluster)).await;
@@ -78,7 +74,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
         // runtime has polled for I/O, and the select then sees both.
         let io = tokio::select! {
             biased;
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
             changed = changed.changed() => {
                 if changed.is_err() {
                     return;
@@ -169,7 +165,7 @@ impl Wire {
 
 /// The link machine and the I/O around it.
 struct Shell<'a> {
-    shared: &'a Shared,
+    node: &'a Parts,
     cluster: &'a ClusterState,
     link: Link,
     wire: Wire,
@@ -182,7 +178,7 @@ impl Shell<'_> {
             Io::Event(event) => self.handle(event).await,
             Io::Connected(Ok(client)) => {
                 self.wire = Wire::Connected(client);
-                let history = self.shared.replication.log.position();
+                let history = self.node.replication.log.position();
                 self.handle(Event::Connected { history }).await;
             }
             Io::Connected(Err(err)) => {
@@ -248,7 +244,7 @@ impl Shell<'_> {
                 return;
             };
             if stream.copying {
-                let loaded = match load_copy(self.shared, stream) {
+                let loaded = match load_copy(&self.node.store, stream) {
                     Ok(true) => {
                         info!(keys = stream.keys, "full copy loaded");
                         true
@@ -268,8 +264,8 @@ impl Shell<'_> {
                 self.handle(Event::CopyLoaded).await;
                 continue;
             }
-            let log = &self.shared.replication.log;
-            let event = match apply_stream(self.shared, &mut stream.parser, &stream.input) {
+            let log = &self.node.replication.log;
+            let event = match apply_stream(&self.node.store, &mut stream.parser, &stream.input) {
                 Ok(used) => {
                     log.append_raw(&stream.input[..used]);
                     stream.input.advance(used);
@@ -303,7 +299,7 @@ impl Shell<'_> {
     /// Does what the machine decided. The node's role changes here and
     /// nowhere else.
     async fn carry_out(&mut self, effect: Effect) -> Option<Event> {
-        let replication = &self.shared.replication;
+        let replication = &self.node.replication;
         let log = &replication.log;
         match effect {
             Effect::Connect { bus_addr } => {
@@ -336,7 +332,7 @@ impl Shell<'_> {
                 // Until the copy is complete we hold no history anyone can
                 // continue.
                 log.reset(NO_ID, 0);
-                self.shared.store.flush_all();
+                self.node.store.flush_all();
                 self.set_copying(true);
             }
             Effect::AdoptHistory { replid, offset } => {
@@ -363,13 +359,13 @@ impl Shell<'_> {
             }
             Effect::Promote => {
                 let position = log.promote();
-                self.shared.store.set_role(Role::Primary);
+                self.node.store.set_role(Role::Primary);
                 info!(replid = %position.replid, offset = position.offset, "promoted to primary");
             }
-            Effect::BecomePrimary => self.shared.store.set_role(Role::Primary),
+            Effect::BecomePrimary => self.node.store.set_role(Role::Primary),
             Effect::BecomeReplica => {
                 log.stop_recording();
-                self.shared.store.set_role(Role::Replica);
+                self.node.store.set_role(Role::Replica);
                 // A primary demoted during a manual failover: its pause is
                 // over (writes get MOVED now).
                 replication.gate.resume();
@@ -420,13 +416,13 @@ fn parse_psync_answer(answer: &Frame) -> anyhow::Result<Answer> {
 
 /// Loads the full-copy records in the input; true once `KC.SYNCED` has
 /// been read (what follows it is stream).
-fn load_copy(shared: &Shared, stream: &mut Stream) -> anyhow::Result<bool> {
+fn load_copy(store: &Store, stream: &mut Stream) -> anyhow::Result<bool> {
     while let Some((args, used)) = stream.parser.parse(Protocol::Native, &stream.input)? {
         if args.get(0) == Some(b"KC.SYNCED".as_slice()) {
             stream.input.advance(used);
             return Ok(true);
         }
-        apply(shared, args)?;
+        apply(store, args)?;
         stream.keys += 1;
         stream.input.advance(used);
     }
@@ -434,14 +430,10 @@ fn load_copy(shared: &Shared, stream: &mut Stream) -> anyhow::Result<bool> {
 }
 
 /// Applies every complete record in `input`; returns the bytes they used.
-fn apply_stream(
-    shared: &Shared,
-    parser: &mut RequestParser,
-    input: &[u8],
-) -> anyhow::Result<usize> {
+fn apply_stream(store: &Store, parser: &mut RequestParser, input: &[u8]) -> anyhow::Result<usize> {
     let mut used = 0;
     while let Some((args, len)) = parser.parse(Protocol::Native, &input[used..])? {
-        apply(shared, args)?;
+        apply(store, args)?;
         used += len;
     }
     Ok(used)
@@ -449,8 +441,7 @@ fn apply_stream(
 
 /// Applies one record. Time is 0 so that nothing counts as expired: the
 /// primary decides when keys expire and says so with `DEL`.
-fn apply(shared: &Shared, args: Args<'_>) -> anyhow::Result<()> {
-    let store = &shared.store;
+fn apply(store: &Store, args: Args<'_>) -> anyhow::Result<()> {
     let name = args.get(0).unwrap_or_default();
     match (name, args.len()) {
         (b"SET", 3) | (b"SET", 5) => {
