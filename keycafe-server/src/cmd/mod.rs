@@ -3,7 +3,7 @@
 //! What each command *is* — its arity, its typed [`Flags`] (writes? reads?
 //! bus only? allowed before AUTH?) and where its keys are — is
 //! `keycafe_core::command`'s table, shared with the client and reported by
-//! COMMAND. This module adds the function that runs each one ([`HANDLERS`])
+//! COMMAND. This module adds the function that runs each one (`HANDLERS`)
 //! and [`execute`], which looks the name up (case-insensitively, without
 //! allocating), refuses everything not flagged `NO_AUTH` until a connection
 //! has authenticated, checks the arity, passes the failover write gate and
