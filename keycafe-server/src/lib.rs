@@ -34,4 +34,4 @@ pub mod state;
 pub mod store;
 
 pub use config::Config;
-pub use server::{run, shutdown_signal};
+pub use server::run;
