@@ -12,13 +12,6 @@ pub struct EnvVars<L> {
     lookup: L,
 }
 
-impl EnvVars<fn(&str) -> Option<String>> {
-    /// This process's environment.
-    pub fn from_process() -> Self {
-        EnvVars::new(|name| std::env::var(name).ok())
-    }
-}
-
 impl<L: Fn(&str) -> Option<String>> EnvVars<L> {
     /// Variables looked up through `lookup`.
     pub fn new(lookup: L) -> Self {
