@@ -37,7 +37,7 @@ use keycafe_core::{Frame, Slot, key_slot};
 use crate::connection::SendError;
 use crate::node::{Node, Pool};
 use crate::routing::{self, Outcome, Request, check_command};
-use crate::topology::{SlotMap, SlotRange};
+use crate::topology::{SlotRange, Topology};
 use crate::{ClientConfig, Error, Result, ServerError};
 
 /// A connection to a Keycafe cluster (or a single node, which is a cluster
@@ -66,7 +66,7 @@ pub struct KeycafeCluster {
 struct Inner {
     config: ClientConfig,
     pool: Pool,
-    map: RwLock<Arc<SlotMap>>,
+    map: RwLock<Arc<Topology>>,
     /// Serialises refreshes; counts those that succeeded.
     refresh_lock: tokio::sync::Mutex<()>,
     generation: AtomicU64,
@@ -97,7 +97,7 @@ impl KeycafeCluster {
             inner: Arc::new(Inner {
                 config,
                 pool: Pool::default(),
-                map: RwLock::new(Arc::new(SlotMap::empty())),
+                map: RwLock::new(Arc::new(Topology::empty())),
                 refresh_lock: tokio::sync::Mutex::new(()),
                 generation: AtomicU64::new(0),
                 background_refresh: AtomicBool::new(false),
@@ -166,7 +166,7 @@ impl KeycafeCluster {
         self.map().owner(key_slot(key.as_ref())).map(str::to_string)
     }
 
-    fn map(&self) -> Arc<SlotMap> {
+    fn map(&self) -> Arc<Topology> {
         self.inner
             .map
             .read()
@@ -388,7 +388,7 @@ impl KeycafeCluster {
             .unwrap_or_else(|| Error::ClusterDown("no node to ask for the topology".into())))
     }
 
-    async fn fetch_slot_map(&self, addr: &str) -> Result<SlotMap> {
+    async fn fetch_slot_map(&self, addr: &str) -> Result<Topology> {
         let node = self.inner.pool.get(addr);
         let request = Request::new(&["CLUSTER", "SLOTS"]);
         let reply = node
@@ -397,9 +397,9 @@ impl KeycafeCluster {
             .map_err(SendError::into_error)?;
         match reply {
             // A node without cluster support serves every slot itself.
-            Frame::Error(text) if text.starts_with(b"ERR ") => Ok(SlotMap::single(addr)),
+            Frame::Error(text) if text.starts_with(b"ERR ") => Ok(Topology::single(addr)),
             Frame::Error(text) => Err(Error::Server(ServerError::from_bytes(&text))),
-            reply => match SlotMap::from_cluster_slots(&reply, addr) {
+            reply => match Topology::from_cluster_slots(&reply, addr) {
                 Ok(map) if map.is_empty() => {
                     Err(Error::ClusterDown(format!("{addr} serves no slots yet")))
                 }

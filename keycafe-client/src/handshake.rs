@@ -4,11 +4,12 @@
 //! connection but never answers the hello costs at most that long. Until the
 //! hello is answered the connection is not shared with anyone, so plain
 //! request/response over the socket is enough here; the pipelined machinery
-//! in [`crate::connection`] takes over afterwards.
+//! in [`crate::connection`] takes over afterwards. What the bytes mean is
+//! [`keycafe_core::handshake`]'s business; this module only moves them.
 
-use bytes::{Buf, BytesMut};
-use keycafe_core::native::{self, HELLO_LEN, MAGIC, VERSION};
-use keycafe_core::{Frame, Protocol, ProtocolError};
+use bytes::BytesMut;
+use keycafe_core::ProtocolError;
+use keycafe_core::handshake::{Handshake, HandshakeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -36,96 +37,47 @@ async fn open_untimed(addr: &str, config: &ClientConfig) -> Result<(TcpStream, B
     // Requests are batched by the writer task; Nagle would only add latency.
     stream.set_nodelay(true).map_err(|e| Error::io(addr, e))?;
 
+    // AUTH goes right behind the hello: one round trip for both.
+    let auth = config.password.as_deref().map(|password| {
+        let user = config.username.as_deref().map(str::as_bytes);
+        (user, password.as_bytes())
+    });
+    let mut handshake = Handshake::new(auth);
     let mut out = BytesMut::with_capacity(64);
-    native::encode_hello(VERSION, &mut out);
-    if let Some(password) = &config.password {
-        let mut auth: Vec<&[u8]> = vec![b"AUTH"];
-        auth.extend(config.username.as_deref().map(str::as_bytes));
-        auth.push(password.as_bytes());
-        // Sent right behind the hello: one round trip for both.
-        Protocol::Native.encode_request(&auth, &mut out);
-    }
+    handshake.encode(&mut out);
     stream
         .write_all(&out)
         .await
         .map_err(|e| Error::io(addr, e))?;
 
     let mut buf = BytesMut::with_capacity(4096);
-    read_hello(&mut stream, &mut buf, addr, config).await?;
-    if config.password.is_some() {
-        match read_frame(&mut stream, &mut buf, addr, config).await? {
-            Frame::Simple(_) => {}
-            Frame::Error(text) => return Err(Error::Server(ServerError::from_bytes(&text))),
-            other => {
-                return Err(Error::UnexpectedReply {
-                    expected: "OK to AUTH",
-                    reply: other,
-                });
-            }
-        }
-    }
-    Ok((stream, buf))
-}
-
-/// Waits for the node's hello. A node that rejects ours answers with an
-/// error frame instead, which becomes [`Error::Server`].
-async fn read_hello(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    addr: &str,
-    config: &ClientConfig,
-) -> Result<()> {
     loop {
-        if buf.first().is_some_and(|&b| b != MAGIC[0]) {
-            // Not a hello: the server's refusal, as one error frame.
-            return match read_frame(stream, buf, addr, config).await? {
-                Frame::Error(text) => Err(Error::Server(ServerError::from_bytes(&text))),
-                other => Err(Error::UnexpectedReply {
-                    expected: "a hello",
-                    reply: other,
-                }),
-            };
-        }
-        match native::decode_hello(buf) {
-            Ok(Some(VERSION)) => {
-                buf.advance(HELLO_LEN);
-                return Ok(());
-            }
-            Ok(Some(other)) => {
-                let source = ProtocolError::UnsupportedVersion(other);
-                return Err(Error::Protocol {
-                    addr: addr.to_string(),
-                    source,
-                });
-            }
-            Ok(None) => fill(stream, buf, addr).await?,
-            Err(source) => {
-                return Err(Error::Protocol {
-                    addr: addr.to_string(),
-                    source,
-                });
-            }
+        match handshake.poll(&mut buf, &config.limits) {
+            Ok(Some(())) => return Ok((stream, buf)),
+            Ok(None) => fill(&mut stream, &mut buf, addr).await?,
+            Err(err) => return Err(handshake_error(addr, err)),
         }
     }
 }
 
-async fn read_frame(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    addr: &str,
-    config: &ClientConfig,
-) -> Result<Frame> {
-    loop {
-        match Protocol::Native.decode_frame(buf, &config.limits) {
-            Ok(Some(frame)) => return Ok(frame),
-            Ok(None) => fill(stream, buf, addr).await?,
-            Err(source) => {
-                return Err(Error::Protocol {
-                    addr: addr.to_string(),
-                    source,
-                });
-            }
+/// The client's error for a failed handshake: a node's refusal (of the hello
+/// or of AUTH) is [`Error::Server`], with the node's own words.
+fn handshake_error(addr: &str, err: HandshakeError) -> Error {
+    let protocol = |source| Error::Protocol {
+        addr: addr.to_string(),
+        source,
+    };
+    match err {
+        HandshakeError::Refused(text) | HandshakeError::AuthRefused(text) => {
+            Error::Server(ServerError::from_bytes(&text))
         }
+        HandshakeError::UnsupportedVersion(version) => {
+            protocol(ProtocolError::UnsupportedVersion(version))
+        }
+        HandshakeError::Unexpected { expected, reply } => {
+            Error::UnexpectedReply { expected, reply }
+        }
+        HandshakeError::Protocol(source) => protocol(source),
     }
 }
 

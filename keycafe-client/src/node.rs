@@ -13,7 +13,7 @@ use bytes::Bytes;
 use keycafe_core::Frame;
 
 use crate::connection::{Connection, Hold, SendError};
-use crate::topology::SlotMap;
+use crate::topology::Topology;
 use crate::{ClientConfig, Error};
 
 /// One node's address and its shared connection.
@@ -147,7 +147,7 @@ impl Pool {
 
     /// Forgets nodes that `map` does not list (as primaries or replicas);
     /// their connections close once no request is using them.
-    pub(crate) fn retain(&self, map: &SlotMap) {
+    pub(crate) fn retain(&self, map: &Topology) {
         self.nodes().retain(|addr, _| map.knows(addr));
     }
 }

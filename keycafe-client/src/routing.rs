@@ -7,16 +7,19 @@
 //! [`Outcome::of`] sorts a reply into "done" or one of the cluster's ways of
 //! saying "not here" or "not now", which [`crate::cluster`] acts on.
 //!
-//! The key of a command given to the raw `command` call is found by a small
-//! table: most commands have it first; the keyless ones go to any node. For
-//! a multi-key command the first key decides, and a node answers `CROSSSLOT`
-//! if the others live elsewhere (the typed multi-key methods split by slot
-//! so that this never happens to them).
+//! The key of a command given to the raw `command` call is found by
+//! keycafe-core's command table, the one the node runs commands from, so
+//! the two agree on every command: a command with keys goes to the node of
+//! its first key, a keyless one to any node. A command the table does not
+//! know goes to any node too; every node answers it with the same "unknown
+//! command" error. For a multi-key command the first key decides, and a node
+//! answers `CROSSSLOT` if the others live elsewhere (the typed multi-key
+//! methods split by slot so that this never happens to them).
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use keycafe_core::{Frame, Protocol, SLOT_COUNT, Slot, key_slot};
+use keycafe_core::{Frame, Protocol, SLOT_COUNT, Slot, command, key_slot};
 
 use crate::connection::Hold;
 use crate::{Error, Result};
@@ -74,66 +77,11 @@ pub(crate) fn asking() -> Bytes {
     out.freeze()
 }
 
-/// Commands that touch no key (or whose keys are not where [`routing_key`]
-/// looks) and may go to any node.
-const KEYLESS: &[&str] = &[
-    "ASKING",
-    "AUTH",
-    "BGSAVE",
-    "CLIENT",
-    "CLUSTER",
-    "COMMAND",
-    "CONFIG",
-    "DBSIZE",
-    "DEBUG",
-    "DISCARD",
-    "ECHO",
-    "EXEC",
-    "FLUSHALL",
-    "FLUSHDB",
-    "HELLO",
-    "INFO",
-    "KEYS",
-    "LASTSAVE",
-    "LATENCY",
-    "MULTI",
-    "PING",
-    "QUIT",
-    "RANDOMKEY",
-    "READONLY",
-    "READWRITE",
-    "ROLE",
-    "SAVE",
-    "SCAN",
-    "SELECT",
-    "SHUTDOWN",
-    "SLOWLOG",
-    "TIME",
-    "WAIT",
-];
-
-/// The argument a command is routed by, if it has one.
+/// The argument a command is routed by: its first key, by the command
+/// table's key positions. `None` (any node) for a command without keys, and
+/// for one the table does not know, which every node refuses alike.
 pub(crate) fn routing_key<A: AsRef<[u8]>>(args: &[A]) -> Option<&[u8]> {
-    let name = args.first()?.as_ref();
-    let is = |candidate: &str| name.eq_ignore_ascii_case(candidate.as_bytes());
-    if KEYLESS.iter().any(|k| is(k)) {
-        return None;
-    }
-    let position = if is("OBJECT") || is("MEMORY") {
-        2
-    } else if is("EVAL") || is("EVALSHA") || is("FCALL") || is("FCALL_RO") {
-        // EVAL script numkeys key...: keyless when numkeys is 0.
-        let numkeys = args
-            .get(2)
-            .and_then(|n| std::str::from_utf8(n.as_ref()).ok()?.parse::<u32>().ok());
-        if numkeys.unwrap_or(0) == 0 {
-            return None;
-        }
-        3
-    } else {
-        1
-    };
-    args.get(position).map(AsRef::as_ref)
+    command::lookup(args.first()?.as_ref())?.first_key_of(args)
 }
 
 /// Commands that change the state of the connection they run on. On a
@@ -241,13 +189,17 @@ mod tests {
         assert_eq!(routing_key(&["MGET", "a", "b"]), Some(&b"a"[..]));
         assert_eq!(routing_key(&["ping"]), None);
         assert_eq!(routing_key(&["CLUSTER", "SLOTS"]), None);
-        assert_eq!(routing_key(&["OBJECT", "ENCODING", "k"]), Some(&b"k"[..]));
-        assert_eq!(routing_key(&["EVAL", "return 1", "0"]), None);
-        assert_eq!(
-            routing_key(&["EVAL", "return 1", "1", "k"]),
-            Some(&b"k"[..])
-        );
+        assert_eq!(routing_key(&["MSET", "a", "1", "b", "2"]), Some(&b"a"[..]));
+        assert_eq!(routing_key(&["DEL", "a", "b"]), Some(&b"a"[..]));
+        assert_eq!(routing_key(&["WAIT", "1", "0"]), None);
         assert_eq!(routing_key(&["DBSIZE"]), None);
+        // Commands the node does not serve go to any node: each answers
+        // "unknown command" alike.
+        assert_eq!(routing_key(&["OBJECT", "ENCODING", "k"]), None);
+        assert_eq!(routing_key(&["EVAL", "return 1", "1", "k"]), None);
+        assert_eq!(routing_key(&["NOSUCHCOMMAND", "k"]), None);
+        // Too few arguments: no key to route by; the node answers the arity error.
+        assert_eq!(routing_key(&["GET"]), None);
         assert_eq!(routing_key::<&str>(&[]), None);
         assert_eq!(Request::new(&["GET", "foo"]).slot, Some(12182));
         assert_eq!(

@@ -12,16 +12,19 @@
 //! primary dies, its replicas are the first to learn that one of them has
 //! taken over its slots.
 //!
-//! Everything here is pure data: no I/O, so it is tested without sockets.
+//! The per-slot table is keycafe-core's [`SlotMap`], the one the node and
+//! the coordinator use; a [`Topology`] adds the addresses its indexes point
+//! to. Everything here is pure data: no I/O, so it is tested without sockets.
 
 use std::ops::RangeInclusive;
 
+use keycafe_core::cluster::SlotMap;
 use keycafe_core::{Frame, SLOT_COUNT, Slot};
 
-/// Marks a slot that no node serves.
-const UNOWNED: u16 = u16::MAX;
-
 /// A contiguous range of slots and the primary that serves it.
+///
+/// The client's view of a [`keycafe_core::cluster::SlotRange`]: the client
+/// knows nodes by the address `CLUSTER SLOTS` gives, not by their ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotRange {
     /// The slots, both ends included.
@@ -33,32 +36,30 @@ pub struct SlotRange {
 /// Slot → primary address, for all [`SLOT_COUNT`] slots, and the
 /// replicas' addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SlotMap {
-    /// Index into `nodes` for every slot, or [`UNOWNED`].
-    owners: Box<[u16]>,
-    /// Primary addresses, each once.
+pub(crate) struct Topology {
+    /// The owner of every slot, as an index into `nodes`.
+    slots: SlotMap,
+    /// Primary addresses, each once, each serving at least one slot.
     nodes: Vec<String>,
     /// Replica addresses that are not also primaries, each once.
     replicas: Vec<String>,
 }
 
-impl SlotMap {
+impl Topology {
     /// A map in which no slot has an owner (before the first refresh).
-    pub(crate) fn empty() -> SlotMap {
-        SlotMap {
-            owners: vec![UNOWNED; usize::from(SLOT_COUNT)].into(),
+    pub(crate) fn empty() -> Topology {
+        Topology {
+            slots: SlotMap::default(),
             nodes: Vec::new(),
             replicas: Vec::new(),
         }
     }
 
     /// A standalone node that serves every slot.
-    pub(crate) fn single(addr: &str) -> SlotMap {
-        SlotMap {
-            owners: vec![0; usize::from(SLOT_COUNT)].into(),
-            nodes: vec![addr.to_string()],
-            replicas: Vec::new(),
-        }
+    pub(crate) fn single(addr: &str) -> Topology {
+        let mut map = Topology::empty();
+        map.assign(0..=SLOT_COUNT - 1, addr);
+        map
     }
 
     /// Parses a `CLUSTER SLOTS` reply from the node at `asked` (whose host
@@ -67,12 +68,12 @@ impl SlotMap {
     /// A malformed range or primary makes the whole answer unusable; a
     /// replica entry this client cannot read is skipped, because replicas
     /// are only extra nodes to ask for the map.
-    pub(crate) fn from_cluster_slots(reply: &Frame, asked: &str) -> Result<SlotMap, &'static str> {
+    pub(crate) fn from_cluster_slots(reply: &Frame, asked: &str) -> Result<Topology, &'static str> {
         let Frame::Array(entries) = reply else {
             return Err("CLUSTER SLOTS reply is not an array");
         };
         let asked_host = asked.rsplit_once(':').map_or(asked, |(host, _)| host);
-        let mut map = SlotMap::empty();
+        let mut map = Topology::empty();
         let mut replicas = Vec::new();
         for entry in entries {
             let Frame::Array(parts) = entry else {
@@ -106,8 +107,8 @@ impl SlotMap {
 
     /// The address serving `slot`, if any.
     pub(crate) fn owner(&self, slot: Slot) -> Option<&str> {
-        let index = *self.owners.get(usize::from(slot))?;
-        self.nodes.get(usize::from(index)).map(String::as_str)
+        let index = self.slots.owner(slot)?;
+        self.nodes.get(index).map(String::as_str)
     }
 
     /// Every primary's address.
@@ -134,8 +135,8 @@ impl SlotMap {
     }
 
     /// A copy with `slot` served by `addr`, or `None` if it already is.
-    pub(crate) fn with_owner(&self, slot: Slot, addr: &str) -> Option<SlotMap> {
-        if self.owner(slot) == Some(addr) || usize::from(slot) >= self.owners.len() {
+    pub(crate) fn with_owner(&self, slot: Slot, addr: &str) -> Option<Topology> {
+        if self.owner(slot) == Some(addr) || slot >= SLOT_COUNT {
             return None;
         }
         let mut map = self.clone();
@@ -145,25 +146,13 @@ impl SlotMap {
 
     /// The map as ranges, in slot order.
     pub(crate) fn ranges(&self) -> Vec<SlotRange> {
-        let mut ranges: Vec<SlotRange> = Vec::new();
-        let mut start = 0usize;
-        while start < self.owners.len() {
-            let owner = self.owners[start];
-            let len = self.owners[start..]
-                .iter()
-                .take_while(|&&o| o == owner)
-                .count();
-            let end = start + len - 1;
-            if let Some(addr) = self.nodes.get(usize::from(owner)) {
-                // Slot numbers fit in u16 because owners has SLOT_COUNT entries.
-                ranges.push(SlotRange {
-                    slots: start as Slot..=end as Slot,
-                    addr: addr.clone(),
-                });
-            }
-            start = end + 1;
-        }
-        ranges
+        self.slots
+            .runs()
+            .filter_map(|(slots, index)| {
+                let addr = self.nodes.get(index)?.clone();
+                Some(SlotRange { slots, addr })
+            })
+            .collect()
     }
 
     fn assign(&mut self, slots: RangeInclusive<Slot>, addr: &str) {
@@ -174,33 +163,16 @@ impl SlotMap {
                 self.nodes.len() - 1
             }
         };
-        let index = u16::try_from(index).expect("more nodes than slots is impossible");
-        self.owners[usize::from(*slots.start())..=usize::from(*slots.end())].fill(index);
+        self.slots.assign(slots, Some(index));
         // A node that lost its last slot is no longer a primary.
-        let mut used = vec![false; self.nodes.len()];
-        self.owners
-            .iter()
-            .filter(|&&o| o != UNOWNED)
-            .for_each(|&o| used[usize::from(o)] = true);
-        if used.iter().any(|u| !u) {
-            self.compact(&used);
+        let kept = self.slots.compact();
+        if kept.len() < self.nodes.len() {
+            let nodes = std::mem::take(&mut self.nodes);
+            self.nodes = kept
+                .iter()
+                .filter_map(|&old| nodes.get(old).cloned())
+                .collect();
         }
-    }
-
-    /// Drops nodes that serve no slot and renumbers the rest.
-    fn compact(&mut self, used: &[bool]) {
-        let mut renumber = vec![UNOWNED; self.nodes.len()];
-        let mut kept = Vec::new();
-        for (old, node) in std::mem::take(&mut self.nodes).into_iter().enumerate() {
-            if used[old] {
-                renumber[old] = kept.len() as u16;
-                kept.push(node);
-            }
-        }
-        for owner in self.owners.iter_mut().filter(|o| **o != UNOWNED) {
-            *owner = renumber[usize::from(*owner)];
-        }
-        self.nodes = kept;
     }
 }
 
@@ -255,10 +227,10 @@ mod tests {
     #[test]
     fn standalone_answer_covers_every_slot() {
         let reply = Frame::Array(vec![entry(0, 16383, node("127.0.0.1", 9814))]);
-        let map = SlotMap::from_cluster_slots(&reply, "localhost:9814").unwrap();
+        let map = Topology::from_cluster_slots(&reply, "localhost:9814").unwrap();
         assert_eq!(map.owner(0), Some("127.0.0.1:9814"));
         assert_eq!(map.owner(16383), Some("127.0.0.1:9814"));
-        assert_eq!(map, SlotMap::single("127.0.0.1:9814"));
+        assert_eq!(map, Topology::single("127.0.0.1:9814"));
     }
 
     #[test]
@@ -274,7 +246,7 @@ mod tests {
             with_replica,
             entry(10923, 16000, node("", 9816)),
         ]);
-        let map = SlotMap::from_cluster_slots(&reply, "10.0.0.9:1").unwrap();
+        let map = Topology::from_cluster_slots(&reply, "10.0.0.9:1").unwrap();
         assert_eq!(map.owner(5460), Some("10.0.0.1:9814"));
         assert_eq!(map.owner(5461), Some("10.0.0.2:9815"));
         assert_eq!(
@@ -311,7 +283,7 @@ mod tests {
                 node("10.0.0.3", 9814),
             ]),
         ]);
-        let map = SlotMap::from_cluster_slots(&reply, "10.0.0.9:1").unwrap();
+        let map = Topology::from_cluster_slots(&reply, "10.0.0.9:1").unwrap();
         assert_eq!(map.owner(0), Some("10.0.0.1:9814"));
         assert_eq!(map.owner(16383), Some("10.0.0.2:9815"));
         assert_eq!(map.nodes(), ["10.0.0.1:9814", "10.0.0.2:9815"]);
@@ -335,7 +307,7 @@ mod tests {
         ];
         for reply in bad {
             assert!(
-                SlotMap::from_cluster_slots(&reply, "h:1").is_err(),
+                Topology::from_cluster_slots(&reply, "h:1").is_err(),
                 "{reply:?}"
             );
         }
@@ -343,7 +315,7 @@ mod tests {
 
     #[test]
     fn moved_updates_one_slot_and_drops_idle_nodes() {
-        let map = SlotMap::single("a:1");
+        let map = Topology::single("a:1");
         assert!(map.with_owner(7, "a:1").is_none(), "no change, no copy");
         let moved = map.with_owner(7, "b:2").unwrap();
         assert_eq!(moved.owner(7), Some("b:2"));
@@ -356,7 +328,7 @@ mod tests {
     #[test]
     fn ipv6_hosts_are_bracketed() {
         let reply = Frame::Array(vec![entry(0, 16383, node("::1", 9814))]);
-        let map = SlotMap::from_cluster_slots(&reply, "[::1]:9814").unwrap();
+        let map = Topology::from_cluster_slots(&reply, "[::1]:9814").unwrap();
         assert_eq!(map.owner(1), Some("[::1]:9814"));
     }
 }

@@ -2,13 +2,12 @@
 //! ephemeral port, with small request counts. The `--json` document is
 //! parsed and checked for sanity; speed itself is never asserted.
 
-mod tool_support;
-
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use tool_support::Node;
 
+use keycafe_server::Config;
+use keycafe_server::test_util::BlockingTestServer;
 use serde_json::Value;
 
 const BENCHMARK: &str = env!("CARGO_BIN_EXE_keycafe-benchmark");
@@ -95,8 +94,8 @@ fn check_test(test: &Value, name: &str, requests: u64) {
 
 #[test]
 fn json_report_is_sane_on_both_protocols_and_pipelines() {
-    let node = Node::start(None);
-    let port = node.port();
+    let node = BlockingTestServer::standalone();
+    let port = node.port().to_string();
     for protocol in ["native", "resp"] {
         for pipeline in ["1", "16"] {
             let args = [
@@ -140,8 +139,8 @@ fn json_report_is_sane_on_both_protocols_and_pipelines() {
 
 #[test]
 fn writes_really_reach_the_node() {
-    let node = Node::start(None);
-    let port = node.port();
+    let node = BlockingTestServer::standalone();
+    let port = node.port().to_string();
     // Without -r every INCR hits the literal key `counter:__rand_int__`.
     let doc = benchmark_json(&[
         "-p", &port, "-n", "1234", "-c", "5", "-P", "7", "-t", "incr",
@@ -163,7 +162,7 @@ fn writes_really_reach_the_node() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let value = runtime.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut socket = tokio::net::TcpStream::connect(node.addr)
+        let mut socket = tokio::net::TcpStream::connect(node.addr())
             .await
             .expect("connect");
         socket
@@ -179,8 +178,8 @@ fn writes_really_reach_the_node() {
 
 #[test]
 fn cluster_mode_routes_by_cluster_slots() {
-    let node = Node::start(None);
-    let port = node.port();
+    let node = BlockingTestServer::standalone();
+    let port = node.port().to_string();
     let doc = benchmark_json(&[
         "-p",
         &port,
@@ -211,8 +210,11 @@ fn cluster_mode_routes_by_cluster_slots() {
 
 #[test]
 fn password_and_error_reporting() {
-    let node = Node::start(Some("pw"));
-    let port = node.port();
+    let node = BlockingTestServer::start(Config {
+        requirepass: Some("pw".to_string()),
+        ..Config::default()
+    });
+    let port = node.port().to_string();
     let doc = benchmark_json(&[
         "-p", &port, "-a", "pw", "-n", "500", "-c", "3", "-t", "set,get",
     ]);
@@ -235,8 +237,8 @@ fn password_and_error_reporting() {
 
 #[test]
 fn quiet_and_text_reports() {
-    let node = Node::start(None);
-    let port = node.port();
+    let node = BlockingTestServer::standalone();
+    let port = node.port().to_string();
     let output = benchmark(&["-p", &port, "-n", "300", "-c", "3", "-t", "set,get", "-q"]);
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);

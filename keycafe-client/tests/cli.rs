@@ -2,14 +2,13 @@
 //! ephemeral port. stdout is a pipe here, so replies come out raw unless
 //! `--no-raw` asks for the terminal format; both are checked byte for byte.
 
-mod tool_support;
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use tool_support::Node;
 
+use keycafe_server::Config;
+use keycafe_server::test_util::BlockingTestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLI: &str = env!("CARGO_BIN_EXE_keycafe-cli");
@@ -108,8 +107,8 @@ fn one_shot_table() -> Vec<(Vec<&'static str>, &'static str)> {
 #[test]
 fn one_shot_commands_print_like_redis_cli_on_both_protocols() {
     for protocol in [None, Some("--resp")] {
-        let node = Node::start(None);
-        let port = node.port();
+        let node = BlockingTestServer::standalone();
+        let port = node.port().to_string();
         for (args, expected) in one_shot_table() {
             let mut full = vec!["-p", port.as_str()];
             full.extend(protocol);
@@ -123,8 +122,8 @@ fn one_shot_commands_print_like_redis_cli_on_both_protocols() {
 
 #[test]
 fn arrays_nest_like_redis_cli() {
-    let node = Node::start(None);
-    let port = node.port();
+    let node = BlockingTestServer::standalone();
+    let port = node.port().to_string();
     let output = cli(&["-p", &port, "--no-raw", "CLUSTER", "SLOTS"], "");
     let expected = format!(
         "1) 1) (integer) 0\n   2) (integer) 16383\n   3) 1) \"127.0.0.1\"\n      2) (integer) {port}\n      3) \""
@@ -135,8 +134,11 @@ fn arrays_nest_like_redis_cli() {
 
 #[test]
 fn password_protected_node() {
-    let node = Node::start(Some("s3cret"));
-    let port = node.port();
+    let node = BlockingTestServer::start(Config {
+        requirepass: Some("s3cret".to_string()),
+        ..Config::default()
+    });
+    let port = node.port().to_string();
     let denied = cli(&["-p", &port, "--no-raw", "SET", "k", "v"], "");
     assert_eq!(
         stdout_of(&denied),
@@ -194,17 +196,17 @@ fn connection_failure_exits_non_zero() {
 
 #[test]
 fn errexit_flag_fails_on_error_replies() {
-    let node = Node::start(None);
-    let output = cli(&["-p", &node.port(), "-e", "NOSUCHCOMMAND"], "");
+    let node = BlockingTestServer::standalone();
+    let output = cli(&["-p", &node.port().to_string(), "-e", "NOSUCHCOMMAND"], "");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("ERR unknown command"));
 }
 
 #[test]
 fn interactive_mode_reads_lines_from_a_pipe() {
-    let node = Node::start(None);
+    let node = BlockingTestServer::standalone();
     let script = "set k \"two words\"\nget k\n\n'unbalanced\n3 incr n\nget missing\nquit\nget k\n";
-    let output = cli(&["-p", &node.port()], script);
+    let output = cli(&["-p", &node.port().to_string()], script);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
         stdout_of(&output),
@@ -236,9 +238,9 @@ async fn fake_node(replies: Vec<&'static str>) -> (SocketAddr, tokio::task::Join
 #[test]
 fn cluster_mode_follows_moved_and_ask() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let node = Node::start(None);
-    let port = node.port();
-    let real = node.addr;
+    let node = BlockingTestServer::standalone();
+    let port = node.port().to_string();
+    let real = node.addr();
 
     // MOVED: the first node sends us to the real node, which answers.
     let moved = format!("-MOVED 1234 {real}\r\n").leak();

@@ -4,17 +4,17 @@ mod client_support;
 
 use std::time::Duration;
 
-use client_support::{Action, FakeNode, Seen, TestServer, all_slots};
+use client_support::{Action, FakeNode, Seen, all_slots};
 use keycafe_client::blocking::KeycafeCluster;
 use keycafe_client::{Error, Frame, Pipeline, SetOptions, Ttl};
+use keycafe_server::test_util::BlockingTestServer;
 
 #[test]
 fn the_blocking_api_mirrors_the_async_one() {
     // The node runs on its own runtime; the client brings its own.
-    let server_runtime = tokio::runtime::Runtime::new().expect("server runtime");
-    let server = server_runtime.block_on(TestServer::start());
+    let server = BlockingTestServer::standalone();
 
-    let kc = KeycafeCluster::new("127.0.0.1", server.addr.port()).expect("connect");
+    let kc = KeycafeCluster::new("127.0.0.1", server.port()).expect("connect");
     kc.set("example_key", "KEY").unwrap();
     assert_eq!(
         kc.get_string("example_key").unwrap().as_deref(),
@@ -79,7 +79,7 @@ fn the_blocking_api_mirrors_the_async_one() {
         }
     });
     kc.close();
-    server_runtime.block_on(server.stop());
+    server.stop();
 }
 
 #[test]

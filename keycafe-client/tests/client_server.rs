@@ -5,10 +5,12 @@ mod client_support;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use client_support::{Action, FakeNode, Seen, TestServer, all_slots, bounded};
+use client_support::{Action, FakeNode, Seen, all_slots, bounded};
 use keycafe_client::{
     ClientConfig, Error, Frame, FromFrame, KeycafeCluster, Pipeline, SetOptions, SetOutcome, Ttl,
 };
+use keycafe_server::Config;
+use keycafe_server::test_util::TestServer;
 
 async fn connect(server: &TestServer) -> KeycafeCluster {
     KeycafeCluster::connect(server.address())
@@ -27,7 +29,7 @@ fn handles_are_cheap_shared_values() {
 #[tokio::test]
 async fn the_seed_example_reads_naturally() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = KeycafeCluster::connect(server.address()).await.unwrap();
         kc.set("example_key", "KEY").await.unwrap();
         assert_eq!(
@@ -47,7 +49,7 @@ async fn the_seed_example_reads_naturally() {
 #[tokio::test]
 async fn a_standalone_node_is_a_cluster_of_one() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = connect(&server).await;
         let ranges = kc.slot_ranges();
         assert_eq!(ranges.len(), 1);
@@ -62,7 +64,7 @@ async fn a_standalone_node_is_a_cluster_of_one() {
 #[tokio::test]
 async fn set_options() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = connect(&server).await;
 
         let nx = SetOptions::new().nx();
@@ -152,7 +154,7 @@ async fn set_options() {
 #[tokio::test]
 async fn key_and_counter_methods() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = connect(&server).await;
 
         assert!(!kc.exists("k").await.unwrap());
@@ -190,7 +192,7 @@ async fn key_and_counter_methods() {
 #[tokio::test]
 async fn multi_key_methods_split_by_slot() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = connect(&server).await;
         let pairs: Vec<(String, String)> = (0..100)
             .map(|i| (format!("user:{i}"), format!("name {i}")))
@@ -218,7 +220,7 @@ async fn multi_key_methods_split_by_slot() {
 #[tokio::test]
 async fn the_raw_command_escape_hatch() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = connect(&server).await;
         assert_eq!(
             kc.command(["APPEND", "greeting", "hello"]).await.unwrap(),
@@ -255,7 +257,7 @@ async fn the_raw_command_escape_hatch() {
 #[tokio::test]
 async fn binary_keys_and_values_round_trip() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = connect(&server).await;
         let every_byte: Vec<u8> = (0..=255u8).collect();
         let key: Vec<u8> = [b"bin\r\n\0".as_slice(), &every_byte].concat();
@@ -287,7 +289,7 @@ async fn binary_keys_and_values_round_trip() {
 #[tokio::test]
 async fn pipelines_return_replies_in_order_with_errors_in_place() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = connect(&server).await;
         let mut pipeline = Pipeline::new();
         pipeline
@@ -344,7 +346,7 @@ async fn pipelines_return_replies_in_order_with_errors_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_tasks_share_one_handle_without_mixing_replies() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = connect(&server).await;
         let mut tasks = tokio::task::JoinSet::new();
         for task in 0..1000 {
@@ -381,7 +383,11 @@ async fn a_thousand_tasks_share_one_handle_without_mixing_replies() {
 #[tokio::test]
 async fn a_password_protected_node() {
     bounded(async {
-        let server = TestServer::with_password("s3cret").await;
+        let server = TestServer::start(Config {
+            requirepass: Some("s3cret".to_string()),
+            ..Config::default()
+        })
+        .await;
 
         match KeycafeCluster::connect(server.address()).await {
             Err(Error::Server(e)) => assert!(e.is_auth(), "{e}"),
@@ -410,8 +416,8 @@ async fn a_password_protected_node() {
 #[tokio::test]
 async fn the_handle_reconnects_after_a_server_restart() {
     bounded(async {
-        let server = TestServer::start().await;
-        let addr = server.addr;
+        let server = TestServer::standalone().await;
+        let addr = server.addr();
         let kc = ClientConfig::new([server.address()])
             .max_retries(2)
             .backoff(Duration::from_millis(5), Duration::from_millis(20))
@@ -424,7 +430,7 @@ async fn the_handle_reconnects_after_a_server_restart() {
         let error = kc.get("k").await.expect_err("nothing is listening");
         assert!(error.is_network(), "{error:?}");
 
-        let _restarted = TestServer::restart_on(addr).await;
+        let _restarted = TestServer::start_on(addr, Config::default()).await;
         // The data was in memory, so it is gone; the handle works again.
         assert_eq!(kc.get("k").await.unwrap(), None);
         kc.set("k", "after").await.unwrap();
@@ -458,7 +464,7 @@ async fn a_request_made_while_its_node_is_down_completes_once_it_is_back() {
         while seed.count("CLUSTER") < 2 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let _node = TestServer::restart_on(node_addr).await;
+        let _node = TestServer::start_on(node_addr, Config::default()).await;
         pending
             .await
             .expect("task ran")

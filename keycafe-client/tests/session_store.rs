@@ -12,8 +12,9 @@ mod client_support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use client_support::{TestServer, bounded};
+use client_support::bounded;
 use keycafe_client::{ClientConfig, KeycafeCluster, KeycafeSessionStore, Ttl};
+use keycafe_server::test_util::TestServer;
 use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error as StoreError, SessionStore};
@@ -53,7 +54,7 @@ async fn assert_ttl_close(kc: &KeycafeCluster, key: &str, expires_in: Duration) 
 #[tokio::test]
 async fn create_then_load_returns_the_same_record_under_the_default_prefix() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let store = store_on(&server).await;
         let mut created = record(42, TimeDuration::minutes(30));
         store.create(&mut created).await.expect("create");
@@ -73,7 +74,7 @@ async fn create_then_load_returns_the_same_record_under_the_default_prefix() {
 #[tokio::test]
 async fn save_overwrites_data_and_moves_the_ttl_to_the_new_expiry() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let store = store_on(&server).await;
         let mut r = record(1, TimeDuration::minutes(5));
         store.create(&mut r).await.expect("create");
@@ -92,7 +93,7 @@ async fn save_overwrites_data_and_moves_the_ttl_to_the_new_expiry() {
 #[tokio::test]
 async fn the_key_expires_with_the_session() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let store = store_on(&server).await;
         let mut r = record(2, TimeDuration::milliseconds(300));
         store.create(&mut r).await.expect("create");
@@ -110,7 +111,7 @@ async fn the_key_expires_with_the_session() {
 #[tokio::test]
 async fn saving_an_already_expired_record_removes_it() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let store = store_on(&server).await;
         let mut r = record(3, TimeDuration::minutes(5));
         store.create(&mut r).await.expect("create");
@@ -124,7 +125,7 @@ async fn saving_an_already_expired_record_removes_it() {
 #[tokio::test]
 async fn delete_removes_the_session_and_load_of_an_unknown_id_is_none() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let store = store_on(&server).await;
         let mut r = record(4, TimeDuration::minutes(5));
         store.create(&mut r).await.expect("create");
@@ -147,7 +148,7 @@ async fn delete_removes_the_session_and_load_of_an_unknown_id_is_none() {
 #[tokio::test]
 async fn create_draws_a_fresh_id_when_the_key_is_taken() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let store = store_on(&server).await;
         // Someone else's session already sits where this record would go.
         let taken = Id(5);
@@ -172,7 +173,7 @@ async fn create_draws_a_fresh_id_when_the_key_is_taken() {
 #[tokio::test]
 async fn a_custom_prefix_separates_applications() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let default_store = store_on(&server).await;
         let app_store = default_store.clone().with_prefix("myapp:s:");
         assert_eq!(app_store.prefix(), "myapp:s:");
@@ -196,7 +197,7 @@ async fn a_custom_prefix_separates_applications() {
 #[tokio::test]
 async fn a_value_that_is_not_a_record_is_a_decode_error() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let store = store_on(&server).await;
         store
             .client()
@@ -212,7 +213,7 @@ async fn a_value_that_is_not_a_record_is_a_decode_error() {
 #[tokio::test]
 async fn an_unreachable_node_is_a_backend_error() {
     bounded(async {
-        let server = TestServer::start().await;
+        let server = TestServer::standalone().await;
         let kc = ClientConfig::new([server.address()])
             .connect_timeout(Duration::from_millis(200))
             .response_timeout(Duration::from_millis(500))

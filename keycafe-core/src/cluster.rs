@@ -10,6 +10,8 @@
 //! On the wire slot ownership is a list of ranges (compact, readable in JSON);
 //! in memory a [`SlotMap`] answers "who owns slot S" with one array index.
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
 
 use crate::slot::{SLOT_COUNT, Slot};
@@ -122,11 +124,8 @@ impl SlotMap {
     pub fn from_ranges(nodes: &[NodeInfo], ranges: &[SlotRange]) -> SlotMap {
         let mut map = SlotMap::default();
         for range in ranges {
-            let Some(index) = nodes.iter().position(|n| n.id == range.owner) else {
-                continue;
-            };
-            for slot in range.start..=range.end.min(SLOT_COUNT - 1) {
-                map.owners[usize::from(slot)] = u16::try_from(index).ok();
+            if let Some(index) = nodes.iter().position(|n| n.id == range.owner) {
+                map.assign(range.start..=range.end, Some(index));
             }
         }
         map
@@ -142,8 +141,16 @@ impl SlotMap {
     }
 
     pub fn set_owner(&mut self, slot: Slot, owner: Option<usize>) {
-        if let Some(entry) = self.owners.get_mut(usize::from(slot)) {
-            *entry = owner.and_then(|o| u16::try_from(o).ok());
+        self.assign(slot..=slot, owner);
+    }
+
+    /// Gives every slot of `slots` to `owner` (or to nobody). Slots past the
+    /// last one are ignored.
+    pub fn assign(&mut self, slots: RangeInclusive<Slot>, owner: Option<usize>) {
+        let owner = owner.and_then(|o| u16::try_from(o).ok());
+        let (start, end) = (usize::from(*slots.start()), usize::from(*slots.end()));
+        if let Some(entries) = self.owners.get_mut(start..=end.min(self.owners.len() - 1)) {
+            entries.fill(owner);
         }
     }
 
@@ -159,18 +166,68 @@ impl SlotMap {
             .collect()
     }
 
+    /// Maximal runs of slots with one owner, ascending, with that owner's
+    /// index; slots without an owner are left out.
+    pub fn runs(&self) -> impl Iterator<Item = (RangeInclusive<Slot>, usize)> + '_ {
+        let mut start = 0;
+        std::iter::from_fn(move || {
+            while let Some(&owner) = self.owners.get(start) {
+                let len = self.owners[start..]
+                    .iter()
+                    .take_while(|&&o| o == owner)
+                    .count();
+                let run = start..start + len;
+                start = run.end;
+                if let Some(owner) = owner {
+                    // The table has SLOT_COUNT entries, so indexes fit in a Slot.
+                    let slots = run.start as Slot..=(run.end - 1) as Slot;
+                    return Some((slots, usize::from(owner)));
+                }
+            }
+            None
+        })
+    }
+
+    /// Renumbers the owners that still own a slot as 0, 1, 2, ... in their
+    /// old order, and returns the old index of each: a caller whose node list
+    /// the indexes point into keeps `list[old]` for every `old` returned, in
+    /// that order, and so forgets the nodes that own nothing any more.
+    pub fn compact(&mut self) -> Vec<usize> {
+        let mut used: Vec<bool> = Vec::new();
+        for &owner in self.owners.iter().flatten() {
+            let owner = usize::from(owner);
+            if owner >= used.len() {
+                used.resize(owner + 1, false);
+            }
+            used[owner] = true;
+        }
+        let kept: Vec<usize> = (0..used.len()).filter(|&old| used[old]).collect();
+        if kept.len() < used.len() {
+            let mut renumber = vec![0u16; used.len()];
+            for (new, &old) in kept.iter().enumerate() {
+                // No more owners than slots, so the new index fits.
+                renumber[old] = new as u16;
+            }
+            for owner in self.owners.iter_mut().flatten() {
+                *owner = renumber[usize::from(*owner)];
+            }
+        }
+        kept
+    }
+
     /// Back to ranges (maximal runs of one owner), ascending.
     pub fn to_ranges(&self, nodes: &[NodeInfo]) -> Vec<SlotRange> {
         let mut ranges: Vec<SlotRange> = Vec::new();
-        for slot in 0..SLOT_COUNT {
-            let Some(owner) = self.owner(slot).and_then(|i| nodes.get(i)) else {
+        for (slots, index) in self.runs() {
+            let Some(owner) = nodes.get(index) else {
                 continue;
             };
+            let (start, end) = (*slots.start(), *slots.end());
             match ranges.last_mut() {
-                Some(last) if last.owner == owner.id && last.end + 1 == slot => last.end = slot,
+                Some(last) if last.owner == owner.id && last.end + 1 == start => last.end = end,
                 _ => ranges.push(SlotRange {
-                    start: slot,
-                    end: slot,
+                    start,
+                    end,
                     owner: owner.id.clone(),
                 }),
             }
@@ -212,6 +269,39 @@ mod tests {
         assert_eq!(map.owner(100), Some(1));
         assert_eq!(map.assigned(), 16384);
         assert_eq!(map.to_ranges(&nodes), ranges);
+    }
+
+    #[test]
+    fn runs_assign_and_compact() {
+        let mut map = SlotMap::default();
+        assert_eq!(map.runs().count(), 0);
+        map.assign(0..=SLOT_COUNT - 1, Some(0));
+        map.assign(10..=19, Some(2));
+        map.assign(15..=15, None);
+        map.assign(16380..=u16::MAX, Some(1));
+        let (start, end) = (20, 10);
+        map.assign(start..=end, Some(3)); // empty: nothing changes
+        let runs: Vec<_> = map.runs().collect();
+        assert_eq!(
+            runs,
+            [
+                (0..=9, 0),
+                (10..=14, 2),
+                (16..=19, 2),
+                (20..=16379, 0),
+                (16380..=16383, 1)
+            ]
+        );
+        assert_eq!(map.assigned(), 16383);
+
+        // Node 0 loses its slots: 1 and 2 become 0 and 1.
+        map.assign(0..=16379, Some(2));
+        assert_eq!(map.compact(), [1, 2]);
+        assert_eq!(
+            map.runs().collect::<Vec<_>>(),
+            [(0..=16379, 1), (16380..=16383, 0)]
+        );
+        assert_eq!(map.compact(), [0, 1], "nothing more to drop");
     }
 
     #[test]

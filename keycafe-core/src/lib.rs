@@ -14,6 +14,10 @@
 //!   interface the server and client use instead of bytes.
 //! - [`resp`]: RESP2 and inline commands.
 //! - [`native`]: Keycafe's length-prefixed binary protocol.
+//! - [`handshake`]: [`handshake::Handshake`], the client's side of a native
+//!   connection's opening (hello and AUTH), without I/O.
+//! - [`command`]: the command table: names, arity, typed flags, key
+//!   positions.
 //! - [`cluster`]: [`cluster::ClusterConfig`], the epoch-stamped layout of a
 //!   cluster, and [`cluster::SlotMap`].
 //! - [`coord`]: messages between nodes and the coordinator.
@@ -25,9 +29,11 @@
 pub mod args;
 pub mod cluster;
 pub mod codec;
+pub mod command;
 pub mod coord;
 pub mod error;
 pub mod frame;
+pub mod handshake;
 pub mod limits;
 pub mod native;
 #[cfg(feature = "process")]

@@ -22,10 +22,10 @@ use bytes::{Buf, BytesMut};
 use keycafe_core::{Frame, Protocol, Reply, RequestParser, native};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::cmd::{self, Ctx};
+use crate::cmd::{self, ConnState, Ctx, Outcome, Takeover, Task};
 use crate::state::Shared;
 
 /// Read in chunks of at least this size.
@@ -33,65 +33,6 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Write out replies mid-batch once this much is pending, so that a pipeline
 /// of large GETs does not build one huge buffer.
 const FLUSH_AT: usize = 1024 * 1024;
-
-/// Per-connection state visible to commands.
-#[derive(Debug, Clone)]
-pub struct ConnState {
-    pub id: u64,
-    pub protocol: Protocol,
-    pub authenticated: bool,
-    pub name: Option<String>,
-    /// Set by QUIT: close once the pending replies are written.
-    pub quit: bool,
-    /// Set by ASKING: the next command may touch a slot being imported.
-    pub asking: bool,
-    /// Set by READONLY: reads may be served by a replica.
-    pub readonly: bool,
-    /// A cluster-bus connection from another node (bus commands only).
-    pub bus: bool,
-    /// Commands run since the count was last added to the node's stats.
-    pub commands: u64,
-    /// Set by a command whose reply has to wait (see [`Pending`]); the
-    /// connection stops running requests until it is dealt with.
-    pub pending: Option<Pending>,
-}
-
-/// What a command left for the connection to finish asynchronously: command
-/// handlers are plain functions that never wait.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
-    /// WAIT: answer once `replicas` replicas acknowledge everything written
-    /// so far, or the timeout passes.
-    Wait {
-        replicas: usize,
-        timeout: Option<std::time::Duration>,
-    },
-    /// KC.FAILOVER.PAUSE: stop writes, wait for the running ones, answer the
-    /// stream offset.
-    PauseWrites(std::time::Duration),
-    /// KC.PSYNC: this bus connection becomes a replication stream.
-    Replica(crate::replication::primary::SyncRequest),
-    /// CLUSTER FAILOVER: start the hand-over task (it needs the shared
-    /// state's `Arc`, which only the connection holds), then answer OK.
-    StartFailover { force: bool },
-}
-
-impl Default for ConnState {
-    fn default() -> Self {
-        ConnState {
-            id: 0,
-            protocol: Protocol::Resp2,
-            authenticated: true,
-            name: None,
-            quit: false,
-            asking: false,
-            readonly: false,
-            bus: false,
-            commands: 0,
-            pending: None,
-        }
-    }
-}
 
 /// A client connection: the socket, its buffers, its parser and its state.
 pub struct Connection {
@@ -131,37 +72,32 @@ impl Connection {
     }
 
     /// Serves the client until it disconnects, sends QUIT, breaks the
-    /// protocol, or the node shuts down. A bus connection on which a replica
-    /// asks for the replication stream is handed to
-    /// [`crate::replication::primary::serve`].
-    pub async fn run(mut self, mut shutdown: broadcast::Receiver<()>) -> io::Result<()> {
-        let result = tokio::select! {
-            result = self.serve() => result,
-            _ = shutdown.recv() => return Ok(()),
+    /// protocol, or the node shuts down. A command that takes the
+    /// connection over ([`Outcome::Takeover`]) gets the socket and runs
+    /// here until it ends.
+    pub async fn run(mut self, shutdown: CancellationToken) -> io::Result<()> {
+        let ended = tokio::select! {
+            ended = self.serve() => ended,
+            _ = shutdown.cancelled() => return Ok(()),
         };
-        match self.state.pending.take() {
-            Some(Pending::Replica(request)) => {
-                let (stream, input, shared) = (self.stream, self.input, self.shared);
-                let conn = self.state.id;
-                crate::replication::primary::serve(stream, input, shared, request, conn, shutdown)
-                    .await
-            }
-            _ => result,
+        match ended? {
+            Ended::Closed => Ok(()),
+            Ended::TakenOver(takeover) => takeover(self.stream, self.input, shutdown).await,
         }
     }
 
-    async fn serve(&mut self) -> io::Result<()> {
+    async fn serve(&mut self) -> io::Result<Ended> {
         if !self.read_more().await? {
-            return Ok(());
+            return Ok(Ended::Closed);
         }
         self.state.protocol = Protocol::detect(self.input[0]);
         if self.state.protocol == Protocol::Native && !self.native_hello().await? {
-            return Ok(());
+            return Ok(Ended::Closed);
         }
         if !self.state.bus && self.over_client_limit() {
             self.write_error("ERR max number of clients reached")
                 .await?;
-            return Ok(());
+            return Ok(Ended::Closed);
         }
         loop {
             let more = self.run_pending_requests();
@@ -171,22 +107,23 @@ impl Connection {
                 self.output.clear();
             }
             match more {
-                Batch::Pending => {
-                    if !self.finish_pending().await {
-                        return Ok(());
+                Batch::Blocked(answer) => {
+                    if !self.finish_blocked(answer).await {
+                        return Ok(Ended::Closed);
                     }
                 }
-                Batch::Done if self.state.quit => return Ok(()),
+                Batch::TakenOver(takeover) => return Ok(Ended::TakenOver(takeover)),
+                Batch::Done if self.state.quit => return Ok(Ended::Closed),
                 Batch::Done => {
                     if !self.read_more().await? {
-                        return Ok(());
+                        return Ok(Ended::Closed);
                     }
                 }
                 Batch::OutputFull => {}
                 Batch::ProtocolError(text) => {
                     debug!(client = self.state.id, %text, "closing after protocol error");
                     self.write_error(&text).await?;
-                    return Ok(());
+                    return Ok(Ended::Closed);
                 }
             }
         }
@@ -218,50 +155,26 @@ impl Connection {
                 conn: &mut self.state,
             };
             let mut reply = Reply::start(protocol, &mut self.output);
-            cmd::execute(&mut ctx, args, &mut reply);
+            let outcome = cmd::execute(&mut ctx, args, &mut reply);
             reply.finish();
             self.state.commands += 1;
-            if self.state.pending.is_some() {
-                break Batch::Pending;
+            match outcome {
+                Outcome::Done => {}
+                Outcome::Block(answer) => break Batch::Blocked(answer),
+                Outcome::Takeover(takeover) => break Batch::TakenOver(takeover),
             }
         };
         self.input.advance(used);
         outcome
     }
 
-    /// Waits for what a command left pending and writes its reply. Returns
-    /// false if the connection stops being a client connection (a replica's
-    /// stream, served by [`Connection::run`]).
-    async fn finish_pending(&mut self) -> bool {
-        let shared = self.shared.clone();
-        let replication = &shared.replication;
-        let answer = match &self.state.pending {
-            Some(Pending::Wait { replicas, timeout }) => {
-                let wait = replication.wait_for_acks(*replicas, *timeout);
-                match self.unless_client_leaves(wait).await {
-                    Some(count) => Some(count as i64),
-                    None => return false,
-                }
-            }
-            Some(Pending::PauseWrites(duration)) => {
-                replication.gate.pause(*duration).await;
-                Some(replication.log.offset() as i64)
-            }
-            Some(Pending::StartFailover { force }) => {
-                let task = crate::replication::failover::run(self.shared.clone(), *force);
-                tokio::spawn(task);
-                None
-            }
-            Some(Pending::Replica(_)) => return false,
-            None => return true,
+    /// Waits for a blocked command's answer and writes it. Returns false if
+    /// the client left meanwhile.
+    async fn finish_blocked(&mut self, answer: Task<Frame>) -> bool {
+        let Some(answer) = self.unless_client_leaves(answer).await else {
+            return false;
         };
-        self.state.pending = None;
-        let mut reply = Reply::start(self.state.protocol, &mut self.output);
-        match answer {
-            Some(n) => reply.integer(n),
-            None => reply.ok(),
-        }
-        reply.finish();
+        self.state.protocol.encode_frame(&answer, &mut self.output);
         true
     }
 
@@ -364,9 +277,19 @@ enum Batch {
     Done,
     /// The output buffer is full: write it, then keep running requests.
     OutputFull,
-    /// A command left something pending: finish it, then keep running
+    /// A command's answer takes time: wait for it, then keep running
     /// requests.
-    Pending,
+    Blocked(Task<Frame>),
+    /// A command took the connection over.
+    TakenOver(Takeover),
     /// The client broke the protocol: send this error and close.
     ProtocolError(String),
+}
+
+/// How serving requests ended.
+enum Ended {
+    /// The client left, quit or broke the protocol.
+    Closed,
+    /// A command took the connection over; it runs this next.
+    TakenOver(Takeover),
 }

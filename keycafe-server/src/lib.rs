@@ -32,6 +32,8 @@ pub mod replication;
 pub mod server;
 pub mod state;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use config::Config;
 pub use server::run;

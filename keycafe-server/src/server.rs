@@ -1,8 +1,10 @@
-//! The listener: accept connections, run background work, shut down cleanly.
+//! The listeners: accept connections, run background work, shut down
+//! cleanly.
 //!
-//! Shutdown follows mini-redis: a broadcast channel tells every task to stop,
-//! and each task holds a clone of an mpsc sender that it drops when it ends,
-//! so [`run`] knows everyone is done when the receiver sees the channel close.
+//! Shutdown uses one [`CancellationToken`]: every task holds a clone and
+//! stops when it is cancelled. Every task, connections included, is spawned
+//! on one [`TaskTracker`], so [`run`] knows everyone is done when the
+//! tracker is empty.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,12 +13,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::cluster;
+use crate::cluster::coordinator::Registration;
 use crate::config::Config;
 use crate::connection::Connection;
+use crate::replication;
 use crate::state::Shared;
 
 /// Serves clients on `listener` until `shutdown` completes, then waits for
@@ -44,62 +50,92 @@ pub async fn run(
     let shared = Arc::new(Shared::new(config));
     info!(addr = %local, node_id = %shared.node_id, "keycafe-server ready");
 
-    let (notify_shutdown, _) = broadcast::channel::<()>(1);
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    // The replica and migration drivers still listen on a broadcast channel;
+    // dropping its sender stops them.
+    let (legacy_stop, _) = broadcast::channel::<()>(1);
 
-    spawn_task(
-        active_expiry(shared.clone(), notify_shutdown.subscribe()),
-        &done_tx,
-    );
-    if let Some(bus) = bus_listener {
+    tasks.spawn(active_expiry(shared.clone(), stop.clone()));
+    if let (Some(bus), Some(cluster)) = (bus_listener, shared.cluster.clone()) {
         info!(bus = %bus.local_addr()?, coordinator = ?shared.config.coordinator, "cluster mode");
-        let listen = cluster::bus::listen(
+        tasks.spawn(accept_loop(
             bus,
+            Port::Bus,
             shared.clone(),
-            notify_shutdown.subscribe(),
-            done_tx.clone(),
-        );
-        spawn_task(listen, &done_tx);
-        spawn_task(
-            cluster::coordinator::run(shared.clone(), notify_shutdown.subscribe()),
-            &done_tx,
-        );
-        spawn_task(
-            cluster::bus::gossip(shared.clone(), notify_shutdown.subscribe()),
-            &done_tx,
-        );
-        spawn_task(
-            cluster::migration::run(shared.clone(), notify_shutdown.subscribe()),
-            &done_tx,
-        );
-        spawn_task(
-            crate::replication::replica::run(shared.clone(), notify_shutdown.subscribe()),
-            &done_tx,
-        );
+            stop.clone(),
+            tasks.clone(),
+        ));
+        let node = {
+            let shared = shared.clone();
+            Registration {
+                primary: shared.config.replica_of.clone(),
+                report: Box::new(move || shared.report()),
+            }
+        };
+        tasks.spawn(cluster::coordinator::run(
+            cluster.clone(),
+            node,
+            stop.clone(),
+        ));
+        tasks.spawn(cluster::bus::gossip(cluster.clone(), stop.clone()));
+        let store = shared.store.clone();
+        tasks.spawn(cluster::migration::run(
+            cluster.clone(),
+            store,
+            stop.clone(),
+        ));
+        tasks.spawn(replication::replica::run(
+            shared.clone(),
+            legacy_stop.subscribe(),
+        ));
     }
-
+    let clients = accept_loop(
+        listener,
+        Port::Client,
+        shared.clone(),
+        stop.clone(),
+        tasks.clone(),
+    );
     tokio::select! {
-        result = accept_loop(&listener, &shared, &notify_shutdown, &done_tx) => result?,
+        _ = clients => {}
         _ = shutdown => info!("shutting down"),
         _ = left_the_cluster(&shared) => info!("left the cluster; shutting down"),
     }
 
-    drop(notify_shutdown);
-    drop(done_tx);
-    let _ = done_rx.recv().await;
+    stop.cancel();
+    drop(legacy_stop);
+    tasks.close();
+    tasks.wait().await;
     info!("stopped");
     Ok(())
 }
 
+/// Which port a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Port {
+    /// Clients: counted, and limited to `maxclients`.
+    Client,
+    /// The cluster bus: other nodes, bus commands only.
+    Bus,
+}
+
+/// Accepts connections until `stop` is cancelled, each served on its own
+/// task.
 async fn accept_loop(
-    listener: &TcpListener,
-    shared: &Arc<Shared>,
-    notify_shutdown: &broadcast::Sender<()>,
-    done: &mpsc::Sender<()>,
-) -> anyhow::Result<()> {
+    listener: TcpListener,
+    port: Port,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => {
                 backoff = Duration::from_millis(10);
                 accepted
@@ -107,40 +143,35 @@ async fn accept_loop(
             Err(err) => {
                 // Out of file descriptors and the like: wait and retry rather
                 // than spin or give up on every other client.
-                warn!(%err, "accept failed; retrying in {backoff:?}");
+                warn!(%err, ?port, "accept failed; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let stats = &shared.stats;
-        stats.connections_received.fetch_add(1, Ordering::Relaxed);
-        stats.connected_clients.fetch_add(1, Ordering::Relaxed);
-        let connection = Connection::new(stream, shared.clone());
-        let shutdown = notify_shutdown.subscribe();
-        let shared = shared.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            if let Err(err) = connection.run(shutdown).await {
-                debug!(%peer, %err, "connection ended with an error");
+        let connection = match port {
+            Port::Client => {
+                let stats = &shared.stats;
+                stats.connections_received.fetch_add(1, Ordering::Relaxed);
+                stats.connected_clients.fetch_add(1, Ordering::Relaxed);
+                Connection::new(stream, shared.clone())
             }
-            shared
-                .stats
-                .connected_clients
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(done);
+            Port::Bus => Connection::for_bus(stream, shared.clone()),
+        };
+        let (shared, stop) = (shared.clone(), stop.clone());
+        tasks.spawn(async move {
+            if let Err(err) = connection.run(stop).await {
+                debug!(%peer, %err, ?port, "connection ended with an error");
+            }
+            if port == Port::Client {
+                shared
+                    .stats
+                    .connected_clients
+                    .fetch_sub(1, Ordering::Relaxed);
+            }
         });
     }
-}
-
-/// Spawns a background task that `run` waits for at shutdown.
-fn spawn_task(task: impl Future<Output = ()> + Send + 'static, done: &mpsc::Sender<()>) {
-    let done = done.clone();
-    tokio::spawn(async move {
-        task.await;
-        drop(done);
-    });
 }
 
 /// Completes once this node has asked to leave (CLUSTER LEAVE) and a
@@ -162,14 +193,14 @@ async fn left_the_cluster(shared: &Shared) {
 }
 
 /// Reclaims expired keys that nobody touches, every `expiry_interval_ms`.
-async fn active_expiry(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
+async fn active_expiry(shared: Arc<Shared>, stop: CancellationToken) {
     let period = Duration::from_millis(shared.config.expiry_interval_ms);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
         }
         let removed = shared.store.expire_cycle(crate::store::now_ms());
         if removed > 0 {

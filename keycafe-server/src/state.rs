@@ -1,29 +1,32 @@
 //! State shared by every connection of a node.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use keycafe_core::cluster::NodeInfo;
+use keycafe_core::coord::NodeReport;
 
 use crate::cluster::ClusterState;
 use crate::config::Config;
 use crate::replication::Replication;
 use crate::replication::log::ReplicationLog;
-use crate::store::Store;
+use crate::store::{ChangeFeed, Store};
 
 /// The node's shared state: configuration, data and counters. One `Arc` of it
-/// is handed to every connection task.
+/// is handed to every connection task; the mechanisms below it (replication,
+/// the cluster links) get only the parts they use.
 pub struct Shared {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
     /// This node's id: 40 random hex characters, as in Redis Cluster.
     pub node_id: String,
     pub started: Instant,
     pub stats: Stats,
     /// Cluster mode's state; `None` for a standalone node.
-    pub cluster: Option<ClusterState>,
+    pub cluster: Option<Arc<ClusterState>>,
     /// Replicas of this node, or this node's link to its primary.
-    pub replication: Replication,
+    pub replication: Arc<Replication>,
 }
 
 /// Server-wide counters reported by INFO. Connections add their command
@@ -48,12 +51,14 @@ impl Shared {
                 bus_addr: format!("{}:{}", config.bind, config.bus_port()),
                 replica_of: None,
             };
-            ClusterState::new(me, coordinator.clone(), config.cluster_secret.clone())
+            let secret = config.cluster_secret.clone();
+            Arc::new(ClusterState::new(me, coordinator.clone(), secret))
         });
-        let log = std::sync::Arc::new(ReplicationLog::new(config.repl_backlog_size));
+        let log = Arc::new(ReplicationLog::new(config.repl_backlog_size));
+        let feed = ChangeFeed::new().with(log.clone());
         Shared {
-            store: Store::with_log(Store::DEFAULT_SHARDS, log.clone()),
-            replication: Replication::new(log),
+            store: Arc::new(Store::with_feed(Store::DEFAULT_SHARDS, feed)),
+            replication: Arc::new(Replication::new(log)),
             config,
             node_id,
             started: Instant::now(),
@@ -64,6 +69,40 @@ impl Shared {
 
     pub fn next_client_id(&self) -> u64 {
         self.stats.next_client_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// This node's heartbeat: its epoch, key counts per owned range, what is
+    /// left to move of each slot it is migrating away, and its replication.
+    pub fn report(&self) -> NodeReport {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return NodeReport::default();
+        };
+        let view = cluster.view();
+        let store = &self.store;
+        let slot_keys = view
+            .config
+            .slots
+            .iter()
+            .filter(|range| range.owner == cluster.me.id)
+            .map(|range| {
+                let keys = (range.start..=range.end)
+                    .map(|s| store.count_keys_in_slot(s) as u64)
+                    .sum();
+                (range.start, range.end, keys)
+            })
+            .collect();
+        let migrating = view
+            .outgoing
+            .keys()
+            .map(|&slot| (slot, store.count_keys_in_slot(slot) as u64))
+            .collect();
+        NodeReport {
+            epoch: view.epoch(),
+            keys: store.stats().keys as u64,
+            slot_keys,
+            migrating,
+            replication: self.replication.report(),
+        }
     }
 }
 

@@ -4,32 +4,32 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use common::cluster::{FakeCoordinator, cluster_node, config, eventually, range};
-use common::{RawClient, TestServer};
+use common::RawClient;
+use common::cluster::{FakeCoordinator, config, eventually, range};
 use keycafe_core::cluster::Migration;
 use keycafe_core::{Frame, key_slot};
 use keycafe_server::Config;
+use keycafe_server::test_util::{TestServer, cluster_config};
 use redis::AsyncCommands;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_epochs_and_a_live_migration() {
     let mut coordinator = FakeCoordinator::start().await;
     let (server_a, server_b) = (
-        cluster_node(&coordinator.addr).await,
-        cluster_node(&coordinator.addr).await,
+        TestServer::start(cluster_config(&coordinator.addr)).await,
+        TestServer::start(cluster_config(&coordinator.addr)).await,
     );
     let mut nodes = vec![
         coordinator.registered.recv().await.unwrap(),
         coordinator.registered.recv().await.unwrap(),
     ];
-    nodes.sort_by_key(|n| n.client_addr != server_a.addr.to_string());
+    nodes.sort_by_key(|n| n.client_addr != server_a.addr().to_string());
     let (a, b) = (nodes[0].clone(), nodes[1].clone());
 
     // Before any configuration a node serves nothing.
-    let mut client_a = RawClient::resp(server_a.addr).await;
-    let mut client_b = RawClient::resp(server_b.addr).await;
+    let mut client_a = RawClient::resp(server_a.addr()).await;
+    let mut client_b = RawClient::resp(server_b.addr()).await;
     assert_eq!(
         client_a.cmd("GET k").await,
         common::error("CLUSTERDOWN Hash slot not served")
@@ -58,12 +58,13 @@ async fn redirects_epochs_and_a_live_migration() {
     );
 
     // Load keys through a Redis cluster client, with TTLs on some.
-    let url = format!("redis://{}/", server_a.addr);
+    let url = format!("redis://{}/", server_a.addr());
     let redis = redis::cluster::ClusterClient::new(vec![url]).unwrap();
     let mut con = redis.get_async_connection().await.unwrap();
     for i in 0..3000 {
         let _: () = con.set(format!("key:{i}"), i).await.unwrap();
     }
+    let ttls_set = std::time::Instant::now();
     for i in 0..100 {
         let _: () = con.set_ex(format!("ttl:{i}"), i, 1000).await.unwrap();
     }
@@ -102,18 +103,16 @@ async fn redirects_epochs_and_a_live_migration() {
     let last = writer.await.unwrap();
 
     // Epoch 3: B owns the lower half.
-    coordinator
-        .push(&config(
-            3,
+    let split = |epoch| {
+        config(
+            epoch,
             &nodes,
             vec![range(0, 8191, &b), range(8192, 16383, &a)],
             vec![],
-        ))
-        .await;
-    eventually("A redirects the moved half", async || {
-        matches!(client_a.cmd("CLUSTER INFO").await, Frame::Bulk(info) if String::from_utf8_lossy(&info).contains("cluster_current_epoch:3"))
-    })
-    .await;
+        )
+    };
+    coordinator.push(&split(3)).await;
+    reaches_epoch(&mut client_a, 3).await;
 
     // Every key has its last acknowledged value, and lives on exactly one node.
     let mut con = redis.get_async_connection().await.unwrap();
@@ -123,11 +122,14 @@ async fn redirects_epochs_and_a_live_migration() {
         let value: i64 = con.get(&key).await.unwrap();
         assert_eq!(value, expected, "{key}");
     }
+    // The TTL moved with the key: it counts down from when it was set, not
+    // from the move (however slow this machine is today).
+    let elapsed = ttls_set.elapsed().as_secs() as i64;
     for i in 0..100 {
         let ttl: i64 = con.ttl(format!("ttl:{i}")).await.unwrap();
         assert!(
-            (990..=1000).contains(&ttl),
-            "ttl:{i} kept its TTL, got {ttl}"
+            (1000 - elapsed - 1..=1000).contains(&ttl),
+            "ttl:{i} kept its TTL, got {ttl} after {elapsed} s"
         );
     }
     for slot in [0u16, 100, 8191, 8192, 16383] {
@@ -143,11 +145,21 @@ async fn redirects_epochs_and_a_live_migration() {
         }
     }
 
-    // A delayed, older configuration is ignored.
+    // A delayed, older configuration is ignored: pushed before a newer one
+    // on the same link, it has been dealt with once the newer one shows.
     coordinator
         .push(&config(2, &nodes, vec![range(0, 16383, &a)], vec![]))
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    coordinator.push(&split(4)).await;
+    reaches_epoch(&mut client_a, 4).await;
+    reaches_epoch(&mut client_b, 4).await;
+    // Had either node taken epoch 2, B would have dropped its half as keys
+    // of slots it no longer serves.
+    for i in (0..3000).step_by(7) {
+        let key = format!("key:{i}");
+        let value: i64 = con.get(&key).await.unwrap();
+        assert_eq!(value, last.get(&key).copied().unwrap_or(i), "{key}");
+    }
     let slot = key_slot(b"key:1");
     let owner = if slot < 8192 { &b } else { &a };
     let other = if slot < 8192 {
@@ -164,6 +176,15 @@ async fn redirects_epochs_and_a_live_migration() {
     server_b.stop().await;
 }
 
+/// Waits until the node behind `client` has adopted `epoch`.
+async fn reaches_epoch(client: &mut RawClient, epoch: u64) {
+    let wanted = format!("cluster_current_epoch:{epoch}");
+    eventually(&format!("the node adopts epoch {epoch}"), async || {
+        matches!(client.cmd("CLUSTER INFO").await, Frame::Bulk(info) if String::from_utf8_lossy(&info).contains(&wanted))
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_secret_keeps_strangers_off_the_bus() {
     let mut coordinator = FakeCoordinator::start().await;
@@ -172,11 +193,10 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
         .local_addr()
         .unwrap()
         .port();
-    let server = TestServer::with_config(Config {
-        coordinator: Some(coordinator.addr.clone()),
+    let server = TestServer::start(Config {
         cluster_port: Some(bus_port),
         cluster_secret: Some("bus-secret".into()),
-        ..Config::default()
+        ..cluster_config(&coordinator.addr)
     })
     .await;
     let node = coordinator.registered.recv().await.unwrap();
@@ -209,7 +229,7 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
         stranger.cmd("AUTH wrong").await,
         common::error("WRONGPASS invalid username-password pair or user is disabled.")
     );
-    let mut client = RawClient::resp(server.addr).await;
+    let mut client = RawClient::resp(server.addr()).await;
     eventually("the node serves", async || {
         client.cmd("GET k").await == Frame::Null
     })

@@ -5,9 +5,10 @@ mod common;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{RawClient, TestServer};
+use common::RawClient;
 use keycafe_core::{Frame, Protocol};
 use keycafe_server::Config;
+use keycafe_server::test_util::TestServer;
 
 /// The `keys=` figure of INFO keyspace: keys held, including expired ones
 /// that have not been reclaimed yet.
@@ -28,8 +29,8 @@ async fn untouched_expired_keys_are_reclaimed() {
         expiry_interval_ms: 20,
         ..Config::default()
     };
-    let server = TestServer::with_config(config).await;
-    let mut client = RawClient::resp(server.addr).await;
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::resp(server.addr()).await;
     // One pipelined batch, so that loading takes far less than the TTL.
     let mut batch = BytesMut::new();
     for i in 0..2000 {

@@ -5,16 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RawClient, TestServer, simple};
+use common::{RawClient, simple};
 use keycafe_core::Frame;
 use keycafe_server::Config;
+use keycafe_server::test_util::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Sends `bytes` on a fresh RESP connection and returns everything the node
 /// answered before it closed the connection (or within a second).
 async fn answer_to(server: &TestServer, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
     stream.write_all(bytes).await.unwrap();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut answer)).await;
@@ -22,13 +23,13 @@ async fn answer_to(server: &TestServer, bytes: &[u8]) -> String {
 }
 
 async fn still_serves(server: &TestServer) {
-    let mut client = RawClient::resp(server.addr).await;
+    let mut client = RawClient::resp(server.addr()).await;
     assert_eq!(client.cmd("PING").await, simple("PONG"));
 }
 
 #[tokio::test]
 async fn protocol_errors_close_only_that_connection() {
-    let server = TestServer::start().await;
+    let server = TestServer::standalone().await;
     let cases: &[(&[u8], &str)] = &[
         // A negative count is an empty request, skipped as Redis does.
         (b"*-5\r\n*1\r\n$4\r\nPING\r\nQUIT\r\n", "+PONG\r\n+OK\r\n"),
@@ -76,15 +77,15 @@ async fn protocol_errors_close_only_that_connection() {
 
 #[tokio::test]
 async fn a_huge_declared_bulk_that_never_arrives_costs_nothing() {
-    let server = TestServer::start().await;
+    let server = TestServer::standalone().await;
     // 500 MB announced (within the 512 MiB limit), 10 bytes sent.
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
     stream
         .write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\n0123456789")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut client = RawClient::resp(server.addr).await;
+    let mut client = RawClient::resp(server.addr()).await;
     assert_eq!(client.cmd("PING").await, simple("PONG"));
     let rss = client.cmd("INFO memory").await;
     let text = String::from_utf8_lossy(rss.as_bytes().unwrap_or_default()).into_owned();
@@ -107,7 +108,7 @@ async fn inline_lines_over_the_limit_are_refused() {
         max_inline_len: 1024,
         ..Config::default()
     };
-    let server = TestServer::with_config(config).await;
+    let server = TestServer::start(config).await;
     let answer = answer_to(&server, &[b'a'; 5000]).await;
     assert!(
         answer.starts_with("-ERR Protocol error: too big inline request"),
@@ -119,8 +120,8 @@ async fn inline_lines_over_the_limit_are_refused() {
 
 #[tokio::test]
 async fn garbage_after_a_valid_frame() {
-    let server = TestServer::start().await;
-    let mut client = RawClient::resp(server.addr).await;
+    let server = TestServer::standalone().await;
+    let mut client = RawClient::resp(server.addr()).await;
     client
         .send_raw(b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n\xff\xfe*\r\n")
         .await;
@@ -135,7 +136,7 @@ async fn garbage_after_a_valid_frame() {
 
 #[tokio::test]
 async fn inline_commands_work_like_redis() {
-    let server = TestServer::start().await;
+    let server = TestServer::standalone().await;
     let answer = answer_to(&server, b"SET k \"hello world\"\r\nGET k\nQUIT\r\n").await;
     assert_eq!(answer, "+OK\r\n$11\r\nhello world\r\n+OK\r\n");
     server.stop().await;

@@ -3,15 +3,16 @@
 mod common;
 
 use bytes::BytesMut;
-use common::{RawClient, TestServer, bulk, error, simple};
+use common::{RawClient, bulk, error, simple};
 use keycafe_core::{Frame, Limits, Protocol, native};
+use keycafe_server::test_util::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn commands_over_the_native_protocol() {
-    let server = TestServer::start().await;
-    let mut client = RawClient::native(server.addr).await;
+    let server = TestServer::standalone().await;
+    let mut client = RawClient::native(server.addr()).await;
     assert_eq!(client.cmd("PING").await, simple("PONG"));
     assert_eq!(client.cmd("SET example_key KEY").await, simple("OK"));
     assert_eq!(client.cmd("GET example_key").await, bulk("KEY"));
@@ -37,8 +38,8 @@ async fn commands_over_the_native_protocol() {
 
 #[tokio::test]
 async fn pipelined_native_requests_answer_in_order() {
-    let server = TestServer::start().await;
-    let mut client = RawClient::native(server.addr).await;
+    let server = TestServer::standalone().await;
+    let mut client = RawClient::native(server.addr()).await;
     let mut batch = BytesMut::new();
     for i in 0..1000 {
         Protocol::Native.encode_request(
@@ -55,8 +56,8 @@ async fn pipelined_native_requests_answer_in_order() {
 
 #[tokio::test]
 async fn an_unsupported_version_is_refused_with_an_error() {
-    let server = TestServer::start().await;
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let server = TestServer::standalone().await;
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
     let mut hello = BytesMut::new();
     native::encode_hello(99, &mut hello);
     stream.write_all(&hello).await.unwrap();
@@ -79,8 +80,8 @@ async fn an_unsupported_version_is_refused_with_an_error() {
 
 #[tokio::test]
 async fn bad_magic_is_refused() {
-    let server = TestServer::start().await;
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let server = TestServer::standalone().await;
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
     stream
         .write_all(&[0xCA, 0x00, 0x00, 0x00, 0x00, 0x01])
         .await
@@ -92,7 +93,7 @@ async fn bad_magic_is_refused() {
         .decode_frame(&mut answer, &Limits::DEFAULT)
         .unwrap();
     assert!(matches!(frame, Some(Frame::Error(_))), "{frame:?}");
-    let mut client = RawClient::native(server.addr).await;
+    let mut client = RawClient::native(server.addr()).await;
     assert_eq!(client.cmd("PING").await, simple("PONG"));
     server.stop().await;
 }

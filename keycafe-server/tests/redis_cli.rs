@@ -1,9 +1,7 @@
 //! redis-cli (Debian's redis-tools), run as a real process against a node.
 
-mod common;
-
-use common::TestServer;
 use keycafe_server::Config;
+use keycafe_server::test_util::TestServer;
 use tokio::process::Command;
 
 /// Runs `redis-cli -p PORT args...` and returns its standard output. (Its
@@ -21,7 +19,7 @@ async fn redis_cli(port: u16, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shot_commands() {
-    let server = TestServer::start().await;
+    let server = TestServer::standalone().await;
     let port = server.port();
     assert_eq!(redis_cli(port, &["PING"]).await, "PONG\n");
     assert_eq!(
@@ -54,7 +52,7 @@ async fn cluster_mode_and_password() {
         requirepass: Some("s3cret".into()),
         ..Config::default()
     };
-    let server = TestServer::with_config(config).await;
+    let server = TestServer::start(config).await;
     let port = server.port();
     let refused = redis_cli(port, &["GET", "k"]).await;
     assert!(refused.contains("NOAUTH"), "{refused}");
@@ -80,7 +78,7 @@ async fn pipe_mode_loads_many_keys() {
     use std::process::Stdio;
     use tokio::io::AsyncWriteExt;
 
-    let server = TestServer::start().await;
+    let server = TestServer::standalone().await;
     let mut child = Command::new("redis-cli")
         .args([
             "-h",

@@ -1,12 +1,10 @@
 //! The `redis` crate, an unmodified Redis client library, against a node.
 
-mod common;
-
-use common::TestServer;
+use keycafe_server::test_util::TestServer;
 use redis::AsyncCommands;
 
 async fn connect(server: &TestServer) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(format!("redis://{}/", server.addr)).expect("valid url");
+    let client = redis::Client::open(format!("redis://{}/", server.addr())).expect("valid url");
     client
         .get_multiplexed_async_connection()
         .await
@@ -15,7 +13,7 @@ async fn connect(server: &TestServer) -> redis::aio::MultiplexedConnection {
 
 #[tokio::test]
 async fn strings_and_expiry() {
-    let server = TestServer::start().await;
+    let server = TestServer::standalone().await;
     let mut con = connect(&server).await;
 
     let _: () = con.set("greeting", "hello").await.unwrap();
@@ -40,7 +38,7 @@ async fn strings_and_expiry() {
 
 #[tokio::test]
 async fn binary_keys_and_values() {
-    let server = TestServer::start().await;
+    let server = TestServer::standalone().await;
     let mut con = connect(&server).await;
     let key: Vec<u8> = vec![0, 255, b'\r', b'\n', 1, 2, 3];
     let value: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
@@ -52,7 +50,7 @@ async fn binary_keys_and_values() {
 
 #[tokio::test]
 async fn four_megabyte_values() {
-    let server = TestServer::start().await;
+    let server = TestServer::standalone().await;
     let mut con = connect(&server).await;
     let value: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     let _: () = con.set("big", &value).await.unwrap();
@@ -66,7 +64,7 @@ async fn four_megabyte_values() {
 
 #[tokio::test]
 async fn a_thousand_pipelined_commands_answer_in_order() {
-    let server = TestServer::start().await;
+    let server = TestServer::standalone().await;
     let mut con = connect(&server).await;
     let mut pipe = redis::pipe();
     for i in 0..1000 {
@@ -85,8 +83,8 @@ async fn a_thousand_pipelined_commands_answer_in_order() {
 #[tokio::test]
 async fn cluster_client_sees_a_one_node_cluster() {
     use redis::cluster::ClusterClient;
-    let server = TestServer::start().await;
-    let client = ClusterClient::new(vec![format!("redis://{}/", server.addr)]).unwrap();
+    let server = TestServer::standalone().await;
+    let client = ClusterClient::new(vec![format!("redis://{}/", server.addr())]).unwrap();
     let mut con = client
         .get_async_connection()
         .await

@@ -8,18 +8,17 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::{FakeCoordinator, config, eventually, range};
-use common::{RawClient, TestServer, bulk, simple};
+use common::{RawClient, bulk, simple};
 use keycafe_core::Frame;
 use keycafe_core::cluster::NodeInfo;
 use keycafe_core::coord::NodeMessage;
 use keycafe_server::Config;
+use keycafe_server::test_util::{TestServer, cluster_config};
 
 async fn node(coordinator: &str) -> TestServer {
-    TestServer::with_config(Config {
-        coordinator: Some(coordinator.to_string()),
-        cluster_port: Some(0),
+    TestServer::start(Config {
         node_timeout_ms: 2000,
-        ..Config::default()
+        ..cluster_config(coordinator)
     })
     .await
 }
@@ -82,8 +81,8 @@ async fn wait_role(client: &mut RawClient, role: &str) {
 async fn a_replica_copies_follows_and_serves_readonly_reads() {
     let mut coordinator = FakeCoordinator::start().await;
     let (primary, p, replica, r) = two_nodes(&mut coordinator).await;
-    let mut to_primary = RawClient::resp(primary.addr).await;
-    let mut to_replica = RawClient::resp(replica.addr).await;
+    let mut to_primary = RawClient::resp(primary.addr()).await;
+    let mut to_replica = RawClient::resp(replica.addr()).await;
 
     // Data before the replica attaches (the full copy carries it)...
     let nodes_alone = [p.clone()];
@@ -198,8 +197,8 @@ async fn a_replica_copies_follows_and_serves_readonly_reads() {
 async fn promotion_and_a_manual_failover_keep_every_write() {
     let mut coordinator = FakeCoordinator::start().await;
     let (first, a, second, b) = two_nodes(&mut coordinator).await;
-    let mut to_a = RawClient::resp(first.addr).await;
-    let mut to_b = RawClient::resp(second.addr).await;
+    let mut to_a = RawClient::resp(first.addr()).await;
+    let mut to_b = RawClient::resp(second.addr()).await;
     push_roles(&coordinator, 1, &a, &b).await;
     wait_role(&mut to_b, "slave").await;
     eventually("a serves", async || {
@@ -268,15 +267,15 @@ async fn promotion_and_a_manual_failover_keep_every_write() {
 
 #[tokio::test]
 async fn a_blocked_wait_keeps_what_follows_and_notices_a_client_leaving() {
-    let server = TestServer::start().await;
-    let mut client = RawClient::resp(server.addr).await;
+    let server = TestServer::standalone().await;
+    let mut client = RawClient::resp(server.addr()).await;
     // What is pipelined behind a WAIT runs after it, in order.
     client.send_raw(b"WAIT 1 50\r\nPING\r\n").await;
     assert_eq!(client.read_frame().await, Some(Frame::Integer(0)));
     assert_eq!(client.read_frame().await, Some(simple("PONG")));
 
     // A client that leaves while blocked for good is let go.
-    let mut leaver = RawClient::resp(server.addr).await;
+    let mut leaver = RawClient::resp(server.addr()).await;
     leaver.send_raw(b"WAIT 1 0\r\n").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(info(&mut client, "connected_clients").await, "2");

@@ -4,8 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RawClient, TestServer, error, simple};
+use common::{RawClient, error, simple};
 use keycafe_server::Config;
+use keycafe_server::test_util::TestServer;
 
 #[tokio::test]
 async fn requirepass_gates_every_command_on_both_protocols() {
@@ -13,10 +14,10 @@ async fn requirepass_gates_every_command_on_both_protocols() {
         requirepass: Some("s3cret".into()),
         ..Config::default()
     };
-    let server = TestServer::with_config(config).await;
+    let server = TestServer::start(config).await;
     for mut client in [
-        RawClient::resp(server.addr).await,
-        RawClient::native(server.addr).await,
+        RawClient::resp(server.addr()).await,
+        RawClient::native(server.addr()).await,
     ] {
         assert_eq!(
             client.cmd("GET k").await,
@@ -42,12 +43,12 @@ async fn clients_over_the_limit_get_an_error() {
         maxclients: 2,
         ..Config::default()
     };
-    let server = TestServer::with_config(config).await;
-    let mut first = RawClient::resp(server.addr).await;
-    let mut second = RawClient::native(server.addr).await;
+    let server = TestServer::start(config).await;
+    let mut first = RawClient::resp(server.addr()).await;
+    let mut second = RawClient::native(server.addr()).await;
     assert_eq!(first.cmd("PING").await, simple("PONG"));
     assert_eq!(second.cmd("PING").await, simple("PONG"));
-    let mut third = RawClient::resp(server.addr).await;
+    let mut third = RawClient::resp(server.addr()).await;
     third.send(&[b"PING"]).await;
     assert_eq!(
         third.read_frame().await,
@@ -62,7 +63,7 @@ async fn clients_over_the_limit_get_an_error() {
     // The freed place is available again once the node has seen the close.
     let mut again = None;
     for _ in 0..50 {
-        let mut client = RawClient::resp(server.addr).await;
+        let mut client = RawClient::resp(server.addr()).await;
         if client.cmd("PING").await == simple("PONG") {
             again = Some(client);
             break;
@@ -75,8 +76,8 @@ async fn clients_over_the_limit_get_an_error() {
 
 #[tokio::test]
 async fn quit_answers_then_closes() {
-    let server = TestServer::start().await;
-    let mut client = RawClient::resp(server.addr).await;
+    let server = TestServer::standalone().await;
+    let mut client = RawClient::resp(server.addr()).await;
     client.send(&[b"QUIT"]).await;
     client.send(&[b"PING"]).await;
     assert_eq!(client.read_frame().await, Some(simple("OK")));
@@ -86,8 +87,8 @@ async fn quit_answers_then_closes() {
 
 #[tokio::test]
 async fn shutdown_closes_idle_connections_and_returns() {
-    let server = TestServer::start().await;
-    let mut idle = RawClient::resp(server.addr).await;
+    let server = TestServer::standalone().await;
+    let mut idle = RawClient::resp(server.addr()).await;
     assert_eq!(idle.cmd("PING").await, simple("PONG"));
     server.stop().await; // panics if it does not return within 10 s
     assert_eq!(idle.read_frame().await, None);

@@ -11,7 +11,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{RawClient, TestServer, redis_cli_format};
+use common::{RawClient, redis_cli_format};
+use keycafe_server::test_util::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_scripts() {
@@ -71,8 +72,8 @@ fn parse_script(script: &str) -> Vec<Step> {
 }
 
 async fn run_script(name: &str, script: &str) -> Vec<String> {
-    let server = TestServer::start().await;
-    let mut client = RawClient::resp(server.addr).await;
+    let server = TestServer::standalone().await;
+    let mut client = RawClient::resp(server.addr()).await;
     let mut failures = Vec::new();
     for step in parse_script(script) {
         if let Some(ms) = step.command.strip_prefix("!sleep ") {

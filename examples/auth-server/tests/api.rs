@@ -5,12 +5,13 @@ mod support;
 use std::collections::BTreeSet;
 
 use auth_server::api::{Health, LoginResponse, SessionInfo, UserProfile};
+use keycafe_server::test_util::TestServer;
 use reqwest::StatusCode;
-use support::{AuthServer, DEMO_EMAIL, DEMO_PASSWORD, KeycafeNode, bounded};
+use support::{AuthServer, DEMO_EMAIL, DEMO_PASSWORD, bounded};
 
-async fn stack() -> (KeycafeNode, AuthServer) {
-    let keycafe = KeycafeNode::start().await;
-    let api = AuthServer::start(keycafe.addr, |_| {}).await;
+async fn stack() -> (TestServer, AuthServer) {
+    let keycafe = TestServer::standalone().await;
+    let api = AuthServer::start(keycafe.addr(), |_| {}).await;
     (keycafe, api)
 }
 
@@ -266,12 +267,12 @@ async fn session_info_shows_where_the_session_lives() {
             "the key does not reveal the token"
         );
         assert_eq!(info.slot, keycafe_client::key_slot(info.key.as_bytes()));
-        assert_eq!(info.node, Some(keycafe.addr.to_string()));
+        assert_eq!(info.node, Some(keycafe.addr().to_string()));
         let ttl = info.ttl_ms.expect("the session expires");
         assert!(ttl > 0 && ttl <= 30 * 60 * 1000, "{ttl}");
 
         // It is really there, under that key, and goes at logout.
-        let direct = keycafe_client::KeycafeCluster::connect(keycafe.addr.to_string())
+        let direct = keycafe_client::KeycafeCluster::connect(keycafe.addr().to_string())
             .await
             .expect("connect to Keycafe");
         assert!(direct.exists(&info.key).await.expect("EXISTS"));

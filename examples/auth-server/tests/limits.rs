@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use auth_server::api::LoginRequest;
+use keycafe_server::test_util::TestServer;
 use reqwest::StatusCode;
-use support::{Answer, AuthServer, DEMO_EMAIL, DEMO_PASSWORD, KeycafeNode, bounded};
+use support::{Answer, AuthServer, DEMO_EMAIL, DEMO_PASSWORD, bounded};
 
 const OTHER_EMAIL: &str = "jstallybrass1@wufoo.com";
 const OTHER_PASSWORD: &str = "qviXpncdky";
@@ -15,8 +16,8 @@ const OTHER_PASSWORD: &str = "qviXpncdky";
 #[tokio::test]
 async fn five_failures_then_429_with_retry_after() {
     bounded(async {
-        let keycafe = KeycafeNode::start().await;
-        let api = AuthServer::start(keycafe.addr, |_| {}).await;
+        let keycafe = TestServer::standalone().await;
+        let api = AuthServer::start(keycafe.addr(), |_| {}).await;
         for attempt in 1..=5 {
             let answer = api.login_raw(DEMO_EMAIL, "wrong").await;
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
@@ -46,8 +47,8 @@ async fn five_failures_then_429_with_retry_after() {
 #[tokio::test]
 async fn a_burst_of_concurrent_guesses_gets_only_five_tries() {
     bounded(async {
-        let keycafe = KeycafeNode::start().await;
-        let api = AuthServer::start(keycafe.addr, |_| {}).await;
+        let keycafe = TestServer::standalone().await;
+        let api = AuthServer::start(keycafe.addr(), |_| {}).await;
         let mut guesses = tokio::task::JoinSet::new();
         for n in 0..30 {
             let (http, url) = (api.http.clone(), api.url("/api/v1/login"));
@@ -76,8 +77,8 @@ async fn a_burst_of_concurrent_guesses_gets_only_five_tries() {
 #[tokio::test]
 async fn unknown_emails_are_throttled_like_real_ones() {
     bounded(async {
-        let keycafe = KeycafeNode::start().await;
-        let api = AuthServer::start(keycafe.addr, |_| {}).await;
+        let keycafe = TestServer::standalone().await;
+        let api = AuthServer::start(keycafe.addr(), |_| {}).await;
         for _ in 0..5 {
             api.login_raw("ghost@example.com", "guess").await;
         }
@@ -113,8 +114,8 @@ async fn login_from(api: &AuthServer, client: IpAddr, email: &str, password: &st
 #[tokio::test]
 async fn a_trusted_proxy_gets_per_client_counters() {
     bounded(async {
-        let keycafe = KeycafeNode::start().await;
-        let api = AuthServer::start(keycafe.addr, |config| {
+        let keycafe = TestServer::standalone().await;
+        let api = AuthServer::start(keycafe.addr(), |config| {
             config.trusted_proxies = vec![[127, 0, 0, 1].into()];
         })
         .await;
@@ -138,8 +139,8 @@ async fn a_trusted_proxy_gets_per_client_counters() {
 #[tokio::test]
 async fn a_good_login_clears_the_account_counter() {
     bounded(async {
-        let keycafe = KeycafeNode::start().await;
-        let api = AuthServer::start(keycafe.addr, |config| {
+        let keycafe = TestServer::standalone().await;
+        let api = AuthServer::start(keycafe.addr(), |config| {
             config.trusted_proxies = vec![[127, 0, 0, 1].into()];
         })
         .await;
@@ -160,8 +161,8 @@ async fn a_good_login_clears_the_account_counter() {
 #[tokio::test]
 async fn sessions_slide_while_used_and_end_at_the_absolute_limit() {
     bounded(async {
-        let keycafe = KeycafeNode::start().await;
-        let api = AuthServer::start(keycafe.addr, |config| {
+        let keycafe = TestServer::standalone().await;
+        let api = AuthServer::start(keycafe.addr(), |config| {
             config.session_idle = Duration::from_secs(1);
             config.session_absolute = Duration::from_secs(2);
         })

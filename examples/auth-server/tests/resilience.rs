@@ -5,8 +5,9 @@ mod support;
 use std::time::Duration;
 
 use auth_server::api::Health;
+use keycafe_server::test_util::TestServer;
 use reqwest::StatusCode;
-use support::{AuthServer, DEMO_EMAIL, DEMO_PASSWORD, KeycafeNode, bounded, loopback};
+use support::{AuthServer, DEMO_EMAIL, DEMO_PASSWORD, bounded, loopback};
 
 /// Logs in until it works (Keycafe is coming back), within `limit`.
 async fn login_eventually(api: &AuthServer, limit: Duration) -> String {
@@ -33,8 +34,8 @@ async fn login_eventually(api: &AuthServer, limit: Duration) -> String {
 #[tokio::test]
 async fn keycafe_down_gives_503_then_recovers_on_restart() {
     bounded(async {
-        let keycafe = KeycafeNode::start().await;
-        let addr = keycafe.addr;
+        let keycafe = TestServer::standalone().await;
+        let addr = keycafe.addr();
         let api = AuthServer::start(addr, |_| {}).await;
         let token = api.login(DEMO_EMAIL, DEMO_PASSWORD).await;
 
@@ -65,7 +66,7 @@ async fn keycafe_down_gives_503_then_recovers_on_restart() {
         assert_eq!(health.error.as_deref(), Some("Keycafe is not answering"));
 
         // Back on the same port (empty: sessions were in memory).
-        let _keycafe = KeycafeNode::restart_on(addr).await;
+        let _keycafe = TestServer::start_on(addr, keycafe_server::Config::default()).await;
         let fresh = login_eventually(&api, Duration::from_secs(15)).await;
         assert_eq!(api.get_with("/api/v1/user", &fresh).await.status, 200);
         assert_eq!(api.get_with("/api/v1/user", &token).await.status, 401);
@@ -90,7 +91,7 @@ async fn starts_while_keycafe_is_down_and_serves_once_it_is_up() {
         );
         assert_eq!(api.get("/healthz").await.status, 503);
 
-        let _keycafe = KeycafeNode::restart_on(addr).await;
+        let _keycafe = TestServer::start_on(addr, keycafe_server::Config::default()).await;
         let token = login_eventually(&api, Duration::from_secs(15)).await;
         assert_eq!(api.get_with("/api/v1/user", &token).await.status, 200);
     })
@@ -100,8 +101,8 @@ async fn starts_while_keycafe_is_down_and_serves_once_it_is_up() {
 #[tokio::test]
 async fn shutdown_stops_the_server_cleanly() {
     bounded(async {
-        let keycafe = KeycafeNode::start().await;
-        let api = AuthServer::start(keycafe.addr, |_| {}).await;
+        let keycafe = TestServer::standalone().await;
+        let api = AuthServer::start(keycafe.addr(), |_| {}).await;
         let url = api.url("/healthz");
         assert_eq!(api.get("/healthz").await.status, 200);
         api.stop().await; // panics unless `run` returns Ok within 10 s

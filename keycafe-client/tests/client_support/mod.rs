@@ -1,4 +1,5 @@
-//! Test fixtures: a real node in-process, and scripted fake nodes.
+//! Test fixtures: scripted fake nodes, and settings for clients of them. The
+//! real node is `keycafe_server::test_util::TestServer`.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::future::Future;
@@ -11,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use keycafe_core::{Frame, Limits, Protocol, native};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Every test future is bounded: a hang is a failure, not a stuck suite.
@@ -61,84 +61,6 @@ pub async fn two_nodes(
         .set((a.address(), b.address()))
         .expect("addresses set once");
     (a, b)
-}
-
-// ---------------------------------------------------------------------------
-// A real node
-// ---------------------------------------------------------------------------
-
-/// A keycafe-server running inside the test process on a loopback port.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<Result<(), String>>>,
-}
-
-impl TestServer {
-    pub async fn start() -> TestServer {
-        TestServer::with_config(keycafe_server::Config::default()).await
-    }
-
-    pub async fn with_password(password: &str) -> TestServer {
-        let config = keycafe_server::Config {
-            requirepass: Some(password.to_string()),
-            ..Default::default()
-        };
-        TestServer::with_config(config).await
-    }
-
-    pub async fn with_config(config: keycafe_server::Config) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        TestServer::on(listener, config)
-    }
-
-    /// Starts a node on a port that was in use before (a restart).
-    pub async fn restart_on(addr: SocketAddr) -> TestServer {
-        let listener = TcpListener::bind(addr).await.expect("rebind the same port");
-        TestServer::on(listener, keycafe_server::Config::default())
-    }
-
-    fn on(listener: TcpListener, config: keycafe_server::Config) -> TestServer {
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serve = keycafe_server::run(config, listener, async {
-            let _ = stopped.await;
-        });
-        let handle = tokio::spawn(async move { serve.await.map_err(|e| format!("{e:#}")) });
-        TestServer {
-            addr,
-            stop: Some(stop),
-            handle: Some(handle),
-        }
-    }
-
-    pub fn address(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// Stops the node and waits until its listener and connections are gone.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            let result = tokio::time::timeout(Duration::from_secs(10), handle).await;
-            result
-                .expect("server stops within 10 s")
-                .expect("server task ran")
-                .expect("server exits cleanly");
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -14,95 +14,22 @@
 //! still converges on the newest layout.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use keycafe_core::cluster::{ClusterConfig, NodeId};
-use keycafe_core::{Frame, Limits, Protocol, native};
+use keycafe_core::handshake::Handshake;
+use keycafe_core::{Frame, Limits, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::connection::Connection;
-use crate::state::Shared;
+use super::peers::PeerStatus;
 
 const GOSSIP_EVERY: Duration = Duration::from_secs(1);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What this node last heard from a peer over the bus.
-#[derive(Debug, Clone)]
-pub struct PeerStatus {
-    pub last_pong: Option<Instant>,
-    pub epoch: u64,
-    /// Slots the peer says it owns.
-    pub claimed_slots: usize,
-}
-
-/// Peer health, shared by the gossip task and CLUSTER NODES.
-#[derive(Debug, Default)]
-pub struct Peers {
-    status: Mutex<HashMap<NodeId, PeerStatus>>,
-}
-
-impl Peers {
-    pub fn get(&self, id: &str) -> Option<PeerStatus> {
-        self.status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned()
-    }
-
-    fn record(&self, id: &str, status: PeerStatus) {
-        self.status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.to_string(), status);
-    }
-
-    /// True if the peer has not answered for `timeout` (or ever, once the
-    /// node has been up that long).
-    pub fn is_unreachable(&self, id: &str, timeout: Duration, up_since: Instant) -> bool {
-        match self.get(id).and_then(|s| s.last_pong) {
-            Some(last) => last.elapsed() > timeout,
-            None => up_since.elapsed() > timeout,
-        }
-    }
-}
-
-/// Accepts bus connections and serves them with the ordinary connection loop,
-/// in bus mode.
-pub async fn listen(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: broadcast::Receiver<()>,
-    done: mpsc::Sender<()>,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    warn!(%err, "bus accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.recv() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let connection = Connection::for_bus(stream, shared.clone());
-        let (done, shutdown) = (done.clone(), shutdown.resubscribe());
-        tokio::spawn(async move {
-            if let Err(err) = connection.run(shutdown).await {
-                debug!(%peer, %err, "bus connection ended with an error");
-            }
-            drop(done);
-        });
-    }
-}
 
 /// A client for another node's bus port.
 pub struct BusClient {
@@ -120,23 +47,20 @@ impl BusClient {
             stream,
             buf: BytesMut::new(),
         };
-        let mut hello = BytesMut::new();
-        native::encode_hello(native::VERSION, &mut hello);
-        client.stream.write_all(&hello).await?;
-        while client.buf.len() < native::HELLO_LEN {
-            client.read_more().await?;
+        // AUTH, when there is a secret, goes right behind the hello.
+        let auth = secret.map(|secret| (None, secret.as_bytes()));
+        let mut handshake = Handshake::new(auth);
+        let mut out = BytesMut::new();
+        handshake.encode(&mut out);
+        client.stream.write_all(&out).await?;
+        loop {
+            match handshake.poll(&mut client.buf, &Limits::DEFAULT) {
+                Ok(Some(())) => return Ok(client),
+                Ok(None) => client.read_more().await?,
+                // A refusal shows as the peer's own reason.
+                Err(err) => anyhow::bail!("handshake with bus peer at {addr} failed: {err}"),
+            }
         }
-        match native::decode_hello(&client.buf)? {
-            Some(native::VERSION) => {}
-            _ => anyhow::bail!("bus peer at {addr} refused the hello"),
-        }
-        let _ = client.buf.split_to(native::HELLO_LEN);
-        if let Some(secret) = secret {
-            client
-                .call(&[b"AUTH".as_slice(), secret.as_bytes()])
-                .await?;
-        }
-        Ok(client)
     }
 
     /// Sends one command and returns its reply; an error reply is an `Err`.
@@ -183,20 +107,18 @@ pub fn slot_bitmap(slots: &[u16]) -> Vec<u8> {
 
 /// Pings every peer each second; pulls a newer configuration when a peer has
 /// one.
-pub async fn gossip(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
-    let Some(cluster) = shared.cluster.as_ref() else {
-        return;
-    };
+pub async fn gossip(cluster: Arc<super::ClusterState>, stop: CancellationToken) {
+    let cluster = &*cluster;
     let mut links: HashMap<NodeId, BusClient> = HashMap::new();
     let mut ticker = tokio::time::interval(GOSSIP_EVERY);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
         }
         tokio::select! {
             _ = gossip_round(cluster, &mut links) => {}
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -15,25 +15,31 @@ use bytes::BytesMut;
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::state::Shared;
+use super::ClusterState;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// What the coordinator link needs to know about the rest of the node.
+pub struct Registration {
+    /// The primary this node was configured to follow (`replica_of`).
+    pub primary: Option<String>,
+    /// This node's heartbeat, made fresh each second.
+    pub report: Box<dyn Fn() -> NodeReport + Send + Sync>,
+}
+
 /// Runs the coordinator link until shutdown.
-pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
-    let Some(cluster) = shared.cluster.as_ref() else {
-        return;
-    };
+pub async fn run(cluster: Arc<ClusterState>, node: Registration, stop: CancellationToken) {
     let Some(mut outbox) = cluster.take_outbox() else {
         return;
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        let session = session(&shared, &mut outbox);
+        let session = session(&cluster, &node, &mut outbox);
         tokio::select! {
             result = session => {
                 match result {
@@ -41,11 +47,11 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
                     Err(err) => warn!(coordinator = %cluster.coordinator, %err, "coordinator unreachable; serving with epoch {}", cluster.epoch()),
                 }
             }
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.recv() => return,
+            _ = stop.cancelled() => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -53,13 +59,10 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
 
 /// One connection's life: register, then exchange messages until it breaks.
 async fn session(
-    shared: &Shared,
+    cluster: &ClusterState,
+    node: &Registration,
     outbox: &mut mpsc::UnboundedReceiver<NodeMessage>,
 ) -> anyhow::Result<()> {
-    let cluster = shared
-        .cluster
-        .as_ref()
-        .expect("session runs only in cluster mode");
     let mut stream = TcpStream::connect(&cluster.coordinator).await?;
     stream.set_nodelay(true)?;
     let mut out = BytesMut::new();
@@ -67,7 +70,7 @@ async fn session(
         node: cluster.me.clone(),
         epoch: cluster.epoch(),
         secret: cluster.secret.clone(),
-        primary: shared.config.replica_of.clone(),
+        primary: node.primary.clone(),
     };
     coord::encode_message(&register, &mut out);
     if cluster.leaving.load(std::sync::atomic::Ordering::Relaxed) {
@@ -101,7 +104,7 @@ async fn session(
                 }
             }
             _ = heartbeat.tick() => {
-                coord::encode_message(&NodeMessage::Heartbeat(report(shared)), &mut out);
+                coord::encode_message(&NodeMessage::Heartbeat((node.report)()), &mut out);
             }
             Some(message) = outbox.recv() => {
                 coord::encode_message(&message, &mut out);
@@ -111,39 +114,5 @@ async fn session(
             stream.write_all(&out).await?;
             out.clear();
         }
-    }
-}
-
-/// This node's heartbeat: its epoch, key counts per owned range, and what is
-/// left to move of each slot it is migrating away.
-pub fn report(shared: &Shared) -> NodeReport {
-    let Some(cluster) = shared.cluster.as_ref() else {
-        return NodeReport::default();
-    };
-    let view = cluster.view();
-    let store = &shared.store;
-    let slot_keys = view
-        .config
-        .slots
-        .iter()
-        .filter(|range| range.owner == cluster.me.id)
-        .map(|range| {
-            let keys = (range.start..=range.end)
-                .map(|s| store.count_keys_in_slot(s) as u64)
-                .sum();
-            (range.start, range.end, keys)
-        })
-        .collect();
-    let migrating = view
-        .outgoing
-        .keys()
-        .map(|&slot| (slot, store.count_keys_in_slot(slot) as u64))
-        .collect();
-    NodeReport {
-        epoch: view.epoch(),
-        keys: store.stats().keys as u64,
-        slot_keys,
-        migrating,
-        replication: shared.replication.report(),
     }
 }

@@ -19,113 +19,166 @@
 //!
 //! If T does not answer, the marks are cleared and the keys stay here,
 //! unchanged; the batch is sent again later (T replaces what it already had).
+//!
+//! # Decisions and actions
+//!
+//! Which slot moves next, over which link, when to tell the coordinator and
+//! when to rest is decided by [`mover::Mover`], a state machine with the
+//! clock passed in. [`run`] is its shell: it feeds the mover the adopted
+//! views and the answers to its requests, and carries out what the mover
+//! asks for — open a bus link, move a batch (as above, with the
+//! lock and the marks), send `migration_done`, purge foreign keys, rest.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use keycafe_core::Slot;
 use keycafe_core::cluster::NodeId;
 use keycafe_core::coord::NodeMessage;
-use tokio::sync::broadcast;
-use tracing::{debug, info, warn};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
+use super::ClusterState;
 use super::bus::BusClient;
 use super::view::{ClusterView, OutgoingSlot, SlotState};
-use crate::state::Shared;
-use crate::store::{Ttl, now_ms};
+use crate::store::{Store, Ttl, now_ms};
+
+pub mod mover;
+
+use mover::{Effect, Event, Mover, Target};
 
 /// Keys per `KC.IMPORT`.
 pub const BATCH: usize = 1000;
-/// How often a finished slot's `migration_done` is repeated until the
-/// coordinator acts on it (it is idempotent there).
-const DONE_REPEAT: Duration = Duration::from_secs(1);
-const IDLE: Duration = Duration::from_millis(100);
 
 /// Runs the migration driver until shutdown.
-pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
-    let Some(cluster) = shared.cluster.as_ref() else {
-        return;
-    };
+pub async fn run(cluster: Arc<ClusterState>, store: Arc<Store>, stop: CancellationToken) {
+    let cluster = &*cluster;
     let mut changed = cluster.subscribe();
+    changed.borrow_and_update();
+    let mut view = cluster.view();
+    let mut mover = Mover::new();
     let mut links: HashMap<NodeId, BusClient> = HashMap::new();
-    let mut done_sent: HashMap<Slot, Instant> = HashMap::new();
-    let mut purged_epoch = 0;
+    let mut effects = mover.step(adopted(&view), Instant::now());
     loop {
-        let view = cluster.view();
-        if view.epoch() != purged_epoch {
-            purge_foreign_keys(&shared, &view);
-            purged_epoch = view.epoch();
+        let answer = tokio::select! {
+            answer = carry_out(effects, &store, cluster, &view, &mut links, &mut changed) => answer,
+            _ = stop.cancelled() => return,
+        };
+        // A view adopted meanwhile goes in before the answer, so that the
+        // next action is chosen from the newest view.
+        changed.borrow_and_update();
+        let newest = cluster.view();
+        let now = Instant::now();
+        effects = Vec::new();
+        if !Arc::ptr_eq(&newest, &view) {
+            view = newest;
+            effects = mover.step(adopted(&view), now);
         }
-        done_sent.retain(|slot, _| view.outgoing.contains_key(slot));
-        let mut moved_any = false;
-        for (&slot, outgoing) in &view.outgoing {
-            let Some(target) = view
-                .config
-                .migration(slot)
-                .and_then(|m| view.config.node(&m.to))
-            else {
-                continue;
-            };
-            let link = match links.get_mut(&target.id) {
-                Some(link) => link,
-                None => match BusClient::connect(&target.bus_addr, cluster.secret.as_deref()).await
-                {
-                    Ok(link) => links.entry(target.id.clone()).or_insert(link),
-                    Err(err) => {
-                        warn!(slot, target = %target.bus_addr, %err, "migration target unreachable");
-                        continue;
-                    }
-                },
-            };
-            let moved = tokio::select! {
-                moved = move_batch(&shared, slot, outgoing, link) => moved,
-                _ = shutdown.recv() => return,
-            };
-            match moved {
-                Ok(0) => {
-                    let due = done_sent
-                        .get(&slot)
-                        .is_none_or(|at| at.elapsed() >= DONE_REPEAT);
-                    if due {
-                        debug!(slot, to = %target.id, "slot empty; telling the coordinator");
-                        cluster.tell_coordinator(NodeMessage::MigrationDone {
-                            slot,
-                            to: target.id.clone(),
-                        });
-                        done_sent.insert(slot, Instant::now());
-                    }
-                }
-                Ok(_) => moved_any = true,
-                Err(err) => {
-                    warn!(slot, target = %target.bus_addr, %err, "migration batch failed; will retry");
-                    links.remove(&target.id);
-                }
-            }
-        }
-        if moved_any {
-            if shutdown.try_recv().is_ok() {
-                return;
-            }
-            continue;
-        }
-        tokio::select! {
-            _ = changed.changed() => {}
-            _ = tokio::time::sleep(IDLE) => {}
-            _ = shutdown.recv() => return,
+        if let Some(answer) = answer {
+            effects.extend(mover.step(answer, now));
         }
     }
+}
+
+/// What the mover needs to know of a view: the slots moving away and where.
+fn adopted(view: &ClusterView) -> Event {
+    let outgoing = view
+        .outgoing
+        .keys()
+        .filter_map(|&slot| {
+            let SlotState::MigratingTo(to) = view.state(slot) else {
+                return None;
+            };
+            let node = view.node(to)?;
+            let target = Target {
+                id: node.id.clone(),
+                bus_addr: node.bus_addr.clone(),
+            };
+            Some((slot, target))
+        })
+        .collect();
+    Event::ViewAdopted {
+        epoch: view.epoch(),
+        outgoing,
+    }
+}
+
+/// Carries out the effects of the mover's latest steps, in order, and
+/// returns the answer to the one action among them.
+async fn carry_out(
+    effects: Vec<Effect>,
+    store: &Store,
+    cluster: &ClusterState,
+    view: &ClusterView,
+    links: &mut HashMap<NodeId, BusClient>,
+    changed: &mut watch::Receiver<u64>,
+) -> Option<Event> {
+    let mut answer = None;
+    for effect in effects {
+        match effect {
+            Effect::PurgeForeignKeys => purge_foreign_keys(store, view),
+            Effect::Disconnect(target) => {
+                links.remove(&target);
+            }
+            Effect::TellDone { slot, to } => {
+                cluster.tell_coordinator(NodeMessage::MigrationDone { slot, to });
+            }
+            Effect::Connect(target) => {
+                let secret = cluster.secret.as_deref();
+                answer = Some(match BusClient::connect(&target.bus_addr, secret).await {
+                    Ok(link) => {
+                        links.insert(target.id.clone(), link);
+                        Event::LinkUp(target.id)
+                    }
+                    Err(err) => Event::LinkFailed {
+                        target: target.id,
+                        reason: format!("{err:#}"),
+                    },
+                });
+            }
+            Effect::SendBatch { slot, to } => {
+                let (Some(outgoing), Some(link)) = (view.outgoing.get(&slot), links.get_mut(&to))
+                else {
+                    let reason = "no link or slot not moving".to_string();
+                    answer = Some(Event::BatchFailed { slot, reason });
+                    continue;
+                };
+                answer = Some(match move_batch(store, slot, outgoing, link).await {
+                    Ok(count) => Event::BatchMoved { slot, count },
+                    Err(err) => Event::BatchFailed {
+                        slot,
+                        reason: format!("{err:#}"),
+                    },
+                });
+            }
+            Effect::Idle(period) => {
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = tokio::time::sleep(period) => {}
+                }
+                answer = Some(Event::Tick);
+            }
+        }
+    }
+    if answer.is_none() {
+        // The mover always asks for an action; were it ever not to, resting
+        // here keeps the driver from spinning.
+        warn!("the migration driver was asked for nothing");
+        tokio::time::sleep(mover::IDLE).await;
+    }
+    answer
 }
 
 /// Moves one batch of `slot`'s keys to the target. Returns how many moved
 /// (0 when the slot is empty here).
 async fn move_batch(
-    shared: &Shared,
+    store: &Store,
     slot: Slot,
     outgoing: &Mutex<OutgoingSlot>,
     link: &mut BusClient,
 ) -> anyhow::Result<usize> {
-    let store = &shared.store;
     let mut request: Vec<Vec<u8>> = vec![b"KC.IMPORT".to_vec(), slot.to_string().into_bytes()];
     {
         let mut state = outgoing.lock().unwrap_or_else(PoisonError::into_inner);
@@ -163,11 +216,10 @@ async fn move_batch(
 /// Deletes keys of slots this node neither owns nor imports: leftovers of a
 /// migration that finished or was abandoned. They are unreachable (clients get
 /// MOVED) and, if the slot ever came back, would be stale.
-fn purge_foreign_keys(shared: &Shared, view: &ClusterView) {
+fn purge_foreign_keys(store: &Store, view: &ClusterView) {
     if view.me.is_none() {
         return;
     }
-    let store = &shared.store;
     let now = now_ms();
     let mut purged = 0;
     for slot in 0..keycafe_core::SLOT_COUNT {

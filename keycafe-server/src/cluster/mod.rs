@@ -13,10 +13,12 @@
 //! - [`coordinator`]: registration, configuration updates, heartbeats.
 //! - [`bus`]: node-to-node links (PING/PONG gossip, key import).
 //! - [`migration`]: moving a slot's keys to their new owner.
+//! - [`peers`]: what the bus has heard from each peer.
 
 pub mod bus;
 pub mod coordinator;
 pub mod migration;
+pub mod peers;
 pub mod routing;
 pub mod view;
 
@@ -50,7 +52,7 @@ pub struct ClusterState {
     /// Set once this node has asked to leave the cluster.
     pub leaving: std::sync::atomic::AtomicBool,
     /// What the bus has heard from each peer.
-    pub peers: bus::Peers,
+    pub peers: peers::Peers,
 }
 
 impl ClusterState {
@@ -66,7 +68,7 @@ impl ClusterState {
             outbox,
             outbox_rx: Mutex::new(Some(outbox_rx)),
             leaving: std::sync::atomic::AtomicBool::new(false),
-            peers: bus::Peers::default(),
+            peers: peers::Peers::default(),
         }
     }
 
@@ -116,5 +118,43 @@ impl ClusterState {
     /// A receiver that sees every adopted epoch.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> NodeInfo {
+        NodeInfo {
+            id: "me".into(),
+            client_addr: "127.0.0.1:1".into(),
+            bus_addr: "127.0.0.1:2".into(),
+            replica_of: None,
+        }
+    }
+
+    fn config(epoch: u64) -> ClusterConfig {
+        ClusterConfig {
+            epoch,
+            nodes: vec![me()],
+            ..ClusterConfig::default()
+        }
+    }
+
+    #[test]
+    fn only_a_newer_configuration_is_adopted_and_announced() {
+        let cluster = ClusterState::new(me(), "127.0.0.1:3".into(), None);
+        let mut changed = cluster.subscribe();
+        assert!(cluster.adopt(config(3)));
+        assert!(changed.has_changed().unwrap());
+        changed.borrow_and_update();
+        for stale in [3, 2] {
+            assert!(!cluster.adopt(config(stale)), "epoch {stale} adopted");
+            assert_eq!(cluster.epoch(), 3);
+            assert!(!changed.has_changed().unwrap(), "epoch {stale} announced");
+        }
+        assert!(cluster.adopt(config(4)));
+        assert_eq!(*changed.borrow_and_update(), 4);
     }
 }

@@ -16,12 +16,21 @@
 
 use std::sync::{Arc, Mutex};
 
-use keycafe_core::{Args, Slot, key_slot};
+use keycafe_core::{Slot, key_slot};
 
 use super::view::{ClusterView, OutgoingSlot, SlotState};
-use crate::cmd::CommandSpec;
-use crate::connection::ConnState;
 use crate::store::Store;
+
+/// What the slot check needs to know about a request besides its keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Access {
+    /// The command changes data.
+    pub write: bool,
+    /// The connection sent ASKING just before it.
+    pub asking: bool,
+    /// The connection sent READONLY (a replica may serve its reads).
+    pub readonly: bool,
+}
 
 /// The outcome of the slot check.
 pub enum Decision {
@@ -38,24 +47,13 @@ pub enum Decision {
     Refuse(String),
 }
 
-/// The key arguments of a request, from the command table's positions.
-pub fn keys<'a>(spec: &CommandSpec, args: Args<'a>) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let (first, step) = (spec.first_key.max(0) as usize, spec.step.max(1) as usize);
-    let last = match spec.last_key {
-        n if n < 0 => args.len().saturating_sub(n.unsigned_abs() as usize),
-        n => n as usize,
-    };
-    let count = if first == 0 || last < first {
-        0
-    } else {
-        (last - first) / step + 1
-    };
-    (0..count).filter_map(move |i| args.get(first + i * step))
-}
-
-/// Decides whether this node may run `args` now.
-pub fn check(view: &ClusterView, spec: &CommandSpec, args: Args<'_>, conn: &ConnState) -> Decision {
-    let mut slots = keys(spec, args).map(key_slot);
+/// Decides whether this node may run a request with these keys now.
+pub fn check<'k>(
+    view: &ClusterView,
+    keys: impl Iterator<Item = &'k [u8]>,
+    access: Access,
+) -> Decision {
+    let mut slots = keys.map(key_slot);
     let Some(slot) = slots.next() else {
         return Decision::Serve;
     };
@@ -69,8 +67,8 @@ pub fn check(view: &ClusterView, spec: &CommandSpec, args: Args<'_>, conn: &Conn
     };
     match view.state(slot) {
         SlotState::Mine => Decision::Serve,
-        SlotState::ImportingFrom(_) if conn.asking => Decision::Serve,
-        SlotState::Replicated(_) if conn.readonly && !spec.is_write() => Decision::Serve,
+        SlotState::ImportingFrom(_) if access.asking => Decision::Serve,
+        SlotState::Replicated(_) if access.readonly && !access.write => Decision::Serve,
         SlotState::Other(owner)
         | SlotState::ImportingFrom(owner)
         | SlotState::Replicated(owner) => {
@@ -90,18 +88,17 @@ pub fn check(view: &ClusterView, spec: &CommandSpec, args: Args<'_>, conn: &Conn
 
 /// The second half of the check for a migrating slot, run while holding the
 /// slot's lock: which of the keys are still here decides.
-pub fn check_migrating(
+pub fn check_migrating<'k>(
     outgoing: &OutgoingSlot,
     store: &Store,
-    spec: &CommandSpec,
-    args: Args<'_>,
+    keys: impl Iterator<Item = &'k [u8]>,
+    write: bool,
     slot: Slot,
     target: &str,
 ) -> Result<(), String> {
-    let write = spec.flags.contains(&"write");
     let now = crate::store::now_ms();
     let (mut here, mut missing) = (0, 0);
-    for key in keys(spec, args) {
+    for key in keys {
         if write && outgoing.in_flight.contains(key) {
             return Err(format!(
                 "TRYAGAIN Slot {slot} is being migrated; retry shortly"
@@ -123,34 +120,28 @@ pub fn check_migrating(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::lookup;
 
-    fn key_list(command: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut source = Vec::new();
-        let mut spans = Vec::new();
-        for arg in command {
-            spans.push(source.len()..source.len() + arg.len());
-            source.extend_from_slice(arg);
-        }
-        let spec = lookup(command[0]).expect("known command");
-        keys(spec, Args::new(&source, &spans))
-            .map(<[u8]>::to_vec)
-            .collect()
+    #[test]
+    fn keys_in_different_slots_are_refused() {
+        let view = ClusterView::empty();
+        let keys = [&b"a"[..], b"b"];
+        assert!(matches!(
+            check(&view, keys.into_iter(), Access::default()),
+            Decision::Refuse(text) if text.starts_with("CROSSSLOT")
+        ));
+        let tagged = [&b"{user}a"[..], b"{user}b"];
+        assert!(matches!(
+            check(&view, tagged.into_iter(), Access::default()),
+            Decision::Refuse(text) if text.starts_with("CLUSTERDOWN")
+        ));
     }
 
     #[test]
-    fn key_positions_follow_the_table() {
-        assert_eq!(key_list(&[b"GET", b"a"]), vec![b"a".to_vec()]);
-        assert_eq!(
-            key_list(&[b"SET", b"a", b"v", b"EX", b"10"]),
-            vec![b"a".to_vec()]
-        );
-        assert_eq!(
-            key_list(&[b"MSET", b"a", b"1", b"b", b"2"]),
-            vec![b"a".to_vec(), b"b".to_vec()]
-        );
-        assert_eq!(key_list(&[b"DEL", b"a", b"b", b"c"]).len(), 3);
-        assert!(key_list(&[b"PING"]).is_empty());
-        assert!(key_list(&[b"DBSIZE"]).is_empty());
+    fn a_request_without_keys_is_served() {
+        let view = ClusterView::empty();
+        assert!(matches!(
+            check(&view, std::iter::empty(), Access::default()),
+            Decision::Serve
+        ));
     }
 }

@@ -12,7 +12,7 @@ use crate::store::{Expiry, now_ms};
 fn cluster<'a>(ctx: &'a Ctx<'_>) -> CmdResult<&'a crate::cluster::ClusterState> {
     ctx.shared
         .cluster
-        .as_ref()
+        .as_deref()
         .ok_or_else(|| CmdError::Other("ERR This node is not in cluster mode".into()))
 }
 

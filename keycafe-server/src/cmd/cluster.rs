@@ -171,8 +171,8 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
                     "ERR You should send CLUSTER FAILOVER to a replica".into(),
                 ));
             }
-            // Answered OK once the connection has started the task.
-            ctx.conn.pending = Some(crate::connection::Pending::StartFailover { force });
+            tokio::spawn(crate::replication::failover::run(ctx.shared.clone(), force));
+            reply.ok();
         }
         b"LEAVE" => {
             cursor.finish()?;

@@ -1,10 +1,22 @@
-//! The command table: every command a node serves, how many arguments it
-//! takes, where its keys are, and the function that runs it.
+//! The commands a node serves, and how one request is run.
 //!
-//! [`execute`] looks the name up (case-insensitively, without allocating),
-//! refuses everything but AUTH, HELLO and QUIT until a connection has
-//! authenticated (when a password is set), checks the arity, runs the handler, and turns a returned [`CmdError`] into
-//! an error reply. Handlers are grouped by family, one file each:
+//! What each command *is* — its arity, its typed [`Flags`] (writes? reads?
+//! bus only? allowed before AUTH?) and where its keys are — is
+//! `keycafe_core::command`'s table, shared with the client and reported by
+//! COMMAND. This module adds the function that runs each one ([`HANDLERS`])
+//! and [`execute`], which looks the name up (case-insensitively, without
+//! allocating), refuses everything not flagged `NO_AUTH` until a connection
+//! has authenticated, checks the arity, passes the failover write gate and
+//! the slot check, runs the handler, and turns a returned [`CmdError`] into
+//! an error reply.
+//!
+//! Handlers are plain functions that never wait. Nearly all write their reply
+//! and are done; the few whose answer takes time (WAIT) or that turn the
+//! connection into something else (a replica's `KC.PSYNC`) return an
+//! [`Outcome`], which the connection carries out without knowing which
+//! command asked for it.
+//!
+//! Handlers are grouped by family, one file each:
 //!
 //! - [`strings`]: GET, SET and the other string commands.
 //! - [`keys`]: DEL, EXISTS, the expiry family, DBSIZE, FLUSHALL.
@@ -17,9 +29,6 @@
 //! In cluster mode, a command with keys first passes the slot check of
 //! [`crate::cluster::routing`], which may answer MOVED, ASK, TRYAGAIN,
 //! CROSSSLOT or CLUSTERDOWN instead of running it.
-//!
-//! The key positions (`first_key`, `last_key`, `step`, as in Redis's command
-//! table) are what COMMAND reports, so that cluster clients can route.
 
 pub mod bus;
 pub mod cluster;
@@ -30,19 +39,61 @@ pub mod server;
 pub mod strings;
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
 
-use keycafe_core::{Args, Reply};
+use bytes::BytesMut;
+use keycafe_core::command::{COMMANDS, CommandInfo, Flags};
+use keycafe_core::{Args, Frame, Protocol, Reply};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 pub use parse::{ArgCursor, CmdError, CmdResult, Keyword};
 
-use crate::connection::ConnState;
+use crate::cluster::routing::{self, Access, Decision};
 use crate::state::Shared;
 use crate::store::Store;
 
+/// What commands may know and change about the connection they run on.
+#[derive(Debug, Clone)]
+pub struct ConnState {
+    pub id: u64,
+    pub protocol: Protocol,
+    pub authenticated: bool,
+    pub name: Option<String>,
+    /// Set by QUIT: close once the pending replies are written.
+    pub quit: bool,
+    /// Set by ASKING: the next command may touch a slot being imported.
+    pub asking: bool,
+    /// Set by READONLY: reads may be served by a replica.
+    pub readonly: bool,
+    /// A cluster-bus connection from another node (bus commands only).
+    pub bus: bool,
+    /// Commands run since the count was last added to the node's stats
+    /// (INFO adds them to the total it shows).
+    pub commands: u64,
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        ConnState {
+            id: 0,
+            protocol: Protocol::Resp2,
+            authenticated: true,
+            name: None,
+            quit: false,
+            asking: false,
+            readonly: false,
+            bus: false,
+            commands: 0,
+        }
+    }
+}
+
 /// What a handler may touch: the node's shared state and its own connection.
 pub struct Ctx<'a> {
-    pub shared: &'a Shared,
+    pub shared: &'a Arc<Shared>,
     pub conn: &'a mut ConnState,
 }
 
@@ -58,134 +109,145 @@ impl Ctx<'_> {
     }
 }
 
-pub type Handler = fn(&mut Ctx<'_>, Args<'_>, &mut Reply<'_>) -> CmdResult;
+/// A future that owns what it needs.
+pub type Task<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// One row of the command table.
-pub struct CommandSpec {
-    /// Lower-case name, as Redis's COMMAND reports it.
-    pub name: &'static str,
-    /// Exact argument count (name included) when positive; a minimum when
-    /// negative.
-    pub arity: i32,
-    /// COMMAND flags: `write`, `readonly`, `fast`, ...
-    pub flags: &'static [&'static str],
-    /// Position of the first key argument (0 = no keys).
-    pub first_key: i32,
-    /// Position of the last key argument (-1 = the last argument).
-    pub last_key: i32,
-    /// Distance between key arguments (2 for MSET's key/value pairs).
-    pub step: i32,
+/// What a connection does with a socket it hands over: the socket, the bytes
+/// read from it but not yet used, and the node's shutdown signal.
+pub type Takeover =
+    Box<dyn FnOnce(TcpStream, BytesMut, CancellationToken) -> Task<std::io::Result<()>> + Send>;
+
+/// What the connection must do after a command ran. Handlers never wait:
+/// a command whose answer takes time returns the waiting as a value, and the
+/// connection carries it out without knowing which command it was.
+pub enum Outcome {
+    /// The reply is written; run the next request.
+    Done,
+    /// The reply is what this future completes with. Requests pipelined
+    /// behind it wait; a client that leaves meanwhile drops it (WAIT,
+    /// `KC.FAILOVER.PAUSE`).
+    Block(Task<Frame>),
+    /// The connection stops serving requests and becomes this task
+    /// (`KC.PSYNC`: a replication stream).
+    Takeover(Takeover),
+}
+
+/// How a command runs.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Writes its reply and is done: nearly every command.
+    Reply(fn(&mut Ctx<'_>, Args<'_>, &mut Reply<'_>) -> CmdResult),
+    /// May leave its reply for later or take the connection over.
+    Outcome(fn(&mut Ctx<'_>, Args<'_>, &mut Reply<'_>) -> CmdResult<Outcome>),
+}
+
+/// A command: its row of `keycafe_core`'s table and the function that runs it.
+#[derive(Clone, Copy)]
+pub struct Command {
+    pub info: &'static CommandInfo,
     pub handler: Handler,
 }
 
-impl CommandSpec {
-    /// Node-to-node commands, served only on the cluster bus.
-    pub fn is_bus_only(&self) -> bool {
-        self.name.starts_with("kc.")
+impl Command {
+    /// Bus commands exist only on the bus port, and the bus serves only them
+    /// (and AUTH, PING, QUIT).
+    fn may_run_on_bus(&self, bus: bool) -> bool {
+        match bus {
+            true => self.info.is(Flags::BUS) || self.info.is(Flags::ON_BUS),
+            false => !self.info.is(Flags::BUS),
+        }
     }
 
-    /// Changes data (and so must pass the write gate of a failover).
-    pub fn is_write(&self) -> bool {
-        self.flags.first() == Some(&"write")
-    }
-
-    fn arity_ok(&self, argc: usize) -> bool {
-        let arity = self.arity.unsigned_abs() as usize;
-        if self.arity >= 0 {
-            argc == arity
-        } else {
-            argc >= arity
+    fn run(&self, ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult<Outcome> {
+        match self.handler {
+            Handler::Reply(handler) => handler(ctx, args, reply).map(|()| Outcome::Done),
+            Handler::Outcome(handler) => handler(ctx, args, reply),
         }
     }
 }
 
-const W: &[&str] = &["write"];
-const WF: &[&str] = &["write", "fast"];
-const RF: &[&str] = &["readonly", "fast"];
-const F: &[&str] = &["fast"];
-const NONE: &[&str] = &[];
+use Handler::{Outcome as Waits, Reply as Replies};
 
-macro_rules! commands {
-    ($( $name:literal $arity:literal $flags:ident ($first:literal $last:literal $step:literal) => $handler:path ;)*) => {
-        &[$( CommandSpec {
-            name: $name, arity: $arity, flags: $flags,
-            first_key: $first, last_key: $last, step: $step, handler: $handler,
-        }, )*]
-    };
-}
-
-/// Every command, in the order COMMAND lists them.
-pub static COMMANDS: &[CommandSpec] = commands! {
+/// The function behind every command of `keycafe_core::command::COMMANDS`.
+static HANDLERS: &[(&str, Handler)] = &[
     // Strings.
-    "get"       2 RF (1 1 1) => strings::get;
-    "set"      -3 W  (1 1 1) => strings::set;
-    "setnx"     3 WF (1 1 1) => strings::setnx;
-    "setex"     4 W  (1 1 1) => strings::setex;
-    "psetex"    4 W  (1 1 1) => strings::psetex;
-    "getdel"    2 WF (1 1 1) => strings::getdel;
-    "getex"    -2 WF (1 1 1) => strings::getex;
-    "mget"     -2 RF (1 -1 1) => strings::mget;
-    "mset"     -3 W  (1 -1 2) => strings::mset;
-    "msetnx"   -3 W  (1 -1 2) => strings::msetnx;
-    "incr"      2 WF (1 1 1) => strings::incr;
-    "decr"      2 WF (1 1 1) => strings::decr;
-    "incrby"    3 WF (1 1 1) => strings::incrby;
-    "decrby"    3 WF (1 1 1) => strings::decrby;
-    "append"    3 W  (1 1 1) => strings::append;
-    "strlen"    2 RF (1 1 1) => strings::strlen;
+    ("get", Replies(strings::get)),
+    ("set", Replies(strings::set)),
+    ("setnx", Replies(strings::setnx)),
+    ("setex", Replies(strings::setex)),
+    ("psetex", Replies(strings::psetex)),
+    ("getdel", Replies(strings::getdel)),
+    ("getex", Replies(strings::getex)),
+    ("mget", Replies(strings::mget)),
+    ("mset", Replies(strings::mset)),
+    ("msetnx", Replies(strings::msetnx)),
+    ("incr", Replies(strings::incr)),
+    ("decr", Replies(strings::decr)),
+    ("incrby", Replies(strings::incrby)),
+    ("decrby", Replies(strings::decrby)),
+    ("append", Replies(strings::append)),
+    ("strlen", Replies(strings::strlen)),
     // Keys and expiry.
-    "del"      -2 W  (1 -1 1) => keys::del;
-    "delete"   -2 W  (1 -1 1) => keys::del;
-    "unlink"   -2 WF (1 -1 1) => keys::del;
-    "exists"   -2 RF (1 -1 1) => keys::exists;
-    "expire"   -3 WF (1 1 1) => keys::expire;
-    "pexpire"  -3 WF (1 1 1) => keys::pexpire;
-    "expireat" -3 WF (1 1 1) => keys::expireat;
-    "pexpireat" -3 WF (1 1 1) => keys::pexpireat;
-    "ttl"       2 RF (1 1 1) => keys::ttl;
-    "pttl"      2 RF (1 1 1) => keys::pttl;
-    "persist"   2 WF (1 1 1) => keys::persist;
-    "dbsize"    1 RF (0 0 0) => keys::dbsize;
-    "flushall" -1 W  (0 0 0) => keys::flushall;
-    "flushdb"  -1 W  (0 0 0) => keys::flushall;
+    ("del", Replies(keys::del)),
+    ("delete", Replies(keys::del)),
+    ("unlink", Replies(keys::del)),
+    ("exists", Replies(keys::exists)),
+    ("expire", Replies(keys::expire)),
+    ("pexpire", Replies(keys::pexpire)),
+    ("expireat", Replies(keys::expireat)),
+    ("pexpireat", Replies(keys::pexpireat)),
+    ("ttl", Replies(keys::ttl)),
+    ("pttl", Replies(keys::pttl)),
+    ("persist", Replies(keys::persist)),
+    ("dbsize", Replies(keys::dbsize)),
+    ("flushall", Replies(keys::flushall)),
+    ("flushdb", Replies(keys::flushall)),
     // Connection and server.
-    "ping"     -1 F  (0 0 0) => server::ping;
-    "echo"      2 F  (0 0 0) => server::echo;
-    "auth"     -2 F  (0 0 0) => server::auth;
-    "quit"     -1 F  (0 0 0) => server::quit;
-    "hello"    -1 F  (0 0 0) => server::hello;
-    "select"    2 F  (0 0 0) => server::select;
-    "client"   -2 NONE (0 0 0) => server::client;
-    "command"  -1 NONE (0 0 0) => server::command;
-    "config"   -2 NONE (0 0 0) => server::config;
-    "info"     -1 NONE (0 0 0) => server::info;
+    ("ping", Replies(server::ping)),
+    ("echo", Replies(server::echo)),
+    ("auth", Replies(server::auth)),
+    ("quit", Replies(server::quit)),
+    ("hello", Replies(server::hello)),
+    ("select", Replies(server::select)),
+    ("client", Replies(server::client)),
+    ("command", Replies(server::command)),
+    ("config", Replies(server::config)),
+    ("info", Replies(server::info)),
     // Replication.
-    "wait"      3 NONE (0 0 0) => replication::wait;
-    "role"      1 F  (0 0 0) => replication::role;
+    ("wait", Waits(replication::wait)),
+    ("role", Replies(replication::role)),
     // Cluster.
-    "cluster"  -2 NONE (0 0 0) => cluster::cluster;
-    "asking"    1 F  (0 0 0) => cluster::asking;
-    "readonly"  1 F  (0 0 0) => cluster::readonly;
-    "readwrite" 1 F  (0 0 0) => cluster::readwrite;
+    ("cluster", Replies(cluster::cluster)),
+    ("asking", Replies(cluster::asking)),
+    ("readonly", Replies(cluster::readonly)),
+    ("readwrite", Replies(cluster::readwrite)),
     // Cluster bus only.
-    "kc.ping"   4 F  (0 0 0) => bus::ping;
-    "kc.config" 1 F  (0 0 0) => bus::config;
-    "kc.import" -2 W (0 0 0) => bus::import;
-    "kc.psync"  5 NONE (0 0 0) => replication::psync;
-    "kc.failover.pause" 2 NONE (0 0 0) => replication::failover_pause;
-    "kc.failover.resume" 1 NONE (0 0 0) => replication::failover_resume;
-};
+    ("kc.ping", Replies(bus::ping)),
+    ("kc.config", Replies(bus::config)),
+    ("kc.import", Replies(bus::import)),
+    ("kc.psync", Waits(replication::psync)),
+    ("kc.failover.pause", Waits(replication::failover_pause)),
+    ("kc.failover.resume", Replies(replication::failover_resume)),
+];
 
 /// The table indexed by upper-case name, built on first use.
-static BY_NAME: LazyLock<HashMap<Vec<u8>, &'static CommandSpec>> = LazyLock::new(|| {
+static BY_NAME: LazyLock<HashMap<Vec<u8>, Command>> = LazyLock::new(|| {
     COMMANDS
         .iter()
-        .map(|spec| (spec.name.to_ascii_uppercase().into_bytes(), spec))
+        .map(|info| {
+            let handler = HANDLERS
+                .iter()
+                .find(|(name, _)| *name == info.name)
+                .map(|&(_, handler)| handler)
+                .expect("every command in the table has a handler (see the tests)");
+            let name = info.name.to_ascii_uppercase().into_bytes();
+            (name, Command { info, handler })
+        })
         .collect()
 });
 
-/// Finds a command by name, in any letter case.
-pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+/// Finds a command by name, in any letter case, without allocating.
+pub fn lookup(name: &[u8]) -> Option<Command> {
     let mut upper = [0u8; 24];
     let upper = upper.get_mut(..name.len())?;
     for (dst, src) in upper.iter_mut().zip(name) {
@@ -194,70 +256,75 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     BY_NAME.get(&upper[..]).copied()
 }
 
-/// Runs one request and writes exactly one reply.
-pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) {
+/// The key arguments of a request, from the table's key positions.
+pub fn key_args<'a>(info: &CommandInfo, args: Args<'a>) -> impl Iterator<Item = &'a [u8]> + Clone {
+    info.key_positions(args.len())
+        .filter_map(move |at| args.get(at))
+}
+
+/// Runs one request and writes exactly one reply, now or (for
+/// [`Outcome::Block`]) when the connection has carried out the outcome.
+pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Outcome {
     let name = args.get(0).unwrap_or_default();
-    let spec = match lookup(name) {
-        // Bus commands exist only on the bus port, and the bus serves only
-        // them (and AUTH, PING, QUIT).
-        Some(spec) if spec.is_bus_only() == ctx.conn.bus => spec,
-        Some(spec) if ctx.conn.bus && matches!(spec.name, "auth" | "ping" | "quit") => spec,
-        _ => {
-            reply.error(&unknown_command(args));
-            return;
-        }
+    let Some(command) = lookup(name).filter(|c| c.may_run_on_bus(ctx.conn.bus)) else {
+        reply.error(&unknown_command(args));
+        return Outcome::Done;
     };
-    if !ctx.conn.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
+    let info = command.info;
+    if !ctx.conn.authenticated && !info.is(Flags::NO_AUTH) {
         reply.error(&server::noauth().to_string());
-        return;
+        return Outcome::Done;
     }
-    if !spec.arity_ok(args.len()) {
-        reply.error(&CmdError::WrongArity(spec.name.to_string()).to_string());
-        return;
+    if !info.arity_ok(args.len()) {
+        reply.error(&CmdError::WrongArity(info.name.to_string()).to_string());
+        return Outcome::Done;
     }
     let result = match ctx.shared.cluster.as_ref() {
-        None => (spec.handler)(ctx, args, reply),
+        None => command.run(ctx, args, reply),
         Some(cluster) => {
             // A manual failover pauses every write, the bus's too.
-            let _pass = match spec.is_write() {
+            let _pass = match info.is(Flags::WRITE) {
                 true => match ctx.shared.replication.gate.enter() {
                     Some(pass) => Some(pass),
                     None => {
                         reply.error("TRYAGAIN Writes are paused for a failover; retry shortly");
-                        return;
+                        return Outcome::Done;
                     }
                 },
                 false => None,
             };
-            if ctx.conn.bus {
-                (spec.handler)(ctx, args, reply)
-            } else {
-                let result = run_in_cluster(cluster, spec, ctx, args, reply);
-                if spec.name != "asking" {
-                    ctx.conn.asking = false;
-                }
-                result
+            match ctx.conn.bus {
+                true => command.run(ctx, args, reply),
+                false => run_in_cluster(cluster, command, ctx, args, reply),
             }
         }
     };
-    if let Err(err) = result {
+    result.unwrap_or_else(|err| {
         reply.reset();
         reply.error(&err.to_string());
-    }
+        Outcome::Done
+    })
 }
 
 /// Runs a command after the cluster's slot check.
 fn run_in_cluster(
     cluster: &crate::cluster::ClusterState,
-    spec: &CommandSpec,
+    command: Command,
     ctx: &mut Ctx<'_>,
     args: Args<'_>,
     reply: &mut Reply<'_>,
-) -> CmdResult {
-    use crate::cluster::routing::{self, Decision};
+) -> CmdResult<Outcome> {
+    let access = Access {
+        write: command.info.is(Flags::WRITE),
+        // ASKING lasts for one command: the one after it (ASKING itself
+        // sets it again).
+        asking: std::mem::take(&mut ctx.conn.asking),
+        readonly: ctx.conn.readonly,
+    };
+    let keys = key_args(command.info, args);
     let view = cluster.view();
-    match routing::check(&view, spec, args, ctx.conn) {
-        Decision::Serve => (spec.handler)(ctx, args, reply),
+    match routing::check(&view, keys.clone(), access) {
+        Decision::Serve => command.run(ctx, args, reply),
         Decision::Refuse(text) => Err(CmdError::Other(text)),
         Decision::Migrating {
             slot,
@@ -268,9 +335,9 @@ fn run_in_cluster(
             let outgoing = outgoing
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            routing::check_migrating(&outgoing, ctx.store(), spec, args, slot, &target)
+            routing::check_migrating(&outgoing, ctx.store(), keys, access.write, slot, &target)
                 .map_err(CmdError::Other)?;
-            (spec.handler)(ctx, args, reply)
+            command.run(ctx, args, reply)
         }
     }
 }
@@ -300,28 +367,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_command_has_exactly_one_handler() {
+        for info in COMMANDS {
+            let found = HANDLERS.iter().filter(|(name, _)| *name == info.name);
+            assert_eq!(found.count(), 1, "{}", info.name);
+        }
+        for (name, _) in HANDLERS {
+            assert!(
+                COMMANDS.iter().any(|c| c.name == *name),
+                "{name} not in the table"
+            );
+        }
+    }
+
+    #[test]
     fn lookup_ignores_case() {
-        assert_eq!(lookup(b"get").map(|c| c.name), Some("get"));
-        assert_eq!(lookup(b"GeT").map(|c| c.name), Some("get"));
-        assert_eq!(lookup(b"DELETE").map(|c| c.name), Some("delete"));
+        assert_eq!(lookup(b"GeT").map(|c| c.info.name), Some("get"));
         assert!(lookup(b"nosuchcommand").is_none());
         assert!(lookup(&[b'x'; 100]).is_none());
     }
 
     #[test]
-    fn every_name_is_unique_and_lower_case() {
-        let mut seen = std::collections::HashSet::new();
-        for spec in COMMANDS {
-            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
-            assert!(seen.insert(spec.name), "{} listed twice", spec.name);
-        }
-    }
-
-    #[test]
-    fn arity() {
+    fn bus_commands_only_on_the_bus() {
+        let psync = lookup(b"kc.psync").unwrap();
+        assert!(psync.may_run_on_bus(true) && !psync.may_run_on_bus(false));
         let get = lookup(b"get").unwrap();
-        assert!(get.arity_ok(2) && !get.arity_ok(1) && !get.arity_ok(3));
-        let set = lookup(b"set").unwrap();
-        assert!(set.arity_ok(3) && set.arity_ok(7) && !set.arity_ok(2));
+        assert!(!get.may_run_on_bus(true) && get.may_run_on_bus(false));
+        let ping = lookup(b"ping").unwrap();
+        assert!(ping.may_run_on_bus(true) && ping.may_run_on_bus(false));
     }
 }

@@ -6,11 +6,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use keycafe_core::{Args, Reply};
+use keycafe_core::{Args, Frame, Reply};
 
-use super::{ArgCursor, CmdError, CmdResult, Ctx};
-use crate::connection::Pending;
-use crate::replication::primary::SyncRequest;
+use super::{ArgCursor, CmdError, CmdResult, Ctx, Outcome};
+use crate::replication::primary::{self, SyncRequest};
 
 /// True if this node follows a primary (per the adopted configuration).
 pub fn is_replica(ctx: &Ctx<'_>) -> bool {
@@ -23,7 +22,7 @@ pub fn is_replica(ctx: &Ctx<'_>) -> bool {
 /// `WAIT numreplicas timeout`: block until `numreplicas` replicas have
 /// acknowledged every write this node made before the WAIT, or `timeout`
 /// milliseconds pass (0: no limit); answer how many did.
-pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdResult {
+pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdResult<Outcome> {
     let mut cursor = ArgCursor::new(args);
     let replicas = cursor.next_int()?;
     let timeout = cursor.next_int()?;
@@ -35,11 +34,13 @@ pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdRes
     }
     let timeout =
         u64::try_from(timeout).map_err(|_| CmdError::Other("ERR timeout is negative".into()))?;
-    ctx.conn.pending = Some(Pending::Wait {
-        replicas: usize::try_from(replicas.max(0)).unwrap_or(usize::MAX),
-        timeout: (timeout > 0).then(|| Duration::from_millis(timeout)),
-    });
-    Ok(())
+    let replicas = usize::try_from(replicas.max(0)).unwrap_or(usize::MAX);
+    let timeout = (timeout > 0).then(|| Duration::from_millis(timeout));
+    let shared = ctx.shared.clone();
+    Ok(Outcome::Block(Box::pin(async move {
+        let acked = shared.replication.wait_for_acks(replicas, timeout).await;
+        Frame::Integer(acked as i64)
+    })))
 }
 
 /// `ROLE`: `[master, offset, [[ip, port, offset], ...]]` or
@@ -169,7 +170,7 @@ pub fn client_kill(ctx: &Ctx<'_>, cursor: &mut ArgCursor<'_>) -> CmdResult<i64> 
 /// `KC.PSYNC node-id replid offset client-addr` (bus): a replica asks for
 /// the stream. Accepted only from a node the configuration names as this
 /// node's replica; the connection then becomes the stream.
-pub fn psync(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdResult {
+pub fn psync(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdResult<Outcome> {
     let mut cursor = ArgCursor::new(args);
     let node = String::from_utf8_lossy(cursor.next_bytes()?).into_owned();
     let replid = String::from_utf8_lossy(cursor.next_bytes()?).into_owned();
@@ -192,24 +193,40 @@ pub fn psync(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdRe
             view.epoch()
         )));
     }
-    ctx.conn.pending = Some(Pending::Replica(SyncRequest {
+    let request = SyncRequest {
         node,
         replid,
         offset: u64::try_from(offset).ok(),
         addr,
-    }));
-    Ok(())
+    };
+    let source = primary::Source {
+        store: ctx.shared.store.clone(),
+        replication: ctx.shared.replication.clone(),
+        node_timeout: Duration::from_millis(ctx.shared.config.node_timeout_ms),
+    };
+    let conn = ctx.conn.id;
+    Ok(Outcome::Takeover(Box::new(move |stream, input, stop| {
+        Box::pin(primary::serve(stream, input, source, request, conn, stop))
+    })))
 }
 
 /// `KC.FAILOVER.PAUSE ms` (bus): stop writes for a manual failover; answers
 /// the stream offset once no write is running.
-pub fn failover_pause(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdResult {
+pub fn failover_pause(
+    ctx: &mut Ctx<'_>,
+    args: Args<'_>,
+    _reply: &mut Reply<'_>,
+) -> CmdResult<Outcome> {
     let mut cursor = ArgCursor::new(args);
     let ms = cursor.next_int()?;
     cursor.finish()?;
     let ms = u64::try_from(ms).map_err(|_| CmdError::Syntax)?.min(60_000);
-    ctx.conn.pending = Some(Pending::PauseWrites(Duration::from_millis(ms)));
-    Ok(())
+    let shared = ctx.shared.clone();
+    Ok(Outcome::Block(Box::pin(async move {
+        let replication = &shared.replication;
+        replication.gate.pause(Duration::from_millis(ms)).await;
+        Frame::Integer(replication.log.offset() as i64)
+    })))
 }
 
 /// `KC.FAILOVER.RESUME` (bus): the failover was abandoned; accept writes.

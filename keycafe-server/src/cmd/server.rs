@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 
 use keycafe_core::{Args, Reply};
 
-use super::{ArgCursor, COMMANDS, CmdError, CmdResult, Ctx};
+use keycafe_core::command::{COMMANDS, CommandInfo};
+
+use super::{ArgCursor, CmdError, CmdResult, Ctx};
 
 /// The version reported to clients (`redis_version` keeps Redis clients that
 /// check for feature support happy).
@@ -234,7 +236,7 @@ pub fn command(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Cmd
             reply.array(cursor.remaining());
             while cursor.remaining() > 0 {
                 match super::lookup(cursor.next_bytes()?) {
-                    Some(spec) => command_info(spec, reply),
+                    Some(command) => command_info(command.info, reply),
                     None => reply.null(),
                 }
             }
@@ -247,13 +249,13 @@ pub fn command(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Cmd
 }
 
 /// One command's description in Redis 7's COMMAND INFO shape.
-fn command_info(spec: &super::CommandSpec, reply: &mut Reply<'_>) {
+fn command_info(spec: &CommandInfo, reply: &mut Reply<'_>) {
     reply.array(10);
     reply.bulk(spec.name.as_bytes());
     reply.integer(i64::from(spec.arity));
-    reply.array(spec.flags.len());
+    reply.array(spec.flags.reported_names().count());
     spec.flags
-        .iter()
+        .reported_names()
         .for_each(|flag| reply.simple(flag.as_bytes()));
     reply.integer(i64::from(spec.first_key));
     reply.integer(i64::from(spec.last_key));

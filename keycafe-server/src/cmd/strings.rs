@@ -400,21 +400,22 @@ pub(crate) mod harness {
     use bytes::{Bytes, BytesMut};
     use keycafe_core::{Args, Frame, Limits, Protocol, Reply};
 
-    use crate::cmd::{Ctx, execute};
+    use std::sync::Arc;
+
+    use crate::cmd::{ConnState, Ctx, execute};
     use crate::config::Config;
-    use crate::connection::ConnState;
     use crate::state::Shared;
     use crate::store::Store;
 
     pub struct Node {
-        shared: Shared,
+        shared: Arc<Shared>,
         conn: ConnState,
     }
 
     impl Node {
         pub fn new() -> Node {
             Node {
-                shared: Shared::new(Config::default()),
+                shared: Arc::new(Shared::new(Config::default())),
                 conn: ConnState::default(),
             }
         }

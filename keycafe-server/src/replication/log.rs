@@ -1,14 +1,14 @@
 //! The replication log: the ordered stream of every change to the keyspace,
 //! and the backlog of its most recent bytes.
 //!
-//! The store calls [`ReplicationLog::record_set`] / [`record_del`] /
-//! [`record_flush`] for every change it makes, *while holding the lock of the
-//! key's shard*. That is what orders the stream: two writes to one key take
-//! the same lock, so they are recorded in the order they were applied, and
-//! writes to different keys commute. Each record is the key's complete new
-//! state (`SET key value [PXAT ms]` or `DEL key`), never a delta such as
-//! `INCR`, so applying a record twice is harmless. That is what lets a full
-//! copy be taken while the primary keeps serving (see `primary.rs`).
+//! The log subscribes to the store's change feed (`crate::store::Change`),
+//! which tells it every change *while holding the lock of the key's shard*.
+//! That is what orders the stream: two writes to one key take the same
+//! lock, so they are recorded in the order they were applied, and writes to
+//! different keys commute. Each record is the key's complete new state
+//! (`SET key value [PXAT ms]` or `DEL key`), never a delta such as `INCR`,
+//! so applying a record twice is harmless. That is what lets a full copy be
+//! taken while the primary keeps serving (see `primary.rs`).
 //!
 //! Records are native-protocol request frames, so the stream reads like
 //! commands in a packet capture. A position in the stream is an *offset*:
@@ -30,6 +30,8 @@ use bytes::BytesMut;
 use keycafe_core::Protocol;
 use tokio::sync::Notify;
 
+use crate::store::{Change, Subscriber};
+
 /// Where a history stands: its id and the offset of its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
@@ -43,10 +45,6 @@ pub struct ReplicationLog {
     /// True while this node is a primary that has (had) replicas: only then
     /// does the store pay for recording.
     recording: AtomicBool,
-    /// True while this node runs expiry itself. A replica does not: its
-    /// primary's `DEL` records remove expired keys, so the two never diverge
-    /// because one clock fired first.
-    expiring: AtomicBool,
     backlog: Mutex<Backlog>,
     /// Woken when the stream grows (see [`ReplicationLog::grown`]).
     grew: Notify,
@@ -78,7 +76,6 @@ impl ReplicationLog {
     pub fn new(capacity: usize) -> ReplicationLog {
         ReplicationLog {
             recording: AtomicBool::new(false),
-            expiring: AtomicBool::new(true),
             backlog: Mutex::new(Backlog {
                 replid: random_replid(),
                 replid2: NO_ID.to_string(),
@@ -101,20 +98,10 @@ impl ReplicationLog {
         self.recording.load(Ordering::Relaxed)
     }
 
-    /// True if this node expires keys itself (a primary).
-    pub fn is_expiring(&self) -> bool {
-        self.expiring.load(Ordering::Relaxed)
-    }
-
-    /// Act as a primary: record every write, run expiry.
-    pub fn act_as_primary(&self) {
-        self.expiring.store(true, Ordering::SeqCst);
-    }
-
-    /// Act as a replica: record nothing of our own, expire nothing.
-    pub fn act_as_replica(&self) {
+    /// Act as a replica: record nothing of our own (the stream from our
+    /// primary is appended with [`ReplicationLog::append_raw`]).
+    pub fn stop_recording(&self) {
         self.recording.store(false, Ordering::SeqCst);
-        self.expiring.store(false, Ordering::SeqCst);
     }
 
     /// Turns recording on (a replica is attaching) and returns where the
@@ -229,15 +216,14 @@ impl ReplicationLog {
         b.allocate();
     }
 
-    /// Becomes a primary: a new history id, the old one remembered up to
-    /// here, recording on from now.
+    /// Becomes a primary's log: a new history id, the old one remembered up
+    /// to here, recording on from now.
     pub fn promote(&self) -> Position {
         let mut b = self.lock();
         b.replid2 = std::mem::replace(&mut b.replid, random_replid());
         b.second_offset = b.end;
         b.allocate();
         self.recording.store(true, Ordering::SeqCst);
-        self.expiring.store(true, Ordering::SeqCst);
         b.position()
     }
 
@@ -269,6 +255,25 @@ impl ReplicationLog {
 
     fn lock(&self) -> MutexGuard<'_, Backlog> {
         self.backlog.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The log hears the store's changes while recording.
+impl Subscriber for ReplicationLog {
+    fn is_listening(&self) -> bool {
+        self.is_recording()
+    }
+
+    fn on_change(&self, change: Change<'_>) {
+        match change {
+            Change::Set {
+                key,
+                value,
+                deadline,
+            } => self.record_set(key, value, deadline),
+            Change::Del { key } => self.record_del(key),
+            Change::FlushAll => self.record_flush(),
+        }
     }
 }
 
@@ -432,7 +437,7 @@ mod tests {
     #[test]
     fn a_promoted_replica_serves_its_old_history() {
         let replica = ReplicationLog::new(4096);
-        replica.act_as_replica();
+        replica.stop_recording();
         replica.reset("old-primary", 100);
         let mut frame = BytesMut::new();
         Protocol::Native.encode_request(&[&b"DEL"[..], b"x"], &mut frame);
@@ -440,7 +445,7 @@ mod tests {
         let took_over = replica.offset();
         let new = replica.promote();
         assert_ne!(new.replid, "old-primary");
-        assert!(replica.is_recording() && replica.is_expiring());
+        assert!(replica.is_recording());
         // Another replica of the old primary, at or behind us: continues.
         assert!(replica.can_continue("old-primary", 100));
         assert!(replica.can_continue("old-primary", took_over));

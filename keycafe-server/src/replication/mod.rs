@@ -5,8 +5,10 @@
 //!   backlog.
 //! - [`primary`]: serving a replica: a full copy or a resumption, then the
 //!   stream; acknowledgements and `WAIT`.
-//! - [`replica`]: following a primary: connect, copy, apply, acknowledge.
-//! - [`failover`]: `CLUSTER FAILOVER`, the safe manual hand-over.
+//! - [`replica`]: following a primary: connect, copy, apply, acknowledge;
+//!   the shell around [`link`], the state machine that decides all that.
+//! - [`failover`]: `CLUSTER FAILOVER`, the safe manual hand-over; the shell
+//!   around [`handover`], its state machine.
 //!
 //! Roles come from the cluster configuration (`replica_of` in a node's
 //! entry): the coordinator decides who follows whom and whom to promote, and
@@ -17,6 +19,8 @@
 //! story, including what a failover can lose.
 
 pub mod failover;
+pub mod handover;
+pub mod link;
 pub mod log;
 pub mod primary;
 pub mod replica;
@@ -46,7 +50,7 @@ pub struct ReplicaLink {
 }
 
 /// This node's side of a link to its primary, for INFO and heartbeats.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamStatus {
     pub primary: Option<NodeId>,
     /// The primary's client address.

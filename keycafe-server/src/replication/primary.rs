@@ -28,12 +28,12 @@ use keycafe_core::{Limits, Protocol, RequestParser, SLOT_COUNT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::log::{NO_ID, encode_set};
 use super::{ReplicaLink, Replication};
-use crate::state::Shared;
+use crate::store::Store;
 
 /// Send at most this much stream per write.
 const CHUNK: usize = 256 * 1024;
@@ -41,6 +41,15 @@ const CHUNK: usize = 256 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// A busy link sends at most once per this gap (see [`more_to_send`]).
 const COALESCE: Duration = Duration::from_millis(1);
+
+/// What serving a replica needs of the node.
+#[derive(Clone)]
+pub struct Source {
+    pub store: Arc<Store>,
+    pub replication: Arc<Replication>,
+    /// A replica silent for this long is dropped.
+    pub node_timeout: Duration,
+}
 
 /// A replica's `KC.PSYNC`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,12 +67,12 @@ pub struct SyncRequest {
 pub async fn serve(
     stream: TcpStream,
     input: BytesMut,
-    shared: Arc<Shared>,
+    source: Source,
     request: SyncRequest,
     conn: u64,
-    mut shutdown: broadcast::Receiver<()>,
+    stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let replication = &shared.replication;
+    let replication = &source.replication;
     let mut kills = replication.replica_kills();
     kills.borrow_and_update();
     replication.attach(
@@ -77,12 +86,12 @@ pub async fn serve(
         },
     );
     let result = tokio::select! {
-        result = stream_to(stream, input, &shared, &request, conn) => result,
+        result = stream_to(stream, input, &source, &request, conn) => result,
         _ = kills.changed() => {
             info!(replica = %request.addr, "replica link killed");
             Ok(())
         }
-        _ = shutdown.recv() => Ok(()),
+        _ = stop.cancelled() => Ok(()),
     };
     replication.detach(conn);
     if let Err(err) = &result {
@@ -94,11 +103,11 @@ pub async fn serve(
 async fn stream_to(
     stream: TcpStream,
     mut input: BytesMut,
-    shared: &Shared,
+    source: &Source,
     request: &SyncRequest,
     conn: u64,
 ) -> std::io::Result<()> {
-    let replication = &shared.replication;
+    let replication = &source.replication;
     let log = &replication.log;
     let (mut reader, mut writer) = stream.into_split();
     let mut out = BytesMut::with_capacity(CHUNK);
@@ -133,7 +142,7 @@ async fn stream_to(
             let position = log.start_recording();
             info!(replica = %request.addr, offset = position.offset, "sending a full copy");
             encode_reply(b"FULLSYNC", &position.replid, position.offset, &mut out);
-            let keys = send_copy(shared, &mut writer, &mut out).await?;
+            let keys = send_copy(&source.store, &mut writer, &mut out).await?;
             info!(replica = %request.addr, keys, "full copy sent");
             position.offset
         }
@@ -145,7 +154,7 @@ async fn stream_to(
     });
 
     let mut parser = RequestParser::new(Limits::DEFAULT);
-    let silence = Duration::from_millis(shared.config.node_timeout_ms.max(1000));
+    let silence = source.node_timeout.max(Duration::from_secs(1));
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_ack = Instant::now();
     let mut last_send = tokio::time::Instant::now();
@@ -221,14 +230,14 @@ fn encode_reply(kind: &[u8], replid: &str, offset: u64, out: &mut BytesMut) {
 /// Sends every key, slot by slot, then the `KC.SYNCED` marker. Returns the
 /// number of keys sent.
 async fn send_copy(
-    shared: &Shared,
+    store: &Store,
     writer: &mut OwnedWriteHalf,
     out: &mut BytesMut,
 ) -> std::io::Result<u64> {
     let now = crate::store::now_ms();
     let mut keys = 0;
     for slot in 0..SLOT_COUNT {
-        shared.store.for_each_in_slot(slot, |key, value, deadline| {
+        store.for_each_in_slot(slot, |key, value, deadline| {
             // Already expired here: its DEL follows in the stream.
             if deadline.is_none_or(|ms| ms >= now) {
                 encode_set(key, value, deadline, out);

@@ -1,47 +1,44 @@
 //! The replica's side: following whatever primary the configuration names.
 //!
-//! [`run`] watches the adopted configurations. While this node's entry says
-//! `replica_of: P`, it keeps a link to P's cluster bus: `KC.PSYNC` with its
-//! history id and offset, then either a full copy (flush, load every record
-//! up to `KC.SYNCED`) or nothing, then the stream, applying each record and
-//! keeping its bytes in its own backlog at the same offsets. It acknowledges
-//! the offset it has applied (`KC.ACK`) after each read that empties the
-//! socket (while more is queued, at most once a millisecond), and once a
-//! second when idle. A link that breaks is re-made with backoff, resuming
-//! from the offset; a primary silent for the node timeout is given up on
-//! (the coordinator hears `link_up: false` and may fail it over).
+//! While this node's entry says `replica_of: P`, it keeps a link to P's
+//! cluster bus: `KC.PSYNC` with its history id and offset, then either a
+//! full copy (flush, load every record up to `KC.SYNCED`) or nothing, then
+//! the stream, applying each record and keeping its bytes in its own backlog
+//! at the same offsets, and acknowledging the offset it has applied
+//! (`KC.ACK`). When a configuration makes this node a primary, it is
+//! promoted: a new history id (remembering the old one up to here),
+//! recording on, expiry on. A demoted primary keeps its data until the new
+//! primary's answer says whether it can continue or must take a full copy.
 //!
-//! When a configuration makes this node a primary, it is promoted: a new
-//! history id (remembering the old one up to here), recording on, expiry
-//! on. When one makes it the replica of another node, it stops recording and
-//! expiring and follows the new primary — a demoted primary keeps its data
-//! until the new primary's answer says whether it can continue or must take
-//! a full copy.
+//! Every decision — when to connect, acknowledge, give up on a silent
+//! primary, back off, promote — is [`super::link::Link`]'s, a state machine
+//! whose module documentation states the rules. [`run`] is its shell: it
+//! owns the socket, applies records to the store and the replication log,
+//! turns configuration changes, `CLIENT KILL TYPE master`, reads and timers
+//! into events, and carries out the effects the machine returns, in order.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use keycafe_core::cluster::NodeInfo;
 use keycafe_core::{Args, Frame, Limits, Protocol, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{broadcast, watch};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::broadcast;
 use tracing::{info, warn};
 
+use super::link::{Answer, Effect, Event, Link, Reason};
 use super::log::NO_ID;
 use crate::cluster::ClusterState;
 use crate::cluster::bus::BusClient;
 use crate::state::Shared;
-use crate::store::{Expiry, MAX_STRING_LEN};
+use crate::store::{Expiry, MAX_STRING_LEN, Role};
 
-/// An idle replica still acknowledges this often (the primary's liveness check).
-const ACK_EVERY: Duration = Duration::from_secs(1);
-/// While more of the stream is queued, a replica acknowledges at most once
-/// per this gap.
-const ACK_GAP: Duration = Duration::from_millis(1);
 /// Room made in the input buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Frames a primary may send: one key and value, a handful of arguments.
 const STREAM_LIMITS: Limits = Limits {
@@ -57,176 +54,348 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
         return;
     };
     let mut changed = cluster.subscribe();
-    let mut backoff = Duration::from_millis(50);
+    let mut kills = shared.replication.upstream_kills();
+    kills.borrow_and_update();
+    let node_timeout = Duration::from_millis(shared.config.node_timeout_ms);
+    let mut shell = Shell {
+        shared: &shared,
+        cluster,
+        link: Link::new(node_timeout),
+        wire: Wire::Closed,
+    };
+    shell.handle(adopted(cluster)).await;
+    // Yielded once since the timer last fired.
+    let mut yielded = false;
     loop {
-        let primary = my_primary(cluster);
-        match primary {
-            None => {
-                become_primary(&shared, cluster);
-                tokio::select! {
-                    result = changed.changed() => if result.is_err() { return },
-                    _ = shutdown.recv() => return,
+        let wake = shell.link.next_tick();
+        // Only polled when `wake` is set.
+        let at = wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // Bytes waiting on the socket must be heard before a timer can call
+        // the primary silent: hence the order of the branches, and the
+        // yield before a tick. After this process was stopped or starved,
+        // the timer can fire before the runtime knows that the socket holds
+        // what arrived meanwhile; `yield_now` resumes only after the
+        // runtime has polled for I/O, and the select then sees both.
+        let io = tokio::select! {
+            biased;
+            _ = shutdown.recv() => return,
+            changed = changed.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                Io::Event(adopted(cluster))
+            }
+            Ok(()) = kills.changed() => Io::Event(Event::Killed),
+            io = shell.wire.next() => io,
+            _ = tokio::time::sleep_until(at.into()), if wake.is_some() => {
+                if !yielded {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Io::Event(Event::Tick)
+            }
+        };
+        yielded = false;
+        shell.on(io).await;
+    }
+}
+
+/// The adopted configuration, as the link sees it.
+fn adopted(cluster: &ClusterState) -> Event {
+    let view = cluster.view();
+    Event::ConfigAdopted {
+        primary: view.my_primary().cloned(),
+        member: view.me.is_some(),
+    }
+}
+
+type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The connection to the primary, in whatever stage the link is.
+enum Wire {
+    Closed,
+    /// Connecting to the bus (hello, AUTH).
+    Connecting(Pending<anyhow::Result<BusClient>>),
+    /// Connected; `KC.PSYNC` not sent yet.
+    Connected(BusClient),
+    /// `KC.PSYNC` sent; the future answers it.
+    Handshaking(Pending<(BusClient, anyhow::Result<Frame>)>),
+    /// The copy or the stream flows in; acknowledgements flow out.
+    Open(Stream),
+}
+
+struct Stream {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    /// Read and not yet applied.
+    input: BytesMut,
+    parser: RequestParser,
+    /// Loading a full copy, until `KC.SYNCED` (else applying the stream).
+    copying: bool,
+    /// Keys the full copy has loaded so far.
+    keys: u64,
+}
+
+/// What woke the shell.
+enum Io {
+    Event(Event),
+    Connected(anyhow::Result<BusClient>),
+    Answered(BusClient, anyhow::Result<Frame>),
+    /// A read finished; `room` is what the buffer had space for.
+    Read(std::io::Result<usize>, usize),
+}
+
+impl Wire {
+    /// Completes when the connection has something to say; never while
+    /// closed. Cancel-safe: the pending futures stay in `self`, and a read
+    /// that does not complete takes nothing.
+    async fn next(&mut self) -> Io {
+        match self {
+            Wire::Closed | Wire::Connected(_) => std::future::pending().await,
+            Wire::Connecting(connect) => Io::Connected(connect.await),
+            Wire::Handshaking(call) => {
+                let (client, answer) = call.await;
+                Io::Answered(client, answer)
+            }
+            Wire::Open(stream) => {
+                stream.input.reserve(READ_CHUNK);
+                let room = stream.input.capacity() - stream.input.len();
+                Io::Read(stream.reader.read_buf(&mut stream.input).await, room)
+            }
+        }
+    }
+}
+
+/// The link machine and the I/O around it.
+struct Shell<'a> {
+    shared: &'a Shared,
+    cluster: &'a ClusterState,
+    link: Link,
+    wire: Wire,
+}
+
+impl Shell<'_> {
+    /// Turns what happened on the connection into events.
+    async fn on(&mut self, io: Io) {
+        match io {
+            Io::Event(event) => self.handle(event).await,
+            Io::Connected(Ok(client)) => {
+                self.wire = Wire::Connected(client);
+                let history = self.shared.replication.log.position();
+                self.handle(Event::Connected { history }).await;
+            }
+            Io::Connected(Err(err)) => {
+                self.wire = Wire::Closed;
+                self.handle(Event::ConnectFailed(err.to_string())).await;
+            }
+            Io::Answered(client, answer) => {
+                match answer.and_then(|frame| parse_psync_answer(&frame)) {
+                    Ok(answer) => {
+                        let primary = self.primary_addr();
+                        match &answer {
+                            Answer::Continue { offset, .. } => {
+                                info!(%primary, offset, "continuing from our offset");
+                            }
+                            Answer::FullSync { offset, .. } => {
+                                info!(%primary, offset, "receiving a full copy");
+                            }
+                        }
+                        let (socket, input) = client.into_parts();
+                        let (reader, writer) = socket.into_split();
+                        self.wire = Wire::Open(Stream {
+                            reader,
+                            writer,
+                            input,
+                            parser: RequestParser::new(STREAM_LIMITS),
+                            copying: false,
+                            keys: 0,
+                        });
+                        self.handle(Event::PsyncAnswered(answer)).await;
+                        // What came with the answer.
+                        self.take_input(true, false).await;
+                    }
+                    Err(err) => {
+                        self.wire = Wire::Closed;
+                        self.handle(Event::LinkBroken(err.to_string())).await;
+                    }
                 }
             }
-            Some(primary) => {
-                shared.replication.log.act_as_replica();
-                // A primary demoted during a manual failover: its pause is
-                // over (writes get MOVED now).
-                shared.replication.gate.resume();
-                shared.replication.set_upstream(|up| {
-                    if up.primary.as_deref() != Some(primary.id.as_str()) {
-                        up.primary = Some(primary.id.clone());
-                        up.primary_addr = Some(primary.client_addr.clone());
-                        up.link_up = false;
+            Io::Read(read, room) => {
+                let copying = matches!(&self.wire, Wire::Open(s) if s.copying);
+                match read {
+                    Ok(0) if copying => {
+                        let err = "primary closed the link during the full copy";
+                        self.handle(Event::LinkBroken(err.into())).await;
                     }
-                });
-                let result = tokio::select! {
-                    result = follow(&shared, cluster, &primary) => result,
-                    _ = primary_changes(&mut changed, cluster, &primary.id) => Ok(()),
-                    _ = killed(&shared) => Err(anyhow::anyhow!("link killed (CLIENT KILL TYPE master)")),
-                    _ = shutdown.recv() => return,
+                    Ok(0) => {
+                        let err = "primary closed the link";
+                        self.handle(Event::LinkBroken(err.into())).await;
+                    }
+                    Ok(read) => self.take_input(read < room, true).await,
+                    Err(err) => self.handle(Event::LinkBroken(err.to_string())).await,
+                }
+            }
+        }
+    }
+
+    /// Loads or applies what the input holds. `emptied`: the read that
+    /// brought it took everything the socket held; `unheard`: no event has
+    /// told the link of that read yet.
+    async fn take_input(&mut self, emptied: bool, mut unheard: bool) {
+        loop {
+            let Wire::Open(stream) = &mut self.wire else {
+                return;
+            };
+            if stream.copying {
+                let loaded = match load_copy(self.shared, stream) {
+                    Ok(true) => {
+                        info!(keys = stream.keys, "full copy loaded");
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(err) => {
+                        self.handle(Event::LinkBroken(err.to_string())).await;
+                        return;
+                    }
                 };
-                shared.replication.set_upstream(|up| up.link_up = false);
-                if let Err(err) = result {
-                    warn!(primary = %primary.client_addr, %err, "replication link down");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.recv() => return,
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                } else {
-                    backoff = Duration::from_millis(50);
+                unheard = false;
+                if !loaded {
+                    self.handle(Event::Loading).await;
+                    return;
                 }
+                // The rest of the input is stream.
+                self.handle(Event::CopyLoaded).await;
+                continue;
             }
-        }
-    }
-}
-
-/// The primary this node should follow, per the adopted configuration.
-fn my_primary(cluster: &ClusterState) -> Option<NodeInfo> {
-    cluster.view().my_primary().cloned()
-}
-
-/// Takes on the primary's duties; a promotion if this node was following
-/// someone.
-fn become_primary(shared: &Shared, cluster: &ClusterState) {
-    let replication = &shared.replication;
-    let was_following = replication.upstream().primary.is_some();
-    if was_following && cluster.view().me.is_some() {
-        let position = replication.log.promote();
-        info!(replid = %position.replid, offset = position.offset, "promoted to primary");
-        replication.set_upstream(|up| *up = Default::default());
-    } else {
-        replication.log.act_as_primary();
-    }
-}
-
-/// Completes when the configuration names another primary for this node
-/// (or none).
-async fn primary_changes(changed: &mut watch::Receiver<u64>, cluster: &ClusterState, id: &str) {
-    loop {
-        if changed.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-        if my_primary(cluster).is_none_or(|p| p.id != id) {
+            let log = &self.shared.replication.log;
+            let event = match apply_stream(self.shared, &mut stream.parser, &stream.input) {
+                Ok(used) => {
+                    log.append_raw(&stream.input[..used]);
+                    stream.input.advance(used);
+                    (used > 0 || unheard).then(|| Event::Received {
+                        offset: log.offset(),
+                        emptied,
+                    })
+                }
+                Err(err) => Some(Event::LinkBroken(err.to_string())),
+            };
+            if let Some(event) = event {
+                self.handle(event).await;
+            }
             return;
         }
     }
-}
 
-async fn killed(shared: &Shared) {
-    let mut kills = shared.replication.upstream_kills();
-    kills.borrow_and_update();
-    let _ = kills.changed().await;
-}
-
-/// One link's life: handshake, perhaps a full copy, then the stream.
-async fn follow(shared: &Shared, cluster: &ClusterState, primary: &NodeInfo) -> anyhow::Result<()> {
-    let replication = &shared.replication;
-    let log = &replication.log;
-    let mut link = BusClient::connect(&primary.bus_addr, cluster.secret.as_deref()).await?;
-    // Whatever history we hold — our primary's, or our own as a demoted
-    // primary — the primary decides whether it can continue it.
-    // An empty history (offset 0) has nothing to continue.
-    let position = log.position();
-    let (replid, offset) = match position.offset {
-        0 => (NO_ID.to_string(), "-1".to_string()),
-        offset => (position.replid, offset.to_string()),
-    };
-    let answer = link
-        .call(&[
-            b"KC.PSYNC".as_slice(),
-            cluster.me.id.as_bytes(),
-            replid.as_bytes(),
-            offset.as_bytes(),
-            cluster.me.client_addr.as_bytes(),
-        ])
-        .await?;
-    let (kind, primary_replid, start) = parse_psync_answer(&answer)?;
-    let (stream, mut input) = link.into_parts();
-    let (mut reader, mut writer) = stream.into_split();
-    let mut parser = RequestParser::new(STREAM_LIMITS);
-
-    if kind == "FULLSYNC" {
-        info!(primary = %primary.client_addr, offset = start, "receiving a full copy");
-        replication.set_upstream(|up| {
-            up.syncing = true;
-            up.synced = false;
-        });
-        // Until the copy is complete we hold no history anyone can continue.
-        log.reset(NO_ID, 0);
-        shared.store.flush_all();
-        let keys = load_copy(shared, &mut reader, &mut input, &mut parser).await?;
-        log.reset(&primary_replid, start);
-        info!(keys, "full copy loaded");
-    } else {
-        log.follow(&primary_replid);
-        info!(primary = %primary.client_addr, offset = start, "continuing from our offset");
-    }
-    replication.set_upstream(|up| {
-        up.syncing = false;
-        up.synced = true;
-        up.link_up = true;
-        up.last_io = Some(Instant::now());
-    });
-    send_ack(&mut writer, log.offset()).await?;
-
-    let silence = Duration::from_millis(shared.config.node_timeout_ms.max(1000));
-    let mut ack_timer = tokio::time::interval(ACK_EVERY);
-    let mut last_ack = tokio::time::Instant::now();
-    // An acknowledgement owed but held back to keep to one per ACK_GAP.
-    let mut ack_owed = false;
-    loop {
-        let owed_at = last_ack + ACK_GAP;
-        input.reserve(READ_CHUNK);
-        let room = input.capacity() - input.len();
-        tokio::select! {
-            read = tokio::time::timeout(silence, reader.read_buf(&mut input)) => {
-                let read = read.map_err(|_| anyhow::anyhow!("primary silent for {silence:?}"))??;
-                anyhow::ensure!(read > 0, "primary closed the link");
-                let used = apply_stream(shared, &mut parser, &input)?;
-                log.append_raw(&input[..used]);
-                input.advance(used);
-                replication.set_upstream(|up| up.last_io = Some(Instant::now()));
-                ack_owed = true;
-                // Held back only while more is on its way: a read that
-                // emptied the socket is acknowledged at once, so that a
-                // WAIT is answered without a timer's delay.
-                if last_ack.elapsed() < ACK_GAP && read == room {
-                    continue;
+    /// Steps the machine with `event`, and with whatever carrying out its
+    /// effects gives rise to.
+    async fn handle(&mut self, event: Event) {
+        let mut events = VecDeque::from([event]);
+        while let Some(event) = events.pop_front() {
+            for effect in self.link.step(event, Instant::now()) {
+                if let Some(next) = self.carry_out(effect).await {
+                    events.push_back(next);
                 }
             }
-            _ = tokio::time::sleep_until(owed_at), if ack_owed => {}
-            _ = ack_timer.tick() => {}
         }
-        send_ack(&mut writer, log.offset()).await?;
-        last_ack = tokio::time::Instant::now();
-        ack_owed = false;
+    }
+
+    /// Does what the machine decided. The node's role changes here and
+    /// nowhere else.
+    async fn carry_out(&mut self, effect: Effect) -> Option<Event> {
+        let replication = &self.shared.replication;
+        let log = &replication.log;
+        match effect {
+            Effect::Connect { bus_addr } => {
+                let secret = self.cluster.secret.clone();
+                self.wire = Wire::Connecting(Box::pin(async move {
+                    BusClient::connect(&bus_addr, secret.as_deref()).await
+                }));
+            }
+            Effect::SendPsync { replid, offset } => {
+                let Wire::Connected(mut client) = std::mem::replace(&mut self.wire, Wire::Closed)
+                else {
+                    return None;
+                };
+                let me = &self.cluster.me;
+                let (id, addr) = (me.id.clone(), me.client_addr.clone());
+                let offset = offset.map_or_else(|| "-1".to_string(), |o| o.to_string());
+                self.wire = Wire::Handshaking(Box::pin(async move {
+                    let args = [
+                        b"KC.PSYNC".as_slice(),
+                        id.as_bytes(),
+                        replid.as_bytes(),
+                        offset.as_bytes(),
+                        addr.as_bytes(),
+                    ];
+                    let answer = client.call(&args).await;
+                    (client, answer)
+                }));
+            }
+            Effect::BeginCopy => {
+                // Until the copy is complete we hold no history anyone can
+                // continue.
+                log.reset(NO_ID, 0);
+                self.shared.store.flush_all();
+                self.set_copying(true);
+            }
+            Effect::AdoptHistory { replid, offset } => {
+                log.reset(&replid, offset);
+                self.set_copying(false);
+            }
+            Effect::ContinueHistory { replid } => {
+                log.follow(&replid);
+                self.set_copying(false);
+            }
+            Effect::SendAck(offset) => {
+                if let Wire::Open(stream) = &mut self.wire
+                    && let Err(err) = send_ack(&mut stream.writer, offset).await
+                {
+                    return Some(Event::LinkBroken(err.to_string()));
+                }
+            }
+            Effect::DropLink(reason) => {
+                self.wire = Wire::Closed;
+                if reason != Reason::Reconfigured {
+                    let primary = self.primary_addr();
+                    warn!(%primary, err = %reason, "replication link down");
+                }
+            }
+            Effect::Promote => {
+                let position = log.promote();
+                self.shared.store.set_role(Role::Primary);
+                info!(replid = %position.replid, offset = position.offset, "promoted to primary");
+            }
+            Effect::BecomePrimary => self.shared.store.set_role(Role::Primary),
+            Effect::BecomeReplica => {
+                log.stop_recording();
+                self.shared.store.set_role(Role::Replica);
+                // A primary demoted during a manual failover: its pause is
+                // over (writes get MOVED now).
+                replication.gate.resume();
+            }
+            Effect::Report(status) => replication.set_upstream(|up| *up = status),
+        }
+        None
+    }
+
+    /// The client address of the primary we follow, for logs.
+    fn primary_addr(&self) -> String {
+        self.link
+            .following()
+            .map_or_else(String::new, |p| p.client_addr.clone())
+    }
+
+    fn set_copying(&mut self, copying: bool) {
+        if let Wire::Open(stream) = &mut self.wire {
+            stream.copying = copying;
+            stream.keys = 0;
+        }
     }
 }
 
 /// `[FULLSYNC|CONTINUE, replid, offset]`.
-fn parse_psync_answer(answer: &Frame) -> anyhow::Result<(String, String, u64)> {
+fn parse_psync_answer(answer: &Frame) -> anyhow::Result<Answer> {
     let Frame::Array(items) = answer else {
         anyhow::bail!("unexpected KC.PSYNC answer {answer:?}");
     };
@@ -242,30 +411,26 @@ fn parse_psync_answer(answer: &Frame) -> anyhow::Result<(String, String, u64)> {
         kind == "FULLSYNC" || kind == "CONTINUE",
         "unexpected KC.PSYNC answer {kind}"
     );
-    Ok((kind, text(1)?, text(2)?.parse()?))
+    let (replid, offset) = (text(1)?, text(2)?.parse()?);
+    Ok(match kind.as_str() {
+        "FULLSYNC" => Answer::FullSync { replid, offset },
+        _ => Answer::Continue { replid, offset },
+    })
 }
 
-/// Loads full-copy records until `KC.SYNCED`; returns the keys loaded.
-async fn load_copy(
-    shared: &Shared,
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
-    input: &mut BytesMut,
-    parser: &mut RequestParser,
-) -> anyhow::Result<u64> {
-    let mut keys = 0;
-    loop {
-        while let Some((args, used)) = parser.parse(Protocol::Native, input)? {
-            if args.get(0) == Some(b"KC.SYNCED".as_slice()) {
-                input.advance(used);
-                return Ok(keys);
-            }
-            apply(shared, args)?;
-            keys += 1;
-            input.advance(used);
+/// Loads the full-copy records in the input; true once `KC.SYNCED` has
+/// been read (what follows it is stream).
+fn load_copy(shared: &Shared, stream: &mut Stream) -> anyhow::Result<bool> {
+    while let Some((args, used)) = stream.parser.parse(Protocol::Native, &stream.input)? {
+        if args.get(0) == Some(b"KC.SYNCED".as_slice()) {
+            stream.input.advance(used);
+            return Ok(true);
         }
-        let read = reader.read_buf(input).await?;
-        anyhow::ensure!(read > 0, "primary closed the link during the full copy");
+        apply(shared, args)?;
+        stream.keys += 1;
+        stream.input.advance(used);
     }
+    Ok(false)
 }
 
 /// Applies every complete record in `input`; returns the bytes they used.

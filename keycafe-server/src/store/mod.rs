@@ -45,6 +45,15 @@
 //!   `expiry.rs`) so that its cost follows the number of keys that are due,
 //!   not the size of the keyspace.
 //!
+//! # Role and change feed
+//!
+//! A store is told its node's [`Role`]. A primary expires keys itself; a
+//! replica never does — it hides keys past their deadline and waits for its
+//! primary's `DEL`, so that the two never diverge because one clock fired
+//! first. Every change is told to the store's [`ChangeFeed`] (see
+//! `feed.rs`): that is how replication, and anything else that must see
+//! every write, plugs in without the store knowing of it.
+//!
 //! # Using it from a command
 //!
 //! A command either reads a value in place ([`Store::get_with`], which lets
@@ -55,22 +64,23 @@
 
 mod entry;
 mod expiry;
+mod feed;
 mod key_entry;
 mod shard;
 #[cfg(test)]
 mod tests;
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use foldhash::fast::RandomState;
 use keycafe_core::{SLOT_COUNT, Slot, key_slot};
 
+pub use feed::{Change, ChangeFeed, Subscriber};
 pub use key_entry::{Expiry, KeyEntry, Ttl};
 use shard::{Location, Shard};
-
-use crate::replication::log::ReplicationLog;
 
 /// The longest key or value the store accepts: Redis's 512 MiB.
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
@@ -122,6 +132,30 @@ fn locked<'g>(guards: &'g mut [Option<MutexGuard<'_, Shard>>], shard: usize) -> 
         .expect("every shard of the batch was locked")
 }
 
+/// Whose clock decides when a key expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// This node expires keys itself (lazily and actively), and says so on
+    /// the change feed with `Del`.
+    Primary,
+    /// This node's primary decides: keys past their deadline are hidden
+    /// from reads but kept until the primary's `DEL` arrives.
+    Replica,
+}
+
+/// What every shard of a store shares.
+struct Common {
+    feed: ChangeFeed,
+    /// True for [`Role::Primary`].
+    expiring: AtomicBool,
+}
+
+impl Common {
+    fn expires_keys(&self) -> bool {
+        self.expiring.load(Ordering::Relaxed)
+    }
+}
+
 /// A shard on its own pair of cache lines (adjacent-line prefetch pulls in two).
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
@@ -134,8 +168,7 @@ pub struct Store {
     /// `log2(shards.len())`: a slot's table index is `slot >> shard_shift`.
     shard_shift: u32,
     hasher: RandomState,
-    /// Hears every change (see `crate::replication`).
-    log: Arc<ReplicationLog>,
+    common: Arc<Common>,
 }
 
 impl Default for Store {
@@ -154,31 +187,44 @@ impl Store {
         Store::with_shards(Self::DEFAULT_SHARDS)
     }
 
-    /// An empty store with `shards` shards, rounded up to a power of two
-    /// between 1 and 16384 so that shards divide the slots evenly, and a
-    /// replication log that records nothing until a replica attaches.
+    /// An empty primary's store with `shards` shards, rounded up to a power
+    /// of two between 1 and 16384 so that shards divide the slots evenly,
+    /// and nobody listening to its changes.
     pub fn with_shards(shards: usize) -> Store {
-        Store::with_log(shards, Arc::new(ReplicationLog::new(1024 * 1024)))
+        Store::with_feed(shards, ChangeFeed::new())
     }
 
-    /// An empty store whose changes go to `log`.
-    pub fn with_log(shards: usize, log: Arc<ReplicationLog>) -> Store {
+    /// An empty primary's store whose changes go to `feed`.
+    pub fn with_feed(shards: usize, feed: ChangeFeed) -> Store {
         let count = shards.clamp(1, usize::from(SLOT_COUNT)).next_power_of_two();
         let hasher = RandomState::default();
         let tables_per_shard = usize::from(SLOT_COUNT) / count;
-        let shard = || Shard::new(tables_per_shard, hasher.clone(), log.clone());
+        let common = Arc::new(Common {
+            feed,
+            expiring: AtomicBool::new(true),
+        });
+        let shard = || Shard::new(tables_per_shard, hasher.clone(), common.clone());
         Store {
             shards: (0..count).map(|_| Padded(Mutex::new(shard()))).collect(),
             shard_mask: count - 1,
             shard_shift: count.trailing_zeros(),
             hasher,
-            log,
+            common,
         }
     }
 
-    /// The replication log this store records to.
-    pub fn log(&self) -> &Arc<ReplicationLog> {
-        &self.log
+    /// Takes on a role: see [`Role`].
+    pub fn set_role(&self, role: Role) {
+        self.common
+            .expiring
+            .store(role == Role::Primary, Ordering::SeqCst);
+    }
+
+    pub fn role(&self) -> Role {
+        match self.common.expires_keys() {
+            true => Role::Primary,
+            false => Role::Replica,
+        }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -299,15 +345,15 @@ impl Store {
     }
 
     /// Deletes every key (FLUSHALL). Every shard is locked (in ascending
-    /// order) so that the flush is one point in the replication stream; each
+    /// order) so that the flush is one point in the change feed; each
     /// is swapped for empty tables, and the old ones are freed after the
     /// locks are released, so other commands wait for pointer swaps, not for
     /// a million `free`s.
     pub fn flush_all(&self) {
         let mut guards: Vec<MutexGuard<'_, Shard>> =
             (0..self.shards.len()).map(|i| self.lock(i)).collect();
-        if self.log.is_recording() {
-            self.log.record_flush();
+        if self.common.feed.is_listening() {
+            self.common.feed.emit(Change::FlushAll);
         }
         let old: Vec<_> = guards.iter_mut().map(|shard| shard.take_all()).collect();
         drop(guards);

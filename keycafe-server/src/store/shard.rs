@@ -4,8 +4,8 @@
 //! Every change to an entry goes through the few methods here ([`Shard::insert`],
 //! [`Shard::modify`], [`Shard::remove`], expiry), so that the bookkeeping that
 //! INFO and active expiry rely on (key and volatile counts, bytes, the expiry
-//! queue) cannot drift from the tables — and so that the replication log
-//! hears of every change, in order, while the shard is still locked.
+//! queue) cannot drift from the tables — and so that the change feed hears
+//! of every change, in order, while the shard is still locked.
 
 use std::sync::Arc;
 
@@ -13,9 +13,10 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
+use super::Common;
 use super::entry::Entry;
 use super::expiry::{Due, ExpiryQueue};
-use crate::replication::log::ReplicationLog;
+use super::feed::Change;
 
 /// Where a key lives: its shard, the index of its slot's table in that shard,
 /// and its hash (computed once per command, before the lock is taken).
@@ -46,18 +47,18 @@ pub struct Shard {
     expiry: ExpiryQueue,
     /// The store's hasher, needed here to rehash when a table grows.
     hasher: RandomState,
-    /// Where every change is recorded for replicas (when recording is on).
-    log: Arc<ReplicationLog>,
+    /// The store's change feed and role.
+    common: Arc<Common>,
     pub counters: Counters,
 }
 
 impl Shard {
-    pub fn new(table_count: usize, hasher: RandomState, log: Arc<ReplicationLog>) -> Shard {
+    pub fn new(table_count: usize, hasher: RandomState, common: Arc<Common>) -> Shard {
         Shard {
             tables: (0..table_count).map(|_| HashTable::new()).collect(),
             expiry: ExpiryQueue::default(),
             hasher,
-            log,
+            common,
             counters: Counters::default(),
         }
     }
@@ -77,7 +78,7 @@ impl Shard {
         if !expired {
             return Some(bucket);
         }
-        if !self.log.is_expiring() {
+        if !self.common.expires_keys() {
             return None;
         }
         self.remove(table, bucket);
@@ -148,19 +149,23 @@ impl Shard {
         }
     }
 
-    /// Tells the replication log the new state of the entry in `bucket`.
+    /// Tells the change feed the new state of the entry in `bucket`.
     fn record_set(&self, table: usize, bucket: usize) {
-        if self.log.is_recording() {
+        let feed = &self.common.feed;
+        if feed.is_listening() {
             let entry = self.entry(table, bucket);
-            self.log
-                .record_set(entry.key(), entry.value(), entry.deadline());
+            feed.emit(Change::Set {
+                key: entry.key(),
+                value: entry.value(),
+                deadline: entry.deadline(),
+            });
         }
     }
 
     /// Removes up to `budget` due items' worth of expired keys; returns how
     /// many keys were removed. Does nothing on a replica.
     pub fn expire_due(&mut self, now: u64, budget: usize) -> usize {
-        if !self.log.is_expiring() {
+        if !self.common.expires_keys() {
             return 0;
         }
         let mut removed = 0;
@@ -229,8 +234,9 @@ impl Shard {
 
     /// Bookkeeping for an entry that has left the table, and its `DEL`.
     fn forget(&mut self, entry: &Entry) {
-        if self.log.is_recording() {
-            self.log.record_del(entry.key());
+        let feed = &self.common.feed;
+        if feed.is_listening() {
+            feed.emit(Change::Del { key: entry.key() });
         }
         self.counters.keys -= 1;
         self.counters.entry_bytes -= entry.size();

@@ -316,32 +316,54 @@ fn concurrent_writers_neither_lose_updates_nor_deadlock() {
     );
 }
 
-/// The records a store's log holds, decoded back into argument lists.
-fn recorded(store: &Store) -> Vec<Vec<String>> {
-    let mut bytes = bytes::BytesMut::new();
-    store.log().read_from(0, usize::MAX, &mut bytes).unwrap();
-    let mut parser = keycafe_core::RequestParser::new(keycafe_core::Limits::DEFAULT);
-    let mut records = Vec::new();
-    let mut at = 0;
-    while let Some((args, used)) = parser
-        .parse(keycafe_core::Protocol::Native, &bytes[at..])
-        .unwrap()
-    {
-        records.push(
-            args.iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect(),
-        );
-        at += used;
+/// A subscriber that writes down every change as words.
+#[derive(Default)]
+struct Recorder {
+    listening: std::sync::atomic::AtomicBool,
+    changes: std::sync::Mutex<Vec<Vec<String>>>,
+}
+
+impl Subscriber for Recorder {
+    fn is_listening(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::Relaxed)
     }
-    records
+
+    fn on_change(&self, change: Change<'_>) {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let words = match change {
+            Change::Set {
+                key,
+                value,
+                deadline,
+            } => {
+                let mut words = vec!["SET".into(), text(key), text(value)];
+                words.extend(deadline.map(|d| format!("PXAT {d}")));
+                words
+            }
+            Change::Del { key } => vec!["DEL".into(), text(key)],
+            Change::FlushAll => vec!["FLUSHALL".into()],
+        };
+        self.changes.lock().unwrap().push(words);
+    }
+}
+
+fn recorded_store() -> (Store, std::sync::Arc<Recorder>) {
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let store = Store::with_feed(
+        Store::DEFAULT_SHARDS,
+        ChangeFeed::new().with(recorder.clone()),
+    );
+    (store, recorder)
 }
 
 #[test]
 fn every_change_is_recorded_as_a_whole_state() {
-    let store = Store::new();
+    let (store, recorder) = recorded_store();
+    store.set(b"unheard", b"x", 0, Expiry::Persist).unwrap();
     store.set(b"before", b"x", 0, Expiry::Persist).unwrap();
-    store.log().start_recording();
+    recorder
+        .listening
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     store.set(b"k", b"1", 0, Expiry::Persist).unwrap();
     store.entry(b"k", 0, |e| e.append(b"2")).unwrap();
     store.entry(b"k", 0, |e| e.set_deadline(Some(50)));
@@ -354,20 +376,21 @@ fn every_change_is_recorded_as_a_whole_state() {
     let expected: Vec<Vec<&str>> = vec![
         vec!["SET", "k", "1"],
         vec!["SET", "k", "12"],
-        vec!["SET", "k", "12", "PXAT", "50"],
-        vec!["SET", "t", "v", "PXAT", "10"],
+        vec!["SET", "k", "12", "PXAT 50"],
+        vec!["SET", "t", "v", "PXAT 10"],
         vec!["DEL", "before"],
         vec!["DEL", "t"],
         vec!["DEL", "k"],
         vec!["FLUSHALL"],
     ];
-    assert_eq!(recorded(&store), expected);
+    assert_eq!(*recorder.changes.lock().unwrap(), expected);
 }
 
 #[test]
 fn a_replica_hides_expired_keys_but_keeps_them_for_its_primary() {
     let store = Store::new();
-    store.log().act_as_replica();
+    store.set_role(Role::Replica);
+    assert_eq!(store.role(), Role::Replica);
     store.set(b"k", b"v", 0, Expiry::At(10)).unwrap();
     assert_eq!(
         value_of(&store, b"k", 20),

@@ -7,13 +7,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use keycafe_core::cluster::{ClusterConfig, Migration, NodeInfo, SlotRange};
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage};
-use keycafe_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Mutex, mpsc};
-
-use super::TestServer;
 
 /// A coordinator that does only what the test tells it to.
 pub struct FakeCoordinator {
@@ -86,15 +83,6 @@ impl FakeCoordinator {
             .await
             .expect("migrations finish");
     }
-}
-
-pub async fn cluster_node(coordinator: &str) -> TestServer {
-    TestServer::with_config(Config {
-        coordinator: Some(coordinator.to_string()),
-        cluster_port: Some(0),
-        ..Config::default()
-    })
-    .await
 }
 
 pub fn config(

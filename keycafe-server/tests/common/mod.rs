@@ -1,4 +1,6 @@
-//! Starting a real node for a test: in-process, on an ephemeral loopback port.
+//! Talking to a node in a test: a bare client that shows exact replies, and
+//! helpers to write the expected ones. The node itself is
+//! `keycafe_server::test_util::TestServer`.
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod cluster;
@@ -8,66 +10,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use keycafe_core::{Frame, Limits, Protocol, native};
-use keycafe_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-/// A node running inside the test process. Dropping it stops the node.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl TestServer {
-    pub async fn start() -> TestServer {
-        TestServer::with_config(Config::default()).await
-    }
-
-    pub async fn with_config(config: Config) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(keycafe_server::run(config, listener, async {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            addr,
-            stop: Some(stop),
-            handle: Some(handle),
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Stops the node and waits (bounded) until every connection has ended.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            tokio::time::timeout(Duration::from_secs(10), handle)
-                .await
-                .expect("server stops within 10 s")
-                .expect("server task not cancelled")
-                .expect("server exits cleanly");
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+use tokio::net::TcpStream;
 
 /// A bare client speaking one protocol through keycafe-core's codecs, for
 /// tests that need to see exact replies.

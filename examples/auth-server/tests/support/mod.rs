@@ -1,5 +1,6 @@
-//! Test fixtures: a real Keycafe node and a real auth-server, in-process on
-//! loopback ports chosen by the OS, over a SQLite file in a temp directory.
+//! Test fixtures: a real auth-server in-process on a loopback port chosen by
+//! the OS, over a SQLite file in a temp directory. Its Keycafe node is
+//! `keycafe_server::test_util::TestServer`.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::future::Future;
@@ -73,40 +74,6 @@ impl Drop for Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-    }
-}
-
-/// A keycafe-server node.
-pub struct KeycafeNode {
-    pub addr: SocketAddr,
-    running: Running,
-}
-
-impl KeycafeNode {
-    pub async fn start() -> KeycafeNode {
-        let (listener, _) = loopback().await;
-        KeycafeNode::on(listener)
-    }
-
-    /// Starts a node on `addr` again (a restart on the same port).
-    pub async fn restart_on(addr: SocketAddr) -> KeycafeNode {
-        let listener = TcpListener::bind(addr).await.expect("rebind the same port");
-        KeycafeNode::on(listener)
-    }
-
-    fn on(listener: TcpListener) -> KeycafeNode {
-        let addr = listener.local_addr().expect("local addr");
-        let running = Running::spawn(|stopped| {
-            keycafe_server::run(keycafe_server::Config::default(), listener, async {
-                let _ = stopped.await;
-            })
-        });
-        KeycafeNode { addr, running }
-    }
-
-    /// Stops the node and waits until its connections are closed.
-    pub async fn stop(mut self) {
-        self.running.stop().await;
     }
 }
 

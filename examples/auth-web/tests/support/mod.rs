@@ -1,7 +1,7 @@
 //! Test fixtures: the whole example stack in-process on loopback ports — a
-//! Keycafe node, auth-server (its own SQLite file in a temp dir) and
-//! auth-web — and a cookie-keeping HTTP client that does not follow
-//! redirects, so that every hop can be checked.
+//! Keycafe node (`keycafe_server::test_util::TestServer`), auth-server (its
+//! own SQLite file in a temp dir) and auth-web — and a cookie-keeping HTTP
+//! client that does not follow redirects, so that every hop can be checked.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::future::Future;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keycafe_client::KeycafeCluster;
+use keycafe_server::test_util::TestServer;
 use reqwest::StatusCode;
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -89,6 +90,7 @@ pub struct Stack {
     pub keycafe: KeycafeCluster,
     pub config: auth_web::Config,
     servers: Vec<Running>,
+    _node: TestServer,
     _dir: tempfile::TempDir,
 }
 
@@ -101,12 +103,8 @@ impl Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut servers = Vec::new();
 
-        let (listener, keycafe_addr) = loopback().await;
-        servers.push(Running::spawn("keycafe-server", |stopped| {
-            keycafe_server::run(keycafe_server::Config::default(), listener, async {
-                let _ = stopped.await;
-            })
-        }));
+        let node = TestServer::standalone().await;
+        let keycafe_addr = node.addr();
 
         let (listener, api_addr) = loopback().await;
         let api_config = auth_server::Config {
@@ -158,6 +156,7 @@ impl Stack {
             keycafe,
             config,
             servers,
+            _node: node,
             _dir: dir,
         };
         stack.wait_until_serving().await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::BytesMut;
+use keycafe_core::handshake::{Handshake, HandshakeError};
 use keycafe_core::{Frame, Limits, Protocol, native};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -54,33 +55,25 @@ impl Wire {
     }
 
     /// Sends the native hello and checks the server's answer: the same magic
-    /// and the version it will speak, or an error frame.
+    /// and the version it will speak, or an error frame. AUTH is separate
+    /// ([`Wire::auth`]), because it is for both protocols and a failed one
+    /// keeps the connection.
     async fn hello(&mut self) -> anyhow::Result<()> {
+        let mut handshake = Handshake::new(None);
         let mut hello = BytesMut::with_capacity(native::HELLO_LEN);
-        native::encode_hello(native::VERSION, &mut hello);
+        handshake.encode(&mut hello);
         self.stream.write_all(&hello).await?;
         loop {
-            let magic_len = native::MAGIC.len();
-            let looks_like_hello = self.read_buf[..self.read_buf.len().min(magic_len)]
-                == native::MAGIC[..self.read_buf.len().min(magic_len)];
-            if looks_like_hello {
-                if let Ok(Some(version)) = native::decode_hello(&self.read_buf) {
-                    let _ = self.read_buf.split_to(native::HELLO_LEN);
-                    if version != native::VERSION {
-                        bail!(
-                            "server speaks native protocol version {version}, not {}",
-                            native::VERSION
-                        );
-                    }
-                    return Ok(());
+            match handshake.poll(&mut self.read_buf, &self.limits) {
+                Ok(Some(())) => return Ok(()),
+                Ok(None) => self.fill().await.context("during the native hello")?,
+                Err(HandshakeError::Unexpected { reply, .. }) => {
+                    bail!("unexpected answer to the native hello: {reply:?}")
                 }
-            } else if let Some(frame) = native::decode_frame(&mut self.read_buf, &self.limits)? {
-                match frame {
-                    Frame::Error(text) => bail!("{}", String::from_utf8_lossy(&text)),
-                    other => bail!("unexpected answer to the native hello: {other:?}"),
-                }
+                // The server's refusal in its own words, a version mismatch
+                // or a protocol error.
+                Err(err) => return Err(err.into()),
             }
-            self.fill().await.context("during the native hello")?;
         }
     }
 

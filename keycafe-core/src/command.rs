@@ -1,0 +1,316 @@
+//! The command table: every command a Keycafe node serves, what it does to
+//! the data, and where its keys are.
+//!
+//! The node runs commands from it (checking arity, authentication and which
+//! port may run what); the slot check reads a command's keys and whether it
+//! writes from it; `COMMAND` reports it to Redis clients; and the client
+//! crate routes a request by the key positions it gives. Keeping the table
+//! here, below all of them, is what keeps those four in agreement: a command
+//! added to the node is routed correctly by the client the same day.
+//!
+//! Key positions follow Redis's command table: `first_key`, `last_key` (a
+//! negative value counts from the end) and `step` (2 for `MSET`'s
+//! key/value pairs). A command whose `first_key` is 0 has no keys.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// What a command is, as a set of typed flags.
+///
+/// [`Flags::WRITE`], [`Flags::READONLY`] and [`Flags::FAST`] are the flags
+/// Redis's `COMMAND` reports; the others are Keycafe's own policy and are
+/// never shown to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flags(u8);
+
+impl Flags {
+    pub const NONE: Flags = Flags(0);
+    /// Changes data: refused on a replica, paused during a failover.
+    pub const WRITE: Flags = Flags(1);
+    /// Reads data: a replica may serve it to a `READONLY` connection.
+    pub const READONLY: Flags = Flags(1 << 1);
+    /// Constant or logarithmic time (Redis's `fast`).
+    pub const FAST: Flags = Flags(1 << 2);
+    /// Node-to-node: served on the cluster bus port and nowhere else.
+    pub const BUS: Flags = Flags(1 << 3);
+    /// Also served on the cluster bus port (AUTH, PING, QUIT).
+    pub const ON_BUS: Flags = Flags(1 << 4);
+    /// Allowed before a connection has authenticated (AUTH, HELLO, QUIT).
+    pub const NO_AUTH: Flags = Flags(1 << 5);
+
+    /// The flags Redis's `COMMAND` reports, with their names.
+    const REPORTED: [(Flags, &'static str); 3] = [
+        (Flags::WRITE, "write"),
+        (Flags::READONLY, "readonly"),
+        (Flags::FAST, "fast"),
+    ];
+
+    /// Both sets of flags.
+    pub const fn with(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    /// True if every flag of `other` is set.
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The names `COMMAND` shows, in Redis's order.
+    pub fn reported_names(self) -> impl Iterator<Item = &'static str> {
+        Self::REPORTED
+            .into_iter()
+            .filter(move |(flag, _)| self.contains(*flag))
+            .map(|(_, name)| name)
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandInfo {
+    /// Lower-case name, as Redis's `COMMAND` reports it.
+    pub name: &'static str,
+    /// Exact argument count (name included) when positive; a minimum when
+    /// negative.
+    pub arity: i32,
+    pub flags: Flags,
+    /// Position of the first key argument (0: no keys).
+    pub first_key: i32,
+    /// Position of the last key argument (negative: counted from the end,
+    /// -1 being the last argument).
+    pub last_key: i32,
+    /// Distance between key arguments.
+    pub step: i32,
+}
+
+impl CommandInfo {
+    /// True if the command has this flag (or all of these flags).
+    pub fn is(&self, flags: Flags) -> bool {
+        self.flags.contains(flags)
+    }
+
+    /// True if a request of `argc` arguments (name included) has the
+    /// right number of them.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let arity = self.arity.unsigned_abs() as usize;
+        if self.arity >= 0 {
+            argc == arity
+        } else {
+            argc >= arity
+        }
+    }
+
+    /// The positions of the key arguments in a request of `argc` arguments.
+    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> + Clone + use<> {
+        let first = usize::try_from(self.first_key).unwrap_or(0);
+        let step = usize::try_from(self.step).unwrap_or(1).max(1);
+        let last = match usize::try_from(self.last_key) {
+            Ok(last) => last,
+            Err(_) => argc.saturating_sub(self.last_key.unsigned_abs() as usize),
+        };
+        let count = if first == 0 || last < first {
+            0
+        } else {
+            (last - first) / step + 1
+        };
+        (0..count)
+            .map(move |i| first + i * step)
+            .take_while(move |&at| at < argc)
+    }
+
+    /// The first key of a request (`args[0]` is the command's name): what
+    /// a cluster client routes it by. `None` for a command without keys.
+    pub fn first_key_of<'a, A: AsRef<[u8]>>(&self, args: &'a [A]) -> Option<&'a [u8]> {
+        let at = self.key_positions(args.len()).next()?;
+        args.get(at).map(AsRef::as_ref)
+    }
+}
+
+const W: Flags = Flags::WRITE;
+const WF: Flags = Flags::WRITE.with(Flags::FAST);
+const RF: Flags = Flags::READONLY.with(Flags::FAST);
+const F: Flags = Flags::FAST;
+const NONE: Flags = Flags::NONE;
+/// PING: on the bus too.
+const F_ON_BUS: Flags = Flags::FAST.with(Flags::ON_BUS);
+/// HELLO: before authentication.
+const F_NO_AUTH: Flags = Flags::FAST.with(Flags::NO_AUTH);
+/// AUTH and QUIT: before authentication, and on the bus too.
+const F_ANYWHERE: Flags = Flags::FAST.with(Flags::NO_AUTH).with(Flags::ON_BUS);
+const BUS_F: Flags = Flags::BUS.with(Flags::FAST);
+const BUS_W: Flags = Flags::BUS.with(Flags::WRITE);
+const BUS: Flags = Flags::BUS;
+
+macro_rules! commands {
+    ($( $name:literal $arity:literal $flags:ident ($first:literal $last:literal $step:literal) ;)*) => {
+        &[$( CommandInfo {
+            name: $name, arity: $arity, flags: $flags,
+            first_key: $first, last_key: $last, step: $step,
+        }, )*]
+    };
+}
+
+/// Every command, in the order `COMMAND` lists them.
+pub static COMMANDS: &[CommandInfo] = commands! {
+    // Strings.
+    "get"       2 RF (1 1 1);
+    "set"      -3 W  (1 1 1);
+    "setnx"     3 WF (1 1 1);
+    "setex"     4 W  (1 1 1);
+    "psetex"    4 W  (1 1 1);
+    "getdel"    2 WF (1 1 1);
+    "getex"    -2 WF (1 1 1);
+    "mget"     -2 RF (1 -1 1);
+    "mset"     -3 W  (1 -1 2);
+    "msetnx"   -3 W  (1 -1 2);
+    "incr"      2 WF (1 1 1);
+    "decr"      2 WF (1 1 1);
+    "incrby"    3 WF (1 1 1);
+    "decrby"    3 WF (1 1 1);
+    "append"    3 W  (1 1 1);
+    "strlen"    2 RF (1 1 1);
+    // Keys and expiry.
+    "del"      -2 W  (1 -1 1);
+    "delete"   -2 W  (1 -1 1);
+    "unlink"   -2 WF (1 -1 1);
+    "exists"   -2 RF (1 -1 1);
+    "expire"   -3 WF (1 1 1);
+    "pexpire"  -3 WF (1 1 1);
+    "expireat" -3 WF (1 1 1);
+    "pexpireat" -3 WF (1 1 1);
+    "ttl"       2 RF (1 1 1);
+    "pttl"      2 RF (1 1 1);
+    "persist"   2 WF (1 1 1);
+    "dbsize"    1 RF (0 0 0);
+    "flushall" -1 W  (0 0 0);
+    "flushdb"  -1 W  (0 0 0);
+    // Connection and server.
+    "ping"     -1 F_ON_BUS (0 0 0);
+    "echo"      2 F  (0 0 0);
+    "auth"     -2 F_ANYWHERE (0 0 0);
+    "quit"     -1 F_ANYWHERE (0 0 0);
+    "hello"    -1 F_NO_AUTH (0 0 0);
+    "select"    2 F  (0 0 0);
+    "client"   -2 NONE (0 0 0);
+    "command"  -1 NONE (0 0 0);
+    "config"   -2 NONE (0 0 0);
+    "info"     -1 NONE (0 0 0);
+    // Replication.
+    "wait"      3 NONE (0 0 0);
+    "role"      1 F  (0 0 0);
+    // Cluster.
+    "cluster"  -2 NONE (0 0 0);
+    "asking"    1 F  (0 0 0);
+    "readonly"  1 F  (0 0 0);
+    "readwrite" 1 F  (0 0 0);
+    // Cluster bus only.
+    "kc.ping"   4 BUS_F (0 0 0);
+    "kc.config" 1 BUS_F (0 0 0);
+    "kc.import" -2 BUS_W (0 0 0);
+    "kc.psync"  5 BUS (0 0 0);
+    "kc.failover.pause" 2 BUS (0 0 0);
+    "kc.failover.resume" 1 BUS (0 0 0);
+};
+
+/// The table indexed by upper-case name, built on first use.
+static BY_NAME: LazyLock<HashMap<Vec<u8>, &'static CommandInfo>> = LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .map(|info| (info.name.to_ascii_uppercase().into_bytes(), info))
+        .collect()
+});
+
+/// The longest command name, in bytes.
+const LONGEST_NAME: usize = 24;
+
+/// Finds a command by name, in any letter case, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandInfo> {
+    let mut upper = [0u8; LONGEST_NAME];
+    let upper = upper.get_mut(..name.len())?;
+    for (dst, src) in upper.iter_mut().zip(name) {
+        *dst = src.to_ascii_uppercase();
+    }
+    BY_NAME.get(&upper[..]).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(command: &[&str]) -> Vec<usize> {
+        lookup(command[0].as_bytes())
+            .expect("known command")
+            .key_positions(command.len())
+            .collect()
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_rejects_long_names() {
+        assert_eq!(lookup(b"get").map(|c| c.name), Some("get"));
+        assert_eq!(lookup(b"GeT").map(|c| c.name), Some("get"));
+        assert_eq!(lookup(b"DELETE").map(|c| c.name), Some("delete"));
+        assert!(lookup(b"nosuchcommand").is_none());
+        assert!(lookup(&[b'x'; 100]).is_none());
+    }
+
+    #[test]
+    fn names_are_unique_lower_case_and_short() {
+        let mut seen = std::collections::HashSet::new();
+        for info in COMMANDS {
+            assert_eq!(info.name, info.name.to_ascii_lowercase());
+            assert!(info.name.len() <= LONGEST_NAME, "{} too long", info.name);
+            assert!(seen.insert(info.name), "{} listed twice", info.name);
+        }
+    }
+
+    #[test]
+    fn arity() {
+        let get = lookup(b"get").unwrap();
+        assert!(get.arity_ok(2) && !get.arity_ok(1) && !get.arity_ok(3));
+        let set = lookup(b"set").unwrap();
+        assert!(set.arity_ok(3) && set.arity_ok(7) && !set.arity_ok(2));
+    }
+
+    #[test]
+    fn key_positions_follow_the_table() {
+        assert_eq!(keys(&["GET", "a"]), [1]);
+        assert_eq!(keys(&["SET", "a", "v", "EX", "10"]), [1]);
+        assert_eq!(keys(&["MSET", "a", "1", "b", "2"]), [1, 3]);
+        assert_eq!(keys(&["DEL", "a", "b", "c"]), [1, 2, 3]);
+        assert!(keys(&["PING"]).is_empty());
+        assert!(keys(&["DBSIZE"]).is_empty());
+        // A request shorter than its arity names no key it does not have.
+        assert!(keys(&["GET"]).is_empty());
+    }
+
+    #[test]
+    fn first_key_routes_a_request() {
+        let mget = lookup(b"mget").unwrap();
+        assert_eq!(mget.first_key_of(&["MGET", "k1", "k2"]), Some(&b"k1"[..]));
+        let info = lookup(b"info").unwrap();
+        assert_eq!(info.first_key_of(&["INFO", "replication"]), None);
+    }
+
+    #[test]
+    fn flags_are_typed_and_only_redis_ones_are_reported() {
+        let set = lookup(b"set").unwrap();
+        assert!(set.is(Flags::WRITE) && !set.is(Flags::READONLY));
+        let import = lookup(b"kc.import").unwrap();
+        assert!(import.is(Flags::BUS) && import.is(Flags::WRITE));
+        assert_eq!(import.flags.reported_names().collect::<Vec<_>>(), ["write"]);
+        let auth = lookup(b"auth").unwrap();
+        assert!(auth.is(Flags::NO_AUTH) && auth.is(Flags::ON_BUS));
+        assert_eq!(auth.flags.reported_names().collect::<Vec<_>>(), ["fast"]);
+        let getdel = lookup(b"getdel").unwrap();
+        assert_eq!(
+            getdel.flags.reported_names().collect::<Vec<_>>(),
+            ["write", "fast"]
+        );
+        // Only AUTH, HELLO and QUIT run before authentication.
+        let before_auth: Vec<_> = COMMANDS
+            .iter()
+            .filter(|c| c.is(Flags::NO_AUTH))
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(before_auth, ["auth", "quit", "hello"]);
+    }
+}
