@@ -1,12 +1,16 @@
 //! Coordinator configuration: defaults, the optional YAML file, and flags on
 //! top (flags > file > defaults). Unknown keys in the file are errors, so a
 //! misspelt `secret` cannot silently leave the cluster open.
+//!
+//! This file says only what the settings are; the layering itself is
+//! [`keycafe_core::process::load`], shared with the node.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
 use serde::Deserialize;
 
 use crate::state::Settings;
@@ -54,23 +58,21 @@ impl Default for Config {
     }
 }
 
+impl LayeredConfig for Config {
+    fn check(&self) -> Result<(), BoxError> {
+        Ok(self.validate()?)
+    }
+}
+
 impl Config {
     /// Reads a YAML file; keys it leaves out keep their defaults.
     pub fn from_yaml_file(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        Config::from_yaml_str(&text)
-            .with_context(|| format!("parsing config file {}", path.display()))
+        Ok(process::from_yaml_file(path)?)
     }
 
     /// Parses YAML text; an empty document means all defaults.
     pub fn from_yaml_str(text: &str) -> anyhow::Result<Config> {
-        if text.trim().is_empty() {
-            return Ok(Config::default());
-        }
-        let config: Config = serde_yaml_ng::from_str(text)?;
-        config.validate()?;
-        Ok(config)
+        Ok(process::from_yaml_str(text)?)
     }
 
     /// Rejects settings that cannot work, saying why.
@@ -164,36 +166,18 @@ pub struct Flags {
 
 impl Flags {
     /// The file (if any) with these flags applied on top.
-    pub fn into_config(self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_yaml_file(path)?,
-            None => Config::default(),
-        };
-        if let Some(bind) = self.bind {
-            config.bind = bind;
-        }
-        if let Some(port) = self.port {
-            config.port = port;
-        }
-        if let Some(port) = self.http_port {
-            config.http_port = port;
-        }
-        if let Some(dir) = self.data_dir {
-            config.data_dir = dir;
-        }
-        if let Some(timeout) = self.node_timeout_ms {
-            config.node_timeout_ms = timeout;
-        }
-        if let Some(replicas) = self.replicas {
-            config.replicas = replicas;
-        }
-        if self.secret.is_some() {
-            config.secret = self.secret;
-        }
-        if let Some(level) = self.log_level {
-            config.log_level = level;
-        }
-        config.validate()?;
+    pub fn into_config(mut self) -> anyhow::Result<Config> {
+        let file = self.config.take();
+        let config = process::load(file.as_deref(), |config: &mut Config| {
+            set_if_given(&mut config.bind, self.bind);
+            set_if_given(&mut config.port, self.port);
+            set_if_given(&mut config.http_port, self.http_port);
+            set_if_given(&mut config.data_dir, self.data_dir);
+            set_if_given(&mut config.node_timeout_ms, self.node_timeout_ms);
+            set_if_given(&mut config.replicas, self.replicas);
+            set_if_given(&mut config.secret, self.secret.map(Some));
+            set_if_given(&mut config.log_level, self.log_level);
+        })?;
         Ok(config)
     }
 }

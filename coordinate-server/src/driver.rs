@@ -21,7 +21,8 @@ use bytes::{Bytes, BytesMut};
 use keycafe_core::cluster::NodeId;
 use keycafe_core::coord;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::error::{Error, Refusal};
@@ -100,14 +101,16 @@ impl Driver {
         }
     }
 
-    /// Handles inputs and ticks until shutdown (or a failed write).
+    /// Handles inputs and ticks until `stop` is cancelled (or a write fails).
     pub(crate) async fn run(
         mut self,
         mut inputs: mpsc::Receiver<Input>,
-        mut shutdown: broadcast::Receiver<()>,
+        stop: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
         loop {
             tokio::select! {
                 input = inputs.recv() => match input {
@@ -115,7 +118,7 @@ impl Driver {
                     None => break,
                 },
                 _ = ticker.tick() => self.step(Event::Tick).await?,
-                _ = shutdown.recv() => break,
+                () = &mut stopped => break,
             }
         }
         // Apply results that have been acknowledged but not yet ticked in,

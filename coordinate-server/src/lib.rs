@@ -37,4 +37,4 @@ pub mod state;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use server::{run, shutdown_signal};
+pub use server::run;

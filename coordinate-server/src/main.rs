@@ -3,19 +3,13 @@
 use anyhow::Context;
 use clap::Parser;
 use coordinate_server::config::Flags;
+use keycafe_core::process::{init_tracing, shutdown_signal};
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Flags::parse().into_config()?;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log_level))
-        .context("invalid log level")?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing(&config.log_level)?;
 
     let node_addr = config.node_addr()?;
     let http_addr = config.http_addr()?;
@@ -25,5 +19,5 @@ async fn main() -> anyhow::Result<()> {
     let http = TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("cannot serve the dashboard on {http_addr}"))?;
-    coordinate_server::run(config, nodes, http, coordinate_server::shutdown_signal()).await
+    coordinate_server::run(config, nodes, http, shutdown_signal()).await
 }

@@ -18,7 +18,9 @@ use bytes::{Bytes, BytesMut};
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::driver::Input;
@@ -31,21 +33,20 @@ pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a write to a node may take before the connection is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts node connections until shutdown. Each connection task holds a
-/// clone of `done`, so the caller can wait for all of them to end.
+/// Accepts node connections until `stop` is cancelled. Each connection runs
+/// on `tasks`, so the caller can wait for all of them to end.
 pub(crate) async fn serve(
     listener: TcpListener,
     inputs: mpsc::Sender<Input>,
-    notify_shutdown: broadcast::Sender<()>,
-    done: mpsc::Sender<()>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 ) {
-    let mut shutdown = notify_shutdown.subscribe();
     let mut next_conn: ConnId = 0;
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.recv() => return,
+            () = stop.cancelled() => return,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => {
@@ -65,17 +66,15 @@ pub(crate) async fn serve(
         let conn = next_conn;
         debug!(conn, %peer, "node connection");
         let inputs = inputs.clone();
-        let shutdown = notify_shutdown.subscribe();
-        let done = done.clone();
-        tokio::spawn(async move {
-            if let Err(reason) = connection(conn, stream, &inputs, shutdown).await {
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            if let Err(reason) = connection(conn, stream, &inputs, &stop).await {
                 info!(conn, %peer, %reason, "node connection closed");
             }
             // The driver may already have stopped (shutdown): nothing to tell.
             let _ = inputs
                 .send(Input::Event(Event::Disconnected { conn }))
                 .await;
-            drop(done);
         });
     }
 }
@@ -85,7 +84,7 @@ async fn connection(
     conn: ConnId,
     stream: TcpStream,
     inputs: &mpsc::Sender<Input>,
-    mut shutdown: broadcast::Receiver<()>,
+    stop: &CancellationToken,
 ) -> Result<(), String> {
     let (outbox_tx, mut outbox) = mpsc::channel::<Bytes>(OUTBOX);
     if inputs
@@ -102,6 +101,8 @@ async fn connection(
     let mut buf = BytesMut::with_capacity(4096);
     let first_message = tokio::time::sleep(FIRST_MESSAGE_TIMEOUT);
     tokio::pin!(first_message);
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     let mut heard = false;
     loop {
         tokio::select! {
@@ -144,7 +145,7 @@ async fn connection(
                 refuse(&mut writer, &reason).await;
                 return Err(reason);
             }
-            _ = shutdown.recv() => return Ok(()),
+            () = &mut stopped => return Ok(()),
         }
     }
 }

@@ -1,17 +1,22 @@
 //! [`run`]: start every part of the coordinator, and stop them all cleanly.
 //!
-//! Shutdown follows mini-redis: dropping a broadcast sender tells every task
-//! to stop, and each node connection holds a clone of an mpsc sender that it
-//! drops when it ends, so [`run`] knows all of them are done when the
-//! receiver sees the channel close. The driver gets a last tick before it
-//! stops, so `migration_done` reports already received are persisted.
+//! Shutdown is one [`CancellationToken`]: [`run`] cancels it when the
+//! `shutdown` future completes (or a part of the coordinator fails), and
+//! every task watches a clone of it — the driver, the node listener, each
+//! node connection, and the HTTP server's graceful shutdown. Every task runs
+//! on one [`TaskTracker`], so once the token is cancelled [`run`] closes the
+//! tracker and waits for it to empty: no connection outlives `run`. The
+//! driver gets a last tick before it stops, so `migration_done` reports
+//! already received are persisted.
 
 use std::future::Future;
 use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
 use crate::config::Config;
@@ -47,24 +52,21 @@ pub async fn run(
     let http_addr = http_listener.local_addr()?;
     info!(nodes = %node_addr, dashboard = %format!("http://{http_addr}/"), data_dir = %config.data_dir.display(), "coordinate-server ready");
 
-    let (notify_shutdown, _) = broadcast::channel::<()>(1);
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let (inputs, inputs_rx) = mpsc::channel(INPUT_QUEUE);
 
-    let mut driver_task = tokio::spawn(driver.run(inputs_rx, notify_shutdown.subscribe()));
-    let nodes_task = tokio::spawn(nodes::serve(
+    let mut driver_task = tasks.spawn(driver.run(inputs_rx, stop.clone()));
+    tasks.spawn(nodes::serve(
         node_listener,
         inputs.clone(),
-        notify_shutdown.clone(),
-        done_tx.clone(),
+        stop.clone(),
+        tasks.clone(),
     ));
-    let mut http_shutdown = notify_shutdown.subscribe();
-    let mut http_task = tokio::spawn(http::serve(
+    let mut http_task = tasks.spawn(http::serve(
         http_listener,
         Handle::new(inputs),
-        async move {
-            let _ = http_shutdown.recv().await;
-        },
+        stop.clone().cancelled_owned(),
     ));
 
     let mut outcome = Ok(());
@@ -81,11 +83,8 @@ pub async fn run(
         }
     }
 
-    // Send, not only drop: the listener holds a clone of the sender (to
-    // subscribe each new connection), so the channel does not close yet.
-    let _ = notify_shutdown.send(());
-    drop(notify_shutdown);
-    drop(done_tx);
+    stop.cancel();
+    tasks.close();
     let driver_result = match driver_result {
         Some(result) => result,
         None => driver_task.await,
@@ -97,42 +96,12 @@ pub async fn run(
             outcome = outcome.and(Err(anyhow::Error::from(err).context("coordinator task")))
         }
     }
-    let _ = nodes_task.await;
-    let _ = done_rx.recv().await;
-    if !http_task.is_finished() {
-        let _ = http_task.await;
-    }
+    // The listeners, every node connection and the HTTP server (which lets
+    // requests in progress finish).
+    tasks.wait().await;
     match &outcome {
         Ok(()) => info!("stopped"),
         Err(err) => error!("stopped: {err:#}"),
     }
     outcome
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            error!(%err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
 }

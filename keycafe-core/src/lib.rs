@@ -23,6 +23,8 @@
 //! - [`coord`]: messages between nodes and the coordinator.
 //! - [`limits`]: [`Limits`] on what a peer may make a decoder accept.
 //! - [`error`]: [`ProtocolError`], the ways a peer can break the protocol.
+//! - `process` (feature `process`): what every Keycafe process does alike —
+//!   the shutdown signal, tracing set-up, and configuration in layers.
 
 pub mod args;
 pub mod cluster;
@@ -34,6 +36,8 @@ pub mod frame;
 pub mod handshake;
 pub mod limits;
 pub mod native;
+#[cfg(feature = "process")]
+pub mod process;
 pub mod resp;
 pub mod slot;
 

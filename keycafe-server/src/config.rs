@@ -3,12 +3,16 @@
 //! Precedence is flags > file > defaults, so `run-server.sh config.yaml
 //! --port 7000` does what it says. Unknown keys in the file are errors: a
 //! misspelt `requirepass` must not silently leave a node open.
+//!
+//! This file says only what the settings are; the layering itself is
+//! [`keycafe_core::process::load`], shared with the coordinator.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use keycafe_core::Limits;
+use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
 use serde::Deserialize;
 
 /// Everything a node needs to start.
@@ -77,23 +81,21 @@ impl Default for Config {
     }
 }
 
+impl LayeredConfig for Config {
+    fn check(&self) -> Result<(), BoxError> {
+        Ok(self.validate()?)
+    }
+}
+
 impl Config {
     /// Reads a YAML configuration file; keys it leaves out keep their defaults.
     pub fn from_yaml_file(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        Config::from_yaml_str(&text)
-            .with_context(|| format!("parsing config file {}", path.display()))
+        Ok(process::from_yaml_file(path)?)
     }
 
     /// Parses YAML text. An empty document means all defaults.
     pub fn from_yaml_str(text: &str) -> anyhow::Result<Config> {
-        if text.trim().is_empty() {
-            return Ok(Config::default());
-        }
-        let config: Config = serde_yaml_ng::from_str(text)?;
-        config.validate()?;
-        Ok(config)
+        Ok(process::from_yaml_str(text)?)
     }
 
     /// Rejects settings that cannot work, with a message that says why.
@@ -198,48 +200,22 @@ pub struct Flags {
 
 impl Flags {
     /// The file (if any) with these flags applied on top.
-    pub fn into_config(self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_yaml_file(path)?,
-            None => Config::default(),
-        };
-        if let Some(bind) = self.bind {
-            config.bind = bind;
-        }
-        if let Some(port) = self.port {
-            config.service_port = port;
-        }
-        if self.cluster_port.is_some() {
-            config.cluster_port = self.cluster_port;
-        }
-        if self.requirepass.is_some() {
-            config.requirepass = self.requirepass;
-        }
-        if let Some(maxclients) = self.maxclients {
-            config.maxclients = maxclients;
-        }
-        if let Some(level) = self.log_level {
-            config.log_level = level;
-        }
-        if let Some(threads) = self.threads {
-            config.threads = threads;
-        }
-        if self.coordinator.is_some() {
-            config.coordinator = self.coordinator;
-        }
-        if self.cluster_secret.is_some() {
-            config.cluster_secret = self.cluster_secret;
-        }
-        if self.replica_of.is_some() {
-            config.replica_of = self.replica_of;
-        }
-        if let Some(ms) = self.node_timeout_ms {
-            config.node_timeout_ms = ms;
-        }
-        if let Some(bytes) = self.repl_backlog_size {
-            config.repl_backlog_size = bytes;
-        }
-        config.validate()?;
+    pub fn into_config(mut self) -> anyhow::Result<Config> {
+        let file = self.config.take();
+        let config = process::load(file.as_deref(), |config: &mut Config| {
+            set_if_given(&mut config.bind, self.bind);
+            set_if_given(&mut config.service_port, self.port);
+            set_if_given(&mut config.cluster_port, self.cluster_port.map(Some));
+            set_if_given(&mut config.requirepass, self.requirepass.map(Some));
+            set_if_given(&mut config.maxclients, self.maxclients);
+            set_if_given(&mut config.log_level, self.log_level);
+            set_if_given(&mut config.threads, self.threads);
+            set_if_given(&mut config.coordinator, self.coordinator.map(Some));
+            set_if_given(&mut config.cluster_secret, self.cluster_secret.map(Some));
+            set_if_given(&mut config.replica_of, self.replica_of.map(Some));
+            set_if_given(&mut config.node_timeout_ms, self.node_timeout_ms);
+            set_if_given(&mut config.repl_backlog_size, self.repl_backlog_size);
+        })?;
         Ok(config)
     }
 }

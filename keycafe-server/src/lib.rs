@@ -36,4 +36,4 @@ pub mod store;
 pub mod test_util;
 
 pub use config::Config;
-pub use server::{run, shutdown_signal};
+pub use server::run;

@@ -2,19 +2,13 @@
 
 use anyhow::Context;
 use clap::Parser;
+use keycafe_core::process::{init_tracing, shutdown_signal};
 use keycafe_server::Config;
 use keycafe_server::config::Flags;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let config = Flags::parse().into_config()?;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log_level))
-        .context("invalid log level")?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing(&config.log_level)?;
     runtime(&config)?.block_on(serve(config))
 }
 
@@ -41,5 +35,5 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    keycafe_server::run(config, listener, keycafe_server::shutdown_signal()).await
+    keycafe_server::run(config, listener, shutdown_signal()).await
 }

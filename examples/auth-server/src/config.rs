@@ -17,10 +17,10 @@
 //! | `RUST_LOG` | `info` | log filter (read by `main.rs`) |
 
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use keycafe_core::process::{EnvVars, set_if_given};
 
 /// Everything the server needs to know; see the module docs for the
 /// environment variables behind each field.
@@ -80,51 +80,40 @@ impl Config {
 
     /// Like [`Config::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let env = EnvVars::new(lookup);
         let mut config = Config::default();
-        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        if let Some(addr) = var("AUTH_SERVER_ADDR") {
-            config.listen_addr = parse("AUTH_SERVER_ADDR", &addr)?;
-        }
-        if let Some(url) = var("DATABASE_URL") {
-            config.database_url = url;
-        }
-        if let Some(seeds) = var("KEYCAFE_SEEDS") {
-            config.keycafe_seeds = list(&seeds).map(str::to_string).collect();
-        }
-        config.keycafe_password = var("KEYCAFE_PASSWORD");
-        let millis = |name: &str| -> anyhow::Result<Option<Duration>> {
-            var(name)
-                .map(|v| parse::<u64>(name, &v).map(Duration::from_millis))
-                .transpose()
-        };
-        let secs = |name: &str| -> anyhow::Result<Option<Duration>> {
-            var(name)
-                .map(|v| parse::<u64>(name, &v).map(Duration::from_secs))
-                .transpose()
-        };
-        if let Some(timeout) = millis("KEYCAFE_TIMEOUT_MS")? {
-            config.keycafe_timeout = timeout;
-        }
-        if let Some(idle) = secs("AUTH_SESSION_IDLE_SECS")? {
-            config.session_idle = idle;
-        }
-        if let Some(absolute) = secs("AUTH_SESSION_ABSOLUTE_SECS")? {
-            config.session_absolute = absolute;
-        }
-        if let Some(ttl) = secs("AUTH_USER_CACHE_TTL_SECS")? {
-            config.user_cache_ttl = ttl;
-        }
-        if let Some(max) = var("AUTH_LOGIN_MAX_FAILURES") {
-            config.login_max_failures = parse("AUTH_LOGIN_MAX_FAILURES", &max)?;
-        }
-        if let Some(window) = secs("AUTH_LOGIN_WINDOW_SECS")? {
-            config.login_window = window;
-        }
-        if let Some(proxies) = var("AUTH_TRUSTED_PROXIES") {
-            config.trusted_proxies = list(&proxies)
-                .map(|ip| parse("AUTH_TRUSTED_PROXIES", ip))
-                .collect::<anyhow::Result<_>>()?;
-        }
+        set_if_given(&mut config.listen_addr, env.parse("AUTH_SERVER_ADDR")?);
+        set_if_given(&mut config.database_url, env.get("DATABASE_URL"));
+        set_if_given(&mut config.keycafe_seeds, env.list("KEYCAFE_SEEDS")?);
+        config.keycafe_password = env.get("KEYCAFE_PASSWORD");
+        set_if_given(
+            &mut config.keycafe_timeout,
+            env.millis("KEYCAFE_TIMEOUT_MS")?,
+        );
+        set_if_given(
+            &mut config.session_idle,
+            env.secs("AUTH_SESSION_IDLE_SECS")?,
+        );
+        set_if_given(
+            &mut config.session_absolute,
+            env.secs("AUTH_SESSION_ABSOLUTE_SECS")?,
+        );
+        set_if_given(
+            &mut config.user_cache_ttl,
+            env.secs("AUTH_USER_CACHE_TTL_SECS")?,
+        );
+        set_if_given(
+            &mut config.login_max_failures,
+            env.parse("AUTH_LOGIN_MAX_FAILURES")?,
+        );
+        set_if_given(
+            &mut config.login_window,
+            env.secs("AUTH_LOGIN_WINDOW_SECS")?,
+        );
+        set_if_given(
+            &mut config.trusted_proxies,
+            env.list("AUTH_TRUSTED_PROXIES")?,
+        );
         config.validate()?;
         Ok(config)
     }
@@ -172,24 +161,6 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
-}
-
-fn list(value: &str) -> impl Iterator<Item = &str> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-}
-
-fn parse<T>(name: &str, value: &str) -> anyhow::Result<T>
-where
-    T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    value
-        .trim()
-        .parse()
-        .with_context(|| format!("{name}: cannot parse {value:?}"))
 }
 
 #[cfg(test)]

@@ -2,10 +2,8 @@
 //! and serves until SIGINT or SIGTERM. See the crate's README for the
 //! variables.
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
-use tracing_subscriber::EnvFilter;
+use keycafe_core::process::{init_tracing, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,47 +14,13 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", HELP);
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    init_tracing("info")?;
 
     let config = auth_server::Config::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("binding {}", config.listen_addr))?;
     auth_server::run(config, listener, shutdown_signal()).await
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutdown signal received");
 }
 
 const HELP: &str = "\

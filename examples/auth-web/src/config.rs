@@ -15,10 +15,10 @@
 //! | `RUST_LOG` | `info` | log filter (read by `main.rs`) |
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use keycafe_core::process::{EnvVars, set_if_given};
 
 /// Everything the site needs to know; see the module docs for the
 /// environment variable behind each field. `Debug` leaves the Keycafe
@@ -73,44 +73,37 @@ impl Config {
 
     /// Like [`Config::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let env = EnvVars::new(lookup);
         let mut config = Config::default();
-        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let millis = |name: &str| -> anyhow::Result<Option<Duration>> {
-            var(name)
-                .map(|v| parse::<u64>(name, &v).map(Duration::from_millis))
-                .transpose()
-        };
-        if let Some(addr) = var("AUTH_WEB_ADDR") {
-            config.listen_addr = parse("AUTH_WEB_ADDR", &addr)?;
-        }
-        if let Some(url) = var("AUTH_SERVER_URL") {
-            config.auth_server_url = url.trim().trim_end_matches('/').to_string();
-        }
-        if let Some(seeds) = var("KEYCAFE_SEEDS") {
-            config.keycafe_seeds = seeds
-                .split(',')
-                .map(str::trim)
-                .filter(|seed| !seed.is_empty())
-                .map(str::to_string)
-                .collect();
-        }
-        config.keycafe_password = var("KEYCAFE_PASSWORD");
-        if let Some(timeout) = millis("KEYCAFE_TIMEOUT_MS")? {
-            config.keycafe_timeout = timeout;
-        }
-        if let Some(timeout) = millis("AUTH_WEB_API_TIMEOUT_MS")? {
-            config.api_timeout = timeout;
-        }
-        if let Some(secure) = var("AUTH_WEB_SECURE_COOKIES") {
-            config.secure_cookies = parse_bool("AUTH_WEB_SECURE_COOKIES", &secure)?;
-        }
-        if let Some(idle) = var("AUTH_WEB_SESSION_IDLE_SECS") {
-            let secs: u64 = parse("AUTH_WEB_SESSION_IDLE_SECS", &idle)?;
-            config.session_idle = Duration::from_secs(secs);
-        }
-        if let Some(prefix) = var("AUTH_WEB_SESSION_PREFIX") {
-            config.session_prefix = prefix.trim().to_string();
-        }
+        set_if_given(&mut config.listen_addr, env.parse("AUTH_WEB_ADDR")?);
+        set_if_given(
+            &mut config.auth_server_url,
+            env.get("AUTH_SERVER_URL")
+                .map(|url| url.trim().trim_end_matches('/').to_string()),
+        );
+        set_if_given(&mut config.keycafe_seeds, env.list("KEYCAFE_SEEDS")?);
+        config.keycafe_password = env.get("KEYCAFE_PASSWORD");
+        set_if_given(
+            &mut config.keycafe_timeout,
+            env.millis("KEYCAFE_TIMEOUT_MS")?,
+        );
+        set_if_given(
+            &mut config.api_timeout,
+            env.millis("AUTH_WEB_API_TIMEOUT_MS")?,
+        );
+        set_if_given(
+            &mut config.secure_cookies,
+            env.flag("AUTH_WEB_SECURE_COOKIES")?,
+        );
+        set_if_given(
+            &mut config.session_idle,
+            env.secs("AUTH_WEB_SESSION_IDLE_SECS")?,
+        );
+        set_if_given(
+            &mut config.session_prefix,
+            env.get("AUTH_WEB_SESSION_PREFIX")
+                .map(|prefix| prefix.trim().to_string()),
+        );
         config.validate()?;
         Ok(config)
     }
@@ -150,25 +143,6 @@ impl std::fmt::Debug for Config {
             .field("session_idle", &self.session_idle)
             .field("session_prefix", &self.session_prefix)
             .finish()
-    }
-}
-
-fn parse<T>(name: &str, value: &str) -> anyhow::Result<T>
-where
-    T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    value
-        .trim()
-        .parse()
-        .with_context(|| format!("{name}: cannot parse {value:?}"))
-}
-
-fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => bail!("{name}: expected true or false, got {value:?}"),
     }
 }
 

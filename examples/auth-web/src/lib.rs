@@ -26,10 +26,7 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! let config = auth_web::Config::from_env()?;
 //! let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
-//! auth_web::run(config, listener, async {
-//!     let _ = tokio::signal::ctrl_c().await;
-//! })
-//! .await
+//! auth_web::run(config, listener, keycafe_core::process::shutdown_signal()).await
 //! # }
 //! ```
 //!
