@@ -2,6 +2,8 @@
 # Keycafe vs redis-server on this machine, in the same run.
 #
 #   bench/compare.sh [rounds]      (default 3 rounds; medians are reported)
+#   BASELINE=path/to/older/keycafe-server bench/compare.sh [rounds]
+#                                  (also runs an older build, for before/after)
 #
 # Throughput and latency: redis-benchmark -t set,get -n 1000000 -r 100000
 # -d 64 -c 50 at -P 1 and -P 16, against each server in turn, alternating:
@@ -17,6 +19,8 @@ REDIS_PORT=${REDIS_PORT:-7379}
 KEYCAFE_PORT=${KEYCAFE_PORT:-7814}
 KEYCAFE1_PORT=${KEYCAFE1_PORT:-7815}
 REQUESTS=${REQUESTS:-1000000}
+BASELINE=${BASELINE:-}
+BASELINE_PORT=${BASELINE_PORT:-7816}
 
 for tool in redis-server redis-benchmark redis-cli; do
     if ! command -v "$tool" >/dev/null; then
@@ -51,6 +55,11 @@ start_keycafe1() {
     KEYCAFE1_PID=$!; PIDS+=("$KEYCAFE1_PID")
     wait_for "$KEYCAFE1_PORT"
 }
+start_baseline() {
+    RUST_LOG=warn "$BASELINE" --port "$BASELINE_PORT" >"$WORK/baseline.log" 2>&1 &
+    BASELINE_PID=$!; PIDS+=("$BASELINE_PID")
+    wait_for "$BASELINE_PORT"
+}
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
 wait_for() {
     for _ in $(seq 100); do
@@ -66,14 +75,17 @@ TICKS_PER_SECOND=$(getconf CLK_TCK)
 
 echo "== throughput: redis-benchmark -t set,get -n $REQUESTS -r 100000 -d 64 -c 50 -P {1,16}, $ROUNDS rounds"
 start_redis; start_keycafe; start_keycafe1
+SERVERS=(redis keycafe keycafe-1t)
+if [[ -n $BASELINE ]]; then start_baseline; SERVERS+=(baseline); fi
 RESULTS="$WORK/results.csv"
 for round in $(seq "$ROUNDS"); do
     for pipeline in 1 16; do
-        for server in redis keycafe keycafe-1t; do
+        for server in "${SERVERS[@]}"; do
             case $server in
                 redis) port=$REDIS_PORT; pid=$REDIS_PID ;;
                 keycafe) port=$KEYCAFE_PORT; pid=$KEYCAFE_PID ;;
                 keycafe-1t) port=$KEYCAFE1_PORT; pid=$KEYCAFE1_PID ;;
+                baseline) port=$BASELINE_PORT; pid=$BASELINE_PID ;;
             esac
             ticks_before=$(cpu_ticks "$pid")
             redis-benchmark -p "$port" -t set,get -n "$REQUESTS" -r 100000 -d 64 -c 50 \
@@ -91,6 +103,7 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 stop "$REDIS_PID"; stop "$KEYCAFE_PID"; stop "$KEYCAFE1_PID"
+if [[ -n $BASELINE ]]; then stop "$BASELINE_PID"; fi
 
 echo "== memory: 1,000,000 keys, 16-byte keys, 32-byte values"
 python3 - "$WORK/load.resp" <<'PY'
@@ -102,9 +115,14 @@ with open(sys.argv[1], "wb") as out:
         out.write(b"*3\r\n$3\r\nSET\r\n$16\r\n" + key + b"\r\n$32\r\n" + value + b"\r\n")
 PY
 MEMORY="$WORK/memory.csv"
-for server in redis keycafe; do
-    if [[ $server == redis ]]; then start_redis; pid=$REDIS_PID; port=$REDIS_PORT
-    else start_keycafe; pid=$KEYCAFE_PID; port=$KEYCAFE_PORT; fi
+MEMORY_SERVERS=(redis keycafe)
+if [[ -n $BASELINE ]]; then MEMORY_SERVERS+=(baseline); fi
+for server in "${MEMORY_SERVERS[@]}"; do
+    case $server in
+        redis) start_redis; pid=$REDIS_PID; port=$REDIS_PORT ;;
+        keycafe) start_keycafe; pid=$KEYCAFE_PID; port=$KEYCAFE_PORT ;;
+        baseline) start_baseline; pid=$BASELINE_PID; port=$BASELINE_PORT ;;
+    esac
     before=$(rss_kib "$pid")
     redis-cli -p "$port" --pipe <"$WORK/load.resp" >/dev/null
     keys=$(redis-cli -p "$port" DBSIZE)
@@ -136,13 +154,25 @@ for test in ("SET", "GET"):
               f"| {med(k1,0):,.0f} ({med(k1,0)/med(r,0):.2f}x) "
               f"| {med(r,1):.3f} / {med(r,2):.3f} | {med(k,1):.3f} / {med(k,2):.3f} | {med(k1,1):.3f} / {med(k1,2):.3f} |")
 print()
+if any(key[2] == "baseline" for key in cells):
+    print("| test | -P | baseline ops/s (vs redis) | this build ops/s (vs redis) | this build / baseline |")
+    print("|---|---|---|---|---|")
+    for test in ("SET", "GET"):
+        for pipeline in ("1", "16"):
+            r, k, b = (cells.get((test, pipeline, s)) for s in ("redis", "keycafe", "baseline"))
+            if r and k and b:
+                print(f"| {test} | {pipeline} | {med(b,0):,.0f} ({med(b,0)/med(r,0):.2f}x) "
+                      f"| {med(k,0):,.0f} ({med(k,0)/med(r,0):.2f}x) | {med(k,0)/med(b,0):.2f}x |")
+    print()
 cpu = {}
 for server, pipeline, ticks, hz, requests in csv.reader(open(sys.argv[3])):
     cpu.setdefault((server, pipeline), []).append(int(ticks) / int(hz) * 1e6 / int(requests))
 print("| server CPU per request (µs, median) | -P 1 | -P 16 |")
 print("|---|---|---|")
-for server in ("redis", "keycafe", "keycafe-1t"):
+for server in ("redis", "keycafe", "keycafe-1t", "baseline"):
     row = [f"{statistics.median(cpu[(server, p)]):.2f}" for p in ("1", "16") if (server, p) in cpu]
+    if not row:
+        continue
     print(f"| {server} | " + " | ".join(row) + " |")
 print()
 print("| server | keys | RSS growth | bytes per key |")
@@ -152,6 +182,8 @@ for server, before, after, keys in csv.reader(open(sys.argv[2])):
     growth = (int(after) - int(before)) * 1024
     per_key[server] = growth / int(keys)
     print(f"| {server} | {int(keys):,} | {growth / 2**20:.1f} MiB | {per_key[server]:.1f} |")
-if len(per_key) == 2:
+if "redis" in per_key and "keycafe" in per_key:
     print(f"\nkeycafe/redis memory per key: {per_key['keycafe'] / per_key['redis']:.2f}x")
+if "baseline" in per_key and "keycafe" in per_key:
+    print(f"this build/baseline memory per key: {per_key['keycafe'] / per_key['baseline']:.2f}x")
 PY
