@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use auth_server::api::{ErrorBody, LoginRequest, LoginResponse};
 use auth_server::{Config, Stats};
+use keycafe_core::process::KeycafeSettings;
 use reqwest::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -95,8 +96,11 @@ impl AuthServer {
         let database_url = format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display());
         let mut config = Config {
             database_url: database_url.clone(),
-            keycafe_seeds: vec![keycafe.to_string()],
-            keycafe_timeout: Duration::from_millis(500),
+            keycafe: KeycafeSettings {
+                seeds: vec![keycafe.to_string()],
+                timeout: Duration::from_millis(500),
+                ..KeycafeSettings::default()
+            },
             ..Config::default()
         };
         adjust(&mut config);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keycafe_client::KeycafeCluster;
+use keycafe_core::process::KeycafeSettings;
 use keycafe_server::test_util::TestServer;
 use reqwest::StatusCode;
 use reqwest::cookie::{CookieStore, Jar};
@@ -105,11 +106,15 @@ impl Stack {
 
         let node = TestServer::standalone().await;
         let keycafe_addr = node.addr();
+        let keycafe_settings = KeycafeSettings {
+            seeds: vec![keycafe_addr.to_string()],
+            ..KeycafeSettings::default()
+        };
 
         let (listener, api_addr) = loopback().await;
         let api_config = auth_server::Config {
             database_url: format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display()),
-            keycafe_seeds: vec![keycafe_addr.to_string()],
+            keycafe: keycafe_settings.clone(),
             // auth-web forwards the browser's address; trust it, as the demo does.
             trusted_proxies: vec![[127, 0, 0, 1].into()],
             ..Default::default()
@@ -134,7 +139,7 @@ impl Stack {
         };
         let config = auth_web::Config {
             auth_server_url,
-            keycafe_seeds: vec![keycafe_addr.to_string()],
+            keycafe: keycafe_settings,
             secure_cookies: options.secure_cookies,
             api_timeout: Duration::from_secs(10),
             ..Default::default()
