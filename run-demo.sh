@@ -10,12 +10,13 @@
 # each time; the example's SQLite database is kept in ./logs.
 set -euo pipefail
 cd "$(dirname "$0")"
+source scripts/lib.sh
 LOGS=${LOGS:-logs}
 mkdir -p "$LOGS"
 SEEDS=127.0.0.1:9814,127.0.0.1:9815,127.0.0.1:9816
 
 for port in 9800 9880 9814 9815 9816 9817 9818 9819 19814 19815 19816 19817 19818 19819 8080 3000; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if listening "$port"; then
         echo "port $port is already in use; stop whatever listens there first" >&2
         exit 1
     fi
@@ -29,9 +30,7 @@ stop_all() {
     trap - INT TERM EXIT
     echo
     echo "stopping..."
-    # Newest first: the front end, the API, the nodes, then the coordinator.
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_started # the front end, the API, the nodes, then the coordinator
     echo "stopped."
 }
 trap stop_all INT TERM EXIT
@@ -70,7 +69,6 @@ wait_until() {
     exit 1
 }
 healthy() { [[ $(http_status "$1" "$2") == 200 ]]; }
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # cluster_ready N: the coordinator has N nodes and has finished moving slots.
 cluster_ready() {
     local json
