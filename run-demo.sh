@@ -84,21 +84,24 @@ sys.exit(0 if ready and not config.get("migrations") else 1)
 PY
 }
 
+# start_nodes N CONFIG...: a node for each file, each listening before the
+# next starts; then waits until the cluster has N nodes and every slot placed.
+start_nodes() {
+    local nodes=$1 config port
+    shift
+    for config in "$@"; do
+        port=$(awk '/^service_port:/ {print $2}' "$config")
+        start "keycafe-$port" target/release/keycafe-server "$config"
+        wait_until "keycafe-$port" listening "$port"
+    done
+    wait_until coordinator cluster_ready "$nodes"
+}
+
 rm -rf "$LOGS/coordinator-data"
 start coordinator target/release/coordinate-server --data-dir "$LOGS/coordinator-data"
 wait_until coordinator healthy 9880 /api/cluster
-for config in config.yaml config2.yaml config3.yaml; do
-    port=$(awk '/^service_port:/ {print $2}' "$config")
-    start "keycafe-$port" target/release/keycafe-server "$config"
-    wait_until "keycafe-$port" listening "$port"
-done
-wait_until coordinator cluster_ready 3
-for config in config4.yaml config5.yaml config6.yaml; do
-    port=$(awk '/^service_port:/ {print $2}' "$config")
-    start "keycafe-$port" target/release/keycafe-server "$config"
-    wait_until "keycafe-$port" listening "$port"
-done
-wait_until coordinator cluster_ready 6
+start_nodes 3 config.yaml config2.yaml config3.yaml
+start_nodes 6 config4.yaml config5.yaml config6.yaml
 
 start auth-server env AUTH_SERVER_ADDR=127.0.0.1:8080 KEYCAFE_SEEDS="$SEEDS" \
     DATABASE_URL="sqlite://$LOGS/auth-example.db?mode=rwc" AUTH_TRUSTED_PROXIES=127.0.0.1 \
