@@ -10,12 +10,13 @@
 # each time; the example's SQLite database is kept in ./logs.
 set -euo pipefail
 cd "$(dirname "$0")"
+source scripts/lib.sh
 LOGS=${LOGS:-logs}
 mkdir -p "$LOGS"
 SEEDS=127.0.0.1:9814,127.0.0.1:9815,127.0.0.1:9816
 
 for port in 9800 9880 9814 9815 9816 9817 9818 9819 19814 19815 19816 19817 19818 19819 8080 3000; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if listening "$port"; then
         echo "port $port is already in use; stop whatever listens there first" >&2
         exit 1
     fi
@@ -29,9 +30,7 @@ stop_all() {
     trap - INT TERM EXIT
     echo
     echo "stopping..."
-    # Newest first: the front end, the API, the nodes, then the coordinator.
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_started # the front end, the API, the nodes, then the coordinator
     echo "stopped."
 }
 trap stop_all INT TERM EXIT
@@ -70,7 +69,6 @@ wait_until() {
     exit 1
 }
 healthy() { [[ $(http_status "$1" "$2") == 200 ]]; }
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # cluster_ready N: the coordinator has N nodes and has finished moving slots.
 cluster_ready() {
     local json
@@ -86,21 +84,24 @@ sys.exit(0 if ready and not config.get("migrations") else 1)
 PY
 }
 
+# start_nodes N CONFIG...: a node for each file, each listening before the
+# next starts; then waits until the cluster has N nodes and every slot placed.
+start_nodes() {
+    local nodes=$1 config port
+    shift
+    for config in "$@"; do
+        port=$(awk '/^service_port:/ {print $2}' "$config")
+        start "keycafe-$port" target/release/keycafe-server "$config"
+        wait_until "keycafe-$port" listening "$port"
+    done
+    wait_until coordinator cluster_ready "$nodes"
+}
+
 rm -rf "$LOGS/coordinator-data"
 start coordinator target/release/coordinate-server --data-dir "$LOGS/coordinator-data"
 wait_until coordinator healthy 9880 /api/cluster
-for config in config.yaml config2.yaml config3.yaml; do
-    port=$(awk '/^service_port:/ {print $2}' "$config")
-    start "keycafe-$port" target/release/keycafe-server "$config"
-    wait_until "keycafe-$port" listening "$port"
-done
-wait_until coordinator cluster_ready 3
-for config in config4.yaml config5.yaml config6.yaml; do
-    port=$(awk '/^service_port:/ {print $2}' "$config")
-    start "keycafe-$port" target/release/keycafe-server "$config"
-    wait_until "keycafe-$port" listening "$port"
-done
-wait_until coordinator cluster_ready 6
+start_nodes 3 config.yaml config2.yaml config3.yaml
+start_nodes 6 config4.yaml config5.yaml config6.yaml
 
 start auth-server env AUTH_SERVER_ADDR=127.0.0.1:8080 KEYCAFE_SEEDS="$SEEDS" \
     DATABASE_URL="sqlite://$LOGS/auth-example.db?mode=rwc" AUTH_TRUSTED_PROXIES=127.0.0.1 \

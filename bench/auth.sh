@@ -40,6 +40,7 @@
 # package `wrk`; installed with apt-get when run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 LOGINS=${LOGINS:-200}
 DURATION=${DURATION:-10s}
@@ -50,9 +51,7 @@ EMAIL=limpett0@smugmug.com
 PASSWORD=pCHecmGBZ7
 USER_NAME="Lissa Impett"
 
-for tool in python3 curl; do
-    command -v "$tool" >/dev/null || { echo "auth.sh needs $tool" >&2; exit 1; }
-done
+require python3 curl
 if ! command -v wrk >/dev/null; then
     if [[ $(id -u) -eq 0 ]]; then
         echo "== installing wrk"
@@ -72,40 +71,18 @@ PIDS=()
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    # Newest first: auth-web, auth-server, then Keycafe.
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ $status -ne 0 || ${KEEP_WORK:-0} == 1 ]]; then
-        echo "logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
+    stop_started # auth-web, auth-server, then Keycafe
+    keep_or_remove_work "$status" logs
     exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r KC_PORT API_PORT WEB_PORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-for s in socks: s.close()')
+read -r KC_PORT API_PORT WEB_PORT < <(free_ports 3)
 API="http://127.0.0.1:$API_PORT"
 WEB="http://127.0.0.1:$WEB_PORT"
 
-wait_port() {   # name port pid
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
-        if ! kill -0 "$3" 2>/dev/null; then
-            echo "$1 exited; its log:" >&2; tail -n 20 "$WORK/$1.log" >&2; exit 1
-        fi
-        sleep 0.05
-    done
-    echo "$1 did not listen on port $2; see $WORK/$1.log" >&2
-    exit 1
-}
 wait_healthy() {    # name url
     local code
     for _ in $(seq 100); do

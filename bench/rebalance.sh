@@ -43,6 +43,7 @@
 # Needs: cargo, python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 KEYS=${1:-1000000}
 MEASURE_SECS=${MEASURE_SECS:-5}
@@ -51,9 +52,7 @@ MOVE_TIMEOUT=${MOVE_TIMEOUT:-300}
 CHUNK_SECS=${CHUNK_SECS:-0.5}
 export RUST_LOG=${RUST_LOG:-info}
 [[ $KEYS =~ ^[0-9]+$ && $KEYS -gt 0 ]] || { echo "usage: $0 [keys]" >&2; exit 2; }
-for tool in python3 curl; do
-    command -v "$tool" >/dev/null || { echo "rebalance.sh needs $tool" >&2; exit 1; }
-done
+require python3 curl
 
 echo "== building (release)"
 cargo build --release -q -p keycafe-server -p coordinate-server -p keycafe-client
@@ -68,27 +67,16 @@ cleanup() {
     local status=$?
     trap - EXIT INT TERM
     for pid in $LOOP_PID $POLL_PID $BENCH_PID; do kill "$pid" 2>/dev/null || true; done
-    # Newest first: the nodes, then the coordinator.
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}" $LOOP_PID $POLL_PID $BENCH_PID; do wait "$pid" 2>/dev/null || true; done
-    if [[ $status -ne 0 || ${KEEP_WORK:-0} == 1 ]]; then
-        echo "logs and data kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
+    stop_started # the nodes, then the coordinator
+    for pid in $LOOP_PID $POLL_PID $BENCH_PID; do wait "$pid" 2>/dev/null || true; done
+    keep_or_remove_work "$status" "logs and data"
     exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Ten free loopback ports, all bound at once so that they differ.
-read -r CO_PORT CO_HTTP N1 B1 N2 B2 N3 B3 N4 B4 < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(10)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-for s in socks: s.close()')
+read -r CO_PORT CO_HTTP N1 B1 N2 B2 N3 B3 N4 B4 < <(free_ports 10)
 API="http://127.0.0.1:$CO_HTTP/api/cluster"
 
 # ---------------------------------------------------------------- helpers
@@ -240,18 +228,6 @@ for path in sys.argv[2:]:
         a["first_error"] = a["first_error"] or t.get("first_error")
 json.dump(dict(tests=totals, failed_chunks=failed, chunks=len(sys.argv) - 2), open(out, "w"))
 PY
-
-wait_port() {   # name port pid
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
-        if ! kill -0 "$3" 2>/dev/null; then
-            echo "$1 exited; its log:" >&2; tail -n 20 "$WORK/$1.log" >&2; exit 1
-        fi
-        sleep 0.05
-    done
-    echo "$1 did not listen on port $2; see $WORK/$1.log" >&2
-    exit 1
-}
 
 start_node() {  # name port bus-port
     "$BIN/keycafe-server" --port "$2" --cluster-port "$3" --coordinator "127.0.0.1:$CO_PORT" \

@@ -33,6 +33,7 @@
 # Needs: cargo, redis-server, redis-benchmark, redis-cli, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 ROUNDS=${1:-3}
 REQUESTS=${REQUESTS:-200000}
@@ -40,9 +41,7 @@ NODE_TIMEOUT_MS=${NODE_TIMEOUT_MS:-5000}
 KILLS=${KILLS:-5}
 THREADS=${THREADS:-0}
 REPLICA_THREADS=${REPLICA_THREADS:-1}
-for tool in redis-server redis-benchmark redis-cli python3; do
-    command -v "$tool" >/dev/null || { echo "replication.sh needs $tool" >&2; exit 1; }
-done
+require redis-server redis-benchmark redis-cli python3
 
 echo "== building (release)"
 cargo build --release -q -p keycafe-server -p coordinate-server
@@ -59,7 +58,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # A free client port whose bus port (+10000) is free too.
 free_node_port() {
     python3 - <<'PY'
@@ -93,14 +91,13 @@ in_sync() { # in_sync PRIMARY REPLICA
     [[ -n $p && $p == "$r" && $(info "$2" master_link_status) == up ]]
 }
 serves() { [[ $(redis-cli -p "$1" SET bench:probe 1 2>/dev/null) == OK ]]; }
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 declare -A PID_OF # server pid by client port
 # cpu_ticks PID: user + system CPU time so far, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 start_coordinator() { # start_coordinator NAME -> sets COORD
     local name=$1 port http
-    port=$(free_port) http=$(free_port)
+    port=$(free_ports 1) http=$(free_ports 1)
     "$BIN/coordinate-server" --port "$port" --http-port "$http" --data-dir "$WORK/$name" \
         --node-timeout-ms "$NODE_TIMEOUT_MS" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
@@ -130,7 +127,7 @@ KC_REPLICA=$(free_node_port)
 THREADS=$REPLICA_THREADS start_node kc-replica "$KC_REPLICA" "$COORD" --replica-of "127.0.0.1:$KC_PRIMARY"
 wait_for 30 "keycafe replica in sync" in_sync "$KC_PRIMARY" "$KC_REPLICA"
 
-RS_ALONE=$(free_port) RS_PRIMARY=$(free_port) RS_REPLICA=$(free_port)
+RS_ALONE=$(free_ports 1) RS_PRIMARY=$(free_ports 1) RS_REPLICA=$(free_ports 1)
 for port in "$RS_ALONE" "$RS_PRIMARY"; do
     redis-server --port "$port" --save '' --appendonly no --dir "$WORK" >"$WORK/redis-$port.log" 2>&1 &
     PIDS+=($!)

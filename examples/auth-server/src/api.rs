@@ -1,5 +1,6 @@
 //! The JSON bodies of the API, public so that clients (auth-web, tests) use
-//! the very types the server serialises.
+//! the very types the server serialises. auth-web compiles this file into
+//! itself rather than depend on this crate, so it names nothing else here.
 //!
 //! | route | request | success | errors (all [`ErrorBody`]) |
 //! |---|---|---|---|
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/login`. The email is matched case-insensitively; the
 /// password is used exactly as sent (never trimmed or truncated), up to
-/// [`MAX_PASSWORD_BYTES`](crate::password::MAX_PASSWORD_BYTES).
+/// auth-server's `password::MAX_PASSWORD_BYTES`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginRequest {
     /// The account's email address.

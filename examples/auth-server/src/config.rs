@@ -20,24 +20,23 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::bail;
-use keycafe_core::process::{EnvVars, set_if_given};
+use keycafe_core::process::{
+    BoxError, ConfigError, EnvConfig, EnvVars, KeycafeSettings, set_if_given,
+};
 
 /// Everything the server needs to know; see the module docs for the
 /// environment variables behind each field.
 /// `Debug` leaves the Keycafe password out, so that logging a `Config` is safe.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where the binary listens (`run` itself takes a bound listener).
     pub listen_addr: SocketAddr,
     /// sqlx SQLite URL; the file is created if missing.
     pub database_url: String,
-    /// Keycafe nodes to learn the cluster from; any reachable one will do.
-    pub keycafe_seeds: Vec<String>,
-    /// Password for Keycafe's AUTH, if the nodes require one.
-    pub keycafe_password: Option<String>,
-    /// Limit on connecting to a node and on each reply. Short, so that a
-    /// Keycafe outage turns into a prompt 503 rather than a hung request.
-    pub keycafe_timeout: Duration,
+    /// The Keycafe nodes, their password, and the limit on connecting and on
+    /// each reply. Short, so that a Keycafe outage turns into a prompt 503
+    /// rather than a hung request.
+    pub keycafe: KeycafeSettings,
     /// A session expires after this long without use; each use restarts it.
     pub session_idle: Duration,
     /// A session expires this long after login, however much it is used.
@@ -59,9 +58,7 @@ impl Default for Config {
         Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://auth-example.db?mode=rwc".to_string(),
-            keycafe_seeds: vec!["127.0.0.1:9814".to_string()],
-            keycafe_password: None,
-            keycafe_timeout: Duration::from_secs(1),
+            keycafe: KeycafeSettings::default(),
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(12 * 60 * 60),
             user_cache_ttl: Duration::from_secs(5 * 60),
@@ -72,63 +69,45 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// The defaults, overridden by whichever environment variables are set.
-    pub fn from_env() -> anyhow::Result<Config> {
-        Config::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Like [`Config::from_env`], reading variables through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-        let env = EnvVars::new(lookup);
-        let mut config = Config::default();
-        set_if_given(&mut config.listen_addr, env.parse("AUTH_SERVER_ADDR")?);
-        set_if_given(&mut config.database_url, env.get("DATABASE_URL"));
-        set_if_given(&mut config.keycafe_seeds, env.list("KEYCAFE_SEEDS")?);
-        config.keycafe_password = env.get("KEYCAFE_PASSWORD");
+/// Read with [`EnvConfig::from_env`].
+impl EnvConfig for Config {
+    fn apply_env<L>(&mut self, env: &EnvVars<L>) -> Result<(), ConfigError>
+    where
+        L: Fn(&str) -> Option<String>,
+    {
+        set_if_given(&mut self.listen_addr, env.parse("AUTH_SERVER_ADDR")?);
+        set_if_given(&mut self.database_url, env.get("DATABASE_URL"));
+        self.keycafe.apply_env(env)?;
+        set_if_given(&mut self.session_idle, env.secs("AUTH_SESSION_IDLE_SECS")?);
         set_if_given(
-            &mut config.keycafe_timeout,
-            env.millis("KEYCAFE_TIMEOUT_MS")?,
-        );
-        set_if_given(
-            &mut config.session_idle,
-            env.secs("AUTH_SESSION_IDLE_SECS")?,
-        );
-        set_if_given(
-            &mut config.session_absolute,
+            &mut self.session_absolute,
             env.secs("AUTH_SESSION_ABSOLUTE_SECS")?,
         );
         set_if_given(
-            &mut config.user_cache_ttl,
+            &mut self.user_cache_ttl,
             env.secs("AUTH_USER_CACHE_TTL_SECS")?,
         );
         set_if_given(
-            &mut config.login_max_failures,
+            &mut self.login_max_failures,
             env.parse("AUTH_LOGIN_MAX_FAILURES")?,
         );
-        set_if_given(
-            &mut config.login_window,
-            env.secs("AUTH_LOGIN_WINDOW_SECS")?,
-        );
-        set_if_given(
-            &mut config.trusted_proxies,
-            env.list("AUTH_TRUSTED_PROXIES")?,
-        );
-        config.validate()?;
-        Ok(config)
+        set_if_given(&mut self.login_window, env.secs("AUTH_LOGIN_WINDOW_SECS")?);
+        set_if_given(&mut self.trusted_proxies, env.list("AUTH_TRUSTED_PROXIES")?);
+        Ok(())
     }
 
+    fn check(&self) -> Result<(), BoxError> {
+        Ok(self.validate()?)
+    }
+}
+
+impl Config {
     /// Rejects settings that cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !self.database_url.starts_with("sqlite:") {
             bail!("DATABASE_URL must be a sqlite: URL, e.g. sqlite://auth-example.db?mode=rwc");
         }
-        if self.keycafe_seeds.is_empty() {
-            bail!("KEYCAFE_SEEDS: at least one Keycafe address is needed");
-        }
-        if self.keycafe_timeout.is_zero() {
-            bail!("KEYCAFE_TIMEOUT_MS must be more than 0");
-        }
+        self.keycafe.check().map_err(anyhow::Error::from_boxed)?;
         if self.session_idle < Duration::from_secs(1) || self.session_absolute < self.session_idle {
             bail!("sessions need an idle expiry of at least 1 s and an absolute one no shorter");
         }
@@ -142,49 +121,21 @@ impl Config {
     }
 }
 
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen_addr", &self.listen_addr)
-            .field("database_url", &self.database_url)
-            .field("keycafe_seeds", &self.keycafe_seeds)
-            .field(
-                "keycafe_password",
-                &self.keycafe_password.as_ref().map(|_| "<set>"),
-            )
-            .field("keycafe_timeout", &self.keycafe_timeout)
-            .field("session_idle", &self.session_idle)
-            .field("session_absolute", &self.session_absolute)
-            .field("user_cache_ttl", &self.user_cache_ttl)
-            .field("login_max_failures", &self.login_max_failures)
-            .field("login_window", &self.login_window)
-            .field("trusted_proxies", &self.trusted_proxies)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-
-    fn from(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|name| vars.get(name).cloned())
-    }
 
     #[test]
     fn defaults_without_variables() {
-        assert_eq!(from(&[]).expect("defaults are valid"), Config::default());
+        assert_eq!(
+            Config::from_pairs(&[]).expect("defaults are valid"),
+            Config::default()
+        );
     }
 
     #[test]
     fn variables_override_defaults() {
-        let config = from(&[
+        let config = Config::from_pairs(&[
             ("AUTH_SERVER_ADDR", "0.0.0.0:9000"),
             ("KEYCAFE_SEEDS", " 10.0.0.1:9814, 10.0.0.2:9814 ,"),
             ("AUTH_SESSION_IDLE_SECS", "60"),
@@ -193,19 +144,20 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(config.listen_addr.port(), 9000);
-        assert_eq!(config.keycafe_seeds, ["10.0.0.1:9814", "10.0.0.2:9814"]);
+        assert_eq!(config.keycafe.seeds, ["10.0.0.1:9814", "10.0.0.2:9814"]);
         assert_eq!(config.session_idle, Duration::from_secs(60));
         assert_eq!(config.trusted_proxies.len(), 2);
-        assert_eq!(config.keycafe_password, None);
+        assert_eq!(config.keycafe.password, None);
     }
 
     #[test]
     fn bad_values_name_the_variable() {
-        let error = from(&[("AUTH_LOGIN_MAX_FAILURES", "five")]).expect_err("not a number");
+        let error =
+            Config::from_pairs(&[("AUTH_LOGIN_MAX_FAILURES", "five")]).expect_err("not a number");
         assert!(error.to_string().contains("AUTH_LOGIN_MAX_FAILURES"));
-        assert!(from(&[("AUTH_SESSION_IDLE_SECS", "0")]).is_err());
-        assert!(from(&[("AUTH_SESSION_ABSOLUTE_SECS", "10")]).is_err());
-        assert!(from(&[("KEYCAFE_SEEDS", " , ")]).is_err());
-        assert!(from(&[("DATABASE_URL", "postgres://db/users")]).is_err());
+        assert!(Config::from_pairs(&[("AUTH_SESSION_IDLE_SECS", "0")]).is_err());
+        assert!(Config::from_pairs(&[("AUTH_SESSION_ABSOLUTE_SECS", "10")]).is_err());
+        assert!(Config::from_pairs(&[("KEYCAFE_SEEDS", " , ")]).is_err());
+        assert!(Config::from_pairs(&[("DATABASE_URL", "postgres://db/users")]).is_err());
     }
 }

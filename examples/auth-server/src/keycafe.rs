@@ -82,16 +82,15 @@ impl Keycafe {
 }
 
 /// Client settings for the server: the seeds and password from `config`,
-/// `keycafe_timeout` for connecting and for each reply, and two retries.
+/// its Keycafe timeout for connecting and for each reply, and two retries.
 pub fn client_config(config: &Config) -> ClientConfig {
-    let mut client = ClientConfig::new(config.keycafe_seeds.iter().cloned())
-        .connect_timeout(config.keycafe_timeout)
-        .response_timeout(config.keycafe_timeout)
+    let keycafe = &config.keycafe;
+    let mut client = ClientConfig::new(keycafe.seeds.iter().cloned())
+        .connect_timeout(keycafe.timeout)
+        .response_timeout(keycafe.timeout)
         .max_retries(2)
         .backoff(Duration::from_millis(20), Duration::from_millis(200));
-    if let Some(password) = &config.keycafe_password {
-        client = client.password(password.clone());
-    }
+    client.password = keycafe.password.clone();
     client
 }
 

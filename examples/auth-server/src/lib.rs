@@ -18,6 +18,8 @@
 //! port-0 listener.
 //!
 //! ```no_run
+//! use keycafe_core::process::EnvConfig;
+//!
 //! # async fn demo() -> anyhow::Result<()> {
 //! let config = auth_server::Config::from_env()?;
 //! let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;

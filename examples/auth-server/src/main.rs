@@ -3,7 +3,7 @@
 //! variables.
 
 use anyhow::Context;
-use keycafe_core::process::{init_tracing, shutdown_signal};
+use keycafe_core::process::{EnvConfig, init_tracing, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

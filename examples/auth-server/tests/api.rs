@@ -20,13 +20,13 @@ async fn demo_login_returns_a_token_and_the_profile_without_the_hash() {
     bounded(async {
         let (_keycafe, api) = stack().await;
         let answer = api.login_raw(DEMO_EMAIL, DEMO_PASSWORD).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        answer.assert_status(StatusCode::OK);
         let login: LoginResponse = answer.json();
         assert_eq!(login.token.len(), 64, "256 bits, hex");
         assert!(login.expires_at.ends_with('Z') && login.expires_at.starts_with("20"));
 
         let answer = api.get_with("/api/v1/user", &login.token).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        answer.assert_status(StatusCode::OK);
         let profile: UserProfile = answer.json();
         assert_eq!(profile.id, 1);
         assert_eq!(profile.name, "Lissa Impett");
@@ -259,7 +259,7 @@ async fn session_info_shows_where_the_session_lives() {
         let (keycafe, api) = stack().await;
         let token = api.login(DEMO_EMAIL, DEMO_PASSWORD).await;
         let answer = api.get_with("/api/v1/session", &token).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        answer.assert_status(StatusCode::OK);
         let info: SessionInfo = answer.json();
         assert!(info.key.starts_with("session:"));
         assert!(
@@ -287,7 +287,7 @@ async fn healthz_reports_both_dependencies() {
     bounded(async {
         let (_keycafe, api) = stack().await;
         let answer = api.get("/healthz").await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        answer.assert_status(StatusCode::OK);
         let health: Health = answer.json();
         assert_eq!(
             (

@@ -8,7 +8,7 @@ use std::time::Duration;
 use auth_server::api::LoginRequest;
 use keycafe_server::test_util::TestServer;
 use reqwest::StatusCode;
-use support::{Answer, AuthServer, DEMO_EMAIL, DEMO_PASSWORD, bounded};
+use support::{AuthServer, DEMO_EMAIL, DEMO_PASSWORD, bounded};
 
 const OTHER_EMAIL: &str = "jstallybrass1@wufoo.com";
 const OTHER_PASSWORD: &str = "qviXpncdky";
@@ -88,29 +88,6 @@ async fn unknown_emails_are_throttled_like_real_ones() {
     .await;
 }
 
-async fn login_from(api: &AuthServer, client: IpAddr, email: &str, password: &str) -> Answer {
-    let request = LoginRequest {
-        email: email.into(),
-        password: password.into(),
-    };
-    let response = api
-        .http
-        .post(api.url("/api/v1/login"))
-        .header("x-forwarded-for", client.to_string())
-        .json(&request)
-        .send()
-        .await
-        .expect("login");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.bytes().await.expect("body").to_vec();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
 #[tokio::test]
 async fn a_trusted_proxy_gets_per_client_counters() {
     bounded(async {
@@ -122,15 +99,15 @@ async fn a_trusted_proxy_gets_per_client_counters() {
         let attacker: IpAddr = [203, 0, 113, 7].into();
         let bystander: IpAddr = [198, 51, 100, 20].into();
         for _ in 0..5 {
-            login_from(&api, attacker, DEMO_EMAIL, "wrong").await;
+            api.login_from(attacker, DEMO_EMAIL, "wrong").await;
         }
         // The attacker's address is blocked for every account...
-        let answer = login_from(&api, attacker, OTHER_EMAIL, OTHER_PASSWORD).await;
+        let answer = api.login_from(attacker, OTHER_EMAIL, OTHER_PASSWORD).await;
         assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
         // ... another client is not, except on the account under attack.
-        let answer = login_from(&api, bystander, OTHER_EMAIL, OTHER_PASSWORD).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-        let answer = login_from(&api, bystander, DEMO_EMAIL, DEMO_PASSWORD).await;
+        let answer = api.login_from(bystander, OTHER_EMAIL, OTHER_PASSWORD).await;
+        answer.assert_status(StatusCode::OK);
+        let answer = api.login_from(bystander, DEMO_EMAIL, DEMO_PASSWORD).await;
         assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
     })
     .await;
@@ -146,12 +123,15 @@ async fn a_good_login_clears_the_account_counter() {
         .await;
         let owner: IpAddr = [192, 0, 2, 1].into();
         for _ in 0..4 {
-            login_from(&api, [192, 0, 2, 99].into(), DEMO_EMAIL, "typo").await;
+            api.login_from([192, 0, 2, 99].into(), DEMO_EMAIL, "typo")
+                .await;
         }
-        login_from(&api, owner, DEMO_EMAIL, DEMO_PASSWORD).await;
+        api.login_from(owner, DEMO_EMAIL, DEMO_PASSWORD).await;
         // Four more failures would have tripped the limit without the reset.
         for _ in 0..4 {
-            let answer = login_from(&api, [192, 0, 2, 98].into(), DEMO_EMAIL, "typo").await;
+            let answer = api
+                .login_from([192, 0, 2, 98].into(), DEMO_EMAIL, "typo")
+                .await;
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
         }
     })

@@ -17,12 +17,7 @@ async fn login_eventually(api: &AuthServer, limit: Duration) -> String {
         if answer.status == StatusCode::OK {
             return answer.json::<auth_server::api::LoginResponse>().token;
         }
-        assert_eq!(
-            answer.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{}",
-            answer.text()
-        );
+        answer.assert_status(StatusCode::SERVICE_UNAVAILABLE);
         assert!(
             tokio::time::Instant::now() < deadline,
             "no recovery within {limit:?}"
@@ -42,12 +37,7 @@ async fn keycafe_down_gives_503_then_recovers_on_restart() {
         keycafe.stop().await;
         let started = tokio::time::Instant::now();
         let login = api.login_raw(DEMO_EMAIL, DEMO_PASSWORD).await;
-        assert_eq!(
-            login.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{}",
-            login.text()
-        );
+        login.assert_status(StatusCode::SERVICE_UNAVAILABLE);
         assert!(login.error().contains("Keycafe"), "{}", login.text());
         assert_eq!(login.header("retry-after"), Some("1"));
         assert!(started.elapsed() < Duration::from_secs(10), "prompt 503");
@@ -83,12 +73,7 @@ async fn starts_while_keycafe_is_down_and_serves_once_it_is_up() {
         drop(reserved);
         let api = AuthServer::start(addr, |_| {}).await;
         let login = api.login_raw(DEMO_EMAIL, DEMO_PASSWORD).await;
-        assert_eq!(
-            login.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{}",
-            login.text()
-        );
+        login.assert_status(StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(api.get("/healthz").await.status, 503);
 
         let _keycafe = TestServer::start_on(addr, keycafe_server::Config::default()).await;

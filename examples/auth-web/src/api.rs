@@ -2,67 +2,26 @@
 //!
 //! The site never sees a password hash or a user row; it forwards the
 //! credentials once, keeps the opaque token auth-server returns, and asks
-//! for the profile with it. The body types mirror `auth_server::api` (the
-//! server's own types); they are declared here so that the web front end
-//! does not depend on the API's crate, and the integration tests run both
-//! together to keep them in step.
+//! for the profile with it. The body types are the server's own
+//! ([`bodies`]).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
-use serde::{Deserialize, Serialize};
+// The request and response bodies are auth-server's `api.rs`, compiled into
+// this crate from its source file: one definition keeps site and server in
+// step, and the site need not link the server's database and hashing code.
+// (A plain comment: rustdoc would resolve the file's own links from here.)
+#[path = "../../auth-server/src/api.rs"]
+pub mod bodies;
 
-/// `POST /api/v1/login` body.
-#[derive(Serialize)]
-struct LoginRequest<'a> {
-    email: &'a str,
-    password: &'a str,
-}
-
-/// A successful login.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LoginResponse {
-    /// Opaque bearer token; the site keeps it in the browser's session.
-    pub token: String,
-    /// When auth-server will end the session if unused (RFC 3339).
-    pub expires_at: String,
-}
-
-/// `GET /api/v1/user`: the signed-in user.
-#[derive(Debug, Clone, Deserialize)]
-pub struct UserProfile {
-    /// Row id.
-    pub id: i64,
-    /// Full name.
-    pub name: String,
-    /// Email address.
-    pub email: String,
-    /// As the user gave it.
-    pub gender: String,
-    /// Country name.
-    pub country: String,
-    /// Job title.
-    pub job: String,
-    /// When the account was created (RFC 3339).
-    pub created_at: String,
-}
-
-/// `GET /api/v1/session`: where auth-server keeps the API session in Keycafe.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ApiSessionInfo {
-    /// The Keycafe key (a hash of the token, safe to show).
-    pub key: String,
-    /// The key's slot.
-    pub slot: u16,
-    /// The node serving the slot.
-    pub node: Option<String>,
-    /// Milliseconds until the session ends if unused.
-    pub ttl_ms: Option<u64>,
-    /// When it ends at the latest (RFC 3339).
-    pub absolute_expires_at: String,
-}
+use bodies::LoginRequest;
+/// Where auth-server keeps the API session in Keycafe (named apart from the
+/// browser's own session).
+pub use bodies::SessionInfo as ApiSessionInfo;
+pub use bodies::{LoginResponse, UserProfile};
 
 /// What a login attempt came to.
 #[derive(Debug)]
@@ -130,7 +89,10 @@ impl ApiClient {
         let mut request = self
             .http
             .post(self.url("/api/v1/login"))
-            .json(&LoginRequest { email, password });
+            .json(&LoginRequest {
+                email: email.to_string(),
+                password: password.to_string(),
+            });
         if let Some(ip) = client_ip {
             request = request.header("x-forwarded-for", ip.to_string());
         }

@@ -18,23 +18,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::bail;
-use keycafe_core::process::{EnvVars, set_if_given};
+use keycafe_core::process::{
+    BoxError, ConfigError, EnvConfig, EnvVars, KeycafeSettings, set_if_given,
+};
 
 /// Everything the site needs to know; see the module docs for the
 /// environment variable behind each field. `Debug` leaves the Keycafe
 /// password out, so that logging a `Config` is safe.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where the binary listens (`run` itself takes a bound listener).
     pub listen_addr: SocketAddr,
     /// Base URL of auth-server, without a trailing slash.
     pub auth_server_url: String,
-    /// Keycafe nodes to learn the cluster from; any reachable one will do.
-    pub keycafe_seeds: Vec<String>,
-    /// Password for Keycafe's AUTH, if the nodes require one.
-    pub keycafe_password: Option<String>,
-    /// Limit on connecting to a Keycafe node and on each reply.
-    pub keycafe_timeout: Duration,
+    /// The Keycafe nodes of browser sessions, their password, and the limit
+    /// on connecting to one and on each reply.
+    pub keycafe: KeycafeSettings,
     /// Limit on each request to auth-server (a login includes an argon2 hash).
     pub api_timeout: Duration,
     /// Whether the session cookie carries `Secure` (and the `__Host-` name
@@ -54,9 +53,7 @@ impl Default for Config {
         Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
             auth_server_url: "http://127.0.0.1:8080".to_string(),
-            keycafe_seeds: vec!["127.0.0.1:9814".to_string()],
-            keycafe_password: None,
-            keycafe_timeout: Duration::from_secs(1),
+            keycafe: KeycafeSettings::default(),
             api_timeout: Duration::from_secs(10),
             secure_cookies: false,
             session_idle: Duration::from_secs(30 * 60),
@@ -65,60 +62,54 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// The defaults, overridden by whichever environment variables are set.
-    pub fn from_env() -> anyhow::Result<Config> {
-        Config::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Like [`Config::from_env`], reading variables through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-        let env = EnvVars::new(lookup);
-        let mut config = Config::default();
-        set_if_given(&mut config.listen_addr, env.parse("AUTH_WEB_ADDR")?);
+/// Read with [`EnvConfig::from_env`].
+impl EnvConfig for Config {
+    fn apply_env<L>(&mut self, env: &EnvVars<L>) -> Result<(), ConfigError>
+    where
+        L: Fn(&str) -> Option<String>,
+    {
+        set_if_given(&mut self.listen_addr, env.parse("AUTH_WEB_ADDR")?);
         set_if_given(
-            &mut config.auth_server_url,
+            &mut self.auth_server_url,
             env.get("AUTH_SERVER_URL")
                 .map(|url| url.trim().trim_end_matches('/').to_string()),
         );
-        set_if_given(&mut config.keycafe_seeds, env.list("KEYCAFE_SEEDS")?);
-        config.keycafe_password = env.get("KEYCAFE_PASSWORD");
+        self.keycafe.apply_env(env)?;
         set_if_given(
-            &mut config.keycafe_timeout,
-            env.millis("KEYCAFE_TIMEOUT_MS")?,
-        );
-        set_if_given(
-            &mut config.api_timeout,
+            &mut self.api_timeout,
             env.millis("AUTH_WEB_API_TIMEOUT_MS")?,
         );
         set_if_given(
-            &mut config.secure_cookies,
+            &mut self.secure_cookies,
             env.flag("AUTH_WEB_SECURE_COOKIES")?,
         );
         set_if_given(
-            &mut config.session_idle,
+            &mut self.session_idle,
             env.secs("AUTH_WEB_SESSION_IDLE_SECS")?,
         );
         set_if_given(
-            &mut config.session_prefix,
+            &mut self.session_prefix,
             env.get("AUTH_WEB_SESSION_PREFIX")
                 .map(|prefix| prefix.trim().to_string()),
         );
-        config.validate()?;
-        Ok(config)
+        Ok(())
     }
 
+    fn check(&self) -> Result<(), BoxError> {
+        Ok(self.validate()?)
+    }
+}
+
+impl Config {
     /// Rejects settings that cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.keycafe_seeds.is_empty() {
-            bail!("KEYCAFE_SEEDS: at least one Keycafe address is needed");
-        }
+        self.keycafe.check().map_err(anyhow::Error::from_boxed)?;
         let url = &self.auth_server_url;
         if !url.starts_with("http://") || url.len() <= "http://".len() {
             bail!("AUTH_SERVER_URL must be an http:// URL, got {url:?}");
         }
-        if self.keycafe_timeout.is_zero() || self.api_timeout.is_zero() {
-            bail!("KEYCAFE_TIMEOUT_MS and AUTH_WEB_API_TIMEOUT_MS must be more than 0");
+        if self.api_timeout.is_zero() {
+            bail!("AUTH_WEB_API_TIMEOUT_MS must be more than 0");
         }
         if self.session_idle < Duration::from_secs(1) {
             bail!("AUTH_WEB_SESSION_IDLE_SECS must be at least 1");
@@ -127,47 +118,21 @@ impl Config {
     }
 }
 
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen_addr", &self.listen_addr)
-            .field("auth_server_url", &self.auth_server_url)
-            .field("keycafe_seeds", &self.keycafe_seeds)
-            .field(
-                "keycafe_password",
-                &self.keycafe_password.as_ref().map(|_| "<set>"),
-            )
-            .field("keycafe_timeout", &self.keycafe_timeout)
-            .field("api_timeout", &self.api_timeout)
-            .field("secure_cookies", &self.secure_cookies)
-            .field("session_idle", &self.session_idle)
-            .field("session_prefix", &self.session_prefix)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-
-    fn from(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|name| vars.get(name).cloned())
-    }
 
     #[test]
     fn defaults_without_variables() {
-        assert_eq!(from(&[]).expect("defaults are valid"), Config::default());
+        assert_eq!(
+            Config::from_pairs(&[]).expect("defaults are valid"),
+            Config::default()
+        );
     }
 
     #[test]
     fn variables_override_defaults() {
-        let config = from(&[
+        let config = Config::from_pairs(&[
             ("AUTH_WEB_ADDR", "0.0.0.0:4000"),
             ("AUTH_SERVER_URL", "http://10.0.0.5:8080/"),
             ("KEYCAFE_SEEDS", " 10.0.0.1:9814, 10.0.0.2:9814 ,"),
@@ -178,10 +143,10 @@ mod tests {
         .expect("valid");
         assert_eq!(config.listen_addr.port(), 4000);
         assert_eq!(config.auth_server_url, "http://10.0.0.5:8080");
-        assert_eq!(config.keycafe_seeds, ["10.0.0.1:9814", "10.0.0.2:9814"]);
+        assert_eq!(config.keycafe.seeds, ["10.0.0.1:9814", "10.0.0.2:9814"]);
         assert!(config.secure_cookies);
         assert_eq!(config.session_idle, Duration::from_secs(60));
-        assert_eq!(config.keycafe_password, None);
+        assert_eq!(config.keycafe.password, None);
     }
 
     #[test]
@@ -191,11 +156,11 @@ mod tests {
             ("AUTH_WEB_SESSION_IDLE_SECS", "soon"),
             ("AUTH_WEB_ADDR", "localhost"),
         ] {
-            let error = from(&[(name, value)]).expect_err("invalid");
+            let error = Config::from_pairs(&[(name, value)]).expect_err("invalid");
             assert!(error.to_string().contains(name), "{error}");
         }
-        assert!(from(&[("AUTH_SERVER_URL", "ftp://x")]).is_err());
-        assert!(from(&[("AUTH_WEB_SESSION_IDLE_SECS", "0")]).is_err());
-        assert!(from(&[("KEYCAFE_SEEDS", " , ")]).is_err());
+        assert!(Config::from_pairs(&[("AUTH_SERVER_URL", "ftp://x")]).is_err());
+        assert!(Config::from_pairs(&[("AUTH_WEB_SESSION_IDLE_SECS", "0")]).is_err());
+        assert!(Config::from_pairs(&[("KEYCAFE_SEEDS", " , ")]).is_err());
     }
 }

@@ -23,6 +23,8 @@
 //! on a port-0 listener.
 //!
 //! ```no_run
+//! use keycafe_core::process::EnvConfig;
+//!
 //! # async fn demo() -> anyhow::Result<()> {
 //! let config = auth_web::Config::from_env()?;
 //! let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;

@@ -2,7 +2,7 @@
 //! serves until Ctrl-C or SIGTERM.
 
 use anyhow::Context;
-use keycafe_core::process::{init_tracing, shutdown_signal};
+use keycafe_core::process::{EnvConfig, init_tracing, shutdown_signal};
 
 const USAGE: &str = "\
 auth-web: the Keycafe example's web front end.

@@ -23,18 +23,15 @@ impl AppState {
     /// keep a single session without it. Once connected, the client
     /// reconnects to nodes by itself.
     pub async fn connect(config: &Config) -> anyhow::Result<AppState> {
-        let mut keycafe = ClientConfig::new(config.keycafe_seeds.iter().cloned())
-            .connect_timeout(config.keycafe_timeout)
-            .response_timeout(config.keycafe_timeout);
-        if let Some(password) = &config.keycafe_password {
-            keycafe = keycafe.password(password.clone());
-        }
-        let keycafe = keycafe.connect().await.with_context(|| {
-            format!(
-                "connecting to Keycafe at {}",
-                config.keycafe_seeds.join(", ")
-            )
-        })?;
+        let settings = &config.keycafe;
+        let mut keycafe = ClientConfig::new(settings.seeds.iter().cloned())
+            .connect_timeout(settings.timeout)
+            .response_timeout(settings.timeout);
+        keycafe.password = settings.password.clone();
+        let keycafe = keycafe
+            .connect()
+            .await
+            .with_context(|| format!("connecting to Keycafe at {}", settings.seeds.join(", ")))?;
         let sessions = KeycafeSessionStore::new(keycafe).with_prefix(config.session_prefix.clone());
         let api = ApiClient::new(&config.auth_server_url, config.api_timeout)
             .context("building the auth-server client")?;

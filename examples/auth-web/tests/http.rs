@@ -9,7 +9,7 @@ use keycafe_client::Ttl;
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, RETRY_AFTER};
 use support::{
-    DEMO_EMAIL, DEMO_NAME, DEMO_PASSWORD, Options, Stack, bounded, csrf_token, location,
+    DEMO_EMAIL, DEMO_NAME, DEMO_PASSWORD, Options, Stack, body, bounded, csrf_token, location,
     session_set_cookie,
 };
 
@@ -70,7 +70,7 @@ async fn the_login_form_starts_a_session_with_safe_cookie_attributes() {
             "{cookie}"
         );
 
-        let html = response.text().await.expect("body");
+        let html = body(response).await;
         assert!(
             html.contains(r#"<label for="email">"#) && html.contains(r#"<label for="password">"#)
         );
@@ -101,11 +101,7 @@ async fn the_login_form_starts_a_session_with_safe_cookie_attributes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn secure_cookies_add_secure_and_the_host_prefix() {
     bounded(async {
-        let options = Options {
-            secure_cookies: true,
-            ..Options::default()
-        };
-        let stack = Stack::start_with(options).await;
+        let stack = Stack::start_with(Options::secure_cookies()).await;
         let response = stack.client().get("/login").await;
         let cookie = session_set_cookie(response.headers(), "__Host-auth_web_session")
             .expect("a __Host- cookie");
@@ -129,15 +125,7 @@ async fn login_cycles_the_session_id_and_shows_the_profile() {
         let before = client.session_id().expect("session before login");
 
         let response = client
-            .post_form(
-                "/login",
-                &[
-                    ("csrf_token", &token),
-                    ("email", DEMO_EMAIL),
-                    ("password", DEMO_PASSWORD),
-                    ("next", ""),
-                ],
-            )
+            .post_login(&token, DEMO_EMAIL, DEMO_PASSWORD, Some(""))
             .await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         assert_eq!(location(&response), "/profile");
@@ -158,7 +146,7 @@ async fn login_cycles_the_session_id_and_shows_the_profile() {
         let profile = client.get("/profile").await;
         assert_eq!(profile.status(), StatusCode::OK);
         assert_eq!(header(&profile, CACHE_CONTROL), "no-store");
-        let html = profile.text().await.expect("body");
+        let html = body(profile).await;
         for text in [
             DEMO_NAME,
             DEMO_EMAIL,
@@ -188,13 +176,7 @@ async fn posts_without_the_right_csrf_token_are_refused_and_change_nothing() {
         let stranger = stack.client();
         let response = stranger.post_form("/login", &credentials).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
-        assert!(
-            response
-                .text()
-                .await
-                .expect("body")
-                .contains("Nothing was changed")
-        );
+        assert!(body(response).await.contains("Nothing was changed"));
         assert_eq!(stranger.session_id(), None);
 
         // A session, but no token or a wrong one: refused, still signed out.
@@ -231,10 +213,7 @@ async fn posts_without_the_right_csrf_token_are_refused_and_change_nothing() {
         // Signed in: a forged logout leaves both sessions alone.
         client.sign_in().await;
         let id = client.session_id().expect("session");
-        let api_token = stack.session_record(&id).await.expect("stored")["data"]["api_token"]
-            .as_str()
-            .expect("token")
-            .to_string();
+        let api_token = stack.api_token(&id).await;
         let response = client.post_form("/logout", &[("csrf_token", &token)]).await;
         assert_eq!(
             response.status(),
@@ -259,18 +238,9 @@ async fn wrong_credentials_show_one_generic_error() {
             ("nobody@example.com", "unknown-user-password-2"),
         ] {
             let token = client.login_form_token().await;
-            let response = client
-                .post_form(
-                    "/login",
-                    &[
-                        ("csrf_token", &token),
-                        ("email", email),
-                        ("password", password),
-                    ],
-                )
-                .await;
+            let response = client.post_login(&token, email, password, None).await;
             assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-            let html = response.text().await.expect("body");
+            let html = body(response).await;
             assert!(html.contains("Invalid email or password."), "{html}");
             assert!(html.contains(&format!(r#"value="{email}""#)), "email kept");
             assert!(!html.contains(password), "password not echoed");
@@ -298,7 +268,7 @@ async fn repeated_failures_show_the_throttle_message() {
         let response = last.expect("six attempts");
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(header(&response, RETRY_AFTER).parse::<u64>().is_ok());
-        let html = response.text().await.expect("body");
+        let html = body(response).await;
         assert!(html.contains("Too many failed sign-in attempts"), "{html}");
     })
     .await;
@@ -322,8 +292,7 @@ async fn next_only_ever_leads_to_a_local_path() {
             let client = stack.client();
             // The form does not even carry it along...
             let query: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
-            let page = client.get(&format!("/login?next={query}")).await;
-            let html = page.text().await.expect("body");
+            let html = body(client.get(&format!("/login?next={query}")).await).await;
             assert!(
                 html.contains(r#"name="next" value="""#),
                 "{next:?} dropped from the form"
@@ -331,15 +300,7 @@ async fn next_only_ever_leads_to_a_local_path() {
             // ...and a forged one is ignored.
             let token = csrf_token(&html);
             let response = client
-                .post_form(
-                    "/login",
-                    &[
-                        ("csrf_token", &token),
-                        ("email", DEMO_EMAIL),
-                        ("password", DEMO_PASSWORD),
-                        ("next", next),
-                    ],
-                )
+                .post_login(&token, DEMO_EMAIL, DEMO_PASSWORD, Some(next))
                 .await;
             assert_eq!(response.status(), StatusCode::SEE_OTHER);
             assert_eq!(location(&response), "/profile", "next {next:?}");
@@ -348,17 +309,9 @@ async fn next_only_ever_leads_to_a_local_path() {
         // A local page is remembered through the round trip.
         let client = stack.client();
         let page = client.get("/login?next=%2Fprofile%3Ftab%3D1").await;
-        let token = csrf_token(&page.text().await.expect("body"));
+        let token = csrf_token(&body(page).await);
         let response = client
-            .post_form(
-                "/login",
-                &[
-                    ("csrf_token", &token),
-                    ("email", DEMO_EMAIL),
-                    ("password", DEMO_PASSWORD),
-                    ("next", "/profile?tab=1"),
-                ],
-            )
+            .post_login(&token, DEMO_EMAIL, DEMO_PASSWORD, Some("/profile?tab=1"))
             .await;
         assert_eq!(location(&response), "/profile?tab=1");
     })
@@ -369,14 +322,7 @@ async fn next_only_ever_leads_to_a_local_path() {
 async fn logout_ends_both_sessions() {
     bounded(async {
         let stack = Stack::start().await;
-        let client = stack.client();
-        client.sign_in().await;
-        let id = client.session_id().expect("session");
-        let record = stack.session_record(&id).await.expect("stored");
-        let api_token = record["data"]["api_token"]
-            .as_str()
-            .expect("token")
-            .to_string();
+        let (client, id, api_token) = stack.signed_in().await;
         assert_eq!(stack.api_user_status(&api_token).await, StatusCode::OK);
 
         let token = client.profile_token().await;
@@ -395,13 +341,8 @@ async fn logout_ends_both_sessions() {
             "API session ended"
         );
         assert_ne!(client.session_id(), Some(id), "the old cookie is gone");
-        let page = client.get("/login").await;
-        assert!(
-            page.text()
-                .await
-                .expect("body")
-                .contains("You have been signed out.")
-        );
+        let page = body(client.get("/login").await).await;
+        assert!(page.contains("You have been signed out."));
         assert_eq!(
             location(&client.get("/profile").await),
             "/login?next=%2Fprofile"
@@ -414,11 +355,7 @@ async fn logout_ends_both_sessions() {
 async fn an_api_session_ended_elsewhere_ends_the_browser_session() {
     bounded(async {
         let stack = Stack::start().await;
-        let client = stack.client();
-        client.sign_in().await;
-        let id = client.session_id().expect("session");
-        let record = stack.session_record(&id).await.expect("stored");
-        let api_token = record["data"]["api_token"].as_str().expect("token");
+        let (client, id, api_token) = stack.signed_in().await;
         let ended = reqwest::Client::new()
             .post(format!("{}/api/v1/logout", stack.api))
             .bearer_auth(api_token)
@@ -435,8 +372,7 @@ async fn an_api_session_ended_elsewhere_ends_the_browser_session() {
             None,
             "browser session ended"
         );
-        let page = client.get("/login?next=%2Fprofile").await;
-        let html = page.text().await.expect("body");
+        let html = body(client.get("/login?next=%2Fprofile").await).await;
         assert!(html.contains("Your session has ended."), "{html}");
     })
     .await;
@@ -445,31 +381,14 @@ async fn an_api_session_ended_elsewhere_ends_the_browser_session() {
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_server_down_gives_a_polite_503() {
     bounded(async {
-        let options = Options {
-            api_down: true,
-            ..Options::default()
-        };
-        let stack = Stack::start_with(options).await;
+        let stack = Stack::start_with(Options::api_down()).await;
         let client = stack.client();
         let token = client.login_form_token().await;
         let response = client
-            .post_form(
-                "/login",
-                &[
-                    ("csrf_token", &token),
-                    ("email", DEMO_EMAIL),
-                    ("password", DEMO_PASSWORD),
-                ],
-            )
+            .post_login(&token, DEMO_EMAIL, DEMO_PASSWORD, None)
             .await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            response
-                .text()
-                .await
-                .expect("body")
-                .contains("unavailable right now")
-        );
+        assert!(body(response).await.contains("unavailable right now"));
         let health = client.get("/healthz").await;
         assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
     })

@@ -5,6 +5,45 @@ use std::time::Duration;
 
 use super::config::{BoxError, ConfigError};
 
+/// A configuration read from environment variables over its defaults: the
+/// example services' counterpart of [`LayeredConfig`](super::LayeredConfig).
+///
+/// A type says which variables it reads ([`apply_env`](Self::apply_env))
+/// and which settings cannot work ([`check`](Self::check)); the provided
+/// constructors do the rest, the same way for every service.
+pub trait EnvConfig: Default {
+    /// Overrides each setting whose variable `env` has set.
+    fn apply_env<L>(&mut self, env: &EnvVars<L>) -> Result<(), ConfigError>
+    where
+        L: Fn(&str) -> Option<String>;
+
+    /// Rejects settings that cannot work, with a message that says why.
+    fn check(&self) -> Result<(), BoxError>;
+
+    /// The defaults, overridden by whichever environment variables are set,
+    /// then checked.
+    fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`EnvConfig::from_env`], reading variables through `lookup`.
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        config.apply_env(&EnvVars::new(lookup))?;
+        config.check().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    /// Like [`EnvConfig::from_env`], with the variables given as
+    /// `(name, value)` pairs: for tests.
+    fn from_pairs(vars: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| {
+            let (_, value) = vars.iter().find(|(set, _)| *set == name)?;
+            Some(value.to_string())
+        })
+    }
+}
+
 /// Reads settings from environment variables, or from any lookup (a map in
 /// tests). A variable that is unset or blank counts as not given, so that
 /// `VAR= program` keeps the default; each reader returns `None` then.

@@ -22,8 +22,12 @@
 //! `requirepass` is an error rather than a node silently left open.
 //!
 //! The example services take their settings from environment variables
-//! instead; [`EnvVars`] reads them (or any lookup, in tests) with errors that
-//! name the variable.
+//! instead, over the same defaults: a type implements [`EnvConfig`] (which
+//! variables it reads, and its check), and [`EnvConfig::from_env`] does the
+//! rest. [`EnvVars`] reads the variables (or any lookup, in tests) with
+//! errors that name the variable, and [`KeycafeSettings`] is the part every
+//! such service has: where the Keycafe nodes are, their password, and how
+//! long to wait for them.
 //!
 //! # Logging and shutdown
 //!
@@ -36,12 +40,14 @@
 
 mod config;
 mod env;
+mod keycafe;
 mod logging;
 mod signal;
 
 pub use config::{
     BoxError, ConfigError, LayeredConfig, from_yaml_file, from_yaml_str, load, set_if_given,
 };
-pub use env::EnvVars;
+pub use env::{EnvConfig, EnvVars};
+pub use keycafe::KeycafeSettings;
 pub use logging::{TracingError, init_tracing};
 pub use signal::shutdown_signal;

@@ -4,12 +4,13 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use auth_server::api::{ErrorBody, LoginRequest, LoginResponse};
 use auth_server::{Config, Stats};
+use keycafe_core::process::KeycafeSettings;
 use reqwest::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -95,8 +96,11 @@ impl AuthServer {
         let database_url = format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display());
         let mut config = Config {
             database_url: database_url.clone(),
-            keycafe_seeds: vec![keycafe.to_string()],
-            keycafe_timeout: Duration::from_millis(500),
+            keycafe: KeycafeSettings {
+                seeds: vec![keycafe.to_string()],
+                timeout: Duration::from_millis(500),
+                ..KeycafeSettings::default()
+            },
             ..Config::default()
         };
         adjust(&mut config);
@@ -135,24 +139,32 @@ impl AuthServer {
 
     /// `POST /api/v1/login`, returning status, headers and raw body.
     pub async fn login_raw(&self, email: &str, password: &str) -> Answer {
+        self.post_login(email, password, None).await
+    }
+
+    /// [`AuthServer::login_raw`] as a proxy sends it on behalf of `client`
+    /// (in `X-Forwarded-For`).
+    pub async fn login_from(&self, client: IpAddr, email: &str, password: &str) -> Answer {
+        self.post_login(email, password, Some(client)).await
+    }
+
+    async fn post_login(&self, email: &str, password: &str, client: Option<IpAddr>) -> Answer {
         let request = LoginRequest {
             email: email.to_string(),
             password: password.to_string(),
         };
-        let response = self
-            .http
-            .post(self.url("/api/v1/login"))
-            .json(&request)
-            .send()
-            .await
-            .expect("login request");
+        let mut post = self.http.post(self.url("/api/v1/login"));
+        if let Some(client) = client {
+            post = post.header("x-forwarded-for", client.to_string());
+        }
+        let response = post.json(&request).send().await.expect("login request");
         Answer::read(response).await
     }
 
     /// Logs in and returns the token; panics unless 200.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let answer = self.login_raw(email, password).await;
-        assert_eq!(answer.status, StatusCode::OK, "login: {}", answer.text());
+        answer.assert_status(StatusCode::OK);
         answer.json::<LoginResponse>().token
     }
 
@@ -210,6 +222,12 @@ impl Answer {
             headers,
             body,
         }
+    }
+
+    /// Panics unless the status is `expected`, showing the body.
+    #[track_caller]
+    pub fn assert_status(&self, expected: StatusCode) {
+        assert_eq!(self.status, expected, "{}", self.text());
     }
 
     pub fn text(&self) -> String {

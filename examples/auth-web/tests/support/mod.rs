@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keycafe_client::KeycafeCluster;
+use keycafe_core::process::KeycafeSettings;
 use keycafe_server::test_util::TestServer;
 use reqwest::StatusCode;
 use reqwest::cookie::{CookieStore, Jar};
@@ -80,6 +81,24 @@ pub struct Options {
     pub api_down: bool,
 }
 
+impl Options {
+    /// auth-web with `Secure` session cookies.
+    pub fn secure_cookies() -> Options {
+        Options {
+            secure_cookies: true,
+            ..Options::default()
+        }
+    }
+
+    /// auth-web pointed at a port where nothing listens.
+    pub fn api_down() -> Options {
+        Options {
+            api_down: true,
+            ..Options::default()
+        }
+    }
+}
+
 /// Keycafe, auth-server and auth-web, running until dropped.
 pub struct Stack {
     /// `http://127.0.0.1:<port>` of auth-web.
@@ -105,11 +124,15 @@ impl Stack {
 
         let node = TestServer::standalone().await;
         let keycafe_addr = node.addr();
+        let keycafe_settings = KeycafeSettings {
+            seeds: vec![keycafe_addr.to_string()],
+            ..KeycafeSettings::default()
+        };
 
         let (listener, api_addr) = loopback().await;
         let api_config = auth_server::Config {
             database_url: format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display()),
-            keycafe_seeds: vec![keycafe_addr.to_string()],
+            keycafe: keycafe_settings.clone(),
             // auth-web forwards the browser's address; trust it, as the demo does.
             trusted_proxies: vec![[127, 0, 0, 1].into()],
             ..Default::default()
@@ -134,7 +157,7 @@ impl Stack {
         };
         let config = auth_web::Config {
             auth_server_url,
-            keycafe_seeds: vec![keycafe_addr.to_string()],
+            keycafe: keycafe_settings,
             secure_cookies: options.secure_cookies,
             api_timeout: Duration::from_secs(10),
             ..Default::default()
@@ -186,6 +209,16 @@ impl Stack {
         WebClient::new(&self.web)
     }
 
+    /// A fresh browser, signed in through the form with the demo account;
+    /// with its browser session id and the auth-server token it holds.
+    pub async fn signed_in(&self) -> (WebClient, String, String) {
+        let client = self.client();
+        client.sign_in().await;
+        let id = client.session_id().expect("a session after login");
+        let api_token = self.api_token(&id).await;
+        (client, id, api_token)
+    }
+
     /// The Keycafe key of a browser session id.
     pub fn session_key(&self, id: &str) -> String {
         format!("{}{id}", self.config.session_prefix)
@@ -199,6 +232,15 @@ impl Stack {
             .await
             .expect("GET from Keycafe")?;
         Some(serde_json::from_slice(&value).expect("session records are JSON"))
+    }
+
+    /// The auth-server token that a signed-in browser session holds.
+    pub async fn api_token(&self, id: &str) -> String {
+        let record = self.session_record(id).await.expect("session stored");
+        record["data"]["api_token"]
+            .as_str()
+            .expect("a signed-in session holds an API token")
+            .to_string()
     }
 
     /// What auth-server says about an API token: the status of `GET /api/v1/user`.
@@ -267,7 +309,25 @@ impl WebClient {
     pub async fn login_form_token(&self) -> String {
         let response = self.get("/login").await;
         assert_eq!(response.status(), StatusCode::OK);
-        csrf_token(&response.text().await.expect("body"))
+        csrf_token(&body(response).await)
+    }
+
+    /// `POST /login` with the form's fields: the CSRF token, the
+    /// credentials, and `next` when given.
+    pub async fn post_login(
+        &self,
+        csrf_token: &str,
+        email: &str,
+        password: &str,
+        next: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = vec![
+            ("csrf_token", csrf_token),
+            ("email", email),
+            ("password", password),
+        ];
+        form.extend(next.map(|next| ("next", next)));
+        self.post_form("/login", &form).await
     }
 
     /// Signs in with the demo account through the form; returns the response
@@ -275,15 +335,7 @@ impl WebClient {
     pub async fn sign_in(&self) -> reqwest::Response {
         let token = self.login_form_token().await;
         let response = self
-            .post_form(
-                "/login",
-                &[
-                    ("csrf_token", &token),
-                    ("email", DEMO_EMAIL),
-                    ("password", DEMO_PASSWORD),
-                    ("next", ""),
-                ],
-            )
+            .post_login(&token, DEMO_EMAIL, DEMO_PASSWORD, Some(""))
             .await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "login succeeds");
         response
@@ -293,8 +345,13 @@ impl WebClient {
     pub async fn profile_token(&self) -> String {
         let response = self.get("/profile").await;
         assert_eq!(response.status(), StatusCode::OK, "signed in");
-        csrf_token(&response.text().await.expect("body"))
+        csrf_token(&body(response).await)
     }
+}
+
+/// A response's body, as text.
+pub async fn body(response: reqwest::Response) -> String {
+    response.text().await.expect("a readable body")
 }
 
 /// The hidden `csrf_token` field's value in a page.

@@ -1,0 +1,61 @@
+# Shell functions shared by run-demo.sh and the scripts in bench/: finding
+# free ports, waiting for a server to listen, and stopping what a script
+# started. Sourced from the repository's root (`source scripts/lib.sh`), not
+# run. Each function names the caller's variables it reads.
+
+# require TOOL...: fails, naming the script and the tool, unless every TOOL
+# is on the PATH.
+require() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "$(basename "$0") needs $tool" >&2; exit 1; }
+    done
+}
+
+# listening PORT: true once something accepts connections on
+# 127.0.0.1:PORT (bash only, no curl).
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_ports N: prints N free loopback ports, all bound at once so that they
+# differ.
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+for s in socks: s.close()
+PY
+}
+
+# wait_port NAME PORT PID: waits up to 10 s until PORT listens. Fails, with
+# the end of $WORK/NAME.log, if PID exits first.
+wait_port() {
+    for _ in $(seq 200); do
+        if listening "$2"; then return 0; fi
+        if ! kill -0 "$3" 2>/dev/null; then
+            echo "$1 exited; its log:" >&2; tail -n 20 "$WORK/$1.log" >&2; exit 1
+        fi
+        sleep 0.05
+    done
+    echo "$1 did not listen on port $2; see $WORK/$1.log" >&2
+    exit 1
+}
+
+# stop_started: sends TERM to each process in the PIDS array, newest first,
+# so that each stops before what it depends on; then waits for them all.
+stop_started() {
+    local i pid
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+
+# keep_or_remove_work STATUS WHAT: removes $WORK after a run that succeeded
+# (STATUS 0) unless KEEP_WORK=1; otherwise says that WHAT is kept there.
+keep_or_remove_work() {
+    if [[ $1 -ne 0 || ${KEEP_WORK:-0} == 1 ]]; then
+        echo "$2 kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
