@@ -45,21 +45,16 @@ start_redis() {
     REDIS_PID=$!; PIDS+=("$REDIS_PID")
     wait_for "$REDIS_PORT"
 }
-start_keycafe() {
-    RUST_LOG=warn "$KEYCAFE" --port "$KEYCAFE_PORT" >"$WORK/keycafe.log" 2>&1 &
-    KEYCAFE_PID=$!; PIDS+=("$KEYCAFE_PID")
-    wait_for "$KEYCAFE_PORT"
+# start_node NAME BINARY PORT [FLAGS...]: starts a keycafe-server, sets STARTED_PID.
+start_node() {
+    local name=$1 binary=$2 port=$3; shift 3
+    RUST_LOG=warn "$binary" --port "$port" "$@" >"$WORK/$name.log" 2>&1 &
+    STARTED_PID=$!; PIDS+=("$STARTED_PID")
+    wait_for "$port"
 }
-start_keycafe1() {
-    RUST_LOG=warn "$KEYCAFE" --port "$KEYCAFE1_PORT" --threads 1 >"$WORK/keycafe1.log" 2>&1 &
-    KEYCAFE1_PID=$!; PIDS+=("$KEYCAFE1_PID")
-    wait_for "$KEYCAFE1_PORT"
-}
-start_baseline() {
-    RUST_LOG=warn "$BASELINE" --port "$BASELINE_PORT" >"$WORK/baseline.log" 2>&1 &
-    BASELINE_PID=$!; PIDS+=("$BASELINE_PID")
-    wait_for "$BASELINE_PORT"
-}
+start_keycafe() { start_node keycafe "$KEYCAFE" "$KEYCAFE_PORT"; KEYCAFE_PID=$STARTED_PID; }
+start_keycafe1() { start_node keycafe1 "$KEYCAFE" "$KEYCAFE1_PORT" --threads 1; KEYCAFE1_PID=$STARTED_PID; }
+start_baseline() { start_node baseline "$BASELINE" "$BASELINE_PORT"; BASELINE_PID=$STARTED_PID; }
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
 wait_for() {
     for _ in $(seq 100); do
