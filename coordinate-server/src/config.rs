@@ -2,11 +2,12 @@
 //! top (flags > file > defaults). Unknown keys in the file are errors, so a
 //! misspelt `secret` cannot silently leave the cluster open.
 //!
-//! This file says only what the settings are; the layering itself is
-//! [`keycafe_core::process::load`], shared with the node.
+//! This file says only what the settings are; the layering itself, and
+//! `Config::from_yaml_file` / `from_yaml_str`, come from
+//! [`keycafe_core::process`] through [`LayeredConfig`], shared with the node.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -65,16 +66,6 @@ impl LayeredConfig for Config {
 }
 
 impl Config {
-    /// Reads a YAML file; keys it leaves out keep their defaults.
-    pub fn from_yaml_file(path: &Path) -> anyhow::Result<Config> {
-        Ok(process::from_yaml_file(path)?)
-    }
-
-    /// Parses YAML text; an empty document means all defaults.
-    pub fn from_yaml_str(text: &str) -> anyhow::Result<Config> {
-        Ok(process::from_yaml_str(text)?)
-    }
-
     /// Rejects settings that cannot work, saying why.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(

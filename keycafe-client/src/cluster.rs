@@ -34,7 +34,7 @@ use std::sync::{Arc, RwLock};
 use bytes::BytesMut;
 use keycafe_core::{Frame, Slot, key_slot};
 
-use crate::connection::SendError;
+use crate::connection::{Batch, One, SendError};
 use crate::node::{Node, Pool};
 use crate::routing::{self, Outcome, Request, check_command};
 use crate::topology::{SlotRange, Topology};
@@ -211,14 +211,14 @@ impl KeycafeCluster {
             };
             let sent = match &asking {
                 None => {
-                    node.request(request.bytes.clone(), request.hold, config)
+                    node.request(request.bytes.clone(), One, request.hold, config)
                         .await
                 }
                 Some(_) => {
                     let mut both = BytesMut::from(&routing::asking()[..]);
                     both.extend_from_slice(&request.bytes);
                     let replies = node
-                        .request_many(both.freeze(), 2, request.hold, config)
+                        .request(both.freeze(), Batch(2), request.hold, config)
                         .await;
                     replies.map(|mut replies| replies.pop().expect("two replies were asked for"))
                 }
@@ -392,7 +392,7 @@ impl KeycafeCluster {
         let node = self.inner.pool.get(addr);
         let request = Request::new(&["CLUSTER", "SLOTS"]);
         let reply = node
-            .request(request.bytes, request.hold, &self.inner.config)
+            .request(request.bytes, One, request.hold, &self.inner.config)
             .await
             .map_err(SendError::into_error)?;
         match reply {

@@ -63,7 +63,60 @@ impl SendError {
     }
 }
 
-type Reply<T> = Result<T, SendError>;
+/// What a caller gets back: its reply (or replies), or why there is none.
+pub(crate) type Reply<T> = Result<T, SendError>;
+
+/// What a caller waits for: the reply to one request ([`One`]), or the
+/// replies to several sent back to back ([`Batch`]).
+pub(crate) trait Expect {
+    /// What the caller gets: a [`Frame`], or a `Vec<Frame>` in order.
+    type Output;
+    /// How many replies to wait for.
+    fn count(&self) -> usize;
+    /// The answer at once, with nothing sent, when no reply is expected.
+    fn nothing(&self) -> Option<Self::Output>;
+    /// Where the replies go.
+    fn responder(tx: oneshot::Sender<Reply<Self::Output>>) -> Responder;
+}
+
+/// One request: its reply is a [`Frame`].
+pub(crate) struct One;
+
+/// This many requests sent back to back (nothing from other callers comes
+/// between them): their replies are a `Vec<Frame>`, in order.
+pub(crate) struct Batch(pub(crate) usize);
+
+impl Expect for One {
+    type Output = Frame;
+
+    fn count(&self) -> usize {
+        1
+    }
+
+    fn nothing(&self) -> Option<Frame> {
+        None
+    }
+
+    fn responder(tx: oneshot::Sender<Reply<Frame>>) -> Responder {
+        Responder::One(tx)
+    }
+}
+
+impl Expect for Batch {
+    type Output = Vec<Frame>;
+
+    fn count(&self) -> usize {
+        self.0
+    }
+
+    fn nothing(&self) -> Option<Vec<Frame>> {
+        (self.0 == 0).then(Vec::new)
+    }
+
+    fn responder(tx: oneshot::Sender<Reply<Vec<Frame>>>) -> Responder {
+        Responder::Many(tx)
+    }
+}
 
 /// How long a node may hold a request's reply back on purpose, as `WAIT`
 /// does until enough replicas have caught up or its own timeout passes.
@@ -120,7 +173,7 @@ impl Excuse {
 }
 
 /// Where the reply (or replies) to one submission go.
-enum Responder {
+pub(crate) enum Responder {
     One(oneshot::Sender<Reply<Frame>>),
     Many(oneshot::Sender<Reply<Vec<Frame>>>),
 }
@@ -281,53 +334,21 @@ impl Connection {
         self.shared.close(closed_error(&self.shared.addr, why));
     }
 
-    /// Sends one encoded request and waits for its reply: up to
-    /// `response_timeout` plus what `hold` allows.
-    pub(crate) async fn request(
+    /// Sends encoded requests, as many as `expect` says, and waits for
+    /// their replies: up to `response_timeout` plus what `hold` allows (for
+    /// a batch, what its requests may hold back together).
+    pub(crate) async fn request<E: Expect>(
         &self,
         bytes: Bytes,
+        expect: E,
         hold: Hold,
         response_timeout: Duration,
-    ) -> Reply<Frame> {
-        let (tx, rx) = oneshot::channel();
-        self.submit(bytes, 1, Responder::One(tx), rx, hold, response_timeout)
-            .await
-    }
-
-    /// Sends `count` encoded requests back to back (nothing from other
-    /// callers comes between them) and waits for all their replies; `hold`
-    /// is what they may hold back together.
-    pub(crate) async fn request_many(
-        &self,
-        bytes: Bytes,
-        count: usize,
-        hold: Hold,
-        response_timeout: Duration,
-    ) -> Reply<Vec<Frame>> {
-        if count == 0 {
-            return Ok(Vec::new());
+    ) -> Reply<E::Output> {
+        if let Some(nothing) = expect.nothing() {
+            return Ok(nothing);
         }
         let (tx, rx) = oneshot::channel();
-        self.submit(
-            bytes,
-            count,
-            Responder::Many(tx),
-            rx,
-            hold,
-            response_timeout,
-        )
-        .await
-    }
-
-    async fn submit<T>(
-        &self,
-        bytes: Bytes,
-        replies: usize,
-        responder: Responder,
-        rx: oneshot::Receiver<Reply<T>>,
-        hold: Hold,
-        response_timeout: Duration,
-    ) -> Reply<T> {
+        let (replies, responder) = (expect.count(), E::responder(tx));
         if !self.is_open() {
             return Err(SendError::NotSent(self.shared.reason()));
         }
@@ -654,7 +675,7 @@ mod tests {
             tasks.spawn(async move {
                 let key = format!("key:{i}");
                 let reply = connection
-                    .request(encode(&["GET", &key]), Hold::None, PATIENCE)
+                    .request(encode(&["GET", &key]), One, Hold::None, PATIENCE)
                     .await;
                 assert_eq!(
                     reply.ok(),
@@ -681,7 +702,7 @@ mod tests {
         ]
         .concat();
         let replies = connection
-            .request_many(both.into(), 3, Hold::None, PATIENCE)
+            .request(both.into(), Batch(3), Hold::None, PATIENCE)
             .await
             .ok();
         assert_eq!(
@@ -690,7 +711,7 @@ mod tests {
         );
         assert!(
             connection
-                .request_many(Bytes::new(), 0, Hold::None, PATIENCE)
+                .request(Bytes::new(), Batch(0), Hold::None, PATIENCE)
                 .await
                 .is_ok_and(|r| r.is_empty())
         );
@@ -704,7 +725,7 @@ mod tests {
             next_request(&mut node, &mut BytesMut::new()).await;
         });
         match connection
-            .request(encode(&["INCR", "n"]), Hold::None, PATIENCE)
+            .request(encode(&["INCR", "n"]), One, Hold::None, PATIENCE)
             .await
         {
             Err(SendError::Lost(Error::Io { .. })) => {}
@@ -712,7 +733,7 @@ mod tests {
         }
         assert!(!connection.is_open());
         match connection
-            .request(encode(&["GET", "n"]), Hold::None, PATIENCE)
+            .request(encode(&["GET", "n"]), One, Hold::None, PATIENCE)
             .await
         {
             Err(SendError::NotSent(Error::Io { .. })) => {}
@@ -730,7 +751,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         match connection
-            .request(encode(&["GET", "k"]), Hold::None, PATIENCE)
+            .request(encode(&["GET", "k"]), One, Hold::None, PATIENCE)
             .await
         {
             Err(SendError::NotSent(Error::Protocol { .. })) => {}
@@ -747,7 +768,12 @@ mod tests {
             while next_request(&mut node, &mut buf).await.is_some() {}
         });
         match connection
-            .request(encode(&["GET", "k"]), Hold::None, Duration::from_secs(1))
+            .request(
+                encode(&["GET", "k"]),
+                One,
+                Hold::None,
+                Duration::from_secs(1),
+            )
             .await
         {
             Err(SendError::Lost(Error::Timeout {
@@ -789,10 +815,11 @@ mod tests {
         let (wait, get) = tokio::join!(
             connection.request(
                 encode(&["WAIT", "1", "5000"]),
+                One,
                 Hold::For(Duration::from_secs(5)),
                 timeout
             ),
-            connection.request(encode(&["GET", "k"]), Hold::None, timeout),
+            connection.request(encode(&["GET", "k"]), One, Hold::None, timeout),
         );
         assert_eq!(wait.ok(), Some(Frame::Integer(1)));
         assert_eq!(
@@ -803,7 +830,12 @@ mod tests {
         assert!(connection.is_open());
 
         let forever = connection
-            .request(encode(&["WAIT", "1", "0"]), Hold::Indefinitely, timeout)
+            .request(
+                encode(&["WAIT", "1", "0"]),
+                One,
+                Hold::Indefinitely,
+                timeout,
+            )
             .await;
         assert_eq!(forever.ok(), Some(Frame::Integer(1)));
     }
@@ -820,10 +852,11 @@ mod tests {
         let (wait, get) = tokio::join!(
             connection.request(
                 encode(&["WAIT", "1", "2000"]),
+                One,
                 Hold::For(Duration::from_secs(2)),
                 timeout
             ),
-            connection.request(encode(&["GET", "k"]), Hold::None, timeout),
+            connection.request(encode(&["GET", "k"]), One, Hold::None, timeout),
         );
         assert!(matches!(wait, Err(SendError::Lost(_))), "{wait:?}");
         assert!(matches!(get, Err(SendError::Lost(_))), "{get:?}");

@@ -10,9 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use keycafe_core::Frame;
 
-use crate::connection::{Connection, Hold, SendError};
+use crate::connection::{Connection, Expect, Hold, Reply, SendError};
 use crate::topology::Topology;
 use crate::{ClientConfig, Error};
 
@@ -95,30 +94,19 @@ impl Node {
         result
     }
 
-    /// Sends one request, opening the connection first if needed.
-    pub(crate) async fn request(
+    /// Sends a request, or a batch back to back, opening the connection
+    /// first if needed: [`Connection::request`] under `config`'s response
+    /// timeout.
+    pub(crate) async fn request<E: Expect>(
         &self,
         bytes: Bytes,
+        expect: E,
         hold: Hold,
         config: &ClientConfig,
-    ) -> Result<Frame, SendError> {
+    ) -> Reply<E::Output> {
         let connection = self.connection(config).await.map_err(SendError::NotSent)?;
         connection
-            .request(bytes, hold, config.response_timeout)
-            .await
-    }
-
-    /// Sends requests back to back on one connection and returns all replies.
-    pub(crate) async fn request_many(
-        &self,
-        bytes: Bytes,
-        count: usize,
-        hold: Hold,
-        config: &ClientConfig,
-    ) -> Result<Vec<Frame>, SendError> {
-        let connection = self.connection(config).await.map_err(SendError::NotSent)?;
-        connection
-            .request_many(bytes, count, hold, config.response_timeout)
+            .request(bytes, expect, hold, config.response_timeout)
             .await
     }
 }

@@ -20,7 +20,7 @@ use keycafe_core::{Frame, Slot, key_slot};
 use tokio::task::JoinSet;
 
 use crate::commands::{key_number_request, key_request};
-use crate::connection::{Hold, SendError};
+use crate::connection::{Batch, Hold, SendError};
 use crate::node::Node;
 use crate::options::set_request;
 use crate::routing::{Outcome, Request};
@@ -192,7 +192,7 @@ impl KeycafeCluster {
             let cluster = self.clone();
             sends.spawn(async move {
                 let sent = node
-                    .request_many(bytes.freeze(), indexes.len(), hold, cluster.config())
+                    .request(bytes.freeze(), Batch(indexes.len()), hold, cluster.config())
                     .await;
                 (node, indexes, sent)
             });

@@ -220,13 +220,16 @@ mod tests {
         ])
     }
 
-    fn entry(start: i64, end: i64, primary: Frame) -> Frame {
-        Frame::Array(vec![Frame::Integer(start), Frame::Integer(end), primary])
+    /// A `CLUSTER SLOTS` entry: the range, then the primary and replicas
+    /// (or whatever else a test puts there).
+    fn entry(start: i64, end: i64, nodes: impl IntoIterator<Item = Frame>) -> Frame {
+        let range = [Frame::Integer(start), Frame::Integer(end)];
+        Frame::Array(range.into_iter().chain(nodes).collect())
     }
 
     #[test]
     fn standalone_answer_covers_every_slot() {
-        let reply = Frame::Array(vec![entry(0, 16383, node("127.0.0.1", 9814))]);
+        let reply = Frame::Array(vec![entry(0, 16383, [node("127.0.0.1", 9814)])]);
         let map = Topology::from_cluster_slots(&reply, "localhost:9814").unwrap();
         assert_eq!(map.owner(0), Some("127.0.0.1:9814"));
         assert_eq!(map.owner(16383), Some("127.0.0.1:9814"));
@@ -235,16 +238,14 @@ mod tests {
 
     #[test]
     fn three_nodes_with_a_replica_and_a_gap() {
-        let with_replica = Frame::Array(vec![
-            Frame::Integer(5461),
-            Frame::Integer(10922),
-            node("10.0.0.2", 9815),
-            node("10.0.0.5", 9815),
-        ]);
         let reply = Frame::Array(vec![
-            entry(0, 5460, node("10.0.0.1", 9814)),
-            with_replica,
-            entry(10923, 16000, node("", 9816)),
+            entry(0, 5460, [node("10.0.0.1", 9814)]),
+            entry(
+                5461,
+                10922,
+                [node("10.0.0.2", 9815), node("10.0.0.5", 9815)],
+            ),
+            entry(10923, 16000, [node("", 9816)]),
         ]);
         let map = Topology::from_cluster_slots(&reply, "10.0.0.9:1").unwrap();
         assert_eq!(map.owner(5460), Some("10.0.0.1:9814"));
@@ -266,22 +267,26 @@ mod tests {
     #[test]
     fn replicas_are_remembered_but_never_routed_to() {
         let reply = Frame::Array(vec![
-            Frame::Array(vec![
-                Frame::Integer(0),
-                Frame::Integer(8191),
-                node("10.0.0.1", 9814),
-                node("10.0.0.3", 9814),
-                node("10.0.0.2", 9815),
-                Frame::Integer(7),
-                Frame::Array(vec![Frame::bulk("no port")]),
-            ]),
-            Frame::Array(vec![
-                Frame::Integer(8192),
-                Frame::Integer(16383),
-                node("10.0.0.2", 9815),
-                node("", 9816),
-                node("10.0.0.3", 9814),
-            ]),
+            entry(
+                0,
+                8191,
+                [
+                    node("10.0.0.1", 9814),
+                    node("10.0.0.3", 9814),
+                    node("10.0.0.2", 9815),
+                    Frame::Integer(7),
+                    Frame::Array(vec![Frame::bulk("no port")]),
+                ],
+            ),
+            entry(
+                8192,
+                16383,
+                [
+                    node("10.0.0.2", 9815),
+                    node("", 9816),
+                    node("10.0.0.3", 9814),
+                ],
+            ),
         ]);
         let map = Topology::from_cluster_slots(&reply, "10.0.0.9:1").unwrap();
         assert_eq!(map.owner(0), Some("10.0.0.1:9814"));
@@ -299,11 +304,11 @@ mod tests {
         let bad = [
             Frame::Integer(1),
             Frame::Array(vec![Frame::Integer(1)]),
-            Frame::Array(vec![entry(10, 5, node("h", 1))]),
-            Frame::Array(vec![entry(0, 16384, node("h", 1))]),
-            Frame::Array(vec![entry(-1, 5, node("h", 1))]),
-            Frame::Array(vec![entry(0, 5, node("h", 70000))]),
-            Frame::Array(vec![entry(0, 5, Frame::Array(vec![]))]),
+            Frame::Array(vec![entry(10, 5, [node("h", 1)])]),
+            Frame::Array(vec![entry(0, 16384, [node("h", 1)])]),
+            Frame::Array(vec![entry(-1, 5, [node("h", 1)])]),
+            Frame::Array(vec![entry(0, 5, [node("h", 70000)])]),
+            Frame::Array(vec![entry(0, 5, [Frame::Array(vec![])])]),
         ];
         for reply in bad {
             assert!(
@@ -327,7 +332,7 @@ mod tests {
 
     #[test]
     fn ipv6_hosts_are_bracketed() {
-        let reply = Frame::Array(vec![entry(0, 16383, node("::1", 9814))]);
+        let reply = Frame::Array(vec![entry(0, 16383, [node("::1", 9814)])]);
         let map = Topology::from_cluster_slots(&reply, "[::1]:9814").unwrap();
         assert_eq!(map.owner(1), Some("[::1]:9814"));
     }

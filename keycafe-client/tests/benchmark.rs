@@ -2,54 +2,22 @@
 //! ephemeral port, with small request counts. The `--json` document is
 //! parsed and checked for sanity; speed itself is never asserted.
 
-use std::io::Read;
-use std::process::{Command, Output, Stdio};
+mod tool_support;
+
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use keycafe_server::Config;
 use keycafe_server::test_util::BlockingTestServer;
 use serde_json::Value;
+use tool_support::unused_port;
 
 const BENCHMARK: &str = env!("CARGO_BIN_EXE_keycafe-benchmark");
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the benchmark with `args`, killing it after [`DEADLINE`].
 fn benchmark(args: &[&str]) -> Output {
-    let mut child = Command::new(BENCHMARK)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start keycafe-benchmark");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll keycafe-benchmark") {
-            break status;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("keycafe-benchmark {args:?} did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: err_reader.join().expect("stderr reader"),
-    }
+    tool_support::run(BENCHMARK, args, None, DEADLINE)
 }
 
 /// Runs with `--json`, checks the exit status and parses the document.
@@ -271,11 +239,7 @@ fn quiet_and_text_reports() {
 
 #[test]
 fn unreachable_node_fails_fast() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("ephemeral port")
-        .port()
-        .to_string();
+    let port = unused_port();
     let output = benchmark(&["-p", &port, "-n", "10"]);
     assert!(!output.status.success());
     assert!(

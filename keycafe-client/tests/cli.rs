@@ -2,61 +2,23 @@
 //! ephemeral port. stdout is a pipe here, so replies come out raw unless
 //! `--no-raw` asks for the terminal format; both are checked byte for byte.
 
-use std::io::{Read, Write};
+mod tool_support;
+
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use keycafe_server::Config;
 use keycafe_server::test_util::BlockingTestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tool_support::unused_port;
 
 const CLI: &str = env!("CARGO_BIN_EXE_keycafe-cli");
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs the CLI with `args`, feeding `stdin`, killing it after [`DEADLINE`].
 fn cli(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(CLI)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start keycafe-cli");
-    let mut input = child.stdin.take().expect("piped stdin");
-    let stdin = stdin.to_string();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(stdin.as_bytes());
-    });
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll keycafe-cli") {
-            break status;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("keycafe-cli {args:?} did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = writer.join();
-    Output {
-        status,
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: err_reader.join().expect("stderr reader"),
-    }
+    tool_support::run(CLI, args, Some(stdin), DEADLINE)
 }
 
 fn stdout_of(output: &Output) -> String {
@@ -178,12 +140,7 @@ fn password_protected_node() {
 
 #[test]
 fn connection_failure_exits_non_zero() {
-    // Bind and drop a listener to find a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("ephemeral port")
-        .port()
-        .to_string();
+    let port = unused_port();
     let output = cli(&["-p", &port, "PING"], "");
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());

@@ -4,11 +4,13 @@
 //! --port 7000` does what it says. Unknown keys in the file are errors: a
 //! misspelt `requirepass` must not silently leave a node open.
 //!
-//! This file says only what the settings are; the layering itself is
-//! [`keycafe_core::process::load`], shared with the coordinator.
+//! This file says only what the settings are; the layering itself, and
+//! `Config::from_yaml_file` / `from_yaml_str`, come from
+//! [`keycafe_core::process`] through [`LayeredConfig`], shared with the
+//! coordinator.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use keycafe_core::Limits;
@@ -88,16 +90,6 @@ impl LayeredConfig for Config {
 }
 
 impl Config {
-    /// Reads a YAML configuration file; keys it leaves out keep their defaults.
-    pub fn from_yaml_file(path: &Path) -> anyhow::Result<Config> {
-        Ok(process::from_yaml_file(path)?)
-    }
-
-    /// Parses YAML text. An empty document means all defaults.
-    pub fn from_yaml_str(text: &str) -> anyhow::Result<Config> {
-        Ok(process::from_yaml_str(text)?)
-    }
-
     /// Rejects settings that cannot work, with a message that says why.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.maxclients > 0, "maxclients must be at least 1");
@@ -252,7 +244,7 @@ mod tests {
 
     #[test]
     fn the_demo_configurations_load() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         for name in ["config.yaml", "config2.yaml", "config3.yaml"] {
             let config = Config::from_yaml_file(&root.join(name)).unwrap();
             assert!(config.coordinator.is_some() && config.replica_of.is_none());

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -41,6 +42,13 @@ async fn start(args: &[&str]) -> (Child, std::net::SocketAddr) {
     (child, addr)
 }
 
+/// Writes `text` to the file `name` in `dir`, for the binary to read.
+fn config_file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write the config file");
+    path
+}
+
 fn sigterm(child: &Child) {
     let pid = child.id().expect("child is running");
     let status = std::process::Command::new("kill")
@@ -53,12 +61,11 @@ fn sigterm(child: &Child) {
 #[tokio::test]
 async fn config_file_flags_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("node.yaml");
-    std::fs::write(
-        &config,
+    let config = config_file(
+        &dir,
+        "node.yaml",
         "service_port: 1\nrequirepass: from-file\nlog_level: info\n",
-    )
-    .unwrap();
+    );
     // The flag overrides the file's port; the file's password stays.
     let (child, addr) = start(&[config.to_str().unwrap(), "--port", "0"]).await;
     let mut client = RawClient::resp(addr).await;
@@ -81,8 +88,7 @@ async fn config_file_flags_and_sigterm() {
 #[tokio::test]
 async fn a_bad_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad.yaml");
-    std::fs::write(&config, "service_prot: 9814\n").unwrap();
+    let config = config_file(&dir, "bad.yaml", "service_prot: 9814\n");
     let output = Command::new(env!("CARGO_BIN_EXE_keycafe-server"))
         .arg(&config)
         .output()

@@ -75,33 +75,23 @@ impl Coordinator {
         format!("http://{}{path}", self.http_addr)
     }
 
+    /// The response to a GET of `path`.
+    async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(self.url(path)).await.unwrap()
+    }
+
     pub async fn cluster(&self) -> ClusterView {
-        reqwest::get(self.url("/api/cluster"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get("/api/cluster").await.json().await.unwrap()
     }
 
     /// `/api/cluster` as untyped JSON, for fields the typed view leaves out.
     pub async fn cluster_json(&self) -> serde_json::Value {
-        reqwest::get(self.url("/api/cluster"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get("/api/cluster").await.json().await.unwrap()
     }
 
     /// The dashboard page's HTML.
     pub async fn page(&self) -> String {
-        reqwest::get(self.url("/"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.get("/").await.text().await.unwrap()
     }
 
     /// Polls `/api/cluster` until `done` holds.

@@ -25,6 +25,8 @@
 //! requests are encoded once before the clock starts and patched in place
 //! ([`workload`]), replies are decoded without copying ([`client`]).
 
+#[path = "common/server_args.rs"]
+mod server_args;
 #[path = "common/wire.rs"]
 #[allow(dead_code, reason = "shared with keycafe-cli, which uses all of it")]
 mod wire;
@@ -50,22 +52,16 @@ use keycafe_core::Protocol;
 use client::{Budget, NodeConn, Outcome, Plan};
 use cluster::SlotTable;
 use report::{Document, Setup, TestResult};
-use wire::{Wire, join_host_port};
+use server_args::ServerArgs;
+use wire::Wire;
 use workload::{Template, Workload};
 
 /// Load a Keycafe node or cluster (or redis-server, over RESP) and measure it.
 #[derive(Parser, Debug)]
 #[command(name = "keycafe-benchmark", version, disable_help_flag = true)]
 struct Options {
-    /// Server hostname (the seed node with --cluster).
-    #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
-    host: String,
-    /// Server port.
-    #[arg(short = 'p', long = "port", default_value_t = 9814)]
-    port: u16,
-    /// Password to AUTH with on every connection.
-    #[arg(short = 'a', long = "pass")]
-    password: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Number of parallel clients (connections, or connection sets with --cluster).
     #[arg(short = 'c', long = "clients", default_value_t = 50)]
     clients: usize,
@@ -181,16 +177,16 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         vec![Workload::custom(options.command.clone())]
     };
 
-    let seed = join_host_port(&options.host, options.port);
+    let seed = options.server.addr();
     let slots = if options.cluster {
-        let mut wire = connect(&seed, protocol, options.password.as_deref()).await?;
+        let mut wire = connect(&seed, protocol, options.server.password.as_deref()).await?;
         let reply = wire
             .call(&["CLUSTER", "SLOTS"])
             .await
             .context("asking the seed for CLUSTER SLOTS")?;
         Some(Arc::new(SlotTable::from_cluster_slots(
             &reply,
-            &options.host,
+            &options.server.host,
         )?))
     } else {
         None
@@ -201,8 +197,8 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     let mut clients = connect_clients(&options, &nodes, protocol).await?;
 
     let setup = Setup {
-        host: options.host.clone(),
-        port: options.port,
+        host: options.server.host.clone(),
+        port: options.server.port,
         protocol: if protocol == Protocol::Native {
             "native"
         } else {
@@ -275,8 +271,11 @@ async fn connect_clients(
     let nodes = Arc::new(nodes.to_vec());
     let handles: Vec<_> = (0..options.clients)
         .map(|_| {
-            let (nodes, password, cluster) =
-                (nodes.clone(), options.password.clone(), options.cluster);
+            let (nodes, password, cluster) = (
+                nodes.clone(),
+                options.server.password.clone(),
+                options.cluster,
+            );
             tokio::spawn(async move {
                 if !cluster {
                     return Ok(Client::Single(

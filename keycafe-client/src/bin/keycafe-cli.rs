@@ -19,6 +19,8 @@
 //! is built directly on keycafe-core's codecs (see `common/wire.rs`) rather
 //! than on the client library, so that it shows exactly what goes on the wire.
 
+#[path = "common/server_args.rs"]
+mod server_args;
 #[path = "common/wire.rs"]
 mod wire;
 
@@ -35,6 +37,7 @@ use keycafe_core::{Frame, Protocol};
 use rustyline::error::ReadlineError;
 
 use format::{Output, format_reply};
+use server_args::ServerArgs;
 use split::split_args;
 use wire::{Redirect, Wire, join_host_port};
 
@@ -45,15 +48,8 @@ const MAX_REDIRECTS: usize = 16;
 #[derive(Parser, Debug)]
 #[command(name = "keycafe-cli", version, disable_help_flag = true)]
 struct Cli {
-    /// Server hostname.
-    #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
-    host: String,
-    /// Server port.
-    #[arg(short = 'p', long = "port", default_value_t = 9814)]
-    port: u16,
-    /// Password to AUTH with after connecting.
-    #[arg(short = 'a', long = "pass")]
-    password: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Don't warn that a password on the command line may be visible to others.
     #[arg(long)]
     no_auth_warning: bool,
@@ -99,10 +95,10 @@ impl std::fmt::Display for Failure {
 
 /// The connection a CLI run talks through, reconnecting when it has to.
 struct Session {
-    host: String,
-    port: u16,
+    /// Where to connect now: the node named on the command line, or the
+    /// last one a redirect pointed to.
+    server: ServerArgs,
     protocol: Protocol,
-    password: Option<String>,
     cluster: bool,
     interactive: bool,
     wire: Option<Wire>,
@@ -111,7 +107,7 @@ struct Session {
 
 impl Session {
     fn addr(&self) -> String {
-        join_host_port(&self.host, self.port)
+        self.server.addr()
     }
 
     fn prompt(&self) -> String {
@@ -130,7 +126,7 @@ impl Session {
                 .runtime
                 .block_on(async {
                     let mut wire = Wire::connect(&addr, self.protocol).await?;
-                    if let Some(password) = &self.password
+                    if let Some(password) = &self.server.password
                         && let Err(err) = wire.auth(password).await
                     {
                         eprintln!("AUTH failed: {err:#}");
@@ -179,8 +175,8 @@ impl Session {
                     join_host_port(&redirect.host, redirect.port)
                 );
             }
-            self.host = redirect.host;
-            self.port = redirect.port;
+            self.server.host = redirect.host;
+            self.server.port = redirect.port;
             self.wire = None;
             asking = redirect.ask;
         }
@@ -203,7 +199,7 @@ fn main() -> ExitCode {
     } else {
         Output::Tty
     };
-    if cli.password.is_some() && !cli.no_auth_warning {
+    if cli.server.password.is_some() && !cli.no_auth_warning {
         eprintln!(
             "Warning: Using a password with '-a' option on the command line interface may not be safe."
         );
@@ -219,14 +215,12 @@ fn main() -> ExitCode {
         }
     };
     let mut session = Session {
-        host: cli.host,
-        port: cli.port,
+        server: cli.server,
         protocol: if cli.resp {
             Protocol::Resp2
         } else {
             Protocol::Native
         },
-        password: cli.password,
         cluster: cli.cluster,
         interactive: cli.command.is_empty(),
         wire: None,

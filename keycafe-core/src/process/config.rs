@@ -50,6 +50,16 @@ pub trait LayeredConfig: Default + DeserializeOwned {
     /// Rejects settings that cannot work, with a message that says why. Run
     /// on the file's contents alone and again once the flags are applied.
     fn check(&self) -> Result<(), BoxError>;
+
+    /// [`from_yaml_str`] for this configuration: `Config::from_yaml_str(text)`.
+    fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
+        from_yaml_str(text)
+    }
+
+    /// [`from_yaml_file`] for this configuration: `Config::from_yaml_file(path)`.
+    fn from_yaml_file(path: &Path) -> Result<Self, ConfigError> {
+        from_yaml_file(path)
+    }
 }
 
 /// Parses YAML text and checks it. An empty document means all defaults.
@@ -223,6 +233,14 @@ mod tests {
             from_yaml_str::<Settings>(" \n\n").unwrap(),
             Settings::default()
         );
+    }
+
+    #[test]
+    fn a_configuration_type_reads_its_own_files() {
+        let (_dir, path) = file("port: 9100\n");
+        assert_eq!(Settings::from_yaml_file(&path).unwrap().port, 9100);
+        assert_eq!(Settings::from_yaml_str("level: warn\n").unwrap().level, "warn");
+        assert!(Settings::from_yaml_str("port: 0\n").is_err(), "checked too");
     }
 
     #[test]

@@ -74,15 +74,25 @@ impl Harness {
 
     /// `register`, as the node sends it; planning waits for a tick.
     fn register_only(&mut self, conn: ConnId, node: NodeInfo) -> Vec<Effect> {
-        self.send(
-            conn,
-            NodeMessage::Register {
-                node,
-                epoch: 0,
-                secret: None,
-                primary: None,
-            },
-        )
+        self.register_with_primary(conn, node, None)
+    }
+
+    /// `register` from a node configured to replicate the node at client
+    /// address `primary` (or, with `None`, leaving its role to the
+    /// coordinator).
+    fn register_with_primary(
+        &mut self,
+        conn: ConnId,
+        node: NodeInfo,
+        primary: Option<&str>,
+    ) -> Vec<Effect> {
+        let register = NodeMessage::Register {
+            node,
+            epoch: 0,
+            secret: None,
+            primary: primary.map(str::to_string),
+        };
+        self.send(conn, register)
     }
 
     /// `register` and the tick after it.
@@ -100,15 +110,7 @@ impl Harness {
         node: NodeInfo,
         primary: &str,
     ) -> Vec<Effect> {
-        self.send(
-            conn,
-            NodeMessage::Register {
-                node,
-                epoch: 0,
-                secret: None,
-                primary: Some(primary.to_string()),
-            },
-        )
+        self.register_with_primary(conn, node, Some(primary))
     }
 
     /// A heartbeat carrying `replication`.
