@@ -239,7 +239,10 @@ mod tests {
     fn a_configuration_type_reads_its_own_files() {
         let (_dir, path) = file("port: 9100\n");
         assert_eq!(Settings::from_yaml_file(&path).unwrap().port, 9100);
-        assert_eq!(Settings::from_yaml_str("level: warn\n").unwrap().level, "warn");
+        assert_eq!(
+            Settings::from_yaml_str("level: warn\n").unwrap().level,
+            "warn"
+        );
         assert!(Settings::from_yaml_str("port: 0\n").is_err(), "checked too");
     }
 
