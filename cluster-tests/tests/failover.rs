@@ -1,5 +1,5 @@
-//! Failover with the real binaries: a primary killed with SIGKILL is
-//! replaced by its replica, `CLUSTER FAILOVER` hands a primary's slots to
+//! Failover with the real binaries: a primary killed with SIGKILL, or
+//! frozen with SIGSTOP, is replaced by its replica, `CLUSTER FAILOVER` hands a primary's slots to
 //! its replica, and a client rides both out.
 //!
 //! A write is *acknowledged* when the test is entitled to expect it to
@@ -243,6 +243,70 @@ async fn a_killed_primary_is_replaced_without_losing_acknowledged_writes() {
     for (key, value) in &values {
         ledger.check(key, value.as_deref());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
+    let cluster = ReplicatedCluster::start(1, &[AUTO; 4], 2, 1).await;
+    let config = cluster.config().await;
+    let sets = replica_sets(&config);
+    let (victim, promoted) = (sets[0].0.clone(), sets[0].1[0].clone());
+    let survivor = sets[1].0.clone();
+    let keys = keys_owned_by(&config, &victim, "paused:", 200);
+    let probe = keys_owned_by(&config, &victim, "probe:", 1).remove(0);
+
+    let kc = KeycafeCluster::connect(survivor.clone()).await.unwrap();
+    let progress = Arc::new(Progress::default());
+    let wait = Some(Duration::from_millis(300));
+    let writer = spawn_writer(kc.clone(), keys, wait, progress.clone());
+    wait_progress("writes are acknowledged", &progress.acknowledged, 300).await;
+
+    // SIGSTOP: the primary's sockets stay open, nothing answers. Only
+    // application-level silence can tell: the replica's link gives up
+    // after the node timeout and says so in its heartbeat.
+    cluster.node(&victim).pause().unwrap();
+    let live: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(Node::addr)
+        .filter(|a| *a != victim)
+        .collect();
+    let took = wait_slots_served(&survivor, &live, &probe).await;
+    println!("failover after SIGSTOP: every slot served again after {took:?}");
+    assert!(
+        took < FAILOVER_BOUND,
+        "failover took {took:?} (bound {FAILOVER_BOUND:?})"
+    );
+    wait_progress("writes go on after the failover", &progress.written, 5).await;
+
+    // SIGCONT: the old primary learns the newer configuration and follows
+    // the promoted replica.
+    cluster.node(&victim).resume().unwrap();
+    let config = cluster
+        .coordinator
+        .wait_until("the paused primary is demoted", SETTLE, |c| {
+            let new = node_at(c, &promoted).is_some_and(|n| !n.is_replica());
+            let old = node_at(c, &victim).is_some_and(|n| n.is_replica());
+            new && old
+        })
+        .await
+        .unwrap();
+    assert!(node_at(&config, &promoted).is_some_and(|n| !n.is_replica()));
+    progress.stop.store(true, Ordering::Relaxed);
+    let ledger = writer.await.unwrap();
+    assert_ledger(&kc, &ledger).await;
+    let resumed = cluster.node(&victim);
+    eventually("the resumed node follows", SETTLE, async || {
+        let info = resumed.client().await?.info("replication").await?;
+        Ok(info["role"] == "slave"
+            && info["master_link_status"] == "up"
+            && info["master_port"] == promoted.rsplit(':').next().unwrap())
+    })
+    .await
+    .unwrap();
+    wait_caught_up(&promoted, &victim).await;
+    let all: Vec<String> = ledger.sent.keys().cloned().collect();
+    assert_same_data(&promoted, &victim, &all).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
