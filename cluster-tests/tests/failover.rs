@@ -144,6 +144,20 @@ fn covers_all_slots(slots: &[SlotsEntry], live: &[String]) -> bool {
     next == 16384
 }
 
+/// The addresses CLUSTER NODES flags `fail?` (silent for the node timeout).
+async fn unreachable_peers(client: &mut RespClient) -> anyhow::Result<Vec<String>> {
+    let nodes = client.cmd(&["CLUSTER", "NODES"]).await?;
+    let text = text(&nodes).unwrap_or_default();
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let addr = fields.get(1)?.split('@').next()?;
+            fields.get(2)?.contains("fail").then(|| addr.to_string())
+        })
+        .collect())
+}
+
 /// Time from now until `survivor`'s CLUSTER SLOTS names live primaries for
 /// every slot and a write to `probe_key` succeeds on the primary it names.
 async fn wait_slots_served(survivor: &str, live: &[String], probe_key: &str) -> Duration {
@@ -278,6 +292,24 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
         "failover took {took:?} (bound {FAILOVER_BOUND:?})"
     );
     wait_progress("writes go on after the failover", &progress.written, 5).await;
+
+    // Gossip: the silent node is flagged, and it does not make the live
+    // ones look silent by holding up their pings.
+    let mut client = RespClient::connect(&survivor).await.unwrap();
+    eventually("the paused node is flagged", SETTLE, async || {
+        Ok(unreachable_peers(&mut client).await? == [victim.clone()])
+    })
+    .await
+    .unwrap();
+    for _ in 0..40 {
+        let flagged = unreachable_peers(&mut client).await.unwrap();
+        assert_eq!(
+            flagged,
+            std::slice::from_ref(&victim),
+            "only the paused node is flagged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // SIGCONT: the old primary learns the newer configuration and follows
     // the promoted replica.

@@ -74,7 +74,12 @@ pub async fn run(
             node,
             stop.clone(),
         ));
-        tasks.spawn(cluster::bus::gossip(cluster.clone(), stop.clone()));
+        let node_timeout = Duration::from_millis(shared.config.node_timeout_ms);
+        tasks.spawn(cluster::bus::gossip(
+            cluster.clone(),
+            node_timeout,
+            stop.clone(),
+        ));
         let store = shared.store.clone();
         tasks.spawn(cluster::migration::run(
             cluster.clone(),

@@ -18,14 +18,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use keycafe_core::cluster::{ClusterConfig, NodeId};
+use keycafe_core::cluster::{ClusterConfig, NodeId, NodeInfo};
 use keycafe_core::handshake::Handshake;
 use keycafe_core::{Frame, Limits, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::ClusterState;
 use super::peers::PeerStatus;
 
 const GOSSIP_EVERY: Duration = Duration::from_secs(1);
@@ -107,8 +109,12 @@ pub fn slot_bitmap(slots: &[u16]) -> Vec<u8> {
 
 /// Pings every peer each second; pulls a newer configuration when a peer has
 /// one.
-pub async fn gossip(cluster: Arc<super::ClusterState>, stop: CancellationToken) {
-    let cluster = &*cluster;
+///
+/// A silent peer (a paused process, a host whose packets are dropped) must
+/// not hold up the others, or they would look silent too: every peer is
+/// pinged at once, each under a timeout well inside the node timeout.
+pub async fn gossip(cluster: Arc<ClusterState>, node_timeout: Duration, stop: CancellationToken) {
+    let timeout = (node_timeout / 2).clamp(Duration::from_millis(250), CALL_TIMEOUT);
     let mut links: HashMap<NodeId, BusClient> = HashMap::new();
     let mut ticker = tokio::time::interval(GOSSIP_EVERY);
     loop {
@@ -117,64 +123,90 @@ pub async fn gossip(cluster: Arc<super::ClusterState>, stop: CancellationToken) 
             _ = stop.cancelled() => return,
         }
         tokio::select! {
-            _ = gossip_round(cluster, &mut links) => {}
+            _ = gossip_round(&cluster, &mut links, timeout) => {}
             _ = stop.cancelled() => return,
         }
     }
 }
 
-/// Pings every peer once.
-async fn gossip_round(cluster: &super::ClusterState, links: &mut HashMap<NodeId, BusClient>) {
+/// Pings every peer once, all at the same time; a peer that has not
+/// answered within `timeout` loses its link (it is made again next round).
+async fn gossip_round(
+    cluster: &Arc<ClusterState>,
+    links: &mut HashMap<NodeId, BusClient>,
+    timeout: Duration,
+) {
     let view = cluster.view();
-    let epoch = view.epoch().to_string();
-    let bitmap = slot_bitmap(&view.my_slots());
+    let ping: Arc<[Vec<u8>]> = Arc::new([
+        b"KC.PING".to_vec(),
+        cluster.me.id.as_bytes().to_vec(),
+        view.epoch().to_string().into_bytes(),
+        slot_bitmap(&view.my_slots()),
+    ]);
     links.retain(|id, _| view.config.node(id).is_some());
+    let mut pings = JoinSet::new();
     for peer in view.config.nodes.iter().filter(|n| n.id != cluster.me.id) {
-        let ping = [
-            b"KC.PING".as_slice(),
-            cluster.me.id.as_bytes(),
-            epoch.as_bytes(),
-            &bitmap,
-        ];
-        let answer = match links.get_mut(&peer.id) {
-            Some(link) => link.call(&ping).await,
-            None => match BusClient::connect(&peer.bus_addr, cluster.secret.as_deref()).await {
-                Ok(mut link) => {
-                    let answer = link.call(&ping).await;
-                    links.insert(peer.id.clone(), link);
-                    answer
-                }
-                Err(err) => Err(err),
-            },
-        };
-        match answer.map(parse_pong) {
-            Ok(Some((peer_epoch, claimed_slots))) => {
-                cluster.peers.record(
-                    &peer.id,
-                    PeerStatus {
-                        last_pong: Some(Instant::now()),
-                        epoch: peer_epoch,
-                        claimed_slots,
-                    },
-                );
-                let index = view.config.nodes.iter().position(|n| n.id == peer.id);
-                let expected = index.map_or(0, |i| view.map.slots_of(i).len());
-                if peer_epoch == view.epoch() && claimed_slots != expected {
-                    // Same epoch, different ownership: one of us has a bug.
-                    warn!(peer = %peer.id, claimed_slots, expected, "peer disagrees about its slots");
-                }
-                if peer_epoch > cluster.epoch()
-                    && let Some(link) = links.get_mut(&peer.id)
-                {
-                    fetch_config(link, cluster).await;
-                }
-            }
-            Ok(None) | Err(_) => {
-                debug!(peer = %peer.id, "no pong");
-                links.remove(&peer.id);
-            }
-        }
+        let link = links.remove(&peer.id);
+        let (peer, cluster, ping) = (peer.clone(), cluster.clone(), ping.clone());
+        pings.spawn(async move {
+            let exchange = ping_peer(link, &peer, &cluster, &ping);
+            let outcome = tokio::time::timeout(timeout, exchange)
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("no pong within {timeout:?}")));
+            (peer, outcome)
+        });
     }
+    while let Some(joined) = pings.join_next().await {
+        let Ok((peer, outcome)) = joined else {
+            continue; // the task panicked: a bug, already reported by tokio
+        };
+        let (mut link, (peer_epoch, claimed_slots)) = match outcome {
+            Ok(answered) => answered,
+            Err(err) => {
+                debug!(peer = %peer.id, %err, "no pong");
+                continue;
+            }
+        };
+        cluster.peers.record(
+            &peer.id,
+            PeerStatus {
+                last_pong: Some(Instant::now()),
+                epoch: peer_epoch,
+                claimed_slots,
+            },
+        );
+        let index = view.config.nodes.iter().position(|n| n.id == peer.id);
+        let expected = index.map_or(0, |i| view.map.slots_of(i).len());
+        if peer_epoch == view.epoch() && claimed_slots != expected {
+            // Same epoch, different ownership: one of us has a bug.
+            warn!(peer = %peer.id, claimed_slots, expected, "peer disagrees about its slots");
+        }
+        if peer_epoch > cluster.epoch()
+            && tokio::time::timeout(timeout, fetch_config(&mut link, cluster))
+                .await
+                .is_err()
+        {
+            continue; // the link is mid-reply: drop it
+        }
+        links.insert(peer.id, link);
+    }
+}
+
+/// One ping over `link` (made first if there is none): the link back and
+/// what the pong says, `(epoch, slots claimed)`.
+async fn ping_peer(
+    link: Option<BusClient>,
+    peer: &NodeInfo,
+    cluster: &ClusterState,
+    ping: &[Vec<u8>],
+) -> anyhow::Result<(BusClient, (u64, usize))> {
+    let mut link = match link {
+        Some(link) => link,
+        None => BusClient::connect(&peer.bus_addr, cluster.secret.as_deref()).await?,
+    };
+    let answer = link.call(ping).await?;
+    let pong = parse_pong(answer).ok_or_else(|| anyhow::anyhow!("malformed pong"))?;
+    Ok((link, pong))
 }
 
 /// `KC.PING` answers `[id, epoch, bitmap]`: the epoch and how many slots the
@@ -192,7 +224,7 @@ fn parse_pong(frame: Frame) -> Option<(u64, usize)> {
     Some((epoch, claimed))
 }
 
-async fn fetch_config(link: &mut BusClient, cluster: &super::ClusterState) {
+async fn fetch_config(link: &mut BusClient, cluster: &ClusterState) {
     match link.call(&[b"KC.CONFIG"]).await {
         Ok(Frame::Bulk(json)) => match serde_json::from_slice::<ClusterConfig>(&json) {
             Ok(config) => {
