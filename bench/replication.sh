@@ -20,14 +20,17 @@
 #     max). After the run: the time until the replica's offset equals the
 #     primary's.
 #  3. Failover. A Keycafe primary with one replica, coordinator node timeout
-#     $NODE_TIMEOUT_MS. $KILLS times: `kill -9` the primary, then time until
-#     `SET` on the replica succeeds (it owns the slots: promotion done and
-#     adopted); restart the killed node (it rejoins as a replica) and wait
-#     until it is in sync before the next kill. Reports each time and the
-#     median.
+#     $NODE_TIMEOUT_MS. $KILLS times: `kill -9` the primary (FAULT=kill) or
+#     freeze it with SIGSTOP (FAULT=stop), then time until `SET` on the
+#     replica succeeds (it owns the slots: promotion done and adopted);
+#     restart the killed node, or SIGCONT the frozen one (either rejoins as
+#     a replica), and wait until it is in sync before the next fault.
+#     Reports each time and the median.
+#
+# `bench/replication.sh 0` skips the throughput and lag rounds.
 #
 # Environment: REQUESTS (200000), NODE_TIMEOUT_MS (5000, the default),
-# KILLS (5), THREADS (0: keycafe-server's default, one worker per core) for
+# KILLS (5), FAULT (kill), THREADS (0: keycafe-server's default, one worker per core) for
 # the primaries, REPLICA_THREADS (1, as config4-6.yaml: a replica applies one
 # stream) for the replica.
 # Needs: cargo, redis-server, redis-benchmark, redis-cli, python3.
@@ -39,6 +42,7 @@ ROUNDS=${1:-3}
 REQUESTS=${REQUESTS:-200000}
 NODE_TIMEOUT_MS=${NODE_TIMEOUT_MS:-5000}
 KILLS=${KILLS:-5}
+FAULT=${FAULT:-kill}
 THREADS=${THREADS:-0}
 REPLICA_THREADS=${REPLICA_THREADS:-1}
 require redis-server redis-benchmark redis-cli python3
@@ -196,77 +200,90 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-echo "== failover: $KILLS kills, node timeout $NODE_TIMEOUT_MS ms"
-# The pair's primary and replica trade places on every kill. The killed
+echo "== failover: $KILLS faults ($FAULT), node timeout $NODE_TIMEOUT_MS ms"
+# The pair's primary and replica trade places on every fault. A killed
 # node is restarted without --replica-of: it takes its old entry in the
-# configuration, which the failover made a replica.
+# configuration, which the failover made a replica; a frozen one resumes
+# and learns the same from the coordinator.
 PRIMARY=$KC_PRIMARY REPLICA=$KC_REPLICA
-for kill in $(seq "$KILLS"); do
-    kill -9 "${PID_OF[$PRIMARY]}"
+for fault in $(seq "$KILLS"); do
+    case $FAULT in
+        kill) kill -9 "${PID_OF[$PRIMARY]}" ;;
+        stop) kill -STOP "${PID_OF[$PRIMARY]}" ;;
+        *) echo "FAULT is kill or stop, not $FAULT" >&2; exit 1 ;;
+    esac
     start=$(date +%s%N)
     wait_for 60 "replica on $REPLICA takes over" serves "$REPLICA"
     ms=$(( ($(date +%s%N) - start) / 1000000 ))
     echo "failover $ms" >>"$WORK/failover"
-    echo "  kill $kill: slots served again after $ms ms"
-    start_node "kc-$PRIMARY" "$PRIMARY" "$COORD"
-    wait_for 60 "restarted node rejoins as a replica" in_sync "$REPLICA" "$PRIMARY"
+    echo "  $FAULT $fault: slots served again after $ms ms"
+    case $FAULT in
+        kill) start_node "kc-$PRIMARY" "$PRIMARY" "$COORD" ;;
+        stop) kill -CONT "${PID_OF[$PRIMARY]}" ;;
+    esac
+    wait_for 60 "the old primary rejoins as a replica" in_sync "$REPLICA" "$PRIMARY"
     read -r PRIMARY REPLICA <<<"$REPLICA $PRIMARY"
 done
 
-python3 - "$WORK" "$ROUNDS" "$REQUESTS" "$NODE_TIMEOUT_MS" <<'PY'
+python3 - "$WORK" "$ROUNDS" "$REQUESTS" "$NODE_TIMEOUT_MS" "$FAULT" <<'PY'
 import collections, os, statistics, sys
-work, rounds, requests, timeout = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+work, rounds, requests, timeout, fault = sys.argv[1:6]
+def lines(name):
+    path = f"{work}/{name}"
+    return open(path).read().split("\n")[:-1] if os.path.exists(path) else []
 runs = collections.defaultdict(list)
-for line in open(f"{work}/results"):
+for line in lines("results"):
     name, p, rps = line.split()
     runs[(name, p)].append(float(rps))
-med = {k: statistics.median(v) for k, v in runs.items()}
-print(f"\n### SET throughput, one replica vs none (median of {rounds} rounds, {requests} SETs each)\n")
-print("| server | pipeline | alone (SET/s) | with 1 replica (SET/s) | with / alone |")
-print("|---|---|---:|---:|---:|")
-for server in ("keycafe", "redis"):
-    for p in ("1", "16"):
-        a, r = med[(f"{server}-alone", p)], med[(f"{server}+replica", p)]
-        print(f"| {server} | {p} | {a:,.0f} | {r:,.0f} | {r / a:.2f}x |")
-ticks = os.sysconf("SC_CLK_TCK")
-cpu = collections.defaultdict(list)
-for line in open(f"{work}/cpu"):
-    name, p, primary, replica = line.split()
-    cpu[(name, p)].append((int(primary), int(replica)))
-print(f"\n### Server CPU per SET (µs, user + system, median over rounds)\n")
-print("| server | pipeline | primary alone | primary with replica | its replica |")
-print("|---|---|---:|---:|---:|")
-per = lambda t: t / ticks * 1e6 / int(requests)
-for server in ("keycafe", "redis"):
-    for p in ("1", "16"):
-        alone = statistics.median(per(a) for a, _ in cpu[(f"{server}-alone", p)])
-        prim = statistics.median(per(a) for a, _ in cpu[(f"{server}+replica", p)])
-        repl = statistics.median(per(r) for _, r in cpu[(f"{server}+replica", p)])
-        print(f"| {server} | {p} | {alone:.2f} | {prim:.2f} | {repl:.2f} |")
-print("\n### Replication lag under that load: SET + WAIT 1 round trip of a probe every 20 ms\n")
-print("| server | pipeline | probes | median (ms) | p99 (ms) | max (ms) | catch-up after the run (median ms) |")
-print("|---|---|---:|---:|---:|---:|---:|")
-catch = collections.defaultdict(list)
-for line in open(f"{work}/catchup"):
-    name, p, ms = line.split()
-    catch[(name, p)].append(int(ms))
-for server in ("keycafe", "redis"):
-    for p in ("1", "16"):
-        try:
-            lags = sorted(float(l) for l in open(f"{work}/lag-{server}+replica-P{p}"))
-        except FileNotFoundError:
-            continue
-        if lags:
-            p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-            print(f"| {server} | {p} | {len(lags)} | {statistics.median(lags):.2f} | {p99:.2f} | {lags[-1]:.2f} | {statistics.median(catch[(server + '+replica', p)]):.0f} |")
+if runs:
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"\n### SET throughput, one replica vs none (median of {rounds} rounds, {requests} SETs each)\n")
+    print("| server | pipeline | alone (SET/s) | with 1 replica (SET/s) | with / alone |")
+    print("|---|---|---:|---:|---:|")
+    for server in ("keycafe", "redis"):
+        for p in ("1", "16"):
+            a, r = med[(f"{server}-alone", p)], med[(f"{server}+replica", p)]
+            print(f"| {server} | {p} | {a:,.0f} | {r:,.0f} | {r / a:.2f}x |")
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = collections.defaultdict(list)
+    for line in lines("cpu"):
+        name, p, primary, replica = line.split()
+        cpu[(name, p)].append((int(primary), int(replica)))
+    print(f"\n### Server CPU per SET (µs, user + system, median over rounds)\n")
+    print("| server | pipeline | primary alone | primary with replica | its replica |")
+    print("|---|---|---:|---:|---:|")
+    per = lambda t: t / ticks * 1e6 / int(requests)
+    for server in ("keycafe", "redis"):
+        for p in ("1", "16"):
+            alone = statistics.median(per(a) for a, _ in cpu[(f"{server}-alone", p)])
+            prim = statistics.median(per(a) for a, _ in cpu[(f"{server}+replica", p)])
+            repl = statistics.median(per(r) for _, r in cpu[(f"{server}+replica", p)])
+            print(f"| {server} | {p} | {alone:.2f} | {prim:.2f} | {repl:.2f} |")
+    print("\n### Replication lag under that load: SET + WAIT 1 round trip of a probe every 20 ms\n")
+    print("| server | pipeline | probes | median (ms) | p99 (ms) | max (ms) | catch-up after the run (median ms) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    catch = collections.defaultdict(list)
+    for line in lines("catchup"):
+        name, p, ms = line.split()
+        catch[(name, p)].append(int(ms))
+    for server in ("keycafe", "redis"):
+        for p in ("1", "16"):
+            try:
+                lags = sorted(float(l) for l in open(f"{work}/lag-{server}+replica-P{p}"))
+            except FileNotFoundError:
+                continue
+            if lags:
+                p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+                print(f"| {server} | {p} | {len(lags)} | {statistics.median(lags):.2f} | {p99:.2f} | {lags[-1]:.2f} | {statistics.median(catch[(server + '+replica', p)]):.0f} |")
 try:
     times = [int(l.split()[1]) for l in open(f"{work}/failover")]
 except FileNotFoundError:
     times = []
 if not times:
     sys.exit(0)
-print(f"\n### Failover time (node timeout {timeout} ms, kill -9 of the primary to the first SET served by its replica)\n")
-print("| kills | times (ms) | median (ms) |")
+what = {"kill": "kill -9 of", "stop": "SIGSTOP of"}[fault]
+print(f"\n### Failover time (node timeout {timeout} ms, {what} the primary to the first SET served by its replica)\n")
+print("| faults | times (ms) | median (ms) |")
 print("|---:|---|---:|")
 print(f"| {len(times)} | {', '.join(map(str, times))} | {statistics.median(times):.0f} |")
 PY
