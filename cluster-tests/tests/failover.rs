@@ -144,6 +144,43 @@ fn covers_all_slots(slots: &[SlotsEntry], live: &[String]) -> bool {
     next == 16384
 }
 
+/// Starts writing `keys` through a client of `via`, each write followed by
+/// `WAIT 1`, and returns once 300 writes are acknowledged.
+async fn start_waited_writes(
+    via: &str,
+    keys: Vec<String>,
+) -> (KeycafeCluster, Arc<Progress>, JoinHandle<Ledger>) {
+    let kc = KeycafeCluster::connect(via.to_string()).await.unwrap();
+    let progress = Arc::new(Progress::default());
+    let wait = Some(Duration::from_millis(300));
+    let writer = spawn_writer(kc.clone(), keys, wait, progress.clone());
+    wait_progress("writes are acknowledged", &progress.acknowledged, 300).await;
+    (kc, progress, writer)
+}
+
+/// After `fault` hit `victim`: every slot is served again by the other
+/// nodes, as `survivor` sees it, within [`FAILOVER_BOUND`].
+async fn assert_replaced(
+    cluster: &ReplicatedCluster,
+    victim: &str,
+    survivor: &str,
+    probe: &str,
+    fault: &str,
+) {
+    let live: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(Node::addr)
+        .filter(|a| a != victim)
+        .collect();
+    let took = wait_slots_served(survivor, &live, probe).await;
+    println!("failover after {fault}: every slot served again after {took:?}");
+    assert!(
+        took < FAILOVER_BOUND,
+        "failover after {fault} took {took:?} (bound {FAILOVER_BOUND:?})"
+    );
+}
+
 /// The addresses CLUSTER NODES flags `fail?` (silent for the node timeout).
 async fn unreachable_peers(client: &mut RespClient) -> anyhow::Result<Vec<String>> {
     let nodes = client.cmd(&["CLUSTER", "NODES"]).await?;
@@ -197,25 +234,10 @@ async fn a_killed_primary_is_replaced_without_losing_acknowledged_writes() {
     let probe = keys_owned_by(&config, &victim, "probe:", 1).remove(0);
 
     // Writes to the victim's slots, each followed by WAIT 1.
-    let kc = KeycafeCluster::connect(survivor.clone()).await.unwrap();
-    let progress = Arc::new(Progress::default());
-    let wait = Some(Duration::from_millis(300));
-    let writer = spawn_writer(kc.clone(), keys.clone(), wait, progress.clone());
-    wait_progress("writes are acknowledged", &progress.acknowledged, 300).await;
+    let (kc, progress, writer) = start_waited_writes(&survivor, keys.clone()).await;
 
     cluster.node_mut(&victim).kill().await.unwrap();
-    let live: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(Node::addr)
-        .filter(|a| *a != victim)
-        .collect();
-    let took = wait_slots_served(&survivor, &live, &probe).await;
-    println!("failover after kill -9: every slot served again after {took:?}");
-    assert!(
-        took < FAILOVER_BOUND,
-        "failover took {took:?} (bound {FAILOVER_BOUND:?})"
-    );
+    assert_replaced(&cluster, &victim, &survivor, &probe, "kill -9").await;
 
     // The writer carries on against the promoted replica (which has no
     // replica yet: its WAITs time out).
@@ -269,28 +291,13 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
     let keys = keys_owned_by(&config, &victim, "paused:", 200);
     let probe = keys_owned_by(&config, &victim, "probe:", 1).remove(0);
 
-    let kc = KeycafeCluster::connect(survivor.clone()).await.unwrap();
-    let progress = Arc::new(Progress::default());
-    let wait = Some(Duration::from_millis(300));
-    let writer = spawn_writer(kc.clone(), keys, wait, progress.clone());
-    wait_progress("writes are acknowledged", &progress.acknowledged, 300).await;
+    let (kc, progress, writer) = start_waited_writes(&survivor, keys).await;
 
     // SIGSTOP: the primary's sockets stay open, nothing answers. Only
     // application-level silence can tell: the replica's link gives up
     // after the node timeout and says so in its heartbeat.
     cluster.node(&victim).pause().unwrap();
-    let live: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(Node::addr)
-        .filter(|a| *a != victim)
-        .collect();
-    let took = wait_slots_served(&survivor, &live, &probe).await;
-    println!("failover after SIGSTOP: every slot served again after {took:?}");
-    assert!(
-        took < FAILOVER_BOUND,
-        "failover took {took:?} (bound {FAILOVER_BOUND:?})"
-    );
+    assert_replaced(&cluster, &victim, &survivor, &probe, "SIGSTOP").await;
     wait_progress("writes go on after the failover", &progress.written, 5).await;
 
     // Gossip: the silent node is flagged, and it does not make the live
