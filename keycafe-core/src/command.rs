@@ -211,25 +211,34 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "kc.failover.resume" 1 BUS (0 0 0);
 };
 
-/// The table indexed by upper-case name, built on first use.
-static BY_NAME: LazyLock<HashMap<Vec<u8>, &'static CommandInfo>> = LazyLock::new(|| {
+/// Each command's position in [`COMMANDS`], by upper-case name, built on
+/// first use.
+static BY_NAME: LazyLock<HashMap<Vec<u8>, usize>> = LazyLock::new(|| {
     COMMANDS
         .iter()
-        .map(|info| (info.name.to_ascii_uppercase().into_bytes(), info))
+        .enumerate()
+        .map(|(index, info)| (info.name.to_ascii_uppercase().into_bytes(), index))
         .collect()
 });
 
 /// The longest command name, in bytes.
 const LONGEST_NAME: usize = 24;
 
-/// Finds a command by name, in any letter case, without allocating.
-pub fn lookup(name: &[u8]) -> Option<&'static CommandInfo> {
+/// Finds a command's position in [`COMMANDS`] by name, in any letter case,
+/// without allocating: for tables that keep something per command beside
+/// this one (the node's handlers).
+pub fn position(name: &[u8]) -> Option<usize> {
     let mut upper = [0u8; LONGEST_NAME];
     let upper = upper.get_mut(..name.len())?;
     for (dst, src) in upper.iter_mut().zip(name) {
         *dst = src.to_ascii_uppercase();
     }
     BY_NAME.get(&upper[..]).copied()
+}
+
+/// Finds a command by name, in any letter case, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandInfo> {
+    position(name).map(|index| &COMMANDS[index])
 }
 
 #[cfg(test)]

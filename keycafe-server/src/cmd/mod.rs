@@ -38,13 +38,12 @@ pub mod replication;
 pub mod server;
 pub mod strings;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 
 use bytes::BytesMut;
-use keycafe_core::command::{COMMANDS, CommandInfo, Flags};
+use keycafe_core::command::{self, COMMANDS, CommandInfo, Flags};
 use keycafe_core::{Args, Frame, Protocol, Reply};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -230,30 +229,28 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("kc.failover.resume", Replies(replication::failover_resume)),
 ];
 
-/// The table indexed by upper-case name, built on first use.
-static BY_NAME: LazyLock<HashMap<Vec<u8>, Command>> = LazyLock::new(|| {
+/// The handler of each command, in the order of `COMMANDS`, built on first
+/// use.
+static BY_POSITION: LazyLock<Vec<Handler>> = LazyLock::new(|| {
     COMMANDS
         .iter()
         .map(|info| {
-            let handler = HANDLERS
+            HANDLERS
                 .iter()
                 .find(|(name, _)| *name == info.name)
                 .map(|&(_, handler)| handler)
-                .expect("every command in the table has a handler (see the tests)");
-            let name = info.name.to_ascii_uppercase().into_bytes();
-            (name, Command { info, handler })
+                .expect("every command in the table has a handler (see the tests)")
         })
         .collect()
 });
 
 /// Finds a command by name, in any letter case, without allocating.
 pub fn lookup(name: &[u8]) -> Option<Command> {
-    let mut upper = [0u8; 24];
-    let upper = upper.get_mut(..name.len())?;
-    for (dst, src) in upper.iter_mut().zip(name) {
-        *dst = src.to_ascii_uppercase();
-    }
-    BY_NAME.get(&upper[..]).copied()
+    let index = command::position(name)?;
+    Some(Command {
+        info: &COMMANDS[index],
+        handler: BY_POSITION[index],
+    })
 }
 
 /// The key arguments of a request, from the table's key positions.
