@@ -103,7 +103,7 @@ async fn the_dashboard_renders_and_the_api_parses() {
 async fn roles_lag_and_a_failover_are_shown() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 1000).await;
-    let a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
     a.set_replication(ReplicationReport {
         offset: 1000,
         replicas_connected: 1,
@@ -124,6 +124,14 @@ async fn roles_lag_and_a_failover_are_shown() {
             v.slots_assigned == 16384 && v.nodes.get(1).is_some_and(|n| n.lag == Some(10))
         })
         .await;
+
+    // The primary's heartbeats are answered with leases of half the node
+    // timeout; the replica's are not.
+    let seen = a.wait_for("leases", |s| s.leases.len() >= 2).await;
+    assert!(seen.leases.iter().all(|&(seq, ms)| seq > 0 && ms == 500));
+    assert!(seen.leases.windows(2).all(|w| w[0].0 < w[1].0));
+    let seen = r.wait_for("heartbeats", |s| !s.configs.is_empty()).await;
+    assert!(seen.leases.is_empty(), "{:?}", seen.leases);
 
     let raw = coordinator.cluster_json().await;
     let (primary, replica) = (&raw["nodes"][0], &raw["nodes"][1]);
@@ -188,6 +196,8 @@ async fn roles_lag_and_a_failover_are_shown() {
             .is_some_and(|c| c.slots.iter().all(|range| range.owner == new))
     })
     .await;
+    r.wait_for("a lease for the new primary", |s| !s.leases.is_empty())
+        .await;
     let page = coordinator.page().await;
     assert!(page.contains("failover (automatic)"), "{page}");
     coordinator.stop().await.unwrap();

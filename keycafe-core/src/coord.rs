@@ -9,9 +9,12 @@
 //!
 //! The conversation: the node sends `register` first; the coordinator answers
 //! with the current `config` and from then on pushes every new configuration
-//! to every registered node. The node sends a `heartbeat` every second, and
-//! `migration_done` when it has moved all keys of a slot it was asked to give
-//! away. `docs/protocol.md` ("Coordination") specifies the fields.
+//! to every registered node. The node sends a `heartbeat` at least every
+//! second, and `migration_done` when it has moved all keys of a slot it was
+//! asked to give away. The coordinator answers each heartbeat of a primary
+//! with a `lease`: the primary may acknowledge writes for that long, counted
+//! from when it sent the heartbeat. `docs/protocol.md` ("Coordination")
+//! specifies the fields.
 
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
@@ -39,7 +42,7 @@ pub enum NodeMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         primary: Option<String>,
     },
-    /// Liveness and load, every second.
+    /// Liveness and load, at least every second; also asks for a lease.
     Heartbeat(NodeReport),
     /// Every key of `slot` has been moved from this node to `to`.
     MigrationDone { slot: Slot, to: NodeId },
@@ -54,6 +57,10 @@ pub enum NodeMessage {
 /// A node's periodic report.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NodeReport {
+    /// Numbers this heartbeat, so that the node can tell which one a
+    /// `lease` answers. Increases with every heartbeat the node sends.
+    #[serde(default)]
+    pub seq: u64,
     pub epoch: u64,
     /// Keys held in total.
     pub keys: u64,
@@ -100,6 +107,10 @@ pub enum CoordinatorMessage {
     Config(ClusterConfig),
     /// The coordinator refuses the last message (bad secret, unknown node, ...).
     Error { message: String },
+    /// The answer to heartbeat `seq` of a primary: it may acknowledge
+    /// writes for `ms` milliseconds, counted from when it sent that
+    /// heartbeat. Until then the coordinator promotes none of its replicas.
+    Lease { seq: u64, ms: u64 },
 }
 
 /// Appends one message as a native frame.
@@ -188,6 +199,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(json, r#"{"type":"error","message":"x"}"#);
+        let json = serde_json::to_string(&CoordinatorMessage::Lease { seq: 9, ms: 2500 }).unwrap();
+        assert_eq!(json, r#"{"type":"lease","seq":9,"ms":2500}"#);
     }
 
     #[test]

@@ -102,6 +102,13 @@ impl Connection {
         loop {
             let more = self.run_pending_requests();
             self.add_command_stats();
+            if !self.lease_still_holds() {
+                debug!(
+                    client = self.state.id,
+                    "lease ran out before the replies were sent; closing"
+                );
+                return Ok(Ended::Closed);
+            }
             if !self.output.is_empty() {
                 self.stream.write_all(&self.output).await?;
                 self.output.clear();
@@ -166,6 +173,21 @@ impl Connection {
         };
         self.input.advance(used);
         outcome
+    }
+
+    /// False if replies in the output buffer were served under this
+    /// primary's lease and it has run out since: sending them could
+    /// acknowledge a write after a replacement took over, so the connection
+    /// is closed instead (the client sees an unknown outcome, as if the
+    /// node had died). See `cluster::lease`.
+    fn lease_still_holds(&mut self) -> bool {
+        if !std::mem::take(&mut self.state.under_lease) {
+            return true;
+        }
+        let Some(cluster) = self.shared.cluster.as_ref() else {
+            return true;
+        };
+        cluster.lease.holds(crate::cluster::lease::now_ms())
     }
 
     /// Waits for a blocked command's answer and writes it. Returns false if

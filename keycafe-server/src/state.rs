@@ -112,6 +112,7 @@ impl Shared {
             slot_keys,
             migrating,
             replication: self.replication.report(),
+            ..NodeReport::default()
         }
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use common::RawClient;
 use common::cluster::{FakeCoordinator, config, eventually, range};
 use keycafe_core::cluster::Migration;
+use keycafe_core::coord::NodeMessage;
 use keycafe_core::{Frame, key_slot};
 use keycafe_server::Config;
 use keycafe_server::test_util::{TestServer, cluster_config};
@@ -244,4 +245,65 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
     );
     assert_eq!(client.cmd("GET k").await, common::bulk("stolen"));
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_a_lease_from_the_coordinator() {
+    let mut coordinator = FakeCoordinator::start().await;
+    coordinator.set_lease(600);
+    let server = TestServer::start(cluster_config(&coordinator.addr)).await;
+    let a = coordinator.registered.recv().await.unwrap();
+    coordinator
+        .push(&config(
+            1,
+            std::slice::from_ref(&a),
+            vec![range(0, 16383, &a)],
+            vec![],
+        ))
+        .await;
+    let mut client = RawClient::resp(server.addr()).await;
+    eventually("writes are served under a lease", async || {
+        client.cmd("SET k v1").await == common::simple("OK")
+    })
+    .await;
+    assert_eq!(client.cmd("SET k v2").await, common::simple("OK"));
+
+    // The coordinator stops renewing: within one lease, writes are refused
+    // and reads go on, except for a connection that asked for fenced reads.
+    coordinator.set_lease(0);
+    eventually("writes are refused", async || {
+        matches!(client.cmd("SET other x").await, Frame::Error(e) if e.starts_with(b"CLUSTERDOWN"))
+    })
+    .await;
+    assert_eq!(client.cmd("GET k").await, Frame::Bulk("v2".into()));
+    assert_eq!(
+        client.cmd("CLIENT FENCED-READS ON").await,
+        common::simple("OK")
+    );
+    assert!(matches!(client.cmd("GET k").await, Frame::Error(e) if e.starts_with(b"CLUSTERDOWN")));
+    assert_eq!(
+        client.cmd("CLIENT FENCED-READS OFF").await,
+        common::simple("OK")
+    );
+    assert!(matches!(
+        client.cmd("CLIENT FENCED-READS MAYBE").await,
+        Frame::Error(_)
+    ));
+
+    // Leases again: writes resume.
+    coordinator.set_lease(600);
+    eventually("writes resume", async || {
+        client.cmd("SET k v3").await == common::simple("OK")
+    })
+    .await;
+    assert_eq!(client.cmd("GET k").await, Frame::Bulk("v3".into()));
+
+    // Heartbeats come three times per lease, numbered in order.
+    let mut seqs = Vec::new();
+    while seqs.len() < 3 {
+        if let Some((_, NodeMessage::Heartbeat(report))) = coordinator.messages.recv().await {
+            seqs.push(report.seq);
+        }
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }

@@ -415,7 +415,7 @@ fn seconds(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use keycafe_core::cluster::NodeInfo;
     use keycafe_core::coord::{NodeMessage, NodeReport, ReplicationReport};
@@ -509,7 +509,10 @@ mod tests {
 
         let message = NodeMessage::Failover { primary };
         coordinator.step(Event::Received { conn: 2, message }, now);
-        let page = DashboardPage::from_view(&coordinator.view(now));
+        // The promotion waits for a's lease to run out.
+        let later = now + Duration::from_secs(4);
+        coordinator.step(Event::Tick, later);
+        let page = DashboardPage::from_view(&coordinator.view(later));
         assert_eq!(page.nodes[0].role, "replica of bbbbbbbb");
         let failover = &page.events[0];
         assert!(failover.failover);

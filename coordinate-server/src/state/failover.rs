@@ -5,16 +5,21 @@
 //! On every tick, a primary `P` is failed over when
 //!
 //! 1. `P` has been silent for longer than `node_timeout` (it is failing),
-//! 2. it has a *candidate*: a replica that is healthy (heard from within
+//! 2. every lease granted to `P` has certainly run out: its recorded end plus
+//!    an allowance for clocks that run at different rates has passed (see
+//!    `keycafe-server/src/cluster/lease.rs`; with the lease at half the node
+//!    timeout, the silence of rule 1 normally covers it),
+//! 3. it has a *candidate*: a replica that is healthy (heard from within
 //!    `node_timeout`) whose latest heartbeat says it is `synced` and
 //!    `following` `P`, and
-//! 3. every healthy replica of `P` agrees that `P` is gone: its latest
+//! 4. every healthy replica of `P` agrees that `P` is gone: its latest
 //!    heartbeat says its link is down, or that it no longer follows `P`.
 //!
 //! The coordinator sees `P` only through one TCP connection. A primary that
 //! lost that connection but still serves clients and streams to its
-//! replicas is not dead, and promoting a replica then would let two nodes
-//! accept writes for the same slots. The replicas' links to `P` are a second
+//! replicas is not dead. Its lease stops its writes before any promotion,
+//! but promoting its replica would still take its slots away from a working
+//! node and lose what it had not yet streamed. The replicas' links to `P` are a second
 //! opinion from other machines; one replica still streaming from `P` is
 //! enough to wait. A replica that never finished a full copy holds only part
 //! of the data, so it is never promoted.
@@ -39,8 +44,13 @@
 //!
 //! - **Manual** (`failover` from a replica, as Redis's `CLUSTER FAILOVER`):
 //!   the replica and its primary have handed over (the primary stopped
-//!   writing, the replica caught up), so the promotion happens at once,
-//!   whatever `P`'s health.
+//!   writing, the replica caught up), so `P`'s health does not matter. Its
+//!   lease does: `P`'s pause may end before it hears of the promotion (and
+//!   with `FORCE` nothing paused it at all), so the coordinator stops
+//!   renewing `P`'s lease and promotes on the first tick after it has run
+//!   out (at once if `P` holds none). A request whose replica has
+//!   meanwhile become unhealthy or stopped following `P` is dropped, and
+//!   `P`'s leases resume.
 //! - **Restarted**: a new id at the address of a disconnected primary is
 //!   that primary's process restarted with empty memory. If a candidate has
 //!   `P`'s data it is promoted rather than handing the slots to the empty
@@ -49,7 +59,7 @@
 use std::time::Instant;
 
 use keycafe_core::cluster::{ClusterConfig, Migration, NodeId};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::events::{ClusterEvent, FailoverReason};
 use super::{ConnId, Coordinator, Effect, decline};
@@ -63,6 +73,7 @@ impl Coordinator {
             .nodes
             .iter()
             .filter(|n| !n.is_replica() && !self.is_healthy(&n.id, now))
+            .filter(|n| self.lease_over(&n.id, now))
             .filter(|n| self.replicas_lost(&n.id, now))
             .filter_map(|n| Some((n.id.clone(), self.candidate(&n.id, now)?)))
             .collect();
@@ -130,8 +141,35 @@ impl Coordinator {
             );
             return;
         }
-        self.promote(primary, node, FailoverReason::Manual, now);
-        self.commit(effects);
+        if self.lease_over(primary, now) {
+            self.promote(primary, node, FailoverReason::Manual, now);
+            self.commit(effects);
+        } else {
+            info!(%node, %primary, "failover requested; promoting when the primary's lease has run out");
+            self.manual.insert(primary.to_string(), node.to_string());
+        }
+    }
+
+    /// Promotes the replicas of manual failovers whose primary's lease has
+    /// run out; drops requests that no longer hold. True if any was
+    /// promoted.
+    pub(super) fn complete_manual_failovers(&mut self, now: Instant) -> bool {
+        let mut promoted = false;
+        for (primary, replica) in std::mem::take(&mut self.manual) {
+            let still_replica = self
+                .config
+                .node(&replica)
+                .is_some_and(|n| n.replica_of.as_deref() == Some(primary.as_str()));
+            if !still_replica || !self.is_healthy(&replica, now) {
+                warn!(%replica, %primary, "failover request dropped: the replica is gone or follows another primary");
+            } else if self.lease_over(&primary, now) {
+                self.promote(&primary, &replica, FailoverReason::Manual, now);
+                promoted = true;
+            } else {
+                self.manual.insert(primary, replica);
+            }
+        }
+        promoted
     }
 
     /// Makes `replica` the primary in place of `primary`: it takes the

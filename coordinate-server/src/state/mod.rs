@@ -91,6 +91,22 @@ pub struct Settings {
     pub replicas: usize,
 }
 
+impl Settings {
+    /// How long a primary may acknowledge writes after a heartbeat: half the
+    /// node timeout, so that a lease has run out well before a silent
+    /// primary is failed over.
+    pub fn lease(&self) -> Duration {
+        self.node_timeout / 2
+    }
+
+    /// After a lease's recorded end, how much longer the coordinator waits
+    /// before it treats the lease as over: room for a node clock that runs
+    /// up to 20% slower than ours.
+    pub fn lease_allowance(&self) -> Duration {
+        self.lease() / 4
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -147,6 +163,9 @@ struct Health {
     report: Option<NodeReport>,
     /// As of the last tick, for logging and recording transitions.
     failing: bool,
+    /// The end of the last lease granted to this node, on our clock; no
+    /// replica takes its slots before then (plus the allowance).
+    lease_until: Option<Instant>,
 }
 
 /// The coordinator's state machine. See the module documentation.
@@ -160,6 +179,9 @@ pub struct Coordinator {
     health: HashMap<NodeId, Health>,
     /// `migration_done` reports waiting for the next tick.
     done: HashSet<Migration>,
+    /// Manual failovers waiting for the old primary's lease to run out:
+    /// primary → the replica that asked.
+    manual: BTreeMap<NodeId, NodeId>,
     /// Membership or ownership changed: plan on the next tick.
     replan: bool,
     /// Recent joins, leaves, health changes and failovers (not persisted).
@@ -184,6 +206,9 @@ impl Coordinator {
                         last_seen: now,
                         report: None,
                         failing: false,
+                        // A previous run may have granted a lease just
+                        // before it stopped.
+                        lease_until: Some(now + settings.lease()),
                     },
                 )
             })
@@ -195,6 +220,7 @@ impl Coordinator {
             sessions: BTreeMap::new(),
             health,
             done: HashSet::new(),
+            manual: BTreeMap::new(),
             replan: restoring,
             events: EventLog::default(),
         };
@@ -294,7 +320,7 @@ impl Coordinator {
         };
         match message {
             NodeMessage::Register { .. } => unreachable!("handled above"),
-            NodeMessage::Heartbeat(report) => self.heartbeat(&node, report, now, effects),
+            NodeMessage::Heartbeat(report) => self.heartbeat(conn, &node, report, now, effects),
             NodeMessage::MigrationDone { slot, to } => {
                 let migration = Migration {
                     slot,
@@ -324,19 +350,37 @@ impl Coordinator {
         }
     }
 
+    /// Records a heartbeat and, if the node is a primary, answers it with a
+    /// lease.
     fn heartbeat(
         &mut self,
+        conn: ConnId,
         node: &str,
         report: NodeReport,
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
+        let lease = self.settings.lease();
+        // A primary handing over to a replica gets no new lease, so that
+        // the one it has runs out.
+        let is_primary = self.config.node(node).is_some_and(|n| !n.is_replica())
+            && !self.manual.contains_key(node);
         let Some(health) = self.health.get_mut(node) else {
             return; // a node that has left and is still connected
         };
         health.last_seen = now;
-        let reported = report.epoch;
+        let (seq, reported) = (report.seq, report.epoch);
         health.report = Some(report);
+        if is_primary {
+            health.lease_until = Some(now + lease);
+            effects.push(Effect::Send {
+                to: vec![conn],
+                message: CoordinatorMessage::Lease {
+                    seq,
+                    ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+                },
+            });
+        }
         if reported > self.config.epoch {
             self.overtake_epoch(node, reported);
             self.commit(effects);
@@ -385,6 +429,16 @@ impl Coordinator {
         self.health.get(id).is_some_and(|h| {
             now.saturating_duration_since(h.last_seen) <= self.settings.node_timeout
         })
+    }
+
+    /// True once every lease granted to `id` has certainly run out, on
+    /// the node's clock too.
+    fn lease_over(&self, id: &str, now: Instant) -> bool {
+        let allowance = self.settings.lease_allowance();
+        self.health
+            .get(id)
+            .and_then(|h| h.lease_until)
+            .is_none_or(|until| now >= until + allowance)
     }
 
     /// The replication part of the node's latest heartbeat.

@@ -22,7 +22,8 @@ impl Coordinator {
     pub(super) fn tick(&mut self, now: Instant, effects: &mut Vec<Effect>) {
         self.observe_health(now);
         let applied = self.apply_done();
-        let failed_over = self.fail_over_silent_primaries(now);
+        let handed_over = self.complete_manual_failovers(now);
+        let failed_over = self.fail_over_silent_primaries(now) || handed_over;
         let rebalanced = std::mem::take(&mut self.replan) && self.rebalance(now);
         if applied || failed_over || rebalanced {
             self.commit(effects);

@@ -109,6 +109,7 @@ impl Coordinator {
             last_seen: now,
             report: None,
             failing: false,
+            lease_until: None,
         });
         health.last_seen = now;
 

@@ -168,6 +168,8 @@ impl Link {
 pub struct Seen {
     pub configs: Vec<ClusterConfig>,
     pub errors: Vec<String>,
+    /// `(seq, ms)` of every lease granted.
+    pub leases: Vec<(u64, u64)>,
     pub closed: bool,
 }
 
@@ -235,6 +237,7 @@ impl FakeNode {
         let task = tokio::spawn(async move {
             let mut done_sent = HashSet::new();
             let mut ticker = tokio::time::interval(Duration::from_millis(100));
+            let mut seq = 0u64;
             // Answers `migration_done` for this node's migrations in `config`.
             async fn answer(
                 link: &mut Link,
@@ -271,6 +274,9 @@ impl FakeNode {
                             Some(CoordinatorMessage::Error { message }) => {
                                 seen_tx.send_modify(|s| s.errors.push(message));
                             }
+                            Some(CoordinatorMessage::Lease { seq, ms }) => {
+                                seen_tx.send_modify(|s| s.leases.push((seq, ms)));
+                            }
                         },
                         Some(command) = command_rx.recv() => match command {
                             Some(message) => link.try_send(&message).await?,
@@ -283,7 +289,8 @@ impl FakeNode {
                             if *beat.lock().unwrap() {
                                 let epoch = seen_tx.borrow().latest().map_or(0, |c| c.epoch);
                                 let replication = streams.lock().unwrap().clone();
-                                let report = NodeReport { epoch, keys: 7, replication, ..NodeReport::default() };
+                                seq += 1;
+                                let report = NodeReport { seq, epoch, keys: 7, replication, ..NodeReport::default() };
                                 link.try_send(&NodeMessage::Heartbeat(report)).await?;
                             }
                         }

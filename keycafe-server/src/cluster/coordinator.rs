@@ -1,12 +1,16 @@
 //! The node's link to the coordinator.
 //!
 //! One task keeps a connection to the coordinator: it registers, adopts every
-//! configuration the coordinator pushes, sends a heartbeat every second, and
+//! configuration the coordinator pushes, sends heartbeats, extends the
+//! node's [lease](super::lease) with every grant that answers one, and
 //! forwards what other parts of the node queue for the coordinator
-//! (`migration_done`, `leave`). When the coordinator is unreachable the node
-//! keeps serving with the configuration it has and reconnects with backoff;
-//! on reconnecting it registers again, so a restarted coordinator learns of
-//! it at once.
+//! (`migration_done`, `leave`). Heartbeats go every second, or three times
+//! per lease if leases are shorter, and at once when the node becomes a
+//! primary without a lease (a promoted replica should not wait a second to
+//! take writes). When the coordinator is unreachable the node keeps serving
+//! reads with the configuration it has, writes until its lease runs out, and
+//! reconnects with backoff; on reconnecting it registers again, so a
+//! restarted coordinator learns of it at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::ClusterState;
+use super::lease::{Renewals, now_ms};
 
-const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Heartbeats go at least this often.
+const HEARTBEAT_MS: u64 = 1000;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What the coordinator link needs to know about the rest of the node.
@@ -38,8 +44,10 @@ pub async fn run(cluster: Arc<ClusterState>, node: Registration, stop: Cancellat
         return;
     };
     let mut backoff = Duration::from_millis(100);
+    let mut renewals = Renewals::default();
     loop {
-        let session = session(&cluster, &node, &mut outbox);
+        renewals.reset();
+        let session = session(&cluster, &node, &mut outbox, &mut renewals);
         tokio::select! {
             result = session => {
                 match result {
@@ -62,6 +70,7 @@ async fn session(
     cluster: &ClusterState,
     node: &Registration,
     outbox: &mut mpsc::UnboundedReceiver<NodeMessage>,
+    renewals: &mut Renewals,
 ) -> anyhow::Result<()> {
     let mut stream = TcpStream::connect(&cluster.coordinator).await?;
     stream.set_nodelay(true)?;
@@ -81,7 +90,8 @@ async fn session(
     info!(coordinator = %cluster.coordinator, "registered with the coordinator");
 
     let mut input = BytesMut::with_capacity(64 * 1024);
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut changed = cluster.subscribe();
+    let mut next_heartbeat = tokio::time::Instant::now();
     loop {
         tokio::select! {
             read = stream.read_buf(&mut input) => {
@@ -93,6 +103,11 @@ async fn session(
                         CoordinatorMessage::Config(config) => {
                             cluster.adopt(config);
                         }
+                        CoordinatorMessage::Lease { seq, ms } => {
+                            if let Some(until) = renewals.granted(seq, ms) {
+                                cluster.lease.extend(until);
+                            }
+                        }
                         // A refusal (a bad secret, a leave the coordinator
                         // will not allow) is logged; if the coordinator also
                         // closes the connection, the read above sees it and
@@ -103,8 +118,17 @@ async fn session(
                     }
                 }
             }
-            _ = heartbeat.tick() => {
-                coord::encode_message(&NodeMessage::Heartbeat((node.report)()), &mut out);
+            _ = tokio::time::sleep_until(next_heartbeat) => {
+                heartbeat(node, renewals, &mut out);
+                let interval = renewals.interval_ms(HEARTBEAT_MS);
+                next_heartbeat = tokio::time::Instant::now() + Duration::from_millis(interval);
+            }
+            Ok(()) = changed.changed() => {
+                // Promoted: ask for a lease now rather than at the next beat.
+                let promoted = !cluster.view().is_replica() && !cluster.lease.holds(now_ms());
+                if promoted {
+                    heartbeat(node, renewals, &mut out);
+                }
             }
             Some(message) = outbox.recv() => {
                 coord::encode_message(&message, &mut out);
@@ -115,4 +139,12 @@ async fn session(
             out.clear();
         }
     }
+}
+
+/// Appends a fresh heartbeat to `out`, numbered so that the lease that
+/// answers it can be dated from now.
+fn heartbeat(node: &Registration, renewals: &mut Renewals, out: &mut BytesMut) {
+    let mut report = (node.report)();
+    report.seq = renewals.sent(now_ms());
+    coord::encode_message(&NodeMessage::Heartbeat(report), out);
 }

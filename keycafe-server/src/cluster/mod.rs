@@ -11,12 +11,14 @@
 //! - [`view`]: the snapshot and its per-slot states.
 //! - [`routing`]: MOVED / ASK / TRYAGAIN / CROSSSLOT decisions.
 //! - [`coordinator`]: registration, configuration updates, heartbeats.
+//! - [`lease`]: how long this primary may acknowledge writes.
 //! - [`bus`]: node-to-node links (PING/PONG gossip, key import).
 //! - [`migration`]: moving a slot's keys to their new owner.
 //! - [`peers`]: what the bus has heard from each peer.
 
 pub mod bus;
 pub mod coordinator;
+pub mod lease;
 pub mod migration;
 pub mod peers;
 pub mod routing;
@@ -53,6 +55,8 @@ pub struct ClusterState {
     pub leaving: std::sync::atomic::AtomicBool,
     /// What the bus has heard from each peer.
     pub peers: peers::Peers,
+    /// Until when this node, as a primary, may acknowledge writes.
+    pub lease: lease::Lease,
 }
 
 impl ClusterState {
@@ -69,6 +73,7 @@ impl ClusterState {
             outbox_rx: Mutex::new(Some(outbox_rx)),
             leaving: std::sync::atomic::AtomicBool::new(false),
             peers: peers::Peers::default(),
+            lease: lease::Lease::default(),
         }
     }
 
@@ -110,6 +115,11 @@ impl ClusterState {
             migrating = view.outgoing.len(),
             "adopted cluster configuration"
         );
+        if view.is_replica() {
+            // A primary that is demoted stops acknowledging writes at once,
+            // whatever was left of its lease.
+            self.lease.revoke();
+        }
         self.view.store(Arc::new(view));
         self.changed.send_replace(epoch);
         true

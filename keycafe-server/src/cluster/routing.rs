@@ -13,11 +13,17 @@
 //!   `MOVED` to the owner;
 //! - a slot of this replica's primary: reads served to connections that sent
 //!   `READONLY`, everything else `MOVED` to the primary.
+//!
+//! A write that passes (and a read, for connections that asked for fenced
+//! reads) must then pass [`check_lease`]: a primary whose lease has run out
+//! may have been replaced, so it answers `CLUSTERDOWN` until the
+//! coordinator renews the lease or tells it who owns the slots now.
 
 use std::sync::{Arc, Mutex};
 
 use keycafe_core::{Slot, key_slot};
 
+use super::lease::Lease;
 use super::view::{ClusterView, OutgoingSlot, SlotState};
 use crate::store::Store;
 
@@ -86,6 +92,29 @@ pub fn check<'k>(
     }
 }
 
+/// May this node acknowledge a write (or serve a fenced read) now? Only
+/// while its lease holds (see [`super::lease`]). A replica never holds one.
+pub fn check_lease(
+    lease: &Lease,
+    view: &ClusterView,
+    now_ms: u64,
+    write: bool,
+) -> Result<(), String> {
+    if lease.holds(now_ms) {
+        Ok(())
+    } else if view.is_replica() && write {
+        Err("READONLY You can't write against a read only replica.".into())
+    } else if view.is_replica() {
+        Err("CLUSTERDOWN A replica cannot serve fenced reads".into())
+    } else {
+        Err(
+            "CLUSTERDOWN This primary has no lease from the coordinator: it cannot \
+             confirm it still owns its slots"
+                .into(),
+        )
+    }
+}
+
 /// The second half of the check for a migrating slot, run while holding the
 /// slot's lock: which of the keys are still here decides.
 pub fn check_migrating<'k>(
@@ -134,6 +163,17 @@ mod tests {
             check(&view, tagged.into_iter(), Access::default()),
             Decision::Refuse(text) if text.starts_with("CLUSTERDOWN")
         ));
+    }
+
+    #[test]
+    fn writes_need_the_lease() {
+        let (lease, view) = (Lease::default(), ClusterView::empty());
+        let refused = check_lease(&lease, &view, 1_000, true).unwrap_err();
+        assert!(refused.starts_with("CLUSTERDOWN"), "{refused}");
+        lease.extend(2_000);
+        assert_eq!(check_lease(&lease, &view, 1_999, true), Ok(()));
+        let expired = check_lease(&lease, &view, 2_000, false).unwrap_err();
+        assert!(expired.starts_with("CLUSTERDOWN"), "{expired}");
     }
 
     #[test]

@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use parse::{ArgCursor, CmdError, CmdResult, Keyword};
 
+use crate::cluster::lease;
 use crate::cluster::routing::{self, Access, Decision};
 use crate::state::Shared;
 use crate::store::Store;
@@ -69,6 +70,13 @@ pub struct ConnState {
     pub readonly: bool,
     /// A cluster-bus connection from another node (bus commands only).
     pub bus: bool,
+    /// Set by `CLIENT FENCED-READS ON`: reads, like writes, are served only
+    /// while this primary's lease holds, so they never see a deposed
+    /// primary's stale data.
+    pub fenced_reads: bool,
+    /// A reply waiting in the output buffer was served under the lease:
+    /// the connection checks the lease again before sending it.
+    pub under_lease: bool,
     /// Commands run since the count was last added to the node's stats
     /// (INFO adds them to the total it shows).
     pub commands: u64,
@@ -85,6 +93,8 @@ impl Default for ConnState {
             asking: false,
             readonly: false,
             bus: false,
+            fenced_reads: false,
+            under_lease: false,
             commands: 0,
         }
     }
@@ -320,7 +330,14 @@ fn run_in_cluster(
     };
     let keys = key_args(command.info, args);
     let view = cluster.view();
-    match routing::check(&view, keys.clone(), access) {
+    let decision = routing::check(&view, keys.clone(), access);
+    let fenced = access.write || (ctx.conn.fenced_reads && command.info.is(Flags::READONLY));
+    if fenced && !matches!(decision, Decision::Refuse(_)) {
+        let now = lease::now_ms();
+        routing::check_lease(&cluster.lease, &view, now, access.write).map_err(CmdError::Other)?;
+        ctx.conn.under_lease = true;
+    }
+    match decision {
         Decision::Serve => command.run(ctx, args, reply),
         Decision::Refuse(text) => Err(CmdError::Other(text)),
         Decision::Migrating {

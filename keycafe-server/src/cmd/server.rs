@@ -196,10 +196,24 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
             reply.bulk(line.as_bytes());
         }
         b"NO-EVICT" | b"NO-TOUCH" => reply.ok(),
+        b"FENCED-READS" => {
+            ctx.conn.fenced_reads = on_off(cursor.next_bytes()?)?;
+            cursor.finish()?;
+            reply.ok();
+        }
         b"KILL" => reply.integer(super::replication::client_kill(ctx, &mut cursor)?),
         _ => return Err(unknown_subcommand(args, "CLIENT")),
     }
     Ok(())
+}
+
+/// `ON` or `OFF`, in any case.
+fn on_off(arg: &[u8]) -> CmdResult<bool> {
+    match arg.to_ascii_uppercase().as_slice() {
+        b"ON" => Ok(true),
+        b"OFF" => Ok(false),
+        _ => Err(CmdError::Syntax),
+    }
 }
 
 /// Client names may not contain spaces or newlines (CLIENT LIST is

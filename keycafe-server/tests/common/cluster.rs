@@ -2,6 +2,7 @@
 //! configurations.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -12,12 +13,24 @@ use tokio::net::TcpListener;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Mutex, mpsc};
 
-/// A coordinator that does only what the test tells it to.
+/// A coordinator that does only what the test tells it to, except that it
+/// answers every heartbeat with a lease (of [`FakeCoordinator::set_lease`]
+/// milliseconds; 10 s to start with, none when set to 0).
 pub struct FakeCoordinator {
     pub addr: String,
     pub registered: mpsc::UnboundedReceiver<NodeInfo>,
     pub messages: mpsc::UnboundedReceiver<(String, NodeMessage)>,
-    links: Arc<Mutex<Vec<OwnedWriteHalf>>>,
+    links: Arc<Mutex<Vec<Link>>>,
+    lease_ms: Arc<AtomicU64>,
+}
+
+type Link = Arc<Mutex<OwnedWriteHalf>>;
+
+async fn send(link: &Link, message: &CoordinatorMessage) {
+    let mut out = BytesMut::new();
+    coord::encode_message(message, &mut out);
+    // A node that went away is not the test's concern here.
+    let _ = link.lock().await.write_all(&out).await;
 }
 
 impl FakeCoordinator {
@@ -27,12 +40,15 @@ impl FakeCoordinator {
         let (registered_tx, registered) = mpsc::unbounded_channel();
         let (messages_tx, messages) = mpsc::unbounded_channel();
         let links = Arc::new(Mutex::new(Vec::new()));
-        let accepted = links.clone();
+        let lease_ms = Arc::new(AtomicU64::new(10_000));
+        let (accepted, leases) = (links.clone(), lease_ms.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (mut read, write) = stream.into_split();
-                accepted.lock().await.push(write);
+                let link: Link = Arc::new(Mutex::new(write));
+                accepted.lock().await.push(link.clone());
                 let (registered_tx, messages_tx) = (registered_tx.clone(), messages_tx.clone());
+                let leases = leases.clone();
                 tokio::spawn(async move {
                     let mut buf = BytesMut::new();
                     let mut me = String::new();
@@ -43,6 +59,15 @@ impl FakeCoordinator {
                                 NodeMessage::Register { node, .. } => {
                                     me = node.id.clone();
                                     let _ = registered_tx.send(node);
+                                }
+                                NodeMessage::Heartbeat(report) => {
+                                    let ms = leases.load(Ordering::Relaxed);
+                                    if ms > 0 {
+                                        let seq = report.seq;
+                                        send(&link, &CoordinatorMessage::Lease { seq, ms }).await;
+                                    }
+                                    let heartbeat = NodeMessage::Heartbeat(report);
+                                    let _ = messages_tx.send((me.clone(), heartbeat));
                                 }
                                 other => {
                                     let _ = messages_tx.send((me.clone(), other));
@@ -58,15 +83,20 @@ impl FakeCoordinator {
             registered,
             messages,
             links,
+            lease_ms,
         }
     }
 
     pub async fn push(&self, config: &ClusterConfig) {
-        let mut out = BytesMut::new();
-        coord::encode_message(&CoordinatorMessage::Config(config.clone()), &mut out);
-        for link in self.links.lock().await.iter_mut() {
-            link.write_all(&out).await.unwrap();
+        let message = CoordinatorMessage::Config(config.clone());
+        for link in self.links.lock().await.iter() {
+            send(link, &message).await;
         }
+    }
+
+    /// Answers heartbeats from now on with leases of `ms` (0: no lease).
+    pub fn set_lease(&self, ms: u64) {
+        self.lease_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Waits for `migration_done` for every slot in `slots`.

@@ -247,7 +247,17 @@ fn a_manual_failover_swaps_roles_in_one_epoch() {
             primary: node(1).id,
         },
     );
-    // Node 1 is healthy: a manual failover does not wait for anything.
+    // Node 1 is healthy, but it holds a lease (granted with its report):
+    // no new ones, and the promotion waits until that one has run out.
+    assert!(effects.is_empty());
+    let leases = h.leases_of(1);
+    h.advance(Duration::from_secs(2));
+    h.report(1, primary_report(500));
+    h.report(3, replica_report(1, 500, true, true));
+    assert_eq!(h.leases_of(1), leases, "no lease while handing over");
+    assert!(h.tick().is_empty(), "the lease may still run");
+    h.advance(Duration::from_millis(1200));
+    let effects = h.tick();
     assert!(matches!(
         &effects[..],
         [Effect::Persist(_), Effect::Send { message: CoordinatorMessage::Config(c), .. }]
@@ -362,4 +372,29 @@ fn validate_rejects_bad_replica_configurations() {
         breakage(&mut bad);
         assert!(validate(&bad).is_err(), "breakage {i} passed");
     }
+}
+
+#[test]
+fn a_manual_failover_whose_replica_leaves_is_dropped_and_leases_resume() {
+    let mut h = primary_with_two_replicas();
+    h.send(
+        3,
+        NodeMessage::Failover {
+            primary: node(1).id,
+        },
+    );
+    let leases = h.leases_of(1);
+    h.report(1, primary_report(500));
+    assert_eq!(h.leases_of(1), leases, "no lease while handing over");
+    // Node 3 leaves before node 1's lease has run out.
+    h.send(3, NodeMessage::Leave);
+    h.advance(Duration::from_secs(1));
+    h.tick();
+    assert!(h.config().node(&node(3).id).is_none(), "node 3 is gone");
+    h.advance(Duration::from_secs(3));
+    h.report(4, replica_report(1, 500, true, true));
+    h.tick();
+    assert_eq!(h.primary_of(1), None, "node 1 is still the primary");
+    h.report(1, primary_report(500));
+    assert_eq!(h.leases_of(1), leases + 1, "the request is gone");
 }

@@ -35,6 +35,8 @@ struct Harness {
     received: BTreeMap<ConnId, Vec<ClusterConfig>>,
     closed: Vec<ConnId>,
     errors: Vec<(ConnId, String)>,
+    /// The end of the last lease granted to each node, and how many.
+    leases: BTreeMap<NodeId, (Instant, usize)>,
 }
 
 impl Harness {
@@ -53,6 +55,7 @@ impl Harness {
             received: BTreeMap::new(),
             closed: Vec::new(),
             errors: Vec::new(),
+            leases: BTreeMap::new(),
         };
         harness.check(effects);
         harness
@@ -164,14 +167,16 @@ impl Harness {
 
     /// Invariants of every effect list: what is announced is exactly what
     /// was persisted before, epochs only grow (a persist without a new epoch
-    /// changes nothing but `leaving`), and every registered connection gets
-    /// every new configuration.
+    /// changes nothing but `leaving`), every registered connection gets
+    /// every new configuration, leases go only to primaries, and no primary
+    /// is demoted while a lease granted to it may still run.
     fn check(&mut self, effects: Vec<Effect>) {
         let mut new_epoch: Option<u64> = None;
         for effect in effects {
             match effect {
                 Effect::Persist(state) => {
                     validate(&state).expect("persisted state is valid");
+                    self.check_demotions(&state.config);
                     let epoch = state.config.epoch;
                     assert!(epoch >= self.last_epoch, "epoch went back");
                     if epoch == self.last_epoch {
@@ -211,9 +216,46 @@ impl Harness {
                     self.errors
                         .extend(to.into_iter().map(|c| (c, message.clone())));
                 }
+                Effect::Send {
+                    to,
+                    message: CoordinatorMessage::Lease { ms, .. },
+                } => {
+                    for conn in to {
+                        let node = self.coordinator.sessions[&conn].clone();
+                        let info = self.config().node(&node).expect("a member");
+                        assert!(!info.is_replica(), "lease granted to a replica");
+                        let granted = self.leases.get(&node).map_or(0, |&(_, n)| n);
+                        let until = self.now + Duration::from_millis(ms);
+                        self.leases.insert(node, (until, granted + 1));
+                    }
+                }
                 Effect::Close(conn) => self.closed.push(conn),
             }
         }
+    }
+
+    /// A node that was a primary and is a replica in `config` must hold no
+    /// lease any more: its last one ended, plus the allowance for clocks.
+    fn check_demotions(&self, config: &ClusterConfig) {
+        let Some(previous) = &self.persisted else {
+            return;
+        };
+        let allowance = self.coordinator.settings.lease_allowance();
+        for node in config.nodes.iter().filter(|n| n.is_replica()) {
+            let was_primary = previous.node(&node.id).is_some_and(|n| !n.is_replica());
+            if let (true, Some(&(until, _))) = (was_primary, self.leases.get(&node.id)) {
+                assert!(
+                    self.now >= until + allowance,
+                    "{} demoted while its lease may still run",
+                    node.id
+                );
+            }
+        }
+    }
+
+    /// Leases granted to node `n` so far.
+    fn leases_of(&self, n: u16) -> usize {
+        self.leases.get(&node(n).id).map_or(0, |&(_, count)| count)
     }
 
     fn counts(&self) -> Vec<usize> {
