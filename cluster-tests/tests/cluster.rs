@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cluster_tests::{Coordinator, Node, TempDir, is_fair};
+use cluster_tests::{Coordinator, Node, TempDir, is_fair, owner_of};
 use keycafe_client::{KeycafeCluster, Ttl};
 use keycafe_core::cluster::ClusterConfig;
 use keycafe_core::key_slot;
@@ -211,24 +211,55 @@ async fn three_nodes_then_a_join_then_a_graceful_leave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_dies_and_comes_back() {
-    let (coordinator, _nodes, dir) = start_cluster(3).await;
+    let (coordinator, nodes, dir) = start_cluster(3).await;
     let before = coordinator.config().await.unwrap();
-    let kc = KeycafeCluster::connect(_nodes[0].addr())
+    let kc = KeycafeCluster::connect(nodes[0].addr())
         .await
         .expect("client connects");
-    let (port, http_port) = (coordinator.port, coordinator.http_port);
-    coordinator.kill().await;
-
-    // Nodes keep serving with what they know.
     for i in 0..1000 {
         kc.set(format!("k{i}"), format!("v{i}"))
             .await
-            .expect("write while the coordinator is down");
+            .expect("write");
     }
-    assert_eq!(
-        kc.get_string("k999").await.unwrap().as_deref(),
-        Some("v999")
-    );
+    let (port, http_port) = (coordinator.port, coordinator.http_port);
+    coordinator.kill().await;
+
+    // Without the coordinator no primary can renew its lease: within one
+    // lease (half the 5 s node timeout) every node refuses writes, since a
+    // coordinator it cannot reach might be promoting its replica. Reads go
+    // on.
+    let own_keys: Vec<(String, String)> = nodes
+        .iter()
+        .map(|node| {
+            let addr = node.addr();
+            let key = (0..)
+                .map(|i| format!("w{i}"))
+                .find(|k| owner_of(&before, k).as_deref() == Some(addr.as_str()))
+                .unwrap();
+            (addr, key)
+        })
+        .collect();
+    for (addr, key) in &own_keys {
+        let refused = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let reply = resp(addr, &["SET", key, "x"]).await;
+                if reply.starts_with("-CLUSTERDOWN") {
+                    return reply;
+                }
+                assert_eq!(reply, "+OK\r\n", "only OK until the lease runs out");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let refused = refused.await.expect("writes stop within the lease");
+        println!("{addr} without the coordinator: {}", refused.trim_end());
+    }
+    for i in 0..1000 {
+        assert_eq!(
+            kc.get_string(format!("k{i}")).await.unwrap(),
+            Some(format!("v{i}")),
+            "reads are served while the coordinator is down"
+        );
+    }
 
     let coordinator = Coordinator::start_on(port, http_port, dir.path.clone())
         .await
@@ -241,6 +272,16 @@ async fn the_coordinator_dies_and_comes_back() {
         before.epoch
     );
     assert_eq!(after.slots, before.slots, "same slot map after the restart");
+
+    // The nodes register again and are granted leases: writes resume.
+    for (addr, key) in &own_keys {
+        let accepted = tokio::time::timeout(Duration::from_secs(10), async {
+            while resp(addr, &["SET", key, "y"]).await != "+OK\r\n" {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        accepted.await.expect("writes resume with the coordinator");
+    }
 
     // A join after the restart works.
     let _fourth = Node::start(&coordinator.addr())

@@ -19,6 +19,8 @@ use cluster_tests::replicated::{
 use cluster_tests::resp::{SlotsEntry, text};
 use cluster_tests::{Node, RespClient, eventually, node_at};
 use keycafe_client::{Frame, KeycafeCluster};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// A failover must be complete this long after the primary died.
@@ -158,6 +160,23 @@ async fn start_waited_writes(
     (kc, progress, writer)
 }
 
+/// Sends one RESP request without waiting for the answer.
+async fn send(stream: &mut TcpStream, args: &[&str]) {
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes()).await.unwrap();
+}
+
+/// The next answer on `stream` (one read; the answers here are short).
+async fn answer(stream: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 4096];
+    let read = tokio::time::timeout(SETTLE, stream.read(&mut buf)).await;
+    let n = read.expect("an answer").expect("the connection stays open");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 /// After `fault` hit `victim`: every slot is served again by the other
 /// nodes, as `survivor` sees it, within [`FAILOVER_BOUND`].
 async fn assert_replaced(
@@ -290,13 +309,23 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
     let survivor = sets[1].0.clone();
     let keys = keys_owned_by(&config, &victim, "paused:", 200);
     let probe = keys_owned_by(&config, &victim, "probe:", 1).remove(0);
+    let queued_key = keys_owned_by(&config, &victim, "queued:", 1).remove(0);
 
     let (kc, progress, writer) = start_waited_writes(&survivor, keys).await;
+    // Two connections to the victim, used while it is paused: their
+    // requests wait in its socket buffers until it resumes.
+    let mut queued_write = TcpStream::connect(&victim).await.unwrap();
+    let mut queued_read = TcpStream::connect(&victim).await.unwrap();
+    send(&mut queued_read, &["CLIENT", "FENCED-READS", "ON"]).await;
+    assert_eq!(answer(&mut queued_read).await, "+OK\r\n");
 
     // SIGSTOP: the primary's sockets stay open, nothing answers. Only
     // application-level silence can tell: the replica's link gives up
     // after the node timeout and says so in its heartbeat.
     cluster.node(&victim).pause().unwrap();
+    send(&mut queued_write, &["SET", &queued_key, "queued"]).await;
+    let key = keys_owned_by(&config, &victim, "paused:", 1).remove(0);
+    send(&mut queued_read, &["GET", &key]).await;
     assert_replaced(&cluster, &victim, &survivor, &probe, "SIGSTOP").await;
     wait_progress("writes go on after the failover", &progress.written, 5).await;
 
@@ -331,6 +360,25 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
         .await
         .unwrap();
     assert!(node_at(&config, &promoted).is_some_and(|n| !n.is_replica()));
+
+    // What was queued during the pause is not acknowledged on resuming: the
+    // old primary's lease ran out before its replica was promoted.
+    let write = answer(&mut queued_write).await;
+    println!("a write queued during the pause got {write:?}");
+    assert!(
+        write.starts_with("-CLUSTERDOWN") || write.starts_with("-MOVED"),
+        "the resumed primary answered a write queued while it was paused with {write:?}"
+    );
+    let read = answer(&mut queued_read).await;
+    println!("a fenced read queued during the pause got {read:?}");
+    assert!(
+        read.starts_with("-CLUSTERDOWN") || read.starts_with("-MOVED"),
+        "the resumed primary answered a fenced read queued while it was paused with {read:?}"
+    );
+    let mut new_primary = RespClient::connect(&promoted).await.unwrap();
+    let value = new_primary.cmd(&["GET", &queued_key]).await.unwrap();
+    assert_eq!(value, Frame::Null, "the refused write is nowhere");
+
     progress.stop.store(true, Ordering::Relaxed);
     let ledger = writer.await.unwrap();
     assert_ledger(&kc, &ledger).await;
