@@ -29,6 +29,11 @@
 #
 # `bench/replication.sh 0` skips the throughput and lag rounds.
 #
+# BASELINE_BIN=<dir holding an older build's keycafe-server and
+# coordinate-server> adds a fifth target, that build's primary alone with its
+# own coordinator, measured in the same rounds: before/after figures for a
+# change to the write path (the lease check, for instance).
+#
 # Environment: REQUESTS (200000), NODE_TIMEOUT_MS (5000, the default),
 # KILLS (5), FAULT (kill), THREADS (0: keycafe-server's default, one worker per core) for
 # the primaries, REPLICA_THREADS (1, as config4-6.yaml: a replica applies one
@@ -99,19 +104,19 @@ declare -A PID_OF # server pid by client port
 # cpu_ticks PID: user + system CPU time so far, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-start_coordinator() { # start_coordinator NAME -> sets COORD
-    local name=$1 port http
+start_coordinator() { # start_coordinator NAME [BINARY DIR] -> sets COORD
+    local name=$1 bin=${2:-$BIN} port http
     port=$(free_ports 1) http=$(free_ports 1)
-    "$BIN/coordinate-server" --port "$port" --http-port "$http" --data-dir "$WORK/$name" \
+    "$bin/coordinate-server" --port "$port" --http-port "$http" --data-dir "$WORK/$name" \
         --node-timeout-ms "$NODE_TIMEOUT_MS" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
     COORD=127.0.0.1:$port
     wait_for 10 "coordinator $name" listening "$port"
 }
-start_node() { # start_node NAME PORT COORD [extra flags...]
+start_node() { # start_node NAME PORT COORD [extra flags...]; NODE_BIN overrides $BIN
     local name=$1 port=$2 coord=$3
     shift 3
-    "$BIN/keycafe-server" --port "$port" --coordinator "$coord" --threads "$THREADS" \
+    "${NODE_BIN:-$BIN}/keycafe-server" --port "$port" --coordinator "$coord" --threads "$THREADS" \
         --node-timeout-ms "$NODE_TIMEOUT_MS" "$@" >>"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
     PID_OF[$port]=$!
@@ -122,6 +127,13 @@ start_coordinator coord-alone
 KC_ALONE=$(free_node_port)
 start_node kc-alone "$KC_ALONE" "$COORD"
 wait_for 20 "keycafe alone serves" serves "$KC_ALONE"
+
+if [[ -n ${BASELINE_BIN:-} ]]; then
+    start_coordinator coord-base "$BASELINE_BIN"
+    KC_BASE=$(free_node_port)
+    NODE_BIN=$BASELINE_BIN start_node kc-base "$KC_BASE" "$COORD"
+    wait_for 20 "baseline keycafe serves" serves "$KC_BASE"
+fi
 
 start_coordinator coord-pair
 KC_PRIMARY=$(free_node_port)
@@ -194,6 +206,7 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round"
     for pipeline in 1 16; do
         bench keycafe-alone "$KC_ALONE" "$pipeline"
+        if [[ -n ${BASELINE_BIN:-} ]]; then bench keycafe-baseline "$KC_BASE" "$pipeline"; fi
         bench keycafe+replica "$KC_PRIMARY" "$pipeline" "$KC_REPLICA"
         bench redis-alone "$RS_ALONE" "$pipeline"
         bench redis+replica "$RS_PRIMARY" "$pipeline" "$RS_REPLICA"
@@ -244,6 +257,13 @@ if runs:
         for p in ("1", "16"):
             a, r = med[(f"{server}-alone", p)], med[(f"{server}+replica", p)]
             print(f"| {server} | {p} | {a:,.0f} | {r:,.0f} | {r / a:.2f}x |")
+    if ("keycafe-baseline", "1") in med:
+        print(f"\n### This build vs the baseline build, primary alone (median of {rounds} rounds)\n")
+        print("| pipeline | baseline (SET/s) | this build (SET/s) | this / baseline |")
+        print("|---|---:|---:|---:|")
+        for p in ("1", "16"):
+            b, a = med[("keycafe-baseline", p)], med[("keycafe-alone", p)]
+            print(f"| {p} | {b:,.0f} | {a:,.0f} | {a / b:.2f}x |")
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = collections.defaultdict(list)
     for line in lines("cpu"):
