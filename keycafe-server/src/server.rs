@@ -62,11 +62,13 @@ pub async fn run(
             stop.clone(),
             tasks.clone(),
         ));
+        let node_timeout = Duration::from_millis(shared.config.node_timeout_ms);
         let node = {
             let shared = shared.clone();
             Registration {
                 primary: shared.config.replica_of.clone(),
                 report: Box::new(move || shared.report()),
+                node_timeout,
             }
         };
         tasks.spawn(cluster::coordinator::run(
@@ -74,7 +76,6 @@ pub async fn run(
             node,
             stop.clone(),
         ));
-        let node_timeout = Duration::from_millis(shared.config.node_timeout_ms);
         tasks.spawn(cluster::bus::gossip(
             cluster.clone(),
             node_timeout,

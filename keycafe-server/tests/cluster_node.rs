@@ -307,3 +307,33 @@ async fn writes_need_a_lease_from_the_coordinator() {
     }
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_coordinator_link_is_given_up_and_reconnected() {
+    use tokio::io::AsyncReadExt;
+    // A coordinator whose host went silent: it accepts, then says nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = Config {
+        node_timeout_ms: 1000,
+        ..cluster_config(&addr)
+    };
+    let server = TestServer::start(config).await;
+    let within = std::time::Duration::from_secs(10);
+    let (mut first, _) = tokio::time::timeout(within, listener.accept())
+        .await
+        .expect("the node connects")
+        .unwrap();
+    // The node registers and heartbeats; nothing answers. It gives the link
+    // up (closing it) and connects again.
+    let (_second, _) = tokio::time::timeout(within, listener.accept())
+        .await
+        .expect("the node reconnects")
+        .unwrap();
+    let mut sink = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(within, async {
+        while first.read(&mut sink).await.unwrap_or(0) > 0 {}
+    });
+    closed.await.expect("the old link is closed");
+    server.stop().await;
+}

@@ -350,8 +350,10 @@ impl Coordinator {
         }
     }
 
-    /// Records a heartbeat and, if the node is a primary, answers it with a
-    /// lease.
+    /// Records a heartbeat and answers it with a lease: of
+    /// [`Settings::lease`] for a primary, of nothing (0 ms) for a replica or
+    /// a primary handing over, so that every node hears from the
+    /// coordinator as often as it heartbeats and can tell a silent link.
     fn heartbeat(
         &mut self,
         conn: ConnId,
@@ -360,11 +362,14 @@ impl Coordinator {
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
-        let lease = self.settings.lease();
         // A primary handing over to a replica gets no new lease, so that
         // the one it has runs out.
         let is_primary = self.config.node(node).is_some_and(|n| !n.is_replica())
             && !self.manual.contains_key(node);
+        let lease = match is_primary {
+            true => self.settings.lease(),
+            false => Duration::ZERO,
+        };
         let Some(health) = self.health.get_mut(node) else {
             return; // a node that has left and is still connected
         };
@@ -373,14 +378,14 @@ impl Coordinator {
         health.report = Some(report);
         if is_primary {
             health.lease_until = Some(now + lease);
-            effects.push(Effect::Send {
-                to: vec![conn],
-                message: CoordinatorMessage::Lease {
-                    seq,
-                    ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
-                },
-            });
         }
+        effects.push(Effect::Send {
+            to: vec![conn],
+            message: CoordinatorMessage::Lease {
+                seq,
+                ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+            },
+        });
         if reported > self.config.epoch {
             self.overtake_epoch(node, reported);
             self.commit(effects);

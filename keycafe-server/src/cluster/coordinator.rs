@@ -7,7 +7,11 @@
 //! (`migration_done`, `leave`). Heartbeats go every second, or three times
 //! per lease if leases are shorter, and at once when the node becomes a
 //! primary without a lease (a promoted replica should not wait a second to
-//! take writes). When the coordinator is unreachable the node keeps serving
+//! take writes). The coordinator answers every heartbeat (a replica's with
+//! an empty lease), so a link on which nothing has arrived for the node
+//! timeout is dead whatever TCP thinks of it — the coordinator's host may
+//! have vanished, or packets may be dropped — and the node reconnects.
+//! When the coordinator is unreachable the node keeps serving
 //! reads with the configuration it has, writes until its lease runs out, and
 //! reconnects with backoff; on reconnecting it registers again, so a
 //! restarted coordinator learns of it at once.
@@ -34,8 +38,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub struct Registration {
     /// The primary this node was configured to follow (`replica_of`).
     pub primary: Option<String>,
-    /// This node's heartbeat, made fresh each second.
+    /// This node's heartbeat, made fresh each time.
     pub report: Box<dyn Fn() -> NodeReport + Send + Sync>,
+    /// A coordinator link silent for this long (at least two heartbeats)
+    /// is given up and reconnected.
+    pub node_timeout: Duration,
 }
 
 /// Runs the coordinator link until shutdown.
@@ -92,12 +99,17 @@ async fn session(
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut changed = cluster.subscribe();
     let mut next_heartbeat = tokio::time::Instant::now();
+    let silence = node
+        .node_timeout
+        .max(Duration::from_millis(2 * HEARTBEAT_MS));
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             read = stream.read_buf(&mut input) => {
                 if read? == 0 {
                     return Ok(());
                 }
+                heard = tokio::time::Instant::now();
                 while let Some(message) = coord::decode_message::<CoordinatorMessage>(&mut input)? {
                     match message {
                         CoordinatorMessage::Config(config) => {
@@ -133,9 +145,15 @@ async fn session(
             Some(message) = outbox.recv() => {
                 coord::encode_message(&message, &mut out);
             }
+            _ = tokio::time::sleep_until(heard + silence) => {
+                anyhow::bail!("nothing from the coordinator for {silence:?}");
+            }
         }
         if !out.is_empty() {
-            stream.write_all(&out).await?;
+            // A peer that stopped reading must not hold the link up either.
+            tokio::time::timeout(silence, stream.write_all(&out))
+                .await
+                .map_err(|_| anyhow::anyhow!("the coordinator stopped reading"))??;
             out.clear();
         }
     }

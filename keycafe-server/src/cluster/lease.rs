@@ -115,7 +115,11 @@ impl Renewals {
         // Older heartbeats are answered in order before this one, so any
         // still pending lost their answer; drop them with it.
         self.pending.drain(..=index);
-        self.granted_ms = Some(ms);
+        // An empty lease (a replica's) says the coordinator heard us; it
+        // does not set the pace of heartbeats.
+        if ms > 0 {
+            self.granted_ms = Some(ms);
+        }
         Some(sent_ms.saturating_add(ms))
     }
 
@@ -215,6 +219,9 @@ mod tests {
         let seq = renewals.sent(0);
         renewals.granted(seq, 6_000);
         assert_eq!(renewals.interval_ms(1_000), 1_000);
+        let seq = renewals.sent(0);
+        renewals.granted(seq, 0);
+        assert_eq!(renewals.interval_ms(1_000), 1_000, "an empty lease");
     }
 
     #[test]

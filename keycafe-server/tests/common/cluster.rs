@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, mpsc};
 
 /// A coordinator that does only what the test tells it to, except that it
 /// answers every heartbeat with a lease (of [`FakeCoordinator::set_lease`]
-/// milliseconds; 10 s to start with, none when set to 0).
+/// milliseconds; 10 s to start with, an empty one when set to 0).
 pub struct FakeCoordinator {
     pub addr: String,
     pub registered: mpsc::UnboundedReceiver<NodeInfo>,
@@ -62,10 +62,8 @@ impl FakeCoordinator {
                                 }
                                 NodeMessage::Heartbeat(report) => {
                                     let ms = leases.load(Ordering::Relaxed);
-                                    if ms > 0 {
-                                        let seq = report.seq;
-                                        send(&link, &CoordinatorMessage::Lease { seq, ms }).await;
-                                    }
+                                    let seq = report.seq;
+                                    send(&link, &CoordinatorMessage::Lease { seq, ms }).await;
                                     let heartbeat = NodeMessage::Heartbeat(report);
                                     let _ = messages_tx.send((me.clone(), heartbeat));
                                 }
@@ -94,7 +92,7 @@ impl FakeCoordinator {
         }
     }
 
-    /// Answers heartbeats from now on with leases of `ms` (0: no lease).
+    /// Answers heartbeats from now on with leases of `ms` (0: empty ones).
     pub fn set_lease(&self, ms: u64) {
         self.lease_ms.store(ms, Ordering::Relaxed);
     }

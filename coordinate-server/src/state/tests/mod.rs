@@ -220,7 +220,7 @@ impl Harness {
                     to,
                     message: CoordinatorMessage::Lease { ms, .. },
                 } => {
-                    for conn in to {
+                    for conn in to.into_iter().filter(|_| ms > 0) {
                         let node = self.coordinator.sessions[&conn].clone();
                         let info = self.config().node(&node).expect("a member");
                         assert!(!info.is_replica(), "lease granted to a replica");
