@@ -4,9 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian packages the tests drive: redis-cli (redis-tools) as a real client.
+# Debian packages the tests drive: redis-cli (redis-tools) as a real client;
+# ip (iproute2) and iptables for the network-partition tests, which drop
+# packets inside network namespaces they create (and so need root).
 needed=()
 command -v redis-cli >/dev/null 2>&1 || needed+=(redis-tools)
+# (ip and iptables live in sbin, which may not be on a user's PATH.)
+in_sbin() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 || -x /sbin/$1 ]]; }
+in_sbin ip || needed+=(iproute2)
+in_sbin iptables || needed+=(iptables)
 command -v chromium >/dev/null 2>&1 || needed+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || needed+=(chromium-driver)
 

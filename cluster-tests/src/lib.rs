@@ -2,7 +2,9 @@
 //!
 //! A harness that runs a real Keycafe cluster for tests: the
 //! `coordinate-server` and `keycafe-server` binaries as child processes on
-//! free loopback ports, each stopped (SIGKILL) when its handle is dropped.
+//! free loopback ports (or, through a [`Host`], on an address of their own
+//! in a network namespace), each stopped (SIGKILL) when its handle is
+//! dropped.
 //!
 //! `cargo test --workspace` builds every binary of the workspace into the
 //! directory above the test executable, which is where [`binary`] looks; run
@@ -20,8 +22,12 @@
 //!   ROLE, replica reads, WAIT and the other commands a cluster client does
 //!   not aim at a chosen node;
 //! - [`replicated`]: a cluster of primaries and replicas, and comparing a
-//!   replica's data with its primary's.
+//!   replica's data with its primary's;
+//! - [`netns`]: a laboratory of network namespaces (one address per
+//!   process, a bridge between them) where a test drops a process's
+//!   packets with iptables.
 
+pub mod netns;
 pub mod replicated;
 pub mod resp;
 
@@ -99,14 +105,93 @@ pub fn logs_dir() -> PathBuf {
     dir
 }
 
-/// Starts a binary with its stderr appended to `log_name` (a restarted
-/// process keeps writing to the same log).
-fn spawn(program: &str, args: &[String], log_name: &str) -> anyhow::Result<Child> {
+/// Where a process runs: the IP address it binds (and advertises), and
+/// the command it is started under.
+#[derive(Debug, Clone)]
+pub struct Host {
+    ip: String,
+    /// Program and arguments put before the binary's path; empty: the
+    /// binary is started directly.
+    wrapper: Vec<String>,
+    /// The address is this process's alone, so every port on it is free.
+    dedicated: bool,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Host::loopback()
+    }
+}
+
+impl Host {
+    /// 127.0.0.1, shared with everything else on the machine: processes
+    /// take free ports.
+    pub fn loopback() -> Host {
+        Host {
+            ip: "127.0.0.1".to_string(),
+            wrapper: Vec::new(),
+            dedicated: false,
+        }
+    }
+
+    /// An address that belongs to one process alone (in a network
+    /// namespace of its own), which is started under `wrapper` (such as
+    /// `ip netns exec <name>`, which execs the binary: the child's pid is
+    /// the binary's, so signals reach it). Every port is free there, so
+    /// processes take fixed ones.
+    pub fn dedicated(ip: impl Into<String>, wrapper: Vec<String>) -> Host {
+        Host {
+            ip: ip.into(),
+            wrapper,
+            dedicated: true,
+        }
+    }
+
+    pub fn ip(&self) -> &str {
+        &self.ip
+    }
+
+    /// `N` ports for one process: free loopback ports, or 7000, 17000, ...
+    /// on a dedicated address (the second is the first + 10000, like the
+    /// default bus port).
+    fn ports<const N: usize>(&self) -> [u16; N] {
+        if self.dedicated {
+            std::array::from_fn(|i| 7000 + 10_000 * i as u16)
+        } else {
+            free_ports()
+        }
+    }
+
+    fn addr(&self, port: u16) -> String {
+        format!("{}:{port}", self.ip)
+    }
+
+    /// The log file of the `process` listening on `port` here.
+    fn log_name(&self, process: &str, port: u16) -> String {
+        if self.dedicated {
+            format!("{process}-{}-{port}.log", self.ip)
+        } else {
+            format!("{process}-{port}.log")
+        }
+    }
+}
+
+/// Starts a binary on `host` with its stderr appended to `log_name` (a
+/// restarted process keeps writing to the same log).
+fn spawn(host: &Host, program: &str, args: &[String], log_name: &str) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(logs_dir().join(log_name))?;
-    Command::new(binary(program))
+    let mut command = match host.wrapper.split_first() {
+        None => Command::new(binary(program)),
+        Some((wrapper, wrapper_args)) => {
+            let mut command = Command::new(wrapper);
+            command.args(wrapper_args).arg(binary(program));
+            command
+        }
+    };
+    command
         .args(args)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -117,25 +202,31 @@ fn spawn(program: &str, args: &[String], log_name: &str) -> anyhow::Result<Child
         .with_context(|| format!("starting {program}"))
 }
 
-/// Waits until `child` listens on `port`; fails at once if it exits.
-async fn wait_for_port(child: &mut Child, port: u16, what: &str) -> anyhow::Result<()> {
+/// Waits until `child` listens on `port` of `host`; fails at once if it
+/// exits.
+async fn wait_for_port(
+    child: &mut Child,
+    host: &Host,
+    port: u16,
+    what: &str,
+) -> anyhow::Result<()> {
+    let addr = host.addr(port);
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+        let connect = tokio::net::TcpStream::connect(&addr);
+        // Bounded: a SYN to an address that does not answer yet may hang.
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(250), connect).await {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
             bail!(
-                "{what} exited ({status}) instead of listening on port {port} (logs in {})",
+                "{what} exited ({status}) instead of listening on {addr} (logs in {})",
                 logs_dir().display()
             );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     bail!(
-        "{what} did not listen on port {port} within 5 s (logs in {})",
+        "{what} did not listen on {addr} within 5 s (logs in {})",
         logs_dir().display()
     )
 }
@@ -208,6 +299,8 @@ impl Drop for TempDir {
 /// Coordinator settings beyond the ports and the data directory.
 #[derive(Debug, Clone, Default)]
 pub struct CoordinatorOptions {
+    /// Where it runs (loopback by default).
+    pub host: Host,
     /// `--replicas`: replicas wanted per primary.
     pub replicas: Option<usize>,
     /// `--node-timeout-ms`.
@@ -232,6 +325,7 @@ pub struct Coordinator {
     pub port: u16,
     pub http_port: u16,
     pub data_dir: PathBuf,
+    host: Host,
     child: Child,
 }
 
@@ -246,7 +340,7 @@ impl Coordinator {
     ) -> anyhow::Result<Coordinator> {
         let mut attempt = 1;
         loop {
-            let [port, http_port] = free_ports();
+            let [port, http_port] = options.host.ports();
             match Coordinator::launch(port, http_port, data_dir.clone(), options).await {
                 Err(err) if attempt < START_ATTEMPTS => {
                     eprintln!("coordinate-server did not start, retrying on other ports: {err:#}");
@@ -273,6 +367,8 @@ impl Coordinator {
         options: &CoordinatorOptions,
     ) -> anyhow::Result<Coordinator> {
         let mut args = vec![
+            "--bind".into(),
+            options.host.ip.clone(),
             "--port".into(),
             port.to_string(),
             "--http-port".into(),
@@ -281,23 +377,22 @@ impl Coordinator {
             data_dir.display().to_string(),
         ];
         args.extend(options.args());
-        let mut child = spawn(
-            "coordinate-server",
-            &args,
-            &format!("coordinator-{port}.log"),
-        )?;
-        wait_for_port(&mut child, port, "coordinate-server").await?;
-        wait_for_port(&mut child, http_port, "coordinate-server dashboard").await?;
+        let host = &options.host;
+        let log = host.log_name("coordinator", port);
+        let mut child = spawn(host, "coordinate-server", &args, &log)?;
+        wait_for_port(&mut child, host, port, "coordinate-server").await?;
+        wait_for_port(&mut child, host, http_port, "coordinate-server dashboard").await?;
         Ok(Coordinator {
             port,
             http_port,
             data_dir,
+            host: host.clone(),
             child,
         })
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.host.addr(self.port)
     }
 
     /// SIGKILL: no chance to clean up.
@@ -315,7 +410,7 @@ impl Coordinator {
 
     /// The whole `/api/cluster` document.
     pub async fn api(&self) -> anyhow::Result<serde_json::Value> {
-        let body = http_get(self.http_port, "/api/cluster").await?;
+        let body = http_get_from(&self.host.ip, self.http_port, "/api/cluster").await?;
         serde_json::from_str(&body).context("/api/cluster is JSON")
     }
 
@@ -357,13 +452,21 @@ impl Coordinator {
 
 /// A minimal HTTP/1.0 GET, enough for the dashboard's JSON API.
 pub async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    http_get_from("127.0.0.1", port, path).await
+}
+
+/// [`http_get`] from a server at `ip`.
+pub async fn http_get_from(ip: &str, port: u16, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let timeout = Duration::from_secs(5);
+    let mut stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port)))
+        .await
+        .with_context(|| format!("connecting to {ip}:{port} timed out"))??;
     stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())
         .await?;
     let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await??;
+    tokio::time::timeout(timeout, stream.read_to_string(&mut response)).await??;
     let (head, body) = response.split_once("\r\n\r\n").context("HTTP response")?;
     anyhow::ensure!(
         head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
@@ -375,6 +478,8 @@ pub async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
 /// Node settings beyond the ports and the coordinator.
 #[derive(Debug, Clone, Default)]
 pub struct NodeOptions {
+    /// Where it runs (loopback by default).
+    pub host: Host,
     /// `--replica-of`: the client address of the primary to follow.
     pub replica_of: Option<String>,
     /// `--node-timeout-ms`.
@@ -405,6 +510,7 @@ impl NodeOptions {
 pub struct Node {
     pub port: u16,
     pub bus_port: u16,
+    host: Host,
     args: Vec<String>,
     child: Child,
 }
@@ -428,8 +534,11 @@ impl Node {
     }
 
     async fn start_on_free_ports(coordinator: &str, options: &NodeOptions) -> anyhow::Result<Node> {
-        let [port, bus_port] = free_ports();
+        let host = &options.host;
+        let [port, bus_port] = host.ports();
         let mut args = vec![
+            "--bind".into(),
+            host.ip.clone(),
             "--port".into(),
             port.to_string(),
             "--cluster-port".into(),
@@ -438,24 +547,36 @@ impl Node {
             coordinator.to_string(),
         ];
         args.extend(options.args());
-        let child = Node::launch(port, bus_port, &args).await?;
+        let child = Node::launch(host, port, bus_port, &args).await?;
         Ok(Node {
             port,
             bus_port,
+            host: host.clone(),
             args,
             child,
         })
     }
 
-    async fn launch(port: u16, bus_port: u16, args: &[String]) -> anyhow::Result<Child> {
-        let mut child = spawn("keycafe-server", args, &format!("node-{port}.log"))?;
-        wait_for_port(&mut child, port, "keycafe-server").await?;
-        wait_for_port(&mut child, bus_port, "keycafe-server's cluster bus").await?;
+    async fn launch(
+        host: &Host,
+        port: u16,
+        bus_port: u16,
+        args: &[String],
+    ) -> anyhow::Result<Child> {
+        let log = host.log_name("node", port);
+        let mut child = spawn(host, "keycafe-server", args, &log)?;
+        wait_for_port(&mut child, host, port, "keycafe-server").await?;
+        wait_for_port(&mut child, host, bus_port, "keycafe-server's cluster bus").await?;
         Ok(child)
     }
 
+    /// The client address, as the node advertises it.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.host.addr(self.port)
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
     }
 
     /// A RESP connection to this node.
@@ -471,7 +592,7 @@ impl Node {
     /// Starts the binary again with the same ports and flags (after
     /// [`Node::kill`]); it comes up with a new id and empty memory.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.child = Node::launch(self.port, self.bus_port, &self.args).await?;
+        self.child = Node::launch(&self.host, self.port, self.bus_port, &self.args).await?;
         Ok(())
     }
 

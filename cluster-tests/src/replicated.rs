@@ -11,7 +11,7 @@ use keycafe_core::{Frame, Slot};
 
 use crate::resp::text;
 use crate::{
-    Coordinator, CoordinatorOptions, Node, NodeOptions, RespClient, TempDir, eventually,
+    Coordinator, CoordinatorOptions, Host, Node, NodeOptions, RespClient, TempDir, eventually,
     is_fair_replicated, node_at, owner_of, primaries,
 };
 
@@ -65,8 +65,33 @@ impl ReplicatedCluster {
         primaries: usize,
         replicas: usize,
     ) -> ReplicatedCluster {
+        let hosts = vec![Host::loopback(); joins.len()];
+        let coordinator = Host::loopback();
+        ReplicatedCluster::start_on(
+            &coordinator,
+            &hosts,
+            replicas_setting,
+            joins,
+            primaries,
+            replicas,
+        )
+        .await
+    }
+
+    /// [`ReplicatedCluster::start`] with the coordinator on `coordinator`
+    /// and the `i`-th node on `hosts[i]`.
+    pub async fn start_on(
+        coordinator: &Host,
+        hosts: &[Host],
+        replicas_setting: usize,
+        joins: &[Join],
+        primaries: usize,
+        replicas: usize,
+    ) -> ReplicatedCluster {
+        assert_eq!(hosts.len(), joins.len(), "one host per node");
         let dir = TempDir::new();
         let options = CoordinatorOptions {
+            host: coordinator.clone(),
             replicas: Some(replicas_setting),
             node_timeout_ms: Some(NODE_TIMEOUT.as_millis() as u64),
         };
@@ -74,8 +99,9 @@ impl ReplicatedCluster {
             .await
             .expect("coordinator starts");
         let mut nodes: Vec<Node> = Vec::new();
-        for join in joins {
+        for (join, host) in joins.iter().zip(hosts) {
             let options = NodeOptions {
+                host: host.clone(),
                 replica_of: join.replica_of.map(|i| nodes[i].addr()),
                 node_timeout_ms: Some(NODE_TIMEOUT.as_millis() as u64),
                 repl_backlog_size: join.repl_backlog_size,
