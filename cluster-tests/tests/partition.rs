@@ -767,3 +767,44 @@ impl std::fmt::Display for Answers {
         )
     }
 }
+
+/// The overlap check on made-up histories: it passes when the old
+/// primary's last OK comes before the new one's first write was sent, and
+/// fails, naming the writes, when it comes after.
+#[test]
+fn the_overlap_check_tells_handover_from_overlap() {
+    let cut = Instant::now();
+    let at = |ms: u64| cut + Duration::from_millis(ms);
+    let op = |node: &str, seq: u64, invoked: u64, ok: u64| Op {
+        client: Client::Unaware,
+        node: node.to_string(),
+        key: format!("k{seq}"),
+        seq,
+        invoked: at(invoked),
+        outcome: Outcome::Ok(at(ok)),
+        durable: false,
+    };
+    let handover = [op("p", 1, 100, 110), op("r", 2, 2000, 2010)];
+    let overlap = Overlap::of(&handover, "p", "r", cut);
+    assert_eq!(overlap.p_after_cut.len(), 1);
+    assert!(overlap.overlapping.is_empty());
+    overlap.assert_none();
+
+    let both = [
+        op("p", 1, 100, 110),
+        op("r", 2, 2000, 2010),
+        op("p", 3, 2100, 2110),
+    ];
+    let overlap = Overlap::of(&both, "p", "r", cut);
+    assert_eq!(overlap.overlapping.len(), 1);
+    let failure =
+        std::panic::catch_unwind(|| overlap.assert_none()).expect_err("an overlap fails the check");
+    let message = failure
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(
+        message.contains("acknowledged 1 writes after r"),
+        "{message}"
+    );
+    assert!(message.contains("SET k3 3 OK at +2.110 s"), "{message}");
+}
