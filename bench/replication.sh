@@ -279,6 +279,10 @@ if runs:
             prim = statistics.median(per(a) for a, _ in cpu[(f"{server}+replica", p)])
             repl = statistics.median(per(r) for _, r in cpu[(f"{server}+replica", p)])
             print(f"| {server} | {p} | {alone:.2f} | {prim:.2f} | {repl:.2f} |")
+    for p in ("1", "16"):
+        if ("keycafe-baseline", p) in cpu:
+            base = statistics.median(per(a) for a, _ in cpu[("keycafe-baseline", p)])
+            print(f"| keycafe, baseline build | {p} | {base:.2f} | | |")
     print("\n### Replication lag under that load: SET + WAIT 1 round trip of a probe every 20 ms\n")
     print("| server | pipeline | probes | median (ms) | p99 (ms) | max (ms) | catch-up after the run (median ms) |")
     print("|---|---|---:|---:|---:|---:|---:|")

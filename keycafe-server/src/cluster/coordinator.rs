@@ -30,6 +30,8 @@ use tracing::{debug, info, warn};
 use super::ClusterState;
 use super::lease::{Renewals, now_ms};
 
+/// Longest wait for the coordinator to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Heartbeats go at least this often.
 const HEARTBEAT_MS: u64 = 1000;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -79,7 +81,12 @@ async fn session(
     outbox: &mut mpsc::UnboundedReceiver<NodeMessage>,
     renewals: &mut Renewals,
 ) -> anyhow::Result<()> {
-    let mut stream = TcpStream::connect(&cluster.coordinator).await?;
+    // Bounded: a connect into a partition would otherwise wait out the
+    // kernel's SYN retries (minutes), and then resume seconds after the heal.
+    let connect = TcpStream::connect(&cluster.coordinator);
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer to connect within {CONNECT_TIMEOUT:?}"))??;
     stream.set_nodelay(true)?;
     let mut out = BytesMut::new();
     let register = NodeMessage::Register {
