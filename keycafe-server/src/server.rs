@@ -67,8 +67,9 @@ pub async fn run(
             let shared = shared.clone();
             Registration {
                 primary: shared.config.replica_of.clone(),
-                report: Box::new(move || shared.report()),
                 node_timeout,
+                link_changes: shared.replication.link_changes(),
+                report: Box::new(move || shared.report()),
             }
         };
         tasks.spawn(cluster::coordinator::run(

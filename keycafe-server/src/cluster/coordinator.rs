@@ -7,7 +7,8 @@
 //! (`migration_done`, `leave`). Heartbeats go every second, or three times
 //! per lease if leases are shorter, and at once when the node becomes a
 //! primary without a lease (a promoted replica should not wait a second to
-//! take writes). The coordinator answers every heartbeat (a replica's with
+//! take writes) or when its replication link goes up or down (a replica
+//! that lost its primary says so at once). The coordinator answers every heartbeat (a replica's with
 //! an empty lease), so a link on which nothing has arrived for the node
 //! timeout is dead whatever TCP thinks of it — the coordinator's host may
 //! have vanished, or packets may be dropped — and the node reconnects.
@@ -23,7 +24,7 @@ use bytes::BytesMut;
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -45,6 +46,10 @@ pub struct Registration {
     /// A coordinator link silent for this long (at least two heartbeats)
     /// is given up and reconnected.
     pub node_timeout: Duration,
+    /// Ticks when this replica's link to its primary goes up or down: a
+    /// heartbeat goes at once, so that a lost primary is replaced without
+    /// waiting for the next beat.
+    pub link_changes: watch::Receiver<bool>,
 }
 
 /// Runs the coordinator link until shutdown.
@@ -105,6 +110,8 @@ async fn session(
 
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut changed = cluster.subscribe();
+    let mut link_changes = node.link_changes.clone();
+    link_changes.mark_unchanged();
     let mut next_heartbeat = tokio::time::Instant::now();
     let silence = node
         .node_timeout
@@ -148,6 +155,9 @@ async fn session(
                 if promoted {
                     heartbeat(node, renewals, &mut out);
                 }
+            }
+            Ok(()) = link_changes.changed() => {
+                heartbeat(node, renewals, &mut out);
             }
             Some(message) = outbox.recv() => {
                 coord::encode_message(&message, &mut out);

@@ -100,6 +100,9 @@ pub struct Replication {
     /// Ticks to drop the link to our primary (`CLIENT KILL TYPE master`).
     kill_upstream: watch::Sender<u64>,
     upstream: Mutex<UpstreamStatus>,
+    /// Whether the link to our primary is up, for those who must hear of a
+    /// change at once (the coordinator link sends a heartbeat).
+    link_up: watch::Sender<bool>,
     pub stats: SyncStats,
     pub gate: WriteGate,
 }
@@ -115,6 +118,7 @@ impl Replication {
             kill_replicas: watch::Sender::new(0),
             kill_upstream: watch::Sender::new(0),
             upstream: Mutex::new(UpstreamStatus::default()),
+            link_up: watch::Sender::new(false),
             stats: SyncStats::default(),
             gate: WriteGate::default(),
         }
@@ -223,7 +227,18 @@ impl Replication {
     }
 
     pub(crate) fn set_upstream(&self, change: impl FnOnce(&mut UpstreamStatus)) {
-        change(&mut lock(&self.upstream));
+        let link_up = {
+            let mut upstream = lock(&self.upstream);
+            change(&mut upstream);
+            upstream.link_up
+        };
+        self.link_up
+            .send_if_modified(|up| std::mem::replace(up, link_up) != link_up);
+    }
+
+    /// Sees every change of whether the link to our primary is up.
+    pub fn link_changes(&self) -> watch::Receiver<bool> {
+        self.link_up.subscribe()
     }
 
     /// The replication part of this node's heartbeat.
@@ -298,4 +313,24 @@ impl WriteGate {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_of_the_link_is_announced_once() {
+        let replication = Replication::new(Arc::new(ReplicationLog::new(1024)));
+        let mut changes = replication.link_changes();
+        replication.set_upstream(|up| up.synced = true);
+        assert!(!changes.has_changed().unwrap(), "the link did not change");
+        replication.set_upstream(|up| up.link_up = true);
+        assert!(changes.has_changed().unwrap());
+        assert!(*changes.borrow_and_update());
+        replication.set_upstream(|up| up.link_up = true);
+        assert!(!changes.has_changed().unwrap(), "still up: nothing to say");
+        replication.set_upstream(|up| up.link_up = false);
+        assert!(!*changes.borrow_and_update());
+    }
 }
