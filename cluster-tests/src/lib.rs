@@ -27,6 +27,7 @@
 //!   process, a bridge between them) where a test drops a process's
 //!   packets with iptables.
 
+pub mod history;
 pub mod netns;
 pub mod replicated;
 pub mod resp;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cluster_tests::history::{Overlap, Writers, assert_nothing_durable_lost};
 use cluster_tests::replicated::{
     AUTO, NODE_TIMEOUT, ReplicatedCluster, SETTLE, assert_same_data, keys_owned_by, replica_sets,
     slots_of, wait_caught_up,
@@ -312,6 +313,9 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
     let queued_key = keys_owned_by(&config, &victim, "queued:", 1).remove(0);
 
     let (kc, progress, writer) = start_waited_writes(&survivor, keys).await;
+    // Writers that record which node acknowledged what, and when.
+    let history_keys = keys_owned_by(&config, &victim, "history:", 100);
+    let writers = Writers::start(&cluster, &history_keys).await;
     // Two connections to the victim, used while it is paused: their
     // requests wait in its socket buffers until it resumes.
     let mut queued_write = TcpStream::connect(&victim).await.unwrap();
@@ -323,6 +327,7 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
     // application-level silence can tell: the replica's link gives up
     // after the node timeout and says so in its heartbeat.
     cluster.node(&victim).pause().unwrap();
+    let paused = Instant::now();
     send(&mut queued_write, &["SET", &queued_key, "queued"]).await;
     let key = keys_owned_by(&config, &victim, "paused:", 1).remove(0);
     send(&mut queued_read, &["GET", &key]).await;
@@ -350,6 +355,7 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
     // SIGCONT: the old primary learns the newer configuration and follows
     // the promoted replica.
     cluster.node(&victim).resume().unwrap();
+    let resumed_at = Instant::now();
     let config = cluster
         .coordinator
         .wait_until("the paused primary is demoted", SETTLE, |c| {
@@ -378,6 +384,17 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
     let mut new_primary = RespClient::connect(&promoted).await.unwrap();
     let value = new_primary.cmd(&["GET", &queued_key]).await.unwrap();
     assert_eq!(value, Frame::Null, "the refused write is nowhere");
+
+    // From the recorded history: nothing durable lost, and no OK from the
+    // resumed primary once its replica had begun acknowledging writes.
+    writers
+        .wait_for_more("durable writes after the failover", 20)
+        .await;
+    let history = writers.stop().await;
+    assert_nothing_durable_lost(&history, &promoted).await;
+    let overlap = Overlap::of(&history, &victim, &promoted, paused);
+    overlap.print(&history, &victim, &promoted, resumed_at);
+    overlap.assert_none();
 
     progress.stop.store(true, Ordering::Relaxed);
     let ledger = writer.await.unwrap();
