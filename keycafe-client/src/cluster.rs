@@ -9,7 +9,7 @@
 //! | `MOVED slot addr`              | record the new owner, refresh the map in the background, resend |
 //! | `ASK slot addr`                | send `ASKING` + the request to `addr` back to back, map unchanged |
 //! | `TRYAGAIN`, `LOADING`          | wait (exponential backoff), resend                          |
-//! | `CLUSTERDOWN`                  | refresh the map, wait, resend                               |
+//! | `CLUSTERDOWN`                  | refresh the map from another node, wait, resend             |
 //! | no known owner for the slot    | refresh the map, wait, resend                               |
 //! | node unreachable, request unsent | refresh the map from the other nodes, wait, resend        |
 //! | I/O error or timeout after sending | give up, refreshing the map in the background: the request may have been applied |
@@ -265,8 +265,11 @@ impl KeycafeCluster {
                     retries += 1;
                 }
                 Outcome::ClusterDown => {
+                    // Not from the node that refused: a primary that lost
+                    // its lease may have been replaced and not know it yet,
+                    // so its own map is the one most likely stale.
                     let generation = self.inner.generation.load(Ordering::Acquire);
-                    if let Err(error) = self.refresh(generation, None).await {
+                    if let Err(error) = self.refresh(generation, Some(node.addr())).await {
                         tracing::debug!(%error, "topology refresh failed");
                     }
                     tokio::time::sleep(config.backoff_for(retries)).await;

@@ -196,6 +196,40 @@ async fn clusterdown_becomes_cluster_down_after_retries() {
     .await;
 }
 
+/// A primary that was cut off and replaced answers CLUSTERDOWN (its lease
+/// ran out) and still claims its slots in CLUSTER SLOTS: the client asks
+/// another node for the map, finds the new owner and writes there.
+#[tokio::test]
+async fn clusterdown_refreshes_the_map_from_another_node() {
+    bounded(async {
+        let b = FakeNode::start(|seen: &Seen<'_>| match () {
+            _ if seen.is("CLUSTER") => Action::Reply(all_slots(seen.me)),
+            _ => Action::Reply(Frame::ok()),
+        })
+        .await;
+        let b_addr = b.address();
+        let a = FakeNode::start(move |seen: &Seen<'_>| match () {
+            _ if seen.is("CLUSTER") => Action::Reply(all_slots(seen.me)),
+            _ => Action::Reply(Frame::error("CLUSTERDOWN This primary has no lease")),
+        })
+        .await;
+        let kc = keycafe_client::ClientConfig::new([a.address(), b_addr])
+            .connect_timeout(std::time::Duration::from_millis(300))
+            .response_timeout(std::time::Duration::from_millis(300))
+            .backoff(
+                std::time::Duration::from_millis(2),
+                std::time::Duration::from_millis(20),
+            )
+            .max_retries(3)
+            .connect()
+            .await
+            .expect("connects through a");
+        kc.set("k", "v").await.expect("written to the new owner");
+        assert_eq!((a.count("SET"), b.count("SET")), (1, 1));
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_node_that_never_answers_the_hello_times_out() {
     bounded(async {
