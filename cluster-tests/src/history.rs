@@ -154,7 +154,7 @@ struct Progress {
     stop: AtomicBool,
 }
 
-/// The two clients of a [`Writer`] pair, running.
+/// The two writing clients (an unaware one and a careful one), running.
 pub struct Writers {
     progress: Arc<Progress>,
     tasks: Vec<JoinHandle<Vec<Op>>>,
