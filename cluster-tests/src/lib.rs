@@ -233,6 +233,23 @@ async fn wait_for_port(
 }
 
 /// Sends `signal` (`STOP`, `CONT`, ...) to a child through `kill(1)`.
+/// True when every thread of process `pid` is stopped (state `T` in
+/// `/proc/<pid>/task/<tid>/stat`).
+fn all_threads_stopped(pid: u32) -> anyhow::Result<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).context("reading /proc")?;
+    for task in tasks {
+        let stat = std::fs::read_to_string(task?.path().join("stat")).unwrap_or_default();
+        // The state follows the command name, which is in parentheses.
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        if state != Some('T') {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
     let pid = child.id().context("the process has exited")?;
     let status = std::process::Command::new("kill")
@@ -597,9 +614,22 @@ impl Node {
         Ok(())
     }
 
-    /// SIGSTOP: the process freezes, its sockets stay open.
+    /// SIGSTOP: the process freezes, its sockets stay open. Returns once
+    /// every thread of it has stopped (`kill` returns when the signal is
+    /// sent, and a thread that was running stops a moment later), so that
+    /// whatever the test sends next finds it frozen.
     pub fn pause(&self) -> anyhow::Result<()> {
-        signal(&self.child, "STOP")
+        signal(&self.child, "STOP")?;
+        let pid = self.child.id().context("the process has exited")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid)? {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "process {pid} did not stop within 5 s of SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     /// SIGCONT after [`Node::pause`].

@@ -331,6 +331,12 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica() {
     send(&mut queued_write, &["SET", &queued_key, "queued"]).await;
     let key = keys_owned_by(&config, &victim, "paused:", 1).remove(0);
     send(&mut queued_read, &["GET", &key]).await;
+    let mut early = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(200), queued_write.read(&mut early));
+    assert!(
+        early.await.is_err(),
+        "the paused node answered: it was not paused"
+    );
     assert_replaced(&cluster, &victim, &survivor, &probe, "SIGSTOP").await;
     wait_progress("writes go on after the failover", &progress.written, 5).await;
 
