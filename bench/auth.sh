@@ -41,6 +41,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+use_fresh_cluster_secret
 
 LOGINS=${LOGINS:-200}
 DURATION=${DURATION:-10s}

@@ -30,6 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+use_fresh_cluster_secret
 
 CUTS=${1:-5}
 NODE_TIMEOUT_MS=${NODE_TIMEOUT_MS:-2000}

@@ -44,6 +44,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+use_fresh_cluster_secret
 
 KEYS=${1:-1000000}
 MEASURE_SECS=${MEASURE_SECS:-5}

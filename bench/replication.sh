@@ -42,6 +42,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+use_fresh_cluster_secret
 
 ROUNDS=${1:-3}
 REQUESTS=${REQUESTS:-200000}

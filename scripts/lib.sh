@@ -16,6 +16,17 @@ require() {
 # 127.0.0.1:PORT (bash only, no curl).
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# use_fresh_cluster_secret: exports KEYCAFE_CLUSTER_SECRET (read by
+# coordinate-server and keycafe-server) with a new random secret, unless one
+# is set already, so that every process the caller starts shares it and no
+# command line shows it.
+use_fresh_cluster_secret() {
+    if [[ -z ${KEYCAFE_CLUSTER_SECRET:-} ]]; then
+        KEYCAFE_CLUSTER_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+        export KEYCAFE_CLUSTER_SECRET
+    fi
+}
+
 # free_ports N: prints N free loopback ports, all bound at once so that they
 # differ.
 free_ports() {

@@ -179,6 +179,14 @@ impl Host {
 
 /// Starts a binary on `host` with its stderr appended to `log_name` (a
 /// restarted process keeps writing to the same log).
+/// The cluster secret every process started here shares: random, made once
+/// per test process, and passed in the environment (not on the command
+/// line, where `ps` would show it).
+pub fn cluster_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| keycafe_core::auth::nonce().expect("random numbers"))
+}
+
 fn spawn(host: &Host, program: &str, args: &[String], log_name: &str) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -194,6 +202,7 @@ fn spawn(host: &Host, program: &str, args: &[String], log_name: &str) -> anyhow:
     };
     command
         .args(args)
+        .env("KEYCAFE_CLUSTER_SECRET", cluster_secret())
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())

@@ -34,7 +34,8 @@ pub struct Config {
     /// Replicas wanted per primary: a node that registers without a
     /// configured primary becomes a replica while a primary has fewer.
     pub replicas: usize,
-    /// When set, nodes must present this secret to register.
+    /// The cluster secret: nodes must prove they hold it to register
+    /// (required).
     pub secret: Option<String>,
     /// Most slot migrations announced at once; a larger rebalance runs in
     /// several windows.
@@ -73,10 +74,16 @@ impl Config {
             "node_timeout_ms must be at least 1"
         );
         anyhow::ensure!(self.max_migrations > 0, "max_migrations must be at least 1");
-        anyhow::ensure!(
-            self.secret.as_deref() != Some(""),
-            "secret must not be empty (leave it out to let any node register)"
-        );
+        // Without a secret anyone who can reach the port could join the
+        // cluster and be handed slots, so there is no such mode.
+        let Some(secret) = self.secret.as_deref() else {
+            anyhow::bail!(
+                "the coordinator needs the cluster secret (`secret:` in the YAML, \
+                 --secret, or KEYCAFE_CLUSTER_SECRET), shared with every node; \
+                 generate one with: openssl rand -hex 32"
+            );
+        };
+        keycafe_core::auth::check_secret(secret).map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             !self.data_dir.as_os_str().is_empty(),
             "data_dir must not be empty"
@@ -99,7 +106,6 @@ impl Config {
     /// The state machine's part of the configuration.
     pub fn settings(&self) -> Settings {
         Settings {
-            secret: self.secret.clone(),
             node_timeout: Duration::from_millis(self.node_timeout_ms),
             max_migrations: self.max_migrations,
             replicas: self.replicas,
@@ -146,14 +152,19 @@ pub struct Flags {
     /// until each has this many [default: 0].
     #[arg(long)]
     pub replicas: Option<usize>,
-    /// Secret nodes must present to register (visible to `ps`; prefer
-    /// `secret:` in the YAML file).
+    /// The cluster secret, shared with every node (visible to `ps`; prefer
+    /// the KEYCAFE_CLUSTER_SECRET environment variable or `secret:` in the
+    /// YAML file).
     #[arg(long)]
     pub secret: Option<String>,
     /// Default log filter (RUST_LOG wins when set).
     #[arg(long)]
     pub log_level: Option<String>,
 }
+
+/// The environment variable that may hold the cluster secret (below a
+/// flag, above the YAML file).
+pub const SECRET_VAR: &str = "KEYCAFE_CLUSTER_SECRET";
 
 impl Flags {
     /// The file (if any) with these flags applied on top.
@@ -166,7 +177,8 @@ impl Flags {
             set_if_given(&mut config.data_dir, self.data_dir);
             set_if_given(&mut config.node_timeout_ms, self.node_timeout_ms);
             set_if_given(&mut config.replicas, self.replicas);
-            set_if_given(&mut config.secret, self.secret.map(Some));
+            let secret = self.secret.or_else(|| std::env::var(SECRET_VAR).ok());
+            set_if_given(&mut config.secret, secret.map(Some));
             set_if_given(&mut config.log_level, self.log_level);
         })?;
         Ok(config)
@@ -204,7 +216,7 @@ mod tests {
         let path = dir.path().join("coordinator.yaml");
         std::fs::write(
             &path,
-            "port: 9900\nsecret: s\nnode_timeout_ms: 100\nreplicas: 1\n",
+            "port: 9900\nsecret: a long enough secret\nnode_timeout_ms: 100\nreplicas: 1\n",
         )
         .unwrap();
         let flags = Flags {
@@ -215,7 +227,7 @@ mod tests {
         };
         let config = flags.into_config().unwrap();
         assert_eq!(config.port, 7000);
-        assert_eq!(config.secret.as_deref(), Some("s"));
+        assert_eq!(config.secret.as_deref(), Some("a long enough secret"));
         assert_eq!(config.node_timeout_ms, 100);
         assert_eq!(config.settings().replicas, 1);
         assert_eq!(config.data_dir, PathBuf::from("elsewhere"));

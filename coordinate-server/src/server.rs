@@ -57,8 +57,10 @@ pub async fn run(
     let (inputs, inputs_rx) = mpsc::channel(INPUT_QUEUE);
 
     let mut driver_task = tasks.spawn(driver.run(inputs_rx, stop.clone()));
+    let secret: std::sync::Arc<str> = config.secret.as_deref().unwrap_or_default().into();
     tasks.spawn(nodes::serve(
         node_listener,
+        secret,
         inputs.clone(),
         stop.clone(),
         tasks.clone(),

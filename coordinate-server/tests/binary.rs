@@ -26,6 +26,7 @@ impl Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_coordinate-server"))
             .args(["--port", "0", "--http-port", "0", "--data-dir"])
             .arg(data_dir)
+            .env("KEYCAFE_CLUSTER_SECRET", common::SECRET)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -86,13 +87,13 @@ impl Process {
 async fn kill_9_mid_rebalance_then_restart_resumes_it() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Process::start(dir.path()).await;
-    let mut a = FakeNode::start(coordinator.nodes, node_info(1), None).await;
-    let b = FakeNode::start(coordinator.nodes, node_info(2), None).await;
+    let mut a = FakeNode::start(coordinator.nodes, node_info(1)).await;
+    let b = FakeNode::start(coordinator.nodes, node_info(2)).await;
     a.wait_for("two nodes", |s| s.latest().is_some_and(|c| settled(c, 2)))
         .await;
     a.set_auto_done(false);
     b.set_auto_done(false);
-    let c = FakeNode::start(coordinator.nodes, node_info(3), None).await;
+    let c = FakeNode::start(coordinator.nodes, node_info(3)).await;
     let seen = a
         .wait_for("migrations to c", |s| {
             s.latest().is_some_and(|c| !c.migrations.is_empty())
@@ -119,9 +120,7 @@ async fn kill_9_mid_rebalance_then_restart_resumes_it() {
 
     let mut nodes = Vec::new();
     for n in 1..=3 {
-        nodes.push(
-            FakeNode::start_with_epoch(coordinator.nodes, node_info(n), None, before.epoch).await,
-        );
+        nodes.push(FakeNode::start_with_epoch(coordinator.nodes, node_info(n), before.epoch).await);
     }
     nodes[2]
         .wait_for("a fair split of three", |s| {
@@ -156,4 +155,26 @@ async fn a_bad_config_file_is_a_clear_error() {
         stderr.contains("bad.yaml") && stderr.contains("node_timout_ms"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn without_a_cluster_secret_it_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for secret in [None, Some("short")] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coordinate-server"));
+        command
+            .args(["--port", "0", "--http-port", "0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("KEYCAFE_CLUSTER_SECRET");
+        if let Some(secret) = secret {
+            command.env("KEYCAFE_CLUSTER_SECRET", secret);
+        }
+        let output = tokio::time::timeout(Duration::from_secs(10), command.output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("secret"), "{stderr}");
+    }
 }

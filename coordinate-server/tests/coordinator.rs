@@ -13,7 +13,7 @@ async fn three_nodes_share_the_slots_and_every_node_sees_every_config() {
     let coordinator = Coordinator::start(dir.path(), |c| c.max_migrations = 1000).await;
 
     // The first node gets every slot directly: no migration.
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
     let seen = a
         .wait_for("all slots", |s| s.latest().is_some_and(|c| settled(c, 1)))
         .await;
@@ -21,7 +21,7 @@ async fn three_nodes_share_the_slots_and_every_node_sees_every_config() {
 
     // The second triggers migrations (a window of 1000 at a time) and the
     // fake nodes answer until the split is fair.
-    let mut b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
+    let mut b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
     let seen = b
         .wait_for("migrations to b", |s| {
             s.configs.iter().any(|c| !c.migrations.is_empty())
@@ -44,7 +44,7 @@ async fn three_nodes_share_the_slots_and_every_node_sees_every_config() {
     })
     .await;
 
-    let mut c = FakeNode::start(coordinator.node_addr, node_info(3), None).await;
+    let mut c = FakeNode::start(coordinator.node_addr, node_info(3)).await;
     let last = c
         .wait_for("a fair split of three", |s| {
             s.latest().is_some_and(|c| settled(c, 3))
@@ -79,8 +79,8 @@ async fn three_nodes_share_the_slots_and_every_node_sees_every_config() {
 async fn a_silent_node_is_shown_failing_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 1000).await;
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
-    let b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    let b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
     a.wait_for("two nodes", |s| s.latest().is_some_and(|c| settled(c, 2)))
         .await;
 
@@ -113,11 +113,11 @@ async fn a_silent_node_is_shown_failing_and_recovers() {
 async fn a_dead_source_stalls_its_migrations_without_losing_the_plan() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 1000).await;
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
     a.set_auto_done(false);
     a.wait_for("all slots", |s| s.latest().is_some_and(|c| settled(c, 1)))
         .await;
-    let mut b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
+    let mut b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
     b.wait_for("migrations", |s| {
         s.latest().is_some_and(|c| !c.migrations.is_empty())
     })
@@ -135,7 +135,7 @@ async fn a_dead_source_stalls_its_migrations_without_losing_the_plan() {
     assert!(page.contains("stalled"), "{page}");
 
     // The node comes back (same id), re-registers and finishes the moves.
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
     a.wait_for("a fair split", |s| {
         s.latest().is_some_and(|c| settled(c, 2))
     })
@@ -147,9 +147,9 @@ async fn a_dead_source_stalls_its_migrations_without_losing_the_plan() {
 async fn leaves_move_the_slots_away_then_remove_the_node() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), |_| {}).await;
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
-    let b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
-    let c = FakeNode::start(coordinator.node_addr, node_info(3), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    let b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
+    let c = FakeNode::start(coordinator.node_addr, node_info(3)).await;
     a.wait_for("three nodes", |s| s.latest().is_some_and(|c| settled(c, 3)))
         .await;
 
@@ -217,14 +217,14 @@ async fn leaves_move_the_slots_away_then_remove_the_node() {
 async fn a_restarted_coordinator_keeps_the_map_and_resumes_its_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), |_| {}).await;
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
-    let mut b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    let mut b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
     b.wait_for("two nodes", |s| s.latest().is_some_and(|c| settled(c, 2)))
         .await;
     // A third joins, but nobody moves anything: stop mid-rebalance.
     a.set_auto_done(false);
     b.set_auto_done(false);
-    let c = FakeNode::start(coordinator.node_addr, node_info(3), None).await;
+    let c = FakeNode::start(coordinator.node_addr, node_info(3)).await;
     let seen = a
         .wait_for("migrations to c", |s| {
             s.latest().is_some_and(|c| !c.migrations.is_empty())
@@ -252,8 +252,7 @@ async fn a_restarted_coordinator_keeps_the_map_and_resumes_its_migrations() {
     let mut nodes = Vec::new();
     for n in 1..=3 {
         let node =
-            FakeNode::start_with_epoch(coordinator.node_addr, node_info(n), None, before.epoch)
-                .await;
+            FakeNode::start_with_epoch(coordinator.node_addr, node_info(n), before.epoch).await;
         nodes.push(node);
     }
     for node in &mut nodes {

@@ -21,8 +21,8 @@ async fn the_dashboard_renders_and_the_api_parses() {
             .contains("No node has registered")
     );
 
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
-    let b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    let b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
     a.wait_for("two nodes", |s| s.latest().is_some_and(|c| settled(c, 2)))
         .await;
 
@@ -103,7 +103,7 @@ async fn the_dashboard_renders_and_the_api_parses() {
 async fn roles_lag_and_a_failover_are_shown() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 1000).await;
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
     a.set_replication(ReplicationReport {
         offset: 1000,
         replicas_connected: 1,

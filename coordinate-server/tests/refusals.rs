@@ -8,31 +8,100 @@ use keycafe_core::coord::{CoordinatorMessage, NodeMessage};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
-async fn a_wrong_secret_is_refused_and_the_connection_closed() {
+async fn a_stranger_without_the_secret_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let coordinator =
-        Coordinator::start(dir.path(), |c| c.secret = Some("open sesame".into())).await;
-    for secret in [None, Some("guess".to_string())] {
-        let mut link = Link::connect(coordinator.node_addr).await;
-        link.send(&NodeMessage::Register {
-            node: node_info(1),
-            epoch: 0,
-            secret,
-            primary: None,
-        })
-        .await;
-        // More already on its way (as a node that leaves sends): the error
-        // must still arrive, not be lost to a reset.
-        link.send(&NodeMessage::Leave).await;
-        assert!(matches!(
-            link.recv().await,
-            Some(CoordinatorMessage::Error { .. })
-        ));
-        assert_eq!(link.recv().await, None, "closed after the error");
-    }
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), Some("open sesame")).await;
+    let coordinator = Coordinator::start(dir.path(), |_| {}).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
     a.wait_for("admission", |s| s.latest().is_some_and(|c| settled(c, 1)))
         .await;
+    let before = coordinator.cluster().await.config;
+
+    // A wrong proof, the old clear-text register, a register with no hello,
+    // and a proof for another id than the hello's: each refused and closed.
+    let stranger = node_info(2);
+    let mut link = Link::connect(coordinator.node_addr).await;
+    let proof = link
+        .hello(&stranger.id, "not the cluster secret")
+        .await
+        .unwrap();
+    let register = |proof: String| NodeMessage::Register {
+        node: stranger.clone(),
+        epoch: u64::MAX,
+        proof,
+        primary: None,
+    };
+    link.send(&register(proof)).await;
+    // More already on its way (as a node that leaves sends): the error
+    // must still arrive, not be lost to a reset.
+    link.send(&NodeMessage::Leave).await;
+    assert!(
+        matches!(link.recv().await, Some(CoordinatorMessage::Error { message }) if message.contains("authentication"))
+    );
+    assert_eq!(link.recv().await, None, "closed after the error");
+
+    let mut link = Link::connect(coordinator.node_addr).await;
+    link.send(&register("00".repeat(32))).await;
+    assert!(matches!(
+        link.recv().await,
+        Some(CoordinatorMessage::Error { .. })
+    ));
+    assert_eq!(link.recv().await, None);
+
+    let mut link = Link::connect(coordinator.node_addr).await;
+    let proof = link.hello(&node_info(3).id, common::SECRET).await.unwrap();
+    link.send(&register(proof)).await;
+    assert!(matches!(
+        link.recv().await,
+        Some(CoordinatorMessage::Error { .. })
+    ));
+    assert_eq!(link.recv().await, None);
+
+    // Nothing changed: no new member, and the epoch did not move.
+    let after = coordinator.cluster().await.config;
+    assert_eq!(after, before);
+    coordinator.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_member_cannot_raise_the_epoch_or_take_another_members_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(dir.path(), |_| {}).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    a.wait_for("admission", |s| s.latest().is_some_and(|c| settled(c, 1)))
+        .await;
+    let before = coordinator.cluster().await.config;
+
+    // A huge epoch in register: refused, and nothing moves.
+    let mut link = Link::connect(coordinator.node_addr).await;
+    link.register(node_info(2), u64::MAX, None).await;
+    match link.recv().await {
+        Some(CoordinatorMessage::Error { message }) => {
+            assert!(message.contains("epoch"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // In a heartbeat: ignored.
+    let report = keycafe_core::coord::NodeReport {
+        epoch: u64::MAX,
+        ..Default::default()
+    };
+    a.send(NodeMessage::Heartbeat(report));
+    // Another process claiming node 1's id from other addresses, while node
+    // 1 is connected: refused.
+    let mut impostor = node_info(1);
+    impostor.client_addr = "127.0.0.1:6999".into();
+    impostor.bus_addr = "127.0.0.1:16999".into();
+    let mut link = Link::connect(coordinator.node_addr).await;
+    link.register(impostor, 0, None).await;
+    match link.recv().await {
+        Some(CoordinatorMessage::Error { message }) => {
+            assert!(message.contains("connected"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let after = coordinator.cluster().await.config;
+    assert_eq!(after, before, "the epoch and the members are unchanged");
     coordinator.stop().await.unwrap();
 }
 
@@ -57,8 +126,8 @@ async fn garbage_closes_the_connection_and_the_coordinator_keeps_serving() {
         }
         assert_eq!(link.recv().await, None);
     }
-    // A connection that never registers is dropped too, with a message: a
-    // valid message that is not `register` first.
+    // A connection that does not say hello first is dropped too, with a
+    // message.
     let mut link = Link::connect(coordinator.node_addr).await;
     link.send(&NodeMessage::Leave).await;
     assert!(matches!(
@@ -73,7 +142,7 @@ async fn garbage_closes_the_connection_and_the_coordinator_keeps_serving() {
     half.write_all(b"\x00\x00\x10\x00$").await.unwrap();
     drop(half);
 
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
     a.wait_for("a config", |s| s.latest().is_some_and(|c| settled(c, 1)))
         .await;
     coordinator.stop().await.unwrap();

@@ -134,8 +134,10 @@ const NONE: Flags = Flags::NONE;
 const F_ON_BUS: Flags = Flags::FAST.with(Flags::ON_BUS);
 /// HELLO: before authentication.
 const F_NO_AUTH: Flags = Flags::FAST.with(Flags::NO_AUTH);
-/// AUTH and QUIT: before authentication, and on the bus too.
+/// QUIT: before authentication, and on the bus too.
 const F_ANYWHERE: Flags = Flags::FAST.with(Flags::NO_AUTH).with(Flags::ON_BUS);
+/// KC.HELLO and KC.AUTH: how a node authenticates on the bus.
+const BUS_NO_AUTH: Flags = Flags::BUS.with(Flags::FAST).with(Flags::NO_AUTH);
 const BUS_F: Flags = Flags::BUS.with(Flags::FAST);
 const BUS_W: Flags = Flags::BUS.with(Flags::WRITE);
 const BUS: Flags = Flags::BUS;
@@ -186,7 +188,7 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     // Connection and server.
     "ping"     -1 F_ON_BUS (0 0 0);
     "echo"      2 F  (0 0 0);
-    "auth"     -2 F_ANYWHERE (0 0 0);
+    "auth"     -2 F_NO_AUTH (0 0 0);
     "quit"     -1 F_ANYWHERE (0 0 0);
     "hello"    -1 F_NO_AUTH (0 0 0);
     "select"    2 F  (0 0 0);
@@ -203,6 +205,8 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "readonly"  1 F  (0 0 0);
     "readwrite" 1 F  (0 0 0);
     // Cluster bus only.
+    "kc.hello"  3 BUS_NO_AUTH (0 0 0);
+    "kc.auth"   2 BUS_NO_AUTH (0 0 0);
     "kc.ping"   4 BUS_F (0 0 0);
     "kc.config" 1 BUS_F (0 0 0);
     "kc.import" -2 BUS_W (0 0 0);
@@ -307,19 +311,23 @@ mod tests {
         assert!(import.is(Flags::BUS) && import.is(Flags::WRITE));
         assert_eq!(import.flags.reported_names().collect::<Vec<_>>(), ["write"]);
         let auth = lookup(b"auth").unwrap();
-        assert!(auth.is(Flags::NO_AUTH) && auth.is(Flags::ON_BUS));
+        assert!(auth.is(Flags::NO_AUTH) && !auth.is(Flags::ON_BUS));
         assert_eq!(auth.flags.reported_names().collect::<Vec<_>>(), ["fast"]);
         let getdel = lookup(b"getdel").unwrap();
         assert_eq!(
             getdel.flags.reported_names().collect::<Vec<_>>(),
             ["write", "fast"]
         );
-        // Only AUTH, HELLO and QUIT run before authentication.
+        // Only AUTH, HELLO and QUIT run before authentication, and on the
+        // bus only the two steps of proving the cluster secret.
         let before_auth: Vec<_> = COMMANDS
             .iter()
             .filter(|c| c.is(Flags::NO_AUTH))
             .map(|c| c.name)
             .collect();
-        assert_eq!(before_auth, ["auth", "quit", "hello"]);
+        assert_eq!(
+            before_auth,
+            ["auth", "quit", "hello", "kc.hello", "kc.auth"]
+        );
     }
 }

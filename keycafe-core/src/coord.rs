@@ -7,8 +7,11 @@
 //! readable in a packet capture and easy to extend; the data plane (client
 //! commands, key migration) stays binary.
 //!
-//! The conversation: the node sends `register` first; the coordinator answers
-//! with the current `config` and from then on pushes every new configuration
+//! The conversation: the node says `hello` with a challenge; the coordinator
+//! answers it with a `challenge` of its own and its proof of the cluster
+//! secret; the node checks that proof and sends `register` with its own
+//! ([`crate::auth`]); the coordinator checks it and answers with the current
+//! `config` and from then on pushes every new configuration
 //! to every registered node. The node sends a `heartbeat` at least every
 //! second, and `migration_done` when it has moved all keys of a slot it was
 //! asked to give away. The coordinator answers each heartbeat of a primary
@@ -28,14 +31,19 @@ use crate::{Frame, Limits, Protocol, ProtocolError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NodeMessage {
-    /// Join (or rejoin after either side restarted).
+    /// Must be the first message: who the node says it is, and its
+    /// challenge to the coordinator (see [`crate::auth`]).
+    Hello { node: NodeId, nonce: String },
+    /// Join (or rejoin after either side restarted), once the coordinator
+    /// has proved itself.
     Register {
         node: NodeInfo,
         /// Epoch of the newest configuration the node holds (0 if none).
         epoch: u64,
-        /// The cluster secret, when the coordinator requires one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        secret: Option<String>,
+        /// The node's answer to the coordinator's challenge:
+        /// [`crate::auth::proof`] for [`crate::auth::Step::CoordinatorClient`]
+        /// over the coordinator's nonce, the node's nonce and the node's id.
+        proof: String,
         /// Client address (`host:port`) of the primary this node is
         /// configured to replicate (`replica_of` in its YAML). Without it the
         /// coordinator decides whether the node is a primary or a replica.
@@ -103,6 +111,10 @@ pub struct ReplicationReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CoordinatorMessage {
+    /// The answer to `hello`: the coordinator's own challenge, and its
+    /// proof ([`crate::auth::Step::Coordinator`]) over the node's nonce and
+    /// this one.
+    Challenge { nonce: String, proof: String },
     /// The current configuration. Adopt it if its epoch is newer.
     Config(ClusterConfig),
     /// The coordinator refuses the last message (bad secret, unknown node, ...).
@@ -164,7 +176,7 @@ mod tests {
                     replica_of: None,
                 },
                 epoch: 0,
-                secret: None,
+                proof: "ab".repeat(32),
                 primary: Some("127.0.0.1:9815".into()),
             },
             NodeMessage::Heartbeat(NodeReport {

@@ -27,6 +27,7 @@
 //!   the shutdown signal, tracing set-up, and configuration in layers.
 
 pub mod args;
+pub mod auth;
 pub mod cluster;
 pub mod codec;
 pub mod command;

@@ -47,8 +47,14 @@ pub struct Config {
     /// mode: it registers there and serves the slots it is given. Without
     /// it, the node is a standalone cluster of one that owns every slot.
     pub coordinator: Option<String>,
-    /// Shared secret for the cluster bus and the coordinator.
+    /// The cluster secret, shared by every node and the coordinator
+    /// (required in cluster mode; at least 16 characters). Members prove
+    /// they hold it, on the coordinator link and on every bus link, without
+    /// sending it.
     pub cluster_secret: Option<String>,
+    /// Most simultaneous cluster-bus connections (from other nodes), apart
+    /// from `maxclients`.
+    pub bus_maxclients: usize,
     /// A peer silent on the bus for this long is flagged `fail?`; a primary
     /// silent this long is given up on by its replica's link.
     pub node_timeout_ms: u64,
@@ -76,6 +82,7 @@ impl Default for Config {
             threads: 0,
             coordinator: None,
             cluster_secret: None,
+            bus_maxclients: 1024,
             node_timeout_ms: 5000,
             replica_of: None,
             repl_backlog_size: 32 * 1024 * 1024,
@@ -106,6 +113,19 @@ impl Config {
             self.repl_backlog_size >= 16 * 1024,
             "repl_backlog_size must be at least 16384 bytes"
         );
+        anyhow::ensure!(self.bus_maxclients > 0, "bus_maxclients must be at least 1");
+        if self.coordinator.is_some() {
+            // Without it anyone who can reach the bus port could read every
+            // key (as a replica) or push keys in.
+            let Some(secret) = self.cluster_secret.as_deref() else {
+                anyhow::bail!(
+                    "cluster mode needs the cluster secret shared with the coordinator \
+                     (`cluster_secret:` in the YAML, --cluster-secret, or {SECRET_VAR}); \
+                     generate one with: openssl rand -hex 32"
+                );
+            };
+            keycafe_core::auth::check_secret(secret).map_err(anyhow::Error::msg)?;
+        }
         anyhow::ensure!(
             self.replica_of.is_none() || self.coordinator.is_some(),
             "replica_of needs cluster mode (set coordinator)"
@@ -176,7 +196,8 @@ pub struct Flags {
     /// Coordinator address (`host:port`): run in cluster mode.
     #[arg(long)]
     pub coordinator: Option<String>,
-    /// Shared secret for the cluster bus and the coordinator.
+    /// The cluster secret (visible to `ps`; prefer the
+    /// KEYCAFE_CLUSTER_SECRET environment variable or the YAML file).
     #[arg(long)]
     pub cluster_secret: Option<String>,
     /// Join as a replica of the primary at this client address (`host:port`).
@@ -189,6 +210,10 @@ pub struct Flags {
     #[arg(long)]
     pub repl_backlog_size: Option<usize>,
 }
+
+/// The environment variable that may hold the cluster secret (below a
+/// flag, above the YAML file).
+pub const SECRET_VAR: &str = "KEYCAFE_CLUSTER_SECRET";
 
 impl Flags {
     /// The file (if any) with these flags applied on top.
@@ -203,7 +228,10 @@ impl Flags {
             set_if_given(&mut config.log_level, self.log_level);
             set_if_given(&mut config.threads, self.threads);
             set_if_given(&mut config.coordinator, self.coordinator.map(Some));
-            set_if_given(&mut config.cluster_secret, self.cluster_secret.map(Some));
+            let secret = self
+                .cluster_secret
+                .or_else(|| std::env::var(SECRET_VAR).ok());
+            set_if_given(&mut config.cluster_secret, secret.map(Some));
             set_if_given(&mut config.replica_of, self.replica_of.map(Some));
             set_if_given(&mut config.node_timeout_ms, self.node_timeout_ms);
             set_if_given(&mut config.repl_backlog_size, self.repl_backlog_size);
@@ -238,15 +266,33 @@ mod tests {
         assert!(Config::from_yaml_str("").is_ok());
         assert!(Config::from_yaml_str("replica_of: 127.0.0.1:9814\n").is_err());
         let replica = "coordinator: 127.0.0.1:9800\nreplica_of: 127.0.0.1:9814\n";
-        assert!(Config::from_yaml_str(replica).is_ok());
+        let secret = "cluster_secret: a long enough secret\n";
+        assert!(Config::from_yaml_str(&format!("{replica}{secret}")).is_ok());
         assert!(Config::from_yaml_str("coordinator: a:1\nreplica_of: nope\n").is_err());
+    }
+
+    #[test]
+    fn cluster_mode_needs_a_real_secret() {
+        let cluster = "coordinator: 127.0.0.1:9800\n";
+        let err = Config::from_yaml_str(cluster).unwrap_err().to_string();
+        assert!(err.contains("cluster secret"), "{err}");
+        let short = format!("{cluster}cluster_secret: short\n");
+        assert!(Config::from_yaml_str(&short).is_err());
+        // Standalone needs none.
+        assert!(Config::from_yaml_str("service_port: 7000\n").is_ok());
     }
 
     #[test]
     fn the_demo_configurations_load() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        // The files leave the secret out: the demo passes a fresh one in
+        // the environment.
+        let load = |name: &str| {
+            let yaml = std::fs::read_to_string(root.join(name)).unwrap();
+            Config::from_yaml_str(&format!("{yaml}\ncluster_secret: the demo's secret\n")).unwrap()
+        };
         for name in ["config.yaml", "config2.yaml", "config3.yaml"] {
-            let config = Config::from_yaml_file(&root.join(name)).unwrap();
+            let config = load(name);
             assert!(config.coordinator.is_some() && config.replica_of.is_none());
         }
         for (name, primary) in [
@@ -254,7 +300,7 @@ mod tests {
             ("config5.yaml", 9815),
             ("config6.yaml", 9816),
         ] {
-            let config = Config::from_yaml_file(&root.join(name)).unwrap();
+            let config = load(name);
             assert_eq!(config.replica_of, Some(format!("127.0.0.1:{primary}")));
         }
     }

@@ -28,6 +28,8 @@ use tracing::debug;
 use crate::cmd::{self, ConnState, Ctx, Outcome, Takeover, Task};
 use crate::state::Shared;
 
+/// A bus connection must have authenticated within this.
+const BUS_AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Read in chunks of at least this size.
 const READ_CHUNK: usize = 16 * 1024;
 /// Write out replies mid-batch once this much is pending, so that a pipeline
@@ -61,13 +63,13 @@ impl Connection {
         }
     }
 
-    /// A connection on the cluster bus port: only bus commands, and the
-    /// cluster secret (when set) as the AUTH password.
+    /// A connection on the cluster bus port: only bus commands, and only
+    /// once the peer has proved it holds the cluster secret (`KC.HELLO`,
+    /// `KC.AUTH`).
     pub fn for_bus(stream: TcpStream, shared: Arc<Shared>) -> Connection {
-        let secret = shared.cluster.as_ref().and_then(|c| c.secret.as_ref());
-        let mut connection = Connection::new(stream, shared.clone());
+        let mut connection = Connection::new(stream, shared);
         connection.state.bus = true;
-        connection.state.authenticated = secret.is_none();
+        connection.state.authenticated = false;
         connection
     }
 
@@ -227,7 +229,16 @@ impl Connection {
         if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
             self.input.reserve(READ_CHUNK);
         }
-        Ok(self.stream.read_buf(&mut self.input).await? > 0)
+        let read = self.stream.read_buf(&mut self.input);
+        if self.state.bus && !self.state.authenticated {
+            // A bus peer proves itself at once or is dropped, so strangers
+            // cannot sit on the bus's connection slots.
+            return match tokio::time::timeout(BUS_AUTH_TIMEOUT, read).await {
+                Ok(read) => Ok(read? > 0),
+                Err(_) => Ok(false),
+            };
+        }
+        Ok(read.await? > 0)
     }
 
     /// Completes the native hello. Returns false if the client went away or

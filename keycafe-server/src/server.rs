@@ -117,7 +117,8 @@ pub async fn run(
 enum Port {
     /// Clients: counted, and limited to `maxclients`.
     Client,
-    /// The cluster bus: other nodes, bus commands only.
+    /// The cluster bus: other nodes, bus commands only, after proving the
+    /// cluster secret; limited to `bus_maxclients`.
     Bus,
 }
 
@@ -158,19 +159,26 @@ async fn accept_loop(
                 stats.connected_clients.fetch_add(1, Ordering::Relaxed);
                 Connection::new(stream, shared.clone())
             }
-            Port::Bus => Connection::for_bus(stream, shared.clone()),
+            Port::Bus => {
+                let open = shared.stats.bus_connections.fetch_add(1, Ordering::Relaxed);
+                if open >= shared.config.bus_maxclients {
+                    shared.stats.bus_connections.fetch_sub(1, Ordering::Relaxed);
+                    debug!(%peer, "bus connection refused: bus_maxclients reached");
+                    continue;
+                }
+                Connection::for_bus(stream, shared.clone())
+            }
         };
         let (shared, stop) = (shared.clone(), stop.clone());
         tasks.spawn(async move {
             if let Err(err) = connection.run(stop).await {
                 debug!(%peer, %err, ?port, "connection ended with an error");
             }
-            if port == Port::Client {
-                shared
-                    .stats
-                    .connected_clients
-                    .fetch_sub(1, Ordering::Relaxed);
-            }
+            let open = match port {
+                Port::Client => &shared.stats.connected_clients,
+                Port::Bus => &shared.stats.bus_connections,
+            };
+            open.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }

@@ -35,6 +35,8 @@ pub struct Shared {
 #[derive(Default)]
 pub struct Stats {
     pub connected_clients: AtomicUsize,
+    /// Open cluster-bus connections (limited by `bus_maxclients`).
+    pub bus_connections: AtomicUsize,
     pub connections_received: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub commands_processed: AtomicU64,
@@ -51,7 +53,8 @@ impl Shared {
                 bus_addr: format!("{}:{}", config.bind, config.bus_port()),
                 replica_of: None,
             };
-            let secret = config.cluster_secret.clone();
+            // Validated: cluster mode always has one.
+            let secret = config.cluster_secret.clone().unwrap_or_default();
             Arc::new(ClusterState::new(me, coordinator.clone(), secret))
         });
         let log = Arc::new(ReplicationLog::new(config.repl_backlog_size));

@@ -50,9 +50,13 @@ pub fn cluster_config(coordinator: &str) -> Config {
     Config {
         coordinator: Some(coordinator.to_string()),
         cluster_port: Some(0),
+        cluster_secret: Some(TEST_CLUSTER_SECRET.to_string()),
         ..Config::default()
     }
 }
+
+/// The cluster secret of [`cluster_config`].
+pub const TEST_CLUSTER_SECRET: &str = "a cluster secret for tests";
 
 /// A node running on the test's tokio runtime, on a loopback port.
 ///

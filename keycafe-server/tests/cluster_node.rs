@@ -7,11 +7,12 @@ use std::collections::HashMap;
 
 use common::RawClient;
 use common::cluster::{FakeCoordinator, config, eventually, range};
+use keycafe_core::auth::{self, Step};
 use keycafe_core::cluster::Migration;
 use keycafe_core::coord::NodeMessage;
 use keycafe_core::{Frame, key_slot};
 use keycafe_server::Config;
-use keycafe_server::test_util::{TestServer, cluster_config};
+use keycafe_server::test_util::{TEST_CLUSTER_SECRET, TestServer, cluster_config};
 use redis::AsyncCommands;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +197,7 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
         .port();
     let server = TestServer::start(Config {
         cluster_port: Some(bus_port),
-        cluster_secret: Some("bus-secret".into()),
+        requirepass: Some("the client password".into()),
         ..cluster_config(&coordinator.addr)
     })
     .await;
@@ -220,25 +221,77 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
         b"-1",
     ];
 
-    // A stranger on the bus: refused until it presents the secret.
+    // A stranger on the bus: every bus command is refused, the client
+    // password is no key to it, and a wrong proof is refused too.
     let mut stranger = RawClient::native(bus).await;
-    assert_eq!(
-        stranger.call(&import).await,
-        common::error("NOAUTH Authentication required.")
+    let noauth = common::error("NOAUTH Authentication required.");
+    let psync = [&b"KC.PSYNC"[..], b"me", b"?", b"-1", b"127.0.0.1:1"];
+    for command in [
+        &import[..],
+        &[b"KC.CONFIG"],
+        &psync,
+        &[b"KC.FAILOVER.PAUSE", b"60000"],
+    ] {
+        assert_eq!(stranger.call(command).await, noauth);
+    }
+    assert!(matches!(
+        stranger.cmd("AUTH the client password").await,
+        Frame::Error(_)
+    ));
+    let nonce = auth::nonce().unwrap();
+    let hello = stranger
+        .call(&[b"KC.HELLO", b"stranger", nonce.as_bytes()])
+        .await;
+    assert!(
+        matches!(hello, Frame::Array(ref items) if items.len() == 2),
+        "{hello:?}"
     );
-    assert_eq!(
-        stranger.cmd("AUTH wrong").await,
-        common::error("WRONGPASS invalid username-password pair or user is disabled.")
+    let forged = auth::proof(
+        b"a guess at the secret",
+        Step::BusClient,
+        "x",
+        &nonce,
+        "stranger",
     );
+    assert!(matches!(
+        stranger.call(&[b"KC.AUTH", forged.as_bytes()]).await,
+        Frame::Error(e) if e.starts_with(b"WRONGPASS")
+    ));
+    assert_eq!(stranger.call(&import).await, noauth);
     let mut client = RawClient::resp(server.addr()).await;
+    assert_eq!(
+        client.cmd("AUTH the client password").await,
+        common::simple("OK")
+    );
     eventually("the node serves", async || {
         client.cmd("GET k").await == Frame::Null
     })
     .await;
 
-    // A node that knows the secret may import; client commands stay off the bus.
+    // A node that proves the secret may import; client commands stay off
+    // the bus.
     let mut peer = RawClient::native(bus).await;
-    assert_eq!(peer.cmd("AUTH bus-secret").await, common::simple("OK"));
+    let ours = auth::nonce().unwrap();
+    let Frame::Array(answer) = peer.call(&[b"KC.HELLO", b"member", ours.as_bytes()]).await else {
+        panic!("KC.HELLO answers an array");
+    };
+    let [Frame::Bulk(theirs), Frame::Bulk(proof)] = &answer[..] else {
+        panic!("KC.HELLO answers a nonce and a proof: {answer:?}");
+    };
+    let (theirs, proof) = (
+        std::str::from_utf8(theirs).unwrap(),
+        std::str::from_utf8(proof).unwrap(),
+    );
+    let secret = TEST_CLUSTER_SECRET.as_bytes();
+    assert!(
+        auth::verify(secret, Step::BusServer, &ours, theirs, "", proof),
+        "the node proves itself"
+    );
+    let mine = auth::proof(secret, Step::BusClient, theirs, &ours, "member");
+    assert_eq!(
+        peer.call(&[b"KC.AUTH", mine.as_bytes()]).await,
+        common::simple("OK")
+    );
     assert_eq!(peer.call(&import).await, Frame::Integer(1));
     assert!(
         matches!(peer.cmd("GET k").await, Frame::Error(e) if e.starts_with(b"ERR unknown command"))

@@ -435,7 +435,7 @@ mod tests {
         let message = NodeMessage::Register {
             node,
             epoch: 0,
-            secret: None,
+            proof: String::new(),
             primary,
         };
         let now = Instant::now();

@@ -42,7 +42,9 @@
 //!
 //! # Other ways in
 //!
-//! - **Manual** (`failover` from a replica, as Redis's `CLUSTER FAILOVER`):
+//! - **Manual** (`failover` from a replica, as Redis's `CLUSTER FAILOVER`,
+//!   honoured only from a replica whose latest heartbeat says it is synced
+//!   and following that primary, on its own authenticated connection):
 //!   the replica and its primary have handed over (the primary stopped
 //!   writing, the replica caught up), so `P`'s health does not matter. Its
 //!   lease does: `P`'s pause may end before it hears of the promotion (and
@@ -137,6 +139,21 @@ impl Coordinator {
             decline(
                 conn,
                 &format!("failover refused: {node} is not a replica of {primary}"),
+                effects,
+            );
+            return;
+        }
+        // Only a replica with a whole copy of the primary's data may take
+        // its slots: one that is still copying (or follows someone else)
+        // would lose what it lacks.
+        let synced = self
+            .replication(node)
+            .is_some_and(|r| r.synced && r.following.as_deref() == Some(primary));
+        if !synced {
+            warn!(%node, %primary, "failover refused: the replica has not reported a complete copy");
+            decline(
+                conn,
+                &format!("failover refused: {node} has not reported a complete copy of {primary}"),
                 effects,
             );
             return;

@@ -79,8 +79,6 @@ pub type ConnId = u64;
 /// What the state machine is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// The secret nodes must present in `register`, if any.
-    pub secret: Option<String>,
     /// Silence after which a node is failing (and a primary may be failed
     /// over).
     pub node_timeout: Duration,
@@ -110,7 +108,6 @@ impl Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            secret: None,
             node_timeout: Duration::from_secs(5),
             max_migrations: 1024,
             replicas: 0,
@@ -301,14 +298,13 @@ impl Coordinator {
         if let NodeMessage::Register {
             node,
             epoch,
-            secret,
             primary,
+            ..
         } = message
         {
             let registration = Registration {
                 node,
                 epoch,
-                secret,
                 primary,
             };
             self.register(conn, registration, now, effects);
@@ -320,6 +316,8 @@ impl Coordinator {
         };
         match message {
             NodeMessage::Register { .. } => unreachable!("handled above"),
+            // The connection task answers hello itself, before registering.
+            NodeMessage::Hello { .. } => refuse(conn, "hello comes first, once", effects),
             NodeMessage::Heartbeat(report) => self.heartbeat(conn, &node, report, now, effects),
             NodeMessage::MigrationDone { slot, to } => {
                 let migration = Migration {
@@ -387,16 +385,9 @@ impl Coordinator {
             },
         });
         if reported > self.config.epoch {
-            self.overtake_epoch(node, reported);
-            self.commit(effects);
+            // Only the coordinator makes epochs (see `register`).
+            warn!(%node, reported, ours = self.config.epoch, "a node reports a newer epoch than ours; ignored");
         }
-    }
-
-    /// A node holds a newer epoch than ours (our data directory was lost or
-    /// replaced): jump past it, or the node would ignore everything we send.
-    fn overtake_epoch(&mut self, node: &str, reported: u64) {
-        warn!(%node, reported, ours = self.config.epoch, "a node holds a newer epoch; moving past it");
-        self.config.epoch = reported;
     }
 
     /// Makes the changed configuration official: a new epoch, persisted,

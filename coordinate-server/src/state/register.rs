@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use keycafe_core::cluster::{ClusterConfig, NodeInfo};
 use keycafe_core::coord::CoordinatorMessage;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::events::{ClusterEvent, FailoverReason};
 use super::failover::hand_over;
@@ -41,7 +41,6 @@ const MAX_ADDR_LEN: usize = 255;
 pub(super) struct Registration {
     pub node: NodeInfo,
     pub epoch: u64,
-    pub secret: Option<String>,
     /// Client address of the primary the node is configured to replicate.
     pub primary: Option<String>,
 }
@@ -54,19 +53,13 @@ impl Coordinator {
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
+        // The connection task has checked the node's proof of the cluster
+        // secret before this message got here.
         let Registration {
             node,
             epoch,
-            secret,
             primary,
         } = registration;
-        if let Some(expected) = &self.settings.secret
-            && !secret.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
-        {
-            warn!(conn, node = %node.id, "registration with a wrong or missing secret refused");
-            refuse(conn, "wrong or missing cluster secret", effects);
-            return;
-        }
         if let Err(reason) = check_node(&node) {
             warn!(conn, %reason, "invalid registration refused");
             refuse(conn, &reason, effects);
@@ -83,7 +76,40 @@ impl Coordinator {
             return;
         }
 
-        let mut changed = match self.admit(&node, primary.as_deref(), now) {
+        // Epochs come from the coordinator alone. A node that holds a newer
+        // one than ours saw a configuration this coordinator never made (its
+        // data directory was lost or belongs to another cluster): refuse it
+        // rather than jump, so that no node can move the epoch (to its
+        // maximum, say, after which nothing could ever supersede it).
+        if epoch > self.config.epoch {
+            let reason = format!(
+                "this node holds epoch {epoch}, newer than the coordinator's {}: the \
+                 coordinator's data directory is not this cluster's; restore it, or restart \
+                 the node with no state",
+                self.config.epoch
+            );
+            error!(conn, node = %node.id, "{reason}");
+            refuse(conn, &reason, effects);
+            return;
+        }
+        // A node that is connected and heard from keeps its addresses: a
+        // second process claiming its id from elsewhere is refused (the same
+        // addresses are the same node reconnecting).
+        if let Some(known) = self.config.node(&node.id)
+            && (known.client_addr != node.client_addr || known.bus_addr != node.bus_addr)
+            && self.has_session(&node.id)
+            && self.is_healthy(&node.id, now)
+        {
+            let reason = format!(
+                "node {} is connected from {}; refusing the same id from {}",
+                node.id, known.client_addr, node.client_addr
+            );
+            warn!(conn, "{reason}");
+            refuse(conn, &reason, effects);
+            return;
+        }
+
+        let changed = match self.admit(&node, primary.as_deref(), now) {
             Ok(changed) => changed,
             Err(reason) => {
                 warn!(conn, node = %node.id, %reason, "registration refused");
@@ -113,10 +139,6 @@ impl Coordinator {
         });
         health.last_seen = now;
 
-        if epoch > self.config.epoch {
-            self.overtake_epoch(&node.id, epoch);
-            changed = true;
-        }
         self.replan |= changed;
         if changed {
             self.commit(effects);
@@ -260,14 +282,6 @@ fn check_node(node: &NodeInfo) -> Result<(), String> {
         return Err("client_addr and bus_addr must differ".to_string());
     }
     Ok(())
-}
-
-/// Compares secrets without revealing through timing how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `config` with `node` in place of the node at `index`: in the node list,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use coordinate_server::Config;
 use coordinate_server::state::view::ClusterView;
+use keycafe_core::auth::{self, Step};
 use keycafe_core::cluster::{ClusterConfig, NodeInfo};
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport, ReplicationReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,6 +23,8 @@ use tokio::task::JoinHandle;
 /// Upper bound on anything a test waits for: far above what any step takes
 /// (well under a second), so that a loaded CI machine does not fail tests.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+/// The cluster secret of every coordinator these tests start.
+pub const SECRET: &str = "the coordinator tests' cluster secret";
 
 /// A coordinator running in this process.
 pub struct Coordinator {
@@ -41,6 +44,7 @@ impl Coordinator {
         let mut config = Config {
             data_dir: data_dir.to_path_buf(),
             log_level: "debug".into(),
+            secret: Some(SECRET.into()),
             ..Config::default()
         };
         tweak(&mut config);
@@ -134,6 +138,54 @@ impl Link {
         }
     }
 
+    /// `hello` and the coordinator's `challenge`: the proof to put in
+    /// `register`, made with `secret`, or the coordinator's error. Panics
+    /// if the coordinator's own proof is wrong.
+    pub async fn hello(&mut self, node: &str, secret: &str) -> Result<String, String> {
+        let ours = auth::nonce().unwrap();
+        let hello = NodeMessage::Hello {
+            node: node.to_string(),
+            nonce: ours.clone(),
+        };
+        self.send(&hello).await;
+        match self.recv().await {
+            Some(CoordinatorMessage::Challenge { nonce, proof }) => {
+                assert!(
+                    auth::verify(
+                        SECRET.as_bytes(),
+                        Step::Coordinator,
+                        &ours,
+                        &nonce,
+                        "",
+                        &proof
+                    ),
+                    "the coordinator's proof"
+                );
+                Ok(auth::proof(
+                    secret.as_bytes(),
+                    Step::CoordinatorClient,
+                    &nonce,
+                    &ours,
+                    node,
+                ))
+            }
+            Some(CoordinatorMessage::Error { message }) => Err(message),
+            other => panic!("expected a challenge, got {other:?}"),
+        }
+    }
+
+    /// `hello` and `register` with the right proof.
+    pub async fn register(&mut self, node: NodeInfo, epoch: u64, primary: Option<String>) {
+        let proof = self.hello(&node.id, SECRET).await.expect("a challenge");
+        let register = NodeMessage::Register {
+            node,
+            epoch,
+            proof,
+            primary,
+        };
+        self.send(&register).await;
+    }
+
     pub async fn send(&mut self, message: &NodeMessage) {
         self.try_send(message).await.expect("the coordinator reads");
     }
@@ -193,39 +245,27 @@ pub struct FakeNode {
 }
 
 impl FakeNode {
-    pub async fn start(addr: SocketAddr, info: NodeInfo, secret: Option<&str>) -> FakeNode {
-        Self::start_with_epoch(addr, info, secret, 0).await
+    pub async fn start(addr: SocketAddr, info: NodeInfo) -> FakeNode {
+        Self::start_with_epoch(addr, info, 0).await
     }
 
-    pub async fn start_with_epoch(
-        addr: SocketAddr,
-        info: NodeInfo,
-        secret: Option<&str>,
-        epoch: u64,
-    ) -> FakeNode {
-        Self::start_registering(addr, info, secret, epoch, None).await
+    pub async fn start_with_epoch(addr: SocketAddr, info: NodeInfo, epoch: u64) -> FakeNode {
+        Self::start_registering(addr, info, epoch, None).await
     }
 
     /// A node configured to replicate the node at client address `primary`.
     pub async fn start_replica(addr: SocketAddr, info: NodeInfo, primary: &str) -> FakeNode {
-        Self::start_registering(addr, info, None, 0, Some(primary.to_string())).await
+        Self::start_registering(addr, info, 0, Some(primary.to_string())).await
     }
 
     async fn start_registering(
         addr: SocketAddr,
         info: NodeInfo,
-        secret: Option<&str>,
         epoch: u64,
         primary: Option<String>,
     ) -> FakeNode {
         let mut link = Link::connect(addr).await;
-        let register = NodeMessage::Register {
-            node: info.clone(),
-            epoch,
-            secret: secret.map(str::to_string),
-            primary,
-        };
-        link.send(&register).await;
+        link.register(info.clone(), epoch, primary).await;
         let (seen_tx, seen) = watch::channel(Seen::default());
         // `None` asks the task to answer for the migrations it already holds.
         let (commands, mut command_rx) = mpsc::unbounded_channel::<Option<NodeMessage>>();
@@ -273,6 +313,9 @@ impl FakeNode {
                             }
                             Some(CoordinatorMessage::Error { message }) => {
                                 seen_tx.send_modify(|s| s.errors.push(message));
+                            }
+                            Some(CoordinatorMessage::Challenge { .. }) => {
+                                seen_tx.send_modify(|s| s.errors.push("a second challenge".into()));
                             }
                             Some(CoordinatorMessage::Lease { seq, ms }) => {
                                 seen_tx.send_modify(|s| s.leases.push((seq, ms)));

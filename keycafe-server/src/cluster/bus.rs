@@ -2,10 +2,13 @@
 //!
 //! The bus speaks the native protocol, with commands of its own that the
 //! client port does not accept: `KC.PING` (gossip), `KC.CONFIG` (fetch the
-//! sender's configuration) and `KC.IMPORT` (receive migrated keys). When a
-//! cluster secret is set, a bus connection must `AUTH` with it first, so a
-//! stranger cannot push keys into a node. `docs/protocol.md` ("Cluster bus")
-//! specifies the commands.
+//! sender's configuration) and `KC.IMPORT` (receive migrated keys). A bus
+//! connection opens with a mutual challenge-response on the cluster secret
+//! (`KC.HELLO`, `KC.AUTH`; see `keycafe_core::auth`): the dialling node
+//! checks the peer's proof before it sends anything else, and the peer
+//! serves nothing before the dialler has proved itself. So a stranger can
+//! neither read, push nor forge anything on the bus, nor pose as a peer.
+//! `docs/protocol.md` ("Cluster bus") specifies the commands.
 //!
 //! Gossip: every second each node pings every peer with its id, epoch and slot
 //! bitmap. A peer that stops answering is flagged `fail?` in CLUSTER NODES; a
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use keycafe_core::auth::{self, Step};
 use keycafe_core::cluster::{ClusterConfig, NodeId, NodeInfo};
 use keycafe_core::handshake::Handshake;
 use keycafe_core::{Frame, Limits, Protocol};
@@ -40,8 +44,9 @@ pub struct BusClient {
 }
 
 impl BusClient {
-    /// Connects, says hello and authenticates with the cluster secret.
-    pub async fn connect(addr: &str, secret: Option<&str>) -> anyhow::Result<BusClient> {
+    /// Connects, says hello, and proves the cluster secret both ways: the
+    /// peer's proof is checked before anything else is sent.
+    pub async fn connect(addr: &str, cluster: &ClusterState) -> anyhow::Result<BusClient> {
         let connect = TcpStream::connect(addr);
         let stream = tokio::time::timeout(CALL_TIMEOUT, connect).await??;
         stream.set_nodelay(true)?;
@@ -49,19 +54,53 @@ impl BusClient {
             stream,
             buf: BytesMut::new(),
         };
-        // AUTH, when there is a secret, goes right behind the hello.
-        let auth = secret.map(|secret| (None, secret.as_bytes()));
-        let mut handshake = Handshake::new(auth);
+        let mut handshake = Handshake::new(None);
         let mut out = BytesMut::new();
         handshake.encode(&mut out);
+        let ours = auth::nonce()?;
+        let me = cluster.me.id.as_str();
+        Protocol::Native.encode_request(&["KC.HELLO", me, &ours], &mut out);
         client.stream.write_all(&out).await?;
         loop {
             match handshake.poll(&mut client.buf, &Limits::DEFAULT) {
-                Ok(Some(())) => return Ok(client),
+                Ok(Some(())) => break,
                 Ok(None) => client.read_more().await?,
                 // A refusal shows as the peer's own reason.
                 Err(err) => anyhow::bail!("handshake with bus peer at {addr} failed: {err}"),
             }
+        }
+        let answer = client.read_reply().await?;
+        let secret = cluster.secret.as_bytes();
+        let (theirs, proof) = match &answer {
+            Frame::Array(items) => match &items[..] {
+                [Frame::Bulk(theirs), Frame::Bulk(proof)] => (
+                    String::from_utf8_lossy(theirs).into_owned(),
+                    String::from_utf8_lossy(proof).into_owned(),
+                ),
+                _ => anyhow::bail!("bus peer at {addr} answered KC.HELLO with {answer:?}"),
+            },
+            _ => anyhow::bail!("bus peer at {addr} answered KC.HELLO with {answer:?}"),
+        };
+        if !auth::is_nonce(&theirs)
+            || !auth::verify(secret, Step::BusServer, &ours, &theirs, "", &proof)
+        {
+            anyhow::bail!("bus peer at {addr} does not hold this cluster's secret");
+        }
+        let proof = auth::proof(secret, Step::BusClient, &theirs, &ours, me);
+        client.call(&["KC.AUTH", proof.as_str()]).await?;
+        Ok(client)
+    }
+
+    /// The next reply, error replies included.
+    async fn read_reply(&mut self) -> anyhow::Result<Frame> {
+        loop {
+            if let Some(frame) = Protocol::Native.decode_frame(&mut self.buf, &Limits::DEFAULT)? {
+                if let Frame::Error(text) = &frame {
+                    anyhow::bail!("{}", String::from_utf8_lossy(text));
+                }
+                return Ok(frame);
+            }
+            self.read_more().await?;
         }
     }
 
@@ -70,16 +109,7 @@ impl BusClient {
         let mut out = BytesMut::new();
         Protocol::Native.encode_request(args, &mut out);
         self.stream.write_all(&out).await?;
-        let limits = Limits::DEFAULT;
-        loop {
-            if let Some(frame) = Protocol::Native.decode_frame(&mut self.buf, &limits)? {
-                if let Frame::Error(text) = &frame {
-                    anyhow::bail!("{}", String::from_utf8_lossy(text));
-                }
-                return Ok(frame);
-            }
-            self.read_more().await?;
-        }
+        self.read_reply().await
     }
 
     /// The socket and whatever has been read but not yet decoded: for a
@@ -202,7 +232,7 @@ async fn ping_peer(
 ) -> anyhow::Result<(BusClient, (u64, usize))> {
     let mut link = match link {
         Some(link) => link,
-        None => BusClient::connect(&peer.bus_addr, cluster.secret.as_deref()).await?,
+        None => BusClient::connect(&peer.bus_addr, cluster).await?,
     };
     let answer = link.call(ping).await?;
     let pong = parse_pong(answer).ok_or_else(|| anyhow::anyhow!("malformed pong"))?;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use keycafe_core::auth::{self, Step};
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -93,11 +94,13 @@ async fn session(
         .await
         .map_err(|_| anyhow::anyhow!("no answer to connect within {CONNECT_TIMEOUT:?}"))??;
     stream.set_nodelay(true)?;
+    let mut input = BytesMut::with_capacity(64 * 1024);
+    let proof = prove(cluster, &mut stream, &mut input).await?;
     let mut out = BytesMut::new();
     let register = NodeMessage::Register {
         node: cluster.me.clone(),
         epoch: cluster.epoch(),
-        secret: cluster.secret.clone(),
+        proof,
         primary: node.primary.clone(),
     };
     coord::encode_message(&register, &mut out);
@@ -108,7 +111,6 @@ async fn session(
     out.clear();
     info!(coordinator = %cluster.coordinator, "registered with the coordinator");
 
-    let mut input = BytesMut::with_capacity(64 * 1024);
     let mut changed = cluster.subscribe();
     let mut link_changes = node.link_changes.clone();
     link_changes.mark_unchanged();
@@ -133,6 +135,9 @@ async fn session(
                             if let Some(until) = renewals.granted(seq, ms) {
                                 cluster.lease.extend(until);
                             }
+                        }
+                        CoordinatorMessage::Challenge { .. } => {
+                            anyhow::bail!("the coordinator sent a second challenge");
                         }
                         // A refusal (a bad secret, a leave the coordinator
                         // will not allow) is logged; if the coordinator also
@@ -173,6 +178,55 @@ async fn session(
                 .map_err(|_| anyhow::anyhow!("the coordinator stopped reading"))??;
             out.clear();
         }
+    }
+}
+
+/// The first half of the conversation: `hello` with our challenge, and the
+/// coordinator's `challenge`, whose proof must show that it holds the
+/// cluster secret (a stranger listening on the coordinator's address must
+/// not be able to hand us a configuration). Returns our proof, for
+/// `register`.
+async fn prove(
+    cluster: &ClusterState,
+    stream: &mut TcpStream,
+    input: &mut BytesMut,
+) -> anyhow::Result<String> {
+    let ours = auth::nonce()?;
+    let mut out = BytesMut::new();
+    let hello = NodeMessage::Hello {
+        node: cluster.me.id.clone(),
+        nonce: ours.clone(),
+    };
+    coord::encode_message(&hello, &mut out);
+    stream.write_all(&out).await?;
+    let answer = loop {
+        if let Some(message) = coord::decode_message::<CoordinatorMessage>(input)? {
+            break message;
+        }
+        let read = tokio::time::timeout(CONNECT_TIMEOUT * 5, stream.read_buf(input));
+        anyhow::ensure!(read.await?? > 0, "the coordinator closed the connection");
+    };
+    let secret = cluster.secret.as_bytes();
+    match answer {
+        CoordinatorMessage::Challenge { nonce, proof }
+            if auth::is_nonce(&nonce)
+                && auth::verify(secret, Step::Coordinator, &ours, &nonce, "", &proof) =>
+        {
+            Ok(auth::proof(
+                secret,
+                Step::CoordinatorClient,
+                &nonce,
+                &ours,
+                &cluster.me.id,
+            ))
+        }
+        CoordinatorMessage::Error { message } => {
+            anyhow::bail!("the coordinator refused: {message}")
+        }
+        _ => anyhow::bail!(
+            "the coordinator at {} does not hold this cluster's secret",
+            cluster.coordinator
+        ),
     }
 }
 

@@ -126,8 +126,7 @@ async fn carry_out(
                 cluster.tell_coordinator(NodeMessage::MigrationDone { slot, to });
             }
             Effect::Connect(target) => {
-                let secret = cluster.secret.as_deref();
-                answer = Some(match BusClient::connect(&target.bus_addr, secret).await {
+                answer = Some(match BusClient::connect(&target.bus_addr, cluster).await {
                     Ok(link) => {
                         links.insert(target.id.clone(), link);
                         Event::LinkUp(target.id)

@@ -40,8 +40,9 @@ pub struct ClusterState {
     pub me: NodeInfo,
     /// Where the coordinator listens.
     pub coordinator: String,
-    /// Shared secret for the bus and the coordinator, if any.
-    pub secret: Option<String>,
+    /// The cluster secret, which members prove they hold (see
+    /// `keycafe_core::auth`).
+    pub secret: String,
     view: ArcSwap<ClusterView>,
     /// Serialises adoptions (from the coordinator and from gossip), so that
     /// two racing updates cannot both build on the same old view.
@@ -60,7 +61,7 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    pub fn new(me: NodeInfo, coordinator: String, secret: Option<String>) -> ClusterState {
+    pub fn new(me: NodeInfo, coordinator: String, secret: String) -> ClusterState {
         let (outbox, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
         ClusterState {
             me,
@@ -154,7 +155,7 @@ mod tests {
 
     #[test]
     fn only_a_newer_configuration_is_adopted_and_announced() {
-        let cluster = ClusterState::new(me(), "127.0.0.1:3".into(), None);
+        let cluster = ClusterState::new(me(), "127.0.0.1:3".into(), "a test cluster secret".into());
         let mut changed = cluster.subscribe();
         assert!(cluster.adopt(config(3)));
         assert!(changed.has_changed().unwrap());

@@ -70,6 +70,9 @@ pub struct ConnState {
     pub readonly: bool,
     /// A cluster-bus connection from another node (bus commands only).
     pub bus: bool,
+    /// On the bus: the challenge this node answered with `KC.HELLO`,
+    /// awaiting the peer's `KC.AUTH`.
+    pub bus_challenge: Option<Box<bus::Challenge>>,
     /// Set by `CLIENT FENCED-READS ON`: reads, like writes, are served only
     /// while this primary's lease holds, so they never see a deposed
     /// primary's stale data.
@@ -93,6 +96,7 @@ impl Default for ConnState {
             asking: false,
             readonly: false,
             bus: false,
+            bus_challenge: None,
             fenced_reads: false,
             under_lease: false,
             commands: 0,
@@ -231,6 +235,8 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("readonly", Replies(cluster::readonly)),
     ("readwrite", Replies(cluster::readwrite)),
     // Cluster bus only.
+    ("kc.hello", Replies(bus::hello)),
+    ("kc.auth", Replies(bus::auth)),
     ("kc.ping", Replies(bus::ping)),
     ("kc.config", Replies(bus::config)),
     ("kc.import", Replies(bus::import)),

@@ -216,7 +216,12 @@ pub fn failover_pause(
     let mut cursor = ArgCursor::new(args);
     let ms = cursor.next_int()?;
     cursor.finish()?;
-    let ms = u64::try_from(ms).map_err(|_| CmdError::Syntax)?.min(60_000);
+    // No longer than a failover may take: even a member cannot stop a
+    // primary's writes for longer.
+    let longest = crate::replication::handover::PAUSE.as_millis() as u64;
+    let ms = u64::try_from(ms)
+        .map_err(|_| CmdError::Syntax)?
+        .min(longest);
     let shared = ctx.shared.clone();
     Ok(Outcome::Block(Box::pin(async move {
         let replication = &shared.replication;

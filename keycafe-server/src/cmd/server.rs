@@ -46,15 +46,9 @@ pub fn auth(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
 
 /// Authenticates the connection, or explains why not.
 fn check_password(ctx: &mut Ctx<'_>, user: Option<&[u8]>, password: &[u8]) -> CmdResult {
-    // Other nodes authenticate on the bus with the cluster secret.
-    let expected = if ctx.conn.bus {
-        ctx.shared
-            .cluster
-            .as_ref()
-            .and_then(|c| c.secret.as_deref())
-    } else {
-        ctx.shared.config.requirepass.as_deref()
-    };
+    // (Other nodes prove the cluster secret on the bus with KC.HELLO and
+    // KC.AUTH; AUTH is for the client port.)
+    let expected = ctx.shared.config.requirepass.as_deref();
     let Some(expected) = expected else {
         return Err(CmdError::Other(
             "ERR AUTH <password> called without any password configured for the default user. \

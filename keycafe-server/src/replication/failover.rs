@@ -128,9 +128,7 @@ async fn pause_primary(
 ) -> anyhow::Result<u64> {
     let link = match link {
         Some(link) => link,
-        None => {
-            link.insert(BusClient::connect(&primary.bus_addr, cluster.secret.as_deref()).await?)
-        }
+        None => link.insert(BusClient::connect(&primary.bus_addr, cluster).await?),
     };
     let ms = pause.as_millis().to_string();
     let answer = link

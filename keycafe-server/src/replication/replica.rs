@@ -303,9 +303,9 @@ impl Shell<'_> {
         let log = &replication.log;
         match effect {
             Effect::Connect { bus_addr } => {
-                let secret = self.cluster.secret.clone();
+                let cluster = self.node.cluster.clone();
                 self.wire = Wire::Connecting(Box::pin(async move {
-                    BusClient::connect(&bus_addr, secret.as_deref()).await
+                    BusClient::connect(&bus_addr, &cluster).await
                 }));
             }
             Effect::SendPsync { replid, offset } => {

@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use keycafe_core::auth::{self, Step};
 use keycafe_core::cluster::{ClusterConfig, Migration, NodeInfo, SlotRange};
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage};
+use keycafe_server::test_util::TEST_CLUSTER_SECRET;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -56,6 +58,17 @@ impl FakeCoordinator {
                         while let Ok(Some(message)) = coord::decode_message::<NodeMessage>(&mut buf)
                         {
                             match message {
+                                // It proves the cluster secret, as the real
+                                // one does; nodes refuse it otherwise.
+                                NodeMessage::Hello { nonce: theirs, .. } => {
+                                    let secret = TEST_CLUSTER_SECRET.as_bytes();
+                                    let ours = auth::nonce().unwrap();
+                                    let proof =
+                                        auth::proof(secret, Step::Coordinator, &theirs, &ours, "");
+                                    let challenge =
+                                        CoordinatorMessage::Challenge { nonce: ours, proof };
+                                    send(&link, &challenge).await;
+                                }
                                 NodeMessage::Register { node, .. } => {
                                     me = node.id.clone();
                                     let _ = registered_tx.send(node);

@@ -306,6 +306,8 @@ fn migrations_follow_the_promoted_nodes() {
             .iter()
             .all(|m| m.from == node(1).id && m.to == node(2).id)
     );
+    h.report(4, replica_report(1, 0, true, true));
+    h.report(3, replica_report(2, 0, true, true));
     // Node 1 reports one slot moved; then both ends fail over before the
     // tick that would apply it.
     let first = planned[0].clone();
@@ -397,4 +399,26 @@ fn a_manual_failover_whose_replica_leaves_is_dropped_and_leases_resume() {
     assert_eq!(h.primary_of(1), None, "node 1 is still the primary");
     h.report(1, primary_report(500));
     assert_eq!(h.leases_of(1), leases + 1, "the request is gone");
+}
+
+#[test]
+fn a_manual_failover_needs_a_replica_with_a_complete_copy() {
+    let mut h = primary_with_two_replicas();
+    let epoch = h.config().epoch;
+    h.report(3, replica_report(1, 400, true, false));
+    let effects = h.send(
+        3,
+        NodeMessage::Failover {
+            primary: node(1).id,
+        },
+    );
+    assert!(matches!(
+        &effects[..],
+        [Effect::Send { message: CoordinatorMessage::Error { message }, .. }]
+            if message.contains("complete copy")
+    ));
+    h.advance(Duration::from_secs(4));
+    h.tick();
+    assert_eq!(h.config().epoch, epoch, "nothing promoted");
+    assert_eq!(h.primary_of(3), Some(1));
 }

@@ -35,40 +35,9 @@ fn a_second_connection_for_a_node_replaces_the_first() {
 }
 
 #[test]
-fn secrets_and_garbage_registrations_are_refused_and_closed() {
-    let settings = Settings {
-        secret: Some("s3cret".into()),
-        ..Settings::default()
-    };
-    let mut h = Harness::new(settings);
-    for (conn, secret) in [
-        (1, None),
-        (2, Some("wrong".to_string())),
-        (3, Some("s3cre".to_string())),
-    ] {
-        h.send(
-            conn,
-            NodeMessage::Register {
-                node: node(1),
-                epoch: 0,
-                secret,
-                primary: None,
-            },
-        );
-    }
-    assert_eq!(h.closed, vec![1, 2, 3]);
-    assert!(h.config().nodes.is_empty());
-    h.send(
-        4,
-        NodeMessage::Register {
-            node: node(1),
-            epoch: 0,
-            secret: Some("s3cret".into()),
-            primary: None,
-        },
-    );
-    assert_eq!(h.config().nodes.len(), 1);
-
+fn garbage_registrations_are_refused_and_closed() {
+    // (Proofs of the cluster secret are checked by the connection task,
+    // before a registration reaches the state machine: tests/refusals.rs.)
     let mut h = Harness::new(Settings::default());
     let bad = [
         NodeInfo {
@@ -176,26 +145,56 @@ fn a_leave_during_a_rebalance_is_persisted_and_planned_after_it() {
 }
 
 #[test]
-fn a_node_with_a_newer_epoch_makes_the_coordinator_jump_past_it() {
+fn no_node_can_move_the_epoch() {
     let mut h = Harness::new(Settings::default());
-    h.send(
-        1,
-        NodeMessage::Register {
-            node: node(1),
-            epoch: 41,
-            secret: None,
-            primary: None,
-        },
-    );
-    assert_eq!(h.config().epoch, 42);
+    h.register(1, node(1));
+    let epoch = h.config().epoch;
+    // A registration from a node holding a newer epoch than ours is refused
+    // (its configuration is not this coordinator's), whatever the number.
+    for (conn, reported) in [(2, epoch + 1), (3, u64::MAX)] {
+        h.send(
+            conn,
+            NodeMessage::Register {
+                node: node(2),
+                epoch: reported,
+                proof: String::new(),
+                primary: None,
+            },
+        );
+        assert!(h.closed.contains(&conn));
+    }
+    // A heartbeat that says so is ignored.
     h.send(
         1,
         NodeMessage::Heartbeat(NodeReport {
-            epoch: 50,
+            epoch: u64::MAX,
             ..NodeReport::default()
         }),
     );
-    assert_eq!(h.config().epoch, 51);
+    assert_eq!(h.config().epoch, epoch);
+    assert_eq!(h.config().nodes.len(), 1);
+}
+
+#[test]
+fn another_process_cannot_take_a_connected_nodes_id() {
+    let mut h = Harness::new(Settings::default());
+    h.register(1, node(1));
+    let impostor = NodeInfo {
+        client_addr: "127.0.0.1:6999".into(),
+        bus_addr: "127.0.0.1:16999".into(),
+        ..node(1)
+    };
+    h.register(2, impostor.clone());
+    assert_eq!(h.closed, vec![2]);
+    assert_eq!(h.config().nodes[0], node(1));
+    // The node itself reconnecting (same addresses) replaces its old
+    // connection; once it is gone, new addresses are taken too.
+    h.register(3, node(1));
+    assert!(h.closed.contains(&1));
+    h.step(Event::Disconnected { conn: 3 });
+    h.advance(std::time::Duration::from_secs(6));
+    h.register(4, impostor.clone());
+    assert_eq!(h.config().nodes[0], impostor);
 }
 
 #[test]

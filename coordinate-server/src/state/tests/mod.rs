@@ -92,7 +92,7 @@ impl Harness {
         let register = NodeMessage::Register {
             node,
             epoch: 0,
-            secret: None,
+            proof: String::new(),
             primary: primary.map(str::to_string),
         };
         self.send(conn, register)
@@ -229,6 +229,10 @@ impl Harness {
                         self.leases.insert(node, (until, granted + 1));
                     }
                 }
+                Effect::Send {
+                    message: CoordinatorMessage::Challenge { .. },
+                    ..
+                } => panic!("challenges are the connection task's, not the state machine's"),
                 Effect::Close(conn) => self.closed.push(conn),
             }
         }
