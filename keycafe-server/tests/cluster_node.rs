@@ -197,7 +197,7 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
         .port();
     let server = TestServer::start(Config {
         cluster_port: Some(bus_port),
-        requirepass: Some("the client password".into()),
+        requirepass: Some("client-password".into()),
         ..cluster_config(&coordinator.addr)
     })
     .await;
@@ -235,7 +235,7 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
         assert_eq!(stranger.call(command).await, noauth);
     }
     assert!(matches!(
-        stranger.cmd("AUTH the client password").await,
+        stranger.cmd("AUTH client-password").await,
         Frame::Error(_)
     ));
     let nonce = auth::nonce().unwrap();
@@ -260,7 +260,7 @@ async fn the_cluster_secret_keeps_strangers_off_the_bus() {
     assert_eq!(stranger.call(&import).await, noauth);
     let mut client = RawClient::resp(server.addr()).await;
     assert_eq!(
-        client.cmd("AUTH the client password").await,
+        client.cmd("AUTH client-password").await,
         common::simple("OK")
     );
     eventually("the node serves", async || {
