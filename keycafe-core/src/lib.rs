@@ -25,6 +25,9 @@
 //! - [`error`]: [`ProtocolError`], the ways a peer can break the protocol.
 //! - `process` (feature `process`): what every Keycafe process does alike —
 //!   the shutdown signal, tracing set-up, and configuration in layers.
+//! - `tls` (feature `tls`): rustls settings from PEM files, with errors that
+//!   name the file, and a client stream that is plain TCP or TLS; `test_pki`
+//!   inside it (feature `test-pki`) makes certificates for tests.
 
 pub mod args;
 pub mod auth;
@@ -41,6 +44,8 @@ pub mod native;
 pub mod process;
 pub mod resp;
 pub mod slot;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use args::Args;
 pub use codec::{Protocol, Reply, RequestParser};
