@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use keycafe_core::Limits;
 use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
+use keycafe_core::tls::{self, TlsAcceptor};
 use serde::Deserialize;
 
 /// Everything a node needs to start.
@@ -64,6 +65,20 @@ pub struct Config {
     /// Bytes of recent replication stream kept for replicas that reconnect
     /// (allocated when the first replica attaches).
     pub repl_backlog_size: usize,
+    /// Port of a TLS listener for clients, beside the plain `service_port`
+    /// (Redis's `tls-port`). Equal to `service_port`, the client port speaks
+    /// TLS only: that is the port the node announces (CLUSTER SLOTS, MOVED,
+    /// the coordinator), so a cluster whose clients use TLS sets it so.
+    /// Needs `tls_cert_file` and `tls_key_file`.
+    pub tls_port: Option<u16>,
+    /// The node's certificate chain (PEM, leaf first).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// When set, TLS clients must present a certificate signed by this CA
+    /// (PEM), as with Redis's `tls-auth-clients yes`; without it any client
+    /// may complete the handshake, and AUTH is what guards the data.
+    pub tls_ca_cert_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -86,6 +101,10 @@ impl Default for Config {
             node_timeout_ms: 5000,
             replica_of: None,
             repl_backlog_size: 32 * 1024 * 1024,
+            tls_port: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_cert_file: None,
         }
     }
 }
@@ -138,8 +157,39 @@ impl Config {
                 "replica_of must be the primary's host:port"
             );
         }
+        anyhow::ensure!(
+            self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
+            "tls_cert_file and tls_key_file go together"
+        );
+        anyhow::ensure!(
+            self.tls_port.is_none() || self.tls_cert_file.is_some(),
+            "tls_port needs tls_cert_file and tls_key_file"
+        );
+        anyhow::ensure!(
+            self.tls_ca_cert_file.is_none() || self.tls_cert_file.is_some(),
+            "tls_ca_cert_file needs tls_cert_file and tls_key_file"
+        );
         self.client_addr()?;
         Ok(())
+    }
+
+    /// True when the client port itself speaks TLS only (`tls_port` equal
+    /// to `service_port`): no plain listener, and the announced address is
+    /// the TLS one.
+    pub fn client_port_is_tls(&self) -> bool {
+        self.tls_port == Some(self.service_port)
+    }
+
+    /// The TLS settings from `tls_cert_file`, `tls_key_file` and
+    /// `tls_ca_cert_file`, read now so that a bad file stops the node at
+    /// start-up; `None` when no certificate is configured.
+    pub fn tls_acceptor(&self) -> anyhow::Result<Option<TlsAcceptor>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
+            return Ok(None);
+        };
+        let config = tls::server_config(cert, key, self.tls_ca_cert_file.as_deref())
+            .context("loading the TLS settings")?;
+        Ok(Some(TlsAcceptor::from(config)))
     }
 
     /// The address clients connect to.
@@ -209,6 +259,18 @@ pub struct Flags {
     /// Replication backlog size in bytes.
     #[arg(long)]
     pub repl_backlog_size: Option<usize>,
+    /// Port of a TLS listener for clients (the client port itself if equal to it).
+    #[arg(long)]
+    pub tls_port: Option<u16>,
+    /// The node's TLS certificate chain (PEM).
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of the TLS certificate (PEM).
+    #[arg(long)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Require TLS clients to present a certificate signed by this CA (PEM).
+    #[arg(long)]
+    pub tls_ca_cert_file: Option<PathBuf>,
 }
 
 /// The environment variable that may hold the cluster secret (below a
@@ -235,6 +297,13 @@ impl Flags {
             set_if_given(&mut config.replica_of, self.replica_of.map(Some));
             set_if_given(&mut config.node_timeout_ms, self.node_timeout_ms);
             set_if_given(&mut config.repl_backlog_size, self.repl_backlog_size);
+            set_if_given(&mut config.tls_port, self.tls_port.map(Some));
+            set_if_given(&mut config.tls_cert_file, self.tls_cert_file.map(Some));
+            set_if_given(&mut config.tls_key_file, self.tls_key_file.map(Some));
+            set_if_given(
+                &mut config.tls_ca_cert_file,
+                self.tls_ca_cert_file.map(Some),
+            );
         })?;
         Ok(config)
     }
@@ -303,6 +372,26 @@ mod tests {
             let config = load(name);
             assert_eq!(config.replica_of, Some(format!("127.0.0.1:{primary}")));
         }
+    }
+
+    #[test]
+    fn tls_settings_come_together() {
+        let files = "tls_cert_file: node.crt\ntls_key_file: node.key\n";
+        let config = Config::from_yaml_str(&format!("{files}tls_port: 9824\n")).unwrap();
+        assert_eq!(config.tls_port, Some(9824));
+        assert!(!config.client_port_is_tls());
+        let only = Config::from_yaml_str(&format!("{files}tls_port: 9814\n")).unwrap();
+        assert!(only.client_port_is_tls());
+        assert!(Config::from_yaml_str(files).is_ok());
+        assert!(Config::from_yaml_str("tls_port: 9824\n").is_err());
+        assert!(Config::from_yaml_str("tls_cert_file: node.crt\n").is_err());
+        assert!(Config::from_yaml_str("tls_ca_cert_file: ca.crt\n").is_err());
+        // The files are read when the node starts, and a missing one names itself.
+        let Err(err) = only.tls_acceptor() else {
+            panic!("node.crt does not exist");
+        };
+        assert!(format!("{err:#}").contains("node.crt"), "{err:#}");
+        assert!(Config::default().tls_acceptor().unwrap().is_none());
     }
 
     #[test]

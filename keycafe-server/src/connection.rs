@@ -13,14 +13,19 @@
 //! A protocol violation is answered with an error reply and the connection is
 //! closed, because the stream can no longer be framed; other clients are not
 //! affected.
+//!
+//! The loop is generic over its [`Stream`]: a TCP socket or TLS over one.
+//! Each kind gets its own compiled copy, so the plain path pays nothing for
+//! TLS existing (no dynamic dispatch, no branch per read).
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Buf, BytesMut};
+use keycafe_core::tls;
 use keycafe_core::{Frame, Protocol, Reply, RequestParser, native};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -36,9 +41,29 @@ const READ_CHUNK: usize = 16 * 1024;
 /// of large GETs does not build one huge buffer.
 const FLUSH_AT: usize = 1024 * 1024;
 
+/// A connection's byte stream: a TCP socket, or TLS over one.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The bare socket, for a command that takes the connection over
+    /// ([`Takeover`]); `None` over TLS, whose session cannot be handed on as
+    /// a socket. Takeovers (`KC.PSYNC`) happen on the bus, which is plain.
+    fn into_tcp(self) -> Option<TcpStream>;
+}
+
+impl Stream for TcpStream {
+    fn into_tcp(self) -> Option<TcpStream> {
+        Some(self)
+    }
+}
+
+impl Stream for tls::server::TlsStream<TcpStream> {
+    fn into_tcp(self) -> Option<TcpStream> {
+        None
+    }
+}
+
 /// A client connection: the socket, its buffers, its parser and its state.
-pub struct Connection {
-    stream: TcpStream,
+pub struct Connection<S = TcpStream> {
+    stream: S,
     shared: Arc<Shared>,
     input: BytesMut,
     output: BytesMut,
@@ -46,8 +71,8 @@ pub struct Connection {
     state: ConnState,
 }
 
-impl Connection {
-    pub fn new(stream: TcpStream, shared: Arc<Shared>) -> Connection {
+impl<S: Stream> Connection<S> {
+    pub fn new(stream: S, shared: Arc<Shared>) -> Connection<S> {
         let state = ConnState {
             id: shared.next_client_id(),
             authenticated: shared.config.requirepass.is_none(),
@@ -66,7 +91,7 @@ impl Connection {
     /// A connection on the cluster bus port: only bus commands, and only
     /// once the peer has proved it holds the cluster secret (`KC.HELLO`,
     /// `KC.AUTH`).
-    pub fn for_bus(stream: TcpStream, shared: Arc<Shared>) -> Connection {
+    pub fn for_bus(stream: S, shared: Arc<Shared>) -> Connection<S> {
         let mut connection = Connection::new(stream, shared);
         connection.state.bus = true;
         connection.state.authenticated = false;
@@ -84,7 +109,16 @@ impl Connection {
         };
         match ended? {
             Ended::Closed => Ok(()),
-            Ended::TakenOver(takeover) => takeover(self.stream, self.input, shutdown).await,
+            Ended::TakenOver(takeover) => match self.stream.into_tcp() {
+                Some(tcp) => takeover(tcp, self.input, shutdown).await,
+                None => {
+                    debug!(
+                        client = self.state.id,
+                        "a command cannot take over a TLS connection; closing"
+                    );
+                    Ok(())
+                }
+            },
         }
     }
 

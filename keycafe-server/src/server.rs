@@ -5,14 +5,22 @@
 //! stops when it is cancelled. Every task, connections included, is spawned
 //! on one [`TaskTracker`], so [`run`] knows everyone is done when the
 //! tracker is empty.
+//!
+//! Clients may arrive on two listeners ([`Listeners`]): plain TCP, and TLS
+//! (`tls_port`). A TLS connection's handshake runs on the connection's own
+//! task, under [`TLS_HANDSHAKE_TIMEOUT`], so a client that stalls in it (or
+//! speaks plain text to the TLS port) holds up nobody else; a failed
+//! handshake is logged at debug level and the socket closed.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use keycafe_core::tls::TlsAcceptor;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -20,21 +28,80 @@ use tracing::{debug, info, warn};
 use crate::cluster;
 use crate::cluster::coordinator::Registration;
 use crate::config::Config;
-use crate::connection::Connection;
+use crate::connection::{Connection, Stream};
 use crate::replication;
 use crate::state::Shared;
 
+/// Longest a TLS client may take to complete its handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sockets a node serves clients on. At least one must be given.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Plain TCP: the native protocol and RESP2.
+    pub plain: Option<TcpListener>,
+    /// The same protocols over TLS; needs `tls_cert_file` and `tls_key_file`.
+    pub tls: Option<TcpListener>,
+}
+
 /// Serves clients on `listener` until `shutdown` completes, then waits for
 /// every connection to finish its current batch.
+///
+/// `listener` is the client port (`service_port`). It speaks TLS when the
+/// configuration says so ([`Config::client_port_is_tls`]); otherwise a
+/// separate TLS listener is opened on `tls_port` if one is configured.
 pub async fn run(
-    mut config: Config,
+    config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    // Advertise the address actually bound (the port may have been 0).
-    let local = listener.local_addr()?;
-    config.bind = local.ip().to_string();
-    config.service_port = local.port();
+    let listeners = if config.client_port_is_tls() {
+        Listeners {
+            plain: None,
+            tls: Some(listener),
+        }
+    } else {
+        let tls = match config.tls_port {
+            Some(port) => {
+                let addr = format!("{}:{port}", config.bind);
+                let tls = TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("cannot listen for TLS on {addr}"))?;
+                Some(tls)
+            }
+            None => None,
+        };
+        Listeners {
+            plain: Some(listener),
+            tls,
+        }
+    };
+    run_on(config, listeners, shutdown).await
+}
+
+/// [`run`] on listeners the caller has bound: tests bind both on port 0.
+pub async fn run_on(
+    mut config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let tls = config.tls_acceptor()?;
+    anyhow::ensure!(
+        listeners.tls.is_none() || tls.is_some(),
+        "a TLS listener needs tls_cert_file and tls_key_file"
+    );
+    // Advertise the address actually bound (the port may have been 0): the
+    // plain one, or on a TLS-only node the TLS one.
+    let announced = match (&listeners.plain, &listeners.tls) {
+        (Some(plain), _) => plain.local_addr()?,
+        (None, Some(tls)) => tls.local_addr()?,
+        (None, None) => anyhow::bail!("a node needs a plain or a TLS listener for clients"),
+    };
+    config.bind = announced.ip().to_string();
+    config.service_port = announced.port();
+    if let Some(tls) = &listeners.tls {
+        config.tls_port = Some(tls.local_addr()?.port());
+    }
     let bus_listener = match config.coordinator {
         Some(_) => {
             let addr = format!("{}:{}", config.bind, config.bus_port());
@@ -47,7 +114,12 @@ pub async fn run(
         None => None,
     };
     let shared = Arc::new(Shared::new(config));
-    info!(addr = %local, node_id = %shared.node_id, "keycafe-server ready");
+    let tls_addr = listeners
+        .tls
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    info!(addr = %announced, tls = ?tls_addr, node_id = %shared.node_id, "keycafe-server ready");
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -58,6 +130,7 @@ pub async fn run(
         tasks.spawn(accept_loop(
             bus,
             Port::Bus,
+            None,
             shared.clone(),
             stop.clone(),
             tasks.clone(),
@@ -92,15 +165,19 @@ pub async fn run(
             tasks.spawn(replication::replica::run(parts, stop.clone()));
         }
     }
-    let clients = accept_loop(
-        listener,
-        Port::Client,
-        shared.clone(),
-        stop.clone(),
-        tasks.clone(),
-    );
+    for (listener, tls) in [(listeners.plain, None), (listeners.tls, tls)] {
+        if let Some(listener) = listener {
+            tasks.spawn(accept_loop(
+                listener,
+                Port::Client,
+                tls,
+                shared.clone(),
+                stop.clone(),
+                tasks.clone(),
+            ));
+        }
+    }
     tokio::select! {
-        _ = clients => {}
         _ = shutdown => info!("shutting down"),
         _ = left_the_cluster(&shared) => info!("left the cluster; shutting down"),
     }
@@ -123,10 +200,11 @@ enum Port {
 }
 
 /// Accepts connections until `stop` is cancelled, each served on its own
-/// task.
+/// task (over TLS when `tls` is given).
 async fn accept_loop(
     listener: TcpListener,
     port: Port,
+    tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -152,12 +230,11 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let connection = match port {
+        match port {
             Port::Client => {
                 let stats = &shared.stats;
                 stats.connections_received.fetch_add(1, Ordering::Relaxed);
                 stats.connected_clients.fetch_add(1, Ordering::Relaxed);
-                Connection::new(stream, shared.clone())
             }
             Port::Bus => {
                 let open = shared.stats.bus_connections.fetch_add(1, Ordering::Relaxed);
@@ -166,12 +243,18 @@ async fn accept_loop(
                     debug!(%peer, "bus connection refused: bus_maxclients reached");
                     continue;
                 }
-                Connection::for_bus(stream, shared.clone())
             }
-        };
-        let (shared, stop) = (shared.clone(), stop.clone());
+        }
+        let (shared, stop, tls) = (shared.clone(), stop.clone(), tls.clone());
         tasks.spawn(async move {
-            if let Err(err) = connection.run(stop).await {
+            let served = match tls {
+                None => serve(stream, port, &shared, stop).await,
+                Some(acceptor) => match tls_handshake(&acceptor, stream, peer, &stop).await {
+                    Some(stream) => serve(stream, port, &shared, stop).await,
+                    None => Ok(()),
+                },
+            };
+            if let Err(err) = served {
                 debug!(%peer, %err, ?port, "connection ended with an error");
             }
             let open = match port {
@@ -180,6 +263,47 @@ async fn accept_loop(
             };
             open.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Serves one connection on `port` until it ends.
+async fn serve<S: Stream>(
+    stream: S,
+    port: Port,
+    shared: &Arc<Shared>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let connection = match port {
+        Port::Client => Connection::new(stream, shared.clone()),
+        Port::Bus => Connection::for_bus(stream, shared.clone()),
+    };
+    connection.run(stop).await
+}
+
+/// Runs the server side of a TLS handshake. `None` (and the socket closed)
+/// if it fails, takes longer than [`TLS_HANDSHAKE_TIMEOUT`], or the node
+/// shuts down meanwhile. A failure is the client's business (a plain-text
+/// client, an untrusted or missing certificate), so it is logged at debug.
+async fn tls_handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: &CancellationToken,
+) -> Option<keycafe_core::tls::server::TlsStream<TcpStream>> {
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+    tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(err)) => {
+                debug!(%peer, %err, "TLS handshake failed; closing");
+                None
+            }
+            Err(_) => {
+                debug!(%peer, "TLS handshake timed out; closing");
+                None
+            }
+        },
+        _ = stop.cancelled() => None,
     }
 }
 
