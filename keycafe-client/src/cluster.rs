@@ -91,8 +91,9 @@ impl KeycafeCluster {
 
     /// Connects with explicit settings: tries the seeds in order until one
     /// answers `CLUSTER SLOTS`. Fails if none does.
-    pub async fn connect_with(config: ClientConfig) -> Result<KeycafeCluster> {
+    pub async fn connect_with(mut config: ClientConfig) -> Result<KeycafeCluster> {
         config.validate()?;
+        config.load_tls()?;
         let cluster = KeycafeCluster {
             inner: Arc::new(Inner {
                 config,

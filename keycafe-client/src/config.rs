@@ -12,10 +12,18 @@
 //! and retries, and the default 16 retries with backoff doubling from 20 ms
 //! to 1 s keep trying for about 11 s before giving up. Raise `max_retries`
 //! if your cluster's node timeout is longer.
+//!
+//! With [`TlsOptions`], every connection the client opens is TLS: to the
+//! seeds and to every node it learns of (`CLUSTER SLOTS`, `MOVED`, `ASK`).
+//! Nodes announce their `service_port`, so the nodes of a cluster reached
+//! over TLS serve TLS on that port (`tls_port` equal to `service_port` in
+//! their configuration).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use keycafe_core::Limits;
+use keycafe_core::tls::{self, Connector};
 
 use crate::{Error, KeycafeCluster, Result};
 
@@ -63,7 +71,103 @@ pub struct ClientConfig {
     pub max_backoff: Duration,
     /// Limits on what a node's replies may make the decoder accept.
     pub limits: Limits,
+    /// Connect over TLS with these settings; `None` for plain TCP.
+    pub tls: Option<TlsOptions>,
+    /// `tls` with its files read, by [`KeycafeCluster::connect_with`].
+    loaded_tls: LoadedTls,
 }
+
+/// How a client connects over TLS: the CA that signed the nodes'
+/// certificates, optionally its own certificate and key (for nodes that
+/// require one, `tls_ca_cert_file`), and the name to check the nodes'
+/// certificates against when it is not the host connected to.
+///
+/// The files are read once, when the client connects; an unreadable or
+/// invalid one is an [`Error::Config`] that names it.
+///
+/// ```no_run
+/// use keycafe_client::{ClientConfig, TlsOptions};
+///
+/// # async fn demo() -> keycafe_client::Result<()> {
+/// let tls = TlsOptions::new("tls/ca.crt").identity("tls/client.crt", "tls/client.key");
+/// let kc = ClientConfig::new(["127.0.0.1:9814"]).tls(tls).connect().await?;
+/// kc.ping().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsOptions {
+    /// PEM file of the CA certificate(s) to trust.
+    pub ca_file: PathBuf,
+    /// PEM file of this client's certificate chain, for nodes that require one.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Check every node's certificate against this name (and send it as
+    /// SNI) instead of the host in its address.
+    pub server_name: Option<String>,
+}
+
+impl TlsOptions {
+    /// Trust the CA certificate(s) in this PEM file.
+    pub fn new(ca_file: impl Into<PathBuf>) -> TlsOptions {
+        TlsOptions {
+            ca_file: ca_file.into(),
+            cert_file: None,
+            key_file: None,
+            server_name: None,
+        }
+    }
+
+    /// Present this certificate (PEM, leaf first) and key to every node.
+    pub fn identity(mut self, cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        self.cert_file = Some(cert_file.into());
+        self.key_file = Some(key_file.into());
+        self
+    }
+
+    /// Sets [`TlsOptions::server_name`].
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Reads the files into a connector.
+    fn load(&self) -> Result<Connector> {
+        let identity = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "a TLS client certificate needs its key, and a key its certificate".into(),
+                ));
+            }
+        };
+        let config = tls::client_config(&self.ca_file, identity)
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+        let connector = Connector::new(config);
+        match &self.server_name {
+            Some(name) => connector
+                .with_server_name(name)
+                .map_err(|e| Error::Config(format!("TLS: {e}"))),
+            None => Ok(connector),
+        }
+    }
+}
+
+/// The connector loaded from [`ClientConfig::tls`]. It is derived from
+/// `tls`, so two configurations are equal whatever it holds.
+#[derive(Debug, Clone, Default)]
+struct LoadedTls(Option<Connector>);
+
+impl PartialEq for LoadedTls {
+    fn eq(&self, _: &LoadedTls) -> bool {
+        true
+    }
+}
+
+impl Eq for LoadedTls {}
 
 impl ClientConfig {
     /// Defaults for connecting to these seed addresses.
@@ -83,6 +187,8 @@ impl ClientConfig {
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
             limits: Limits::DEFAULT,
+            tls: None,
+            loaded_tls: LoadedTls::default(),
         }
     }
 
@@ -135,6 +241,12 @@ impl ClientConfig {
         self
     }
 
+    /// Connects over TLS with these settings (see [`TlsOptions`]).
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Connects with these settings; see [`KeycafeCluster::connect_with`].
     pub async fn connect(self) -> Result<KeycafeCluster> {
         KeycafeCluster::connect_with(self).await
@@ -146,6 +258,18 @@ impl ClientConfig {
         self.min_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)
+    }
+
+    /// Reads the TLS files, if TLS is configured: once, before the first
+    /// connection, so that a bad file is reported at once.
+    pub(crate) fn load_tls(&mut self) -> Result<()> {
+        self.loaded_tls = LoadedTls(self.tls.as_ref().map(TlsOptions::load).transpose()?);
+        Ok(())
+    }
+
+    /// The TLS connector every connection uses, once loaded.
+    pub(crate) fn tls_connector(&self) -> Option<&Connector> {
+        self.loaded_tls.0.as_ref()
     }
 
     /// Checks that the settings can work.

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use keycafe_core::tls::ClientStream;
 use keycafe_core::{Frame, Limits, Protocol, ProtocolError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -286,15 +287,18 @@ impl Connection {
         config: &crate::ClientConfig,
     ) -> Result<Connection, Error> {
         let (stream, leftover) = crate::handshake::open(addr, config).await?;
-        let (read_half, write_half) = stream.into_split();
-        tracing::debug!(addr, "connected");
-        Ok(Connection::start(
-            read_half,
-            write_half,
-            leftover,
-            addr,
-            config.limits,
-        ))
+        tracing::debug!(addr, tls = config.tls.is_some(), "connected");
+        Ok(match stream {
+            // A TCP socket splits into halves without a lock between them.
+            ClientStream::Plain(tcp) => {
+                let (read_half, write_half) = tcp.into_split();
+                Connection::start(read_half, write_half, leftover, addr, config.limits)
+            }
+            ClientStream::Tls(tls) => {
+                let (read_half, write_half) = tokio::io::split(*tls);
+                Connection::start(read_half, write_half, leftover, addr, config.limits)
+            }
+        })
     }
 
     /// Starts the reader and writer tasks over a connection that has

@@ -1,4 +1,5 @@
-//! Opening a connection: TCP connect, the native hello, and AUTH.
+//! Opening a connection: TCP connect, the TLS handshake when configured, the
+//! native hello, and AUTH.
 //!
 //! All of it runs under one connect timeout, so a node that accepts a TCP
 //! connection but never answers the hello costs at most that long. Until the
@@ -10,15 +11,15 @@
 use bytes::BytesMut;
 use keycafe_core::ProtocolError;
 use keycafe_core::handshake::{Handshake, HandshakeError};
+use keycafe_core::tls::ClientStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::ClientConfig;
 use crate::error::{Error, Result, ServerError, TimeoutKind};
 
 /// Connects to `addr`, says hello and authenticates. Returns the stream and
 /// any bytes that arrived after the handshake (normally none).
-pub(crate) async fn open(addr: &str, config: &ClientConfig) -> Result<(TcpStream, BytesMut)> {
+pub(crate) async fn open(addr: &str, config: &ClientConfig) -> Result<(ClientStream, BytesMut)> {
     let timeout = config.connect_timeout;
     match tokio::time::timeout(timeout, open_untimed(addr, config)).await {
         Ok(result) => result,
@@ -30,12 +31,12 @@ pub(crate) async fn open(addr: &str, config: &ClientConfig) -> Result<(TcpStream
     }
 }
 
-async fn open_untimed(addr: &str, config: &ClientConfig) -> Result<(TcpStream, BytesMut)> {
-    let mut stream = TcpStream::connect(addr)
+async fn open_untimed(addr: &str, config: &ClientConfig) -> Result<(ClientStream, BytesMut)> {
+    // With TCP_NODELAY: requests are batched by the writer task, and Nagle
+    // would only add latency. A refused certificate is an I/O error here.
+    let mut stream = ClientStream::connect(addr, config.tls_connector())
         .await
         .map_err(|e| Error::io(addr, e))?;
-    // Requests are batched by the writer task; Nagle would only add latency.
-    stream.set_nodelay(true).map_err(|e| Error::io(addr, e))?;
 
     // AUTH goes right behind the hello: one round trip for both.
     let auth = config.password.as_deref().map(|password| {
@@ -82,7 +83,7 @@ fn handshake_error(addr: &str, err: HandshakeError) -> Error {
 }
 
 /// Reads more bytes; the node closing the connection here is an I/O error.
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, addr: &str) -> Result<()> {
+async fn fill(stream: &mut ClientStream, buf: &mut BytesMut, addr: &str) -> Result<()> {
     match stream.read_buf(buf).await {
         Ok(0) => Err(Error::io(
             addr,

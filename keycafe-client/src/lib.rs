@@ -43,7 +43,8 @@
 //! - [`options`]: [`SetOptions`], [`SetOutcome`] and [`Ttl`].
 //! - [`pipeline`]: [`Pipeline`] and the per-node fan-out behind multi-key calls.
 //! - [`reply`]: [`FromFrame`], converting reply frames into Rust values.
-//! - [`config`]: [`ClientConfig`]: seeds, credentials, timeouts, retry budget.
+//! - [`config`]: [`ClientConfig`]: seeds, credentials, timeouts, retry
+//!   budget, and [`TlsOptions`].
 //! - [`error`]: [`Error`], [`ServerError`] and the [`Result`] alias.
 //! - [`blocking`]: the same API for synchronous code.
 //! - `session_store` (feature `tower-sessions`): `KeycafeSessionStore`, web sessions in Keycafe.
@@ -51,7 +52,7 @@
 //! - `routing`: a request's slot, and what a redirect or refusal means.
 //! - `node`: one lazily (re)opened connection per node address.
 //! - `connection`: a multiplexed, pipelined connection (writer and reader tasks).
-//! - `handshake`: TCP connect, the protocol hello and AUTH.
+//! - `handshake`: TCP connect, TLS, the protocol hello and AUTH.
 
 #![warn(missing_docs)]
 
@@ -73,7 +74,7 @@ mod topology;
 
 pub use bytes::Bytes;
 pub use cluster::KeycafeCluster;
-pub use config::ClientConfig;
+pub use config::{ClientConfig, TlsOptions};
 pub use error::{Error, Result, ServerError, TimeoutKind};
 pub use keycafe_core::{Frame, Slot, key_slot};
 pub use options::{SetOptions, SetOutcome, Ttl};

@@ -285,3 +285,47 @@ fn a_node_that_stops_answering_fails_the_run() {
     assert!(stderr.contains("no reply for 500ms"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+#[test]
+fn benchmark_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = keycafe_core::tls::test_pki::TestPki::generate(dir.path());
+    let node = BlockingTestServer::start_tls(Config {
+        tls_cert_file: Some(pki.server_cert.clone()),
+        tls_key_file: Some(pki.server_key.clone()),
+        ..Config::default()
+    });
+    let port = node.port().to_string();
+    let ca = pki.ca_cert.to_str().expect("a UTF-8 temp path");
+    for protocol in ["native", "resp"] {
+        let args = [
+            "-p",
+            &port,
+            "--tls",
+            "--cacert",
+            ca,
+            "--protocol",
+            protocol,
+            "-P",
+            "8",
+            "-n",
+            "1000",
+            "-c",
+            "4",
+            "-t",
+            "set,get",
+        ];
+        let doc = benchmark_json(&args);
+        assert_eq!(doc["tls"], true);
+        let tests = doc["tests"].as_array().expect("tests array");
+        check_test(&tests[0], "SET", 1000);
+        check_test(&tests[1], "GET", 1000);
+    }
+    // Trusting another CA, the benchmark cannot connect and says why.
+    let other = pki.other_ca_cert.to_str().expect("a UTF-8 temp path");
+    let output = benchmark(&["-p", &port, "--tls", "--cacert", other, "-n", "10"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("certificate"), "{stderr}");
+    node.stop();
+}

@@ -252,3 +252,50 @@ fn cluster_mode_follows_moved_and_ask() {
     assert_eq!(stdout_of(&output), "MOVED 1 127.0.0.1:1\n\n");
     runtime.block_on(plain_task).expect("fake node");
 }
+
+#[test]
+fn tls_flags_like_redis_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = keycafe_core::tls::test_pki::TestPki::generate(dir.path());
+    let node = BlockingTestServer::start_tls(Config {
+        tls_cert_file: Some(pki.server_cert.clone()),
+        tls_key_file: Some(pki.server_key.clone()),
+        tls_ca_cert_file: Some(pki.ca_cert.clone()),
+        ..Config::default()
+    });
+    let port = node.port().to_string();
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 temp path").to_string();
+    let (ca, cert, key) = (
+        path(&pki.ca_cert),
+        path(&pki.client_cert),
+        path(&pki.client_key),
+    );
+    let tls = ["--tls", "--cacert", &ca, "--cert", &cert, "--key", &key];
+    for protocol in [None, Some("--resp")] {
+        let mut args = vec!["-p", port.as_str()];
+        args.extend(tls);
+        args.extend(protocol);
+        let set: Vec<&str> = args.iter().copied().chain(["SET", "k", "v"]).collect();
+        assert_eq!(stdout_of(&cli(&set, "")), "OK\n", "{set:?}");
+        let get: Vec<&str> = args.iter().copied().chain(["GET", "k"]).collect();
+        assert_eq!(stdout_of(&cli(&get, "")), "v\n", "{get:?}");
+        let sni: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["--sni", "localhost", "PING"])
+            .collect();
+        assert_eq!(stdout_of(&cli(&sni, "")), "PONG\n", "{sni:?}");
+    }
+
+    // Without a client certificate the node refuses the connection; without
+    // --tls the CLI is not served either; --tls without --cacert is an error.
+    for args in [
+        vec!["-p", port.as_str(), "--tls", "--cacert", &ca, "PING"],
+        vec!["-p", port.as_str(), "PING"],
+        vec!["-p", port.as_str(), "--tls", "PING"],
+    ] {
+        let output = cli(&args, "");
+        assert!(!output.status.success(), "{args:?}: {output:?}");
+        assert!(output.stdout.is_empty(), "{args:?}: {output:?}");
+    }
+}

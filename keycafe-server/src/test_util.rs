@@ -85,6 +85,21 @@ impl TestServer {
         TestServer::serve(listener, config)
     }
 
+    /// A node whose client port speaks TLS only (`tls_port` set to the port
+    /// the OS picks, the same as `service_port`); `config` names the
+    /// certificate and key.
+    pub async fn start_tls(mut config: Config) -> TestServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("an ephemeral loopback port is free");
+        let port = listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port();
+        config.tls_port = Some(port);
+        TestServer::serve(listener, config)
+    }
+
     /// A node with `config` on `addr`, a loopback address the OS handed out
     /// earlier: the same port as a node that was stopped (a restart), or a
     /// port reserved and released so that clients could be pointed at it
@@ -208,12 +223,21 @@ impl BlockingTestServer {
 
     /// A node with `config`, on a loopback port the OS picks.
     pub fn start(config: Config) -> BlockingTestServer {
+        BlockingTestServer::start_with(TestServer::start(config))
+    }
+
+    /// A node whose client port speaks TLS only; see [`TestServer::start_tls`].
+    pub fn start_tls(config: Config) -> BlockingTestServer {
+        BlockingTestServer::start_with(TestServer::start_tls(config))
+    }
+
+    fn start_with(start: impl Future<Output = TestServer>) -> BlockingTestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("a tokio runtime for the test node");
-        let server = runtime.block_on(TestServer::start(config));
+        let server = runtime.block_on(start);
         BlockingTestServer {
             server: Some(server),
             runtime: Some(runtime),

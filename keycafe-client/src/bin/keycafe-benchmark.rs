@@ -5,6 +5,7 @@
 //! keycafe-benchmark [-h host] [-p port] [-c clients] [-n requests] [-P pipeline]
 //!                   [-d size] [-r keyspace] [-t set,get,...] [--cluster]
 //!                   [--protocol native|resp] [-a password] [--threads N]
+//!                   [--tls --cacert ca.crt [--cert c.crt --key c.key] [--sni name]]
 //!                   [-q | --json] [command args...]
 //! ```
 //!
@@ -51,6 +52,7 @@ use keycafe_core::Protocol;
 
 use client::{Budget, NodeConn, Outcome, Plan};
 use cluster::SlotTable;
+use keycafe_core::tls::Connector;
 use report::{Document, Setup, TestResult};
 use server_args::ServerArgs;
 use wire::Wire;
@@ -178,8 +180,10 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     };
 
     let seed = options.server.addr();
+    let tls = options.server.tls_connector().context("TLS")?;
     let slots = if options.cluster {
-        let mut wire = connect(&seed, protocol, options.server.password.as_deref()).await?;
+        let password = options.server.password.as_deref();
+        let mut wire = connect(&seed, protocol, password, tls.as_ref()).await?;
         let reply = wire
             .call(&["CLUSTER", "SLOTS"])
             .await
@@ -194,7 +198,7 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     let nodes = slots
         .as_ref()
         .map_or_else(|| vec![seed.clone()], |s| s.nodes.clone());
-    let mut clients = connect_clients(&options, &nodes, protocol).await?;
+    let mut clients = connect_clients(&options, &nodes, protocol, tls).await?;
 
     let setup = Setup {
         host: options.server.host.clone(),
@@ -204,6 +208,7 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         } else {
             "resp"
         },
+        tls: options.server.tls,
         clients: options.clients,
         pipeline: options.pipeline,
         data_size: options.data_size,
@@ -249,9 +254,14 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     Ok(results.iter().all(|r| r.errors == 0))
 }
 
-/// Connects and authenticates one connection.
-async fn connect(addr: &str, protocol: Protocol, password: Option<&str>) -> anyhow::Result<Wire> {
-    let mut wire = Wire::connect(addr, protocol)
+/// Connects (over TLS when `tls` is given) and authenticates one connection.
+async fn connect(
+    addr: &str,
+    protocol: Protocol,
+    password: Option<&str>,
+    tls: Option<&Connector>,
+) -> anyhow::Result<Wire> {
+    let mut wire = Wire::connect(addr, protocol, tls)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     if let Some(password) = password {
@@ -267,26 +277,27 @@ async fn connect_clients(
     options: &Options,
     nodes: &[String],
     protocol: Protocol,
+    tls: Option<Connector>,
 ) -> anyhow::Result<Vec<Client>> {
     let nodes = Arc::new(nodes.to_vec());
     let handles: Vec<_> = (0..options.clients)
         .map(|_| {
-            let (nodes, password, cluster) = (
+            let (nodes, password, cluster, tls) = (
                 nodes.clone(),
                 options.server.password.clone(),
                 options.cluster,
+                tls.clone(),
             );
             tokio::spawn(async move {
+                let (password, tls) = (password.as_deref(), tls.as_ref());
                 if !cluster {
                     return Ok(Client::Single(
-                        connect(&nodes[0], protocol, password.as_deref()).await?,
+                        connect(&nodes[0], protocol, password, tls).await?,
                     ));
                 }
                 let mut conns = Vec::with_capacity(nodes.len());
                 for node in nodes.iter() {
-                    conns.push(NodeConn::new(
-                        connect(node, protocol, password.as_deref()).await?,
-                    ));
+                    conns.push(NodeConn::new(connect(node, protocol, password, tls).await?));
                 }
                 anyhow::Ok(Client::Cluster(conns))
             })

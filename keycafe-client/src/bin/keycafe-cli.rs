@@ -1,7 +1,9 @@
 //! `keycafe-cli`: a redis-cli for Keycafe.
 //!
 //! ```text
-//! keycafe-cli [-h host] [-p port] [-a password] [-c] [--resp] [command args...]
+//! keycafe-cli [-h host] [-p port] [-a password] [-c] [--resp]
+//!             [--tls --cacert ca.crt [--cert client.crt --key client.key] [--sni name]]
+//!             [command args...]
 //! ```
 //!
 //! With a command it runs it once, prints the reply and exits (non-zero if it
@@ -33,6 +35,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
+use keycafe_core::tls::Connector;
 use keycafe_core::{Frame, Protocol};
 use rustyline::error::ReadlineError;
 
@@ -102,6 +105,8 @@ struct Session {
     cluster: bool,
     interactive: bool,
     wire: Option<Wire>,
+    /// TLS settings for every connection (redirects included).
+    tls: Option<Connector>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -125,7 +130,7 @@ impl Session {
             let wire = self
                 .runtime
                 .block_on(async {
-                    let mut wire = Wire::connect(&addr, self.protocol).await?;
+                    let mut wire = Wire::connect(&addr, self.protocol, self.tls.as_ref()).await?;
                     if let Some(password) = &self.server.password
                         && let Err(err) = wire.auth(password).await
                     {
@@ -204,6 +209,13 @@ fn main() -> ExitCode {
             "Warning: Using a password with '-a' option on the command line interface may not be safe."
         );
     }
+    let tls = match cli.server.tls_connector() {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("TLS: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -224,6 +236,7 @@ fn main() -> ExitCode {
         cluster: cli.cluster,
         interactive: cli.command.is_empty(),
         wire: None,
+        tls,
         runtime,
     };
     if cli.command.is_empty() {

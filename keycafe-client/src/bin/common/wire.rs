@@ -5,23 +5,24 @@
 //! tokio socket, so that neither depends on the client library's API and the
 //! benchmark's hot loop has no layer between it and the wire. This module
 //! holds what they share: connecting (with the native hello), AUTH, one
-//! request → one reply, and `host:port` handling.
+//! request → one reply, and `host:port` handling. The socket is plain TCP
+//! or TLS ([`ClientStream`]).
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::BytesMut;
 use keycafe_core::handshake::{Handshake, HandshakeError};
+use keycafe_core::tls::{ClientStream, Connector};
 use keycafe_core::{Frame, Limits, Protocol, native};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-/// How long a connection attempt (TCP plus hello) may take.
+/// How long a connection attempt (TCP, TLS and hello) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One connection to one node, speaking one protocol.
 pub struct Wire {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     /// Bytes read but not yet decoded.
     pub read_buf: BytesMut,
     pub protocol: Protocol,
@@ -30,17 +31,24 @@ pub struct Wire {
 }
 
 impl Wire {
-    /// Connects to `addr` (`host:port`) and, for the native protocol,
-    /// exchanges the hello.
-    pub async fn connect(addr: &str, protocol: Protocol) -> anyhow::Result<Wire> {
-        tokio::time::timeout(CONNECT_TIMEOUT, Wire::connect_inner(addr, protocol))
+    /// Connects to `addr` (`host:port`), over TLS when `tls` is given,
+    /// and, for the native protocol, exchanges the hello.
+    pub async fn connect(
+        addr: &str,
+        protocol: Protocol,
+        tls: Option<&Connector>,
+    ) -> anyhow::Result<Wire> {
+        tokio::time::timeout(CONNECT_TIMEOUT, Wire::connect_inner(addr, protocol, tls))
             .await
             .context("timed out")?
     }
 
-    async fn connect_inner(addr: &str, protocol: Protocol) -> anyhow::Result<Wire> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+    async fn connect_inner(
+        addr: &str,
+        protocol: Protocol,
+        tls: Option<&Connector>,
+    ) -> anyhow::Result<Wire> {
+        let stream = ClientStream::connect(addr, tls).await?;
         let mut wire = Wire {
             stream,
             read_buf: BytesMut::with_capacity(16 * 1024),

@@ -68,7 +68,7 @@ impl TestResult {
     pub fn text(&self, setup: &Setup) -> String {
         let l = &self.latency_ms;
         let mut text = format!(
-            "====== {} ======\n  {} requests completed in {:.2} seconds\n  {} parallel clients, {} bytes payload, pipeline {}, {} protocol{}\n\
+            "====== {} ======\n  {} requests completed in {:.2} seconds\n  {} parallel clients, {} bytes payload, pipeline {}, {} protocol{}{}\n\
              \n  throughput: {:.2} requests per second\n  latency (msec): p50={:.3} p95={:.3} p99={:.3} p99.9={:.3} max={:.3}\n",
             self.name,
             self.requests,
@@ -77,6 +77,7 @@ impl TestResult {
             setup.data_size,
             setup.pipeline,
             setup.protocol,
+            if setup.tls { " over TLS" } else { "" },
             if setup.cluster {
                 format!(", cluster of {} nodes", setup.nodes)
             } else {
@@ -103,6 +104,7 @@ pub struct Setup {
     pub host: String,
     pub port: u16,
     pub protocol: &'static str,
+    pub tls: bool,
     pub clients: usize,
     pub pipeline: usize,
     pub data_size: usize,
@@ -149,6 +151,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9814,
             protocol: "native",
+            tls: false,
             clients: 50,
             pipeline: 1,
             data_size: 3,
