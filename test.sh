@@ -9,6 +9,8 @@ cd "$(dirname "$0")"
 # packets inside network namespaces they create (and so need root).
 needed=()
 command -v redis-cli >/dev/null 2>&1 || needed+=(redis-tools)
+# openssl: scripts/tls-certs.sh, whose certificates a TLS test serves with.
+command -v openssl >/dev/null 2>&1 || needed+=(openssl)
 # (ip and iptables live in sbin, which may not be on a user's PATH.)
 in_sbin() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 || -x /sbin/$1 ]]; }
 in_sbin ip || needed+=(iproute2)

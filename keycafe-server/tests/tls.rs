@@ -339,3 +339,31 @@ async fn redis_cli_speaks_tls_to_a_node() {
     assert_eq!(redis_cli_tls(port, &ca, &["PING"]).await, "");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_from_the_demo_script_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tls-certs.sh");
+    let made = tokio::time::timeout(PATIENCE, Command::new(&script).arg(dir.path()).output())
+        .await
+        .expect("the script finishes in time")
+        .expect("bash and openssl are installed (test.sh installs openssl)");
+    assert!(made.status.success(), "{made:?}");
+    let file = |name: &str| dir.path().join(name);
+    let config = Config {
+        tls_cert_file: Some(file("server.crt")),
+        tls_key_file: Some(file("server.key")),
+        tls_ca_cert_file: Some(file("ca.crt")),
+        ..Config::default()
+    };
+    let node = TlsNode::start(config, false).await;
+    let identity = Some((file("client.crt"), file("client.key")));
+    let identity = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    let with_cert = Connector::new(tls::client_config(&file("ca.crt"), identity).unwrap());
+    served_over_tls(&node, &with_cert).await;
+    let [ca, cert, key] = ["ca.crt", "client.crt", "client.key"].map(file);
+    let port = node.tls.port();
+    let args = [ca.as_path(), cert.as_path(), key.as_path()];
+    assert_eq!(redis_cli_tls(port, &args, &["PING"]).await, "PONG\n");
+    node.stop().await;
+}
