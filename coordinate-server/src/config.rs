@@ -1,6 +1,8 @@
 //! Coordinator configuration: defaults, the optional YAML file, and flags on
 //! top (flags > file > defaults). Unknown keys in the file are errors, so a
-//! misspelt `secret` cannot silently leave the cluster open.
+//! misspelt `secret` cannot silently leave the cluster open. The dashboard's
+//! admin token can also come from `KEYCAFE_ADMIN_TOKEN` (between the file and
+//! the flag), so that it need not appear in a file or on a command line.
 //!
 //! This file says only what the settings are; the layering itself, and
 //! `Config::from_yaml_file` / `from_yaml_str`, come from
@@ -35,8 +37,17 @@ pub struct Config {
     /// configured primary becomes a replica while a primary has fewer.
     pub replicas: usize,
     /// The cluster secret: nodes must prove they hold it to register
-    /// (required).
+    /// (required). Also spelt `cluster_secret`, as in the nodes' files.
+    #[serde(alias = "cluster_secret")]
     pub secret: Option<String>,
+    /// Token that the dashboard's write actions (asking a node to leave)
+    /// require. Without one, a random token is generated at start and
+    /// logged once (see [`crate::http::access`]).
+    pub admin_token: Option<String>,
+    /// `Host` values (`name:port`) the dashboard answers to; others get 421,
+    /// which defeats DNS rebinding. Empty means `127.0.0.1:<http_port>`,
+    /// `localhost:<http_port>`, `[::1]:<http_port>` and the bound address.
+    pub http_hosts: Vec<String>,
     /// Most slot migrations announced at once; a larger rebalance runs in
     /// several windows.
     pub max_migrations: usize,
@@ -54,6 +65,8 @@ impl Default for Config {
             node_timeout_ms: 5000,
             replicas: 0,
             secret: None,
+            admin_token: None,
+            http_hosts: Vec::new(),
             max_migrations: 1024,
             log_level: "info".to_string(),
         }
@@ -84,6 +97,17 @@ impl Config {
             );
         };
         keycafe_core::auth::check_secret(secret).map_err(anyhow::Error::msg)?;
+        if let Some(token) = &self.admin_token {
+            anyhow::ensure!(
+                token.len() >= MIN_ADMIN_TOKEN_LEN && !token.contains(char::is_whitespace),
+                "admin_token must be at least {MIN_ADMIN_TOKEN_LEN} characters without spaces \
+                 (leave it out to have one generated at start)"
+            );
+        }
+        anyhow::ensure!(
+            self.http_hosts.iter().all(|host| host.contains(':')),
+            "http_hosts are name:port pairs, e.g. localhost:9880"
+        );
         anyhow::ensure!(
             !self.data_dir.as_os_str().is_empty(),
             "data_dir must not be empty"
@@ -120,6 +144,13 @@ fn socket_addr(bind: &str, port: u16) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// Shortest admin token accepted from the configuration: a guessable token
+/// would protect nothing.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// The environment variable the admin token may come from.
+pub const ADMIN_TOKEN_VAR: &str = "KEYCAFE_ADMIN_TOKEN";
+
 /// Command-line flags; each one given overrides the file.
 #[derive(Debug, Default, clap::Parser)]
 #[command(
@@ -155,8 +186,17 @@ pub struct Flags {
     /// The cluster secret, shared with every node (visible to `ps`; prefer
     /// the KEYCAFE_CLUSTER_SECRET environment variable or `secret:` in the
     /// YAML file).
-    #[arg(long)]
+    #[arg(long, alias = "cluster-secret")]
     pub secret: Option<String>,
+    /// Token the dashboard's write actions require (visible to `ps`; prefer
+    /// `admin_token:` in the YAML file or KEYCAFE_ADMIN_TOKEN) [default: a
+    /// random one, logged at start].
+    #[arg(long)]
+    pub admin_token: Option<String>,
+    /// Host names (`name:port`, comma-separated) the dashboard answers to
+    /// [default: 127.0.0.1, localhost and [::1] with the HTTP port].
+    #[arg(long, value_delimiter = ',')]
+    pub http_hosts: Option<Vec<String>>,
     /// Default log filter (RUST_LOG wins when set).
     #[arg(long)]
     pub log_level: Option<String>,
@@ -167,9 +207,20 @@ pub struct Flags {
 pub const SECRET_VAR: &str = "KEYCAFE_CLUSTER_SECRET";
 
 impl Flags {
-    /// The file (if any) with these flags applied on top.
-    pub fn into_config(mut self) -> anyhow::Result<Config> {
+    /// The file (if any), then `KEYCAFE_ADMIN_TOKEN`, then these flags.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        self.into_config_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// [`Flags::into_config`], reading environment variables through `env`.
+    pub fn into_config_with_env(
+        mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
         let file = self.config.take();
+        let admin_token = self
+            .admin_token
+            .or_else(|| env(ADMIN_TOKEN_VAR).filter(|token| !token.trim().is_empty()));
         let config = process::load(file.as_deref(), |config: &mut Config| {
             set_if_given(&mut config.bind, self.bind);
             set_if_given(&mut config.port, self.port);
@@ -177,8 +228,10 @@ impl Flags {
             set_if_given(&mut config.data_dir, self.data_dir);
             set_if_given(&mut config.node_timeout_ms, self.node_timeout_ms);
             set_if_given(&mut config.replicas, self.replicas);
-            let secret = self.secret.or_else(|| std::env::var(SECRET_VAR).ok());
+            let secret = self.secret.or_else(|| env(SECRET_VAR));
             set_if_given(&mut config.secret, secret.map(Some));
+            set_if_given(&mut config.admin_token, admin_token.map(Some));
+            set_if_given(&mut config.http_hosts, self.http_hosts);
             set_if_given(&mut config.log_level, self.log_level);
         })?;
         Ok(config)
@@ -208,6 +261,48 @@ mod tests {
         assert!(Config::from_yaml_str("node_timeout_ms: 0\n").is_err());
         assert!(Config::from_yaml_str("port: 70000\n").is_err());
         assert!(Config::from_yaml_str("bind: somewhere\n").is_err());
+        assert!(Config::from_yaml_str("admin_token: short\n").is_err());
+        assert!(Config::from_yaml_str("http_hosts: [localhost]\n").is_err());
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_file_env_or_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.yaml");
+        std::fs::write(
+            &path,
+            "cluster_secret: s\nadmin_token: from-the-file-0123\nhttp_hosts: [dash:80]\n",
+        )
+        .unwrap();
+        let flags = || Flags {
+            config: Some(path.clone()),
+            ..Flags::default()
+        };
+        let no_env = |_: &str| None;
+        let config = flags().into_config_with_env(no_env).unwrap();
+        assert_eq!(config.secret.as_deref(), Some("s"));
+        assert_eq!(config.admin_token.as_deref(), Some("from-the-file-0123"));
+        assert_eq!(config.http_hosts, ["dash:80"]);
+
+        let env = |name: &str| (name == ADMIN_TOKEN_VAR).then(|| "from-the-env-01234".to_string());
+        let config = flags().into_config_with_env(env).unwrap();
+        assert_eq!(config.admin_token.as_deref(), Some("from-the-env-01234"));
+
+        let flags = Flags::try_parse_from([
+            "coordinate-server",
+            "--admin-token",
+            "from-the-flag-0123",
+            "--http-hosts",
+            "a:1,b:2",
+            "--cluster-secret",
+            "t",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        let config = flags.into_config_with_env(env).unwrap();
+        assert_eq!(config.admin_token.as_deref(), Some("from-the-flag-0123"));
+        assert_eq!(config.http_hosts, ["a:1", "b:2"]);
+        assert_eq!(config.secret.as_deref(), Some("t"));
     }
 
     #[test]

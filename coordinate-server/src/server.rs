@@ -68,6 +68,7 @@ pub async fn run(
     let mut http_task = tasks.spawn(http::serve(
         http_listener,
         Handle::new(inputs),
+        &config,
         stop.clone().cancelled_owned(),
     ));
 

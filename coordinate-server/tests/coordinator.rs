@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Coordinator, FakeNode, node_info, settled};
+use common::{ADMIN_TOKEN, Coordinator, FakeNode, node_info, settled};
 use coordinate_server::state::view::{ClusterView, NodeState};
 use keycafe_core::coord::NodeMessage;
 
@@ -179,7 +179,12 @@ async fn leaves_move_the_slots_away_then_remove_the_node() {
     // ...and one through the HTTP API.
     let http = reqwest::Client::new();
     let url = coordinator.url(&format!("/api/nodes/{}/leave", b.info.id));
-    let response = http.post(&url).send().await.unwrap();
+    let response = http
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 202);
     a.wait_for("b removed", |s| {
         s.latest().is_some_and(|cfg| settled(cfg, 1))
@@ -189,7 +194,12 @@ async fn leaves_move_the_slots_away_then_remove_the_node() {
     // The last node cannot leave; unknown nodes are not found; other sites
     // cannot make a browser do it.
     let url = coordinator.url(&format!("/api/nodes/{}/leave", a.info.id));
-    let response = http.post(&url).send().await.unwrap();
+    let response = http
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 409);
     let body: serde_json::Value = response.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("last"), "{body}");
@@ -198,12 +208,14 @@ async fn leaves_move_the_slots_away_then_remove_the_node() {
         .await;
     let response = http
         .post(coordinator.url("/api/nodes/nobody/leave"))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
     let response = http
         .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
         .header("origin", "http://evil.example")
         .send()
         .await

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Coordinator, FakeNode, node_info, settled};
+use common::{ADMIN_TOKEN, Coordinator, FakeNode, node_info, settled};
 use coordinate_server::state::events::{ClusterEvent, FailoverReason};
 use coordinate_server::state::view::Role;
 use keycafe_core::coord::ReplicationReport;
@@ -75,10 +75,31 @@ async fn the_dashboard_renders_and_the_api_parses() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
+    // Without the admin token (or with a wrong one) the page comes back
+    // with a message, and nothing changes.
+    for body in ["", "admin_token=not-the-token"] {
+        let refused = http
+            .post(&form)
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401, "{body:?}");
+        let page = refused.text().await.unwrap();
+        assert!(
+            page.contains("not the admin token") && page.contains("type=\"password\""),
+            "{page}"
+        );
+    }
+    assert!(coordinator.cluster().await.nodes.iter().all(|n| !n.leaving));
     b.set_auto_done(false); // keep b "leaving" while we look
     let posted = http
         .post(&form)
         .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("admin_token={ADMIN_TOKEN}"))
         .send()
         .await
         .unwrap();

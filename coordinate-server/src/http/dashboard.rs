@@ -10,19 +10,25 @@
 //! JavaScript, nothing loaded from elsewhere.
 //!
 //! Asking a node to leave takes two steps, as it moves data: the link opens a
-//! confirmation page (which does not refresh), whose button POSTs.
+//! confirmation page (which does not refresh), whose button POSTs along with
+//! the admin token typed into its password field (see [`super::access`]).
+//! A wrong token shows the page again, with 401.
 //!
 //! askama 0.16 has no axum integration: pages are rendered to a `String` and
 //! wrapped in [`Html`], and a render failure becomes an [`HttpError`].
 
+use std::sync::Arc;
+
 use askama::Template;
+use axum::Form;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderName};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use keycafe_core::SLOT_COUNT;
+use serde::Deserialize;
 
-use super::{HttpError, same_origin};
+use super::{Access, HttpError, same_origin};
 use crate::driver::Handle;
 use crate::error::Refusal;
 use crate::state::events::ClusterEvent;
@@ -37,9 +43,6 @@ const PALETTE: [&str; 12] = [
 const SHORT_ID: usize = 8;
 /// Slot ranges listed per node before the rest are summarised.
 const RANGES_SHOWN: usize = 4;
-/// No scripts, no outside resources, no framing.
-const CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
 
 /// A run of slots in the SVG bar.
 pub struct Segment {
@@ -114,6 +117,14 @@ pub struct LeavePage {
     pub node: NodeRow,
     /// Already asked to leave.
     pub leaving: bool,
+    /// Why the last attempt was refused.
+    pub error: Option<&'static str>,
+}
+
+/// The confirmation form's fields.
+#[derive(Deserialize)]
+pub(super) struct LeaveForm {
+    admin_token: String,
 }
 
 /// `GET /`
@@ -127,6 +138,14 @@ pub(super) async fn confirm_leave(
     State(handle): State<Handle>,
     Path(id): Path<String>,
 ) -> Result<Response, HttpError> {
+    render(&leave_page(&handle, id, None).await?)
+}
+
+async fn leave_page(
+    handle: &Handle,
+    id: String,
+    error: Option<&'static str>,
+) -> Result<LeavePage, HttpError> {
     let view = handle.view().await?;
     let (index, node) = view
         .nodes
@@ -134,29 +153,44 @@ pub(super) async fn confirm_leave(
         .enumerate()
         .find(|(_, n)| n.id == id)
         .ok_or(Refusal::UnknownNode(id))?;
-    render(&LeavePage {
+    Ok(LeavePage {
         node: node_row(&view, index, &short_id),
         leaving: node.leaving,
+        error,
     })
 }
 
-/// `POST /nodes/{id}/leave`: asks the node to leave, back to the dashboard.
+/// `POST /nodes/{id}/leave`: with the right admin token in the form, asks
+/// the node to leave and goes back to the dashboard; without it, shows the
+/// confirmation page again (401) and changes nothing.
 pub(super) async fn leave(
     State(handle): State<Handle>,
+    State(access): State<Arc<Access>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Redirect, HttpError> {
+    form: Result<Form<LeaveForm>, FormRejection>,
+) -> Result<Response, HttpError> {
     if !same_origin(&headers) {
         return Err(HttpError::CrossSite);
     }
+    let authorised = match &form {
+        Ok(Form(form)) => access.token_matches(form.admin_token.trim()),
+        Err(_) => false,
+    } || access.bearer_matches(&headers);
+    if !authorised {
+        tracing::warn!(node = %id, "dashboard leave refused: no valid admin token");
+        let page = leave_page(&handle, id, Some("That is not the admin token.")).await?;
+        let mut response = render(&page)?;
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(response);
+    }
     handle.leave(id).await??;
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to("/").into_response())
 }
 
+/// The page as HTML; [`super::access::guard`] adds the security headers.
 fn render<T: Template>(page: &T) -> Result<Response, HttpError> {
-    let headers: [(HeaderName, &str); 2] =
-        [(CONTENT_SECURITY_POLICY, CSP), (CACHE_CONTROL, "no-store")];
-    Ok((headers, Html(page.render()?)).into_response())
+    Ok(Html(page.render()?).into_response())
 }
 
 impl DashboardPage {

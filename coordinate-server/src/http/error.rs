@@ -2,7 +2,8 @@
 //! caller sees. The cause is logged; the body says only what is safe.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::{error, warn};
@@ -18,6 +19,9 @@ pub enum HttpError {
     /// A POST that a page on another site made the browser send.
     #[error("cross-site request refused")]
     CrossSite,
+    /// A write without the admin token, or with a wrong one.
+    #[error("this needs the dashboard's admin token (Authorization: Bearer <token>)")]
+    Unauthorized,
     /// The coordinator is shutting down or has stopped.
     #[error(transparent)]
     Coordinator(#[from] Error),
@@ -32,6 +36,7 @@ impl HttpError {
             HttpError::Refused(Refusal::UnknownNode(_)) => StatusCode::NOT_FOUND,
             HttpError::Refused(Refusal::LastNode(_)) => StatusCode::CONFLICT,
             HttpError::CrossSite => StatusCode::FORBIDDEN,
+            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::Coordinator(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -42,7 +47,7 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = match &self {
-            HttpError::Refused(_) | HttpError::CrossSite => {
+            HttpError::Refused(_) | HttpError::CrossSite | HttpError::Unauthorized => {
                 warn!(error = %self, "HTTP request refused");
                 self.to_string()
             }
@@ -55,6 +60,13 @@ impl IntoResponse for HttpError {
                 "internal error".to_string()
             }
         };
-        (status, Json(json!({ "error": message }))).into_response()
+        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"keycafe-dashboard\""),
+            );
+        }
+        response
     }
 }

@@ -26,6 +26,10 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// The cluster secret of every coordinator these tests start.
 pub const SECRET: &str = "the coordinator tests' cluster secret";
 
+/// The dashboard's admin token in every coordinator [`Coordinator::start`]
+/// starts (unless the test's tweak changes it).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
 /// A coordinator running in this process.
 pub struct Coordinator {
     pub node_addr: SocketAddr,
@@ -45,6 +49,7 @@ impl Coordinator {
             data_dir: data_dir.to_path_buf(),
             log_level: "debug".into(),
             secret: Some(SECRET.into()),
+            admin_token: Some(ADMIN_TOKEN.into()),
             ..Config::default()
         };
         tweak(&mut config);
