@@ -2,12 +2,22 @@
 //! [tower-sessions](https://docs.rs/tower-sessions/0.15) 0.15 (and so for
 //! axum). Enabled by this crate's `tower-sessions` feature.
 //!
-//! Each session is one string key, `<prefix><session id>` (by default
-//! `session:<id>`), whose value is the session record as JSON and whose
-//! Keycafe TTL is the record's expiry date. Keycafe deletes an expired
-//! session by itself, so the store needs no clean-up task, and a session is
-//! routed like any other key: in a cluster, sessions spread over the nodes by
-//! the slot of their key.
+//! Each session is one string key, `<prefix><SHA-256 of the session id,
+//! hex>` (by default `session:<64 hex digits>`), whose value is the session
+//! record as JSON and whose Keycafe TTL is the record's expiry date. Keycafe
+//! deletes an expired session by itself, so the store needs no clean-up
+//! task, and a session is routed like any other key: in a cluster, sessions
+//! spread over the nodes by the slot of their key.
+//!
+//! **Why a hash of the id.** The session id is the secret the browser's
+//! cookie carries: whoever presents it *is* the signed-in user. Had the key
+//! held the id itself, anyone able to list keys (`SCAN`, `KEYS`, `CLUSTER
+//! GETKEYSINSLOT`, a log line, a teaching panel) could hijack every session.
+//! The hash is one-way, and the id is 128 random bits, so it cannot be
+//! found from the key by guessing either: a plain SHA-256 is enough, no
+//! slow or salted hash is needed. The record stored under the key still
+//! holds the id (tower-sessions keeps it in the record), so reading a
+//! *value* is as good as the cookie; keep the nodes behind `requirepass`.
 //!
 //! | `SessionStore` call | Keycafe command |
 //! |---|---|
@@ -20,8 +30,9 @@
 //! self-describing formats can read back (bincode-style formats cannot);
 //! MessagePack would save a few bytes per session at the price of another
 //! dependency. JSON also keeps a session readable with
-//! `keycafe-cli GET session:<id>` or `redis-cli`, which helps when learning
-//! and debugging. Session ids are random 128-bit numbers (tower-sessions
+//! `keycafe-cli` or `redis-cli`, which helps when learning and debugging
+//! (`GET` the key [`KeycafeSessionStore::key`] names). Session
+//! ids are random 128-bit numbers (tower-sessions
 //! draws them), so a collision on `create` is astronomically unlikely; it is
 //! handled anyway, because `NX` makes it cheap to be sure.
 //!
@@ -51,6 +62,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
@@ -59,6 +71,8 @@ use crate::{KeycafeCluster, SetOptions};
 /// How many ids `create` tries before giving up. With random 128-bit ids a
 /// second attempt already means something is wrong with the generator.
 const MAX_CREATE_ATTEMPTS: usize = 8;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A tower-sessions [`SessionStore`] keeping each session as one Keycafe key
 /// that expires with the session. See the [module docs](crate::session_store) for the
@@ -75,7 +89,7 @@ impl KeycafeSessionStore {
     /// The key prefix used unless [`with_prefix`](Self::with_prefix) says otherwise.
     pub const DEFAULT_PREFIX: &'static str = "session:";
 
-    /// A store writing through `client`, with keys `session:<id>`.
+    /// A store writing through `client`, with keys `session:<hash of the id>`.
     pub fn new(client: KeycafeCluster) -> KeycafeSessionStore {
         KeycafeSessionStore {
             client,
@@ -83,7 +97,7 @@ impl KeycafeSessionStore {
         }
     }
 
-    /// Uses `prefix` in front of every session id, e.g. to keep two
+    /// Uses `prefix` in front of every hashed session id, e.g. to keep two
     /// applications' sessions apart in one cluster. A prefix of the form
     /// `{app}:` (a hash tag) would put every session in one slot, i.e. on one
     /// node, so avoid braces unless that is what you want.
@@ -97,9 +111,11 @@ impl KeycafeSessionStore {
         &self.prefix
     }
 
-    /// The Keycafe key holding the session `id`, e.g. to show where a session
-    /// lives with [`key_slot`](crate::key_slot) and
-    /// [`KeycafeCluster::node_for_key`].
+    /// The Keycafe key holding the session `id`: the prefix and the SHA-256
+    /// of the id as the cookie carries it, in hex. Showing it reveals
+    /// nothing usable (see the [module docs](crate::session_store)), so it
+    /// can be printed whole, e.g. to show where a session lives with
+    /// [`key_slot`](crate::key_slot) and [`KeycafeCluster::node_for_key`].
     ///
     /// ```no_run
     /// # async fn demo(kc: keycafe_client::KeycafeCluster) {
@@ -107,13 +123,16 @@ impl KeycafeSessionStore {
     /// use tower_sessions::session::Id;
     ///
     /// let store = KeycafeSessionStore::new(kc);
-    /// let key = store.key(&Id(42));
-    /// assert_eq!(key, "session:KgAAAAAAAAAAAAAAAAAAAA");
+    /// let key = store.key(&Id(42)); // the cookie says "KgAAAAAAAAAAAAAAAAAAAA"
+    /// assert_eq!(
+    ///     key,
+    ///     "session:a52c6927c0e7765f9ee8509fc36cd44921191b17d1ba8b3e73fca457e1581a1a"
+    /// );
     /// println!("slot {}", keycafe_client::key_slot(key.as_bytes()));
     /// # }
     /// ```
     pub fn key(&self, id: &Id) -> String {
-        format!("{}{id}", self.prefix)
+        hashed_key(&self.prefix, id)
     }
 
     /// The client this store writes through.
@@ -182,6 +201,18 @@ impl SessionStore for KeycafeSessionStore {
     }
 }
 
+/// `prefix` and the SHA-256, in hex, of `id` as its cookie carries it.
+fn hashed_key(prefix: &str, id: &Id) -> String {
+    let digest = Sha256::digest(id.to_string().as_bytes());
+    let mut key = String::with_capacity(prefix.len() + 2 * digest.len());
+    key.push_str(prefix);
+    for byte in digest {
+        key.push(char::from(HEX[usize::from(byte >> 4)]));
+        key.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    key
+}
+
 /// The record's expiry as wall-clock time, to the millisecond (what `PXAT`
 /// carries), or `None` if that moment has already passed.
 fn expiry_time(record: &Record) -> Option<SystemTime> {
@@ -223,6 +254,21 @@ mod tests {
     fn ids_print_as_22_url_safe_characters() {
         // The value shown in `KeycafeSessionStore::key`'s example.
         assert_eq!(Id(42).to_string(), "KgAAAAAAAAAAAAAAAAAAAA");
+    }
+
+    #[test]
+    fn keys_hold_a_hash_of_the_cookie_value_not_the_value() {
+        // sha256("KgAAAAAAAAAAAAAAAAAAAA"), computed independently.
+        assert_eq!(
+            hashed_key("p:", &Id(42)),
+            "p:a52c6927c0e7765f9ee8509fc36cd44921191b17d1ba8b3e73fca457e1581a1a"
+        );
+        for id in [Id(42), Id(i128::MIN), Id::default()] {
+            let key = hashed_key("session:", &id);
+            assert!(!key.contains(&id.to_string()), "{key}");
+            assert_eq!(key.len(), "session:".len() + 64);
+        }
+        assert_ne!(hashed_key("", &Id(1)), hashed_key("", &Id(2)));
     }
 
     #[test]

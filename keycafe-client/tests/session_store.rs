@@ -61,8 +61,22 @@ async fn create_then_load_returns_the_same_record_under_the_default_prefix() {
         assert_eq!(created.id, Id(42), "a free id is kept");
 
         let key = store.key(&created.id);
-        assert_eq!(key, format!("session:{}", created.id));
+        assert!(key.starts_with("session:") && key.len() == "session:".len() + 64);
         assert!(store.client().exists(&key).await.expect("EXISTS"));
+        // Listing the keys (as anyone with a connection can, slot by slot)
+        // reveals no cookie value.
+        let cookie = created.id.to_string();
+        let slot = keycafe_client::key_slot(key.as_bytes()).to_string();
+        let keys = store
+            .client()
+            .command(["CLUSTER", "GETKEYSINSLOT", slot.as_str(), "100"])
+            .await
+            .expect("CLUSTER GETKEYSINSLOT");
+        let keys = format!("{keys:?}");
+        assert!(
+            keys.contains(&key[..20]) && !keys.contains(&cookie),
+            "{keys}"
+        );
         assert_ttl_close(store.client(), &key, Duration::from_secs(30 * 60)).await;
 
         let loaded = store.load(&created.id).await.expect("load");
@@ -180,7 +194,9 @@ async fn a_custom_prefix_separates_applications() {
 
         let mut r = record(6, TimeDuration::minutes(5));
         app_store.create(&mut r).await.expect("create");
-        assert_eq!(app_store.key(&r.id), format!("myapp:s:{}", r.id));
+        let key = app_store.key(&r.id);
+        assert_eq!(&key[8..], &default_store.key(&r.id)["session:".len()..]);
+        assert!(key.starts_with("myapp:s:"));
         assert!(
             app_store
                 .client()
