@@ -5,7 +5,9 @@
 # Settings come from the environment (`auth-server --help`,
 # examples/auth-server/README.md), e.g.
 #   KEYCAFE_SEEDS=127.0.0.1:9814 DATABASE_URL=sqlite://auth-example.db?mode=rwc \
-#   AUTH_TRUSTED_PROXIES=127.0.0.1 ./run-example-server.sh
+#   KEYCAFE_PASSWORD=... AUTH_INTERNAL_SECRET=... ./run-example-server.sh
+# (export the secrets rather than typing them on a command line; auth-web needs
+# the same AUTH_INTERNAL_SECRET for its X-Forwarded-For to be believed).
 # Demo login: limpett0@smugmug.com / pCHecmGBZ7
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -11,8 +11,16 @@
 //! | `GET /healthz` | — | 200 [`Health`] | 503 [`Health`] |
 //!
 //! Times are RFC 3339 strings in UTC (`2026-05-06T12:00:00Z`).
+//!
+//! A caller that knows the internal secret (auth-web) may say whom it asks
+//! for: `X-Internal-Auth: <secret>` with `X-Forwarded-For: <client IP>`.
+//! Without the secret, `X-Forwarded-For` is ignored.
 
 use serde::{Deserialize, Serialize};
+
+/// The header in which auth-web proves the secret it shares with
+/// auth-server, so that its `X-Forwarded-For` is believed.
+pub const INTERNAL_AUTH_HEADER: &str = "x-internal-auth";
 
 /// `POST /api/v1/login`. The email is matched case-insensitively; the
 /// password is used exactly as sent (never trimmed or truncated), up to

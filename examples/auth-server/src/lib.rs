@@ -39,7 +39,7 @@
 //! - [`keycafe`]: the shared Keycafe handle, connected lazily and re-tried.
 //! - [`cache`]: the user-row cache in Keycafe.
 //! - [`sessions`]: tokens, session records, sliding idle and absolute expiry.
-//! - [`throttle`]: failed-login counters per account and per client address.
+//! - [`throttle`]: failed-login counters and the throttling policy.
 //! - [`state`]: [`AppState`] shared by the handlers, and [`Stats`].
 
 pub mod api;

@@ -36,7 +36,12 @@ Usage: auth-server            (configured through environment variables)
   AUTH_SESSION_IDLE_SECS      idle session expiry       [1800]
   AUTH_SESSION_ABSOLUTE_SECS  absolute session expiry   [43200]
   AUTH_USER_CACHE_TTL_SECS    user cache TTL            [300]
-  AUTH_LOGIN_MAX_FAILURES     failures before 429       [5]
+  AUTH_LOGIN_MAX_FAILURES     failures of one account from one address before 429 [5]
+  AUTH_LOGIN_MAX_ADDRESS_FAILURES  failures from one address before 429 [20]
   AUTH_LOGIN_WINDOW_SECS      failure counting window   [900]
-  AUTH_TRUSTED_PROXIES        IPs whose X-Forwarded-For is believed, a,b,... [none]
+  AUTH_LOGIN_ACCOUNT_SLOW_AFTER  failures of one account before its logins slow down [20]
+  AUTH_LOGIN_ACCOUNT_DELAY_MS    ... by this much each  [1000]
+  AUTH_INTERNAL_SECRET        shared with auth-web; with it in X-Internal-Auth a
+                              request may name the client in X-Forwarded-For [none]
+  AUTH_TRUSTED_PROXIES        if set, only these peer IPs may do so, a,b,... [none]
   RUST_LOG                    log filter                [info]";

@@ -49,6 +49,7 @@ pub struct Stats {
     pub(crate) logins_succeeded: AtomicU64,
     pub(crate) logins_failed: AtomicU64,
     pub(crate) logins_throttled: AtomicU64,
+    pub(crate) logins_slowed: AtomicU64,
 }
 
 impl Stats {
@@ -80,6 +81,12 @@ impl Stats {
     /// Logins refused with 429 before any password check.
     pub fn logins_throttled(&self) -> u64 {
         self.logins_throttled.load(Ordering::Relaxed)
+    }
+
+    /// Login attempts made to wait because their account was in slow mode
+    /// (many failures from many addresses).
+    pub fn logins_slowed(&self) -> u64 {
+        self.logins_slowed.load(Ordering::Relaxed)
     }
 
     pub(crate) fn bump(counter: &AtomicU64) {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use auth_server::api::{Health, LoginResponse, SessionInfo, UserProfile};
 use keycafe_server::test_util::TestServer;
 use reqwest::StatusCode;
-use support::{AuthServer, DEMO_EMAIL, DEMO_PASSWORD, bounded};
+use support::{AuthServer, DEMO_EMAIL, DEMO_PASSWORD, all_keys, bounded};
 
 async fn stack() -> (TestServer, AuthServer) {
     let keycafe = TestServer::standalone().await;
@@ -278,6 +278,54 @@ async fn session_info_shows_where_the_session_lives() {
         assert!(direct.exists(&info.key).await.expect("EXISTS"));
         api.logout(&token).await;
         assert!(!direct.exists(&info.key).await.expect("EXISTS"));
+    })
+    .await;
+}
+
+/// Listing every key (which any client of the node can) reveals no token:
+/// sessions are keyed by its hash.
+#[tokio::test]
+async fn no_key_in_keycafe_reveals_a_token() {
+    bounded(async {
+        let (keycafe, api) = stack().await;
+        let tokens = [
+            api.login(DEMO_EMAIL, DEMO_PASSWORD).await,
+            api.login(DEMO_EMAIL, DEMO_PASSWORD).await,
+        ];
+        let direct = keycafe_client::KeycafeCluster::connect(keycafe.addr().to_string())
+            .await
+            .expect("connect to Keycafe");
+        let keys = all_keys(&direct).await;
+        let sessions = keys.iter().filter(|k| k.starts_with("session:")).count();
+        assert_eq!(sessions, 2, "{keys:?}");
+        for token in &tokens {
+            assert!(
+                keys.iter().all(|key| !key.contains(token.as_str())),
+                "{keys:?}"
+            );
+        }
+    })
+    .await;
+}
+
+/// With `requirepass` on the node, auth-server connects with
+/// `KEYCAFE_PASSWORD`; without it, it gets no further than an error.
+#[tokio::test]
+async fn a_keycafe_password_is_sent() {
+    bounded(async {
+        let keycafe = TestServer::start(keycafe_server::Config {
+            requirepass: Some("node-password-123".into()),
+            ..keycafe_server::Config::default()
+        })
+        .await;
+        let api = AuthServer::start(keycafe.addr(), |config| {
+            config.keycafe.password = Some("node-password-123".into());
+        })
+        .await;
+        api.login(DEMO_EMAIL, DEMO_PASSWORD).await;
+        let without = AuthServer::start(keycafe.addr(), |_| {}).await;
+        let answer = without.login_raw(DEMO_EMAIL, DEMO_PASSWORD).await;
+        assert!(answer.status.is_server_error(), "{}", answer.status);
     })
     .await;
 }

@@ -4,10 +4,13 @@
 //!
 //! 1. Validate lengths (400). Nothing is truncated: a 1000-character
 //!    password is hashed as sent.
-//! 2. Count the attempt against the account and the address, and refuse
-//!    with 429 if either is past the limit — before any password is checked,
-//!    so a throttled attacker learns nothing, not even from a correct guess
-//!    (see [`crate::throttle`] for why counting comes first).
+//! 2. Count the attempt against the account from this address, the address
+//!    and the account, and refuse with 429 if either of the first two is past
+//!    its limit — before any password is checked, so a throttled attacker
+//!    learns nothing, not even from a correct guess. If the account has had
+//!    many failures from many addresses, wait a moment instead (never a
+//!    lockout). [`crate::throttle`] explains the policy and why counting
+//!    comes first.
 //! 3. Find the user (Keycafe cache, then SQLite).
 //! 4. Verify the password with argon2 on the blocking pool. For an unknown
 //!    email, verify against the dummy hash anyway: both paths cost one
@@ -23,7 +26,7 @@ use crate::api::{LoginRequest, LoginResponse};
 use crate::password::{self, MAX_PASSWORD_BYTES};
 use crate::sessions::{self, SessionRecord};
 use crate::state::Stats;
-use crate::throttle::LoginCounters;
+use crate::throttle::{Limits, LoginCounters, Verdict};
 use crate::users::{self, MAX_EMAIL_BYTES};
 use crate::{AppError, AppState};
 
@@ -47,13 +50,21 @@ pub async fn login(
     let config = &state.config;
     let keycafe = state.keycafe.get().await?;
     let counters = LoginCounters::new(&email, client);
-    if let Some(retry_after) = counters
-        .attempt(keycafe, config.login_max_failures, config.login_window)
+    match counters
+        .attempt(keycafe, Limits::from_config(config))
         .await?
     {
-        Stats::bump(&state.stats.logins_throttled);
-        tracing::info!(%email, %client, "login throttled");
-        return Err(AppError::Throttled { retry_after });
+        Verdict::Refused { retry_after } => {
+            Stats::bump(&state.stats.logins_throttled);
+            tracing::info!(%email, %client, "login throttled");
+            return Err(AppError::Throttled { retry_after });
+        }
+        Verdict::Proceed { slow: true } => {
+            Stats::bump(&state.stats.logins_slowed);
+            tracing::info!(%email, %client, "login slowed: many failures for this account");
+            tokio::time::sleep(config.login_account_delay).await;
+        }
+        Verdict::Proceed { slow: false } => {}
     }
 
     let user = users::find_by_email(&state, &email).await?;

@@ -23,6 +23,7 @@ use axum::{Json, Router};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
+use crate::api::INTERNAL_AUTH_HEADER;
 use crate::{AppError, AppState};
 
 /// Largest request body accepted. A login is well under 2 KiB.
@@ -88,8 +89,15 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
 }
 
 /// The address failed logins are counted against: the TCP peer, or — when
-/// the peer is a trusted proxy (auth-web) — the client it names in
-/// `X-Forwarded-For`.
+/// the request proves the internal secret (auth-web does) — the client it
+/// names in `X-Forwarded-For`.
+///
+/// Why a secret and not a list of proxy addresses: in the demo every process
+/// is at 127.0.0.1, so "the peer is 127.0.0.1" says nothing about *which*
+/// local process is asking; any of them could name a new client address on
+/// each guess and never be throttled. Knowing the secret is what sets
+/// auth-web apart. `trusted_proxies`, when set, narrows it further to those
+/// peers.
 pub struct ClientAddr(pub IpAddr);
 
 impl FromRequestParts<AppState> for ClientAddr {
@@ -100,85 +108,59 @@ impl FromRequestParts<AppState> for ClientAddr {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        let config = &state.config;
+        let vouched = config.internal_secret.as_ref().is_some_and(|secret| {
+            parts
+                .headers
+                .get(INTERNAL_AUTH_HEADER)
+                .is_some_and(|offered| secret.matches(offered.as_bytes()))
+        }) && (config.trusted_proxies.is_empty()
+            || config.trusted_proxies.contains(&peer));
+        if !vouched {
+            return Ok(ClientAddr(peer));
+        }
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|value| value.to_str().ok());
-        Ok(ClientAddr(client_ip(
-            peer,
-            forwarded,
-            &state.config.trusted_proxies,
-        )))
+        Ok(ClientAddr(forwarded_client(forwarded).unwrap_or(peer)))
     }
 }
 
-/// Walks `X-Forwarded-For` from the right (each proxy appends the address
-/// it saw) past trusted proxies; the first other address is the client.
-/// Anything unparsable ends the walk: what lies left of it is unverifiable.
-fn client_ip<'a>(
-    peer: IpAddr,
-    forwarded: impl Iterator<Item = &'a str>,
-    trusted: &[IpAddr],
-) -> IpAddr {
-    if !trusted.contains(&peer) {
-        return peer;
-    }
-    let hops: Vec<&str> = forwarded.flat_map(|value| value.split(',')).collect();
-    let mut client = peer;
-    for hop in hops.iter().rev() {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) => {
-                client = ip;
-                if !trusted.contains(&ip) {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    client
+/// The address the vouched-for proxy appended last to `X-Forwarded-For`
+/// (the rightmost entry): the client it saw. Entries left of it came from
+/// further away, possibly from the client itself, and are not believed.
+fn forwarded_client<'a>(forwarded: impl Iterator<Item = &'a str>) -> Option<IpAddr> {
+    forwarded
+        .flat_map(|value| value.split(','))
+        .last()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ip(text: &str) -> IpAddr {
-        text.parse().expect("test IP")
-    }
-
     #[test]
-    fn forwarded_for_is_believed_only_from_trusted_peers() {
-        let trusted = [ip("127.0.0.1")];
-        let header = ["203.0.113.9"];
+    fn the_rightmost_forwarded_entry_is_the_client() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("test IP");
         assert_eq!(
-            client_ip(ip("127.0.0.1"), header.into_iter(), &trusted),
-            ip("203.0.113.9")
+            forwarded_client(["203.0.113.9"].into_iter()),
+            Some(ip("203.0.113.9"))
+        );
+        // The client sent "1.1.1.1" itself; the proxy appended the rest.
+        assert_eq!(
+            forwarded_client(["1.1.1.1, 203.0.113.9"].into_iter()),
+            Some(ip("203.0.113.9"))
         );
         assert_eq!(
-            client_ip(ip("198.51.100.7"), header.into_iter(), &trusted),
-            ip("198.51.100.7")
+            forwarded_client(["1.1.1.1", "::1"].into_iter()),
+            Some(ip("::1"))
         );
-        assert_eq!(
-            client_ip(ip("127.0.0.1"), std::iter::empty(), &trusted),
-            ip("127.0.0.1")
-        );
-    }
-
-    #[test]
-    fn spoofed_left_entries_are_ignored() {
-        let trusted = [ip("127.0.0.1"), ip("10.0.0.2")];
-        // The client sent "1.1.1.1" itself; the proxies appended the rest.
-        let header = ["1.1.1.1, 203.0.113.9", "10.0.0.2"];
-        assert_eq!(
-            client_ip(ip("127.0.0.1"), header.into_iter(), &trusted),
-            ip("203.0.113.9")
-        );
-        let garbage = ["1.1.1.1, not-an-ip"];
-        assert_eq!(
-            client_ip(ip("127.0.0.1"), garbage.into_iter(), &trusted),
-            ip("127.0.0.1")
-        );
+        assert_eq!(forwarded_client(["1.1.1.1, not-an-ip"].into_iter()), None);
+        assert_eq!(forwarded_client(std::iter::empty()), None);
     }
 }

@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_server::api::{ErrorBody, LoginRequest, LoginResponse};
+use auth_server::api::{ErrorBody, INTERNAL_AUTH_HEADER, LoginRequest, LoginResponse};
+use auth_server::config::InternalSecret;
 use auth_server::{Config, Stats};
 use keycafe_core::process::KeycafeSettings;
 use reqwest::StatusCode;
@@ -19,6 +20,26 @@ use tokio::task::JoinHandle;
 /// The documented demo login.
 pub const DEMO_EMAIL: &str = "limpett0@smugmug.com";
 pub const DEMO_PASSWORD: &str = "pCHecmGBZ7";
+
+/// The internal secret every test server shares with its "auth-web" (the
+/// test, in [`AuthServer::login_from`]).
+pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789";
+
+/// Every key the standalone Keycafe node behind `keycafe` holds, listed
+/// slot by slot with `CLUSTER GETKEYSINSLOT`, as any client of the node can.
+pub async fn all_keys(keycafe: &keycafe_client::KeycafeCluster) -> Vec<String> {
+    let mut pipeline = keycafe_client::Pipeline::new();
+    for slot in 0..keycafe_core::SLOT_COUNT {
+        pipeline.cmd(["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "1000"]);
+    }
+    let replies = keycafe.execute(&pipeline).await.expect("GETKEYSINSLOT");
+    replies
+        .into_iter()
+        .flat_map(|reply| {
+            <Vec<String> as keycafe_client::FromFrame>::from_frame(reply).expect("a list of keys")
+        })
+        .collect()
+}
 
 /// Every test is bounded: a hang is a failure, not a stuck suite.
 pub async fn bounded<F: Future>(future: F) -> F::Output {
@@ -78,6 +99,12 @@ impl Drop for Running {
     }
 }
 
+/// Who a login claims to come from, and with what proof.
+struct Forwarded<'a> {
+    client: IpAddr,
+    secret: Option<&'a str>,
+}
+
 /// auth-server over a fresh database.
 pub struct AuthServer {
     pub url: String,
@@ -101,6 +128,7 @@ impl AuthServer {
                 timeout: Duration::from_millis(500),
                 ..KeycafeSettings::default()
             },
+            internal_secret: Some(InternalSecret::new(INTERNAL_SECRET)),
             ..Config::default()
         };
         adjust(&mut config);
@@ -142,20 +170,41 @@ impl AuthServer {
         self.post_login(email, password, None).await
     }
 
-    /// [`AuthServer::login_raw`] as a proxy sends it on behalf of `client`
-    /// (in `X-Forwarded-For`).
+    /// [`AuthServer::login_raw`] as auth-web sends it on behalf of `client`:
+    /// the internal secret in `X-Internal-Auth`, the client in
+    /// `X-Forwarded-For`.
     pub async fn login_from(&self, client: IpAddr, email: &str, password: &str) -> Answer {
-        self.post_login(email, password, Some(client)).await
+        let forwarded = Forwarded {
+            client,
+            secret: Some(INTERNAL_SECRET),
+        };
+        self.post_login(email, password, Some(forwarded)).await
     }
 
-    async fn post_login(&self, email: &str, password: &str, client: Option<IpAddr>) -> Answer {
+    /// A login naming `client` in `X-Forwarded-For` with `secret` (none, or
+    /// a wrong one) in `X-Internal-Auth`: what any local process can send.
+    pub async fn login_claiming(
+        &self,
+        client: IpAddr,
+        secret: Option<&str>,
+        email: &str,
+        password: &str,
+    ) -> Answer {
+        let forwarded = Forwarded { client, secret };
+        self.post_login(email, password, Some(forwarded)).await
+    }
+
+    async fn post_login(&self, email: &str, password: &str, via: Option<Forwarded<'_>>) -> Answer {
         let request = LoginRequest {
             email: email.to_string(),
             password: password.to_string(),
         };
         let mut post = self.http.post(self.url("/api/v1/login"));
-        if let Some(client) = client {
+        if let Some(Forwarded { client, secret }) = via {
             post = post.header("x-forwarded-for", client.to_string());
+            if let Some(secret) = secret {
+                post = post.header(INTERNAL_AUTH_HEADER, secret);
+            }
         }
         let response = post.json(&request).send().await.expect("login request");
         Answer::read(response).await
