@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 // The request and response bodies are auth-server's `api.rs`, compiled into
 // this crate from its source file: one definition keeps site and server in
 // step, and the site need not link the server's database and hashing code.
@@ -17,10 +17,11 @@ use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 #[path = "../../auth-server/src/api.rs"]
 pub mod bodies;
 
-use bodies::LoginRequest;
+use crate::config::InternalSecret;
 /// Where auth-server keeps the API session in Keycafe (named apart from the
 /// browser's own session).
 pub use bodies::SessionInfo as ApiSessionInfo;
+use bodies::{INTERNAL_AUTH_HEADER, LoginRequest};
 pub use bodies::{LoginResponse, UserProfile};
 
 /// What a login attempt came to.
@@ -55,12 +56,18 @@ pub enum ApiError {
 pub struct ApiClient {
     http: reqwest::Client,
     base_url: String,
+    internal_secret: Option<InternalSecret>,
 }
 
 impl ApiClient {
     /// A client for the API at `base_url` (e.g. `http://127.0.0.1:8080`),
-    /// giving each request at most `timeout`.
-    pub fn new(base_url: &str, timeout: Duration) -> anyhow::Result<ApiClient> {
+    /// giving each request at most `timeout`, and proving `internal_secret`
+    /// (if any) with each login.
+    pub fn new(
+        base_url: &str,
+        timeout: Duration,
+        internal_secret: Option<InternalSecret>,
+    ) -> anyhow::Result<ApiClient> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
@@ -70,6 +77,7 @@ impl ApiClient {
         Ok(ApiClient {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
+            internal_secret,
         })
     }
 
@@ -78,8 +86,10 @@ impl ApiClient {
     }
 
     /// Tries `email` and `password`. `client_ip` (the browser's address) is
-    /// sent as `X-Forwarded-For`, so that auth-server throttles failed
-    /// logins per browser rather than per web server when it trusts us.
+    /// sent as `X-Forwarded-For`, with the internal secret as
+    /// `X-Internal-Auth`, so that auth-server throttles failed logins per
+    /// browser rather than per web server. (Without the secret, auth-server
+    /// ignores the address and counts every browser as this server.)
     pub async fn login(
         &self,
         email: &str,
@@ -93,8 +103,14 @@ impl ApiClient {
                 email: email.to_string(),
                 password: password.to_string(),
             });
-        if let Some(ip) = client_ip {
-            request = request.header("x-forwarded-for", ip.to_string());
+        if let (Some(ip), Some(secret)) = (client_ip, &self.internal_secret) {
+            let mut proof = HeaderValue::from_str(secret.expose()).map_err(|_| {
+                ApiError::Unexpected("AUTH_INTERNAL_SECRET is not a valid header value".into())
+            })?;
+            proof.set_sensitive(true);
+            request = request
+                .header(INTERNAL_AUTH_HEADER, proof)
+                .header("x-forwarded-for", ip.to_string());
         }
         let response = request.send().await.map_err(ApiError::Unreachable)?;
         match response.status() {

@@ -7,11 +7,12 @@
 //! | `AUTH_SERVER_URL` | `http://127.0.0.1:8080` | the auth-server API (plain HTTP: keep it on loopback or a private network) |
 //! | `KEYCAFE_SEEDS` | `127.0.0.1:9814` | Keycafe node(s) for browser sessions, comma-separated `host:port` |
 //! | `KEYCAFE_PASSWORD` | none | sent with AUTH if the nodes require a password |
-//! | `KEYCAFE_TIMEOUT_MS` | `1000` | connect and reply timeout for Keycafe |
+//! | `KEYCAFE_TIMEOUT_MS` | `1000` | connect and reply timeout for Keycafe (one retry: a page fails within about two of these) |
 //! | `AUTH_WEB_API_TIMEOUT_MS` | `10000` | limit on each call to auth-server |
 //! | `AUTH_WEB_SECURE_COOKIES` | `false` | mark the session cookie `Secure` (set it behind HTTPS) |
 //! | `AUTH_WEB_SESSION_IDLE_SECS` | `1800` | a browser session ends after this long unused |
 //! | `AUTH_WEB_SESSION_PREFIX` | `web:session:` | Keycafe key prefix of browser sessions |
+//! | `AUTH_INTERNAL_SECRET` | none | shared with auth-server, sent as `X-Internal-Auth` so that it believes the browser address in `X-Forwarded-For` |
 //! | `RUST_LOG` | `info` | log filter (read by `main.rs`) |
 
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use keycafe_core::process::{
 
 /// Everything the site needs to know; see the module docs for the
 /// environment variable behind each field. `Debug` leaves the Keycafe
-/// password out, so that logging a `Config` is safe.
+/// password and the internal secret out, so that logging a `Config` is safe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where the binary listens (`run` itself takes a bound listener).
@@ -46,6 +47,32 @@ pub struct Config {
     /// Keycafe key prefix of browser sessions, distinct from auth-server's
     /// `session:` keys so that the two kinds are easy to tell apart.
     pub session_prefix: String,
+    /// The secret auth-server shares with this site: sent with each login,
+    /// it makes auth-server throttle by the browser's address (which this
+    /// site names in `X-Forwarded-For`) instead of this server's.
+    pub internal_secret: Option<InternalSecret>,
+}
+
+/// The secret shared with auth-server. `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InternalSecret(String);
+
+impl InternalSecret {
+    /// Wraps `secret`.
+    pub fn new(secret: impl Into<String>) -> InternalSecret {
+        InternalSecret(secret.into())
+    }
+
+    /// The secret itself, to send.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for InternalSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InternalSecret(<set>)")
+    }
 }
 
 impl Default for Config {
@@ -58,6 +85,7 @@ impl Default for Config {
             secure_cookies: false,
             session_idle: Duration::from_secs(30 * 60),
             session_prefix: "web:session:".to_string(),
+            internal_secret: None,
         }
     }
 }
@@ -92,6 +120,9 @@ impl EnvConfig for Config {
             env.get("AUTH_WEB_SESSION_PREFIX")
                 .map(|prefix| prefix.trim().to_string()),
         );
+        if let Some(secret) = env.get("AUTH_INTERNAL_SECRET") {
+            self.internal_secret = Some(InternalSecret::new(secret.trim()));
+        }
         Ok(())
     }
 
@@ -139,8 +170,12 @@ mod tests {
             ("AUTH_WEB_SECURE_COOKIES", "TRUE"),
             ("AUTH_WEB_SESSION_IDLE_SECS", "60"),
             ("KEYCAFE_PASSWORD", ""),
+            ("AUTH_INTERNAL_SECRET", " shared-secret-0123456789 "),
         ])
         .expect("valid");
+        let secret = config.internal_secret.as_ref().expect("a secret");
+        assert_eq!(secret.expose(), "shared-secret-0123456789");
+        assert!(!format!("{config:?}").contains("shared-secret"));
         assert_eq!(config.listen_addr.port(), 4000);
         assert_eq!(config.auth_server_url, "http://10.0.0.5:8080");
         assert_eq!(config.keycafe.seeds, ["10.0.0.1:9814", "10.0.0.2:9814"]);

@@ -2,7 +2,10 @@
 //! visitor sees instead. The cause goes to the log; the page says only what
 //! is safe and useful to the visitor.
 
+use axum::extract::Request;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::api::ApiError;
@@ -23,6 +26,10 @@ pub enum AppError {
     /// The browser session could not be read or written (Keycafe).
     #[error("session store: {0}")]
     Session(#[from] tower_sessions::session::Error),
+    /// The session layer could not save the session after the page was
+    /// made (Keycafe); see [`explain_session_failures`].
+    #[error("the session could not be saved (the session layer logged why)")]
+    SessionNotSaved,
     /// A Keycafe command for the teaching panel failed.
     #[error("keycafe: {0}")]
     Keycafe(#[from] keycafe_client::Error),
@@ -36,9 +43,10 @@ impl AppError {
         match self {
             AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Api(_) | AppError::Session(_) | AppError::Keycafe(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::Api(_)
+            | AppError::Session(_)
+            | AppError::SessionNotSaved
+            | AppError::Keycafe(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,7 +63,7 @@ impl AppError {
                 "Sign-in service unavailable",
                 "The authentication service did not answer. Please try again in a moment.",
             ),
-            AppError::Session(_) | AppError::Keycafe(_) => (
+            AppError::Session(_) | AppError::SessionNotSaved | AppError::Keycafe(_) => (
                 "Sessions unavailable",
                 "Your session could not be reached right now. Please try again in a moment.",
             ),
@@ -85,4 +93,22 @@ impl IntoResponse for AppError {
             Err(_) => (status, Html(format!("<h1>{}</h1>", status.as_u16()))).into_response(),
         }
     }
+}
+
+/// Middleware just outside the session layer: turns the session layer's own
+/// failure into the "Sessions unavailable" page.
+///
+/// tower-sessions saves the session *after* the handler has answered, and
+/// if that save fails (Keycafe is down) it replaces the answer with a bare
+/// `500` with no body and no headers at all. Every answer this site makes
+/// has a `Content-Type`, so a 500 without one can only be that: it becomes
+/// a 503 page saying to try again, like any other Keycafe failure.
+pub async fn explain_session_failures(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR
+        && !response.headers().contains_key(CONTENT_TYPE)
+    {
+        return AppError::SessionNotSaved.into_response();
+    }
+    response
 }

@@ -18,6 +18,8 @@ Usage: auth-web        (no arguments; settings come from the environment)
   AUTH_WEB_SECURE_COOKIES     Secure session cookie (HTTPS) [false]
   AUTH_WEB_SESSION_IDLE_SECS  session idle timeout      [1800]
   AUTH_WEB_SESSION_PREFIX     Keycafe key prefix        [web:session:]
+  AUTH_INTERNAL_SECRET        shared with auth-server; sent with logins so that it
+                              believes the browser address in X-Forwarded-For [none]
   RUST_LOG                    log filter                [info]
 ";
 

@@ -7,11 +7,14 @@
 //! 2. for pages only (not `/static`, not `/healthz`): `Cache-Control:
 //!    no-store`, so that neither the browser nor a proxy keeps a copy of a
 //!    profile, or of a form with its CSRF token, after sign-out;
-//! 3. the session layer (tower-sessions with the Keycafe store): cookie
+//! 3. a translation of the session layer's own failure (a bare 500 when it
+//!    cannot save the session) into the "Sessions unavailable" 503 page
+//!    ([`explain_session_failures`](crate::error::explain_session_failures));
+//! 4. the session layer (tower-sessions with the Keycafe store): cookie
 //!    `auth_web_session` (`__Host-auth_web_session` when Secure), HttpOnly,
 //!    SameSite=Lax, Path=/, expiring after the idle timeout, which every
 //!    request restarts;
-//! 4. the CSRF check on every state-changing request.
+//! 5. the CSRF check on every state-changing request.
 
 use axum::Router;
 use axum::http::HeaderValue;
@@ -30,7 +33,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::config::Config;
 use crate::handlers::{self, login, profile};
 use crate::state::AppState;
-use crate::{assets, csrf};
+use crate::{assets, csrf, error};
 
 /// The session cookie's name. With `Secure`, the `__Host-` prefix makes the
 /// browser insist on Secure, Path=/ and no Domain, so a sibling subdomain
@@ -66,6 +69,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/profile", get(profile::show))
         .layer(from_fn(csrf::require_token))
         .layer(sessions)
+        .layer(from_fn(error::explain_session_failures))
         .layer(header(CACHE_CONTROL, "no-store"));
 
     Router::new()

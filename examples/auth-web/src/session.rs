@@ -5,7 +5,8 @@
 //! [`KeycafeSessionStore`](keycafe_client::KeycafeSessionStore): the
 //! browser holds only a random id in an `HttpOnly` cookie, and the record —
 //! here just the auth-server token, the CSRF token and perhaps a flash
-//! message — lives under `web:session:<id>` with a TTL equal to the idle
+//! message — lives under `web:session:<SHA-256 of the id>` (so that listing
+//! keys reveals no cookie) with a TTL equal to the idle
 //! timeout, slid forward on every request.
 //!
 //! Signed in means "the session holds an API token" ([`SignedIn`]). Whether

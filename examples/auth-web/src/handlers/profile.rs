@@ -16,9 +16,6 @@ use crate::session::{self, SignedIn};
 use crate::state::AppState;
 use crate::templates::{ProfilePage, SessionPanel, render_page};
 
-/// How many characters of the session id the panel shows (see [`browser_panel`]).
-const SHOWN_ID_CHARS: usize = 6;
-
 /// `GET /profile` (behind the login guard): the user as auth-server knows
 /// them. If auth-server has ended the API session meanwhile, the browser
 /// session ends too and the visitor is asked to sign in again.
@@ -53,20 +50,16 @@ pub async fn show(
 
 /// Where the browser session lives: its key, slot, node and TTL.
 ///
-/// The session id in the key is the secret the cookie carries, which is
-/// `HttpOnly` precisely so that scripts cannot read it; printing it whole
-/// into the page would undo that. The panel shows its first characters.
-/// The TTL is read before this request slides it forward again.
+/// The key holds a SHA-256 of the session id, not the id (the cookie's
+/// secret, `HttpOnly` so that scripts cannot read it), so it can be shown
+/// whole: it is what anyone listing Keycafe's keys sees, and it opens
+/// nothing. The TTL is read before this request slides it forward again.
 async fn browser_panel(state: &AppState, session: &Session) -> SessionPanel {
     let store = &state.sessions;
     let (key, shown_key) = match session.id() {
         Some(id) => {
-            let id = id.to_string();
-            let start = id.get(..SHOWN_ID_CHARS).unwrap_or(&id);
-            (
-                format!("{}{id}", store.prefix()),
-                format!("{}{start}…", store.prefix()),
-            )
+            let key = store.key(&id);
+            (key.clone(), key)
         }
         None => (String::new(), "(not saved yet)".to_string()),
     };
@@ -79,8 +72,8 @@ async fn browser_panel(state: &AppState, session: &Session) -> SessionPanel {
     };
     SessionPanel {
         owner: "Browser session (auth-web)",
-        about: "Your cookie holds only a random id; this key holds the rest. \
-                Only the start of the id is shown: it is the cookie's secret.",
+        about: "Your cookie holds only a random id; this key, named by a hash of \
+                that id, holds the rest. Seeing the key does not let anyone in.",
         slot: key_slot(key.as_bytes()),
         node: store
             .client()

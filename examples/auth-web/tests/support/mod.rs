@@ -24,6 +24,9 @@ pub const DEMO_EMAIL: &str = "limpett0@smugmug.com";
 pub const DEMO_PASSWORD: &str = "pCHecmGBZ7";
 pub const DEMO_NAME: &str = "Lissa Impett";
 
+/// The secret auth-web and auth-server share in every stack.
+pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789";
+
 /// Every test future is bounded: a hang is a failure, not a stuck suite.
 pub async fn bounded<F: Future>(future: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(60), future)
@@ -109,7 +112,7 @@ pub struct Stack {
     pub keycafe: KeycafeCluster,
     pub config: auth_web::Config,
     servers: Vec<Running>,
-    _node: TestServer,
+    node: Option<TestServer>,
     _dir: tempfile::TempDir,
 }
 
@@ -133,8 +136,8 @@ impl Stack {
         let api_config = auth_server::Config {
             database_url: format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display()),
             keycafe: keycafe_settings.clone(),
-            // auth-web forwards the browser's address; trust it, as the demo does.
-            trusted_proxies: vec![[127, 0, 0, 1].into()],
+            // auth-web proves this, so its X-Forwarded-For is believed, as in the demo.
+            internal_secret: Some(auth_server::config::InternalSecret::new(INTERNAL_SECRET)),
             ..Default::default()
         };
         let api_server = auth_server::Server::start(api_config)
@@ -160,6 +163,7 @@ impl Stack {
             keycafe: keycafe_settings,
             secure_cookies: options.secure_cookies,
             api_timeout: Duration::from_secs(10),
+            internal_secret: Some(auth_web::config::InternalSecret::new(INTERNAL_SECRET)),
             ..Default::default()
         };
         let (listener, web_addr) = loopback().await;
@@ -179,7 +183,7 @@ impl Stack {
             keycafe,
             config,
             servers,
-            _node: node,
+            node: Some(node),
             _dir: dir,
         };
         stack.wait_until_serving().await;
@@ -204,6 +208,14 @@ impl Stack {
         panic!("auth-web did not start serving");
     }
 
+    /// Stops the Keycafe node (and waits until it is gone): every node of
+    /// auth-web's cluster is down, its port closed.
+    pub async fn stop_keycafe(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.stop().await;
+        }
+    }
+
     /// A fresh browser-like client of auth-web.
     pub fn client(&self) -> WebClient {
         WebClient::new(&self.web)
@@ -219,9 +231,34 @@ impl Stack {
         (client, id, api_token)
     }
 
-    /// The Keycafe key of a browser session id.
+    /// The Keycafe key of a browser session id (its cookie value): the
+    /// prefix and the SHA-256 of the id, in hex.
     pub fn session_key(&self, id: &str) -> String {
-        format!("{}{id}", self.config.session_prefix)
+        let id: tower_sessions::session::Id = id.parse().expect("a session id");
+        keycafe_client::KeycafeSessionStore::new(self.keycafe.clone())
+            .with_prefix(self.config.session_prefix.clone())
+            .key(&id)
+    }
+
+    /// Every key the Keycafe node holds, listed slot by slot with `CLUSTER
+    /// GETKEYSINSLOT`, as any client of the node can.
+    pub async fn all_keys(&self) -> Vec<String> {
+        let mut pipeline = keycafe_client::Pipeline::new();
+        for slot in 0..keycafe_core::SLOT_COUNT {
+            pipeline.cmd(["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "1000"]);
+        }
+        let replies = self
+            .keycafe
+            .execute(&pipeline)
+            .await
+            .expect("GETKEYSINSLOT");
+        replies
+            .into_iter()
+            .flat_map(|reply| {
+                <Vec<String> as keycafe_client::FromFrame>::from_frame(reply)
+                    .expect("a list of keys")
+            })
+            .collect()
     }
 
     /// The stored record of a browser session, as JSON, if it exists.
