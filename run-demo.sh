@@ -8,12 +8,26 @@
 # waits until each answers, prints the URL and the demo login, writes logs to
 # ./logs, and stops everything cleanly on Ctrl-C. The cluster starts afresh
 # each time; the example's SQLite database is kept in ./logs.
+#
+# Nothing runs open: every run draws new random secrets and writes them to
+# logs/secrets.env (mode 0600, never printed):
+#   - the nodes' requirepass, which auth-server and auth-web connect with
+#     (KEYCAFE_PASSWORD) and redis-cli reads (REDISCLI_AUTH);
+#   - the cluster secret shared by the coordinator and the nodes;
+#   - the dashboard's admin token (its leave button, and Bearer on its API);
+#   - the secret auth-web proves to auth-server (X-Internal-Auth), so that
+#     only auth-web may name the browser's address for login throttling.
+# The repository's config*.yaml stay free of secrets: each process gets a
+# copy with its secrets added, in logs/run/ (mode 0700), or reads them from
+# its environment; none is on a command line, where `ps` would show it.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/lib.sh
 LOGS=${LOGS:-logs}
 mkdir -p "$LOGS"
 SEEDS=127.0.0.1:9814,127.0.0.1:9815,127.0.0.1:9816
+SECRETS=$LOGS/secrets.env
+RUN=$LOGS/run
 
 for port in 9800 9880 9814 9815 9816 9817 9818 9819 19814 19815 19816 19817 19818 19819 8080 3000; do
     if listening "$port"; then
@@ -24,6 +38,39 @@ done
 
 echo "building (release)..."
 ./build.sh
+
+# secret: 128 random bits in hex (safe unquoted in a shell, and quoted in YAML).
+secret() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+KEYCAFE_PASSWORD=$(secret)
+CLUSTER_SECRET=$(secret)
+ADMIN_TOKEN=$(secret)
+AUTH_INTERNAL_SECRET=$(secret)
+rm -rf "$RUN" "$SECRETS"
+(
+    umask 077
+    mkdir -p "$RUN"
+    cat >"$SECRETS" <<ENV
+# Secrets of the Keycafe demo started $(date '+%Y-%m-%d %H:%M:%S'); ./run-demo.sh draws new ones each run.
+# Load them into a shell with:  set -a; . $SECRETS; set +a
+REDISCLI_AUTH=$KEYCAFE_PASSWORD
+KEYCAFE_PASSWORD=$KEYCAFE_PASSWORD
+KEYCAFE_CLUSTER_SECRET=$CLUSTER_SECRET
+KEYCAFE_ADMIN_TOKEN=$ADMIN_TOKEN
+AUTH_INTERNAL_SECRET=$AUTH_INTERNAL_SECRET
+ENV
+    # The coordinator's settings for this run: the cluster secret nodes must
+    # present, and the dashboard's admin token.
+    printf 'cluster_secret: "%s"\nadmin_token: "%s"\n' "$CLUSTER_SECRET" "$ADMIN_TOKEN" \
+        >"$RUN/coordinator.yaml"
+    # Each node's file, with its requirepass and the cluster secret added.
+    for config in config.yaml config2.yaml config3.yaml config4.yaml config5.yaml config6.yaml; do
+        {
+            cat "$config"
+            printf '\n# Added by run-demo.sh for this run only:\n'
+            printf 'requirepass: "%s"\ncluster_secret: "%s"\n' "$KEYCAFE_PASSWORD" "$CLUSTER_SECRET"
+        } >"$RUN/$config"
+    done
+)
 
 PIDS=()
 stop_all() {
@@ -44,10 +91,11 @@ start() {
 }
 
 # http_status PORT PATH: the HTTP status code of a GET (bash only, no curl).
+# Host carries the port: the dashboard answers only to its own host names.
 http_status() {
     local reply
     reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
-        printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 &&
+        printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$2" "$1" >&3 &&
         head -n 1 <&3) 2>/dev/null) || return 1
     echo "$reply" | cut -d' ' -f2
 }
@@ -73,7 +121,7 @@ healthy() { [[ $(http_status "$1" "$2") == 200 ]]; }
 cluster_ready() {
     local json
     json=$( (exec 3<>/dev/tcp/127.0.0.1/9880 &&
-        printf 'GET /api/cluster HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && cat <&3) 2>/dev/null) || return 1
+        printf 'GET /api/cluster HTTP/1.0\r\nHost: 127.0.0.1:9880\r\n\r\n' >&3 && cat <&3) 2>/dev/null) || return 1
     python3 - "$1" "$json" <<'PY'
 import json, sys
 body = sys.argv[2].split("\r\n\r\n", 1)[-1]
@@ -84,27 +132,31 @@ sys.exit(0 if ready and not config.get("migrations") else 1)
 PY
 }
 
-# start_nodes N CONFIG...: a node for each file, each listening before the
-# next starts; then waits until the cluster has N nodes and every slot placed.
+# start_nodes N CONFIG...: a node for each file (its copy in $RUN, with the
+# secrets), each listening before the next starts; then waits until the
+# cluster has N nodes and every slot placed.
 start_nodes() {
     local nodes=$1 config port
     shift
     for config in "$@"; do
         port=$(awk '/^service_port:/ {print $2}' "$config")
-        start "keycafe-$port" target/release/keycafe-server "$config"
+        start "keycafe-$port" target/release/keycafe-server "$RUN/$config"
         wait_until "keycafe-$port" listening "$port"
     done
     wait_until coordinator cluster_ready "$nodes"
 }
 
 rm -rf "$LOGS/coordinator-data"
-start coordinator target/release/coordinate-server --data-dir "$LOGS/coordinator-data"
+start coordinator target/release/coordinate-server "$RUN/coordinator.yaml" --data-dir "$LOGS/coordinator-data"
 wait_until coordinator healthy 9880 /api/cluster
 start_nodes 3 config.yaml config2.yaml config3.yaml
 start_nodes 6 config4.yaml config5.yaml config6.yaml
 
+# The two apps read their secrets from the environment (KEYCAFE_PASSWORD,
+# AUTH_INTERNAL_SECRET), which only their own user can read.
+export KEYCAFE_PASSWORD AUTH_INTERNAL_SECRET
 start auth-server env AUTH_SERVER_ADDR=127.0.0.1:8080 KEYCAFE_SEEDS="$SEEDS" \
-    DATABASE_URL="sqlite://$LOGS/auth-example.db?mode=rwc" AUTH_TRUSTED_PROXIES=127.0.0.1 \
+    DATABASE_URL="sqlite://$LOGS/auth-example.db?mode=rwc" \
     target/release/auth-server
 wait_until auth-server healthy 8080 /healthz
 start auth-web env AUTH_WEB_ADDR=127.0.0.1:3000 KEYCAFE_SEEDS="$SEEDS" \
@@ -118,11 +170,18 @@ Keycafe demo is running.
   Open   http://127.0.0.1:3000
   Login  limpett0@smugmug.com  /  pCHecmGBZ7
 
-  cluster dashboard   http://127.0.0.1:9880
-  Keycafe nodes       127.0.0.1:9814, :9815, :9816   (target/release/keycafe-cli -c -p 9814, or redis-cli -c -p 9814)
+  cluster dashboard   http://127.0.0.1:9880   (a node's leave button asks for KEYCAFE_ADMIN_TOKEN)
+  Keycafe nodes       127.0.0.1:9814, :9815, :9816   (password required, see below)
   their replicas      127.0.0.1:9817, :9818, :9819   (kill a primary: its replica takes over within seconds)
   auth API            http://127.0.0.1:8080/healthz
   logs                $LOGS/
+
+  This run's secrets are in $SECRETS (mode 0600, new each run): the Keycafe
+  password, the cluster secret, the dashboard's admin token, auth-web's secret.
+  To talk to the nodes:
+    set -a; . $SECRETS; set +a
+    redis-cli -c -p 9814                                      (reads REDISCLI_AUTH)
+    target/release/keycafe-cli -c -p 9814 -a "\$KEYCAFE_PASSWORD"
 
 Press Ctrl-C to stop.
 MSG
