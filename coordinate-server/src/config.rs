@@ -44,8 +44,9 @@ pub struct Config {
     /// require. Without one, a random token is generated at start and
     /// logged once (see [`crate::http::access`]).
     pub admin_token: Option<String>,
-    /// `Host` values (`name:port`) the dashboard answers to; others get 421,
-    /// which defeats DNS rebinding. Empty means `127.0.0.1:<http_port>`,
+    /// `Host` values (`name:port`) the dashboard answers to (a request may
+    /// also leave the port out); others get 421, which defeats DNS
+    /// rebinding. Empty means `127.0.0.1:<http_port>`,
     /// `localhost:<http_port>`, `[::1]:<http_port>` and the bound address.
     pub http_hosts: Vec<String>,
     /// Most slot migrations announced at once; a larger rebalance runs in

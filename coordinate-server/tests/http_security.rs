@@ -130,11 +130,9 @@ async fn a_foreign_host_is_refused_for_reads_and_writes_and_changes_nothing() {
         assert!(!answer.body.contains(&b.info.id), "no cluster data leaks");
         answer.assert_security_headers("421");
     }
-    // The right name without its port, or the wrong port, is foreign too.
-    for host in ["127.0.0.1", "localhost:1"] {
-        let answer = request(addr, "GET", "/api/cluster", host, &[]).await;
-        assert_eq!(answer.status, 421, "{host}");
-    }
+    // The right name with another port is foreign too.
+    let answer = request(addr, "GET", "/api/cluster", "localhost:1", &[]).await;
+    assert_eq!(answer.status, 421);
     let view = coordinator.cluster().await;
     assert_eq!(view.nodes.len(), 2);
     assert!(view.nodes.iter().all(|n| !n.leaving), "nothing changed");
@@ -145,6 +143,8 @@ async fn a_foreign_host_is_refused_for_reads_and_writes_and_changes_nothing() {
         format!("localhost:{port}"),
         format!("LocalHost:{port}"),
         format!("[::1]:{port}"),
+        // As HTTP/1.0 scripts send it: the name, no port.
+        "127.0.0.1".to_string(),
     ] {
         let answer = request(addr, "GET", "/api/cluster", &host, &[]).await;
         assert_eq!(answer.status, 200, "{host}");

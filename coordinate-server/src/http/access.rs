@@ -9,9 +9,10 @@
 //!   page*, so `Origin` checks pass and the attacker reads and posts at will.
 //!   What gives it away is `Host`: the browser still sends
 //!   `Host: evil.example:9880`. [`guard`] answers only requests whose `Host`
-//!   is one of [`Access::hosts`] (by default the loopback names and the
-//!   bound address, with the port), and `421 Misdirected Request` to the
-//!   rest, reads included: the cluster view names every node.
+//!   names one of [`Access::hosts`] (by default the loopback names and the
+//!   bound address, with the dashboard's port or no port), and `421
+//!   Misdirected Request` to the rest, reads included: the cluster view
+//!   names every node.
 //! - **Every local process is a client.** Reads stay open on loopback, but
 //!   a write (asking a node to leave moves data and shrinks the cluster)
 //!   needs the **admin token**: `Authorization: Bearer <token>` on the JSON
@@ -100,9 +101,19 @@ impl Access {
         &self.hosts
     }
 
+    /// True if `host` (a `Host` header) names one of [`Access::hosts`]: the
+    /// same name, and the same port or none (HTTP/1.0 scripts often leave it
+    /// out; what gives a rebinding page away is the name).
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.trim().to_ascii_lowercase();
-        self.hosts.contains(&host)
+        let Some((name, port)) = split_host(&host) else {
+            return false;
+        };
+        self.hosts.iter().any(|allowed| {
+            split_host(allowed).is_some_and(|(allowed_name, allowed_port)| {
+                allowed_name == name && port.is_none_or(|port| Some(port) == allowed_port)
+            })
+        })
     }
 
     /// True if `offered` is the admin token. Constant time in the token's
@@ -121,6 +132,16 @@ impl Access {
                 scheme.eq_ignore_ascii_case("bearer") && self.token_matches(token.trim())
             })
     }
+}
+
+/// `name[:port]` split in two; `None` if the port is not a number. An IPv6
+/// name keeps its brackets.
+fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
+    if host.ends_with(']') || !host.contains(':') {
+        return (!host.is_empty()).then_some((host, None));
+    }
+    let (name, port) = host.rsplit_once(':')?;
+    Some((name, Some(port.parse().ok()?)))
 }
 
 /// `127.0.0.1:<port>`, `localhost:<port>`, `[::1]:<port>` and the bound
@@ -202,7 +223,19 @@ mod tests {
             ["127.0.0.1:9880", "localhost:9880", "[::1]:9880"]
         );
         assert!(access.host_allowed("LOCALHOST:9880"));
-        for foreign in ["evil.example:9880", "127.0.0.1", "localhost:9881", ""] {
+        assert!(
+            access.host_allowed("127.0.0.1"),
+            "no port: the name decides"
+        );
+        assert!(access.host_allowed("[::1]"));
+        for foreign in [
+            "evil.example:9880",
+            "evil.example",
+            "localhost:9881",
+            "localhost:x",
+            "127.0.0.1.evil.example:9880",
+            "",
+        ] {
             assert!(!access.host_allowed(foreign), "{foreign}");
         }
         let bound_elsewhere =
