@@ -195,7 +195,7 @@ pub struct Flags {
     #[arg(long)]
     pub admin_token: Option<String>,
     /// Host names (`name:port`, comma-separated) the dashboard answers to
-    /// [default: 127.0.0.1, localhost and [::1] with the HTTP port].
+    /// [default: 127.0.0.1, localhost and `[::1]` with the HTTP port].
     #[arg(long, value_delimiter = ',')]
     pub http_hosts: Option<Vec<String>>,
     /// Default log filter (RUST_LOG wins when set).
