@@ -99,8 +99,8 @@ async fn request(
 async fn a_foreign_host_is_refused_for_reads_and_writes_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), |_| {}).await;
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
-    let b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    let b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
     a.wait_for("two nodes", |s| s.latest().is_some_and(|c| settled(c, 2)))
         .await;
     let addr = coordinator.http_addr;
@@ -157,8 +157,8 @@ async fn a_foreign_host_is_refused_for_reads_and_writes_and_changes_nothing() {
 async fn a_leave_needs_the_admin_token() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), |_| {}).await;
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1), None).await;
-    let b = FakeNode::start(coordinator.node_addr, node_info(2), None).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    let b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
     a.wait_for("two nodes", |s| s.latest().is_some_and(|c| settled(c, 2)))
         .await;
     let addr = coordinator.http_addr;
@@ -230,6 +230,7 @@ async fn the_binary_generates_and_logs_a_token_or_takes_one_from_the_environment
         command
             .args(["--port", "0", "--http-port", "0", "--data-dir"])
             .arg(dir.path())
+            .env("KEYCAFE_CLUSTER_SECRET", common::SECRET)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("KEYCAFE_ADMIN_TOKEN")
