@@ -272,7 +272,7 @@ mod tests {
         let path = dir.path().join("coordinator.yaml");
         std::fs::write(
             &path,
-            "cluster_secret: s\nadmin_token: from-the-file-0123\nhttp_hosts: [dash:80]\n",
+            "cluster_secret: the file's secret\nadmin_token: from-the-file-0123\nhttp_hosts: [dash:80]\n",
         )
         .unwrap();
         let flags = || Flags {
@@ -281,7 +281,7 @@ mod tests {
         };
         let no_env = |_: &str| None;
         let config = flags().into_config_with_env(no_env).unwrap();
-        assert_eq!(config.secret.as_deref(), Some("s"));
+        assert_eq!(config.secret.as_deref(), Some("the file's secret"));
         assert_eq!(config.admin_token.as_deref(), Some("from-the-file-0123"));
         assert_eq!(config.http_hosts, ["dash:80"]);
 
@@ -296,14 +296,14 @@ mod tests {
             "--http-hosts",
             "a:1,b:2",
             "--cluster-secret",
-            "t",
+            "the flag's secret",
             path.to_str().unwrap(),
         ])
         .unwrap();
         let config = flags.into_config_with_env(env).unwrap();
         assert_eq!(config.admin_token.as_deref(), Some("from-the-flag-0123"));
         assert_eq!(config.http_hosts, ["a:1", "b:2"]);
-        assert_eq!(config.secret.as_deref(), Some("t"));
+        assert_eq!(config.secret.as_deref(), Some("the flag's secret"));
     }
 
     #[test]
