@@ -80,16 +80,6 @@ host b 12
 in_ns() { local ns=$NS-$1; shift; ip netns exec "$ns" "$@"; }
 cli() { ip netns exec "$HUB" redis-cli -h "$1" -p 7000 "${@:2}" 2>/dev/null | tr -d '\r'; }
 info() { cli "$1" INFO replication | awk -F: -v f="$2" '$1 == f {print $2}'; }
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-    local secs=$1 what=$2
-    shift 2
-    for _ in $(seq $((secs * 20))); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    echo "timed out: $what" >&2
-    exit 1
-}
 serves() { [[ $(cli "$1" SET bench:probe 1) == OK ]]; }
 in_sync() { # in_sync PRIMARY REPLICA
     local p r
@@ -109,9 +99,9 @@ node() { # node NAME ADDRESS [flags...]
 }
 sleep 0.5
 node a 10.78.0.11
-wait_for 20 "the primary serves" serves 10.78.0.11
+retry_for 20 "the primary serves" serves 10.78.0.11
 node b 10.78.0.12 --replica-of 10.78.0.11:7000
-wait_for 30 "the replica is in sync" in_sync 10.78.0.11 10.78.0.12
+retry_for 30 "the replica is in sync" in_sync 10.78.0.11 10.78.0.12
 
 # cut NAME PEER...: drop everything between host NAME and each PEER address.
 cut() {
@@ -167,7 +157,7 @@ PY
     sleep "$CUT_SECONDS"
     heal "${NAME_OF[$PRIMARY]}"
     wait "$writer"
-    wait_for 60 "the old primary rejoins as a replica and catches up" in_sync "$REPLICA" "$PRIMARY"
+    retry_for 60 "the old primary rejoins as a replica and catches up" in_sync "$REPLICA" "$PRIMARY"
     python3 - "$WORK/round-$round" <<'PY' | tee -a "$WORK/summary"
 import sys
 lines = dict(l.split(" ", 1) for l in open(sys.argv[1]).read().splitlines())

@@ -85,16 +85,6 @@ while True:
 PY
 }
 info() { redis-cli -p "$1" INFO "${3:-replication}" 2>/dev/null | tr -d '\r' | awk -F: -v f="$2" '$1 == f {print $2}'; }
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-    local secs=$1 what=$2
-    shift 2
-    for _ in $(seq $((secs * 20))); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    echo "timed out: $what" >&2
-    exit 1
-}
 in_sync() { # in_sync PRIMARY REPLICA
     local p r
     p=$(info "$1" master_repl_offset) r=$(info "$2" slave_repl_offset)
@@ -112,7 +102,7 @@ start_coordinator() { # start_coordinator NAME [BINARY DIR] -> sets COORD
         --node-timeout-ms "$NODE_TIMEOUT_MS" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
     COORD=127.0.0.1:$port
-    wait_for 10 "coordinator $name" listening "$port"
+    retry_for 10 "coordinator $name" listening "$port"
 }
 start_node() { # start_node NAME PORT COORD [extra flags...]; NODE_BIN overrides $BIN
     local name=$1 port=$2 coord=$3
@@ -127,22 +117,22 @@ echo "== starting the four targets"
 start_coordinator coord-alone
 KC_ALONE=$(free_node_port)
 start_node kc-alone "$KC_ALONE" "$COORD"
-wait_for 20 "keycafe alone serves" serves "$KC_ALONE"
+retry_for 20 "keycafe alone serves" serves "$KC_ALONE"
 
 if [[ -n ${BASELINE_BIN:-} ]]; then
     start_coordinator coord-base "$BASELINE_BIN"
     KC_BASE=$(free_node_port)
     NODE_BIN=$BASELINE_BIN start_node kc-base "$KC_BASE" "$COORD"
-    wait_for 20 "baseline keycafe serves" serves "$KC_BASE"
+    retry_for 20 "baseline keycafe serves" serves "$KC_BASE"
 fi
 
 start_coordinator coord-pair
 KC_PRIMARY=$(free_node_port)
 start_node kc-primary "$KC_PRIMARY" "$COORD"
-wait_for 20 "keycafe primary serves" serves "$KC_PRIMARY"
+retry_for 20 "keycafe primary serves" serves "$KC_PRIMARY"
 KC_REPLICA=$(free_node_port)
 THREADS=$REPLICA_THREADS start_node kc-replica "$KC_REPLICA" "$COORD" --replica-of "127.0.0.1:$KC_PRIMARY"
-wait_for 30 "keycafe replica in sync" in_sync "$KC_PRIMARY" "$KC_REPLICA"
+retry_for 30 "keycafe replica in sync" in_sync "$KC_PRIMARY" "$KC_REPLICA"
 
 RS_ALONE=$(free_ports 1) RS_PRIMARY=$(free_ports 1) RS_REPLICA=$(free_ports 1)
 for port in "$RS_ALONE" "$RS_PRIMARY"; do
@@ -154,9 +144,9 @@ redis-server --port "$RS_REPLICA" --save '' --appendonly no --dir "$WORK" --repl
     >"$WORK/redis-$RS_REPLICA.log" 2>&1 &
 PIDS+=($!)
 PID_OF[$RS_REPLICA]=$!
-wait_for 10 "redis alone" serves "$RS_ALONE"
-wait_for 10 "redis primary" serves "$RS_PRIMARY"
-wait_for 30 "redis replica in sync" in_sync "$RS_PRIMARY" "$RS_REPLICA"
+retry_for 10 "redis alone" serves "$RS_ALONE"
+retry_for 10 "redis primary" serves "$RS_PRIMARY"
+retry_for 30 "redis replica in sync" in_sync "$RS_PRIMARY" "$RS_REPLICA"
 
 # bench NAME PORT PIPELINE [REPLICA]: one redis-benchmark run; appends
 # "name pipeline ops/s" to results, and lag samples when there is a replica.
@@ -195,7 +185,7 @@ PY
         kill "$sampler" 2>/dev/null || true
         wait "$sampler" 2>/dev/null || true
         local start=$(date +%s%N)
-        wait_for 30 "$name replica catches up" in_sync "$port" "$replica"
+        retry_for 30 "$name replica catches up" in_sync "$port" "$replica"
         echo "$name $pipeline $(( ($(date +%s%N) - start) / 1000000 ))" >>"$WORK/catchup"
     fi
     echo "$name $pipeline $rps" >>"$WORK/results"
@@ -227,7 +217,7 @@ for fault in $(seq "$KILLS"); do
         *) echo "FAULT is kill or stop, not $FAULT" >&2; exit 1 ;;
     esac
     start=$(date +%s%N)
-    wait_for 60 "replica on $REPLICA takes over" serves "$REPLICA"
+    retry_for 60 "replica on $REPLICA takes over" serves "$REPLICA"
     ms=$(( ($(date +%s%N) - start) / 1000000 ))
     echo "failover $ms" >>"$WORK/failover"
     echo "  $FAULT $fault: slots served again after $ms ms"
@@ -235,7 +225,7 @@ for fault in $(seq "$KILLS"); do
         kill) start_node "kc-$PRIMARY" "$PRIMARY" "$COORD" ;;
         stop) kill -CONT "${PID_OF[$PRIMARY]}" ;;
     esac
-    wait_for 60 "the old primary rejoins as a replica" in_sync "$REPLICA" "$PRIMARY"
+    retry_for 60 "the old primary rejoins as a replica" in_sync "$REPLICA" "$PRIMARY"
     read -r PRIMARY REPLICA <<<"$REPLICA $PRIMARY"
 done
 

@@ -27,6 +27,19 @@ use_fresh_cluster_secret() {
     fi
 }
 
+# retry_for SECONDS DESCRIPTION COMMAND...: runs COMMAND every 50 ms until it
+# succeeds; after SECONDS, fails naming DESCRIPTION.
+retry_for() {
+    local secs=$1 what=$2
+    shift 2
+    for _ in $(seq $((secs * 20))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    echo "timed out: $what" >&2
+    exit 1
+}
+
 # free_ports N: prints N free loopback ports, all bound at once so that they
 # differ.
 free_ports() {

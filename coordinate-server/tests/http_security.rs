@@ -95,14 +95,21 @@ async fn request(
     }
 }
 
-#[tokio::test]
-async fn a_foreign_host_is_refused_for_reads_and_writes_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let coordinator = Coordinator::start(dir.path(), |_| {}).await;
+/// A coordinator with two fake nodes that have settled the slots between
+/// them.
+async fn two_nodes(dir: &std::path::Path) -> (Coordinator, FakeNode, FakeNode) {
+    let coordinator = Coordinator::start(dir, |_| {}).await;
     let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
     let b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
     a.wait_for("two nodes", |s| s.latest().is_some_and(|c| settled(c, 2)))
         .await;
+    (coordinator, a, b)
+}
+
+#[tokio::test]
+async fn a_foreign_host_is_refused_for_reads_and_writes_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (coordinator, _a, b) = two_nodes(dir.path()).await;
     let addr = coordinator.http_addr;
     let port = addr.port();
 
@@ -156,11 +163,7 @@ async fn a_foreign_host_is_refused_for_reads_and_writes_and_changes_nothing() {
 #[tokio::test]
 async fn a_leave_needs_the_admin_token() {
     let dir = tempfile::tempdir().unwrap();
-    let coordinator = Coordinator::start(dir.path(), |_| {}).await;
-    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
-    let b = FakeNode::start(coordinator.node_addr, node_info(2)).await;
-    a.wait_for("two nodes", |s| s.latest().is_some_and(|c| settled(c, 2)))
-        .await;
+    let (coordinator, mut a, b) = two_nodes(dir.path()).await;
     let addr = coordinator.http_addr;
     let host = addr.to_string();
     let leave = format!("/api/nodes/{}/leave", b.info.id);
