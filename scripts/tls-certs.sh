@@ -5,8 +5,11 @@
 #   scripts/tls-certs.sh DIR
 #
 #   DIR/ca.crt, ca.key          the CA (trust ca.crt in clients: --cacert)
-#   DIR/server.crt, server.key  a node's certificate, for localhost and
-#                               127.0.0.1 (tls_cert_file, tls_key_file)
+#   DIR/server.crt, server.key  a node's (or the coordinator's) certificate,
+#                               for localhost and 127.0.0.1 (tls_cert_file,
+#                               tls_key_file); usable as a client certificate
+#                               too, as members of a TLS cluster present it
+#                               to each other
 #   DIR/client.crt, client.key  a client certificate signed by the same CA,
 #                               for nodes with tls_ca_cert_file set
 #                               (keycafe-cli --cert/--key, redis-cli too)
@@ -56,7 +59,7 @@ EXT
         -sha256 -days "$DAYS" -extfile "$ext" -out "$name.crt" 2>/dev/null
     rm -f "$name.csr" "$ext"
 }
-leaf server serverAuth
+leaf server serverAuth,clientAuth
 leaf client clientAuth
 rm -f ca.srl
 # Certificates are public; only the keys stay private.

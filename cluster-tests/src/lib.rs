@@ -323,11 +323,35 @@ impl Drop for TempDir {
     }
 }
 
+/// A TLS cluster member's files: its certificate (usable as a server and as
+/// a client certificate), its key, and the CA that signed every member's.
+#[derive(Debug, Clone)]
+pub struct MemberTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl MemberTls {
+    fn args(&self) -> Vec<String> {
+        [
+            ("--tls-cert-file", &self.cert),
+            ("--tls-key-file", &self.key),
+            ("--tls-ca-cert-file", &self.ca),
+        ]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .collect()
+    }
+}
+
 /// Coordinator settings beyond the ports and the data directory.
 #[derive(Debug, Clone, Default)]
 pub struct CoordinatorOptions {
     /// Where it runs (loopback by default).
     pub host: Host,
+    /// Mutual TLS on the port nodes connect to.
+    pub tls: Option<MemberTls>,
     /// `--replicas`: replicas wanted per primary.
     pub replicas: Option<usize>,
     /// `--node-timeout-ms`.
@@ -342,6 +366,9 @@ impl CoordinatorOptions {
         }
         if let Some(ms) = self.node_timeout_ms {
             args.extend(["--node-timeout-ms".to_string(), ms.to_string()]);
+        }
+        if let Some(tls) = &self.tls {
+            args.extend(tls.args());
         }
         args
     }
@@ -513,6 +540,10 @@ pub struct NodeOptions {
     pub node_timeout_ms: Option<u64>,
     /// `--repl-backlog-size`, in bytes.
     pub repl_backlog_size: Option<usize>,
+    /// A TLS cluster's member: the bus and the coordinator link speak
+    /// mutual TLS (`--tls-cluster`), and so does the client port, which
+    /// then requires client certificates from the same CA.
+    pub tls: Option<MemberTls>,
 }
 
 impl NodeOptions {
@@ -526,6 +557,10 @@ impl NodeOptions {
         }
         if let Some(bytes) = self.repl_backlog_size {
             args.extend(["--repl-backlog-size".to_string(), bytes.to_string()]);
+        }
+        if let Some(tls) = &self.tls {
+            args.extend(tls.args());
+            args.extend(["--tls-cluster".to_string(), "yes".to_string()]);
         }
         args
     }
@@ -573,6 +608,10 @@ impl Node {
             "--coordinator".into(),
             coordinator.to_string(),
         ];
+        if options.tls.is_some() {
+            // The client port itself speaks TLS: the port the node announces.
+            args.extend(["--tls-port".to_string(), port.to_string()]);
+        }
         args.extend(options.args());
         let child = Node::launch(host, port, bus_port, &args).await?;
         Ok(Node {

@@ -94,6 +94,7 @@ impl ReplicatedCluster {
             host: coordinator.clone(),
             replicas: Some(replicas_setting),
             node_timeout_ms: Some(NODE_TIMEOUT.as_millis() as u64),
+            ..CoordinatorOptions::default()
         };
         let coordinator = Coordinator::start_with(dir.path.clone(), &options)
             .await
@@ -105,6 +106,7 @@ impl ReplicatedCluster {
                 replica_of: join.replica_of.map(|i| nodes[i].addr()),
                 node_timeout_ms: Some(NODE_TIMEOUT.as_millis() as u64),
                 repl_backlog_size: join.repl_backlog_size,
+                ..NodeOptions::default()
             };
             let node = Node::start_with(&coordinator.addr(), &options)
                 .await

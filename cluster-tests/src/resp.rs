@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::BytesMut;
+use keycafe_core::tls::{ClientStream, Connector};
 use keycafe_core::{Frame, Limits, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// How long any one reply may take before the call fails (longer than any
 /// `WAIT` the tests issue).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A RESP2 connection to one node.
+/// A RESP2 connection to one node, over TCP or TLS.
 pub struct RespClient {
     addr: String,
-    stream: TcpStream,
+    stream: ClientStream,
     /// Bytes read and not yet decoded.
     input: BytesMut,
 }
@@ -35,11 +35,15 @@ pub struct SlotsEntry {
 
 impl RespClient {
     pub async fn connect(addr: &str) -> anyhow::Result<RespClient> {
-        let stream = tokio::time::timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
+        RespClient::connect_with(addr, None).await
+    }
+
+    /// Connects over TLS with `tls`, or over plain TCP without.
+    pub async fn connect_with(addr: &str, tls: Option<&Connector>) -> anyhow::Result<RespClient> {
+        let stream = tokio::time::timeout(REPLY_TIMEOUT, ClientStream::connect(addr, tls))
             .await
             .with_context(|| format!("connecting to {addr} timed out"))?
             .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
         Ok(RespClient {
             addr: addr.to_string(),
             stream,

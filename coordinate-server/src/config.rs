@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
+use keycafe_core::tls::{self, TlsAcceptor};
 use serde::Deserialize;
 
 use crate::state::Settings;
@@ -54,6 +55,15 @@ pub struct Config {
     pub max_migrations: usize,
     /// Default log filter when RUST_LOG is not set.
     pub log_level: String,
+    /// The coordinator's certificate chain (PEM). With `tls_key_file` and
+    /// `tls_ca_cert_file`, the port nodes connect to speaks mutual TLS: for
+    /// a cluster whose nodes run with `tls_cluster`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA (PEM) that signed every member's certificate: nodes must
+    /// present one it signed.
+    pub tls_ca_cert_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -70,6 +80,9 @@ impl Default for Config {
             http_hosts: Vec::new(),
             max_migrations: 1024,
             log_level: "info".to_string(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_cert_file: None,
         }
     }
 }
@@ -113,9 +126,33 @@ impl Config {
             !self.data_dir.as_os_str().is_empty(),
             "data_dir must not be empty"
         );
+        let tls_files = [
+            &self.tls_cert_file,
+            &self.tls_key_file,
+            &self.tls_ca_cert_file,
+        ];
+        anyhow::ensure!(
+            tls_files.iter().all(|f| f.is_some()) || tls_files.iter().all(|f| f.is_none()),
+            "tls_cert_file, tls_key_file and tls_ca_cert_file go together \
+             (the node port speaks mutual TLS with all three)"
+        );
         self.node_addr()?;
         self.http_addr()?;
         Ok(())
+    }
+
+    /// The node port's TLS settings, read now so that a bad file stops the
+    /// coordinator at start-up; `None` when the node port is plain TCP.
+    pub fn tls_acceptor(&self) -> anyhow::Result<Option<TlsAcceptor>> {
+        let (Some(cert), Some(key), Some(ca)) = (
+            &self.tls_cert_file,
+            &self.tls_key_file,
+            &self.tls_ca_cert_file,
+        ) else {
+            return Ok(None);
+        };
+        let config = tls::server_config(cert, key, Some(ca)).context("loading the TLS settings")?;
+        Ok(Some(TlsAcceptor::from(config)))
     }
 
     /// Where nodes connect.
@@ -201,6 +238,15 @@ pub struct Flags {
     /// Default log filter (RUST_LOG wins when set).
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Certificate chain (PEM) for mutual TLS on the node port.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `--tls-cert-file` (PEM).
+    #[arg(long)]
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA (PEM) that signed the nodes' certificates.
+    #[arg(long)]
+    pub tls_ca_cert_file: Option<PathBuf>,
 }
 
 /// The environment variable that may hold the cluster secret (below a
@@ -234,6 +280,12 @@ impl Flags {
             set_if_given(&mut config.admin_token, admin_token.map(Some));
             set_if_given(&mut config.http_hosts, self.http_hosts);
             set_if_given(&mut config.log_level, self.log_level);
+            set_if_given(&mut config.tls_cert_file, self.tls_cert_file.map(Some));
+            set_if_given(&mut config.tls_key_file, self.tls_key_file.map(Some));
+            set_if_given(
+                &mut config.tls_ca_cert_file,
+                self.tls_ca_cert_file.map(Some),
+            );
         })?;
         Ok(config)
     }

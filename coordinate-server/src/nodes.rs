@@ -21,9 +21,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use keycafe_core::auth::{self, Step};
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use keycafe_core::tls::TlsAcceptor;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,9 +41,13 @@ pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts node connections until `stop` is cancelled. Each connection runs
-/// on `tasks`, so the caller can wait for all of them to end.
+/// on `tasks`, so the caller can wait for all of them to end. With `tls`,
+/// each starts with a TLS handshake (mutual: the acceptor requires a
+/// member's certificate), on the connection's own task and within
+/// [`FIRST_MESSAGE_TIMEOUT`].
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     secret: Arc<str>,
     inputs: mpsc::Sender<Input>,
     stop: CancellationToken,
@@ -76,8 +80,20 @@ pub(crate) async fn serve(
         let inputs = inputs.clone();
         let stop = stop.clone();
         let secret = secret.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
-            if let Err(reason) = connection(conn, stream, &secret, &inputs, &stop).await {
+            let served = match tls {
+                None => connection(conn, stream, &secret, &inputs, &stop).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => connection(conn, stream, &secret, &inputs, &stop).await,
+                        Ok(Err(err)) => Err(format!("TLS handshake failed: {err}")),
+                        Err(_) => Err(format!("no TLS handshake within {FIRST_MESSAGE_TIMEOUT:?}")),
+                    }
+                }
+            };
+            if let Err(reason) = served {
                 info!(conn, %peer, %reason, "node connection closed");
             }
             // The driver may already have stopped (shutdown): nothing to tell.
@@ -93,12 +109,12 @@ pub(crate) async fn serve(
 /// the cluster secret.
 async fn connection(
     conn: ConnId,
-    stream: TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Send,
     secret: &str,
     inputs: &mpsc::Sender<Input>,
     stop: &CancellationToken,
 ) -> Result<(), String> {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(4096);
     let handshake = authenticate(&mut reader, &mut writer, &mut buf, secret);
     let register = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, handshake).await {
@@ -178,8 +194,8 @@ async fn connection(
 /// with ours and our proof, and its `register` must carry its proof, for the
 /// id it said hello with. Returns that `register`.
 async fn authenticate(
-    reader: &mut OwnedReadHalf,
-    writer: &mut OwnedWriteHalf,
+    reader: &mut (impl AsyncRead + Unpin),
+    writer: &mut (impl AsyncWrite + Unpin),
     buf: &mut BytesMut,
     secret: &str,
 ) -> Result<NodeMessage, String> {
@@ -219,7 +235,7 @@ async fn authenticate(
 
 /// Reads until one whole message has arrived.
 async fn next_message(
-    reader: &mut OwnedReadHalf,
+    reader: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
 ) -> Result<NodeMessage, String> {
     loop {
@@ -236,8 +252,14 @@ async fn next_message(
     }
 }
 
-async fn write(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<(), String> {
-    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes)).await {
+async fn write(writer: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> Result<(), String> {
+    // Flushed: over TLS the tail of a write can otherwise wait in the
+    // session until the next one.
+    let written = async {
+        writer.write_all(bytes).await?;
+        writer.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(format!("write failed: {err}")),
         Err(_) => Err(format!("write stalled for {WRITE_TIMEOUT:?}")),
@@ -247,7 +269,7 @@ async fn write(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<(), String> 
 /// Reads and discards what the peer still sends, briefly: closing a socket
 /// with unread input makes the kernel reset the connection, which can destroy
 /// the error message before the peer has read it.
-async fn drain(reader: &mut OwnedReadHalf) {
+async fn drain(reader: &mut (impl AsyncRead + Unpin)) {
     let mut sink = [0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_millis(200), async {
         while let Ok(1..) = reader.read(&mut sink).await {}
@@ -256,7 +278,7 @@ async fn drain(reader: &mut OwnedReadHalf) {
 }
 
 /// Best effort: tell the peer why it is being dropped.
-async fn refuse(writer: &mut OwnedWriteHalf, reason: &str) {
+async fn refuse(writer: &mut (impl AsyncWrite + Unpin), reason: &str) {
     let mut buf = BytesMut::new();
     let message = CoordinatorMessage::Error {
         message: reason.to_string(),

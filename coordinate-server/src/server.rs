@@ -38,6 +38,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let tls = config.tls_acceptor()?;
     let data = DataDir::open(&config.data_dir)?;
     let restored = data.load()?;
     let (coordinator, effects) = Coordinator::new(config.settings(), restored, Instant::now());
@@ -50,7 +51,7 @@ pub async fn run(
 
     let node_addr = node_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    info!(nodes = %node_addr, dashboard = %format!("http://{http_addr}/"), data_dir = %config.data_dir.display(), "coordinate-server ready");
+    info!(nodes = %node_addr, tls = tls.is_some(), dashboard = %format!("http://{http_addr}/"), data_dir = %config.data_dir.display(), "coordinate-server ready");
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -60,6 +61,7 @@ pub async fn run(
     let secret: std::sync::Arc<str> = config.secret.as_deref().unwrap_or_default().into();
     tasks.spawn(nodes::serve(
         node_listener,
+        tls,
         secret,
         inputs.clone(),
         stop.clone(),

@@ -471,7 +471,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         // connection has been given up on (e.g. after a reply timeout).
         let written = tokio::select! {
             _ = shared.closed.cancelled() => break,
-            written = socket.write_all(bytes) => written,
+            // Flushed: over TLS the tail of a write can otherwise wait in
+            // the session until the next one.
+            written = async {
+                socket.write_all(bytes).await?;
+                socket.flush().await
+            } => written,
         };
         out.clear();
         if let Err(e) = written {

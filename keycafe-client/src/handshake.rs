@@ -50,6 +50,7 @@ async fn open_untimed(addr: &str, config: &ClientConfig) -> Result<(ClientStream
         .write_all(&out)
         .await
         .map_err(|e| Error::io(addr, e))?;
+    stream.flush().await.map_err(|e| Error::io(addr, e))?;
 
     let mut buf = BytesMut::with_capacity(4096);
     loop {

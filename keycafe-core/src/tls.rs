@@ -3,8 +3,8 @@
 //! or TLS.
 //!
 //! Every process that speaks TLS (the node's client port, the client library,
-//! `keycafe-cli` and `keycafe-benchmark`, and later the bus and the
-//! coordinator link) loads its files here, so that they all accept the same
+//! `keycafe-cli` and `keycafe-benchmark`, the bus and the coordinator link)
+//! loads its files here, so that they all accept the same
 //! files and fail the same way: at start-up, with an error that names the file
 //! and what was wrong with it, never at the first connection.
 //!
@@ -253,6 +253,37 @@ impl Connector {
             }
         };
         self.connector.connect(name, tcp).await
+    }
+}
+
+/// The settings for the links between the members of a TLS cluster (the bus
+/// and the coordinator link): mutual TLS. Each member presents its own
+/// certificate, as a server and as a client, and accepts only a peer whose
+/// certificate the cluster's CA signed. A node's certificate therefore needs
+/// both the server and the client extended key usage.
+#[derive(Clone)]
+pub struct MemberTls {
+    /// Accepts members only (a client certificate from the CA is required).
+    pub acceptor: TlsAcceptor,
+    /// Dials members, presenting this member's certificate.
+    pub connector: Connector,
+}
+
+impl std::fmt::Debug for MemberTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberTls").finish_non_exhaustive()
+    }
+}
+
+impl MemberTls {
+    /// Loads this member's certificate and key and the cluster's CA.
+    pub fn load(cert_file: &Path, key_file: &Path, ca_file: &Path) -> Result<MemberTls, TlsError> {
+        let acceptor = TlsAcceptor::from(server_config(cert_file, key_file, Some(ca_file))?);
+        let client = client_config(ca_file, Some((cert_file, key_file)))?;
+        Ok(MemberTls {
+            acceptor,
+            connector: Connector::new(client),
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use keycafe_core::Limits;
 use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
-use keycafe_core::tls::{self, TlsAcceptor};
+use keycafe_core::tls::{self, MemberTls, TlsAcceptor};
 use serde::Deserialize;
 
 /// Everything a node needs to start.
@@ -75,10 +75,20 @@ pub struct Config {
     pub tls_cert_file: Option<PathBuf>,
     /// The private key of `tls_cert_file` (PEM).
     pub tls_key_file: Option<PathBuf>,
-    /// When set, TLS clients must present a certificate signed by this CA
-    /// (PEM), as with Redis's `tls-auth-clients yes`; without it any client
-    /// may complete the handshake, and AUTH is what guards the data.
+    /// The CA (PEM) that signs the certificates of TLS clients (see
+    /// `tls_auth_clients`) and of the other members of a TLS cluster.
     pub tls_ca_cert_file: Option<PathBuf>,
+    /// With `tls_ca_cert_file` set, TLS clients must present a certificate
+    /// signed by that CA (Redis's `tls-auth-clients`; default on). Off, any
+    /// client may complete the handshake, and AUTH is what guards the data.
+    pub tls_auth_clients: bool,
+    /// The cluster's own links speak TLS too (Redis's `tls-cluster`): the
+    /// bus port (gossip, migration, replication) and the link to the
+    /// coordinator. Mutual: every member presents `tls_cert_file` and
+    /// accepts only peers whose certificate `tls_ca_cert_file` signed, so it
+    /// needs all three files, and the certificate must be usable as a client
+    /// certificate too.
+    pub tls_cluster: bool,
 }
 
 impl Default for Config {
@@ -105,6 +115,8 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_cert_file: None,
+            tls_auth_clients: true,
+            tls_cluster: false,
         }
     }
 }
@@ -169,6 +181,15 @@ impl Config {
             self.tls_ca_cert_file.is_none() || self.tls_cert_file.is_some(),
             "tls_ca_cert_file needs tls_cert_file and tls_key_file"
         );
+        anyhow::ensure!(
+            !self.tls_cluster || (self.tls_cert_file.is_some() && self.tls_ca_cert_file.is_some()),
+            "tls_cluster needs tls_cert_file, tls_key_file and tls_ca_cert_file \
+             (members present their certificate and check each other's)"
+        );
+        anyhow::ensure!(
+            !self.tls_cluster || self.coordinator.is_some(),
+            "tls_cluster needs cluster mode (set coordinator)"
+        );
         self.client_addr()?;
         Ok(())
     }
@@ -180,16 +201,37 @@ impl Config {
         self.tls_port == Some(self.service_port)
     }
 
-    /// The TLS settings from `tls_cert_file`, `tls_key_file` and
-    /// `tls_ca_cert_file`, read now so that a bad file stops the node at
-    /// start-up; `None` when no certificate is configured.
+    /// The client port's TLS settings from `tls_cert_file`, `tls_key_file`
+    /// and (with `tls_auth_clients`) `tls_ca_cert_file`, read now so that a
+    /// bad file stops the node at start-up; `None` when no certificate is
+    /// configured.
     pub fn tls_acceptor(&self) -> anyhow::Result<Option<TlsAcceptor>> {
         let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
             return Ok(None);
         };
-        let config = tls::server_config(cert, key, self.tls_ca_cert_file.as_deref())
-            .context("loading the TLS settings")?;
+        let client_ca = self
+            .tls_ca_cert_file
+            .as_deref()
+            .filter(|_| self.tls_auth_clients);
+        let config =
+            tls::server_config(cert, key, client_ca).context("loading the TLS settings")?;
         Ok(Some(TlsAcceptor::from(config)))
+    }
+
+    /// The settings for the cluster's own links when `tls_cluster` is on
+    /// (read now, like [`Config::tls_acceptor`]).
+    pub fn member_tls(&self) -> anyhow::Result<Option<MemberTls>> {
+        let (true, Some(cert), Some(key), Some(ca)) = (
+            self.tls_cluster,
+            &self.tls_cert_file,
+            &self.tls_key_file,
+            &self.tls_ca_cert_file,
+        ) else {
+            return Ok(None);
+        };
+        let member =
+            MemberTls::load(cert, key, ca).context("loading the cluster's TLS settings")?;
+        Ok(Some(member))
     }
 
     /// The address clients connect to.
@@ -268,9 +310,24 @@ pub struct Flags {
     /// The private key of the TLS certificate (PEM).
     #[arg(long)]
     pub tls_key_file: Option<PathBuf>,
-    /// Require TLS clients to present a certificate signed by this CA (PEM).
+    /// The CA (PEM) that signs client and member certificates.
     #[arg(long)]
     pub tls_ca_cert_file: Option<PathBuf>,
+    /// Whether TLS clients must present a certificate (`yes`/`no`).
+    #[arg(long, value_parser = yes_no)]
+    pub tls_auth_clients: Option<bool>,
+    /// The bus and the coordinator link speak TLS too (`yes`/`no`).
+    #[arg(long, value_parser = yes_no)]
+    pub tls_cluster: Option<bool>,
+}
+
+/// `yes`/`no` flag values, as in Redis's configuration.
+fn yes_no(value: &str) -> Result<bool, String> {
+    match value {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(format!("{value:?} is not yes or no")),
+    }
 }
 
 /// The environment variable that may hold the cluster secret (below a
@@ -304,6 +361,8 @@ impl Flags {
                 &mut config.tls_ca_cert_file,
                 self.tls_ca_cert_file.map(Some),
             );
+            set_if_given(&mut config.tls_auth_clients, self.tls_auth_clients);
+            set_if_given(&mut config.tls_cluster, self.tls_cluster);
         })?;
         Ok(config)
     }
@@ -392,6 +451,24 @@ mod tests {
         };
         assert!(format!("{err:#}").contains("node.crt"), "{err:#}");
         assert!(Config::default().tls_acceptor().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_tls_cluster_needs_all_three_files_and_a_coordinator() {
+        let cluster = "coordinator: 127.0.0.1:7000\ncluster_secret: a long enough secret\n";
+        let files = "tls_cert_file: node.crt\ntls_key_file: node.key\n";
+        let on = "tls_cluster: true\n";
+        let ca = "tls_ca_cert_file: ca.crt\n";
+        assert!(Config::from_yaml_str(&format!("{cluster}{files}{ca}{on}")).is_ok());
+        for missing in [
+            format!("{cluster}{files}{on}"),
+            format!("{cluster}{on}"),
+            format!("{files}{ca}{on}"),
+        ] {
+            assert!(Config::from_yaml_str(&missing).is_err(), "{missing}");
+        }
+        let off = Config::from_yaml_str(&format!("{cluster}{files}{ca}")).unwrap();
+        assert!(off.member_tls().unwrap().is_none());
     }
 
     #[test]

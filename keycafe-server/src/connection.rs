@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Buf, BytesMut};
-use keycafe_core::tls;
 use keycafe_core::{Frame, Protocol, Reply, RequestParser, native};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -42,24 +41,9 @@ const READ_CHUNK: usize = 16 * 1024;
 const FLUSH_AT: usize = 1024 * 1024;
 
 /// A connection's byte stream: a TCP socket, or TLS over one.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// The bare socket, for a command that takes the connection over
-    /// ([`Takeover`]); `None` over TLS, whose session cannot be handed on as
-    /// a socket. Takeovers (`KC.PSYNC`) happen on the bus, which is plain.
-    fn into_tcp(self) -> Option<TcpStream>;
-}
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
-impl Stream for TcpStream {
-    fn into_tcp(self) -> Option<TcpStream> {
-        Some(self)
-    }
-}
-
-impl Stream for tls::server::TlsStream<TcpStream> {
-    fn into_tcp(self) -> Option<TcpStream> {
-        None
-    }
-}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 /// A client connection: the socket, its buffers, its parser and its state.
 pub struct Connection<S = TcpStream> {
@@ -109,16 +93,9 @@ impl<S: Stream> Connection<S> {
         };
         match ended? {
             Ended::Closed => Ok(()),
-            Ended::TakenOver(takeover) => match self.stream.into_tcp() {
-                Some(tcp) => takeover(tcp, self.input, shutdown).await,
-                None => {
-                    debug!(
-                        client = self.state.id,
-                        "a command cannot take over a TLS connection; closing"
-                    );
-                    Ok(())
-                }
-            },
+            Ended::TakenOver(takeover) => {
+                takeover(Box::new(self.stream), self.input, shutdown).await
+            }
         }
     }
 
@@ -147,6 +124,9 @@ impl<S: Stream> Connection<S> {
             }
             if !self.output.is_empty() {
                 self.stream.write_all(&self.output).await?;
+                // TLS may hold the tail of a write back when the socket is
+                // full; TCP's flush costs nothing.
+                self.stream.flush().await?;
                 self.output.clear();
             }
             match more {

@@ -7,7 +7,9 @@
 //! tracker is empty.
 //!
 //! Clients may arrive on two listeners ([`Listeners`]): plain TCP, and TLS
-//! (`tls_port`). A TLS connection's handshake runs on the connection's own
+//! (`tls_port`). The bus listener speaks TLS when `tls_cluster` is on, and
+//! then takes only members that present a certificate from the cluster's
+//! CA. A TLS connection's handshake runs on the connection's own
 //! task, under [`TLS_HANDSHAKE_TIMEOUT`], so a client that stalls in it (or
 //! speaks plain text to the TLS port) holds up nobody else; a failed
 //! handshake is logged at debug level and the socket closed.
@@ -113,7 +115,7 @@ pub async fn run_on(
         }
         None => None,
     };
-    let shared = Arc::new(Shared::new(config));
+    let shared = Arc::new(Shared::new(config)?);
     let tls_addr = listeners
         .tls
         .as_ref()
@@ -126,11 +128,13 @@ pub async fn run_on(
 
     tasks.spawn(active_expiry(shared.clone(), stop.clone()));
     if let (Some(bus), Some(cluster)) = (bus_listener, shared.cluster.clone()) {
-        info!(bus = %bus.local_addr()?, coordinator = ?shared.config.coordinator, "cluster mode");
+        info!(bus = %bus.local_addr()?, coordinator = ?shared.config.coordinator, tls = cluster.tls.is_some(), "cluster mode");
+        // On a TLS cluster, only members with a certificate from the CA.
+        let bus_tls = cluster.tls.as_ref().map(|tls| tls.acceptor.clone());
         tasks.spawn(accept_loop(
             bus,
             Port::Bus,
-            None,
+            bus_tls,
             shared.clone(),
             stop.clone(),
             tasks.clone(),

@@ -44,8 +44,11 @@ pub struct Stats {
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Shared {
+    /// The node's state for `config`. Fails if a TLS file it names for the
+    /// cluster's links cannot be loaded.
+    pub fn new(config: Config) -> anyhow::Result<Shared> {
         let node_id = random_node_id();
+        let member_tls = config.member_tls()?;
         let cluster = config.coordinator.as_ref().map(|coordinator| {
             let me = NodeInfo {
                 id: node_id.clone(),
@@ -55,11 +58,12 @@ impl Shared {
             };
             // Validated: cluster mode always has one.
             let secret = config.cluster_secret.clone().unwrap_or_default();
-            Arc::new(ClusterState::new(me, coordinator.clone(), secret))
+            let cluster = ClusterState::new(me, coordinator.clone(), secret);
+            Arc::new(cluster.with_tls(member_tls))
         });
         let log = Arc::new(ReplicationLog::new(config.repl_backlog_size));
         let feed = ChangeFeed::new().with(log.clone());
-        Shared {
+        Ok(Shared {
             store: Arc::new(Store::with_feed(Store::DEFAULT_SHARDS, feed)),
             replication: Arc::new(Replication::new(log)),
             config,
@@ -67,7 +71,7 @@ impl Shared {
             started: Instant::now(),
             stats: Stats::default(),
             cluster,
-        }
+        })
     }
 
     /// What replication works with, in cluster mode.

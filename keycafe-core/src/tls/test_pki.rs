@@ -19,7 +19,9 @@ use rcgen::{
 pub struct TestPki {
     /// The CA that signed the server and client certificates.
     pub ca_cert: PathBuf,
-    /// The server's certificate (names `localhost` and `127.0.0.1`).
+    /// The server's certificate (names `localhost` and `127.0.0.1`). It
+    /// may also be presented as a client certificate, as a node of a TLS
+    /// cluster presents its own to the peers it dials.
     pub server_cert: PathBuf,
     /// The server's private key.
     pub server_key: PathBuf,
@@ -47,10 +49,21 @@ impl TestPki {
         };
         let ca = new_ca("Keycafe test CA");
         let other_ca = new_ca("Untrusted test CA");
-        let (server_cert, server_key) = leaf(&ca, ExtendedKeyUsagePurpose::ServerAuth);
-        let (client_cert, client_key) = leaf(&ca, ExtendedKeyUsagePurpose::ClientAuth);
-        let (other_client_cert, other_client_key) =
-            leaf(&other_ca, ExtendedKeyUsagePurpose::ClientAuth);
+        let (server_cert, server_key) = leaf(
+            &ca,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        );
+        let (client_cert, client_key) = leaf(&ca, &[ExtendedKeyUsagePurpose::ClientAuth]);
+        let (other_client_cert, other_client_key) = leaf(
+            &other_ca,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        );
         TestPki {
             ca_cert: write("ca.crt", ca.pem()),
             server_cert: write("server.crt", server_cert),
@@ -76,14 +89,14 @@ fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 /// A certificate for `localhost` and `127.0.0.1`, and its key, as PEM.
 fn leaf(
     ca: &CertifiedIssuer<'static, KeyPair>,
-    usage: ExtendedKeyUsagePurpose,
+    usages: &[ExtendedKeyUsagePurpose],
 ) -> (String, String) {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let mut params = CertificateParams::new(names).expect("valid subject alternative names");
     params
         .distinguished_name
         .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usages.to_vec();
     let key = KeyPair::generate().expect("ring generates a key pair");
     let cert = params
         .signed_by(&key, ca)

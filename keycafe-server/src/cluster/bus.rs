@@ -1,6 +1,7 @@
 //! The cluster bus: node-to-node links on the bus port (client port + 10000).
 //!
-//! The bus speaks the native protocol, with commands of its own that the
+//! The bus speaks the native protocol (over mutual TLS when `tls_cluster` is
+//! on), with commands of its own that the
 //! client port does not accept: `KC.PING` (gossip), `KC.CONFIG` (fetch the
 //! sender's configuration) and `KC.IMPORT` (receive migrated keys). A bus
 //! connection opens with a mutual challenge-response on the cluster secret
@@ -24,9 +25,9 @@ use bytes::BytesMut;
 use keycafe_core::auth::{self, Step};
 use keycafe_core::cluster::{ClusterConfig, NodeId, NodeInfo};
 use keycafe_core::handshake::Handshake;
+use keycafe_core::tls::ClientStream;
 use keycafe_core::{Frame, Limits, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -39,17 +40,19 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client for another node's bus port.
 pub struct BusClient {
-    stream: TcpStream,
+    stream: ClientStream,
     buf: BytesMut,
 }
 
 impl BusClient {
-    /// Connects, says hello, and proves the cluster secret both ways: the
-    /// peer's proof is checked before anything else is sent.
+    /// Connects (over TLS on a TLS cluster), says hello, and proves the
+    /// cluster secret both ways: the peer's proof is checked before anything
+    /// else is sent.
     pub async fn connect(addr: &str, cluster: &ClusterState) -> anyhow::Result<BusClient> {
-        let connect = TcpStream::connect(addr);
-        let stream = tokio::time::timeout(CALL_TIMEOUT, connect).await??;
-        stream.set_nodelay(true)?;
+        let connect = ClientStream::connect(addr, cluster.connector());
+        let stream = tokio::time::timeout(CALL_TIMEOUT, connect)
+            .await
+            .map_err(|_| anyhow::anyhow!("no connection to {addr} within {CALL_TIMEOUT:?}"))??;
         let mut client = BusClient {
             stream,
             buf: BytesMut::new(),
@@ -60,7 +63,7 @@ impl BusClient {
         let ours = auth::nonce()?;
         let me = cluster.me.id.as_str();
         Protocol::Native.encode_request(&["KC.HELLO", me, &ours], &mut out);
-        client.stream.write_all(&out).await?;
+        client.send(&out).await?;
         loop {
             match handshake.poll(&mut client.buf, &Limits::DEFAULT) {
                 Ok(Some(())) => break,
@@ -108,13 +111,20 @@ impl BusClient {
     pub async fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> anyhow::Result<Frame> {
         let mut out = BytesMut::new();
         Protocol::Native.encode_request(args, &mut out);
-        self.stream.write_all(&out).await?;
+        self.send(&out).await?;
         self.read_reply().await
     }
 
-    /// The socket and whatever has been read but not yet decoded: for a
+    /// Writes and flushes (over TLS, the tail of a write can otherwise wait
+    /// in the session until the next one).
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// The stream and whatever has been read but not yet decoded: for a
     /// conversation that stops being request and reply (replication).
-    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+    pub fn into_parts(self) -> (ClientStream, BytesMut) {
         (self.stream, self.buf)
     }
 

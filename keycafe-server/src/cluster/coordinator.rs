@@ -1,6 +1,7 @@
 //! The node's link to the coordinator.
 //!
-//! One task keeps a connection to the coordinator: it registers, adopts every
+//! One task keeps a connection to the coordinator (over mutual TLS when
+//! `tls_cluster` is on): it registers, adopts every
 //! configuration the coordinator pushes, sends heartbeats, extends the
 //! node's [lease](super::lease) with every grant that answers one, and
 //! forwards what other parts of the node queue for the coordinator
@@ -23,8 +24,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use keycafe_core::auth::{self, Step};
 use keycafe_core::coord::{self, CoordinatorMessage, NodeMessage, NodeReport};
+use keycafe_core::tls::ClientStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -32,7 +33,8 @@ use tracing::{debug, info, warn};
 use super::ClusterState;
 use super::lease::{Renewals, now_ms};
 
-/// Longest wait for the coordinator to accept a connection.
+/// Longest wait for the coordinator to accept a connection (and complete
+/// the TLS handshake, on a TLS cluster).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Heartbeats go at least this often.
 const HEARTBEAT_MS: u64 = 1000;
@@ -89,11 +91,10 @@ async fn session(
 ) -> anyhow::Result<()> {
     // Bounded: a connect into a partition would otherwise wait out the
     // kernel's SYN retries (minutes), and then resume seconds after the heal.
-    let connect = TcpStream::connect(&cluster.coordinator);
+    let connect = ClientStream::connect(&cluster.coordinator, cluster.connector());
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| anyhow::anyhow!("no answer to connect within {CONNECT_TIMEOUT:?}"))??;
-    stream.set_nodelay(true)?;
     let mut input = BytesMut::with_capacity(64 * 1024);
     let proof = prove(cluster, &mut stream, &mut input).await?;
     let mut out = BytesMut::new();
@@ -107,7 +108,7 @@ async fn session(
     if cluster.leaving.load(std::sync::atomic::Ordering::Relaxed) {
         coord::encode_message(&NodeMessage::Leave, &mut out);
     }
-    stream.write_all(&out).await?;
+    send(&mut stream, &out).await?;
     out.clear();
     info!(coordinator = %cluster.coordinator, "registered with the coordinator");
 
@@ -173,7 +174,7 @@ async fn session(
         }
         if !out.is_empty() {
             // A peer that stopped reading must not hold the link up either.
-            tokio::time::timeout(silence, stream.write_all(&out))
+            tokio::time::timeout(silence, send(&mut stream, &out))
                 .await
                 .map_err(|_| anyhow::anyhow!("the coordinator stopped reading"))??;
             out.clear();
@@ -188,7 +189,7 @@ async fn session(
 /// `register`.
 async fn prove(
     cluster: &ClusterState,
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     input: &mut BytesMut,
 ) -> anyhow::Result<String> {
     let ours = auth::nonce()?;
@@ -198,7 +199,7 @@ async fn prove(
         nonce: ours.clone(),
     };
     coord::encode_message(&hello, &mut out);
-    stream.write_all(&out).await?;
+    send(stream, &out).await?;
     let answer = loop {
         if let Some(message) = coord::decode_message::<CoordinatorMessage>(input)? {
             break message;
@@ -228,6 +229,13 @@ async fn prove(
             cluster.coordinator
         ),
     }
+}
+
+/// Writes and flushes (over TLS, the tail of a write can otherwise wait in
+/// the session until the next one).
+async fn send(stream: &mut ClientStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// Appends a fresh heartbeat to `out`, numbered so that the lease that

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use keycafe_core::cluster::{ClusterConfig, NodeInfo};
 use keycafe_core::coord::NodeMessage;
+use keycafe_core::tls::{Connector, MemberTls};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -43,6 +44,9 @@ pub struct ClusterState {
     /// The cluster secret, which members prove they hold (see
     /// `keycafe_core::auth`).
     pub secret: String,
+    /// Mutual TLS for the bus and the coordinator link (`tls_cluster`);
+    /// `None`: they are plain TCP.
+    pub tls: Option<MemberTls>,
     view: ArcSwap<ClusterView>,
     /// Serialises adoptions (from the coordinator and from gossip), so that
     /// two racing updates cannot both build on the same old view.
@@ -67,6 +71,7 @@ impl ClusterState {
             me,
             coordinator,
             secret,
+            tls: None,
             view: ArcSwap::from_pointee(ClusterView::empty()),
             adopting: Mutex::new(()),
             changed: watch::Sender::new(0),
@@ -76,6 +81,17 @@ impl ClusterState {
             peers: peers::Peers::default(),
             lease: lease::Lease::default(),
         }
+    }
+
+    /// Speaks TLS on the cluster's links (see [`ClusterState::tls`]).
+    pub fn with_tls(mut self, tls: Option<MemberTls>) -> ClusterState {
+        self.tls = tls;
+        self
+    }
+
+    /// The connector for dialling a member, when the cluster speaks TLS.
+    pub fn connector(&self) -> Option<&Connector> {
+        self.tls.as_ref().map(|tls| &tls.connector)
     }
 
     /// Queues a message for the coordinator (sent when the link is up).

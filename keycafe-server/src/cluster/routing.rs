@@ -77,6 +77,7 @@ pub fn check<'k>(
         SlotState::Replicated(_) if access.readonly && !access.write => Decision::Serve,
         SlotState::Other(owner)
         | SlotState::ImportingFrom(owner)
+        | SlotState::PrimaryImportingFrom(owner)
         | SlotState::Replicated(owner) => {
             Decision::Refuse(format!("MOVED {slot} {}", address(owner)))
         }

@@ -23,6 +23,10 @@ pub enum SlotState {
     /// This node is a replica of its owner (the node at this index) and
     /// holds a copy of its keys.
     Replicated(usize),
+    /// The owner (the node at this index) is moving its keys to this
+    /// node's primary: the copies that have arrived through the replication
+    /// stream are kept, for when the slot becomes the primary's.
+    PrimaryImportingFrom(usize),
 }
 
 /// A slot this node is giving away, shared by the migration driver and the
@@ -95,6 +99,8 @@ impl ClusterView {
                 outgoing.insert(migration.slot, state);
             } else if Some(to) == me {
                 states[slot] = SlotState::ImportingFrom(from);
+            } else if Some(to) == primary {
+                states[slot] = SlotState::PrimaryImportingFrom(from);
             }
         }
         ClusterView {
@@ -202,6 +208,8 @@ mod tests {
         let replica = ClusterView::new(config, "3", None);
         assert_eq!(replica.state(9000), SlotState::Replicated(1));
         assert_eq!(replica.state(0), SlotState::Other(0));
+        // Slot 10 moves to its primary: what arrives of it is kept.
+        assert_eq!(replica.state(10), SlotState::PrimaryImportingFrom(0));
         assert!(replica.my_slots().is_empty());
     }
 

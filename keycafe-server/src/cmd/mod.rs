@@ -45,7 +45,7 @@ use std::sync::{Arc, LazyLock};
 use bytes::BytesMut;
 use keycafe_core::command::{self, COMMANDS, CommandInfo, Flags};
 use keycafe_core::{Args, Frame, Protocol, Reply};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 pub use parse::{ArgCursor, CmdError, CmdResult, Keyword};
@@ -125,10 +125,17 @@ impl Ctx<'_> {
 /// A future that owns what it needs.
 pub type Task<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// What a connection does with a socket it hands over: the socket, the bytes
-/// read from it but not yet used, and the node's shutdown signal.
-pub type Takeover =
-    Box<dyn FnOnce(TcpStream, BytesMut, CancellationToken) -> Task<std::io::Result<()>> + Send>;
+/// A connection's byte stream as a command that takes it over gets it: a
+/// TCP socket, or TLS over one (a TLS cluster's bus).
+pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// What a connection does with a stream it hands over: the stream, the
+/// bytes read from it but not yet used, and the node's shutdown signal.
+pub type Takeover = Box<
+    dyn FnOnce(Box<dyn Duplex>, BytesMut, CancellationToken) -> Task<std::io::Result<()>> + Send,
+>;
 
 /// What the connection must do after a command ran. Handlers never wait:
 /// a command whose answer takes time returns the waiting as a value, and the

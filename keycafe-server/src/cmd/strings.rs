@@ -415,7 +415,7 @@ pub(crate) mod harness {
     impl Node {
         pub fn new() -> Node {
             Node {
-                shared: Arc::new(Shared::new(Config::default())),
+                shared: Arc::new(Shared::new(Config::default()).unwrap()),
                 conn: ConnState::default(),
             }
         }

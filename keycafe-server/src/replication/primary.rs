@@ -25,9 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use keycafe_core::{Limits, Protocol, RequestParser, SLOT_COUNT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -63,9 +61,10 @@ pub struct SyncRequest {
 
 /// Serves one replica until it disconnects, falls too far behind, stops
 /// acknowledging, is killed (`CLIENT KILL TYPE replica`), or the node stops.
-/// `input` holds bytes the replica sent after its `KC.PSYNC`.
-pub async fn serve(
-    stream: TcpStream,
+/// `input` holds bytes the replica sent after its `KC.PSYNC`. The stream is
+/// the bus connection: TCP, or TLS on a TLS cluster.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: S,
     input: BytesMut,
     source: Source,
     request: SyncRequest,
@@ -100,8 +99,8 @@ pub async fn serve(
     result
 }
 
-async fn stream_to(
-    stream: TcpStream,
+async fn stream_to<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: S,
     mut input: BytesMut,
     source: &Source,
     request: &SyncRequest,
@@ -109,7 +108,7 @@ async fn stream_to(
 ) -> std::io::Result<()> {
     let replication = &source.replication;
     let log = &replication.log;
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut out = BytesMut::with_capacity(CHUNK);
 
     let continues = request
@@ -124,7 +123,7 @@ async fn stream_to(
             let position = log.position();
             info!(replica = %request.addr, offset, "replica continues from its offset");
             encode_reply(b"CONTINUE", &position.replid, offset, &mut out);
-            writer.write_all(&out).await?;
+            send(&mut writer, &out).await?;
             out.clear();
             offset
         }
@@ -169,7 +168,7 @@ async fn stream_to(
                         return Err(std::io::Error::other(gone));
                     }
                 }
-                writer.write_all(&out).await?;
+                send(&mut writer, &out).await?;
                 out.clear();
             }
             read = reader.read_buf(&mut input) => {
@@ -231,7 +230,7 @@ fn encode_reply(kind: &[u8], replid: &str, offset: u64, out: &mut BytesMut) {
 /// number of keys sent.
 async fn send_copy(
     store: &Store,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut (impl AsyncWrite + Unpin),
     out: &mut BytesMut,
 ) -> std::io::Result<u64> {
     let now = crate::store::now_ms();
@@ -245,14 +244,21 @@ async fn send_copy(
             }
         });
         if out.len() >= CHUNK {
-            writer.write_all(out).await?;
+            send(writer, out).await?;
             out.clear();
         }
     }
     Protocol::Native.encode_request(&[b"KC.SYNCED"], out);
-    writer.write_all(out).await?;
+    send(writer, out).await?;
     out.clear();
     Ok(keys)
+}
+
+/// Writes `bytes` and flushes: over TLS, the tail of a write can otherwise
+/// wait in the TLS session until the next one.
+async fn send(writer: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
 }
 
 /// The newest offset among the `KC.ACK offset` frames in `input`.

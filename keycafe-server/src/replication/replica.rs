@@ -23,9 +23,9 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
+use keycafe_core::tls::ClientStream;
 use keycafe_core::{Args, Frame, Limits, Protocol, RequestParser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -122,8 +122,8 @@ enum Wire {
 }
 
 struct Stream {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: ReadHalf<ClientStream>,
+    writer: WriteHalf<ClientStream>,
     /// Read and not yet applied.
     input: BytesMut,
     parser: RequestParser,
@@ -198,7 +198,7 @@ impl Shell<'_> {
                             }
                         }
                         let (socket, input) = client.into_parts();
-                        let (reader, writer) = socket.into_split();
+                        let (reader, writer) = tokio::io::split(socket);
                         self.wire = Wire::Open(Stream {
                             reader,
                             writer,
@@ -470,12 +470,13 @@ fn arg<'a>(args: Args<'a>, index: usize) -> anyhow::Result<&'a [u8]> {
         .ok_or_else(|| anyhow::anyhow!("short replication record"))
 }
 
-async fn send_ack(writer: &mut tokio::net::tcp::OwnedWriteHalf, offset: u64) -> anyhow::Result<()> {
+async fn send_ack(writer: &mut WriteHalf<ClientStream>, offset: u64) -> anyhow::Result<()> {
     let mut out = BytesMut::new();
     Protocol::Native.encode_request(
         &[b"KC.ACK".as_slice(), offset.to_string().as_bytes()],
         &mut out,
     );
     writer.write_all(&out).await?;
+    writer.flush().await?; // over TLS the ack may otherwise wait in the session
     Ok(())
 }

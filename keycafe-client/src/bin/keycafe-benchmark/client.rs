@@ -131,6 +131,8 @@ pub async fn run_single(
             .write_all(batch.requests(count))
             .await
             .context("sending requests")?;
+        // Over TLS the tail of a write can wait in the session until flushed.
+        wire.stream.flush().await.context("sending requests")?;
         read_replies(wire, count, sent_at, &mut outcome).await?;
         budget.completed.fetch_add(count as u64, Ordering::Relaxed);
     }
@@ -176,6 +178,7 @@ pub async fn run_cluster(
                 .write_all(&conn.batch)
                 .await
                 .context("sending requests")?;
+            conn.wire.stream.flush().await.context("sending requests")?;
             conn.batch.clear();
         }
         let mut reads: Vec<Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>>> = conns
