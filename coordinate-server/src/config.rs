@@ -319,6 +319,20 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_go_together_and_are_read_at_start() {
+        let secret = "secret: a long enough secret\n";
+        let two = "tls_cert_file: c.crt\ntls_key_file: c.key\n";
+        let three = format!("{two}tls_ca_cert_file: ca.crt\n");
+        let err = Config::from_yaml_str(&format!("{secret}{two}")).unwrap_err();
+        assert!(format!("{err:#}").contains("go together"), "{err:#}");
+        let config = Config::from_yaml_str(&format!("{secret}{three}")).unwrap();
+        let err = config.tls_acceptor().unwrap_err();
+        assert!(format!("{err:#}").contains("c.crt"), "{err:#}");
+        let plain = Config::from_yaml_str(secret).unwrap();
+        assert!(plain.tls_acceptor().unwrap().is_none());
+    }
+
+    #[test]
     fn the_admin_token_comes_from_file_env_or_flag() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("coordinator.yaml");
