@@ -34,6 +34,8 @@
 # own coordinator, measured in the same rounds: before/after figures for a
 # change to the write path (the lease check, for instance).
 #
+# BIN=<dir> runs that build everywhere instead of building this tree.
+#
 # Environment: REQUESTS (200000), NODE_TIMEOUT_MS (5000, the default),
 # KILLS (5), FAULT (kill), THREADS (0: keycafe-server's default, one worker per core) for
 # the primaries, REPLICA_THREADS (1, as config4-6.yaml: a replica applies one
@@ -53,9 +55,11 @@ THREADS=${THREADS:-0}
 REPLICA_THREADS=${REPLICA_THREADS:-1}
 require redis-server redis-benchmark redis-cli python3
 
-echo "== building (release)"
-cargo build --release -q -p keycafe-server -p coordinate-server
-BIN=$PWD/target/release
+if [[ -z ${BIN:-} ]]; then
+    echo "== building (release)"
+    cargo build --release -q -p keycafe-server -p coordinate-server
+    BIN=$PWD/target/release
+fi
 WORK=$(mktemp -d /tmp/keycafe-replication.XXXXXX)
 PIDS=()
 cleanup() {

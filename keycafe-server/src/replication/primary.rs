@@ -99,8 +99,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     result
 }
 
+/// One stream, read and written by turns: a write runs in a `select!`
+/// branch's handler, after the pending read has been dropped.
 async fn stream_to<S: AsyncRead + AsyncWrite + Unpin + Send>(
-    stream: S,
+    mut stream: S,
     mut input: BytesMut,
     source: &Source,
     request: &SyncRequest,
@@ -108,7 +110,6 @@ async fn stream_to<S: AsyncRead + AsyncWrite + Unpin + Send>(
 ) -> std::io::Result<()> {
     let replication = &source.replication;
     let log = &replication.log;
-    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut out = BytesMut::with_capacity(CHUNK);
 
     let continues = request
@@ -123,7 +124,7 @@ async fn stream_to<S: AsyncRead + AsyncWrite + Unpin + Send>(
             let position = log.position();
             info!(replica = %request.addr, offset, "replica continues from its offset");
             encode_reply(b"CONTINUE", &position.replid, offset, &mut out);
-            send(&mut writer, &out).await?;
+            send(&mut stream, &out).await?;
             out.clear();
             offset
         }
@@ -141,7 +142,7 @@ async fn stream_to<S: AsyncRead + AsyncWrite + Unpin + Send>(
             let position = log.start_recording();
             info!(replica = %request.addr, offset = position.offset, "sending a full copy");
             encode_reply(b"FULLSYNC", &position.replid, position.offset, &mut out);
-            let keys = send_copy(&source.store, &mut writer, &mut out).await?;
+            let keys = send_copy(&source.store, &mut stream, &mut out).await?;
             info!(replica = %request.addr, keys, "full copy sent");
             position.offset
         }
@@ -168,10 +169,10 @@ async fn stream_to<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         return Err(std::io::Error::other(gone));
                     }
                 }
-                send(&mut writer, &out).await?;
+                send(&mut stream, &out).await?;
                 out.clear();
             }
-            read = reader.read_buf(&mut input) => {
+            read = stream.read_buf(&mut input) => {
                 if read? == 0 {
                     return Ok(());
                 }

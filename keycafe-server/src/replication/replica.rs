@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use keycafe_core::tls::ClientStream;
 use keycafe_core::{Args, Frame, Limits, Protocol, RequestParser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -122,8 +122,8 @@ enum Wire {
 }
 
 struct Stream {
-    reader: ReadHalf<ClientStream>,
-    writer: WriteHalf<ClientStream>,
+    /// Read in [`Wire::next`], written (acknowledgements) between reads.
+    socket: ClientStream,
     /// Read and not yet applied.
     input: BytesMut,
     parser: RequestParser,
@@ -157,7 +157,7 @@ impl Wire {
             Wire::Open(stream) => {
                 stream.input.reserve(READ_CHUNK);
                 let room = stream.input.capacity() - stream.input.len();
-                Io::Read(stream.reader.read_buf(&mut stream.input).await, room)
+                Io::Read(stream.socket.read_buf(&mut stream.input).await, room)
             }
         }
     }
@@ -198,10 +198,8 @@ impl Shell<'_> {
                             }
                         }
                         let (socket, input) = client.into_parts();
-                        let (reader, writer) = tokio::io::split(socket);
                         self.wire = Wire::Open(Stream {
-                            reader,
-                            writer,
+                            socket,
                             input,
                             parser: RequestParser::new(STREAM_LIMITS),
                             copying: false,
@@ -345,7 +343,7 @@ impl Shell<'_> {
             }
             Effect::SendAck(offset) => {
                 if let Wire::Open(stream) = &mut self.wire
-                    && let Err(err) = send_ack(&mut stream.writer, offset).await
+                    && let Err(err) = send_ack(&mut stream.socket, offset).await
                 {
                     return Some(Event::LinkBroken(err.to_string()));
                 }
@@ -470,13 +468,13 @@ fn arg<'a>(args: Args<'a>, index: usize) -> anyhow::Result<&'a [u8]> {
         .ok_or_else(|| anyhow::anyhow!("short replication record"))
 }
 
-async fn send_ack(writer: &mut WriteHalf<ClientStream>, offset: u64) -> anyhow::Result<()> {
+async fn send_ack(socket: &mut ClientStream, offset: u64) -> anyhow::Result<()> {
     let mut out = BytesMut::new();
     Protocol::Native.encode_request(
         &[b"KC.ACK".as_slice(), offset.to_string().as_bytes()],
         &mut out,
     );
-    writer.write_all(&out).await?;
-    writer.flush().await?; // over TLS the ack may otherwise wait in the session
+    socket.write_all(&out).await?;
+    socket.flush().await?; // over TLS the ack may otherwise wait in the session
     Ok(())
 }
