@@ -64,21 +64,37 @@ impl Protocol {
 
 /// Parses requests out of a connection's read buffer without allocating per
 /// request: the span vectors are reused from one request to the next.
+///
+/// A request that has not fully arrived is not checked again from its start
+/// on the next call: the parser remembers how far it got ([`resp::Progress`];
+/// a native frame announces its length up front and needs no such thing).
+/// So the caller must hand the same request back, at the front of the
+/// buffer, with more bytes after it, until it completes or is refused, as a
+/// connection's read buffer does.
 #[derive(Debug, Default)]
 pub struct RequestParser {
     limits: Limits,
     spans: Vec<Range<usize>>,
     /// Unquoted inline arguments, which are not contiguous in the input.
     scratch: Vec<u8>,
+    /// How far the RESP request at the front has been checked.
+    progress: resp::Progress,
+    /// Bytes gone over in total: the parse work, which tests bound.
+    examined: u64,
 }
 
 impl RequestParser {
     pub fn new(limits: Limits) -> Self {
         RequestParser {
             limits,
-            spans: Vec::new(),
-            scratch: Vec::new(),
+            ..RequestParser::default()
         }
+    }
+
+    /// Bytes of input the parser has gone over since it was made: about
+    /// the size of what it parsed, however the bytes were split into reads.
+    pub fn bytes_examined(&self) -> u64 {
+        self.examined
     }
 
     pub fn limits(&self) -> &Limits {
@@ -95,14 +111,25 @@ impl RequestParser {
     ) -> Result<Option<(Args<'a>, usize)>, ProtocolError> {
         let mut inline = false;
         let used = match protocol {
-            Protocol::Resp2 => resp::parse_request(
-                buf,
-                &self.limits,
-                &mut self.spans,
-                &mut self.scratch,
-                &mut inline,
-            )?,
-            Protocol::Native => native::parse_request(buf, &self.limits, &mut self.spans)?,
+            Protocol::Resp2 => {
+                let (used, examined) = resp::parse_request(
+                    buf,
+                    &self.limits,
+                    &mut self.spans,
+                    &mut self.scratch,
+                    &mut inline,
+                    &mut self.progress,
+                );
+                self.examined += examined as u64;
+                used?
+            }
+            Protocol::Native => {
+                let used = native::parse_request(buf, &self.limits, &mut self.spans)?;
+                // A frame is read once, when whole; until then only its
+                // length prefix is looked at.
+                self.examined += used.map_or(native::LENGTH_PREFIX, |used| used) as u64;
+                used
+            }
         };
         Ok(used.map(|used| {
             let source = if inline { &self.scratch[..] } else { buf };

@@ -46,7 +46,7 @@ pub mod tag {
     pub const ARRAY: u8 = b'*';
 }
 
-const LENGTH_PREFIX: usize = 4;
+pub(crate) const LENGTH_PREFIX: usize = 4;
 const MAX_DEPTH: usize = 64;
 /// The most array elements reserved before they have been decoded.
 const MAX_PREALLOCATED_ITEMS: usize = 256;

@@ -29,6 +29,23 @@ const MAX_DEPTH: usize = 64;
 // Requests (server side)
 // ---------------------------------------------------------------------------
 
+/// How far a request that has not fully arrived was checked, so that the
+/// next attempt on the same buffer (grown at its end) resumes there instead
+/// of starting over. Without it, a request of a million arguments arriving a
+/// few hundred bytes at a time would be re-read from its first argument on
+/// every read: quadratic work that one client could make the server do.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing of the request at the front has been checked.
+    #[default]
+    Start,
+    /// A multibulk request of `count` arguments: those whose spans are
+    /// recorded are complete, and the next one starts at `pos`.
+    Multibulk { count: usize, pos: usize },
+    /// An inline line with no newline in its first `scanned` bytes.
+    Inline { scanned: usize },
+}
+
 /// Parses one request from the front of `buf`, recording each argument's span.
 ///
 /// Returns the number of bytes the request used, or `None` if it has not fully
@@ -36,38 +53,93 @@ const MAX_DEPTH: usize = 64;
 /// inline arguments are unquoted into `scratch` and their spans point there
 /// (`inline` is set true). An empty request (`*0`, a blank line) yields zero
 /// spans and is skipped by the caller, as Redis does.
+///
+/// `progress` carries what an earlier call that returned `None` had checked:
+/// the caller must pass the same request again, at the front of `buf`, with
+/// more bytes after it (which is what a connection's read buffer holds). It
+/// is reset when a request completes or is refused. Returns, beside the
+/// outcome, how many bytes of `buf` this call went over: the parse work.
 pub fn parse_request(
     buf: &[u8],
     limits: &Limits,
     spans: &mut Vec<Range<usize>>,
     scratch: &mut Vec<u8>,
     inline: &mut bool,
-) -> Result<Option<usize>> {
-    spans.clear();
-    *inline = buf.first() != Some(&b'*');
-    if *inline {
-        parse_inline(buf, limits, spans, scratch)
-    } else {
-        parse_multibulk(buf, limits, spans)
+    progress: &mut Progress,
+) -> (Result<Option<usize>>, usize) {
+    if buf.is_empty() {
+        // Nothing to tell an inline line from a multibulk request yet.
+        *progress = Progress::Start;
+        return (Ok(None), 0);
     }
+    let resumed = match *progress {
+        Progress::Multibulk { pos, .. } if pos > buf.len() => Progress::Start,
+        Progress::Inline { scanned } if scanned > buf.len() => Progress::Start,
+        resumed => resumed,
+    };
+    *inline = match resumed {
+        Progress::Start => {
+            spans.clear();
+            buf.first() != Some(&b'*')
+        }
+        Progress::Inline { .. } => true,
+        Progress::Multibulk { .. } => false,
+    };
+    let (outcome, examined) = if *inline {
+        let scanned = match resumed {
+            Progress::Inline { scanned } => scanned,
+            _ => 0,
+        };
+        parse_inline(buf, limits, spans, scratch, scanned, progress)
+    } else {
+        parse_multibulk(buf, limits, spans, resumed, progress)
+    };
+    if !matches!(outcome, Ok(None)) {
+        *progress = Progress::Start;
+    }
+    (outcome, examined)
 }
 
+/// [`parse_request`] for a multibulk request, from where `resumed` says.
 fn parse_multibulk(
     buf: &[u8],
     limits: &Limits,
     spans: &mut Vec<Range<usize>>,
-) -> Result<Option<usize>> {
-    let Some((count, mut pos)) = number_line(buf, 1, ProtocolError::InvalidMultibulkLength)? else {
-        return Ok(None);
+    resumed: Progress,
+    progress: &mut Progress,
+) -> (Result<Option<usize>>, usize) {
+    let (count, mut pos) = match resumed {
+        Progress::Multibulk { count, pos } => (count, pos),
+        _ => match number_line(buf, 1, ProtocolError::InvalidMultibulkLength) {
+            Err(err) => return (Err(err), MAX_NUMBER_LINE),
+            Ok(None) => return (Ok(None), buf.len().min(MAX_NUMBER_LINE)),
+            Ok(Some((count, pos))) if count <= 0 => return (Ok(Some(pos)), pos),
+            Ok(Some((count, _))) if count as u64 > limits.max_args as u64 => {
+                return (Err(ProtocolError::InvalidMultibulkLength), MAX_NUMBER_LINE);
+            }
+            Ok(Some((count, pos))) => (count as usize, pos),
+        },
     };
-    if count <= 0 {
-        return Ok(Some(pos));
+    let start = pos;
+    let outcome = bulk_arguments(buf, limits, spans, count, &mut pos);
+    if let Ok(None) = outcome {
+        *progress = Progress::Multibulk { count, pos };
     }
-    if count as u64 > limits.max_args as u64 {
-        return Err(ProtocolError::InvalidMultibulkLength);
-    }
-    for _ in 0..count {
-        let Some(&tag) = buf.get(pos) else {
+    // The header of an argument not yet complete was read too.
+    (outcome, pos - start + MAX_NUMBER_LINE)
+}
+
+/// Reads bulk-string arguments from `pos` until `spans` holds `count` of
+/// them; `pos` is left after the last complete one.
+fn bulk_arguments(
+    buf: &[u8],
+    limits: &Limits,
+    spans: &mut Vec<Range<usize>>,
+    count: usize,
+    pos: &mut usize,
+) -> Result<Option<usize>> {
+    while spans.len() < count {
+        let Some(&tag) = buf.get(*pos) else {
             return Ok(None);
         };
         if tag != b'$' {
@@ -76,7 +148,7 @@ fn parse_multibulk(
                 got: char::from(tag),
             });
         }
-        let Some((len, start)) = number_line(buf, pos + 1, ProtocolError::InvalidBulkLength)?
+        let Some((len, start)) = number_line(buf, *pos + 1, ProtocolError::InvalidBulkLength)?
         else {
             return Ok(None);
         };
@@ -93,9 +165,9 @@ fn parse_multibulk(
             Some(_) => return Err(ProtocolError::Malformed("bulk string not followed by CRLF")),
         }
         spans.push(start..end);
-        pos = end + 2;
+        *pos = end + 2;
     }
-    Ok(Some(pos))
+    Ok(Some(*pos))
 }
 
 /// Reads `<integer>\r\n` starting at `start`. `Ok(None)` if the line has not
@@ -147,29 +219,40 @@ pub fn parse_i64(digits: &[u8]) -> Option<i64> {
     Some(value)
 }
 
+/// [`parse_request`] for an inline line, whose first `scanned` bytes are
+/// known to hold no newline.
 fn parse_inline(
     buf: &[u8],
     limits: &Limits,
     spans: &mut Vec<Range<usize>>,
     scratch: &mut Vec<u8>,
-) -> Result<Option<usize>> {
+    scanned: usize,
+    progress: &mut Progress,
+) -> (Result<Option<usize>>, usize) {
     let window = &buf[..buf.len().min(limits.max_inline_len + 1)];
-    let Some(newline) = memchr::memchr(b'\n', window) else {
-        return if buf.len() > limits.max_inline_len {
-            Err(ProtocolError::InlineTooLong)
-        } else {
-            Ok(None)
+    let examined = window.len().saturating_sub(scanned);
+    let Some(newline) = memchr::memchr(b'\n', &window[scanned.min(window.len())..]) else {
+        if buf.len() > limits.max_inline_len {
+            return (Err(ProtocolError::InlineTooLong), examined);
+        }
+        *progress = Progress::Inline {
+            scanned: window.len(),
         };
+        return (Ok(None), examined);
     };
+    let newline = scanned + newline;
     let mut line = &buf[..newline];
     if let Some(stripped) = line.strip_suffix(b"\r") {
         line = stripped;
     }
-    split_inline_args(line, spans, scratch)?;
-    if spans.len() > limits.max_args {
-        return Err(ProtocolError::InvalidMultibulkLength);
+    let examined = newline + 1 - scanned.min(newline) + line.len();
+    if let Err(err) = split_inline_args(line, spans, scratch) {
+        return (Err(err), examined);
     }
-    Ok(Some(newline + 1))
+    if spans.len() > limits.max_args {
+        return (Err(ProtocolError::InvalidMultibulkLength), examined);
+    }
+    (Ok(Some(newline + 1)), examined)
 }
 
 /// Splits one command line into arguments with the quoting rules of inline
