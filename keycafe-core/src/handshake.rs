@@ -164,6 +164,20 @@ impl Handshake {
         let Some(&first) = buf.first() else {
             return Ok(false);
         };
+        if first == b'-' {
+            // A RESP error line: a node that refused the connection before
+            // knowing its protocol (maxclients). No native frame starts with
+            // `-`: its length would be far beyond any limit.
+            let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                return if buf.len() > limits.max_inline_len {
+                    Err(HandshakeError::Protocol(ProtocolError::InlineTooLong))
+                } else {
+                    Ok(false)
+                };
+            };
+            let text = Bytes::copy_from_slice(&buf[1..end]);
+            return Err(HandshakeError::Refused(text));
+        }
         if first != MAGIC[0] {
             // Not a hello but a frame (its length prefix never starts with
             // 0xCA within the limits): the server's refusal.
@@ -232,6 +246,21 @@ mod tests {
 
     fn with_password() -> Handshake {
         Handshake::new(Some((Some(b"alice".as_slice()), b"pw".as_slice())))
+    }
+
+    #[test]
+    fn a_refusal_before_the_hello_in_resp_is_the_servers_reason() {
+        let line = b"-ERR max number of clients reached\r\n";
+        for at in 0..=line.len() {
+            let (result, _) = feed_split(Handshake::new(None), line, at);
+            assert_eq!(
+                result,
+                Err(HandshakeError::Refused(Bytes::from_static(
+                    b"ERR max number of clients reached"
+                ))),
+                "split at {at}"
+            );
+        }
     }
 
     #[test]

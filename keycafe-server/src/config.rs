@@ -30,8 +30,18 @@ pub struct Config {
     pub cluster_port: Option<u16>,
     /// When set, clients must AUTH with this password before anything else.
     pub requirepass: Option<String>,
-    /// Most simultaneous client connections; one more gets an error and is closed.
+    /// Most simultaneous client connections; one more gets an error and is
+    /// closed as soon as it is accepted.
     pub maxclients: usize,
+    /// A client idle this many seconds is disconnected (Redis's `timeout`;
+    /// 0, the default, never). Replica links, the bus and clients waiting
+    /// in `WAIT` are not idle clients.
+    pub timeout: u64,
+    /// A request must arrive whole within this many milliseconds of its
+    /// first byte, or the connection is closed (0: no limit). Stops a client
+    /// that trickles a request byte by byte from holding a connection and
+    /// its buffer for ever.
+    pub request_timeout_ms: u64,
     /// Largest key or value, in bytes.
     pub max_bulk_len: usize,
     /// Most arguments in one request.
@@ -99,6 +109,8 @@ impl Default for Config {
             cluster_port: None,
             requirepass: None,
             maxclients: 10_000,
+            timeout: 0,
+            request_timeout_ms: 60_000,
             max_bulk_len: Limits::DEFAULT.max_bulk_len,
             max_args: Limits::DEFAULT.max_args,
             max_inline_len: Limits::DEFAULT.max_inline_len,
@@ -279,6 +291,12 @@ pub struct Flags {
     /// Maximum simultaneous clients.
     #[arg(long)]
     pub maxclients: Option<usize>,
+    /// Disconnect clients idle this many seconds (0 = never).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// A request must arrive whole within this many ms of its first byte (0 = no limit).
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
     /// Default log filter (RUST_LOG wins when set).
     #[arg(long)]
     pub log_level: Option<String>,
@@ -344,6 +362,8 @@ impl Flags {
             set_if_given(&mut config.cluster_port, self.cluster_port.map(Some));
             set_if_given(&mut config.requirepass, self.requirepass.map(Some));
             set_if_given(&mut config.maxclients, self.maxclients);
+            set_if_given(&mut config.timeout, self.timeout);
+            set_if_given(&mut config.request_timeout_ms, self.request_timeout_ms);
             set_if_given(&mut config.log_level, self.log_level);
             set_if_given(&mut config.threads, self.threads);
             set_if_given(&mut config.coordinator, self.coordinator.map(Some));

@@ -21,6 +21,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use keycafe_core::{Frame, Protocol, Reply, RequestParser, native};
@@ -33,12 +34,19 @@ use crate::cmd::{self, ConnState, Ctx, Outcome, Takeover, Task};
 use crate::state::Shared;
 
 /// A bus connection must have authenticated within this.
-const BUS_AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const BUS_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read in chunks of at least this size.
 const READ_CHUNK: usize = 16 * 1024;
 /// Write out replies mid-batch once this much is pending, so that a pipeline
 /// of large GETs does not build one huge buffer.
 const FLUSH_AT: usize = 1024 * 1024;
+/// An empty input buffer larger than this (after a big request) is given
+/// back rather than kept for the connection's life.
+const SHRINK_INPUT_ABOVE: usize = 16 * READ_CHUNK;
+/// The same for the output buffer (after a big reply); above the size a
+/// pipeline of ordinary replies reaches, so that it is not reallocated
+/// every batch.
+const SHRINK_OUTPUT_ABOVE: usize = 2 * FLUSH_AT;
 
 /// A connection's byte stream: a TCP socket, or TLS over one.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -53,6 +61,9 @@ pub struct Connection<S = TcpStream> {
     output: BytesMut,
     parser: RequestParser,
     state: ConnState,
+    /// When the request at the front of `input`, not yet whole, began to
+    /// arrive (see `request_timeout_ms`).
+    partial_since: Option<Instant>,
 }
 
 impl<S: Stream> Connection<S> {
@@ -69,6 +80,7 @@ impl<S: Stream> Connection<S> {
             input: BytesMut::with_capacity(READ_CHUNK),
             output: BytesMut::with_capacity(READ_CHUNK),
             state,
+            partial_since: None,
         }
     }
 
@@ -107,11 +119,6 @@ impl<S: Stream> Connection<S> {
         if self.state.protocol == Protocol::Native && !self.native_hello().await? {
             return Ok(Ended::Closed);
         }
-        if !self.state.bus && self.over_client_limit() {
-            self.write_error("ERR max number of clients reached")
-                .await?;
-            return Ok(Ended::Closed);
-        }
         loop {
             let more = self.run_pending_requests();
             self.add_command_stats();
@@ -128,6 +135,9 @@ impl<S: Stream> Connection<S> {
                 // full; TCP's flush costs nothing.
                 self.stream.flush().await?;
                 self.output.clear();
+                if self.output.capacity() > SHRINK_OUTPUT_ABOVE {
+                    self.output = BytesMut::with_capacity(READ_CHUNK);
+                }
             }
             match more {
                 Batch::Blocked(answer) => {
@@ -138,6 +148,7 @@ impl<S: Stream> Connection<S> {
                 Batch::TakenOver(takeover) => return Ok(Ended::TakenOver(takeover)),
                 Batch::Done if self.state.quit => return Ok(Ended::Closed),
                 Batch::Done => {
+                    self.note_partial_request();
                     if !self.read_more().await? {
                         return Ok(Ended::Closed);
                     }
@@ -238,21 +249,62 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Reads more bytes from the client. Returns false on a clean close.
+    /// Keeps track of a request that has begun to arrive but is not whole,
+    /// and gives back the input buffer of a big request once it is done.
+    fn note_partial_request(&mut self) {
+        if !self.input.is_empty() {
+            self.partial_since.get_or_insert_with(Instant::now);
+            return;
+        }
+        self.partial_since = None;
+        if self.input.capacity() > SHRINK_INPUT_ABOVE {
+            self.input = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+
+    /// Reads more bytes from the client. Returns false on a clean close, and
+    /// when the client has used up the time it has (see [`Self::read_limit`]).
     async fn read_more(&mut self) -> io::Result<bool> {
         if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
             self.input.reserve(READ_CHUNK);
         }
+        let limit = self.read_limit();
         let read = self.stream.read_buf(&mut self.input);
-        if self.state.bus && !self.state.authenticated {
-            // A bus peer proves itself at once or is dropped, so strangers
-            // cannot sit on the bus's connection slots.
-            return match tokio::time::timeout(BUS_AUTH_TIMEOUT, read).await {
-                Ok(read) => Ok(read? > 0),
-                Err(_) => Ok(false),
-            };
+        let Some(limit) = limit else {
+            return Ok(read.await? > 0);
+        };
+        match tokio::time::timeout(limit, read).await {
+            Ok(read) => Ok(read? > 0),
+            Err(_) => {
+                debug!(client = self.state.id, "time is up; closing");
+                Ok(false)
+            }
         }
-        Ok(read.await? > 0)
+    }
+
+    /// How long the next read may wait, if not for ever:
+    ///
+    /// - a bus peer proves itself at once or is dropped, so that strangers
+    ///   cannot sit on the bus's connection slots;
+    /// - a request that has begun must be whole within `request_timeout_ms`
+    ///   of its first byte, so that trickling one byte at a time does not
+    ///   hold a connection open;
+    /// - between requests, a client may be idle for `timeout` seconds.
+    fn read_limit(&self) -> Option<Duration> {
+        if self.state.bus {
+            return (!self.state.authenticated).then_some(BUS_AUTH_TIMEOUT);
+        }
+        let config = &self.shared.config;
+        match self.partial_since {
+            Some(since) if config.request_timeout_ms > 0 => {
+                let allowed = Duration::from_millis(config.request_timeout_ms);
+                Some(allowed.saturating_sub(since.elapsed()))
+            }
+            _ if config.timeout > 0 && self.partial_since.is_none() => {
+                Some(Duration::from_secs(config.timeout))
+            }
+            _ => None,
+        }
     }
 
     /// Completes the native hello. Returns false if the client went away or
@@ -270,6 +322,7 @@ impl<S: Stream> Connection<S> {
                     return Ok(false);
                 }
                 Ok(None) => {
+                    self.note_partial_request();
                     if !self.read_more().await? {
                         return Ok(false);
                     }
@@ -283,18 +336,6 @@ impl<S: Stream> Connection<S> {
         self.input.advance(native::HELLO_LEN);
         native::encode_hello(native::VERSION, &mut self.output);
         Ok(true)
-    }
-
-    fn over_client_limit(&self) -> bool {
-        let limit = self.shared.config.maxclients;
-        if self.shared.stats.connected_clients.load(Ordering::Relaxed) > limit {
-            self.shared
-                .stats
-                .rejected_connections
-                .fetch_add(1, Ordering::Relaxed);
-            return true;
-        }
-        false
     }
 
     fn add_command_stats(&mut self) {
@@ -339,4 +380,67 @@ enum Ended {
     Closed,
     /// A command took the connection over; it runs this next.
     TakenOver(Takeover),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A connection over an in-memory pipe, and the client's end.
+    fn connection() -> (Connection<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let shared = Arc::new(Shared::new(Config::default()).unwrap());
+        let mut connection = Connection::new(server, shared);
+        connection.state.protocol = Protocol::Resp2;
+        (connection, client)
+    }
+
+    #[tokio::test]
+    async fn the_input_buffer_of_a_big_request_is_given_back() {
+        let (mut connection, mut client) = connection();
+        let value = vec![b'v'; 4 * 1024 * 1024];
+        let mut request = BytesMut::new();
+        Protocol::Resp2.encode_request(&[b"SET".as_slice(), b"k", &value], &mut request);
+        let send = tokio::spawn(async move {
+            client.write_all(&request).await.unwrap();
+            client
+        });
+        let mut ran = false;
+        while !ran {
+            assert!(connection.read_more().await.unwrap(), "the client stays");
+            ran = matches!(connection.run_pending_requests(), Batch::Done)
+                && connection.input.is_empty();
+            connection.note_partial_request();
+        }
+        let _client = send.await.unwrap();
+        assert!(connection.partial_since.is_none());
+        assert!(
+            connection.input.capacity() <= SHRINK_INPUT_ABOVE,
+            "{} bytes kept after a 4 MiB request",
+            connection.input.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_partial_request_starts_the_request_clock() {
+        let (mut connection, mut client) = connection();
+        client.write_all(b"*2\r\n$3\r\nGET\r\n").await.unwrap();
+        assert!(connection.read_more().await.unwrap());
+        assert!(matches!(connection.run_pending_requests(), Batch::Done));
+        connection.note_partial_request();
+        let since = connection.partial_since.expect("a request is arriving");
+        let limit = connection.read_limit().expect("its time is limited");
+        assert!(limit <= Duration::from_millis(connection.shared.config.request_timeout_ms));
+        client.write_all(b"$1\r\nk\r\n").await.unwrap();
+        assert!(connection.read_more().await.unwrap());
+        assert!(matches!(connection.run_pending_requests(), Batch::Done));
+        connection.note_partial_request();
+        assert!(
+            connection.partial_since.is_none(),
+            "whole: {since:?} cleared"
+        );
+        // Between requests the default is Redis's: no idle limit.
+        assert_eq!(connection.read_limit(), None);
+    }
 }

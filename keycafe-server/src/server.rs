@@ -238,7 +238,17 @@ async fn accept_loop(
             Port::Client => {
                 let stats = &shared.stats;
                 stats.connections_received.fetch_add(1, Ordering::Relaxed);
-                stats.connected_clients.fetch_add(1, Ordering::Relaxed);
+                let open = stats.connected_clients.fetch_add(1, Ordering::Relaxed);
+                if open >= shared.config.maxclients {
+                    // Refused before it costs a task or a buffer: a flood of
+                    // silent connections cannot hold more than maxclients.
+                    stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+                    stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                    if tls.is_none() {
+                        refuse_at_accept(stream);
+                    }
+                    continue;
+                }
             }
             Port::Bus => {
                 let open = shared.stats.bus_connections.fetch_add(1, Ordering::Relaxed);
@@ -268,6 +278,19 @@ async fn accept_loop(
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
+}
+
+/// What a client over `maxclients` is told, as Redis tells it: a RESP
+/// error, which a native client's hello also reads as a refusal (no native
+/// frame starts with `-`).
+const MAX_CLIENTS_REACHED: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// Best effort, without waiting: the error goes out if the socket takes it
+/// at once (a fresh socket does), and the socket is closed. On a TLS port
+/// the socket is just closed: running a handshake to say why would cost what
+/// the limit is there to save.
+fn refuse_at_accept(stream: TcpStream) {
+    let _ = stream.try_write(MAX_CLIENTS_REACHED);
 }
 
 /// Serves one connection on `port` until it ends.

@@ -1,0 +1,183 @@
+//! Client limits: connections beyond `maxclients` are refused at accept
+//! (before they send a byte), idle clients go after `timeout`, and a
+//! request that does not arrive whole within `request_timeout_ms` of its
+//! first byte closes its connection, whatever the protocol, while other
+//! clients are served throughout.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::{RawClient, simple};
+use keycafe_core::handshake::{Handshake, HandshakeError};
+use keycafe_core::{Frame, Limits};
+use keycafe_server::Config;
+use keycafe_server::test_util::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Waits (at most 10 s) until the server closes `stream`; returns what it
+/// sent before closing.
+async fn closed_by_server(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got));
+    match read.await {
+        Ok(_) => got,
+        Err(_) => panic!("still open after 10 s; it sent {got:?}"),
+    }
+}
+
+fn rejected(info: Frame) -> u64 {
+    let Frame::Bulk(text) = info else {
+        panic!("INFO answers a bulk string: {info:?}");
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix("rejected_connections:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rejected_connections in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_beyond_maxclients_are_refused_at_accept() {
+    let server = TestServer::start(Config {
+        maxclients: 3,
+        timeout: 1,
+        ..Config::default()
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(server.addr()).await.unwrap());
+    }
+    // Wait until the node has counted all three (accept runs on its own task).
+    let mut probe = TcpStream::connect(server.addr()).await.unwrap();
+    let refusal = closed_by_server(&mut probe).await;
+    assert_eq!(refusal, b"-ERR max number of clients reached\r\n");
+    // Strangers beyond the limit are refused without sending anything.
+    for _ in 0..10 {
+        let mut extra = TcpStream::connect(server.addr()).await.unwrap();
+        assert_eq!(
+            closed_by_server(&mut extra).await,
+            b"-ERR max number of clients reached\r\n"
+        );
+    }
+    // A native client's hello reads the refusal as the server's reason.
+    let mut native = TcpStream::connect(server.addr()).await.unwrap();
+    let mut handshake = Handshake::new(None);
+    let mut out = BytesMut::new();
+    handshake.encode(&mut out);
+    let _ = native.write_all(&out).await; // the node may have closed already
+    let mut answer = BytesMut::from(&closed_by_server(&mut native).await[..]);
+    assert_eq!(
+        handshake.poll(&mut answer, &Limits::DEFAULT),
+        Err(HandshakeError::Refused(
+            "ERR max number of clients reached".into()
+        ))
+    );
+    // The silent three are idle clients: gone after `timeout`, and then
+    // real clients are served.
+    for stream in &mut silent {
+        assert_eq!(closed_by_server(stream).await, b"");
+    }
+    let mut client = RawClient::resp(server.addr()).await;
+    assert_eq!(client.cmd("PING").await, simple("PONG"));
+    assert!(rejected(client.cmd("INFO stats").await) >= 11);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_goes_after_timeout_and_a_busy_one_stays() {
+    let server = TestServer::start(Config {
+        timeout: 1,
+        ..Config::default()
+    })
+    .await;
+    let mut idle = RawClient::resp(server.addr()).await;
+    assert_eq!(idle.cmd("PING").await, simple("PONG"));
+    let mut busy = RawClient::resp(server.addr()).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(busy.cmd("PING").await, simple("PONG"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(idle.read_frame().await, None, "the idle client was closed");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_never_finish_arriving_are_cut_off() {
+    let server = TestServer::start(Config {
+        request_timeout_ms: 500,
+        ..Config::default()
+    })
+    .await;
+    // A partial RESP header, a bulk announced big and trickled, an inline
+    // line with no newline, a partial native frame.
+    let native_partial = {
+        let mut bytes = bytes::BytesMut::new();
+        keycafe_core::native::encode_hello(keycafe_core::native::VERSION, &mut bytes);
+        bytes.extend_from_slice(&[0, 0, 1, 0, b'*']);
+        bytes.to_vec()
+    };
+    let starts: [&[u8]; 4] = [
+        b"*3\r\n$3\r\nSET\r\n$1",
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870912\r\n",
+        b"GET kkkkkkkkkkkkkkkk",
+        &native_partial,
+    ];
+    let mut slow = Vec::new();
+    for start in starts {
+        let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+        stream.write_all(start).await.unwrap();
+        slow.push(stream);
+    }
+    let mut client = RawClient::resp(server.addr()).await;
+    // The trickler keeps sending a byte every 100 ms: progress, but the
+    // request never completes, so it is cut off all the same.
+    let trickled = &mut slow[1];
+    let cut = async {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if trickled.write_all(b"v").await.is_err() {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), cut)
+            .await
+            .unwrap(),
+        "the trickler was still connected after 10 s"
+    );
+    for stream in &mut slow {
+        let sent = closed_by_server(stream).await;
+        assert!(
+            !sent.starts_with(b"+"),
+            "no request of theirs ran: {sent:?}"
+        );
+    }
+    assert_eq!(client.cmd("SET k v").await, simple("OK"));
+    assert_eq!(client.cmd("GET k").await, common::bulk("v"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_request_that_arrives_in_time_is_served() {
+    let server = TestServer::start(Config {
+        request_timeout_ms: 2000,
+        ..Config::default()
+    })
+    .await;
+    let mut client = RawClient::resp(server.addr()).await;
+    let value = vec![b'x'; 8 * 1024 * 1024];
+    assert_eq!(client.call(&[b"SET", b"big", &value]).await, simple("OK"));
+    assert_eq!(
+        client.cmd("STRLEN big").await,
+        Frame::Integer(8 * 1024 * 1024)
+    );
+    assert_eq!(client.cmd("DEL big big2").await, Frame::Integer(1));
+    server.stop().await;
+}
