@@ -42,6 +42,11 @@ pub struct Config {
     /// that trickles a request byte by byte from holding a connection and
     /// its buffer for ever.
     pub request_timeout_ms: u64,
+    /// How much of its replies a client may leave untaken, per class of
+    /// client (Redis's `client-output-buffer-limit`); by default none for
+    /// normal clients and 256 MiB hard, 64 MiB for 60 s for replicas.
+    #[serde(skip)]
+    pub client_output_buffer_limit: OutputLimits,
     /// Largest key or value, in bytes.
     pub max_bulk_len: usize,
     /// Most arguments in one request.
@@ -111,6 +116,7 @@ impl Default for Config {
             maxclients: 10_000,
             timeout: 0,
             request_timeout_ms: 60_000,
+            client_output_buffer_limit: OutputLimits::default(),
             max_bulk_len: Limits::DEFAULT.max_bulk_len,
             max_args: Limits::DEFAULT.max_args,
             max_inline_len: Limits::DEFAULT.max_inline_len,
@@ -266,6 +272,70 @@ impl Config {
             max_args: self.max_args,
             max_inline_len: self.max_inline_len,
             ..Limits::DEFAULT
+        }
+    }
+}
+
+/// Redis's `client-output-buffer-limit` for one class of client: a client
+/// that leaves more than `hard` bytes of replies untaken, or more than
+/// `soft` bytes for `soft_seconds` in a row, is disconnected. Zero turns a
+/// limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutputLimit {
+    pub hard: usize,
+    pub soft: usize,
+    pub soft_seconds: u64,
+}
+
+impl OutputLimit {
+    /// True when neither limit applies.
+    pub fn is_off(&self) -> bool {
+        self.hard == 0 && self.soft == 0
+    }
+
+    /// Whether `pending` bytes, untaken since `over_soft_since` (when they
+    /// were already over the soft limit) with the client not reading now,
+    /// break the limit: `Err` says which. `Ok` gives how long the client
+    /// may still take before the soft limit is broken, if it is over it.
+    pub fn check(
+        &self,
+        pending: usize,
+        over_soft_for: Option<std::time::Duration>,
+    ) -> Result<Option<std::time::Duration>, &'static str> {
+        if self.hard > 0 && pending > self.hard {
+            return Err("hard");
+        }
+        if self.soft == 0 || pending <= self.soft {
+            return Ok(None);
+        }
+        let allowed = std::time::Duration::from_secs(self.soft_seconds);
+        match allowed.checked_sub(over_soft_for.unwrap_or_default()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => Err("soft"),
+        }
+    }
+}
+
+/// [`OutputLimit`]s for the classes of client Keycafe has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Clients on the client port.
+    pub normal: OutputLimit,
+    /// Replicas: bytes of the replication stream not yet sent to one.
+    pub replica: OutputLimit,
+}
+
+impl Default for OutputLimits {
+    /// Redis's defaults: none for normal clients, 256 MiB hard and 64 MiB
+    /// for 60 s for replicas.
+    fn default() -> OutputLimits {
+        OutputLimits {
+            normal: OutputLimit::default(),
+            replica: OutputLimit {
+                hard: 256 << 20,
+                soft: 64 << 20,
+                soft_seconds: 60,
+            },
         }
     }
 }
@@ -489,6 +559,24 @@ mod tests {
         }
         let off = Config::from_yaml_str(&format!("{cluster}{files}{ca}")).unwrap();
         assert!(off.member_tls().unwrap().is_none());
+    }
+
+    #[test]
+    fn output_limits_as_redis_counts_them() {
+        let limit = OutputLimit {
+            hard: 1000,
+            soft: 100,
+            soft_seconds: 2,
+        };
+        let second = std::time::Duration::from_secs(1);
+        assert_eq!(limit.check(100, None), Ok(None));
+        assert_eq!(limit.check(1001, None), Err("hard"));
+        assert_eq!(limit.check(500, None), Ok(Some(2 * second)));
+        assert_eq!(limit.check(500, Some(second)), Ok(Some(second)));
+        assert_eq!(limit.check(500, Some(2 * second)), Err("soft"));
+        assert!(OutputLimit::default().is_off());
+        assert_eq!(OutputLimit::default().check(usize::MAX, None), Ok(None));
+        assert_eq!(OutputLimits::default().replica.hard, 256 << 20);
     }
 
     #[test]

@@ -19,8 +19,10 @@
 //! TLS existing (no dynamic dispatch, no branch per read).
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -130,10 +132,13 @@ impl<S: Stream> Connection<S> {
                 return Ok(Ended::Closed);
             }
             if !self.output.is_empty() {
-                self.stream.write_all(&self.output).await?;
-                // TLS may hold the tail of a write back when the socket is
-                // full; TCP's flush costs nothing.
-                self.stream.flush().await?;
+                if !self.write_output().await? {
+                    debug!(
+                        client = self.state.id,
+                        "replies left untaken beyond the output buffer limit; closing"
+                    );
+                    return Ok(Ended::Closed);
+                }
                 self.output.clear();
                 if self.output.capacity() > SHRINK_OUTPUT_ABOVE {
                     self.output = BytesMut::with_capacity(READ_CHUNK);
@@ -247,6 +252,65 @@ impl<S: Stream> Connection<S> {
                 }
             }
         }
+    }
+
+    /// Writes the output buffer out. False if the client left more of it
+    /// untaken than its output buffer limit allows (`client_output_buffer_limit`,
+    /// normal class): it is to be closed.
+    async fn write_output(&mut self) -> io::Result<bool> {
+        let limit = self.shared.config.client_output_buffer_limit.normal;
+        if limit.is_off() || self.state.bus {
+            self.stream.write_all(&self.output).await?;
+            // TLS may hold the tail of a write back when the socket is
+            // full; TCP's flush costs nothing.
+            self.stream.flush().await?;
+            return Ok(true);
+        }
+        let mut sent = 0;
+        let mut over_soft_since: Option<Instant> = None;
+        while sent < self.output.len() {
+            let unsent = &self.output[sent..];
+            let stream = &mut self.stream;
+            // What the socket takes right now, without waiting.
+            let now =
+                std::future::poll_fn(|cx| match Pin::new(&mut *stream).poll_write(cx, unsent) {
+                    Poll::Ready(written) => Poll::Ready(Some(written)),
+                    Poll::Pending => Poll::Ready(None),
+                })
+                .await;
+            let written = match now {
+                Some(written) => written?,
+                None => {
+                    // The client is not taking its replies: are they over
+                    // its limit?
+                    let pending = unsent.len();
+                    let over_for = over_soft_since.map(|since| since.elapsed());
+                    let left = match limit.check(pending, over_for) {
+                        Ok(left) => left,
+                        Err(_) => return Ok(false),
+                    };
+                    if left.is_some() {
+                        over_soft_since.get_or_insert_with(Instant::now);
+                    } else {
+                        over_soft_since = None;
+                    }
+                    let write = self.stream.write(unsent);
+                    match left {
+                        None => write.await?,
+                        Some(left) => match tokio::time::timeout(left, write).await {
+                            Ok(written) => written?,
+                            Err(_) => return Ok(false),
+                        },
+                    }
+                }
+            };
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            sent += written;
+        }
+        self.stream.flush().await?;
+        Ok(true)
     }
 
     /// Keeps track of a request that has begun to arrive but is not whole,

@@ -13,6 +13,7 @@ use common::{RawClient, simple};
 use keycafe_core::handshake::{Handshake, HandshakeError};
 use keycafe_core::{Frame, Limits};
 use keycafe_server::Config;
+use keycafe_server::config::{OutputLimit, OutputLimits};
 use keycafe_server::test_util::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,17 +27,6 @@ async fn closed_by_server(stream: &mut TcpStream) -> Vec<u8> {
         Ok(_) => got,
         Err(_) => panic!("still open after 10 s; it sent {got:?}"),
     }
-}
-
-fn rejected(info: Frame) -> u64 {
-    let Frame::Bulk(text) = info else {
-        panic!("INFO answers a bulk string: {info:?}");
-    };
-    let text = String::from_utf8_lossy(&text).into_owned();
-    text.lines()
-        .find_map(|line| line.strip_prefix("rejected_connections:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no rejected_connections in {text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +73,7 @@ async fn silent_connections_beyond_maxclients_are_refused_at_accept() {
     }
     let mut client = RawClient::resp(server.addr()).await;
     assert_eq!(client.cmd("PING").await, simple("PONG"));
-    assert!(rejected(client.cmd("INFO stats").await) >= 11);
+    assert!(info_field(&mut client, "rejected_connections").await >= 11);
     server.stop().await;
 }
 
@@ -180,4 +170,67 @@ async fn a_big_request_that_arrives_in_time_is_served() {
     );
     assert_eq!(client.cmd("DEL big big2").await, Frame::Integer(1));
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_leave_replies_untaken_are_closed_at_their_output_limit() {
+    let limits = OutputLimits {
+        normal: OutputLimit {
+            hard: 8 << 20,
+            soft: 64 << 10,
+            soft_seconds: 1,
+        },
+        ..OutputLimits::default()
+    };
+    let server = TestServer::start(Config {
+        client_output_buffer_limit: limits,
+        ..Config::default()
+    })
+    .await;
+    let mut client = RawClient::resp(server.addr()).await;
+    let value = vec![b'x'; 256 << 10];
+    assert_eq!(client.call(&[b"SET", b"v", &value]).await, simple("OK"));
+    let huge = vec![b'y'; 32 << 20];
+    assert_eq!(client.call(&[b"SET", b"huge", &huge]).await, simple("OK"));
+    // A client that reads its replies gets them.
+    assert_eq!(client.cmd("GET v").await, Frame::Bulk(value.clone().into()));
+    // A reply beyond the hard limit cannot be taken fast enough: as in
+    // Redis, that client is closed.
+    let mut greedy = RawClient::resp(server.addr()).await;
+    greedy.send(&[b"GET", b"huge"]).await;
+    assert_eq!(greedy.read_frame().await, None, "closed at the hard limit");
+    // One that asks for a lot and reads nothing stays over the soft limit,
+    // and is closed after its second.
+    let mut sluggard = TcpStream::connect(server.addr()).await.unwrap();
+    let mut requests = BytesMut::new();
+    for _ in 0..200 {
+        let get = [b"GET".as_slice(), b"v"];
+        keycafe_core::Protocol::Resp2.encode_request(&get, &mut requests);
+    }
+    sluggard.write_all(&requests).await.unwrap();
+    let closed = async {
+        loop {
+            assert_eq!(client.cmd("PING").await, simple("PONG"));
+            if info_field(&mut client, "connected_clients").await == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("the client that never reads was closed");
+    server.stop().await;
+}
+
+async fn info_field(client: &mut RawClient, field: &str) -> u64 {
+    let Frame::Bulk(text) = client.cmd("INFO").await else {
+        panic!("INFO answers a bulk string");
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let prefix = format!("{field}:");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {text}"))
 }

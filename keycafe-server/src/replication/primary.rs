@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use super::log::{NO_ID, encode_set};
 use super::{ReplicaLink, Replication};
+use crate::config::OutputLimit;
 use crate::store::Store;
 
 /// Send at most this much stream per write.
@@ -47,6 +48,9 @@ pub struct Source {
     pub replication: Arc<Replication>,
     /// A replica silent for this long is dropped.
     pub node_timeout: Duration,
+    /// How far a replica may fall behind the stream (the replica class of
+    /// `client_output_buffer_limit`).
+    pub output_limit: OutputLimit,
 }
 
 /// A replica's `KC.PSYNC`.
@@ -158,6 +162,7 @@ async fn stream_to<S: AsyncRead + AsyncWrite + Unpin + Send>(
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_ack = Instant::now();
     let mut last_send = tokio::time::Instant::now();
+    let mut over_soft_since: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = more_to_send(replication, offset, last_send) => {
@@ -169,7 +174,29 @@ async fn stream_to<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         return Err(std::io::Error::other(gone));
                     }
                 }
-                send(&mut stream, &out).await?;
+                // What the replica has not taken yet: this chunk and the
+                // stream after it.
+                let behind = (log.offset() - offset) as usize + out.len();
+                let over_for = over_soft_since.map(|since| since.elapsed());
+                match source.output_limit.check(behind, over_for) {
+                    Err(which) => {
+                        warn!(replica = %request.addr, behind, "replica over its {which} output buffer limit; closing its link");
+                        return Ok(());
+                    }
+                    Ok(Some(_)) => {
+                        over_soft_since.get_or_insert_with(Instant::now);
+                    }
+                    Ok(None) => over_soft_since = None,
+                }
+                // A replica that stops reading (a paused process) must not
+                // hold this task in a write for ever.
+                match tokio::time::timeout(silence, send(&mut stream, &out)).await {
+                    Ok(sent) => sent?,
+                    Err(_) => {
+                        warn!(replica = %request.addr, "replica stopped taking the stream; closing its link");
+                        return Ok(());
+                    }
+                }
                 out.clear();
             }
             read = stream.read_buf(&mut input) => {
