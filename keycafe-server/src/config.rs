@@ -18,6 +18,9 @@ use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
 use keycafe_core::tls::{self, TlsAcceptor};
 use serde::Deserialize;
 
+use crate::runtime::{eviction_policy, memory_size, parse_memory_flag, parse_policy_flag};
+use crate::store::Policy;
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +82,19 @@ pub struct Config {
     /// (PEM), as with Redis's `tls-auth-clients yes`; without it any client
     /// may complete the handshake, and AUTH is what guards the data.
     pub tls_ca_cert_file: Option<PathBuf>,
+    /// Most bytes the node may hold, counted as `docs/memory.md` says (Redis's
+    /// `maxmemory`; 0: no limit). A number of bytes or a string with Redis's
+    /// units: `64mb`, `1gb`, `500k` (k/m/g are powers of 1000, kb/mb/gb of
+    /// 1024). Changeable with `CONFIG SET maxmemory`.
+    #[serde(deserialize_with = "memory_size")]
+    pub maxmemory: usize,
+    /// What a write finds when the node is over `maxmemory`: `noeviction`
+    /// (an OOM error) or the keys to evict (`allkeys-lru`, `volatile-ttl`,
+    /// ...), as in Redis.
+    #[serde(deserialize_with = "eviction_policy")]
+    pub maxmemory_policy: Policy,
+    /// Keys eviction samples per shard to choose one (1 to 64; Redis's 5).
+    pub maxmemory_samples: usize,
 }
 
 impl Default for Config {
@@ -105,6 +121,9 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_cert_file: None,
+            maxmemory: 0,
+            maxmemory_policy: Policy::NoEviction,
+            maxmemory_samples: 5,
         }
     }
 }
@@ -133,6 +152,10 @@ impl Config {
             "repl_backlog_size must be at least 16384 bytes"
         );
         anyhow::ensure!(self.bus_maxclients > 0, "bus_maxclients must be at least 1");
+        anyhow::ensure!(
+            (1..=64).contains(&self.maxmemory_samples),
+            "maxmemory_samples must be between 1 and 64"
+        );
         if self.coordinator.is_some() {
             // Without it anyone who can reach the bus port could read every
             // key (as a replica) or push keys in.
@@ -271,6 +294,16 @@ pub struct Flags {
     /// Require TLS clients to present a certificate signed by this CA (PEM).
     #[arg(long)]
     pub tls_ca_cert_file: Option<PathBuf>,
+    /// Most memory the node may hold: bytes, or 64mb, 1gb, ... (0 = no limit).
+    #[arg(long, value_parser = parse_memory_flag)]
+    pub maxmemory: Option<usize>,
+    /// What to do over maxmemory: noeviction, allkeys-lru, allkeys-lfu,
+    /// volatile-lru, volatile-lfu, volatile-ttl, allkeys-random, volatile-random.
+    #[arg(long, value_parser = parse_policy_flag)]
+    pub maxmemory_policy: Option<Policy>,
+    /// Keys eviction samples per shard (1 to 64).
+    #[arg(long)]
+    pub maxmemory_samples: Option<usize>,
 }
 
 /// The environment variable that may hold the cluster secret (below a
@@ -304,6 +337,9 @@ impl Flags {
                 &mut config.tls_ca_cert_file,
                 self.tls_ca_cert_file.map(Some),
             );
+            set_if_given(&mut config.maxmemory, self.maxmemory);
+            set_if_given(&mut config.maxmemory_policy, self.maxmemory_policy);
+            set_if_given(&mut config.maxmemory_samples, self.maxmemory_samples);
         })?;
         Ok(config)
     }
