@@ -18,8 +18,7 @@ use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
 use keycafe_core::tls::{self, TlsAcceptor};
 use serde::Deserialize;
 
-use crate::runtime::{eviction_policy, memory_size, parse_memory_flag, parse_policy_flag};
-use crate::store::Policy;
+use crate::store::{Policy, Store};
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,6 +46,16 @@ pub struct Config {
     pub expiry_interval_ms: u64,
     /// Threads serving connections: 0 means one per CPU core.
     pub threads: usize,
+    /// Most bytes the node may hold, counted as `docs/memory.md` says (Redis's
+    /// `maxmemory`; 0: no limit): a number, or a string with Redis's units
+    /// (`64mb`, `1gb`; k/m/g are powers of 1000, kb/mb/gb of 1024).
+    #[serde(deserialize_with = "crate::store::deserialize_memory")]
+    pub maxmemory: usize,
+    /// What a write finds over `maxmemory`: `noeviction` (an OOM error) or
+    /// which keys to evict (`allkeys-lru`, `volatile-ttl`, ...), as in Redis.
+    pub maxmemory_policy: Policy,
+    /// Keys eviction samples per shard to choose one (1 to 64).
+    pub maxmemory_samples: usize,
     /// Coordinator address (`host:port`). When set, the node runs in cluster
     /// mode: it registers there and serves the slots it is given. Without
     /// it, the node is a standalone cluster of one that owns every slot.
@@ -82,19 +91,6 @@ pub struct Config {
     /// (PEM), as with Redis's `tls-auth-clients yes`; without it any client
     /// may complete the handshake, and AUTH is what guards the data.
     pub tls_ca_cert_file: Option<PathBuf>,
-    /// Most bytes the node may hold, counted as `docs/memory.md` says (Redis's
-    /// `maxmemory`; 0: no limit). A number of bytes or a string with Redis's
-    /// units: `64mb`, `1gb`, `500k` (k/m/g are powers of 1000, kb/mb/gb of
-    /// 1024). Changeable with `CONFIG SET maxmemory`.
-    #[serde(deserialize_with = "memory_size")]
-    pub maxmemory: usize,
-    /// What a write finds when the node is over `maxmemory`: `noeviction`
-    /// (an OOM error) or the keys to evict (`allkeys-lru`, `volatile-ttl`,
-    /// ...), as in Redis.
-    #[serde(deserialize_with = "eviction_policy")]
-    pub maxmemory_policy: Policy,
-    /// Keys eviction samples per shard to choose one (1 to 64; Redis's 5).
-    pub maxmemory_samples: usize,
 }
 
 impl Default for Config {
@@ -111,6 +107,9 @@ impl Default for Config {
             log_level: "info".to_string(),
             expiry_interval_ms: 100,
             threads: 0,
+            maxmemory: 0,
+            maxmemory_policy: Policy::NoEviction,
+            maxmemory_samples: Store::DEFAULT_SAMPLES,
             coordinator: None,
             cluster_secret: None,
             bus_maxclients: 1024,
@@ -121,9 +120,6 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_cert_file: None,
-            maxmemory: 0,
-            maxmemory_policy: Policy::NoEviction,
-            maxmemory_samples: 5,
         }
     }
 }
@@ -266,6 +262,16 @@ pub struct Flags {
     /// Threads serving connections (0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Most memory the node may hold: bytes, or 64mb, 1gb, ... (0 = no limit).
+    #[arg(long, value_parser = crate::store::parse_memory)]
+    pub maxmemory: Option<usize>,
+    /// What to do over maxmemory: noeviction, allkeys-lru, allkeys-lfu,
+    /// volatile-lru, volatile-lfu, volatile-ttl, allkeys-random, volatile-random.
+    #[arg(long)]
+    pub maxmemory_policy: Option<Policy>,
+    /// Keys eviction samples per shard (1 to 64).
+    #[arg(long)]
+    pub maxmemory_samples: Option<usize>,
     /// Coordinator address (`host:port`): run in cluster mode.
     #[arg(long)]
     pub coordinator: Option<String>,
@@ -294,16 +300,6 @@ pub struct Flags {
     /// Require TLS clients to present a certificate signed by this CA (PEM).
     #[arg(long)]
     pub tls_ca_cert_file: Option<PathBuf>,
-    /// Most memory the node may hold: bytes, or 64mb, 1gb, ... (0 = no limit).
-    #[arg(long, value_parser = parse_memory_flag)]
-    pub maxmemory: Option<usize>,
-    /// What to do over maxmemory: noeviction, allkeys-lru, allkeys-lfu,
-    /// volatile-lru, volatile-lfu, volatile-ttl, allkeys-random, volatile-random.
-    #[arg(long, value_parser = parse_policy_flag)]
-    pub maxmemory_policy: Option<Policy>,
-    /// Keys eviction samples per shard (1 to 64).
-    #[arg(long)]
-    pub maxmemory_samples: Option<usize>,
 }
 
 /// The environment variable that may hold the cluster secret (below a
@@ -322,6 +318,9 @@ impl Flags {
             set_if_given(&mut config.maxclients, self.maxclients);
             set_if_given(&mut config.log_level, self.log_level);
             set_if_given(&mut config.threads, self.threads);
+            set_if_given(&mut config.maxmemory, self.maxmemory);
+            set_if_given(&mut config.maxmemory_policy, self.maxmemory_policy);
+            set_if_given(&mut config.maxmemory_samples, self.maxmemory_samples);
             set_if_given(&mut config.coordinator, self.coordinator.map(Some));
             let secret = self
                 .cluster_secret
@@ -337,9 +336,6 @@ impl Flags {
                 &mut config.tls_ca_cert_file,
                 self.tls_ca_cert_file.map(Some),
             );
-            set_if_given(&mut config.maxmemory, self.maxmemory);
-            set_if_given(&mut config.maxmemory_policy, self.maxmemory_policy);
-            set_if_given(&mut config.maxmemory_samples, self.maxmemory_samples);
         })?;
         Ok(config)
     }

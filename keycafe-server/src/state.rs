@@ -98,6 +98,15 @@ impl Shared {
         self.store.memory()
     }
 
+    /// What CONFIG reads settings from and writes them to.
+    pub fn settings(&self) -> crate::runtime::Node<'_> {
+        crate::runtime::Node {
+            config: &self.config,
+            runtime: &self.runtime,
+            store: &self.store,
+        }
+    }
+
     /// Before a command that may grow memory (flagged `DENYOOM`): evicts
     /// keys if the node is over `maxmemory`, or refuses under `noeviction`
     /// or when nothing may go. Costs one load when no limit is set, two

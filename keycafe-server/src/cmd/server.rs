@@ -298,7 +298,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
             reply.array(matches.len() * 2);
             for setting in matches {
                 reply.bulk(setting.name.as_bytes());
-                reply.bulk(setting.value(ctx.shared).as_bytes());
+                reply.bulk(setting.value(ctx.shared.settings()).as_bytes());
             }
         }
         b"SET" => {
@@ -312,7 +312,8 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
                 pairs.push((name, value));
             }
             let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (&**n, &**v)).collect();
-            runtime::set_all(ctx.shared, &pairs).map_err(|err| CmdError::Other(err.to_string()))?;
+            runtime::set_all(ctx.shared.settings(), &pairs)
+                .map_err(|err| CmdError::Other(err.to_string()))?;
             reply.ok();
         }
         b"RESETSTAT" => {

@@ -143,6 +143,28 @@ impl Policy {
     }
 }
 
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    /// By Redis's name, in any letter case; the error lists the names.
+    fn from_str(name: &str) -> Result<Policy, String> {
+        Policy::from_name(name.as_bytes()).ok_or_else(|| {
+            let names: Vec<&str> = Policy::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "argument(s) must be one of the following: {}",
+                names.join(", ")
+            )
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Policy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Policy, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A write that may grow memory was refused: the node is over `maxmemory`
 /// and nothing (more) may be evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

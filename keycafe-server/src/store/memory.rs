@@ -34,6 +34,52 @@ pub fn allocation_cost(size: usize) -> usize {
     ((size + 8 + 15) & !15).max(32)
 }
 
+/// Parses a memory size as Redis does: bytes, or a number with a unit
+/// (`k`, `m`, `g`: powers of 1000; `kb`, `mb`, `gb`: powers of 1024; `b`),
+/// in any letter case.
+pub fn parse_memory(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits);
+    let multiplier: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => 0,
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .filter(|_| multiplier > 0)
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| {
+            format!("{text:?} is not a memory size (bytes, or a number with k, kb, m, mb, g or gb)")
+        })
+}
+
+/// A memory size in a configuration file: a number of bytes, or a string
+/// [`parse_memory`] reads (`64mb`).
+pub fn deserialize_memory<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<usize, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(usize),
+        Text(String),
+    }
+    match <Size as serde::Deserialize>::deserialize(deserializer)? {
+        Size::Bytes(bytes) => Ok(bytes),
+        Size::Text(text) => parse_memory(&text).map_err(serde::de::Error::custom),
+    }
+}
+
 /// The bytes a node holds, by holder, and their total. One per node, shared
 /// by the store, the replication log and the connections.
 #[derive(Debug, Default)]
@@ -118,6 +164,21 @@ mod tests {
         // A 16-byte key and a 32-byte value behind the 8-byte header.
         assert_eq!(allocation_cost(56), 64);
         assert_eq!(allocation_cost(1000), 1008);
+    }
+
+    #[test]
+    fn memory_sizes_take_redis_units() {
+        assert_eq!(parse_memory("1048576"), Ok(1 << 20));
+        assert_eq!(parse_memory("64mb"), Ok(64 << 20));
+        assert_eq!(parse_memory("64MB"), Ok(64 << 20));
+        assert_eq!(parse_memory("2k"), Ok(2000));
+        assert_eq!(parse_memory("2kb"), Ok(2048));
+        assert_eq!(parse_memory("1g"), Ok(1_000_000_000));
+        assert_eq!(parse_memory("1gb"), Ok(1 << 30));
+        assert_eq!(parse_memory("12b"), Ok(12));
+        for bad in ["", "mb", "-1", "1.5gb", "10 tb", "99999999999999999999gb"] {
+            assert!(parse_memory(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

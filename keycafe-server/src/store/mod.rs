@@ -94,7 +94,7 @@ pub use access::{LRU_TICK_MS, Tracking};
 pub use evict::{OutOfMemory, Policy};
 pub use feed::{Change, ChangeFeed, Subscriber};
 pub use key_entry::{Expiry, KeyEntry, Ttl};
-pub use memory::{FLUSH_STEP, MemoryUse};
+pub use memory::{FLUSH_STEP, MemoryUse, deserialize_memory, parse_memory};
 use shard::{Location, Shard};
 
 /// The longest key or value the store accepts: Redis's 512 MiB.
