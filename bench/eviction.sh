@@ -13,9 +13,11 @@
 #     GET a key drawn from a Zipf distribution ($KEYS keys, skew $SKEW,
 #     values of 100-1000 bytes fixed per key), SET it on a miss, from
 #     $CONNECTIONS connections pipelining $PIPELINE GETs. The first $WARMUP
-#     GETs fill the cache; the next $OPS are measured: hit ratio, and GETs +
+#     GETs fill the cache; the next $OPS are measured: hit ratio, GETs +
 #     SETs per second (every miss evicts, so this is throughput while
-#     evicting). Also recorded: keys held, used_memory, RSS, evicted_keys.
+#     evicting) and the server's CPU time per operation (steadier than
+#     throughput on a shared machine). Also recorded: keys held,
+#     used_memory, RSS, evicted_keys.
 #  2. The cost of the limit on the hot path. keycafe-server without
 #     maxmemory, and with `maxmemory 1gb` (set but never reached), run
 #     `redis-benchmark -t set,get -n $REQUESTS -r 100000 -d 64 -c 50 -P
@@ -83,13 +85,20 @@ for round in $(seq "$ROUNDS"); do
     for policy in allkeys-lru allkeys-lfu; do
         for server in redis keycafe; do
             start "$server" "$server-$policy-$round" --maxmemory "$MAXMEMORY" --maxmemory-policy "$policy"
+            # The warm-up fills the cache; only the measured part is timed
+            # and its server CPU counted.
+            "$BIN/examples/zipf_cache" --addr "127.0.0.1:$PORT" --keys "$KEYS" --skew "$SKEW" \
+                --warmup "$WARMUP" --ops 0 --connections "$CONNECTIONS" --pipeline "$PIPELINE" >/dev/null
+            ticks=$(cpu_ticks "$PID")
             line=$("$BIN/examples/zipf_cache" --addr "127.0.0.1:$PORT" --keys "$KEYS" --skew "$SKEW" \
-                --warmup "$WARMUP" --ops "$OPS" --connections "$CONNECTIONS" --pipeline "$PIPELINE")
+                --warmup 0 --ops "$OPS" --connections "$CONNECTIONS" --pipeline "$PIPELINE")
+            ticks=$(($(cpu_ticks "$PID") - ticks))
             held=$(redis-cli -p "$PORT" DBSIZE)
             used=$(info "$PORT" used_memory memory)
             evicted=$(info "$PORT" evicted_keys stats)
             rss=$(rss_bytes "$PID")
-            echo "$server $policy $line held=$held used_memory=$used evicted=$evicted rss=$rss" >>"$WORK/hits"
+            echo "$server $policy $line held=$held used_memory=$used evicted=$evicted rss=$rss" \
+                "cpu_ticks=$ticks hz=$TICKS_PER_SECOND" >>"$WORK/hits"
             printf '  round %s  %-12s %-8s %s held=%s\n' "$round" "$policy" "$server" "$line" "$held"
             stop "$PID"
         done
@@ -137,15 +146,16 @@ for line in open(sys.argv[1]):
     server, policy, *pairs = line.split()
     runs[(policy, server)].append({k: float(v) for k, v in (p.split("=") for p in pairs)})
 print()
-print("| policy | server | hit ratio | ops/s while evicting | keys held | used_memory | RSS | evicted keys |")
-print("|---|---|---|---|---|---|---|---|")
+print("| policy | server | hit ratio | ops/s while evicting | server CPU per op (µs) | keys held | used_memory | RSS | evicted keys |")
+print("|---|---|---|---|---|---|---|---|---|")
 for policy in ("allkeys-lru", "allkeys-lfu"):
     for server in ("redis", "keycafe"):
         r = runs[(policy, server)]
         if not r:
             continue
         m = lambda k: med(x[k] for x in r)
-        print(f"| {policy} | {server} | {m('hit_ratio'):.4f} | {m('ops_per_sec'):,.0f} | {m('held'):,.0f} "
+        cpu_per_op = med(x["cpu_ticks"] / x["hz"] * 1e6 / (x["hits"] + x["misses"] + x["sets"]) for x in r)
+        print(f"| {policy} | {server} | {m('hit_ratio'):.4f} | {m('ops_per_sec'):,.0f} | {cpu_per_op:.2f} | {m('held'):,.0f} "
               f"| {m('used_memory') / 2**20:.1f} MiB | {m('rss') / 2**20:.1f} MiB | {m('evicted'):,.0f} |")
 print()
 for policy in ("allkeys-lru", "allkeys-lfu"):
