@@ -17,9 +17,9 @@ use std::sync::LazyLock;
 
 /// What a command is, as a set of typed flags.
 ///
-/// [`Flags::WRITE`], [`Flags::READONLY`] and [`Flags::FAST`] are the flags
-/// Redis's `COMMAND` reports; the others are Keycafe's own policy and are
-/// never shown to clients.
+/// [`Flags::WRITE`], [`Flags::READONLY`], [`Flags::DENYOOM`] and
+/// [`Flags::FAST`] are the flags Redis's `COMMAND` reports; the others are
+/// Keycafe's own policy and are never shown to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Flags(u8);
 
@@ -37,11 +37,17 @@ impl Flags {
     pub const ON_BUS: Flags = Flags(1 << 4);
     /// Allowed before a connection has authenticated (AUTH, HELLO, QUIT).
     pub const NO_AUTH: Flags = Flags(1 << 5);
+    /// May grow memory (Redis's `denyoom`): refused with `OOM` while the
+    /// node is over `maxmemory` and cannot evict. Reads and deletions never
+    /// are, so a full node can still be read and emptied.
+    pub const DENYOOM: Flags = Flags(1 << 6);
 
-    /// The flags Redis's `COMMAND` reports, with their names.
-    const REPORTED: [(Flags, &'static str); 3] = [
+    /// The flags Redis's `COMMAND` reports, with their names, in Redis's
+    /// order.
+    const REPORTED: [(Flags, &'static str); 4] = [
         (Flags::WRITE, "write"),
         (Flags::READONLY, "readonly"),
+        (Flags::DENYOOM, "denyoom"),
         (Flags::FAST, "fast"),
     ];
 
@@ -127,6 +133,10 @@ impl CommandInfo {
 
 const W: Flags = Flags::WRITE;
 const WF: Flags = Flags::WRITE.with(Flags::FAST);
+/// Writes that may grow memory.
+const WM: Flags = Flags::WRITE.with(Flags::DENYOOM);
+const WMF: Flags = WM.with(Flags::FAST);
+const R: Flags = Flags::READONLY;
 const RF: Flags = Flags::READONLY.with(Flags::FAST);
 const F: Flags = Flags::FAST;
 const NONE: Flags = Flags::NONE;
@@ -155,20 +165,20 @@ macro_rules! commands {
 pub static COMMANDS: &[CommandInfo] = commands! {
     // Strings.
     "get"       2 RF (1 1 1);
-    "set"      -3 W  (1 1 1);
-    "setnx"     3 WF (1 1 1);
-    "setex"     4 W  (1 1 1);
-    "psetex"    4 W  (1 1 1);
+    "set"      -3 WM (1 1 1);
+    "setnx"     3 WMF (1 1 1);
+    "setex"     4 WM (1 1 1);
+    "psetex"    4 WM (1 1 1);
     "getdel"    2 WF (1 1 1);
     "getex"    -2 WF (1 1 1);
     "mget"     -2 RF (1 -1 1);
-    "mset"     -3 W  (1 -1 2);
-    "msetnx"   -3 W  (1 -1 2);
-    "incr"      2 WF (1 1 1);
-    "decr"      2 WF (1 1 1);
-    "incrby"    3 WF (1 1 1);
-    "decrby"    3 WF (1 1 1);
-    "append"    3 W  (1 1 1);
+    "mset"     -3 WM (1 -1 2);
+    "msetnx"   -3 WM (1 -1 2);
+    "incr"      2 WMF (1 1 1);
+    "decr"      2 WMF (1 1 1);
+    "incrby"    3 WMF (1 1 1);
+    "decrby"    3 WMF (1 1 1);
+    "append"    3 WM (1 1 1);
     "strlen"    2 RF (1 1 1);
     // Keys and expiry.
     "del"      -2 W  (1 -1 1);
@@ -182,6 +192,7 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "ttl"       2 RF (1 1 1);
     "pttl"      2 RF (1 1 1);
     "persist"   2 WF (1 1 1);
+    "object"   -2 R  (2 2 1);
     "dbsize"    1 RF (0 0 0);
     "flushall" -1 W  (0 0 0);
     "flushdb"  -1 W  (0 0 0);
@@ -296,6 +307,30 @@ mod tests {
     }
 
     #[test]
+    fn only_writes_that_may_grow_memory_are_denyoom() {
+        let denyoom: Vec<_> = COMMANDS
+            .iter()
+            .filter(|c| c.is(Flags::DENYOOM))
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            denyoom,
+            [
+                "set", "setnx", "setex", "psetex", "mset", "msetnx", "incr", "decr", "incrby",
+                "decrby", "append"
+            ]
+        );
+        assert!(
+            denyoom
+                .iter()
+                .all(|&name| lookup(name.as_bytes()).unwrap().is(Flags::WRITE))
+        );
+        // OBJECT's key comes after its subcommand.
+        assert_eq!(keys(&["OBJECT", "FREQ", "k"]), [2]);
+        assert!(keys(&["OBJECT", "HELP"]).is_empty());
+    }
+
+    #[test]
     fn first_key_routes_a_request() {
         let mget = lookup(b"mget").unwrap();
         assert_eq!(mget.first_key_of(&["MGET", "k1", "k2"]), Some(&b"k1"[..]));
@@ -317,6 +352,11 @@ mod tests {
         assert_eq!(
             getdel.flags.reported_names().collect::<Vec<_>>(),
             ["write", "fast"]
+        );
+        let incr = lookup(b"incr").unwrap();
+        assert_eq!(
+            incr.flags.reported_names().collect::<Vec<_>>(),
+            ["write", "denyoom", "fast"]
         );
         // Only AUTH, HELLO and QUIT run before authentication, and on the
         // bus only the two steps of proving the cluster secret.

@@ -18,6 +18,8 @@ use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
 use keycafe_core::tls::{self, MemberTls, TlsAcceptor};
 use serde::Deserialize;
 
+use crate::store::{Policy, Store};
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +61,16 @@ pub struct Config {
     pub expiry_interval_ms: u64,
     /// Threads serving connections: 0 means one per CPU core.
     pub threads: usize,
+    /// Most bytes the node may hold, counted as `docs/memory.md` says (Redis's
+    /// `maxmemory`; 0: no limit): a number, or a string with Redis's units
+    /// (`64mb`, `1gb`; k/m/g are powers of 1000, kb/mb/gb of 1024).
+    #[serde(deserialize_with = "crate::store::deserialize_memory")]
+    pub maxmemory: usize,
+    /// What a write finds over `maxmemory`: `noeviction` (an OOM error) or
+    /// which keys to evict (`allkeys-lru`, `volatile-ttl`, ...), as in Redis.
+    pub maxmemory_policy: Policy,
+    /// Keys eviction samples per shard to choose one (1 to 64).
+    pub maxmemory_samples: usize,
     /// Coordinator address (`host:port`). When set, the node runs in cluster
     /// mode: it registers there and serves the slots it is given. Without
     /// it, the node is a standalone cluster of one that owns every slot.
@@ -123,6 +135,9 @@ impl Default for Config {
             log_level: "info".to_string(),
             expiry_interval_ms: 100,
             threads: 0,
+            maxmemory: 0,
+            maxmemory_policy: Policy::NoEviction,
+            maxmemory_samples: Store::DEFAULT_SAMPLES,
             coordinator: None,
             cluster_secret: None,
             bus_maxclients: 1024,
@@ -163,6 +178,10 @@ impl Config {
             "repl_backlog_size must be at least 16384 bytes"
         );
         anyhow::ensure!(self.bus_maxclients > 0, "bus_maxclients must be at least 1");
+        anyhow::ensure!(
+            (1..=64).contains(&self.maxmemory_samples),
+            "maxmemory_samples must be between 1 and 64"
+        );
         if self.coordinator.is_some() {
             // Without it anyone who can reach the bus port could read every
             // key (as a replica) or push keys in.
@@ -373,6 +392,16 @@ pub struct Flags {
     /// Threads serving connections (0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Most memory the node may hold: bytes, or 64mb, 1gb, ... (0 = no limit).
+    #[arg(long, value_parser = crate::store::parse_memory)]
+    pub maxmemory: Option<usize>,
+    /// What to do over maxmemory: noeviction, allkeys-lru, allkeys-lfu,
+    /// volatile-lru, volatile-lfu, volatile-ttl, allkeys-random, volatile-random.
+    #[arg(long)]
+    pub maxmemory_policy: Option<Policy>,
+    /// Keys eviction samples per shard (1 to 64).
+    #[arg(long)]
+    pub maxmemory_samples: Option<usize>,
     /// Coordinator address (`host:port`): run in cluster mode.
     #[arg(long)]
     pub coordinator: Option<String>,
@@ -436,6 +465,9 @@ impl Flags {
             set_if_given(&mut config.request_timeout_ms, self.request_timeout_ms);
             set_if_given(&mut config.log_level, self.log_level);
             set_if_given(&mut config.threads, self.threads);
+            set_if_given(&mut config.maxmemory, self.maxmemory);
+            set_if_given(&mut config.maxmemory_policy, self.maxmemory_policy);
+            set_if_given(&mut config.maxmemory_samples, self.maxmemory_samples);
             set_if_given(&mut config.coordinator, self.coordinator.map(Some));
             let secret = self
                 .cluster_secret

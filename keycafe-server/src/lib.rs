@@ -19,16 +19,20 @@
 //! - [`server`]: [`run`], the accept loop, active expiry, graceful shutdown.
 //! - [`connection`]: the per-client read → execute → write loop.
 //! - [`state`]: [`state::Shared`], what every connection shares.
+//! - [`runtime`]: settings `CONFIG SET` may change while the node runs, and
+//!   the table CONFIG reads every setting from.
 //! - [`cmd`]: the command table and one module per command family.
 //! - [`cluster`]: cluster mode: slot checks, coordinator link, bus, migration.
 //! - [`replication`]: replicas, the replication stream, WAIT and failover.
-//! - [`store`]: the sharded, slot-organised in-memory store with expiry.
+//! - [`store`]: the sharded, slot-organised in-memory store with expiry,
+//!   memory accounting and eviction.
 
 pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod replication;
+pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -11,7 +11,8 @@ use crate::cluster::ClusterState;
 use crate::config::Config;
 use crate::replication::Replication;
 use crate::replication::log::ReplicationLog;
-use crate::store::{ChangeFeed, Store};
+use crate::runtime::Runtime;
+use crate::store::{ChangeFeed, MemoryUse, OutOfMemory, Store, now_ms};
 
 /// The node's shared state: configuration, data and counters. One `Arc` of it
 /// is handed to every connection task; the mechanisms below it (replication,
@@ -27,6 +28,8 @@ pub struct Shared {
     pub cluster: Option<Arc<ClusterState>>,
     /// Replicas of this node, or this node's link to its primary.
     pub replication: Arc<Replication>,
+    /// Settings `CONFIG SET` may change while the node runs.
+    pub runtime: Runtime,
 }
 
 /// Server-wide counters reported by INFO. Connections add their command
@@ -61,11 +64,19 @@ impl Shared {
             let cluster = ClusterState::new(me, coordinator.clone(), secret);
             Arc::new(cluster.with_tls(member_tls))
         });
-        let log = Arc::new(ReplicationLog::new(config.repl_backlog_size));
+        // One gauge for everything maxmemory counts: the store's shards, the
+        // backlog and (fed by the connections) client buffers.
+        let memory = Arc::new(MemoryUse::new());
+        let log =
+            Arc::new(ReplicationLog::new(config.repl_backlog_size).counting_in(memory.clone()));
         let feed = ChangeFeed::new().with(log.clone());
+        let store = Store::with_memory(Store::DEFAULT_SHARDS, feed, memory);
+        store.set_policy(config.maxmemory_policy);
+        store.set_samples(config.maxmemory_samples);
         Ok(Shared {
-            store: Arc::new(Store::with_feed(Store::DEFAULT_SHARDS, feed)),
+            store: Arc::new(store),
             replication: Arc::new(Replication::new(log)),
+            runtime: Runtime::new(&config),
             config,
             node_id,
             started: Instant::now(),
@@ -82,6 +93,34 @@ impl Shared {
             cluster: self.cluster.clone()?,
             node_timeout: std::time::Duration::from_millis(self.config.node_timeout_ms),
         })
+    }
+
+    /// The node's memory gauge: what `maxmemory` is checked against. The
+    /// connection code counts its buffers in it
+    /// ([`MemoryUse::add_client_buffers`] / [`MemoryUse::sub_client_buffers`]).
+    pub fn memory(&self) -> &MemoryUse {
+        self.store.memory()
+    }
+
+    /// What CONFIG reads settings from and writes them to.
+    pub fn settings(&self) -> crate::runtime::Node<'_> {
+        crate::runtime::Node {
+            config: &self.config,
+            runtime: &self.runtime,
+            store: &self.store,
+        }
+    }
+
+    /// Before a command that may grow memory (flagged `DENYOOM`): evicts
+    /// keys if the node is over `maxmemory`, or refuses under `noeviction`
+    /// or when nothing may go. Costs one load when no limit is set, two
+    /// when the node is under it.
+    pub fn make_room(&self) -> Result<(), OutOfMemory> {
+        let max = self.runtime.maxmemory();
+        if max == 0 || self.memory().used() <= max {
+            return Ok(());
+        }
+        self.store.make_room(max, now_ms()).map(drop)
     }
 
     pub fn next_client_id(&self) -> u64 {

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 /// Top-level modules, bottom layer first. Modules of one layer may not use
 /// each other.
 const LAYERS: &[&[&str]] = &[
-    &["config", "store"],
+    &["store"],
+    &["config"],
+    &["runtime"],
     &["cluster"],
     &["replication"],
     &["state"],

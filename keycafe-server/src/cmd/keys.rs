@@ -1,6 +1,6 @@
 //! Commands on keys regardless of their value: DEL (also DELETE and UNLINK),
 //! EXISTS, the expiry family (EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL, PTTL,
-//! PERSIST), DBSIZE and FLUSHALL/FLUSHDB.
+//! PERSIST), OBJECT, DBSIZE and FLUSHALL/FLUSHDB.
 //!
 //! The expiry commands follow Redis 7 closely, because clients rely on the
 //! details: a time in the past deletes the key (and still answers 1), NX/XX/
@@ -292,6 +292,80 @@ pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
         entry.deadline().is_some() && entry.set_deadline(None)
     });
     reply.integer(i64::from(persisted));
+    Ok(())
+}
+
+/// Lines of `OBJECT HELP`.
+const OBJECT_HELP: [&str; 10] = [
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+];
+
+/// The text Redis adds to both OBJECT errors about the policy.
+const POLICY_SWITCH_NOTE: &str = "Please note that when switching between policies at runtime \
+     LRU and LFU data will take some time to adjust.";
+
+/// `OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT key` and `OBJECT HELP`.
+/// Looking a key up this way does not count as an access. FREQ needs an LFU
+/// policy and IDLETIME any other, since a key keeps one history or the
+/// other (see `store/access.rs`).
+pub fn object(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let sub = cursor.next_keyword()?;
+    let name = match sub.as_bytes() {
+        b"HELP" => {
+            cursor.finish()?;
+            reply.array(OBJECT_HELP.len() + 2);
+            for line in OBJECT_HELP.iter().chain(&["HELP", "    Print this help."]) {
+                reply.simple(line.as_bytes());
+            }
+            return Ok(());
+        }
+        b"ENCODING" => "encoding",
+        b"FREQ" => "freq",
+        b"IDLETIME" => "idletime",
+        b"REFCOUNT" => "refcount",
+        _ => return Err(super::server::unknown_subcommand(args, "OBJECT")),
+    };
+    if args.len() != 3 {
+        return Err(CmdError::WrongArity(format!("object|{name}")));
+    }
+    let key = cursor.next_bytes()?;
+    let Some(info) = ctx.store().object(key, ctx.now_ms()) else {
+        reply.null();
+        return Ok(());
+    };
+    match name {
+        "encoding" => reply.bulk(info.encoding.as_bytes()),
+        // Keycafe shares no values between keys.
+        "refcount" => reply.integer(1),
+        "freq" => match info.frequency {
+            Some(frequency) => reply.integer(i64::from(frequency)),
+            None => {
+                return Err(CmdError::Other(format!(
+                    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
+                     {POLICY_SWITCH_NOTE}"
+                )));
+            }
+        },
+        _ => match info.idle_ms {
+            Some(idle) => reply.integer(i64::try_from(idle / 1000).unwrap_or(i64::MAX)),
+            None => {
+                return Err(CmdError::Other(format!(
+                    "ERR An LFU maxmemory policy is selected, idle time not tracked. \
+                     {POLICY_SWITCH_NOTE}"
+                )));
+            }
+        },
+    }
     Ok(())
 }
 

@@ -7,8 +7,9 @@
 //! and [`execute`], which looks the name up (case-insensitively, without
 //! allocating), refuses everything not flagged `NO_AUTH` until a connection
 //! has authenticated, checks the arity, passes the failover write gate and
-//! the slot check, runs the handler, and turns a returned [`CmdError`] into
-//! an error reply.
+//! the slot check, makes room under `maxmemory` for a command that may grow
+//! memory (evicting, or refusing with `OOM`), runs the handler, and turns a
+//! returned [`CmdError`] into an error reply.
 //!
 //! Handlers are plain functions that never wait. Nearly all write their reply
 //! and are done; the few whose answer takes time (WAIT) or that turn the
@@ -19,7 +20,7 @@
 //! Handlers are grouped by family, one file each:
 //!
 //! - [`strings`]: GET, SET and the other string commands.
-//! - [`keys`]: DEL, EXISTS, the expiry family, DBSIZE, FLUSHALL.
+//! - [`keys`]: DEL, EXISTS, the expiry family, OBJECT, DBSIZE, FLUSHALL.
 //! - [`server`]: connection and server commands (PING, AUTH, INFO, ...).
 //! - [`cluster`]: CLUSTER subcommands.
 //! - [`replication`]: WAIT, ROLE, and the replication side of INFO, CLIENT
@@ -179,6 +180,11 @@ impl Command {
     }
 
     fn run(&self, ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult<Outcome> {
+        // After the slot check, as in Redis: a key owned elsewhere is
+        // redirected, not refused for this node's memory.
+        if self.info.is(Flags::DENYOOM) {
+            ctx.shared.make_room()?;
+        }
         match self.handler {
             Handler::Reply(handler) => handler(ctx, args, reply).map(|()| Outcome::Done),
             Handler::Outcome(handler) => handler(ctx, args, reply),
@@ -219,6 +225,7 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("ttl", Replies(keys::ttl)),
     ("pttl", Replies(keys::pttl)),
     ("persist", Replies(keys::persist)),
+    ("object", Replies(keys::object)),
     ("dbsize", Replies(keys::dbsize)),
     ("flushall", Replies(keys::flushall)),
     ("flushdb", Replies(keys::flushall)),

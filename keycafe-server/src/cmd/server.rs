@@ -13,6 +13,8 @@ use keycafe_core::{Args, Reply};
 use keycafe_core::command::{COMMANDS, CommandInfo};
 
 use super::{ArgCursor, CmdError, CmdResult, Ctx};
+use crate::runtime;
+use crate::store::OutOfMemory;
 
 /// The version reported to clients (`redis_version` keeps Redis clients that
 /// check for feature support happy).
@@ -274,8 +276,8 @@ fn command_info(spec: &CommandInfo, reply: &mut Reply<'_>) {
     reply.array(0); // subcommands
 }
 
-/// `CONFIG GET pattern...` over the settings a client may ask about, and
-/// `CONFIG SET`/`RESETSTAT` refused or accepted honestly.
+/// `CONFIG GET pattern...`, `CONFIG SET name value [name value ...]` and
+/// `CONFIG RESETSTAT`, over the table of settings in [`crate::runtime`].
 pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let mut cursor = ArgCursor::new(args);
     match cursor.next_keyword()?.as_bytes() {
@@ -283,49 +285,61 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
             if cursor.remaining() == 0 {
                 return Err(CmdError::WrongArity("config|get".into()));
             }
-            let settings = config_settings(ctx);
-            let mut matches = Vec::new();
+            let mut matches: Vec<&runtime::Setting> = Vec::new();
             while cursor.remaining() > 0 {
                 let pattern = cursor.next_bytes()?;
-                for (name, value) in &settings {
-                    let new = !matches.iter().any(|(n, _): &(&str, String)| n == name);
-                    if new && glob_match(pattern, name.as_bytes()) {
-                        matches.push((*name, value.clone()));
+                for setting in runtime::SETTINGS {
+                    let new = !matches.iter().any(|s| s.name == setting.name);
+                    if new && glob_match(pattern, setting.name.as_bytes()) {
+                        matches.push(setting);
                     }
                 }
             }
             reply.array(matches.len() * 2);
-            for (name, value) in matches {
-                reply.bulk(name.as_bytes());
-                reply.bulk(value.as_bytes());
+            for setting in matches {
+                reply.bulk(setting.name.as_bytes());
+                reply.bulk(setting.value(ctx.shared.settings()).as_bytes());
             }
         }
         b"SET" => {
-            return Err(CmdError::Other(
-                "ERR CONFIG SET is not supported; change the configuration file and restart".into(),
-            ));
+            if cursor.remaining() == 0 || !cursor.remaining().is_multiple_of(2) {
+                return Err(CmdError::WrongArity("config|set".into()));
+            }
+            let mut pairs = Vec::with_capacity(cursor.remaining() / 2);
+            while cursor.remaining() > 0 {
+                let name = String::from_utf8_lossy(cursor.next_bytes()?);
+                let value = String::from_utf8_lossy(cursor.next_bytes()?);
+                pairs.push((name, value));
+            }
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (&**n, &**v)).collect();
+            runtime::set_all(ctx.shared.settings(), &pairs)
+                .map_err(|err| CmdError::Other(err.to_string()))?;
+            reply.ok();
         }
-        b"RESETSTAT" => reply.ok(),
+        b"RESETSTAT" => {
+            cursor.finish()?;
+            let stats = &ctx.shared.stats;
+            for counter in [
+                &stats.connections_received,
+                &stats.rejected_connections,
+                &stats.commands_processed,
+            ] {
+                counter.store(0, Ordering::Relaxed);
+            }
+            // This connection's commands not yet added to the total.
+            ctx.conn.commands = 0;
+            ctx.shared.store.reset_stats();
+            reply.ok();
+        }
         _ => return Err(unknown_subcommand(args, "CONFIG")),
     }
     Ok(())
 }
 
-fn config_settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
-    let config = &ctx.shared.config;
-    vec![
-        ("bind", config.bind.clone()),
-        ("port", config.service_port.to_string()),
-        ("cluster-port", config.bus_port().to_string()),
-        ("maxclients", config.maxclients.to_string()),
-        ("proto-max-bulk-len", config.max_bulk_len.to_string()),
-        ("databases", "1".into()),
-        ("cluster-enabled", "yes".into()),
-        // Keycafe keeps data in memory only.
-        ("save", String::new()),
-        ("appendonly", "no".into()),
-        ("maxmemory", "0".into()),
-    ]
+impl From<OutOfMemory> for CmdError {
+    fn from(err: OutOfMemory) -> Self {
+        CmdError::Other(err.to_string())
+    }
 }
 
 /// Glob matching for CONFIG GET patterns: `*`, `?` and literal bytes,
@@ -385,25 +399,19 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
         );
     }
     if include("memory") {
-        let rss = resident_memory_bytes().unwrap_or(0);
-        let _ = write!(
-            text,
-            "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
-             used_memory_rss_human:{}\r\nmaxmemory:0\r\n\r\n",
-            store.used_bytes,
-            human_bytes(store.used_bytes as u64),
-            human_bytes(rss),
-        );
+        text.push_str(&info_memory(shared, &store));
     }
     if include("stats") {
         let _ = write!(
             text,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
-             rejected_connections:{}\r\nexpired_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n{}\r\n",
+             rejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\n\
+             keyspace_hits:{}\r\nkeyspace_misses:{}\r\n{}\r\n",
             stats.connections_received.load(Ordering::Relaxed),
             stats.commands_processed.load(Ordering::Relaxed) + ctx.conn.commands,
             stats.rejected_connections.load(Ordering::Relaxed),
             store.expired_keys,
+            store.evicted_keys,
             store.keyspace_hits,
             store.keyspace_misses,
             super::replication::info_stats(ctx),
@@ -428,6 +436,36 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     }
     reply.bulk(text.trim_end().as_bytes());
     Ok(())
+}
+
+/// INFO's memory section, with Redis's field names. `used_memory` is what
+/// `maxmemory` is compared with: the store's exact bytes plus client buffers
+/// and the replication backlog (see `docs/memory.md`).
+fn info_memory(shared: &crate::state::Shared, store: &crate::store::StoreStats) -> String {
+    let memory = shared.memory();
+    let used = store.used_bytes + memory.outside_store();
+    let rss = resident_memory_bytes().unwrap_or(0);
+    let maxmemory = shared.runtime.maxmemory();
+    let fragmentation = match used {
+        0 => 0.0,
+        used => rss as f64 / used as f64,
+    };
+    format!(
+        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\n\
+         used_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\n\
+         used_memory_dataset:{}\r\nmem_clients_normal:{}\r\n\
+         mem_replication_backlog:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\n\
+         maxmemory_policy:{}\r\nmaxmemory_samples:{}\r\n\
+         mem_fragmentation_ratio:{fragmentation:.2}\r\nmem_allocator:libc\r\n\r\n",
+        human_bytes(used as u64),
+        human_bytes(rss),
+        store.used_bytes,
+        memory.client_buffers(),
+        memory.backlog(),
+        human_bytes(maxmemory as u64),
+        shared.store.policy().name(),
+        shared.store.samples(),
+    )
 }
 
 /// The process's resident set size, from /proc on Linux.

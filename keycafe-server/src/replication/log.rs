@@ -24,13 +24,13 @@
 //! fell further behind needs a full copy.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::BytesMut;
 use keycafe_core::Protocol;
 use tokio::sync::Notify;
 
-use crate::store::{Change, Subscriber};
+use crate::store::{Change, MemoryUse, Subscriber};
 
 /// Where a history stands: its id and the offset of its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,8 @@ struct Backlog {
     ring: Vec<u8>,
     /// Where one record is encoded before it is copied into the ring.
     scratch: BytesMut,
+    /// The node's memory gauge, told of the ring when it is allocated.
+    memory: Option<Arc<MemoryUse>>,
 }
 
 impl ReplicationLog {
@@ -85,10 +87,18 @@ impl ReplicationLog {
                 capacity: capacity.max(1024),
                 ring: Vec::new(),
                 scratch: BytesMut::new(),
+                memory: None,
             }),
             grew: Notify::new(),
             listening: AtomicBool::new(false),
         }
+    }
+
+    /// This log, counting its ring in `memory` (the node's gauge, which
+    /// `maxmemory` is checked against) once the ring is allocated.
+    pub fn counting_in(self, memory: Arc<MemoryUse>) -> ReplicationLog {
+        self.lock().memory = Some(memory);
+        self
     }
 
     /// True if writes are being recorded. Read under a shard lock: a primary
@@ -296,6 +306,9 @@ impl Backlog {
     fn allocate(&mut self) {
         if self.ring.is_empty() {
             self.ring = vec![0; self.capacity];
+            if let Some(memory) = &self.memory {
+                memory.add_backlog(self.capacity);
+            }
         }
     }
 

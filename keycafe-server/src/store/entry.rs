@@ -1,5 +1,5 @@
-//! One stored key: key, value and deadline in a single heap allocation,
-//! addressed by a thin pointer.
+//! One stored key: key, value, deadline and access history in a single heap
+//! allocation, addressed by a thin pointer.
 //!
 //! Memory per key is what a cache is judged by, and with small keys and values
 //! the fixed costs dominate: a `(Vec<u8>, Vec<u8>, Option<u64>)` spends 64
@@ -8,13 +8,22 @@
 //! table that holds it. An [`Entry`] is one 8-byte pointer to one allocation:
 //!
 //! ```text
-//! [key_len: u32 LE | VOLATILE bit][value_len: u32 LE][key][value][deadline: u64 LE]?
+//! [key_len: u8][access: u24 LE][value_len: u32 LE | VOLATILE bit][key][value][deadline: u64 LE]?
 //! ```
 //!
 //! The deadline is present only for keys that have one (the high bit of the
-//! key length says so), so persistent keys do not pay for it. It sits at the
+//! value length says so), so persistent keys do not pay for it. It sits at the
 //! end rather than after the header so that giving a large value a TTL is a
 //! `realloc` (often in place) instead of a move of the whole value.
+//!
+//! Keys are short in practice, so the key length gets one byte and the
+//! three bytes this frees hold the key's *access history*: what eviction
+//! needs to know about recent use (an LRU clock, or an LFU counter and the
+//! minute it was last decayed; see `access.rs`). Redis spends the same 24
+//! bits of its object header on it. A key of 255 bytes or more stores 255
+//! there and its real length in a `u32` right after the header; such keys
+//! pay four bytes more, under 2% of their size. A key's length never
+//! changes, so an entry never switches between the two forms.
 //!
 //! This is the only `unsafe` code of the store. It is small on purpose: the
 //! raw allocation is turned into a byte slice in one place ([`Entry::bytes`])
@@ -23,17 +32,23 @@
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
-/// Bytes before the key: the two lengths.
+/// Bytes before the key: key length, access history, value length.
 const HEADER: usize = 8;
+/// The key-length byte of a key too long for it; its real length follows
+/// the header.
+const LONG_KEY: u8 = u8::MAX;
+/// Bytes of a long key's length.
+const LONG_KEY_LEN: usize = 4;
 /// Bytes of a deadline, when there is one.
 const DEADLINE: usize = 8;
-/// Set in the stored key length when a deadline follows the value.
+/// Set in the stored value length when a deadline follows the value.
 const VOLATILE: u32 = 1 << 31;
 /// The longest key or value an entry can hold (the store enforces a lower
 /// limit, Redis's 512 MiB, before it gets here).
 pub const MAX_LEN: usize = (VOLATILE - 1) as usize;
 
-/// A key, its value and its optional deadline (ms since the Unix epoch).
+/// A key, its value, its optional deadline (ms since the Unix epoch) and its
+/// access history.
 pub struct Entry {
     ptr: NonNull<u8>,
 }
@@ -43,8 +58,35 @@ pub struct Entry {
 unsafe impl Send for Entry {}
 unsafe impl Sync for Entry {}
 
+/// Where the parts of an entry are, from its lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    key_len: usize,
+    value_len: usize,
+    volatile: bool,
+}
+
+impl Shape {
+    fn key_at(&self) -> usize {
+        match self.key_len < usize::from(LONG_KEY) {
+            true => HEADER,
+            false => HEADER + LONG_KEY_LEN,
+        }
+    }
+
+    fn value_at(&self) -> usize {
+        self.key_at() + self.key_len
+    }
+
+    /// The whole allocation.
+    fn size(&self) -> usize {
+        self.value_at() + self.value_len + if self.volatile { DEADLINE } else { 0 }
+    }
+}
+
 impl Entry {
-    /// Copies `key` and `value` into a new entry.
+    /// Copies `key` and `value` into a new entry, with no access history
+    /// (0) yet.
     ///
     /// # Panics
     /// If `key` or `value` is longer than [`MAX_LEN`]; the store checks that
@@ -54,18 +96,31 @@ impl Entry {
             key.len() <= MAX_LEN && value.len() <= MAX_LEN,
             "entry length checked by the store"
         );
-        let size = size_for(key.len(), value.len(), deadline.is_some());
+        let shape = Shape {
+            key_len: key.len(),
+            value_len: value.len(),
+            volatile: deadline.is_some(),
+        };
+        let size = shape.size();
         let layout = layout(size);
         // SAFETY: the layout's size is at least HEADER, never zero.
         let raw = unsafe { alloc::alloc(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
         let mut entry = Entry { ptr };
-        entry.write_header(key.len(), value.len(), deadline.is_some());
-        // SAFETY (all three): the allocation is `size` bytes, which covers
-        // header, key, value and deadline.
+        let key_byte = u8::try_from(key.len()).unwrap_or(LONG_KEY);
+        let mut header = [0u8; HEADER];
+        header[0] = key_byte;
+        header[4..].copy_from_slice(&value_word(shape).to_le_bytes());
+        // SAFETY (all): the allocation is `size` bytes, which covers header,
+        // long key length (when `key_at` says there is one), key, value and
+        // deadline.
         unsafe {
-            entry.write_raw(HEADER, key);
-            entry.write_raw(HEADER + key.len(), value);
+            entry.write_raw(0, &header);
+            if shape.key_at() > HEADER {
+                entry.write_raw(HEADER, &(key.len() as u32).to_le_bytes());
+            }
+            entry.write_raw(shape.key_at(), key);
+            entry.write_raw(shape.value_at(), value);
             if let Some(deadline) = deadline {
                 entry.write_raw(size - DEADLINE, &deadline.to_le_bytes());
             }
@@ -74,20 +129,20 @@ impl Entry {
     }
 
     pub fn key(&self) -> &[u8] {
-        let (key_len, _, _) = self.header();
-        &self.bytes()[HEADER..HEADER + key_len]
+        let shape = self.shape();
+        &self.bytes()[shape.key_at()..shape.value_at()]
     }
 
     pub fn value(&self) -> &[u8] {
-        let (key_len, value_len, _) = self.header();
-        &self.bytes()[HEADER + key_len..HEADER + key_len + value_len]
+        let shape = self.shape();
+        &self.bytes()[shape.value_at()..shape.value_at() + shape.value_len]
     }
 
     /// When the key expires, if it has a deadline.
     pub fn deadline(&self) -> Option<u64> {
-        let (key_len, value_len, volatile) = self.header();
-        volatile.then(|| {
-            let at = HEADER + key_len + value_len;
+        let shape = self.shape();
+        shape.volatile.then(|| {
+            let at = shape.size() - DEADLINE;
             let mut raw = [0u8; DEADLINE];
             raw.copy_from_slice(&self.bytes()[at..at + DEADLINE]);
             u64::from_le_bytes(raw)
@@ -96,40 +151,54 @@ impl Entry {
 
     /// The size of the allocation, for memory accounting.
     pub fn size(&self) -> usize {
-        let (key_len, value_len, volatile) = self.header();
-        size_for(key_len, value_len, volatile)
+        self.shape().size()
     }
 
-    /// Replaces the value and the deadline, keeping the key.
+    /// The access history: 24 bits whose meaning `access.rs` decides.
+    pub fn access(&self) -> u32 {
+        let raw = self.header_bytes();
+        u32::from_le_bytes([raw[1], raw[2], raw[3], 0])
+    }
+
+    /// Replaces the access history (only its low 24 bits are kept).
+    pub fn set_access(&mut self, access: u32) {
+        let bytes = access.to_le_bytes();
+        // SAFETY: bytes 1..4 lie within the header every allocation starts with.
+        unsafe { self.write_raw(1, &bytes[..3]) };
+    }
+
+    /// Replaces the value and the deadline, keeping the key and the access
+    /// history.
     ///
     /// # Panics
     /// If `value` is longer than [`MAX_LEN`] (checked by the store).
     pub fn set_value(&mut self, value: &[u8], deadline: Option<u64>) {
         assert!(value.len() <= MAX_LEN, "value length checked by the store");
-        let (key_len, _, _) = self.header();
-        let size = size_for(key_len, value.len(), deadline.is_some());
-        self.resize(size);
-        self.write_header(key_len, value.len(), deadline.is_some());
-        // SAFETY: value and deadline end within the new `size`.
+        let shape = Shape {
+            value_len: value.len(),
+            volatile: deadline.is_some(),
+            ..self.shape()
+        };
+        self.reshape(shape);
+        // SAFETY: value and deadline end within the new size.
         unsafe {
-            self.write_raw(HEADER + key_len, value);
+            self.write_raw(shape.value_at(), value);
             if let Some(deadline) = deadline {
-                self.write_raw(size - DEADLINE, &deadline.to_le_bytes());
+                self.write_raw(shape.size() - DEADLINE, &deadline.to_le_bytes());
             }
         }
     }
 
-    /// Sets or removes the deadline, keeping key and value.
+    /// Sets or removes the deadline, keeping key, value and access history.
     pub fn set_deadline(&mut self, deadline: Option<u64>) {
-        let (key_len, value_len, volatile) = self.header();
-        let size = size_for(key_len, value_len, deadline.is_some());
-        if volatile != deadline.is_some() {
-            self.resize(size);
-            self.write_header(key_len, value_len, deadline.is_some());
-        }
+        let shape = Shape {
+            volatile: deadline.is_some(),
+            ..self.shape()
+        };
+        self.reshape(shape);
         if let Some(deadline) = deadline {
-            // SAFETY: a volatile entry of `size` bytes ends with its deadline.
-            unsafe { self.write_raw(size - DEADLINE, &deadline.to_le_bytes()) };
+            // SAFETY: a volatile entry ends with its deadline.
+            unsafe { self.write_raw(shape.size() - DEADLINE, &deadline.to_le_bytes()) };
         }
     }
 
@@ -138,44 +207,68 @@ impl Entry {
     /// # Panics
     /// If the value would grow past [`MAX_LEN`] (checked by the store).
     pub fn append(&mut self, data: &[u8]) {
-        let (key_len, value_len, volatile) = self.header();
-        let new_len = value_len + data.len();
+        let old = self.shape();
+        let new_len = old.value_len + data.len();
         assert!(new_len <= MAX_LEN, "value length checked by the store");
         let deadline = self.deadline();
-        let size = size_for(key_len, new_len, volatile);
-        self.resize(size);
-        self.write_header(key_len, new_len, volatile);
-        // SAFETY: the appended bytes and the deadline end within `size`.
+        let shape = Shape {
+            value_len: new_len,
+            ..old
+        };
+        self.reshape(shape);
+        // SAFETY: the appended bytes and the deadline end within the new size.
         unsafe {
-            self.write_raw(HEADER + key_len + value_len, data);
+            self.write_raw(old.value_at() + old.value_len, data);
             if let Some(deadline) = deadline {
-                self.write_raw(size - DEADLINE, &deadline.to_le_bytes());
+                self.write_raw(shape.size() - DEADLINE, &deadline.to_le_bytes());
             }
         }
     }
 
-    /// Key length, value length and whether a deadline follows.
-    fn header(&self) -> (usize, usize, bool) {
+    fn header_bytes(&self) -> [u8; HEADER] {
         // SAFETY: every allocation starts with a HEADER-byte header, written
         // before the entry is handed out; `[u8; 8]` has alignment 1.
-        let raw: [u8; HEADER] = unsafe { self.ptr.cast::<[u8; HEADER]>().read() };
-        let key_word = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
-        let value_len = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
-        (
-            (key_word & !VOLATILE) as usize,
-            value_len as usize,
-            key_word & VOLATILE != 0,
-        )
+        unsafe { self.ptr.cast::<[u8; HEADER]>().read() }
     }
 
-    fn write_header(&mut self, key_len: usize, value_len: usize, volatile: bool) {
-        // Lengths were checked against MAX_LEN, so they fit in 31 bits.
-        let key_word = key_len as u32 | if volatile { VOLATILE } else { 0 };
-        let mut raw = [0u8; HEADER];
-        raw[..4].copy_from_slice(&key_word.to_le_bytes());
-        raw[4..].copy_from_slice(&(value_len as u32).to_le_bytes());
-        // SAFETY: the allocation is at least HEADER bytes long.
-        unsafe { self.ptr.cast::<[u8; HEADER]>().write(raw) };
+    /// Key length, value length and whether a deadline follows.
+    fn shape(&self) -> Shape {
+        let raw = self.header_bytes();
+        let key_len = match raw[0] {
+            LONG_KEY => {
+                // SAFETY: an entry whose key-length byte is LONG_KEY was
+                // allocated with the long length right after the header.
+                let long: [u8; LONG_KEY_LEN] =
+                    unsafe { self.ptr.add(HEADER).cast::<[u8; LONG_KEY_LEN]>().read() };
+                u32::from_le_bytes(long) as usize
+            }
+            short => usize::from(short),
+        };
+        let value_word = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+        Shape {
+            key_len,
+            value_len: (value_word & !VOLATILE) as usize,
+            volatile: value_word & VOLATILE != 0,
+        }
+    }
+
+    /// Resizes the allocation for `shape` (same key, so the same layout up to
+    /// the value) and records the new value length and deadline flag. The
+    /// caller fills the new value and deadline bytes right after, before
+    /// anything reads the entry.
+    fn reshape(&mut self, shape: Shape) {
+        let old_size = self.size();
+        let new_size = shape.size();
+        if new_size != old_size {
+            let new_layout = layout(new_size);
+            // SAFETY: `ptr` was allocated with `layout(old_size)` by this
+            // global allocator, and `new_size` is non-zero and a valid layout
+            // size.
+            let raw = unsafe { alloc::realloc(self.ptr.as_ptr(), layout(old_size), new_size) };
+            self.ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(new_layout));
+        }
+        // SAFETY: bytes 4..8 lie within the header.
+        unsafe { self.write_raw(4, &value_word(shape).to_le_bytes()) };
     }
 
     /// Copies `data` into the allocation at `offset`.
@@ -200,21 +293,6 @@ impl Entry {
         // by `self` for the lifetime of the borrow.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.size()) }
     }
-
-    /// Changes the allocation's size, keeping its prefix. The caller rewrites
-    /// the header and fills any new bytes right after, before anything reads
-    /// the entry.
-    fn resize(&mut self, new_size: usize) {
-        let old_size = self.size();
-        if new_size == old_size {
-            return;
-        }
-        let new_layout = layout(new_size);
-        // SAFETY: `ptr` was allocated with `layout(old_size)` by this global
-        // allocator, and `new_size` is non-zero and a valid layout size.
-        let raw = unsafe { alloc::realloc(self.ptr.as_ptr(), layout(old_size), new_size) };
-        self.ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(new_layout));
-    }
 }
 
 impl Drop for Entry {
@@ -231,16 +309,19 @@ impl std::fmt::Debug for Entry {
             .field("key", &String::from_utf8_lossy(self.key()))
             .field("value_len", &self.value().len())
             .field("deadline", &self.deadline())
+            .field("access", &self.access())
             .finish()
     }
 }
 
-fn size_for(key_len: usize, value_len: usize, volatile: bool) -> usize {
-    HEADER + key_len + value_len + if volatile { DEADLINE } else { 0 }
+/// The header's last word: value length and the deadline flag.
+fn value_word(shape: Shape) -> u32 {
+    // Checked against MAX_LEN, so the length fits in 31 bits.
+    shape.value_len as u32 | if shape.volatile { VOLATILE } else { 0 }
 }
 
 fn layout(size: usize) -> Layout {
-    // Two lengths under 2^31 plus 16 bytes always fit in isize on the 64-bit
+    // Two lengths under 2^31 plus 20 bytes always fit in isize on the 64-bit
     // targets Keycafe supports.
     Layout::from_size_align(size, 1).expect("entry size fits in a Layout")
 }
@@ -287,6 +368,41 @@ mod tests {
             (&b"k"[..], &b"v"[..], None)
         );
         assert_eq!(entry.size(), HEADER + 2);
+    }
+
+    #[test]
+    fn access_history_survives_every_change() {
+        let mut entry = Entry::new(b"k", b"v", None);
+        assert_eq!(entry.access(), 0);
+        entry.set_access(0x00AB_CDEF);
+        entry.set_value(b"longer value", Some(3));
+        entry.set_deadline(None);
+        entry.append(b"!");
+        assert_eq!(entry.access(), 0x00AB_CDEF);
+        assert_eq!(
+            (entry.key(), entry.value()),
+            (&b"k"[..], &b"longer value!"[..])
+        );
+        // Only 24 bits are kept.
+        entry.set_access(u32::MAX);
+        assert_eq!(entry.access(), (1 << 24) - 1);
+        assert_eq!(entry.value(), b"longer value!");
+    }
+
+    #[test]
+    fn long_keys_carry_their_length_after_the_header() {
+        for len in [254, 255, 256, 70_000] {
+            let key: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut entry = Entry::new(&key, b"value", Some(9));
+            let extra = if len >= 255 { LONG_KEY_LEN } else { 0 };
+            assert_eq!(entry.size(), HEADER + extra + len + 5 + DEADLINE);
+            entry.set_access(77);
+            entry.append(b"s");
+            entry.set_deadline(None);
+            assert_eq!(entry.key(), &key[..], "key of {len} bytes");
+            assert_eq!(entry.value(), b"values");
+            assert_eq!((entry.deadline(), entry.access()), (None, 77));
+        }
     }
 
     #[test]

@@ -19,9 +19,10 @@
 //! behind, and a stale item finds nothing to remove when it comes due. The
 //! price is garbage in the heap, which [`ExpiryQueue::compact`] bounds: when
 //! the heap holds more than twice as many items as the shard has volatile
-//! keys, it keeps only the items that still match a live deadline. Compaction
-//! costs O(heap), and it is only reached after at least as many pushes as
-//! items survive it, so every push pays O(log n) amortised.
+//! keys (checked on every push and every removal of a volatile key), it
+//! keeps only the items that still match a live deadline. Compaction costs
+//! O(heap), and it is only reached after about as many pushes or removals as
+//! items survive it, so each pays O(log n) amortised.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -58,6 +59,27 @@ impl ExpiryQueue {
         match self.heap.peek() {
             Some(Reverse(due)) if due.deadline < now => self.heap.pop().map(|Reverse(due)| due),
             _ => None,
+        }
+    }
+
+    /// The earliest item, due or not.
+    pub fn peek(&self) -> Option<Due> {
+        self.heap.peek().map(|Reverse(due)| *due)
+    }
+
+    /// Drops the earliest item (eviction drops stale ones it meets).
+    pub fn pop(&mut self) {
+        self.heap.pop();
+    }
+
+    /// The item at position `index` modulo the queue's length, in the
+    /// heap's own order: a random index gives a random item, which is how
+    /// eviction samples keys with a deadline.
+    pub fn get(&self, index: usize) -> Option<Due> {
+        let items = self.heap.as_slice();
+        match items.len() {
+            0 => None,
+            len => Some(items[index % len].0),
         }
     }
 

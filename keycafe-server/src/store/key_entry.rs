@@ -118,7 +118,10 @@ impl<'a> KeyEntry<'a> {
             }
             None => {
                 let entry = Entry::new(self.key, value, deadline);
-                self.bucket = Some(self.shard.insert(self.at.table, self.at.hash, entry));
+                self.bucket = Some(
+                    self.shard
+                        .insert(self.at.table, self.at.hash, entry, self.now),
+                );
             }
         }
         Ok(())

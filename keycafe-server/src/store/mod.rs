@@ -26,6 +26,13 @@
 //! for the same data. Keys and values are copied in from the request buffer,
 //! so nothing in the store pins a network buffer.
 //!
+//! Every shard counts its bytes as they change and passes them on to the
+//! node's [`MemoryUse`] gauge (see `memory.rs`), which `maxmemory` is
+//! checked against. When a write finds the node over the limit,
+//! [`Store::make_room`] evicts keys by the configured [`Policy`], sampling
+//! one shard at a time (see `evict.rs`); the entry header's spare 24 bits
+//! hold the access history that ranks them (see `access.rs`).
+//!
 //! Hashes are foldhash's, seeded randomly per process so that a client cannot
 //! choose keys that collide. A command hashes its key once, before taking the
 //! lock; tables rehash from the stored key when they grow.
@@ -62,24 +69,32 @@
 //! makes read-modify-write commands atomic. MSET and MSETNX lock every shard
 //! they need, in ascending order, through [`Store::set_many`].
 
+mod access;
 mod entry;
+mod evict;
+#[cfg(test)]
+mod evict_tests;
 mod expiry;
 mod feed;
 mod key_entry;
+mod memory;
 mod shard;
 #[cfg(test)]
 mod tests;
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use foldhash::fast::RandomState;
 use keycafe_core::{SLOT_COUNT, Slot, key_slot};
 
+pub use access::{LRU_TICK_MS, Tracking};
+pub use evict::{OutOfMemory, Policy};
 pub use feed::{Change, ChangeFeed, Subscriber};
 pub use key_entry::{Expiry, KeyEntry, Ttl};
+pub use memory::{FLUSH_STEP, MemoryUse, deserialize_memory, parse_memory};
 use shard::{Location, Shard};
 
 /// The longest key or value the store accepts: Redis's 512 MiB.
@@ -107,13 +122,27 @@ pub struct StoreStats {
     pub volatile_keys: usize,
     /// Keys removed because their deadline passed, since start.
     pub expired_keys: u64,
+    /// Keys removed to stay under `maxmemory`, since start.
+    pub evicted_keys: u64,
     /// Reads that found their key.
     pub keyspace_hits: u64,
     /// Reads that did not.
     pub keyspace_misses: u64,
-    /// Bytes allocated for entries, tables and expiry queues (not counting
-    /// the allocator's own overhead).
+    /// Bytes allocated for entries (as the allocator's chunks), tables and
+    /// expiry queues: exact, where [`MemoryUse::used`] may lag behind.
     pub used_bytes: usize,
+}
+
+/// What `OBJECT` reports about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Milliseconds since the last access, when keys keep recency.
+    pub idle_ms: Option<u64>,
+    /// The logarithmic access counter, when keys keep frequency.
+    pub frequency: Option<u8>,
+    /// Redis's name for how it would hold the value: `int`, `embstr` or
+    /// `raw` (Keycafe holds every value the same way).
+    pub encoding: &'static str,
 }
 
 /// The current time in milliseconds since the Unix epoch.
@@ -132,6 +161,21 @@ fn locked<'g>(guards: &'g mut [Option<MutexGuard<'_, Shard>>], shard: usize) -> 
         .expect("every shard of the batch was locked")
 }
 
+/// Redis's encoding of a string value: `int` for a canonical 64-bit integer
+/// (no sign but `-`, no leading zero), `embstr` up to 44 bytes, `raw` beyond.
+fn encoding_of(value: &[u8]) -> &'static str {
+    let digits = value.strip_prefix(b"-").unwrap_or(value);
+    let canonical = !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || value == b"0");
+    let fits = std::str::from_utf8(value).is_ok_and(|text| text.parse::<i64>().is_ok());
+    match value.len() {
+        len if len <= 20 && canonical && fits => "int",
+        len if len <= 44 => "embstr",
+        _ => "raw",
+    }
+}
+
 /// Whose clock decides when a key expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -148,11 +192,22 @@ struct Common {
     feed: ChangeFeed,
     /// True for [`Role::Primary`].
     expiring: AtomicBool,
+    /// The node's memory gauge, which shards pass their bytes on to.
+    memory: Arc<MemoryUse>,
+    /// The eviction [`Policy`], as `Policy::to_u8`: read on every access,
+    /// since it decides which history keys keep.
+    policy: AtomicU8,
+    /// `maxmemory-samples`.
+    samples: AtomicUsize,
 }
 
 impl Common {
     fn expires_keys(&self) -> bool {
         self.expiring.load(Ordering::Relaxed)
+    }
+
+    fn tracking(&self) -> Tracking {
+        evict::Policy::from_u8(self.policy.load(Ordering::Relaxed)).tracking()
     }
 }
 
@@ -169,6 +224,9 @@ pub struct Store {
     shard_shift: u32,
     hasher: RandomState,
     common: Arc<Common>,
+    /// Eviction's candidates; locked only by writes over `maxmemory`,
+    /// before any shard.
+    pool: Mutex<evict::Pool>,
 }
 
 impl Default for Store {
@@ -196,12 +254,22 @@ impl Store {
 
     /// An empty primary's store whose changes go to `feed`.
     pub fn with_feed(shards: usize, feed: ChangeFeed) -> Store {
+        Store::with_memory(shards, feed, Arc::new(MemoryUse::new()))
+    }
+
+    /// An empty primary's store whose changes go to `feed` and whose bytes
+    /// are counted in `memory`, the node's gauge.
+    pub fn with_memory(shards: usize, feed: ChangeFeed, memory: Arc<MemoryUse>) -> Store {
         let count = shards.clamp(1, usize::from(SLOT_COUNT)).next_power_of_two();
         let hasher = RandomState::default();
         let tables_per_shard = usize::from(SLOT_COUNT) / count;
+        memory.add_store((std::mem::size_of::<Padded>() * count) as isize);
         let common = Arc::new(Common {
             feed,
             expiring: AtomicBool::new(true),
+            memory,
+            policy: AtomicU8::new(Policy::NoEviction.to_u8()),
+            samples: AtomicUsize::new(Store::DEFAULT_SAMPLES),
         });
         let shard = || Shard::new(tables_per_shard, hasher.clone(), common.clone());
         Store {
@@ -210,7 +278,17 @@ impl Store {
             shard_shift: count.trailing_zeros(),
             hasher,
             common,
+            pool: Mutex::new(evict::Pool::default()),
         }
+    }
+
+    /// Keys eviction samples per shard unless told otherwise: Redis's
+    /// default `maxmemory-samples`.
+    pub const DEFAULT_SAMPLES: usize = 5;
+
+    /// The gauge this store's bytes are counted in.
+    pub fn memory(&self) -> &Arc<MemoryUse> {
+        &self.common.memory
     }
 
     /// Takes on a role: see [`Role`].
@@ -413,11 +491,41 @@ impl Store {
             stats.keys += c.keys;
             stats.volatile_keys += c.volatile;
             stats.expired_keys += c.expired;
+            stats.evicted_keys += c.evicted;
             stats.keyspace_hits += c.hits;
             stats.keyspace_misses += c.misses;
             stats.used_bytes += shard.allocated_bytes();
         }
         stats
+    }
+
+    /// Zeroes the counters that only count events (CONFIG RESETSTAT):
+    /// expired and evicted keys, hits and misses.
+    pub fn reset_stats(&self) {
+        for i in 0..self.shards.len() {
+            let mut shard = self.lock(i);
+            let c = &mut shard.counters;
+            (c.expired, c.evicted, c.hits, c.misses) = (0, 0, 0, 0);
+        }
+    }
+
+    /// What `OBJECT` reports about `key`, if it is alive at `now`. Does not
+    /// count as an access.
+    pub fn object(&self, key: &[u8], now: u64) -> Option<ObjectInfo> {
+        let at = self.locate(key);
+        let mut shard = self.lock(at.shard);
+        let bucket = shard.peek(at.table, at.hash, key, now)?;
+        let entry = shard.entry(at.table, bucket);
+        let history = entry.access();
+        let (idle_ms, frequency) = match self.policy().tracking() {
+            Tracking::Lru => (Some(access::idle_ms(history, now)), None),
+            Tracking::Lfu => (None, Some(access::lfu_counter(history, now))),
+        };
+        Some(ObjectInfo {
+            idle_ms,
+            frequency,
+            encoding: encoding_of(entry.value()),
+        })
     }
 
     fn locate(&self, key: &[u8]) -> Location {

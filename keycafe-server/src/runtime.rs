@@ -1,0 +1,338 @@
+//! Settings that may change while the node runs, and the table through which
+//! `CONFIG GET` and `CONFIG SET` see every setting.
+//!
+//! A node's [`Config`] is fixed when it starts. The settings Redis lets
+//! `CONFIG SET` change live on here instead: as atomics in [`Runtime`], which
+//! the per-command path reads without a lock (a write checks `maxmemory`
+//! with one load when it is unset), or where the part that uses them keeps
+//! them (the eviction policy and sample count live in the store, which reads
+//! the policy on every key access).
+//!
+//! [`SETTINGS`] lists what CONFIG knows, by Redis's names. Each row says how
+//! to read a setting and, for one that may change at run time, how to check
+//! and apply a new value; a row without a setter is fixed until restart, and
+//! `CONFIG SET` says so. Making another setting changeable at run time
+//! (`timeout`, `maxclients`, ...) is an atomic field in [`Runtime`], read
+//! where it is used, and a row with a setter.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::Config;
+use crate::store::{Policy, Store, now_ms, parse_memory};
+
+/// The settings that may change at run time and have no other home.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    /// Redis's `maxmemory`: most bytes the node may hold, 0 for no limit.
+    maxmemory: AtomicUsize,
+}
+
+impl Runtime {
+    /// The settings as the configuration starts them.
+    pub fn new(config: &Config) -> Runtime {
+        Runtime {
+            maxmemory: AtomicUsize::new(config.maxmemory),
+        }
+    }
+
+    /// Most bytes the node may hold; 0 for no limit.
+    pub fn maxmemory(&self) -> usize {
+        self.maxmemory.load(Ordering::Relaxed)
+    }
+
+    pub fn set_maxmemory(&self, bytes: usize) {
+        self.maxmemory.store(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The parts of a node CONFIG reads settings from and writes them to.
+#[derive(Clone, Copy)]
+pub struct Node<'a> {
+    pub config: &'a Config,
+    pub runtime: &'a Runtime,
+    pub store: &'a Store,
+}
+
+/// Whether a setter only checks a value or also applies it: `CONFIG SET`
+/// with several settings checks them all before it changes any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Check,
+    Apply,
+}
+
+/// Checks (and in [`Mode::Apply`], applies) a new value; the error is the
+/// reason, as Redis words it after "argument".
+type Setter = fn(Node<'_>, &str, Mode) -> Result<(), String>;
+
+/// One setting as CONFIG sees it.
+pub struct Setting {
+    /// Redis's name (`maxmemory-policy`).
+    pub name: &'static str,
+    get: fn(Node<'_>) -> String,
+    /// `None`: fixed until the node restarts.
+    set: Option<Setter>,
+}
+
+impl Setting {
+    const fn live(name: &'static str, get: fn(Node<'_>) -> String, set: Setter) -> Setting {
+        Setting {
+            name,
+            get,
+            set: Some(set),
+        }
+    }
+
+    const fn fixed(name: &'static str, get: fn(Node<'_>) -> String) -> Setting {
+        Setting {
+            name,
+            get,
+            set: None,
+        }
+    }
+
+    /// The current value, as CONFIG GET shows it.
+    pub fn value(&self, node: Node<'_>) -> String {
+        (self.get)(node)
+    }
+
+    /// True if CONFIG SET may change it.
+    pub fn is_live(&self) -> bool {
+        self.set.is_some()
+    }
+}
+
+/// Every setting CONFIG knows, in the order CONFIG GET lists them.
+pub static SETTINGS: &[Setting] = &[
+    Setting::live(
+        "maxmemory",
+        |n| n.runtime.maxmemory().to_string(),
+        set_maxmemory,
+    ),
+    Setting::live(
+        "maxmemory-policy",
+        |n| n.store.policy().name().to_string(),
+        set_policy,
+    ),
+    Setting::live(
+        "maxmemory-samples",
+        |n| n.store.samples().to_string(),
+        set_samples,
+    ),
+    Setting::fixed("bind", |n| n.config.bind.clone()),
+    Setting::fixed("port", |n| n.config.service_port.to_string()),
+    Setting::fixed("cluster-port", |n| n.config.bus_port().to_string()),
+    Setting::fixed("maxclients", |n| n.config.maxclients.to_string()),
+    Setting::fixed("proto-max-bulk-len", |n| n.config.max_bulk_len.to_string()),
+    Setting::fixed("repl-backlog-size", |s| {
+        s.config.repl_backlog_size.to_string()
+    }),
+    Setting::fixed("databases", |_| "1".into()),
+    Setting::fixed("cluster-enabled", |_| "yes".into()),
+    // Keycafe keeps data in memory only.
+    Setting::fixed("save", |_| String::new()),
+    Setting::fixed("appendonly", |_| "no".into()),
+];
+
+/// Why `CONFIG SET` refused; the `Display` text is the reply line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetError {
+    #[error("ERR Unknown option or number of arguments for CONFIG SET - '{0}'")]
+    Unknown(String),
+    #[error(
+        "ERR CONFIG SET of '{0}' is not supported at run time; \
+         change it in the configuration file and restart"
+    )]
+    Fixed(String),
+    #[error("ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+/// The setting called `name` (any letter case).
+pub fn find(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+}
+
+/// `CONFIG SET name value [name value ...]`: every pair is checked before
+/// any is applied, so a refused request changes nothing.
+pub fn set_all(node: Node<'_>, pairs: &[(&str, &str)]) -> Result<(), SetError> {
+    let mut setters = Vec::with_capacity(pairs.len());
+    for (i, &(name, value)) in pairs.iter().enumerate() {
+        let setting = find(name).ok_or_else(|| SetError::Unknown(name.to_string()))?;
+        let set = setting
+            .set
+            .ok_or_else(|| SetError::Fixed(setting.name.to_string()))?;
+        let invalid = |reason: String| SetError::Invalid {
+            name: setting.name.to_string(),
+            reason,
+        };
+        if pairs[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(invalid("duplicate parameter".into()));
+        }
+        set(node, value, Mode::Check).map_err(invalid)?;
+        setters.push((set, value));
+    }
+    for (set, value) in setters {
+        set(node, value, Mode::Apply).expect("checked before applying");
+    }
+    Ok(())
+}
+
+/// Keys `CONFIG SET maxmemory` evicts at once when the new limit is below
+/// what the node holds (64 rounds of the store's per-write bound); writes
+/// evict the rest as they come.
+const EVICTION_ROUNDS_ON_SET: usize = 64;
+
+fn set_maxmemory(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let bytes = parse_memory(value).map_err(|_| "argument must be a memory value")?;
+    if mode == Mode::Apply {
+        node.runtime.set_maxmemory(bytes);
+        for _ in 0..EVICTION_ROUNDS_ON_SET {
+            match node.store.make_room(bytes, now_ms()) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_policy(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let policy: Policy = value.parse()?;
+    if mode == Mode::Apply {
+        node.store.set_policy(policy);
+    }
+    Ok(())
+}
+
+fn set_samples(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let samples = value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=64).contains(n))
+        .ok_or("argument must be between 1 and 64 inclusive")?;
+    if mode == Mode::Apply {
+        node.store.set_samples(samples);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Flags;
+    use crate::store::Expiry;
+    use clap::Parser;
+    use keycafe_core::process::LayeredConfig;
+
+    /// A node's parts, as CONFIG sees them.
+    struct Parts {
+        config: Config,
+        runtime: Runtime,
+        store: Store,
+    }
+
+    impl Parts {
+        fn new() -> Parts {
+            let config = Config::default();
+            Parts {
+                runtime: Runtime::new(&config),
+                store: Store::new(),
+                config,
+            }
+        }
+
+        fn node(&self) -> Node<'_> {
+            Node {
+                config: &self.config,
+                runtime: &self.runtime,
+                store: &self.store,
+            }
+        }
+    }
+
+    #[test]
+    fn the_configuration_takes_redis_units_and_names() {
+        let yaml = "maxmemory: 16mb\nmaxmemory_policy: allkeys-lfu\nmaxmemory_samples: 10\n";
+        let config = Config::from_yaml_str(yaml).unwrap();
+        assert_eq!(config.maxmemory, 16 << 20);
+        assert_eq!(config.maxmemory_policy, Policy::AllKeysLfu);
+        assert_eq!(config.maxmemory_samples, 10);
+        assert_eq!(Runtime::new(&config).maxmemory(), 16 << 20);
+        let bytes = Config::from_yaml_str("maxmemory: 1000\n").unwrap();
+        assert_eq!(bytes.maxmemory, 1000);
+        assert_eq!(Config::default().maxmemory_policy, Policy::NoEviction);
+        assert!(Config::from_yaml_str("maxmemory: lots\n").is_err());
+        assert!(Config::from_yaml_str("maxmemory_policy: lru\n").is_err());
+        assert!(Config::from_yaml_str("maxmemory_samples: 0\n").is_err());
+        let flags = Flags::try_parse_from([
+            "keycafe-server",
+            "--maxmemory",
+            "1gb",
+            "--maxmemory-policy",
+            "volatile-ttl",
+        ])
+        .unwrap();
+        let config = flags.into_config().unwrap();
+        assert_eq!(config.maxmemory, 1 << 30);
+        assert_eq!(config.maxmemory_policy, Policy::VolatileTtl);
+        assert!(Flags::try_parse_from(["keycafe-server", "--maxmemory", "1tb"]).is_err());
+        assert!(Flags::try_parse_from(["keycafe-server", "--maxmemory-policy", "lru"]).is_err());
+    }
+
+    #[test]
+    fn live_settings_change_and_fixed_ones_say_so() {
+        let parts = Parts::new();
+        let node = parts.node();
+        assert_eq!(find("MAXMEMORY").unwrap().value(node), "0");
+        let pairs = [("maxmemory", "2mb"), ("maxmemory-policy", "allkeys-lru")];
+        set_all(node, &pairs).unwrap();
+        assert_eq!(parts.runtime.maxmemory(), 2 << 20);
+        assert_eq!(find("maxmemory-policy").unwrap().value(node), "allkeys-lru");
+        set_all(node, &[("maxmemory-samples", "10")]).unwrap();
+        assert_eq!(parts.store.samples(), 10);
+        assert!(find("maxmemory").unwrap().is_live() && !find("port").unwrap().is_live());
+        let err = set_all(node, &[("port", "7000")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ERR CONFIG SET of 'port' is not supported at run time; \
+             change it in the configuration file and restart"
+        );
+        let err = set_all(node, &[("no-such-thing", "1")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ERR Unknown option or number of arguments for CONFIG SET - 'no-such-thing'"
+        );
+        // One bad value and nothing changes.
+        let pairs = [("maxmemory", "1gb"), ("maxmemory-samples", "0")];
+        let err = set_all(node, &pairs).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ERR CONFIG SET failed (possibly related to argument 'maxmemory-samples') - \
+             argument must be between 1 and 64 inclusive"
+        );
+        assert_eq!(parts.runtime.maxmemory(), 2 << 20);
+        let err = set_all(node, &[("maxmemory", "1gb"), ("MAXMEMORY", "2gb")]).unwrap_err();
+        assert!(err.to_string().ends_with("duplicate parameter"), "{err}");
+        assert!(set_all(node, &[("maxmemory-policy", "lru")]).is_err());
+        assert!(set_all(node, &[("maxmemory", "lots")]).is_err());
+    }
+
+    #[test]
+    fn lowering_maxmemory_evicts_at_once() {
+        let parts = Parts::new();
+        parts.store.set_policy(Policy::AllKeysRandom);
+        for i in 0..10_000 {
+            let key = format!("key:{i}");
+            parts
+                .store
+                .set(key.as_bytes(), &[b'v'; 200], now_ms(), Expiry::Persist)
+                .unwrap();
+        }
+        let used = parts.store.memory().used();
+        let lowered = (used * 3 / 4).to_string();
+        set_all(parts.node(), &[("maxmemory", &lowered)]).unwrap();
+        assert!(parts.store.memory().used() <= used * 3 / 4);
+        assert!(parts.store.stats().evicted_keys > 1000);
+    }
+}
