@@ -47,7 +47,8 @@ pub struct Config {
     /// How much of its replies a client may leave untaken, per class of
     /// client (Redis's `client-output-buffer-limit`); by default none for
     /// normal clients and 256 MiB hard, 64 MiB for 60 s for replicas.
-    #[serde(skip)]
+    /// In the file as in Redis: `"normal 0 0 0 replica 256mb 64mb 60"`.
+    #[serde(deserialize_with = "deserialize_output_limits")]
     pub client_output_buffer_limit: OutputLimits,
     /// Largest key or value, in bytes.
     pub max_bulk_len: usize,
@@ -359,6 +360,57 @@ impl Default for OutputLimits {
     }
 }
 
+impl OutputLimits {
+    /// These limits with the classes `text` names replaced, in Redis's form:
+    /// `class hard soft seconds`, repeated, sizes with Redis's units
+    /// (`256mb`). `replica` may be spelt `slave`; `pubsub` is accepted so
+    /// that Redis's whole default string can be given, and bounds nothing
+    /// (Keycafe has no Pub/Sub).
+    pub fn updated(mut self, text: &str) -> Result<OutputLimits, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        if words.is_empty() || words.len() % 4 != 0 {
+            return Err("wrong number of arguments: class hard soft seconds, repeated".into());
+        }
+        for group in words.chunks(4) {
+            let limit = OutputLimit {
+                hard: crate::store::parse_memory(group[1])?,
+                soft: crate::store::parse_memory(group[2])?,
+                soft_seconds: group[3]
+                    .parse()
+                    .map_err(|_| format!("{:?} is not a number of seconds", group[3]))?,
+            };
+            match group[0].to_ascii_lowercase().as_str() {
+                "normal" => self.normal = limit,
+                "replica" | "slave" => self.replica = limit,
+                "pubsub" => {}
+                other => return Err(format!("invalid client class {other:?}")),
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl std::fmt::Display for OutputLimits {
+    /// As CONFIG GET shows it, in bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (n, r) = (self.normal, self.replica);
+        write!(
+            f,
+            "normal {} {} {} replica {} {} {}",
+            n.hard, n.soft, n.soft_seconds, r.hard, r.soft, r.soft_seconds
+        )
+    }
+}
+
+fn deserialize_output_limits<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<OutputLimits, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    OutputLimits::default()
+        .updated(&text)
+        .map_err(serde::de::Error::custom)
+}
+
 /// Command-line flags; each one given overrides the file.
 #[derive(Debug, Default, clap::Parser)]
 #[command(name = "keycafe-server", version, about = "A Keycafe node")]
@@ -609,6 +661,32 @@ mod tests {
         assert!(OutputLimit::default().is_off());
         assert_eq!(OutputLimit::default().check(usize::MAX, None), Ok(None));
         assert_eq!(OutputLimits::default().replica.hard, 256 << 20);
+    }
+
+    #[test]
+    fn output_limits_read_as_redis_writes_them() {
+        let yaml = "client_output_buffer_limit: normal 1mb 256kb 10 pubsub 32mb 8mb 60\n";
+        let config = Config::from_yaml_str(yaml).unwrap();
+        let limits = config.client_output_buffer_limit;
+        assert_eq!(
+            limits.normal,
+            OutputLimit {
+                hard: 1 << 20,
+                soft: 256 << 10,
+                soft_seconds: 10
+            }
+        );
+        assert_eq!(limits.replica, OutputLimits::default().replica);
+        let text = limits.to_string();
+        assert_eq!(OutputLimits::default().updated(&text), Ok(limits));
+        for bad in [
+            "normal 1mb",
+            "teachers 0 0 0",
+            "normal lots 0 0",
+            "normal 0 0 soon",
+        ] {
+            assert!(OutputLimits::default().updated(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl<S: Stream> Connection<S> {
     /// untaken than its output buffer limit allows (`client_output_buffer_limit`,
     /// normal class): it is to be closed.
     async fn write_output(&mut self) -> io::Result<bool> {
-        let limit = self.shared.config.client_output_buffer_limit.normal;
+        let limit = self.shared.runtime.output_limits().normal;
         if limit.is_off() || self.state.bus {
             self.stream.write_all(&self.output).await?;
             // TLS may hold the tail of a write back when the socket is
@@ -358,16 +358,10 @@ impl<S: Stream> Connection<S> {
         if self.state.bus {
             return (!self.state.authenticated).then_some(BUS_AUTH_TIMEOUT);
         }
-        let config = &self.shared.config;
+        let runtime = &self.shared.runtime;
         match self.partial_since {
-            Some(since) if config.request_timeout_ms > 0 => {
-                let allowed = Duration::from_millis(config.request_timeout_ms);
-                Some(allowed.saturating_sub(since.elapsed()))
-            }
-            _ if config.timeout > 0 && self.partial_since.is_none() => {
-                Some(Duration::from_secs(config.timeout))
-            }
-            _ => None,
+            Some(since) => Some(runtime.request_timeout()?.saturating_sub(since.elapsed())),
+            None => runtime.idle_timeout(),
         }
     }
 
@@ -495,7 +489,7 @@ mod tests {
         connection.note_partial_request();
         let since = connection.partial_since.expect("a request is arriving");
         let limit = connection.read_limit().expect("its time is limited");
-        assert!(limit <= Duration::from_millis(connection.shared.config.request_timeout_ms));
+        assert!(limit <= connection.shared.runtime.request_timeout().unwrap());
         client.write_all(b"$1\r\nk\r\n").await.unwrap();
         assert!(connection.read_more().await.unwrap());
         assert!(matches!(connection.run_pending_requests(), Batch::Done));

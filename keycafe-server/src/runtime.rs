@@ -15,9 +15,9 @@
 //! (`timeout`, `maxclients`, ...) is an atomic field in [`Runtime`], read
 //! where it is used, and a row with a setter.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::config::Config;
+use crate::config::{Config, OutputLimit, OutputLimits};
 use crate::store::{Policy, Store, now_ms, parse_memory};
 
 /// The settings that may change at run time and have no other home.
@@ -25,14 +25,79 @@ use crate::store::{Policy, Store, now_ms, parse_memory};
 pub struct Runtime {
     /// Redis's `maxmemory`: most bytes the node may hold, 0 for no limit.
     maxmemory: AtomicUsize,
+    /// Most client connections (`maxclients`).
+    maxclients: AtomicUsize,
+    /// Seconds a client may be idle (`timeout`), 0 for ever.
+    timeout: AtomicU64,
+    /// Milliseconds a request may take to arrive whole, 0 for ever.
+    request_timeout_ms: AtomicU64,
+    /// `client-output-buffer-limit`, normal class then replica class.
+    output_limits: [AtomicOutputLimit; 2],
+}
+
+/// An [`OutputLimit`] in atomics: read whole on every write that finds a
+/// client's socket full, which does not need the three to agree exactly.
+#[derive(Debug, Default)]
+struct AtomicOutputLimit([AtomicU64; 3]);
+
+impl AtomicOutputLimit {
+    fn new(limit: OutputLimit) -> AtomicOutputLimit {
+        let this = AtomicOutputLimit::default();
+        this.store(limit);
+        this
+    }
+
+    fn load(&self) -> OutputLimit {
+        let [hard, soft, seconds] = self.0.each_ref().map(|n| n.load(Ordering::Relaxed));
+        OutputLimit {
+            hard: hard as usize,
+            soft: soft as usize,
+            soft_seconds: seconds,
+        }
+    }
+
+    fn store(&self, limit: OutputLimit) {
+        let values = [limit.hard as u64, limit.soft as u64, limit.soft_seconds];
+        for (atomic, value) in self.0.iter().zip(values) {
+            atomic.store(value, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Runtime {
     /// The settings as the configuration starts them.
     pub fn new(config: &Config) -> Runtime {
+        let limits = config.client_output_buffer_limit;
         Runtime {
             maxmemory: AtomicUsize::new(config.maxmemory),
+            maxclients: AtomicUsize::new(config.maxclients),
+            timeout: AtomicU64::new(config.timeout),
+            request_timeout_ms: AtomicU64::new(config.request_timeout_ms),
+            output_limits: [limits.normal, limits.replica].map(AtomicOutputLimit::new),
         }
+    }
+
+    /// Most client connections.
+    pub fn maxclients(&self) -> usize {
+        self.maxclients.load(Ordering::Relaxed)
+    }
+
+    /// How long a client may be idle between requests; `None`: for ever.
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        let seconds = self.timeout.load(Ordering::Relaxed);
+        (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+    }
+
+    /// How long a request may take to arrive whole; `None`: for ever.
+    pub fn request_timeout(&self) -> Option<std::time::Duration> {
+        let ms = self.request_timeout_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
+    }
+
+    /// The output buffer limits of both classes of client.
+    pub fn output_limits(&self) -> OutputLimits {
+        let [normal, replica] = self.output_limits.each_ref().map(AtomicOutputLimit::load);
+        OutputLimits { normal, replica }
     }
 
     /// Most bytes the node may hold; 0 for no limit.
@@ -122,7 +187,31 @@ pub static SETTINGS: &[Setting] = &[
     Setting::fixed("bind", |n| n.config.bind.clone()),
     Setting::fixed("port", |n| n.config.service_port.to_string()),
     Setting::fixed("cluster-port", |n| n.config.bus_port().to_string()),
-    Setting::fixed("maxclients", |n| n.config.maxclients.to_string()),
+    Setting::live(
+        "maxclients",
+        |n| n.runtime.maxclients().to_string(),
+        set_maxclients,
+    ),
+    Setting::live(
+        "timeout",
+        |n| n.runtime.timeout.load(Ordering::Relaxed).to_string(),
+        set_timeout,
+    ),
+    Setting::live(
+        "request-timeout-ms",
+        |n| {
+            n.runtime
+                .request_timeout_ms
+                .load(Ordering::Relaxed)
+                .to_string()
+        },
+        set_request_timeout,
+    ),
+    Setting::live(
+        "client-output-buffer-limit",
+        |n| n.runtime.output_limits().to_string(),
+        set_output_limits,
+    ),
     Setting::fixed("proto-max-bulk-len", |n| n.config.max_bulk_len.to_string()),
     Setting::fixed("repl-backlog-size", |s| {
         s.config.repl_backlog_size.to_string()
@@ -193,6 +282,49 @@ fn set_maxmemory(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> 
                 Ok(_) => {}
             }
         }
+    }
+    Ok(())
+}
+
+fn set_maxclients(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let clients = value
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or("argument must be a number of clients, at least 1")?;
+    if mode == Mode::Apply {
+        node.runtime.maxclients.store(clients, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn set_timeout(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let seconds = value
+        .parse::<u64>()
+        .map_err(|_| "argument must be a number of seconds (0: never)")?;
+    if mode == Mode::Apply {
+        node.runtime.timeout.store(seconds, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn set_request_timeout(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let ms = value
+        .parse::<u64>()
+        .map_err(|_| "argument must be a number of milliseconds (0: no limit)")?;
+    if mode == Mode::Apply {
+        node.runtime.request_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Redis's form: `class hard soft seconds` for one class or more; classes
+/// not named keep their limits.
+fn set_output_limits(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let limits = node.runtime.output_limits().updated(value)?;
+    if mode == Mode::Apply {
+        node.runtime.output_limits[0].store(limits.normal);
+        node.runtime.output_limits[1].store(limits.replica);
     }
     Ok(())
 }

@@ -239,7 +239,7 @@ async fn accept_loop(
                 let stats = &shared.stats;
                 stats.connections_received.fetch_add(1, Ordering::Relaxed);
                 let open = stats.connected_clients.fetch_add(1, Ordering::Relaxed);
-                if open >= shared.config.maxclients {
+                if open >= shared.runtime.maxclients() {
                     // Refused before it costs a task or a buffer: a flood of
                     // silent connections cannot hold more than maxclients.
                     stats.connected_clients.fetch_sub(1, Ordering::Relaxed);

@@ -234,3 +234,71 @@ async fn info_field(client: &mut RawClient, field: &str) -> u64 {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} in {text}"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limits_change_at_run_time_with_config_set() {
+    let server = TestServer::standalone().await;
+    let mut admin = RawClient::resp(server.addr()).await;
+    let bulk = |text: &str| Frame::Bulk(text.as_bytes().to_vec().into());
+    assert_eq!(
+        admin.cmd("CONFIG GET client-output-buffer-limit").await,
+        Frame::Array(vec![
+            bulk("client-output-buffer-limit"),
+            bulk("normal 0 0 0 replica 268435456 67108864 60"),
+        ])
+    );
+    let set = [
+        b"CONFIG".as_slice(),
+        b"SET",
+        b"client-output-buffer-limit",
+        b"normal 1mb 64kb 5",
+    ];
+    assert_eq!(admin.call(&set).await, simple("OK"));
+    let Frame::Array(got) = admin.cmd("CONFIG GET client-output-buffer-limit").await else {
+        panic!("CONFIG GET answers an array");
+    };
+    assert_eq!(
+        got[1],
+        bulk("normal 1048576 65536 5 replica 268435456 67108864 60")
+    );
+    let bad = [
+        b"CONFIG".as_slice(),
+        b"SET",
+        b"client-output-buffer-limit",
+        b"normal 1mb",
+    ];
+    assert!(matches!(admin.call(&bad).await, Frame::Error(_)));
+    assert!(matches!(
+        admin.cmd("CONFIG SET maxclients 0").await,
+        Frame::Error(_)
+    ));
+
+    // maxclients: the admin is the only client; a second is refused at once.
+    assert_eq!(admin.cmd("CONFIG SET maxclients 1").await, simple("OK"));
+    let mut second = TcpStream::connect(server.addr()).await.unwrap();
+    assert_eq!(
+        closed_by_server(&mut second).await,
+        b"-ERR max number of clients reached\r\n"
+    );
+    assert_eq!(admin.cmd("CONFIG SET maxclients 10").await, simple("OK"));
+
+    // timeout: idle clients go, from now on.
+    assert_eq!(admin.cmd("CONFIG SET timeout 1").await, simple("OK"));
+    let mut idle = RawClient::resp(server.addr()).await;
+    assert_eq!(idle.cmd("PING").await, simple("PONG"));
+    assert_eq!(idle.read_frame().await, None, "closed after a second idle");
+    // So was the admin, idle meanwhile.
+    assert_eq!(admin.read_frame().await, None);
+    let mut admin = RawClient::resp(server.addr()).await;
+    assert_eq!(admin.cmd("CONFIG SET timeout 0").await, simple("OK"));
+
+    // request-timeout-ms: a partial request is cut off.
+    assert_eq!(
+        admin.cmd("CONFIG SET request-timeout-ms 300").await,
+        simple("OK")
+    );
+    let mut slow = TcpStream::connect(server.addr()).await.unwrap();
+    slow.write_all(b"*1\r\n$4\r\nPI").await.unwrap();
+    assert_eq!(closed_by_server(&mut slow).await, b"");
+    server.stop().await;
+}

@@ -199,7 +199,7 @@ pub fn psync(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdRe
         store: ctx.shared.store.clone(),
         replication: ctx.shared.replication.clone(),
         node_timeout: Duration::from_millis(ctx.shared.config.node_timeout_ms),
-        output_limit: ctx.shared.config.client_output_buffer_limit.replica,
+        output_limit: ctx.shared.runtime.output_limits().replica,
     };
     let conn = ctx.conn.id;
     Ok(Outcome::Takeover(Box::new(move |stream, input, stop| {

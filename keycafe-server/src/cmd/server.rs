@@ -395,7 +395,7 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
             text,
             "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
             stats.connected_clients.load(Ordering::Relaxed),
-            shared.config.maxclients,
+            shared.runtime.maxclients(),
         );
     }
     if include("memory") {
