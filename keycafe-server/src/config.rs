@@ -368,7 +368,7 @@ impl OutputLimits {
     /// (Keycafe has no Pub/Sub).
     pub fn updated(mut self, text: &str) -> Result<OutputLimits, String> {
         let words: Vec<&str> = text.split_whitespace().collect();
-        if words.is_empty() || words.len() % 4 != 0 {
+        if words.is_empty() || !words.len().is_multiple_of(4) {
             return Err("wrong number of arguments: class hard soft seconds, repeated".into());
         }
         for group in words.chunks(4) {
