@@ -47,6 +47,11 @@ pub struct Config {
     /// How much of its replies a client may leave untaken, per class of
     /// client (Redis's `client-output-buffer-limit`); by default none for
     /// normal clients and 256 MiB hard, 64 MiB for 60 s for replicas.
+    /// Most bytes the input and output buffers of all clients together may
+    /// hold (Redis's `maxmemory-clients`; 0, the default: no limit). A
+    /// client whose buffers grow while the total is over it is closed.
+    #[serde(deserialize_with = "crate::store::deserialize_memory")]
+    pub maxmemory_clients: usize,
     /// In the file as in Redis: `"normal 0 0 0 replica 256mb 64mb 60"`.
     #[serde(deserialize_with = "deserialize_output_limits")]
     pub client_output_buffer_limit: OutputLimits,
@@ -129,6 +134,7 @@ impl Default for Config {
             maxclients: 10_000,
             timeout: 0,
             request_timeout_ms: 60_000,
+            maxmemory_clients: 0,
             client_output_buffer_limit: OutputLimits::default(),
             max_bulk_len: Limits::DEFAULT.max_bulk_len,
             max_args: Limits::DEFAULT.max_args,

@@ -66,6 +66,9 @@ pub struct Connection<S = TcpStream> {
     /// When the request at the front of `input`, not yet whole, began to
     /// arrive (see `request_timeout_ms`).
     partial_since: Option<Instant>,
+    /// The buffer capacity counted in the node's memory gauge for this
+    /// connection (see [`Connection::account_buffers`]).
+    accounted: usize,
 }
 
 impl<S: Stream> Connection<S> {
@@ -83,6 +86,7 @@ impl<S: Stream> Connection<S> {
             output: BytesMut::with_capacity(READ_CHUNK),
             state,
             partial_since: None,
+            accounted: 0,
         }
     }
 
@@ -103,8 +107,14 @@ impl<S: Stream> Connection<S> {
     pub async fn run(mut self, shutdown: CancellationToken) -> io::Result<()> {
         let ended = tokio::select! {
             ended = self.serve() => ended,
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => Ok(Ended::Closed),
         };
+        // The buffers are freed (or handed on) from here: stop counting them.
+        self.shared
+            .store
+            .memory()
+            .sub_client_buffers(self.accounted);
+        self.accounted = 0;
         match ended? {
             Ended::Closed => Ok(()),
             Ended::TakenOver(takeover) => {
@@ -143,6 +153,13 @@ impl<S: Stream> Connection<S> {
                 if self.output.capacity() > SHRINK_OUTPUT_ABOVE {
                     self.output = BytesMut::with_capacity(READ_CHUNK);
                 }
+            }
+            if !self.account_buffers() {
+                debug!(
+                    client = self.state.id,
+                    "client buffers over maxmemory-clients; closing"
+                );
+                return Ok(Ended::Closed);
             }
             match more {
                 Batch::Blocked(answer) => {
@@ -311,6 +328,30 @@ impl<S: Stream> Connection<S> {
         }
         self.stream.flush().await?;
         Ok(true)
+    }
+
+    /// Brings this connection's buffers up to date in the node's memory
+    /// gauge (one comparison per batch; an atomic only when a buffer grew or
+    /// shrank). False if it grew while all client buffers together are over
+    /// `maxmemory-clients`: the connection that grows is the one closed.
+    fn account_buffers(&mut self) -> bool {
+        if self.state.bus {
+            return true; // bus links are bounded by bus_maxclients instead
+        }
+        let now = self.input.capacity() + self.output.capacity();
+        if now == self.accounted {
+            return true;
+        }
+        let memory = self.shared.store.memory();
+        if now > self.accounted {
+            memory.add_client_buffers(now - self.accounted);
+        } else {
+            memory.sub_client_buffers(self.accounted - now);
+        }
+        let grew = now > self.accounted;
+        self.accounted = now;
+        let cap = self.shared.runtime.maxmemory_clients();
+        !(grew && cap > 0 && memory.client_buffers() > cap)
     }
 
     /// Keeps track of a request that has begun to arrive but is not whole,

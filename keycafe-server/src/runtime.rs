@@ -31,6 +31,9 @@ pub struct Runtime {
     timeout: AtomicU64,
     /// Milliseconds a request may take to arrive whole, 0 for ever.
     request_timeout_ms: AtomicU64,
+    /// Most bytes all client buffers together may hold
+    /// (`maxmemory-clients`), 0 for no limit.
+    maxmemory_clients: AtomicUsize,
     /// `client-output-buffer-limit`, normal class then replica class.
     output_limits: [AtomicOutputLimit; 2],
 }
@@ -73,6 +76,7 @@ impl Runtime {
             maxclients: AtomicUsize::new(config.maxclients),
             timeout: AtomicU64::new(config.timeout),
             request_timeout_ms: AtomicU64::new(config.request_timeout_ms),
+            maxmemory_clients: AtomicUsize::new(config.maxmemory_clients),
             output_limits: [limits.normal, limits.replica].map(AtomicOutputLimit::new),
         }
     }
@@ -92,6 +96,11 @@ impl Runtime {
     pub fn request_timeout(&self) -> Option<std::time::Duration> {
         let ms = self.request_timeout_ms.load(Ordering::Relaxed);
         (ms > 0).then(|| std::time::Duration::from_millis(ms))
+    }
+
+    /// Most bytes all client buffers together may hold; 0: no limit.
+    pub fn maxmemory_clients(&self) -> usize {
+        self.maxmemory_clients.load(Ordering::Relaxed)
     }
 
     /// The output buffer limits of both classes of client.
@@ -208,6 +217,11 @@ pub static SETTINGS: &[Setting] = &[
         set_request_timeout,
     ),
     Setting::live(
+        "maxmemory-clients",
+        |n| n.runtime.maxmemory_clients().to_string(),
+        set_maxmemory_clients,
+    ),
+    Setting::live(
         "client-output-buffer-limit",
         |n| n.runtime.output_limits().to_string(),
         set_output_limits,
@@ -314,6 +328,16 @@ fn set_request_timeout(node: Node<'_>, value: &str, mode: Mode) -> Result<(), St
         .map_err(|_| "argument must be a number of milliseconds (0: no limit)")?;
     if mode == Mode::Apply {
         node.runtime.request_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn set_maxmemory_clients(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let bytes = parse_memory(value).map_err(|_| "argument must be a memory value")?;
+    if mode == Mode::Apply {
+        node.runtime
+            .maxmemory_clients
+            .store(bytes, Ordering::Relaxed);
     }
     Ok(())
 }

@@ -302,3 +302,37 @@ async fn the_limits_change_at_run_time_with_config_set() {
     assert_eq!(closed_by_server(&mut slow).await, b"");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_buffers_are_counted_and_capped_by_maxmemory_clients() {
+    let server = TestServer::start(Config {
+        maxmemory_clients: 2 << 20,
+        ..Config::default()
+    })
+    .await;
+    let mut small = RawClient::resp(server.addr()).await;
+    assert_eq!(small.cmd("SET k v").await, simple("OK"));
+    assert!(info_field(&mut small, "mem_clients_normal").await > 0);
+    // A request bigger than the cap grows its buffer past it: closed.
+    let mut big = TcpStream::connect(server.addr()).await.unwrap();
+    let mut request = BytesMut::new();
+    let value = vec![b'x'; 8 << 20];
+    let set = [b"SET".as_slice(), b"big", &value];
+    keycafe_core::Protocol::Resp2.encode_request(&set, &mut request);
+    // The node closes it mid-request, so the send may fail too.
+    let _ = big.write_all(&request).await;
+    let answer = closed_by_server(&mut big).await;
+    assert!(!answer.starts_with(b"+OK"), "the big SET ran");
+    assert_eq!(small.cmd("EXISTS big").await, Frame::Integer(0));
+    assert_eq!(small.cmd("GET k").await, common::bulk("v"));
+    // Its buffers are no longer counted once it is gone.
+    let settled = async {
+        while info_field(&mut small, "mem_clients_normal").await > 1 << 20 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), settled)
+        .await
+        .expect("the closed client's buffers were uncounted");
+    server.stop().await;
+}
