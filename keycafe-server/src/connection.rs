@@ -275,7 +275,7 @@ impl<S: Stream> Connection<S> {
     /// untaken than its output buffer limit allows (`client_output_buffer_limit`,
     /// normal class): it is to be closed.
     async fn write_output(&mut self) -> io::Result<bool> {
-        let limit = self.shared.runtime.output_limits().normal;
+        let limit = self.shared.runtime.normal_output_limit();
         if limit.is_off() || self.state.bus {
             self.stream.write_all(&self.output).await?;
             // TLS may hold the tail of a write back when the socket is

@@ -103,6 +103,11 @@ impl Runtime {
         self.maxmemory_clients.load(Ordering::Relaxed)
     }
 
+    /// The output buffer limit of normal clients (read on every write).
+    pub fn normal_output_limit(&self) -> OutputLimit {
+        self.output_limits[0].load()
+    }
+
     /// The output buffer limits of both classes of client.
     pub fn output_limits(&self) -> OutputLimits {
         let [normal, replica] = self.output_limits.each_ref().map(AtomicOutputLimit::load);
