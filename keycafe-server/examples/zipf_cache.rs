@@ -273,7 +273,7 @@ async fn main() {
         .map(|i| {
             // Distinct per connection and per run: two runs with different
             // seeds draw different sequences from the same distribution.
-            let seed = options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64 + 1) * 7919;
+            let seed = options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((i as u64 + 1) * 7919);
             tokio::spawn(connection(
                 options.clone(),
                 zipf.clone(),
