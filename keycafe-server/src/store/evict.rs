@@ -12,10 +12,10 @@
 //!
 //! Nothing keeps keys in a global order: a list threaded through every key
 //! would cost memory per key and a shared write per read. Instead, as in
-//! Redis, eviction *samples*: it takes `maxmemory-samples` random keys from
-//! one shard (under that shard's lock only), scores each from its access
-//! history or deadline, and offers them to a small [`Pool`] of the best
-//! candidates seen so far. Then it takes the pool's best, locks *its* shard
+//! Redis, eviction *samples*: it takes `maxmemory-samples` keys from a
+//! random place in one shard (under that shard's lock only), scores each
+//! from its access history or deadline, and offers them to a small [`Pool`]
+//! of the best candidates seen so far. Then it takes the pool's best, locks *its* shard
 //! and removes it — if it is still there and has not been touched since it
 //! was sampled (its history or deadline unchanged); otherwise the next
 //! best. Successive evictions sample the shards in turn, so the pool
