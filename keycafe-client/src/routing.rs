@@ -193,9 +193,10 @@ mod tests {
         assert_eq!(routing_key(&["DEL", "a", "b"]), Some(&b"a"[..]));
         assert_eq!(routing_key(&["WAIT", "1", "0"]), None);
         assert_eq!(routing_key(&["DBSIZE"]), None);
+        // OBJECT's key is its second argument.
+        assert_eq!(routing_key(&["OBJECT", "ENCODING", "k"]), Some(&b"k"[..]));
         // Commands the node does not serve go to any node: each answers
         // "unknown command" alike.
-        assert_eq!(routing_key(&["OBJECT", "ENCODING", "k"]), None);
         assert_eq!(routing_key(&["EVAL", "return 1", "1", "k"]), None);
         assert_eq!(routing_key(&["NOSUCHCOMMAND", "k"]), None);
         // Too few arguments: no key to route by; the node answers the arity error.
