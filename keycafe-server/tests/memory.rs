@@ -7,18 +7,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::process::Stdio;
-use std::time::Duration;
 
 use common::cluster::{FakeCoordinator, config, eventually, range};
-use common::{RawClient, simple};
+use common::{RawClient, simple, start_binary};
 use keycafe_core::Frame;
 use keycafe_server::Config;
 use keycafe_server::store::{FLUSH_STEP, Policy, Store};
 use keycafe_server::test_util::{TestServer, cluster_config};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const MB: usize = 1024 * 1024;
 /// The limit every node here runs with.
@@ -353,36 +348,6 @@ async fn a_replica_ends_equal_to_its_evicting_primary() {
     primary.stop().await;
 }
 
-/// Starts the real binary with `args` on a port the OS picks; returns it
-/// and its address (from its "ready" log line).
-async fn start_binary(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keycafe-server"))
-        .args(["--port", "0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("keycafe-server starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
-    let ready = async {
-        while let Some(line) = lines.next_line().await.expect("readable log") {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                return addr.parse().expect("ready line has an address");
-            }
-        }
-        panic!("keycafe-server exited before it was ready");
-    };
-    let addr = tokio::time::timeout(Duration::from_secs(10), ready)
-        .await
-        .expect("ready within 10 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 /// Resident memory of a process, from /proc.
 fn rss(pid: u32) -> usize {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process alive");
@@ -399,6 +364,8 @@ fn rss(pid: u32) -> usize {
 /// returns how much its resident memory grew.
 async fn rss_growth_of_a_full_binary(threads: &str) -> usize {
     let args = [
+        "--port",
+        "0",
         "--threads",
         threads,
         "--maxmemory",

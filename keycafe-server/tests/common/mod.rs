@@ -162,3 +162,36 @@ fn quoted(data: &[u8]) -> String {
     out.push('"');
     out
 }
+
+/// Starts the real `keycafe-server` binary with `args` and waits for its
+/// "ready" log line, which carries the address it actually bound (tests
+/// pass `--port 0`). The process is killed when the handle is dropped.
+pub async fn start_binary(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycafe-server"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("keycafe-server starts");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let find_ready = async {
+        while let Some(line) = lines.next_line().await.expect("readable log") {
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                return addr.parse().expect("ready line has an address");
+            }
+        }
+        panic!("keycafe-server exited before it was ready");
+    };
+    let addr = tokio::time::timeout(Duration::from_secs(10), find_ready)
+        .await
+        .expect("ready within 10 s");
+    // Keep draining the log so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
