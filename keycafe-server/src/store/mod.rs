@@ -82,6 +82,8 @@ mod shard;
 #[cfg(test)]
 mod tests;
 mod transaction;
+#[cfg(test)]
+mod transaction_tests;
 mod watch;
 
 use std::hash::BuildHasher;

@@ -30,7 +30,7 @@ type Flag = Arc<AtomicBool>;
 pub struct Watches {
     /// Keys with at least one watcher: the only thing a change reads while
     /// nobody watches.
-    watched: AtomicUsize,
+    pub(super) watched: AtomicUsize,
     keys: Mutex<HashMap<Box<[u8]>, Vec<Flag>>>,
 }
 
