@@ -31,7 +31,7 @@ use keycafe_core::{Args, Reply};
 
 use super::{CmdError, CmdResult, Command, Ctx, Outcome, PAUSED, key_args};
 use crate::cluster::routing::Access;
-use crate::store::{ShardSet, Store};
+use crate::store::{ShardSet, Store, Watch};
 
 /// The commands queued between MULTI and EXEC.
 #[derive(Default)]
@@ -75,16 +75,16 @@ impl Queue {
             .flat_map(|(command, args)| key_args(command.info, args))
     }
 
-    /// The shards the queue touches: those of its keys, or every shard if
-    /// a command without keys (DBSIZE, FLUSHALL, INFO, ...) may read or
-    /// change any of them.
-    fn shards(&self, store: &Store) -> ShardSet {
+    /// The shards the queue touches, and those of `watched` keys: the
+    /// shards of their keys, or every shard if a command without keys
+    /// (DBSIZE, FLUSHALL, INFO, ...) may read or change any of them.
+    fn shards<'q>(&'q self, store: &Store, watched: impl Iterator<Item = &'q [u8]>) -> ShardSet {
         let keyless = self
             .iter()
             .any(|(command, args)| key_args(command.info, args).next().is_none());
         match keyless {
             true => ShardSet::All,
-            false => store.shards_of(self.keys()),
+            false => store.shards_of(self.keys().chain(watched)),
         }
     }
 
@@ -206,10 +206,6 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdRes
             "EXECABORT Transaction discarded because of previous errors.".into(),
         ));
     }
-    if watch.is_some_and(|watch| ctx.store().watch_broken(&watch, ctx.now_ms())) {
-        reply.null_array();
-        return Ok(());
-    }
     if queue.any(Flags::DENYOOM) {
         ctx.shared.make_room().map_err(|err| {
             CmdError::Other(format!(
@@ -219,7 +215,7 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdRes
         })?;
     }
     let Some(cluster) = ctx.shared.cluster.as_ref() else {
-        run(ctx, &queue, reply);
+        run(ctx, &queue, watch, reply);
         return Ok(());
     };
     let writes = queue.any(Flags::WRITE);
@@ -240,21 +236,29 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdRes
     };
     let fence = writes || (ctx.conn.fenced_reads && queue.any(Flags::READONLY));
     super::run_in_cluster(cluster, ctx, queue.keys(), access, fence, |ctx| {
-        run(ctx, &queue, reply);
+        run(ctx, &queue, watch, reply);
         Ok(Outcome::Done)
     })
     .map(drop)
 }
 
 /// Runs every queued command with no other command on its shards in
-/// between, each reply one element of EXEC's array.
-fn run(ctx: &mut Ctx<'_>, queue: &Queue, reply: &mut Reply<'_>) {
+/// between, each reply one element of EXEC's array; or nothing, with a null
+/// reply, if a key of `watch` changed. The watched keys' shards are held
+/// too, so that nothing changes them between that check and the commands.
+fn run(ctx: &mut Ctx<'_>, queue: &Queue, watch: Option<Watch>, reply: &mut Reply<'_>) {
     let shared = ctx.shared;
     let store = &shared.store;
-    let shards = queue.shards(store);
-    reply.array(queue.commands.len());
-    ctx.conn.in_exec = true;
+    let watched = watch.iter().flat_map(Watch::keys);
+    let shards = queue.shards(store, watched);
+    let now = ctx.now_ms();
     store.atomically(&shards, queue.any(Flags::WRITE), || {
+        if watch.is_some_and(|watch| store.watch_broken(&watch, now)) {
+            reply.null_array();
+            return;
+        }
+        reply.array(queue.commands.len());
+        ctx.conn.in_exec = true;
         for (command, args) in queue.iter() {
             let mut element = reply.element();
             let text = match command.call(ctx, args, &mut element) {
@@ -272,6 +276,6 @@ fn run(ctx: &mut Ctx<'_>, queue: &Queue, reply: &mut Reply<'_>) {
             }
             element.finish();
         }
+        ctx.conn.in_exec = false;
     });
-    ctx.conn.in_exec = false;
 }

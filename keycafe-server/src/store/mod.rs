@@ -351,6 +351,41 @@ impl Store {
         }
     }
 
+    /// Calls `f` with the value of each of `keys` (or `None`), in order, at
+    /// one point in time (MGET): every shard involved is locked first, in
+    /// ascending order as [`Store::set_many`] does, so no write lands
+    /// between two of the reads.
+    pub fn get_many<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k [u8]> + Clone,
+        now: u64,
+        mut f: impl FnMut(Option<&[u8]>),
+    ) {
+        let mut wanted = vec![false; self.shards.len()];
+        for key in keys.clone() {
+            wanted[self.locate(key).shard] = true;
+        }
+        let mut guards: Vec<Option<MutexGuard<'_, Shard>>> = wanted
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| w.then(|| self.lock(i)))
+            .collect();
+        for key in keys {
+            let at = self.locate(key);
+            let shard = locked(&mut guards, at.shard);
+            match shard.find(at.table, at.hash, key, now) {
+                Some(bucket) => {
+                    shard.counters.hits += 1;
+                    f(Some(shard.entry(at.table, bucket).value()));
+                }
+                None => {
+                    shard.counters.misses += 1;
+                    f(None);
+                }
+            }
+        }
+    }
+
     /// Runs `f` on `key`'s entry under the shard lock: the way to write, and
     /// to read-modify-write atomically.
     pub fn entry<R>(&self, key: &[u8], now: u64, f: impl FnOnce(&mut KeyEntry<'_>) -> R) -> R {

@@ -140,6 +140,11 @@ impl Watch {
             .map(|(key, _)| &key[..])
     }
 
+    /// Every key watched.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.keys.iter().map(|(key, _)| &key[..])
+    }
+
     /// The number of keys watched.
     pub fn len(&self) -> usize {
         self.keys.len()
