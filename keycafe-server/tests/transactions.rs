@@ -187,7 +187,12 @@ async fn in_a_cluster_exec_checks_the_keys_of_the_whole_queue() {
     let node = TestServer::start(cluster_config(&coordinator.addr)).await;
     let n = coordinator.registered.recv().await.unwrap();
     coordinator
-        .push(&config(1, &[n.clone()], vec![range(0, 16383, &n)], vec![]))
+        .push(&config(
+            1,
+            std::slice::from_ref(&n),
+            vec![range(0, 16383, &n)],
+            vec![],
+        ))
         .await;
     let mut client = RawClient::resp(node.addr()).await;
     eventually("the node serves its slots", async || {
