@@ -14,9 +14,8 @@
 //! The work is still the product of the two lengths. Redis refuses a table
 //! larger than `proto-max-bulk-len` (512 MiB: about 134 million cells), and
 //! Keycafe refuses the same requests with the same error, which bounds the
-//! time as well. The values are copied out of the store first, so the
-//! computation holds no lock; the two keys are read one after the other, as
-//! MGET reads them (in a cluster they share a slot, hence a shard).
+//! time as well. The two values are read at one point in time, as MGET reads
+//! its keys, and copied out of the store, so the computation holds no lock.
 
 use keycafe_core::{Args, Reply};
 
@@ -80,25 +79,28 @@ pub fn lcs(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResul
     let mut cursor = ArgCursor::new(args);
     let (a_key, b_key) = (cursor.next_bytes()?, cursor.next_bytes()?);
     let options = Options::parse(&mut cursor)?;
-    let now = ctx.now_ms();
-    // The second length first, so that a request to be refused never copies
-    // the first value.
-    let b_len = ctx
-        .store()
-        .entry(b_key, now, |entry| entry.value().map_or(0, <[u8]>::len));
-    let a = ctx
-        .store()
-        .get_with(a_key, now, |value| {
+    // Both values at one point in time, copied only as far as the table
+    // they need may be built: the first if its table alone fits, the second
+    // if both do. Whatever is refused, the copy never exceeds the 128 MiB
+    // a fitting pair can hold.
+    let mut copies: [Option<Vec<u8>>; 2] = [None, None];
+    let (mut index, mut first_len) = (0, 0);
+    ctx.store()
+        .get_many([a_key, b_key].into_iter(), ctx.now_ms(), |value| {
             let value = value.unwrap_or_default();
-            table_fits(value.len(), b_len).then(|| value.to_vec())
-        })
-        .ok_or_else(table_too_large)?;
-    let b = ctx
-        .store()
-        .get_with(b_key, now, |value| value.unwrap_or_default().to_vec());
-    if !table_fits(a.len(), b.len()) {
+            let fits = match index {
+                0 => {
+                    first_len = value.len();
+                    table_fits(first_len, 0)
+                }
+                _ => table_fits(first_len, value.len()),
+            };
+            copies[index] = fits.then(|| value.to_vec());
+            index += 1;
+        });
+    let [Some(a), Some(b)] = copies else {
         return Err(table_too_large());
-    }
+    };
     if options.len {
         reply.integer(i64::from(lcs_len(&a, &b)));
         return Ok(());

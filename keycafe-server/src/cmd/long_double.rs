@@ -62,7 +62,7 @@ impl LongDouble {
 
     /// The sum, rounded as the x87 unit rounds it, or `None` if it
     /// overflows (Redis: "increment would produce NaN or Infinity").
-    pub fn add(self, other: LongDouble) -> Option<LongDouble> {
+    pub fn checked_add(self, other: LongDouble) -> Option<LongDouble> {
         if self.significand == 0 {
             return Some(other);
         }
@@ -302,7 +302,7 @@ mod tests {
 
     fn sum(a: &str, b: &str) -> String {
         finite(a)
-            .add(finite(b))
+            .checked_add(finite(b))
             .expect("finite sum")
             .to_redis_string()
     }
@@ -356,9 +356,9 @@ mod tests {
         assert!(largest.starts_with("10000000000000000000060189493879638913"));
         assert_eq!(Number::parse(b"1.2e4932"), None);
         let max = finite("0xffffffffffffffffp16320");
-        assert_eq!(max.add(finite("0x1p16320")), None);
+        assert_eq!(max.checked_add(finite("0x1p16320")), None);
         assert_eq!(
-            max.add(finite("-0x1p16320")).map(|v| v.exponent),
+            max.checked_add(finite("-0x1p16320")).map(|v| v.exponent),
             Some(16320)
         );
     }

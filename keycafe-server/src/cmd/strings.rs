@@ -504,7 +504,7 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> 
                 None => Number::Finite(LongDouble::ZERO),
             };
             let sum = match (current, increment.ok_or_else(not_a_float)?) {
-                (Number::Finite(a), Number::Finite(b)) => a.add(b),
+                (Number::Finite(a), Number::Finite(b)) => a.checked_add(b),
                 _ => None,
             };
             let sum = sum.ok_or_else(|| {
