@@ -19,7 +19,10 @@
 //!
 //! Handlers are grouped by family, one file each:
 //!
-//! - [`strings`]: GET, SET and the other string commands.
+//! - [`strings`]: GET, SET and the other string commands, with
+//!   [`long_double`], INCRBYFLOAT's arithmetic.
+//! - [`bits`]: SETBIT, GETBIT, BITCOUNT, BITPOS.
+//! - [`lcs`]: LCS, the longest common subsequence of two values.
 //! - [`keys`]: DEL, EXISTS, the expiry family, OBJECT, DBSIZE, FLUSHALL.
 //! - [`server`]: connection and server commands (PING, AUTH, INFO, ...).
 //! - [`cluster`]: CLUSTER subcommands.
@@ -33,9 +36,12 @@
 //! [`crate::cluster::routing`], which may answer MOVED, ASK, TRYAGAIN,
 //! CROSSSLOT or CLUSTERDOWN instead of running it.
 
+pub mod bits;
 pub mod bus;
 pub mod cluster;
 pub mod keys;
+pub mod lcs;
+pub mod long_double;
 pub mod parse;
 pub mod replication;
 pub mod server;
@@ -232,6 +238,17 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("decrby", Replies(strings::decrby)),
     ("append", Replies(strings::append)),
     ("strlen", Replies(strings::strlen)),
+    // Strings: ranges, floats, bits and LCS.
+    ("getset", Replies(strings::getset)),
+    ("getrange", Replies(strings::getrange)),
+    ("substr", Replies(strings::getrange)),
+    ("setrange", Replies(strings::setrange)),
+    ("incrbyfloat", Replies(strings::incrbyfloat)),
+    ("setbit", Replies(bits::setbit)),
+    ("getbit", Replies(bits::getbit)),
+    ("bitcount", Replies(bits::bitcount)),
+    ("bitpos", Replies(bits::bitpos)),
+    ("lcs", Replies(lcs::lcs)),
     // Keys and expiry.
     ("del", Replies(keys::del)),
     ("delete", Replies(keys::del)),

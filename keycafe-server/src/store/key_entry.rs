@@ -172,6 +172,40 @@ impl<'a> KeyEntry<'a> {
         Ok(new_len)
     }
 
+    /// Changes the value in place (SETRANGE, SETBIT): first lengthens it to
+    /// at least `len` bytes with zero bytes at its end (creating the key,
+    /// persistent, if it is absent), then calls `change` with it, keeping any
+    /// deadline. The change is one write to the change feed, whatever its
+    /// size, and the value is never copied: a one-bit change to a large
+    /// bitmap costs one byte.
+    pub fn update_value<R>(
+        &mut self,
+        len: usize,
+        change: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, StoreError> {
+        check_len(len)?;
+        match self.bucket {
+            Some(bucket) => {
+                let at = self.at;
+                Ok(self.shard.modify(at.table, bucket, at.hash, |e| {
+                    e.grow_value(len);
+                    change(e.value_mut())
+                }))
+            }
+            None => {
+                check_len(self.key.len())?;
+                let mut entry = Entry::new(self.key, b"", None);
+                entry.grow_value(len);
+                let out = change(entry.value_mut());
+                self.bucket = Some(
+                    self.shard
+                        .insert(self.at.table, self.at.hash, entry, self.now),
+                );
+                Ok(out)
+            }
+        }
+    }
+
     fn stored(&self) -> Option<&Entry> {
         self.bucket
             .map(|bucket| self.shard.entry(self.at.table, bucket))
