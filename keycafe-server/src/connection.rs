@@ -7,8 +7,11 @@
 //! copied out of the read buffer: the parser hands commands borrowed argument
 //! slices, and only what goes into the store is copied.
 //!
-//! The first byte a client sends picks the protocol for the connection's whole
-//! life: 0xCA opens a native hello, anything else is RESP2.
+//! The first byte a client sends picks the protocol: 0xCA opens a native
+//! hello, for the connection's whole life; anything else is RESP, starting
+//! in RESP2, which `HELLO 3` and `HELLO 2` switch between RESP2 and RESP3.
+//! The switch takes effect from HELLO's own reply on: replies already
+//! written in the same batch stay in the protocol they were written in.
 //!
 //! A protocol violation is answered with an error reply and the connection is
 //! closed, because the stream can no longer be framed; other clients are not
@@ -188,7 +191,6 @@ impl<S: Stream> Connection<S> {
     /// Runs every complete request in the input buffer, appending replies to
     /// the output buffer.
     fn run_pending_requests(&mut self) -> Batch {
-        let protocol = self.state.protocol;
         let mut used = 0;
         let outcome = loop {
             if self.state.quit {
@@ -197,6 +199,9 @@ impl<S: Stream> Connection<S> {
             if self.output.len() >= FLUSH_AT {
                 break Batch::OutputFull;
             }
+            // Read per request, not per batch: a HELLO in the batch changes
+            // the protocol of its own reply and of every one after it.
+            let protocol = self.state.protocol;
             let (args, len) = match self.parser.parse(protocol, &self.input[used..]) {
                 Ok(Some(request)) => request,
                 Ok(None) => break Batch::Done,
