@@ -526,6 +526,32 @@ mod tests {
         );
     }
 
+    /// In one pipelined batch, replies before HELLO 3 stay RESP2; HELLO's
+    /// own reply and the ones after it are RESP3, until HELLO 2.
+    #[tokio::test]
+    async fn hello_switches_the_protocol_mid_batch() {
+        let (mut connection, mut client) = connection();
+        let batch = b"GET k\r\nHELLO 3\r\nGET k\r\nHELLO 2\r\nGET k\r\n";
+        client.write_all(batch).await.unwrap();
+        while connection.input.len() < batch.len() {
+            assert!(connection.read_more().await.unwrap());
+        }
+        assert!(matches!(connection.run_pending_requests(), Batch::Done));
+        let output = String::from_utf8_lossy(&connection.output).into_owned();
+        // `$-1` is RESP2's null and `_` RESP3's; HELLO 3 answers a map
+        // (`%7`) saying proto 3, HELLO 2 an array (`*14`) saying 2.
+        let hello3 = output.find("%7\r\n").expect("HELLO 3 answers a map");
+        let hello2 = output.find("*14\r\n").expect("HELLO 2 answers an array");
+        assert!(output.starts_with("$-1\r\n%7\r\n"), "{output:?}");
+        let resp3 = &output[hello3..hello2];
+        assert!(resp3.contains("proto\r\n:3\r\n"), "{output:?}");
+        assert!(resp3.ends_with("*0\r\n_\r\n"), "{output:?}");
+        let resp2 = &output[hello2..];
+        assert!(resp2.contains("proto\r\n:2\r\n"), "{output:?}");
+        assert!(resp2.ends_with("*0\r\n$-1\r\n"), "{output:?}");
+        assert_eq!(connection.state.protocol, Protocol::Resp2);
+    }
+
     #[tokio::test]
     async fn a_partial_request_starts_the_request_clock() {
         let (mut connection, mut client) = connection();
