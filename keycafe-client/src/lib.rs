@@ -71,6 +71,7 @@ mod routing;
 #[cfg(feature = "tower-sessions")]
 pub mod session_store;
 mod topology;
+pub mod transaction;
 
 pub use bytes::Bytes;
 pub use cluster::KeycafeCluster;

@@ -207,6 +207,12 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "command"  -1 NONE (0 0 0);
     "config"   -2 NONE (0 0 0);
     "info"     -1 NONE (0 0 0);
+    // Transactions.
+    "multi"     1 F  (0 0 0);
+    "exec"      1 NONE (0 0 0);
+    "discard"   1 F  (0 0 0);
+    "watch"    -2 F  (1 -1 1);
+    "unwatch"   1 F  (0 0 0);
     // Replication.
     "wait"      3 NONE (0 0 0);
     "role"      1 F  (0 0 0);

@@ -271,10 +271,8 @@ pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     let keys = args.skip(1);
     let now = ctx.now_ms();
     reply.array(keys.len());
-    for key in keys.iter() {
-        ctx.store()
-            .get_with(key, now, |value| reply.optional_bulk(value));
-    }
+    ctx.store()
+        .get_many(keys.iter(), now, |value| reply.optional_bulk(value));
     Ok(())
 }
 

@@ -320,9 +320,9 @@ fn concurrent_writers_neither_lose_updates_nor_deadlock() {
 
 /// A subscriber that writes down every change as words.
 #[derive(Default)]
-struct Recorder {
-    listening: std::sync::atomic::AtomicBool,
-    changes: std::sync::Mutex<Vec<Vec<String>>>,
+pub(super) struct Recorder {
+    pub(super) listening: std::sync::atomic::AtomicBool,
+    pub(super) changes: std::sync::Mutex<Vec<Vec<String>>>,
 }
 
 impl Subscriber for Recorder {
@@ -344,12 +344,14 @@ impl Subscriber for Recorder {
             }
             Change::Del { key } => vec!["DEL".into(), text(key)],
             Change::FlushAll => vec!["FLUSHALL".into()],
+            Change::Begin => vec!["MULTI".into()],
+            Change::Commit => vec!["EXEC".into()],
         };
         self.changes.lock().unwrap().push(words);
     }
 }
 
-fn recorded_store() -> (Store, std::sync::Arc<Recorder>) {
+pub(super) fn recorded_store() -> (Store, std::sync::Arc<Recorder>) {
     let recorder = std::sync::Arc::new(Recorder::default());
     let store = Store::with_feed(
         Store::DEFAULT_SHARDS,
