@@ -76,6 +76,12 @@ const steps = {
     assert.equal(await client.getDel('{js}never-set'), null);
   },
 
+  async transaction(client) {
+    // MULTI ... EXEC, on one slot (a hash tag) for the cluster client.
+    const replies = await client.multi().set('{tx}a', '1').incr('{tx}a').get('{tx}missing').get('{tx}a').exec();
+    assert.deepEqual(replies, ['OK', 2, null, '2']);
+  },
+
   async configGet(client, mode) {
     assert.deepEqual(plain(await send(client, mode, ['CONFIG', 'GET', 'maxmemory'])), { maxmemory: '0' });
     if (mode === 'standalone') {

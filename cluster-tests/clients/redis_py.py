@@ -84,6 +84,16 @@ def config_get(r, mode):
     assert got == {"maxmemory": "0"}, got
 
 
+@step
+def transaction(r, mode):
+    # MULTI ... EXEC, on one slot (a hash tag) for the cluster client.
+    with r.pipeline(transaction=True) as pipe:
+        pipe.set("{tx}a", "1").incr("{tx}a").get("{tx}missing").get("{tx}a")
+        replies = pipe.execute()
+    # (RedisCluster's transactions hand SET's reply back as it came: b"OK".)
+    assert replies[0] in (True, b"OK") and replies[1:] == [2, None, b"2"], replies
+
+
 def connect(mode, address):
     host, port = address.rsplit(":", 1)
     if mode == "standalone":

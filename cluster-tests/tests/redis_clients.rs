@@ -6,7 +6,8 @@
 //!
 //! Each client connects, pings, sets, reads and deletes a key, increments a
 //! counter, sets and reads a TTL, reads several keys of one hash tag with
-//! MGET, reads a missing key (a RESP3 null) and CONFIG GET (a RESP3 map).
+//! MGET, reads a missing key (a RESP3 null), runs a MULTI/EXEC transaction
+//! on one slot and reads CONFIG GET (a RESP3 map).
 //! The Python and JavaScript steps live in `clients/redis_py.py` and
 //! `clients/node_redis.mjs`, one function each, so that a new step is
 //! added in one place; `./test.sh` installs the libraries beside them (the
@@ -241,6 +242,17 @@ async fn redis_crate_steps(con: &mut impl AsyncCommands, mode: &str) {
         .unwrap();
     assert_eq!(values, [Some("alan".into()), None, Some("en".into())]);
 
+    // MULTI ... EXEC, on one slot.
+    let (set, n, missing): (String, i64, Option<String>) = redis::pipe()
+        .atomic()
+        .set("{rs}tx", 1)
+        .incr("{rs}tx", 1)
+        .get("{rs}missing")
+        .query_async(con)
+        .await
+        .unwrap();
+    assert_eq!((set.as_str(), n, missing), ("OK", 2, None));
+
     // A missing key is RESP3's null.
     let missing: Value = redis::cmd("GET")
         .arg("{rs}never-set")
@@ -303,6 +315,12 @@ const REDIS_CLI_STEPS: &[(&str, &str)] = &[
     ("EXPIRE {cli}counter 1000", "(integer) 1"),
     ("PERSIST {cli}counter", "(integer) 1"),
     ("TTL {cli}counter", "(integer) -1"),
+    // (On the node of {cli}'s slot already: no redirect inside MULTI.)
+    ("MULTI", "OK"),
+    ("SET {cli}tx 1", "QUEUED"),
+    ("INCR {cli}tx", "QUEUED"),
+    ("GET {cli}missing", "QUEUED"),
+    ("EXEC", "1) OK\n2) (integer) 2\n3) (nil)"),
     ("MSET {user5}.a x {user5}.b y", "OK"),
     (
         "MGET {user5}.a {user5}.missing {user5}.b",
