@@ -122,6 +122,12 @@ impl RequestParser {
         &self.limits
     }
 
+    /// Applies `limits` from the next request on (a connection that has
+    /// just authenticated gets its full limits).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Parses the request at the front of `buf`. Returns its arguments and the
     /// number of bytes it used, or `None` if it has not fully arrived. The
     /// arguments may be empty (RESP `*0` or a blank inline line): skip those.

@@ -149,6 +149,7 @@ pub const MESSAGE_LIMITS: Limits = Limits {
     max_args: 1,
     max_inline_len: 0,
     max_frame_len: 16 * 1024 * 1024 + 16,
+    unauthenticated: false,
 };
 
 /// Takes one message from the front of `buf`, or `None` if it has not fully

@@ -11,6 +11,10 @@ pub enum ProtocolError {
     InvalidMultibulkLength,
     #[error("invalid bulk length")]
     InvalidBulkLength,
+    #[error("unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    #[error("unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     #[error("expected '{expected}', got '{got}'")]
     UnexpectedByte { expected: char, got: char },
     #[error("too big inline request")]

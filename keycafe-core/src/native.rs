@@ -155,7 +155,7 @@ impl Reader<'_> {
     fn string(&mut self, limits: &Limits) -> Result<Range<usize>> {
         let len = self.u32()?;
         if len > limits.max_bulk_len {
-            return Err(ProtocolError::InvalidBulkLength);
+            return Err(limits.bulk_too_long());
         }
         self.take(len)
     }
@@ -166,7 +166,7 @@ impl Reader<'_> {
     fn count(&mut self, limits: &Limits, min_item: usize) -> Result<usize> {
         let count = self.u32()?;
         if count > limits.max_args {
-            return Err(ProtocolError::InvalidMultibulkLength);
+            return Err(limits.too_many_args());
         }
         if count.saturating_mul(min_item) > self.buf.len() - self.pos {
             return Err(ProtocolError::Malformed("array count exceeds the frame"));

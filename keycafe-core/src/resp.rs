@@ -123,7 +123,7 @@ fn parse_multibulk(
             Ok(None) => return (Ok(None), buf.len().min(MAX_NUMBER_LINE)),
             Ok(Some((count, pos))) if count <= 0 => return (Ok(Some(pos)), pos),
             Ok(Some((count, _))) if count as u64 > limits.max_args as u64 => {
-                return (Err(ProtocolError::InvalidMultibulkLength), MAX_NUMBER_LINE);
+                return (Err(limits.too_many_args()), MAX_NUMBER_LINE);
             }
             Ok(Some((count, pos))) => (count as usize, pos),
         },
@@ -160,8 +160,11 @@ fn bulk_arguments(
         else {
             return Ok(None);
         };
-        if len < 0 || len as u64 > limits.max_bulk_len as u64 {
+        if len < 0 {
             return Err(ProtocolError::InvalidBulkLength);
+        }
+        if len as u64 > limits.max_bulk_len as u64 {
+            return Err(limits.bulk_too_long());
         }
         let end = start + len as usize;
         if end as u64 > limits.max_frame_len as u64 {

@@ -29,7 +29,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use keycafe_core::{Frame, Protocol, Reply, RequestParser, native};
+use keycafe_core::{Frame, Limits, Protocol, Reply, RequestParser, native};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +74,16 @@ pub struct Connection<S = TcpStream> {
     accounted: usize,
 }
 
+/// The parser's limits for a connection: Redis's small ones until it has
+/// authenticated (a stranger without the password cannot make the node
+/// wait for, or reserve room for, big requests), the configured ones after.
+fn limits_for(shared: &Shared, authenticated: bool) -> Limits {
+    match authenticated {
+        true => shared.config.limits(),
+        false => shared.config.limits().unauthenticated(),
+    }
+}
+
 impl<S: Stream> Connection<S> {
     pub fn new(stream: S, shared: Arc<Shared>) -> Connection<S> {
         let state = ConnState {
@@ -83,7 +93,7 @@ impl<S: Stream> Connection<S> {
         };
         Connection {
             stream,
-            parser: RequestParser::new(shared.config.limits()),
+            parser: RequestParser::new(limits_for(&shared, state.authenticated)),
             shared,
             input: BytesMut::with_capacity(READ_CHUNK),
             output: BytesMut::with_capacity(READ_CHUNK),
@@ -219,6 +229,10 @@ impl<S: Stream> Connection<S> {
             let outcome = cmd::execute(&mut ctx, args, &mut reply);
             reply.finish();
             self.state.commands += 1;
+            if self.state.authenticated == self.parser.limits().unauthenticated {
+                let limits = limits_for(&self.shared, self.state.authenticated);
+                self.parser.set_limits(limits);
+            }
             match outcome {
                 Outcome::Done => {}
                 Outcome::Block(answer) => break Batch::Blocked(answer),

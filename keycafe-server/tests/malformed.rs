@@ -141,3 +141,46 @@ async fn inline_commands_work_like_redis() {
     assert_eq!(answer, "+OK\r\n$11\r\nhello world\r\n+OK\r\n");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn strangers_may_only_declare_small_requests_until_they_authenticate() {
+    let server = TestServer::start(Config {
+        requirepass: Some("s3cret".into()),
+        ..Config::default()
+    })
+    .await;
+    // Before AUTH: at most 10 arguments of at most 16 KiB, as in Redis. The
+    // error comes from the header alone; nothing waits for the body.
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"*11\r\n",
+            "-ERR Protocol error: unauthenticated multibulk length\r\n",
+        ),
+        (
+            b"*2\r\n$3\r\nGET\r\n$16385\r\n",
+            "-ERR Protocol error: unauthenticated bulk length\r\n",
+        ),
+        // A wrong password authenticates nothing.
+        (
+            b"AUTH wrong\r\n*11\r\n",
+            "-WRONGPASS invalid username-password pair or user is disabled.\r\n\
+             -ERR Protocol error: unauthenticated multibulk length\r\n",
+        ),
+    ];
+    for &(bytes, expected) in cases {
+        assert_eq!(
+            answer_to(&server, bytes).await,
+            expected,
+            "for {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    // After AUTH, the configured limits: a request of 11 arguments and a
+    // 100 KB value are fine.
+    let mut client = RawClient::resp(server.addr()).await;
+    assert_eq!(client.cmd("AUTH s3cret").await, simple("OK"));
+    let value = vec![b'v'; 100_000];
+    assert_eq!(client.call(&[b"SET", b"big", &value]).await, simple("OK"));
+    assert_eq!(client.cmd("MSET a 1 b 2 c 3 d 4 e 5").await, simple("OK"));
+    server.stop().await;
+}

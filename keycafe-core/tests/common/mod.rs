@@ -17,6 +17,7 @@ pub const TINY: Limits = Limits {
     max_args: 3,
     max_inline_len: 8,
     max_frame_len: 32,
+    unauthenticated: false,
 };
 
 /// Parses `"ca fe 4b 43"`-style hex (whitespace ignored) into bytes.

@@ -45,6 +45,7 @@ const STREAM_LIMITS: Limits = Limits {
     max_args: 16,
     max_inline_len: 0,
     max_frame_len: 2 * MAX_STRING_LEN,
+    unauthenticated: false,
 };
 
 /// Follows the configuration's idea of this node's role until shutdown.
