@@ -20,7 +20,9 @@
 //! Handlers are grouped by family, one file each:
 //!
 //! - [`strings`]: GET, SET and the other string commands.
-//! - [`keys`]: DEL, EXISTS, the expiry family, OBJECT, DBSIZE, FLUSHALL.
+//! - [`keys`]: DEL, EXISTS, TYPE, TOUCH, the expiry family, TIME, OBJECT,
+//!   MEMORY, DBSIZE, FLUSHALL.
+//! - [`keyspace`]: SCAN, KEYS, RANDOMKEY, RENAME, RENAMENX, COPY.
 //! - [`server`]: connection and server commands (PING, AUTH, INFO, ...).
 //! - [`cluster`]: CLUSTER subcommands.
 //! - [`replication`]: WAIT, ROLE, and the replication side of INFO, CLIENT
@@ -34,6 +36,7 @@
 pub mod bus;
 pub mod cluster;
 pub mod keys;
+pub mod keyspace;
 pub mod parse;
 pub mod replication;
 pub mod server;
@@ -229,6 +232,19 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("dbsize", Replies(keys::dbsize)),
     ("flushall", Replies(keys::flushall)),
     ("flushdb", Replies(keys::flushall)),
+    // Keyspace: walking it, moving values between keys, introspection.
+    ("scan", Replies(keyspace::scan)),
+    ("keys", Replies(keyspace::keys)),
+    ("randomkey", Replies(keyspace::randomkey)),
+    ("type", Replies(keys::type_of)),
+    ("touch", Replies(keys::touch)),
+    ("rename", Replies(keyspace::rename)),
+    ("renamenx", Replies(keyspace::renamenx)),
+    ("copy", Replies(keyspace::copy)),
+    ("expiretime", Replies(keys::expiretime)),
+    ("pexpiretime", Replies(keys::pexpiretime)),
+    ("time", Replies(keys::time)),
+    ("memory", Replies(keys::memory)),
     // Connection and server.
     ("ping", Replies(server::ping)),
     ("echo", Replies(server::echo)),

@@ -99,6 +99,18 @@ impl<'a> KeyEntry<'a> {
 
     /// Stores `value` (creating the key if needed) with the given deadline.
     pub fn set(&mut self, value: &[u8], expiry: Expiry) -> Result<(), StoreError> {
+        self.store(value, expiry, false)
+    }
+
+    /// Like [`KeyEntry::set`], for a command that changes a string in place
+    /// (SETRANGE, SETBIT): Redis then holds the value as a `raw` string
+    /// whatever it looks like, and `OBJECT ENCODING` says so. (APPEND is
+    /// [`KeyEntry::append`], which does the same.)
+    pub fn set_raw(&mut self, value: &[u8], expiry: Expiry) -> Result<(), StoreError> {
+        self.store(value, expiry, true)
+    }
+
+    fn store(&mut self, value: &[u8], expiry: Expiry, raw: bool) -> Result<(), StoreError> {
         check_len(self.key.len())?;
         check_len(value.len())?;
         let deadline = match expiry {
@@ -113,11 +125,18 @@ impl<'a> KeyEntry<'a> {
         match self.bucket {
             Some(bucket) => {
                 let at = self.at;
-                self.shard
-                    .modify(at.table, bucket, at.hash, |e| e.set_value(value, deadline));
+                self.shard.modify(at.table, bucket, at.hash, |e| {
+                    e.set_value(value, deadline);
+                    if raw {
+                        e.mark_raw();
+                    }
+                });
             }
             None => {
-                let entry = Entry::new(self.key, value, deadline);
+                let mut entry = Entry::new(self.key, value, deadline);
+                if raw {
+                    entry.mark_raw();
+                }
                 self.bucket = Some(
                     self.shard
                         .insert(self.at.table, self.at.hash, entry, self.now),

@@ -320,9 +320,9 @@ fn concurrent_writers_neither_lose_updates_nor_deadlock() {
 
 /// A subscriber that writes down every change as words.
 #[derive(Default)]
-struct Recorder {
-    listening: std::sync::atomic::AtomicBool,
-    changes: std::sync::Mutex<Vec<Vec<String>>>,
+pub(super) struct Recorder {
+    pub(super) listening: std::sync::atomic::AtomicBool,
+    pub(super) changes: std::sync::Mutex<Vec<Vec<String>>>,
 }
 
 impl Subscriber for Recorder {
@@ -349,7 +349,7 @@ impl Subscriber for Recorder {
     }
 }
 
-fn recorded_store() -> (Store, std::sync::Arc<Recorder>) {
+pub(super) fn recorded_store() -> (Store, std::sync::Arc<Recorder>) {
     let recorder = std::sync::Arc::new(Recorder::default());
     let store = Store::with_feed(
         Store::DEFAULT_SHARDS,
