@@ -1,0 +1,166 @@
+//! SCAN under concurrent writes: every key present for the whole scan is
+//! returned, exactly once, while other clients insert and delete keys —
+//! including keys of the very slots being scanned, so that their tables grow
+//! and shrink (rehash) between the steps of the scan (docs/keyspace.md).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::RawClient;
+use keycafe_core::Frame;
+use keycafe_server::test_util::TestServer;
+
+/// Hash tags shared by stable and churning keys: the slots that rehash.
+const HOT_TAGS: [&str; 4] = ["{hot0}", "{hot1}", "{hot2}", "{hot3}"];
+/// Keys written before the scans and never touched again.
+const STABLE_PLAIN: usize = 1200;
+const STABLE_PER_TAG: usize = 100;
+/// Keys one churn round adds to a hot slot and then deletes: enough to
+/// grow its table several times over, and to shrink it back.
+const CHURN_BATCH: usize = 400;
+const CHURNERS: usize = 2;
+/// Full scans to run, and churn rounds that must complete while they run.
+const SCANS: usize = 6;
+const ROUNDS_DURING_SCANS: u64 = 4;
+/// Time allowed for all of it (the work itself takes a second or two).
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn stable_keys() -> Vec<String> {
+    let plain = (0..STABLE_PLAIN).map(|i| format!("stable:{i}"));
+    let tagged = HOT_TAGS
+        .iter()
+        .flat_map(|tag| (0..STABLE_PER_TAG).map(move |i| format!("{tag}stable:{i}")));
+    plain.chain(tagged).collect()
+}
+
+/// Sends every command, then reads every reply: one round trip per batch.
+async fn pipeline(client: &mut RawClient, commands: &[Vec<Vec<u8>>]) {
+    for command in commands {
+        let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+        client.send(&args).await;
+    }
+    for _ in commands {
+        let reply = client.read_frame().await.expect("a reply");
+        assert!(!matches!(reply, Frame::Error(_)), "{reply:?}");
+    }
+}
+
+fn command(words: &[&str]) -> Vec<Vec<u8>> {
+    words.iter().map(|w| w.as_bytes().to_vec()).collect()
+}
+
+/// Inserts a batch into each hot slot, then deletes it, until told to stop
+/// (or a bounded number of rounds). Counts completed rounds.
+async fn churn(
+    addr: std::net::SocketAddr,
+    id: usize,
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU64>,
+) {
+    let mut client = RawClient::resp(addr).await;
+    for round in 0..10_000 {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let tag = HOT_TAGS[round % HOT_TAGS.len()];
+        let keys: Vec<String> = (0..CHURN_BATCH)
+            .map(|i| format!("{tag}churn:{id}:{round}:{i}"))
+            .collect();
+        let sets: Vec<_> = keys.iter().map(|k| command(&["SET", k, "x"])).collect();
+        pipeline(&mut client, &sets).await;
+        let dels: Vec<_> = keys.iter().map(|k| command(&["DEL", k])).collect();
+        pipeline(&mut client, &dels).await;
+        rounds.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One full SCAN: how many times each key came back.
+async fn full_scan(client: &mut RawClient) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    let mut cursor = b"0".to_vec();
+    for _ in 0..=16384 {
+        let reply = client.call(&[b"SCAN", &cursor, b"COUNT", b"20"]).await;
+        let Frame::Array(parts) = reply else {
+            panic!("SCAN answers an array, not {reply:?}");
+        };
+        let [Frame::Bulk(next), Frame::Array(page)] = &parts[..] else {
+            panic!("SCAN answers a cursor and a page, not {parts:?}");
+        };
+        for key in page {
+            let Frame::Bulk(key) = key else {
+                panic!("a key is a bulk string, not {key:?}");
+            };
+            *seen
+                .entry(String::from_utf8_lossy(key).into_owned())
+                .or_insert(0) += 1;
+        }
+        if &next[..] == b"0" {
+            return seen;
+        }
+        cursor = next.to_vec();
+    }
+    panic!("SCAN never returned cursor 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_returns_every_key_present_throughout_while_others_write() {
+    let server = TestServer::standalone().await;
+    let addr = server.addr();
+    let mut client = RawClient::resp(addr).await;
+    let stable = stable_keys();
+    let sets: Vec<_> = stable.iter().map(|k| command(&["SET", k, "v"])).collect();
+    pipeline(&mut client, &sets).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let churners: Vec<_> = (0..CHURNERS)
+        .map(|id| tokio::spawn(churn(addr, id, stop.clone(), rounds.clone())))
+        .collect();
+    let started = Instant::now();
+    while rounds.load(Ordering::Relaxed) == 0 {
+        assert!(started.elapsed() < DEADLINE, "the churn never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let rounds_before = rounds.load(Ordering::Relaxed);
+    let (mut scans, mut churn_keys_seen) = (0, 0);
+    while scans < SCANS || rounds.load(Ordering::Relaxed) - rounds_before < ROUNDS_DURING_SCANS {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{scans} scans and {} churn rounds in {DEADLINE:?}",
+            rounds.load(Ordering::Relaxed) - rounds_before
+        );
+        let seen = full_scan(&mut client).await;
+        for key in &stable {
+            assert_eq!(seen.get(key), Some(&1), "scan {scans}: {key} returned once");
+        }
+        for (key, times) in &seen {
+            assert!(
+                key.contains("stable:") || key.contains("churn:"),
+                "scan {scans} returned {key}, which nobody wrote"
+            );
+            if key.contains("churn:") {
+                // Present at some point during the step that read its slot.
+                assert_eq!(*times, 1, "{key} returned {times} times in one scan");
+                churn_keys_seen += 1;
+            }
+        }
+        scans += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for churner in churners {
+        churner.await.expect("churn task finished cleanly");
+    }
+    assert!(
+        churn_keys_seen > 0,
+        "no scan ever met a churning key: the writes did not overlap the scans"
+    );
+    // What the churn left behind is exactly the stable keys.
+    let after = full_scan(&mut client).await;
+    assert_eq!(after.len(), stable.len());
+    server.stop().await;
+}
