@@ -2,6 +2,8 @@
 //! returned, exactly once, while other clients insert and delete keys —
 //! including keys of the very slots being scanned, so that their tables grow
 //! and shrink (rehash) between the steps of the scan (docs/keyspace.md).
+//! And in a cluster: SCAN, KEYS and RANDOMKEY show the keys of the node's
+//! own slots only, and two-key commands need one slot.
 
 mod common;
 
@@ -11,8 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::RawClient;
-use keycafe_core::Frame;
-use keycafe_server::test_util::TestServer;
+use common::cluster::{FakeCoordinator, config, eventually, range};
+use keycafe_core::cluster::NodeInfo;
+use keycafe_core::{Frame, key_slot};
+use keycafe_server::test_util::{TestServer, cluster_config};
 
 /// Hash tags shared by stable and churning keys: the slots that rehash.
 const HOT_TAGS: [&str; 4] = ["{hot0}", "{hot1}", "{hot2}", "{hot3}"];
@@ -162,5 +166,121 @@ async fn scan_returns_every_key_present_throughout_while_others_write() {
     // What the churn left behind is exactly the stable keys.
     let after = full_scan(&mut client).await;
     assert_eq!(after.len(), stable.len());
+    server.stop().await;
+}
+
+/// The keys of a reply that is an array of bulk strings.
+fn key_names(reply: Frame) -> Vec<String> {
+    let Frame::Array(keys) = reply else {
+        panic!("an array of keys, not {reply:?}");
+    };
+    let mut names: Vec<String> = keys
+        .into_iter()
+        .map(|key| match key {
+            Frame::Bulk(key) => String::from_utf8_lossy(&key).into_owned(),
+            other => panic!("a key is a bulk string, not {other:?}"),
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_a_node_shows_the_keys_of_its_own_slots() {
+    let mut coordinator = FakeCoordinator::start().await;
+    let server = TestServer::start(cluster_config(&coordinator.addr)).await;
+    let me = coordinator
+        .registered
+        .recv()
+        .await
+        .expect("the node registers");
+    let other = NodeInfo {
+        id: "elsewhere".into(),
+        client_addr: "127.0.0.1:1".into(),
+        bus_addr: "127.0.0.1:2".into(),
+        replica_of: None,
+    };
+    let nodes = [me.clone(), other.clone()];
+    let mut client = RawClient::resp(server.addr()).await;
+
+    // Epoch 1: every slot is this node's; keys land all over.
+    coordinator
+        .push(&config(1, &nodes, vec![range(0, 16383, &me)], vec![]))
+        .await;
+    eventually("the node serves", async || {
+        client.cmd("SET probe v").await == common::simple("OK")
+    })
+    .await;
+    let keys: Vec<String> = (0..200).map(|i| format!("key:{i}")).collect();
+    for key in &keys {
+        assert_eq!(
+            client.cmd(&format!("SET {key} v")).await,
+            common::simple("OK")
+        );
+    }
+    assert_eq!(client.cmd("DEL probe").await, Frame::Integer(1));
+
+    // Epoch 2: the upper half goes elsewhere (no migration: its keys stay
+    // here, unserved).
+    coordinator
+        .push(&config(
+            2,
+            &nodes,
+            vec![range(0, 8191, &me), range(8192, 16383, &other)],
+            vec![],
+        ))
+        .await;
+    let upper = keys
+        .iter()
+        .find(|k| key_slot(k.as_bytes()) >= 8192)
+        .unwrap();
+    eventually("the upper half has moved", async || {
+        matches!(client.cmd(&format!("GET {upper}")).await, Frame::Error(e) if e.starts_with(b"MOVED"))
+    })
+    .await;
+
+    let mut mine: Vec<String> = keys
+        .iter()
+        .filter(|k| key_slot(k.as_bytes()) < 8192)
+        .cloned()
+        .collect();
+    mine.sort();
+    assert!(!mine.is_empty() && mine.len() < keys.len());
+    assert_eq!(key_names(client.cmd("KEYS *").await), mine);
+    let mut scanned: Vec<String> = full_scan(&mut client).await.into_keys().collect();
+    scanned.sort();
+    assert_eq!(scanned, mine);
+    for _ in 0..20 {
+        let Frame::Bulk(key) = client.cmd("RANDOMKEY").await else {
+            panic!("RANDOMKEY finds a key");
+        };
+        assert!(
+            key_slot(&key) < 8192,
+            "RANDOMKEY showed a key of a slot served elsewhere"
+        );
+    }
+
+    // Two keys of two slots: CROSSSLOT; of one slot: served.
+    let crossslot = common::error("CROSSSLOT Keys in request don't hash to the same slot");
+    let (a, b) = (&mine[0], &mine[1]);
+    assert_ne!(key_slot(a.as_bytes()), key_slot(b.as_bytes()));
+    assert_eq!(client.cmd(&format!("RENAME {a} {b}")).await, crossslot);
+    assert_eq!(client.cmd(&format!("COPY {a} {b}")).await, crossslot);
+    let tag = (0..)
+        .map(|i| format!("{{t{i}}}"))
+        .find(|tag| key_slot(tag.as_bytes()) < 8192)
+        .expect("some tag hashes to this node's half");
+    assert_eq!(
+        client.cmd(&format!("SET {tag}a 1")).await,
+        common::simple("OK")
+    );
+    assert_eq!(
+        client.cmd(&format!("RENAME {tag}a {tag}b")).await,
+        common::simple("OK")
+    );
+    assert_eq!(
+        client.cmd(&format!("COPY {tag}b {tag}c")).await,
+        Frame::Integer(1)
+    );
     server.stop().await;
 }
