@@ -278,7 +278,11 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
             b"DB" if cursor.remaining() > 0 => {
                 let db = cursor.next_int()?;
                 if i32::try_from(db).is_err() {
-                    return Err(CmdError::Other("ERR value is out of range".into()));
+                    return Err(CmdError::Other(format!(
+                        "ERR value is out of range, value must between {} and {}",
+                        i32::MIN,
+                        i32::MAX
+                    )));
                 }
                 if db != 0 {
                     return Err(CmdError::Other("ERR DB index is out of range".into()));
@@ -518,7 +522,10 @@ mod tests {
                 "COPY a d DB x",
                 err("ERR value is not an integer or out of range"),
             ),
-            ("COPY a d DB 99999999999", err("ERR value is out of range")),
+            (
+                "COPY a d DB 99999999999",
+                err("ERR value is out of range, value must between -2147483648 and 2147483647"),
+            ),
             ("COPY a d DB", err("ERR syntax error")),
             ("COPY a d NOW", err("ERR syntax error")),
             (

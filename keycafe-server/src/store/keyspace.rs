@@ -222,7 +222,11 @@ impl Store {
             return Ok(Transfer::Done);
         }
         let source = pair.get(src.shard).entry(src.table, src_bucket);
-        let moved = Entry::new(to, source.value(), source.deadline());
+        let mut moved = Entry::new(to, source.value(), source.deadline());
+        if source.is_raw() {
+            // Redis moves (or duplicates) the object, encoding and all.
+            moved.mark_raw();
+        }
         if remove_source {
             pair.get(src.shard).remove(src.table, src_bucket);
         }
@@ -451,6 +455,21 @@ mod tests {
             Some(b"1".to_vec())
         );
         assert_eq!(store.stats().keys, 301);
+    }
+
+    #[test]
+    fn a_raw_value_stays_raw_when_moved_or_copied() {
+        let store = Store::new();
+        store.set(b"a", b"1", 0, Expiry::Persist).unwrap();
+        store.entry(b"a", 0, |e| e.append(b"2")).unwrap();
+        store.copy(b"a", b"b", 0, false).unwrap();
+        store.rename(b"a", b"c", 0, false).unwrap();
+        for key in [&b"b"[..], b"c"] {
+            assert_eq!(store.object(key, 0).map(|o| o.encoding), Some("raw"));
+        }
+        store.set(b"d", b"12", 0, Expiry::Persist).unwrap();
+        store.copy(b"d", b"e", 0, false).unwrap();
+        assert_eq!(store.object(b"e", 0).map(|o| o.encoding), Some("int"));
     }
 
     #[test]
