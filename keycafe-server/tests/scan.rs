@@ -3,7 +3,9 @@
 //! including keys of the very slots being scanned, so that their tables grow
 //! and shrink (rehash) between the steps of the scan (docs/keyspace.md).
 //! And in a cluster: SCAN, KEYS and RANDOMKEY show the keys of the node's
-//! own slots only, and two-key commands need one slot.
+//! own slots only, and two-key commands need one slot. And the tools built
+//! on SCAN work: `redis-cli --scan` and `--bigkeys`, the `redis` crate's
+//! `scan_match`.
 
 mod common;
 
@@ -282,5 +284,65 @@ async fn in_a_cluster_a_node_shows_the_keys_of_its_own_slots() {
         client.cmd(&format!("COPY {tag}b {tag}c")).await,
         Frame::Integer(1)
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tools_that_scan_work() {
+    let server = TestServer::standalone().await;
+    let mut client = RawClient::resp(server.addr()).await;
+    for i in 1..=30 {
+        let value = "v".repeat(i);
+        assert_eq!(
+            client.cmd(&format!("SET key:{i} {value}")).await,
+            common::simple("OK")
+        );
+    }
+    let port = server.port().to_string();
+    let redis_cli = |args: &[&str]| {
+        let mut command = tokio::process::Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &port]).args(args);
+        command
+    };
+    let output = redis_cli(&["--scan", "--pattern", "key:2?"])
+        .output()
+        .await
+        .expect("redis-cli is installed (test.sh installs redis-tools)");
+    let mut found: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    found.sort();
+    let expected: Vec<String> = (20..=29).map(|i| format!("key:{i}")).collect();
+    assert_eq!(found, expected);
+
+    let output = redis_cli(&["--bigkeys"])
+        .output()
+        .await
+        .expect("redis-cli runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("Sampled 30 keys"), "{report}");
+    assert!(
+        report.contains("Biggest string found '\"key:30\"' has 30 bytes"),
+        "{report}"
+    );
+
+    let url = format!("redis://{}/", server.addr());
+    let redis = redis::Client::open(url).unwrap();
+    let mut con = redis.get_multiplexed_async_connection().await.unwrap();
+    let mut iter: redis::AsyncIter<String> = redis::AsyncCommands::scan_match(&mut con, "key:1*")
+        .await
+        .unwrap();
+    let mut matched = Vec::new();
+    while let Some(key) = iter.next_item().await {
+        matched.push(key.unwrap());
+    }
+    matched.sort();
+    let mut expected: Vec<String> = std::iter::once(1)
+        .chain(10..=19)
+        .map(|i| format!("key:{i}"))
+        .collect();
+    expected.sort();
+    assert_eq!(matched, expected);
     server.stop().await;
 }
