@@ -68,8 +68,10 @@ impl Store {
     /// calls `visit` with every key alive at `now` of each slot `serves`
     /// accepts, a whole slot at a time under its shard's lock, until the
     /// slots read so far held at least `count` keys. Returns the slot to
-    /// continue from, or `None` when the walk is complete. See the [module
-    /// documentation](self) for what a walk guarantees.
+    /// continue from, or `None` when the walk is complete. A key alive for
+    /// a whole walk is visited exactly once, however tables are resized
+    /// between steps, since each slot is read in one go (see
+    /// `store/keyspace.rs`).
     pub fn scan_slots(
         &self,
         from: Slot,
