@@ -308,6 +308,25 @@ impl KeycafeCluster {
     }
 
     /// Records a MOVED answer and schedules a full refresh.
+    pub(crate) fn record_owner(&self, slot: Slot, addr: &str) {
+        self.learn_owner(slot, addr);
+    }
+
+    /// Counts a redirect against the budget; the error once it is spent.
+    pub(crate) fn count_redirect(&self, redirects: &mut u32, reply: &Frame) -> Result<()> {
+        check_redirects(redirects, &self.inner.config, reply)
+    }
+
+    /// Learns the map again from the nodes other than `addr` (which just
+    /// failed), logging a failure: the caller retries anyway.
+    pub(crate) async fn refresh_avoiding(&self, addr: &str) {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        if let Err(error) = self.refresh(generation, Some(addr)).await {
+            tracing::debug!(%error, "topology refresh failed");
+        }
+    }
+
+    /// Records a MOVED answer and schedules a full refresh.
     fn learn_owner(&self, slot: Slot, addr: &str) {
         {
             let mut map = self.inner.map.write().expect("slot map lock poisoned");

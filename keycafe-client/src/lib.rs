@@ -74,6 +74,7 @@ pub mod scan;
 #[cfg(feature = "tower-sessions")]
 pub mod session_store;
 mod topology;
+pub mod transaction;
 
 pub use bytes::Bytes;
 pub use cluster::KeycafeCluster;

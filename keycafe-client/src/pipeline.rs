@@ -53,6 +53,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// The requests queued so far.
+    pub(crate) fn requests(&self) -> &[Request] {
+        &self.requests
+    }
+
+    /// Why the pipeline cannot be sent, if it cannot.
+    pub(crate) fn invalid(&self) -> Option<&Error> {
+        self.invalid.as_ref()
+    }
+
     /// An empty pipeline.
     pub fn new() -> Pipeline {
         Pipeline::default()

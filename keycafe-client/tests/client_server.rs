@@ -287,6 +287,60 @@ async fn binary_keys_and_values_round_trip() {
 }
 
 #[tokio::test]
+async fn a_transaction_runs_on_one_slot_as_one_unit() {
+    bounded(async {
+        let server = TestServer::standalone().await;
+        let kc = connect(&server).await;
+        let mut transfer = Pipeline::new();
+        transfer
+            .set("{acct}:alice", "100")
+            .incr_by("{acct}:alice", -10)
+            .incr_by("{acct}:bob", 10)
+            .set("{acct}:note", "text")
+            .incr("{acct}:note")
+            .get("{acct}:bob");
+        let replies = kc.transaction(&transfer).await.unwrap();
+        assert_eq!(replies.len(), transfer.len());
+        assert_eq!(replies[1], Frame::Integer(90));
+        assert_eq!(replies[2], Frame::Integer(10));
+        assert!(
+            matches!(replies[4], Frame::Error(_)),
+            "INCR of text fails in place: {:?}",
+            replies[4]
+        );
+        assert_eq!(replies[5], Frame::bulk("10"), "and the rest still runs");
+
+        // Keys of two slots: refused before anything is sent.
+        let mut spread = Pipeline::new();
+        spread.set("{a}x", "1").set("{b}x", "1");
+        assert!(matches!(
+            kc.transaction(&spread).await,
+            Err(Error::InvalidRequest(_))
+        ));
+        assert_eq!(kc.get("{a}x").await.unwrap(), None);
+
+        // A command the node refuses while queuing: the whole transaction is
+        // refused with that command's error, and nothing ran.
+        let mut refused = Pipeline::new();
+        refused
+            .set("{acct}:alice", "0")
+            .cmd(["SET", "{acct}:alice"]);
+        match kc.transaction(&refused).await {
+            Err(Error::Server(error)) => assert!(
+                error.to_string().contains("wrong number of arguments"),
+                "{error}"
+            ),
+            other => panic!("expected the queuing error, got {other:?}"),
+        }
+        assert_eq!(
+            kc.get("{acct}:alice").await.unwrap().as_deref(),
+            Some(&b"90"[..])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn pipelines_return_replies_in_order_with_errors_in_place() {
     bounded(async {
         let server = TestServer::standalone().await;

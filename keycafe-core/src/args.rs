@@ -41,7 +41,7 @@ impl<'a> Args<'a> {
     }
 
     /// All arguments in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + Clone + 'a {
         let source = self.source;
         self.spans.iter().map(move |span| &source[span.clone()])
     }

@@ -148,6 +148,9 @@ pub struct Reply<'a> {
     out: &'a mut BytesMut,
     protocol: Protocol,
     frame_start: usize,
+    /// One element of an enclosing reply ([`Reply::element`]): no frame of
+    /// its own.
+    nested: bool,
 }
 
 impl<'a> Reply<'a> {
@@ -161,11 +164,28 @@ impl<'a> Reply<'a> {
             out,
             protocol,
             frame_start,
+            nested: false,
+        }
+    }
+
+    /// A reply for the next element of an array this reply is writing (EXEC
+    /// writes each queued command's reply through one): same protocol and
+    /// buffer; its [`Reply::reset`] drops only what the element wrote, and
+    /// its [`Reply::finish`] writes no native length prefix.
+    pub fn element(&mut self) -> Reply<'_> {
+        Reply {
+            frame_start: self.out.len(),
+            out: self.out,
+            protocol: self.protocol,
+            nested: true,
         }
     }
 
     /// Completes the reply. Returns true if anything was written.
     pub fn finish(self) -> bool {
+        if self.nested {
+            return self.out.len() > self.frame_start;
+        }
         match self.protocol {
             Protocol::Native => {
                 let wrote = self.out.len() > self.frame_start + 4;
@@ -184,8 +204,8 @@ impl<'a> Reply<'a> {
     /// replaced (for example by an error found half-way).
     pub fn reset(&mut self) {
         let keep = match self.protocol {
-            Protocol::Native => self.frame_start + 4,
-            Protocol::Resp2 => self.frame_start,
+            Protocol::Native if !self.nested => self.frame_start + 4,
+            _ => self.frame_start,
         };
         self.out.truncate(keep);
     }
@@ -240,6 +260,14 @@ impl<'a> Reply<'a> {
     pub fn null(&mut self) {
         match self.protocol {
             Protocol::Resp2 => self.out.put_slice(b"$-1\r\n"),
+            Protocol::Native => self.out.put_u8(native::tag::NULL),
+        }
+    }
+
+    /// The absence of an array (RESP2's `*-1`: EXEC aborted by WATCH).
+    pub fn null_array(&mut self) {
+        match self.protocol {
+            Protocol::Resp2 => self.out.put_slice(b"*-1\r\n"),
             Protocol::Native => self.out.put_u8(native::tag::NULL),
         }
     }

@@ -180,6 +180,17 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "decrby"    3 WMF (1 1 1);
     "append"    3 WM (1 1 1);
     "strlen"    2 RF (1 1 1);
+    // Strings: ranges, floats, bits and LCS.
+    "getset"    3 WMF (1 1 1);
+    "getrange"  4 R  (1 1 1);
+    "substr"    4 R  (1 1 1);
+    "setrange"  4 WM (1 1 1);
+    "incrbyfloat" 3 WMF (1 1 1);
+    "setbit"    4 WM (1 1 1);
+    "getbit"    3 RF (1 1 1);
+    "bitcount" -2 R  (1 1 1);
+    "bitpos"   -3 R  (1 1 1);
+    "lcs"      -3 R  (1 2 1);
     // Keys and expiry.
     "del"      -2 W  (1 -1 1);
     "delete"   -2 W  (1 -1 1);
@@ -220,6 +231,12 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "command"  -1 NONE (0 0 0);
     "config"   -2 NONE (0 0 0);
     "info"     -1 NONE (0 0 0);
+    // Transactions.
+    "multi"     1 F  (0 0 0);
+    "exec"      1 NONE (0 0 0);
+    "discard"   1 F  (0 0 0);
+    "watch"    -2 F  (1 -1 1);
+    "unwatch"   1 F  (0 0 0);
     // Replication.
     "wait"      3 NONE (0 0 0);
     "role"      1 F  (0 0 0);
@@ -313,6 +330,8 @@ mod tests {
         assert_eq!(keys(&["SET", "a", "v", "EX", "10"]), [1]);
         assert_eq!(keys(&["MSET", "a", "1", "b", "2"]), [1, 3]);
         assert_eq!(keys(&["DEL", "a", "b", "c"]), [1, 2, 3]);
+        // LCS compares two keys.
+        assert_eq!(keys(&["LCS", "a", "b", "IDX"]), [1, 2]);
         assert!(keys(&["PING"]).is_empty());
         assert!(keys(&["DBSIZE"]).is_empty());
         // A request shorter than its arity names no key it does not have.
@@ -329,8 +348,22 @@ mod tests {
         assert_eq!(
             denyoom,
             [
-                "set", "setnx", "setex", "psetex", "mset", "msetnx", "incr", "decr", "incrby",
-                "decrby", "append", "copy"
+                "set",
+                "setnx",
+                "setex",
+                "psetex",
+                "mset",
+                "msetnx",
+                "incr",
+                "decr",
+                "incrby",
+                "decrby",
+                "append",
+                "getset",
+                "setrange",
+                "incrbyfloat",
+                "setbit",
+                "copy"
             ]
         );
         assert!(

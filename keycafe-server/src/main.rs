@@ -7,10 +7,32 @@ use keycafe_server::Config;
 use keycafe_server::config::Flags;
 
 fn main() -> anyhow::Result<()> {
+    one_malloc_arena();
     let config = Flags::parse().into_config()?;
     init_tracing(&config.log_level)?;
     runtime(&config)?.block_on(serve(config))
 }
+
+/// glibc gives each thread its own malloc arena, and memory freed into an
+/// arena is reused only by allocations from that arena: a key written on one
+/// worker and evicted on another leaves its bytes where nobody else takes
+/// them, so a node at `maxmemory` could hold up to the limit again per
+/// arena. One arena lets every thread reuse what eviction frees; the
+/// benchmarks show no cost (docs/memory.md). `MALLOC_ARENA_MAX` in the
+/// environment still wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn one_malloc_arena() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; it runs first in
+        // main, before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn one_malloc_arena() {}
 
 /// One thread runs a single-threaded runtime (no cross-thread wake-ups, like
 /// Redis's event loop); more run tokio's work-stealing scheduler.

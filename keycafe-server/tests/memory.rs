@@ -396,19 +396,15 @@ async fn rss_growth_of_a_full_binary(threads: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_process_stays_alive_and_its_memory_bounded() {
-    // One event loop: one malloc arena, and the process grows by about the
-    // limit.
-    let grown = rss_growth_of_a_full_binary("1").await;
-    assert!(
-        grown <= LIMIT * 3 / 2,
-        "RSS grew by {grown} bytes for a limit of {LIMIT}"
-    );
-    // One worker per core: glibc gives each thread its own arena and keeps
-    // what is freed in it for that arena's reuse, which costs up to about
-    // the limit again (docs/memory.md); still far from the 64 MB written.
-    let grown = rss_growth_of_a_full_binary("0").await;
-    assert!(
-        grown <= LIMIT * 3,
-        "RSS grew by {grown} bytes for a limit of {LIMIT}"
-    );
+    // One event loop, or one worker per core: the node runs with one malloc
+    // arena either way, so what eviction frees on one thread is reused by the
+    // others and the process grows by about the limit, far from the 64 MB
+    // written (docs/memory.md).
+    for threads in ["1", "0"] {
+        let grown = rss_growth_of_a_full_binary(threads).await;
+        assert!(
+            grown <= LIMIT * 3 / 2,
+            "threads {threads}: RSS grew by {grown} bytes for a limit of {LIMIT}"
+        );
+    }
 }

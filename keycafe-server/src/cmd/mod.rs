@@ -19,12 +19,17 @@
 //!
 //! Handlers are grouped by family, one file each:
 //!
-//! - [`strings`]: GET, SET and the other string commands.
+//! - [`strings`]: GET, SET and the other string commands, with
+//!   [`long_double`], INCRBYFLOAT's arithmetic.
+//! - [`bits`]: SETBIT, GETBIT, BITCOUNT, BITPOS.
+//! - [`lcs`]: LCS, the longest common subsequence of two values.
 //! - [`keys`]: DEL, EXISTS, TYPE, TOUCH, the expiry family, TIME, OBJECT,
 //!   MEMORY, DBSIZE, FLUSHALL.
 //! - [`keyspace`]: SCAN, KEYS, RANDOMKEY, RENAME, RENAMENX, COPY.
 //! - [`server`]: connection and server commands (PING, AUTH, INFO, ...).
 //! - [`cluster`]: CLUSTER subcommands.
+//! - [`transaction`]: MULTI, EXEC, DISCARD, WATCH, UNWATCH, and the queue
+//!   that [`execute`] hands commands to between MULTI and EXEC.
 //! - [`replication`]: WAIT, ROLE, and the replication side of INFO, CLIENT
 //!   and the bus.
 //! - [`bus`]: node-to-node commands, served only on the cluster bus port.
@@ -33,14 +38,18 @@
 //! [`crate::cluster::routing`], which may answer MOVED, ASK, TRYAGAIN,
 //! CROSSSLOT or CLUSTERDOWN instead of running it.
 
+pub mod bits;
 pub mod bus;
 pub mod cluster;
 pub mod keys;
 pub mod keyspace;
+pub mod lcs;
+pub mod long_double;
 pub mod parse;
 pub mod replication;
 pub mod server;
 pub mod strings;
+pub mod transaction;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,10 +66,10 @@ pub use parse::{ArgCursor, CmdError, CmdResult, Keyword};
 use crate::cluster::lease;
 use crate::cluster::routing::{self, Access, Decision};
 use crate::state::Shared;
-use crate::store::Store;
+use crate::store::{Store, Watch};
 
 /// What commands may know and change about the connection they run on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnState {
     pub id: u64,
     pub protocol: Protocol,
@@ -87,6 +96,13 @@ pub struct ConnState {
     /// Commands run since the count was last added to the node's stats
     /// (INFO adds them to the total it shows).
     pub commands: u64,
+    /// Between MULTI and EXEC (or DISCARD): the commands queued so far.
+    pub multi: Option<Box<transaction::Queue>>,
+    /// The keys this connection WATCHes, until EXEC, DISCARD or UNWATCH.
+    pub watch: Option<Watch>,
+    /// EXEC is running the queue: a command that would wait (WAIT) answers
+    /// at once instead, as in Redis.
+    pub in_exec: bool,
 }
 
 impl Default for ConnState {
@@ -104,6 +120,9 @@ impl Default for ConnState {
             fenced_reads: false,
             under_lease: false,
             commands: 0,
+            multi: None,
+            watch: None,
+            in_exec: false,
         }
     }
 }
@@ -188,6 +207,12 @@ impl Command {
         if self.info.is(Flags::DENYOOM) {
             ctx.shared.make_room()?;
         }
+        self.call(ctx, args, reply)
+    }
+
+    /// Runs the handler alone: no room is made under `maxmemory` (EXEC
+    /// makes it once, before its transaction).
+    fn call(&self, ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult<Outcome> {
         match self.handler {
             Handler::Reply(handler) => handler(ctx, args, reply).map(|()| Outcome::Done),
             Handler::Outcome(handler) => handler(ctx, args, reply),
@@ -216,6 +241,17 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("decrby", Replies(strings::decrby)),
     ("append", Replies(strings::append)),
     ("strlen", Replies(strings::strlen)),
+    // Strings: ranges, floats, bits and LCS.
+    ("getset", Replies(strings::getset)),
+    ("getrange", Replies(strings::getrange)),
+    ("substr", Replies(strings::getrange)),
+    ("setrange", Replies(strings::setrange)),
+    ("incrbyfloat", Replies(strings::incrbyfloat)),
+    ("setbit", Replies(bits::setbit)),
+    ("getbit", Replies(bits::getbit)),
+    ("bitcount", Replies(bits::bitcount)),
+    ("bitpos", Replies(bits::bitpos)),
+    ("lcs", Replies(lcs::lcs)),
     // Keys and expiry.
     ("del", Replies(keys::del)),
     ("delete", Replies(keys::del)),
@@ -256,6 +292,12 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("command", Replies(server::command)),
     ("config", Replies(server::config)),
     ("info", Replies(server::info)),
+    // Transactions.
+    ("multi", Replies(transaction::multi)),
+    ("exec", Replies(transaction::exec)),
+    ("discard", Replies(transaction::discard)),
+    ("watch", Replies(transaction::watch)),
+    ("unwatch", Replies(transaction::unwatch)),
     // Replication.
     ("wait", Waits(replication::wait)),
     ("role", Replies(replication::role)),
@@ -307,19 +349,26 @@ pub fn key_args<'a>(info: &CommandInfo, args: Args<'a>) -> impl Iterator<Item = 
 
 /// Runs one request and writes exactly one reply, now or (for
 /// [`Outcome::Block`]) when the connection has carried out the outcome.
+/// Between MULTI and EXEC, a command that passes the checks is queued
+/// instead (see [`transaction`]).
 pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Outcome {
     let name = args.get(0).unwrap_or_default();
     let Some(command) = lookup(name).filter(|c| c.may_run_on_bus(ctx.conn.bus)) else {
-        reply.error(&unknown_command(args));
+        transaction::refuse(ctx, reply, &unknown_command(args));
         return Outcome::Done;
     };
     let info = command.info;
     if !ctx.conn.authenticated && !info.is(Flags::NO_AUTH) {
-        reply.error(&server::noauth().to_string());
+        transaction::refuse(ctx, reply, &server::noauth().to_string());
         return Outcome::Done;
     }
     if !info.arity_ok(args.len()) {
-        reply.error(&CmdError::WrongArity(info.name.to_string()).to_string());
+        let text = CmdError::WrongArity(info.name.to_string()).to_string();
+        transaction::refuse(ctx, reply, &text);
+        return Outcome::Done;
+    }
+    if ctx.conn.multi.is_some() && !transaction::runs_inside_multi(info) {
+        transaction::queue(ctx, command, args, reply);
         return Outcome::Done;
     }
     let result = match ctx.shared.cluster.as_ref() {
@@ -330,7 +379,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Outc
                 true => match ctx.shared.replication.gate.enter() {
                     Some(pass) => Some(pass),
                     None => {
-                        reply.error("TRYAGAIN Writes are paused for a failover; retry shortly");
+                        reply.error(PAUSED);
                         return Outcome::Done;
                     }
                 },
@@ -338,7 +387,21 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Outc
             };
             match ctx.conn.bus {
                 true => command.run(ctx, args, reply),
-                false => run_in_cluster(cluster, command, ctx, args, reply),
+                false => {
+                    let write = info.is(Flags::WRITE);
+                    let access = Access {
+                        write,
+                        // ASKING lasts for one command: the one after it
+                        // (ASKING itself sets it again).
+                        asking: std::mem::take(&mut ctx.conn.asking),
+                        readonly: ctx.conn.readonly,
+                    };
+                    let fence = write || (ctx.conn.fenced_reads && info.is(Flags::READONLY));
+                    let keys = key_args(info, args);
+                    run_in_cluster(cluster, ctx, keys, access, fence, |ctx| {
+                        command.run(ctx, args, reply)
+                    })
+                }
             }
         }
     };
@@ -349,32 +412,29 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Outc
     })
 }
 
-/// Runs a command after the cluster's slot check.
-fn run_in_cluster(
+/// The answer to a write while a manual failover pauses writes.
+const PAUSED: &str = "TRYAGAIN Writes are paused for a failover; retry shortly";
+
+/// Runs `run` if the cluster's slot check lets this connection at `keys`
+/// now, holding a migrating slot's lock while it runs; with `fence`, only
+/// under this primary's lease (see `cluster::lease`).
+fn run_in_cluster<'k>(
     cluster: &crate::cluster::ClusterState,
-    command: Command,
     ctx: &mut Ctx<'_>,
-    args: Args<'_>,
-    reply: &mut Reply<'_>,
+    keys: impl Iterator<Item = &'k [u8]> + Clone,
+    access: Access,
+    fence: bool,
+    run: impl FnOnce(&mut Ctx<'_>) -> CmdResult<Outcome>,
 ) -> CmdResult<Outcome> {
-    let access = Access {
-        write: command.info.is(Flags::WRITE),
-        // ASKING lasts for one command: the one after it (ASKING itself
-        // sets it again).
-        asking: std::mem::take(&mut ctx.conn.asking),
-        readonly: ctx.conn.readonly,
-    };
-    let keys = key_args(command.info, args);
     let view = cluster.view();
     let decision = routing::check(&view, keys.clone(), access);
-    let fenced = access.write || (ctx.conn.fenced_reads && command.info.is(Flags::READONLY));
-    if fenced && !matches!(decision, Decision::Refuse(_)) {
+    if fence && !matches!(decision, Decision::Refuse(_)) {
         let now = lease::now_ms();
         routing::check_lease(&cluster.lease, &view, now, access.write).map_err(CmdError::Other)?;
         ctx.conn.under_lease = true;
     }
     match decision {
-        Decision::Serve => command.run(ctx, args, reply),
+        Decision::Serve => run(ctx),
         Decision::Refuse(text) => Err(CmdError::Other(text)),
         Decision::Migrating {
             slot,
@@ -387,7 +447,7 @@ fn run_in_cluster(
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             routing::check_migrating(&outgoing, ctx.store(), keys, access.write, slot, &target)
                 .map_err(CmdError::Other)?;
-            command.run(ctx, args, reply)
+            run(ctx)
         }
     }
 }

@@ -22,7 +22,7 @@ pub fn is_replica(ctx: &Ctx<'_>) -> bool {
 /// `WAIT numreplicas timeout`: block until `numreplicas` replicas have
 /// acknowledged every write this node made before the WAIT, or `timeout`
 /// milliseconds pass (0: no limit); answer how many did.
-pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdResult<Outcome> {
+pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult<Outcome> {
     let mut cursor = ArgCursor::new(args);
     let replicas = cursor.next_int()?;
     let timeout = cursor.next_int()?;
@@ -36,6 +36,14 @@ pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdRes
         u64::try_from(timeout).map_err(|_| CmdError::Other("ERR timeout is negative".into()))?;
     let replicas = usize::try_from(replicas.max(0)).unwrap_or(usize::MAX);
     let timeout = (timeout > 0).then(|| Duration::from_millis(timeout));
+    if ctx.conn.in_exec {
+        // Inside a transaction nothing waits: the replicas that have
+        // already acknowledged everything so far.
+        let log = &ctx.shared.replication.log;
+        let acked = ctx.shared.replication.acked_at_least(log.offset());
+        reply.integer(acked as i64);
+        return Ok(Outcome::Done);
+    }
     let shared = ctx.shared.clone();
     Ok(Outcome::Block(Box::pin(async move {
         let acked = shared.replication.wait_for_acks(replicas, timeout).await;

@@ -1,18 +1,29 @@
-//! String commands: GET, SET and its variants, the multi-key MGET/MSET/MSETNX,
-//! the counters (INCR, DECR, INCRBY, DECRBY), APPEND and STRLEN.
+//! String commands: GET, SET and its variants (GETSET among them), the
+//! multi-key MGET/MSET/MSETNX, the counters (INCR, DECR, INCRBY, DECRBY,
+//! INCRBYFLOAT), APPEND, STRLEN, and the byte ranges GETRANGE (SUBSTR) and
+//! SETRANGE. The bit commands are in [`super::bits`], LCS in [`super::lcs`].
 //!
 //! Each command is parsed into a small struct first (all syntax errors are
 //! found before anything is touched, as in Redis), then applied to the store
 //! in one [`Store::entry`](crate::store::Store::entry) closure, so that a
 //! read-modify-write such as `SET key value NX GET` or INCR is atomic. Values
-//! are written into the reply from under the shard lock, never copied out.
+//! are written into the reply from under the shard lock, never copied out,
+//! and SETRANGE changes the stored value in place.
+//!
+//! INCRBYFLOAT computes in the 80-bit `long double` Redis uses, so that its
+//! results have the same digits (see [`super::long_double`]). Like every
+//! write it reaches replicas as the key's new value, never as "add 0.1", so a
+//! replica cannot round differently from its primary.
 
 use keycafe_core::{Args, Reply};
 
+use std::ops::Range;
+
 use super::keys::{ExpireArg, Unit};
+use super::long_double::{LongDouble, Number};
 use super::parse::parse_int;
 use super::{ArgCursor, CmdError, CmdResult, Ctx};
-use crate::store::{Expiry, StoreError};
+use crate::store::{Expiry, MAX_STRING_LEN, StoreError};
 
 impl From<StoreError> for CmdError {
     fn from(err: StoreError) -> Self {
@@ -271,10 +282,8 @@ pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     let keys = args.skip(1);
     let now = ctx.now_ms();
     reply.array(keys.len());
-    for key in keys.iter() {
-        ctx.store()
-            .get_with(key, now, |value| reply.optional_bulk(value));
-    }
+    ctx.store()
+        .get_many(keys.iter(), now, |value| reply.optional_bulk(value));
     Ok(())
 }
 
@@ -393,6 +402,122 @@ pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
     Ok(())
 }
 
+/// `GETSET key value`: the old value (or nil), and the key holds `value`
+/// with no time to live, as `SET key value GET` does.
+pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let (key, value) = (cursor.next_bytes()?, cursor.next_bytes()?);
+    cursor.finish()?;
+    ctx.store().read(key, ctx.now_ms(), |entry| {
+        reply.optional_bulk(entry.value());
+        entry.set(value, Expiry::Persist)?;
+        Ok(())
+    })
+}
+
+/// The bytes `start..=end` of a `len`-byte value select, by Redis's rules:
+/// a negative index counts from the end, and a range reaching outside the
+/// value is cut to it. `None` if nothing is left.
+fn byte_range(len: usize, start: i64, end: i64) -> Option<Range<usize>> {
+    // An inverted range of negative indexes: empty, before the cutting below
+    // could turn it into the first byte.
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    let len = i64::try_from(len).ok()?;
+    let start = if start < 0 {
+        (start + len).max(0)
+    } else {
+        start
+    };
+    let end = if end < 0 { (end + len).max(0) } else { end };
+    let end = end.min(len - 1);
+    if start > end {
+        return None;
+    }
+    Some(usize::try_from(start).ok()?..usize::try_from(end).ok()? + 1)
+}
+
+/// `GETRANGE key start end` (and `SUBSTR`): the bytes from `start` to `end`
+/// inclusive; an empty string if none, or if the key is absent.
+pub fn getrange(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let key = cursor.next_bytes()?;
+    let (start, end) = (cursor.next_int()?, cursor.next_int()?);
+    cursor.finish()?;
+    ctx.store().get_with(key, ctx.now_ms(), |value| {
+        let value = value.unwrap_or_default();
+        let range = byte_range(value.len(), start, end).unwrap_or_default();
+        reply.bulk(&value[range]);
+    });
+    Ok(())
+}
+
+/// `SETRANGE key offset value`: writes `value` at byte `offset`, padding
+/// with zero bytes if the value was shorter (or absent); the new length.
+pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let key = cursor.next_bytes()?;
+    let offset = cursor.next_int()?;
+    let data = cursor.next_bytes()?;
+    cursor.finish()?;
+    let offset = usize::try_from(offset)
+        .map_err(|_| CmdError::Other("ERR offset is out of range".into()))?;
+    let len = ctx
+        .store()
+        .entry(key, ctx.now_ms(), |entry| -> CmdResult<usize> {
+            // Writing nothing changes nothing, and creates no key, whatever
+            // the offset.
+            if data.is_empty() {
+                return Ok(entry.value().map_or(0, <[u8]>::len));
+            }
+            let end = offset
+                .checked_add(data.len())
+                .filter(|&end| end <= MAX_STRING_LEN)
+                .ok_or(CmdError::TooLarge)?;
+            let len = entry.update_value(end, |value| {
+                value[offset..end].copy_from_slice(data);
+                value.len()
+            })?;
+            Ok(len)
+        })?;
+    reply.integer(i64::try_from(len).unwrap_or(i64::MAX));
+    Ok(())
+}
+
+fn not_a_float() -> CmdError {
+    CmdError::Other("ERR value is not a valid float".into())
+}
+
+/// `INCRBYFLOAT key increment`: adds a float to the number stored at `key`
+/// (0 if absent), keeping its time to live; the new value, as stored.
+pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let key = cursor.next_bytes()?;
+    let increment = Number::parse(cursor.next_bytes()?);
+    cursor.finish()?;
+    let text = ctx
+        .store()
+        .entry(key, ctx.now_ms(), |entry| -> CmdResult<String> {
+            let current = match entry.value() {
+                Some(value) => Number::parse(value).ok_or_else(not_a_float)?,
+                None => Number::Finite(LongDouble::ZERO),
+            };
+            let sum = match (current, increment.ok_or_else(not_a_float)?) {
+                (Number::Finite(a), Number::Finite(b)) => a.checked_add(b),
+                _ => None,
+            };
+            let sum = sum.ok_or_else(|| {
+                CmdError::Other("ERR increment would produce NaN or Infinity".into())
+            })?;
+            let text = sum.to_redis_string();
+            entry.set(text.as_bytes(), Expiry::Keep)?;
+            Ok(text)
+        })?;
+    reply.bulk(text.as_bytes());
+    Ok(())
+}
+
 /// Runs commands through the real command table against a fresh node, and
 /// decodes each reply back into a [`Frame`]. Shared with the tests of `keys`.
 #[cfg(test)]
@@ -500,6 +625,7 @@ pub(crate) mod harness {
 
 #[cfg(test)]
 mod tests {
+    use super::byte_range;
     use super::harness::*;
     use crate::store::now_ms;
 
@@ -734,6 +860,127 @@ mod tests {
             node.run_args(&[b"SET", b"n", value]);
             assert_eq!(node.run("INCR n"), err(NOT_INT), "{value:?}");
         }
+    }
+
+    #[test]
+    fn getset_replies_with_the_old_value_and_clears_the_ttl() {
+        Node::new().script(&[
+            ("GETSET k a", null()),
+            ("SET k b EX 100", ok()),
+            ("GETSET k c", bulk("b")),
+            ("TTL k", int(-1)),
+            ("GET k", bulk("c")),
+        ]);
+    }
+
+    #[test]
+    fn byte_ranges_follow_redis() {
+        let cases: [(i64, i64, Option<std::ops::Range<usize>>); 11] = [
+            (0, 3, Some(0..4)),
+            (-3, -1, Some(13..16)),
+            (0, -1, Some(0..16)),
+            (10, 100, Some(10..16)),
+            (5, 2, None),
+            (-1, -5, None),
+            // Cut to the first byte, as Redis 7 does (8.0 answers "").
+            (-100, -90, Some(0..1)),
+            (0, -100, Some(0..1)),
+            (16, 20, None),
+            (i64::MIN, i64::MAX, Some(0..16)),
+            (i64::MAX, i64::MIN, None),
+        ];
+        for (start, end, expected) in cases {
+            assert_eq!(byte_range(16, start, end), expected, "{start} {end}");
+        }
+        assert_eq!(byte_range(0, 0, -1), None);
+        assert_eq!(byte_range(0, 0, 0), None);
+    }
+
+    #[test]
+    fn getrange_and_setrange() {
+        Node::new().script(&[
+            ("GETRANGE k 0 -1", bulk("")),
+            ("SETRANGE k 3 abc", int(6)),
+            ("GET k", bulk("\0\0\0abc")),
+            ("SETRANGE k 0 xy", int(6)),
+            ("GETRANGE k 0 1", bulk("xy")),
+            ("SUBSTR k -3 -1", bulk("abc")),
+            ("SETRANGE k -1 x", err("ERR offset is out of range")),
+            (
+                "SETRANGE k 536870912 x",
+                err("ERR string exceeds maximum allowed size (proto-max-bulk-len)"),
+            ),
+            ("GETRANGE k x 1", err(NOT_INT)),
+            ("SET t v EX 100", ok()),
+            ("SETRANGE t 1 w", int(2)),
+            ("TTL t", int(100)),
+        ]);
+    }
+
+    #[test]
+    fn setrange_with_an_empty_value_writes_nothing() {
+        let mut node = Node::new();
+        node.run("SET k abc");
+        assert_eq!(node.run_args(&[b"SETRANGE", b"k", b"9", b""]), int(3));
+        assert_eq!(node.run_args(&[b"SETRANGE", b"none", b"9", b""]), int(0));
+        assert_eq!(node.run("GET k"), bulk("abc"));
+        assert_eq!(node.run("EXISTS none"), int(0));
+    }
+
+    #[test]
+    fn incrbyfloat() {
+        let not_float = "ERR value is not a valid float";
+        let nan_or_inf = "ERR increment would produce NaN or Infinity";
+        Node::new().script(&[
+            ("INCRBYFLOAT f 0.1", bulk("0.1")),
+            ("INCRBYFLOAT f 0.2", bulk("0.3")),
+            ("INCRBYFLOAT f -0.3", bulk("0")),
+            ("SET f 10.50 EX 100", ok()),
+            ("INCRBYFLOAT f 0.1", bulk("10.6")),
+            ("GET f", bulk("10.6")),
+            ("TTL f", int(100)),
+            // 17 decimals show the long double's error, as in Redis.
+            ("INCRBYFLOAT f 5.0e3", bulk("5010.60000000000000009")),
+            ("INCRBYFLOAT f x", err(not_float)),
+            ("INCRBYFLOAT f inf", err(nan_or_inf)),
+            ("INCRBYFLOAT f 1e5000", err(not_float)),
+            ("SET s abc", ok()),
+            ("INCRBYFLOAT s 1", err(not_float)),
+            ("SET m 1.1e4932", ok()),
+            ("INCRBYFLOAT m 1.1e4932", err(nan_or_inf)),
+            ("GET m", bulk("1.1e4932")),
+        ]);
+    }
+
+    #[test]
+    fn growing_values_are_counted_and_refused_over_maxmemory() {
+        let mut node = Node::new();
+        let baseline = node.store().stats().used_bytes;
+        let used = node.store().memory().used();
+        assert_eq!(
+            node.run(&format!("CONFIG SET maxmemory {}", used + 1_000_000)),
+            ok()
+        );
+        // Under the limit when it starts, so it runs, and grows past it.
+        assert_eq!(node.run("SETRANGE big 2000000 x"), int(2_000_001));
+        let grown = node.store().stats().used_bytes - baseline;
+        assert!((2_000_000..2_100_000).contains(&grown), "{grown}");
+        let oom = "OOM command not allowed when used memory > 'maxmemory'.";
+        for command in [
+            "SETRANGE big 0 y",
+            "SETBIT big 1 1",
+            "SETBIT other 0 1",
+            "GETSET big v",
+            "INCRBYFLOAT n 1",
+        ] {
+            assert_eq!(node.run(command), err(oom), "{command}");
+        }
+        // Reads and deletions still run.
+        assert_eq!(node.run("GETRANGE big -1 -1"), bulk("x"));
+        assert_eq!(node.run("BITCOUNT big"), int(4));
+        assert_eq!(node.run("DEL big"), int(1));
+        assert!(node.store().stats().used_bytes - baseline < 100_000);
+        assert_eq!(node.run("SETBIT big 1 1"), int(0));
     }
 
     #[test]

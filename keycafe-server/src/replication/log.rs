@@ -174,6 +174,11 @@ impl ReplicationLog {
         self.record(|out| Protocol::Native.encode_request(&[b"FLUSHALL"], out));
     }
 
+    /// Records `MULTI` or `EXEC`, around a transaction's changes.
+    pub fn record_bracket(&self, word: &[u8]) {
+        self.record(|out| Protocol::Native.encode_request(&[word], out));
+    }
+
     /// Records `PING`: keeps an idle link's offset moving so that a replica
     /// can tell a silent primary from an idle one.
     pub fn record_ping(&self) {
@@ -283,6 +288,8 @@ impl Subscriber for ReplicationLog {
             } => self.record_set(key, value, deadline),
             Change::Del { key } => self.record_del(key),
             Change::FlushAll => self.record_flush(),
+            Change::Begin => self.record_bracket(b"MULTI"),
+            Change::Commit => self.record_bracket(b"EXEC"),
         }
     }
 }

@@ -34,7 +34,7 @@ use super::link::{Answer, Effect, Event, Link, Reason};
 use super::log::NO_ID;
 use crate::cluster::ClusterState;
 use crate::cluster::bus::BusClient;
-use crate::store::{Expiry, MAX_STRING_LEN, Role, Store};
+use crate::store::{Expiry, MAX_STRING_LEN, Role, ShardSet, Store};
 
 /// Room made in the input buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -428,13 +428,66 @@ fn load_copy(store: &Store, stream: &mut Stream) -> anyhow::Result<bool> {
 }
 
 /// Applies every complete record in `input`; returns the bytes they used.
+/// A transaction (`MULTI`, its records, `EXEC`) is applied as one unit, so
+/// that no reader sees half of it, and only once all of it has arrived.
 fn apply_stream(store: &Store, parser: &mut RequestParser, input: &[u8]) -> anyhow::Result<usize> {
     let mut used = 0;
     while let Some((args, len)) = parser.parse(Protocol::Native, &input[used..])? {
-        apply(store, args)?;
-        used += len;
+        if args.get(0) != Some(b"MULTI".as_slice()) {
+            apply(store, args)?;
+            used += len;
+            continue;
+        }
+        let body = &input[used + len..];
+        let Some((shards, body_len)) = transaction_extent(store, parser, body)? else {
+            break;
+        };
+        store.atomically(&shards, true, || {
+            apply_records(store, parser, &body[..body_len])
+        })?;
+        used += len + body_len;
     }
     Ok(used)
+}
+
+/// The shards a transaction's records touch and the length of its body up
+/// to and including its `EXEC`; `None` if the `EXEC` has not arrived yet.
+fn transaction_extent(
+    store: &Store,
+    parser: &mut RequestParser,
+    body: &[u8],
+) -> anyhow::Result<Option<(ShardSet, usize)>> {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut every_shard = false;
+    let mut used = 0;
+    while let Some((args, len)) = parser.parse(Protocol::Native, &body[used..])? {
+        used += len;
+        match args.get(0).unwrap_or_default() {
+            b"EXEC" => {
+                let shards = match every_shard {
+                    true => ShardSet::All,
+                    false => store.shards_of(keys.iter().map(Vec::as_slice)),
+                };
+                return Ok(Some((shards, used)));
+            }
+            b"SET" | b"DEL" => keys.push(arg(args, 1)?.to_vec()),
+            _ => every_shard = true,
+        }
+    }
+    Ok(None)
+}
+
+/// Applies the records of a transaction's body, `EXEC` excluded.
+fn apply_records(store: &Store, parser: &mut RequestParser, body: &[u8]) -> anyhow::Result<()> {
+    let mut used = 0;
+    while let Some((args, len)) = parser.parse(Protocol::Native, &body[used..])? {
+        used += len;
+        if args.get(0) == Some(b"EXEC".as_slice()) {
+            break;
+        }
+        apply(store, args)?;
+    }
+    Ok(())
 }
 
 /// Applies one record. Time is 0 so that nothing counts as expired: the

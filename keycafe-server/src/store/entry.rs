@@ -17,7 +17,7 @@
 //! `realloc` (often in place) instead of a move of the whole value.
 //!
 //! The next bit, RAW, remembers that the value was changed in place
-//! (APPEND). Keycafe holds every value the same way, but Redis holds such a
+//! (APPEND, SETRANGE, SETBIT). Keycafe holds every value the same way, but Redis holds such a
 //! value as a `raw` string whatever it looks like, and `OBJECT ENCODING`
 //! reports that; a value length never needs the bit (the store's limit is
 //! 512 MiB, 2^29 bytes).
@@ -32,8 +32,10 @@
 //! changes, so an entry never switches between the two forms.
 //!
 //! This is the only `unsafe` code of the store. It is small on purpose: the
-//! raw allocation is turned into a byte slice in one place ([`Entry::bytes`])
-//! and everything else is ordinary slice code.
+//! raw allocation is turned into a byte slice in one place ([`Entry::bytes`]),
+//! and into a mutable one in one other ([`Entry::value_mut`], so that SETBIT
+//! on a large bitmap changes one byte instead of copying the value), and
+//! everything else is ordinary slice code.
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
@@ -255,6 +257,48 @@ impl Entry {
         }
     }
 
+    /// Lengthens the value to `len` bytes with zero bytes at its end,
+    /// keeping the deadline; does nothing if it is already that long
+    /// (SETRANGE and SETBIT past the end, which Redis pads with zeros).
+    ///
+    /// # Panics
+    /// If `len` is longer than [`MAX_LEN`] (checked by the store).
+    pub fn grow_value(&mut self, len: usize) {
+        let old = self.shape();
+        if len <= old.value_len {
+            return;
+        }
+        assert!(len <= MAX_LEN, "value length checked by the store");
+        let deadline = self.deadline();
+        let shape = Shape {
+            value_len: len,
+            ..old
+        };
+        self.reshape(shape);
+        // SAFETY: the new value bytes and the deadline end within the new
+        // size; the zeros are written before anything reads the value.
+        unsafe {
+            std::ptr::write_bytes(
+                self.ptr.as_ptr().add(old.value_at() + old.value_len),
+                0,
+                len - old.value_len,
+            );
+            if let Some(deadline) = deadline {
+                self.write_raw(shape.size() - DEADLINE, &deadline.to_le_bytes());
+            }
+        }
+    }
+
+    /// The value, to change in place (its length stays as it is).
+    pub fn value_mut(&mut self) -> &mut [u8] {
+        let shape = self.shape();
+        let (at, len) = (shape.value_at(), shape.value_len);
+        // SAFETY: the value lies within the allocation, which is initialised
+        // and owned by `self`; the `&mut self` borrow makes this the only
+        // reference to it while the slice lives.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(at), len) }
+    }
+
     fn header_bytes(&self) -> [u8; HEADER] {
         // SAFETY: every allocation starts with a HEADER-byte header, written
         // before the entry is handed out; `[u8; 8]` has alignment 1.
@@ -461,6 +505,26 @@ mod tests {
             (entry.key(), entry.value(), entry.deadline(), entry.access()),
             (&b"k"[..], &b"12"[..], Some(9), 5)
         );
+    }
+
+    #[test]
+    fn values_grow_with_zeros_and_change_in_place() {
+        let mut entry = Entry::new(b"key", b"ab", Some(5));
+        entry.set_access(9);
+        entry.grow_value(1);
+        assert_eq!(entry.value(), b"ab");
+        entry.grow_value(5);
+        assert_eq!(entry.value(), b"ab\0\0\0");
+        entry.value_mut()[4] = b'z';
+        assert_eq!(
+            (entry.key(), entry.value(), entry.deadline(), entry.access()),
+            (&b"key"[..], &b"ab\0\0z"[..], Some(5), 9)
+        );
+        assert_eq!(entry.size(), HEADER + 3 + 5 + DEADLINE);
+        let mut entry = Entry::new(b"k", b"", None);
+        entry.grow_value(3);
+        entry.value_mut().copy_from_slice(b"xyz");
+        assert_eq!((entry.value(), entry.deadline()), (&b"xyz"[..], None));
     }
 
     #[test]

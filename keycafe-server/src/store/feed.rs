@@ -33,6 +33,13 @@ pub enum Change<'a> {
     Del { key: &'a [u8] },
     /// Every key is gone.
     FlushAll,
+    /// The changes up to the next [`Change::Commit`] belong to one
+    /// transaction (MULTI/EXEC): whoever applies them elsewhere applies them
+    /// together. Changes to keys outside the transaction may be heard in
+    /// between; they commute with it. Transactions never nest.
+    Begin,
+    /// The end of the transaction that [`Change::Begin`] started.
+    Commit,
 }
 
 /// Something that hears every change the store makes.

@@ -99,18 +99,6 @@ impl<'a> KeyEntry<'a> {
 
     /// Stores `value` (creating the key if needed) with the given deadline.
     pub fn set(&mut self, value: &[u8], expiry: Expiry) -> Result<(), StoreError> {
-        self.store(value, expiry, false)
-    }
-
-    /// Like [`KeyEntry::set`], for a command that changes a string in place
-    /// (SETRANGE, SETBIT): Redis then holds the value as a `raw` string
-    /// whatever it looks like, and `OBJECT ENCODING` says so. (APPEND is
-    /// [`KeyEntry::append`], which does the same.)
-    pub fn set_raw(&mut self, value: &[u8], expiry: Expiry) -> Result<(), StoreError> {
-        self.store(value, expiry, true)
-    }
-
-    fn store(&mut self, value: &[u8], expiry: Expiry, raw: bool) -> Result<(), StoreError> {
         check_len(self.key.len())?;
         check_len(value.len())?;
         let deadline = match expiry {
@@ -125,18 +113,11 @@ impl<'a> KeyEntry<'a> {
         match self.bucket {
             Some(bucket) => {
                 let at = self.at;
-                self.shard.modify(at.table, bucket, at.hash, |e| {
-                    e.set_value(value, deadline);
-                    if raw {
-                        e.mark_raw();
-                    }
-                });
+                self.shard
+                    .modify(at.table, bucket, at.hash, |e| e.set_value(value, deadline));
             }
             None => {
-                let mut entry = Entry::new(self.key, value, deadline);
-                if raw {
-                    entry.mark_raw();
-                }
+                let entry = Entry::new(self.key, value, deadline);
                 self.bucket = Some(
                     self.shard
                         .insert(self.at.table, self.at.hash, entry, self.now),
@@ -189,6 +170,43 @@ impl<'a> KeyEntry<'a> {
         self.shard
             .modify(at.table, bucket, at.hash, |e| e.append(data));
         Ok(new_len)
+    }
+
+    /// Changes the value in place (SETRANGE, SETBIT): first lengthens it to
+    /// at least `len` bytes with zero bytes at its end (creating the key,
+    /// persistent, if it is absent), then calls `change` with it, keeping any
+    /// deadline. The change is one write to the change feed, whatever its
+    /// size, and the value is never copied: a one-bit change to a large
+    /// bitmap costs one byte. `OBJECT ENCODING` says `raw` for the value
+    /// from then on, as Redis does after SETRANGE or SETBIT.
+    pub fn update_value<R>(
+        &mut self,
+        len: usize,
+        change: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, StoreError> {
+        check_len(len)?;
+        match self.bucket {
+            Some(bucket) => {
+                let at = self.at;
+                Ok(self.shard.modify(at.table, bucket, at.hash, |e| {
+                    e.grow_value(len);
+                    e.mark_raw();
+                    change(e.value_mut())
+                }))
+            }
+            None => {
+                check_len(self.key.len())?;
+                let mut entry = Entry::new(self.key, b"", None);
+                entry.grow_value(len);
+                entry.mark_raw();
+                let out = change(entry.value_mut());
+                self.bucket = Some(
+                    self.shard
+                        .insert(self.at.table, self.at.hash, entry, self.now),
+                );
+                Ok(out)
+            }
+        }
     }
 
     fn stored(&self) -> Option<&Entry> {

@@ -82,10 +82,14 @@ mod memory;
 mod shard;
 #[cfg(test)]
 mod tests;
+mod transaction;
+#[cfg(test)]
+mod transaction_tests;
+mod watch;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use foldhash::fast::RandomState;
@@ -98,6 +102,9 @@ pub use key_entry::{Expiry, KeyEntry, Ttl};
 pub use keyspace::Transfer;
 pub use memory::{FLUSH_STEP, MemoryUse, deserialize_memory, parse_memory};
 use shard::{Location, Shard};
+pub use transaction::ShardSet;
+pub use watch::Watch;
+use watch::Watches;
 
 /// The longest key or value the store accepts: Redis's 512 MiB.
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
@@ -209,6 +216,8 @@ struct Common {
     policy: AtomicU8,
     /// `maxmemory-samples`.
     samples: AtomicUsize,
+    /// The keys connections WATCH.
+    watches: Arc<Watches>,
 }
 
 impl Common {
@@ -221,9 +230,14 @@ impl Common {
     }
 }
 
-/// A shard on its own pair of cache lines (adjacent-line prefetch pulls in two).
+/// A shard on its own pair of cache lines (adjacent-line prefetch pulls in
+/// two), with the condition variable that operations wait on while a
+/// transaction owns it (see `transaction.rs`).
 #[repr(align(128))]
-struct Padded(Mutex<Shard>);
+struct Padded {
+    shard: Mutex<Shard>,
+    released: Condvar,
+}
 
 /// The keyspace of one node. See the [module documentation](self).
 pub struct Store {
@@ -237,6 +251,9 @@ pub struct Store {
     /// Eviction's candidates; locked only by writes over `maxmemory`,
     /// before any shard.
     pool: Mutex<evict::Pool>,
+    /// Held by the transaction that runs (one at a time); holds the id of
+    /// the last one.
+    transactions: Mutex<u64>,
 }
 
 impl Default for Store {
@@ -280,15 +297,22 @@ impl Store {
             memory,
             policy: AtomicU8::new(Policy::NoEviction.to_u8()),
             samples: AtomicUsize::new(Store::DEFAULT_SAMPLES),
+            watches: Arc::default(),
         });
         let shard = || Shard::new(tables_per_shard, hasher.clone(), common.clone());
         Store {
-            shards: (0..count).map(|_| Padded(Mutex::new(shard()))).collect(),
+            shards: (0..count)
+                .map(|_| Padded {
+                    shard: Mutex::new(shard()),
+                    released: Condvar::new(),
+                })
+                .collect(),
             shard_mask: count - 1,
             shard_shift: count.trailing_zeros(),
             hasher,
             common,
             pool: Mutex::new(evict::Pool::default()),
+            transactions: Mutex::new(0),
         }
     }
 
@@ -333,6 +357,41 @@ impl Store {
             None => {
                 shard.counters.misses += 1;
                 f(None)
+            }
+        }
+    }
+
+    /// Calls `f` with the value of each of `keys` (or `None`), in order, at
+    /// one point in time (MGET): every shard involved is locked first, in
+    /// ascending order as [`Store::set_many`] does, so no write lands
+    /// between two of the reads.
+    pub fn get_many<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k [u8]> + Clone,
+        now: u64,
+        mut f: impl FnMut(Option<&[u8]>),
+    ) {
+        let mut wanted = vec![false; self.shards.len()];
+        for key in keys.clone() {
+            wanted[self.locate(key).shard] = true;
+        }
+        let mut guards: Vec<Option<MutexGuard<'_, Shard>>> = wanted
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| w.then(|| self.lock(i)))
+            .collect();
+        for key in keys {
+            let at = self.locate(key);
+            let shard = locked(&mut guards, at.shard);
+            match shard.find(at.table, at.hash, key, now) {
+                Some(bucket) => {
+                    shard.counters.hits += 1;
+                    f(Some(shard.entry(at.table, bucket).value()));
+                }
+                None => {
+                    shard.counters.misses += 1;
+                    f(None);
+                }
             }
         }
     }
@@ -443,9 +502,80 @@ impl Store {
         if self.common.feed.is_listening() {
             self.common.feed.emit(Change::FlushAll);
         }
+        let now = now_ms();
+        self.common.watches.touch_where(|key| {
+            let at = self.locate(key);
+            guards[at.shard].holds(at.table, at.hash, key, now)
+        });
         let old: Vec<_> = guards.iter_mut().map(|shard| shard.take_all()).collect();
         drop(guards);
         drop(old);
+    }
+
+    /// The shards that `keys` live in, for [`Store::atomically`].
+    pub fn shards_of<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> ShardSet {
+        let mut shards: Vec<usize> = keys
+            .into_iter()
+            .map(|key| self.slot_location(key_slot(key)).0)
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        ShardSet::Some(shards)
+    }
+
+    /// Runs `f` with no other operation on `shards` in between: a
+    /// transaction (see `transaction.rs`). `f` must touch only those shards.
+    /// If `writes`, the change feed hears the changes `f` makes between
+    /// [`Change::Begin`] and [`Change::Commit`], so that a replica applies
+    /// them as one unit too.
+    pub fn atomically<R>(&self, shards: &ShardSet, writes: bool, f: impl FnOnce() -> R) -> R {
+        let mut last = self
+            .transactions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *last += 1;
+        let id = *last;
+        let owned = shards.numbers(self.shards.len());
+        for &shard in &owned {
+            self.lock(shard).owner = id;
+        }
+        // Released in drop, so that a panic in `f` cannot leave shards owned.
+        let _release = Release {
+            store: self,
+            owned: &owned,
+        };
+        let _running = transaction::Running::start(id);
+        let feed = &self.common.feed;
+        let bracket = writes && feed.is_listening();
+        if bracket {
+            feed.emit(Change::Begin);
+        }
+        let out = f();
+        if bracket {
+            feed.emit(Change::Commit);
+        }
+        out
+    }
+
+    /// Starts watching `key` for `watch` (WATCH), made on first use.
+    pub fn watch(&self, watch: &mut Option<Watch>, key: &[u8], now: u64) {
+        let watch = watch.get_or_insert_with(|| Watch::new(self.common.watches.clone()));
+        if watch.has(key) {
+            return;
+        }
+        // Registered before the key is read: see `Watches::touch`.
+        watch.add(key);
+        let alive = self.read(key, now, |entry| entry.exists());
+        watch.set_alive(alive);
+    }
+
+    /// True if a key `watch` watches changed since it was watched, or
+    /// expired (EXEC refuses the transaction then).
+    pub fn watch_broken(&self, watch: &Watch, now: u64) -> bool {
+        watch.flagged()
+            || watch
+                .alive_when_watched()
+                .any(|key| !self.read(key, now, |entry| entry.exists()))
     }
 
     /// Calls `f` with every key of `slot` (expired ones included: their
@@ -555,13 +685,39 @@ impl Store {
         (slot & self.shard_mask, slot >> self.shard_shift)
     }
 
-    /// Locks a shard. A panic while a shard was locked would be a bug in
-    /// this module; the data is still memory-safe, so serving on beats
-    /// taking the whole node down with it.
+    /// Locks a shard, waiting while another thread's transaction owns it
+    /// (see `transaction.rs`). A panic while a shard was locked would be a
+    /// bug in this module; the data is still memory-safe, so serving on
+    /// beats taking the whole node down with it.
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
-        self.shards[shard]
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let padded = &self.shards[shard];
+        let mut guard = padded.shard.lock().unwrap_or_else(PoisonError::into_inner);
+        while !transaction::may_use(guard.owner) {
+            guard = padded
+                .released
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        guard
+    }
+}
+
+/// Gives a transaction's shards back, waking whoever waits for them.
+struct Release<'s> {
+    store: &'s Store,
+    owned: &'s [usize],
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        for &shard in self.owned {
+            let padded = &self.store.shards[shard];
+            padded
+                .shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .owner = 0;
+            padded.released.notify_all();
+        }
     }
 }

@@ -66,6 +66,9 @@ pub struct Shard {
     reported: usize,
     /// State of a xorshift generator: sampling and the LFU counter's coin.
     rng: u64,
+    /// The transaction that owns this shard, 0 for none (see
+    /// `transaction.rs`).
+    pub owner: u64,
 }
 
 impl Shard {
@@ -78,6 +81,7 @@ impl Shard {
             counters: Counters::default(),
             reported: 0,
             rng: rand::random::<u64>() | 1,
+            owner: 0,
         };
         shard.pass_on_memory();
         shard
@@ -112,6 +116,14 @@ impl Shard {
         self.remove(table, bucket);
         self.counters.expired += 1;
         None
+    }
+
+    /// True if `key` is present and alive at `now`. Changes nothing: no
+    /// access is counted and an expired key stays.
+    pub fn holds(&self, table: usize, hash: u64, key: &[u8], now: u64) -> bool {
+        self.tables[table]
+            .find(hash, |e| e.key() == key)
+            .is_some_and(|e| e.deadline().is_none_or(|d| d >= now))
     }
 
     /// Records an access to the entry in `bucket`. Writes the header only
@@ -208,17 +220,19 @@ impl Shard {
         }
     }
 
-    /// Tells the change feed the new state of the entry in `bucket`.
+    /// Tells the change feed the new state of the entry in `bucket`, and
+    /// the key's watchers that it changed.
     fn record_set(&self, table: usize, bucket: usize) {
+        let entry = self.entry(table, bucket);
         let feed = &self.common.feed;
         if feed.is_listening() {
-            let entry = self.entry(table, bucket);
             feed.emit(Change::Set {
                 key: entry.key(),
                 value: entry.value(),
                 deadline: entry.deadline(),
             });
         }
+        self.common.watches.touch(entry.key());
     }
 
     /// Removes up to `budget` due items' worth of expired keys; returns how
@@ -501,6 +515,7 @@ impl Shard {
         if feed.is_listening() {
             feed.emit(Change::Del { key: entry.key() });
         }
+        self.common.watches.touch(entry.key());
         self.counters.keys -= 1;
         self.counters.entry_bytes -= allocation_cost(entry.size());
         if entry.deadline().is_some() {

@@ -344,6 +344,8 @@ impl Subscriber for Recorder {
             }
             Change::Del { key } => vec!["DEL".into(), text(key)],
             Change::FlushAll => vec!["FLUSHALL".into()],
+            Change::Begin => vec!["MULTI".into()],
+            Change::Commit => vec!["EXEC".into()],
         };
         self.changes.lock().unwrap().push(words);
     }
