@@ -12,7 +12,7 @@
 //! - [`args`]: [`Args`], a borrowed, allocation-free view of a request.
 //! - [`codec`]: [`Protocol`] detection, [`RequestParser`] and [`Reply`], the
 //!   interface the server and client use instead of bytes.
-//! - [`resp`]: RESP2 and inline commands.
+//! - [`resp`]: RESP2, RESP3 and inline commands.
 //! - [`native`]: Keycafe's length-prefixed binary protocol.
 //! - [`handshake`]: [`handshake::Handshake`], the client's side of a native
 //!   connection's opening (hello and AUTH), without I/O.

@@ -219,19 +219,32 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
     end_frame(out, start);
 }
 
-fn write_value(frame: &Frame, out: &mut BytesMut) {
+/// Writes one value (no length prefix). RESP3's types, which this protocol
+/// does not have, go as Redis sends them to a RESP2 client: a map as an
+/// array of keys and values, a set or push as an array, a double, big
+/// number or verbatim string as a bulk, a boolean as the integer 1 or 0.
+pub(crate) fn write_value(frame: &Frame, out: &mut BytesMut) {
+    let items = |items: &[Frame], out: &mut BytesMut| {
+        write_array_header(out, items.len());
+        items.iter().for_each(|item| write_value(item, out));
+    };
     match frame {
         Frame::Simple(text) => write_string(out, tag::SIMPLE, text),
         Frame::Error(text) => write_string(out, tag::ERROR, text),
         Frame::Integer(n) => write_integer(out, *n),
         Frame::Bulk(data) => write_string(out, tag::BULK, data),
         Frame::Null => out.put_u8(tag::NULL),
-        Frame::Array(items) => {
-            write_array_header(out, items.len());
-            for item in items {
-                write_value(item, out);
+        Frame::Array(list) | Frame::Set(list) | Frame::Push(list) => items(list, out),
+        Frame::Map(pairs) => {
+            write_array_header(out, 2 * pairs.len());
+            for (key, value) in pairs {
+                write_value(key, out);
+                write_value(value, out);
             }
         }
+        Frame::Double(text) | Frame::BigNumber(text) => write_string(out, tag::BULK, text),
+        Frame::Verbatim { text, .. } => write_string(out, tag::BULK, text),
+        Frame::Boolean(value) => write_integer(out, i64::from(*value)),
     }
 }
 

@@ -1,9 +1,17 @@
-//! RESP2, the Redis serialization protocol, plus inline commands.
+//! RESP, the Redis serialization protocol (RESP2 and RESP3), plus inline
+//! commands.
 //!
 //! Requests arrive as arrays of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`)
 //! or, from a person typing into telnet, as an inline line (`GET k\r\n`) that
-//! is split on spaces with Redis's quoting rules. Replies are one of the five
-//! RESP2 types, with `$-1` for [`Frame::Null`].
+//! is split on spaces with Redis's quoting rules. Requests look the same in
+//! both versions; only replies differ. A RESP2 reply is one of five types,
+//! with `$-1` (or `*-1`) for [`Frame::Null`]. RESP3, which a client asks for
+//! with `HELLO 3`, adds maps (`%`), sets (`~`), doubles (`,`), booleans
+//! (`#`), verbatim strings (`=`), big numbers (`(`), blob errors (`!`), push
+//! messages (`>`) and one null (`_`). Written for a RESP2 client, each RESP3
+//! type becomes what Redis sends in its place ([`encode_frame`]); the
+//! decoder reads both versions (attributes, `|`, which Redis sends to no
+//! command Keycafe has, are refused as an unknown type).
 //!
 //! Parsing is incremental: every function here first finds out whether the
 //! whole frame has arrived and returns `Ok(None)` when it has not, consuming
@@ -374,21 +382,206 @@ pub fn encode_request<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
     }
 }
 
-/// Writes any frame.
+/// Writes any frame in RESP2, each RESP3 type as Redis sends it to a
+/// RESP2 client: a map as a flat array of keys and values, a set or a push
+/// as an array, a double, big number or verbatim string as a bulk, a
+/// boolean as `:1`/`:0`.
 pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
+    write_frame(frame, out, false);
+}
+
+/// Writes any frame in RESP3.
+pub fn encode_frame_resp3(frame: &Frame, out: &mut BytesMut) {
+    write_frame(frame, out, true);
+}
+
+fn write_frame(frame: &Frame, out: &mut BytesMut, resp3: bool) {
+    let items = |items: &[Frame], out: &mut BytesMut| {
+        items.iter().for_each(|item| write_frame(item, out, resp3));
+    };
     match frame {
         Frame::Simple(text) => write_line(out, b'+', text),
         Frame::Error(text) => write_line(out, b'-', text),
         Frame::Integer(n) => write_header(out, b':', *n),
         Frame::Bulk(data) => write_bulk(out, data),
-        Frame::Null => out.put_slice(b"$-1\r\n"),
-        Frame::Array(items) => {
-            write_header(out, b'*', items.len() as i64);
-            for item in items {
-                encode_frame(item, out);
+        Frame::Null => write_null(out, resp3),
+        Frame::Array(list) => {
+            write_header(out, b'*', list.len() as i64);
+            items(list, out);
+        }
+        Frame::Set(list) => {
+            write_header(out, if resp3 { b'~' } else { b'*' }, list.len() as i64);
+            items(list, out);
+        }
+        Frame::Push(list) => {
+            write_header(out, if resp3 { b'>' } else { b'*' }, list.len() as i64);
+            items(list, out);
+        }
+        Frame::Map(pairs) => {
+            write_map_header(out, pairs.len(), resp3);
+            for (key, value) in pairs {
+                write_frame(key, out, resp3);
+                write_frame(value, out, resp3);
             }
         }
+        Frame::Double(text) if resp3 => write_line(out, b',', text),
+        Frame::BigNumber(text) if resp3 => write_line(out, b'(', text),
+        Frame::Double(text) | Frame::BigNumber(text) => write_bulk(out, text),
+        Frame::Boolean(value) => write_boolean(out, *value, resp3),
+        Frame::Verbatim { format, text } if resp3 => write_verbatim(out, format, text),
+        Frame::Verbatim { text, .. } => write_bulk(out, text),
     }
+}
+
+/// RESP2's null bulk string or RESP3's null.
+pub(crate) fn write_null(out: &mut BytesMut, resp3: bool) {
+    out.put_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" });
+}
+
+/// A map of `len` pairs: RESP3's `%`, or RESP2's array of keys and values.
+pub(crate) fn write_map_header(out: &mut BytesMut, len: usize, resp3: bool) {
+    match resp3 {
+        true => write_header(out, b'%', len as i64),
+        false => write_header(out, b'*', 2 * len as i64),
+    }
+}
+
+/// RESP3's `#t`/`#f`, or RESP2's `:1`/`:0`.
+pub(crate) fn write_boolean(out: &mut BytesMut, value: bool, resp3: bool) {
+    out.put_slice(match (resp3, value) {
+        (true, true) => b"#t\r\n",
+        (true, false) => b"#f\r\n",
+        (false, true) => b":1\r\n",
+        (false, false) => b":0\r\n",
+    });
+}
+
+/// RESP3's verbatim string: `=<len>\r\n<format>:<text>\r\n`.
+pub(crate) fn write_verbatim(out: &mut BytesMut, format: &[u8; 3], text: &[u8]) {
+    write_header(out, b'=', text.len() as i64 + 4);
+    out.put_slice(format);
+    out.put_u8(b':');
+    out.put_slice(text);
+    out.put_slice(b"\r\n");
+}
+
+/// A double as Redis writes it in a reply (`d2string` in Redis 7.2): `nan`,
+/// `inf`, `-inf`, `0`, `-0`; an integral value of magnitude up to 2^62 as an
+/// integer; anything else in the fewest digits that read back as the same
+/// double, in plain notation unless the exponent is far from the digits
+/// (`0.30000000000000004`, `1e-7`, `1.5e+300`). Redis 7.0 printed `%.17g`
+/// (`0.10000000000000001` for 0.1); 7.2 changed to this.
+///
+/// Held on the stack: writing a double allocates nothing.
+pub struct DoubleText {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl DoubleText {
+    pub fn new(value: f64) -> DoubleText {
+        let mut text = DoubleText {
+            buf: [0; 32],
+            len: 0,
+        };
+        if value.is_nan() {
+            text.push(b"nan");
+        } else if value.is_infinite() {
+            text.push(if value < 0.0 { b"-inf" } else { b"inf" });
+        } else if value == 0.0 {
+            text.push(if value.is_sign_negative() {
+                b"-0"
+            } else {
+                b"0"
+            });
+        } else if let Some(integer) = exact_integer(value) {
+            text.push(itoa::Buffer::new().format(integer).as_bytes());
+        } else {
+            text.push_shortest(value);
+        }
+        text
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Lays out the shortest round-trip digits of a finite, non-zero value
+    /// with the rules of Redis's `fpconv_dtoa`.
+    fn push_shortest(&mut self, value: f64) {
+        use std::io::Write as _;
+        if value.is_sign_negative() {
+            self.push(b"-");
+        }
+        // Rust's `{:e}` gives the shortest digits that round-trip, as
+        // `d.ddde<exponent>`; only their layout is left to do.
+        let mut scientific = [0u8; 32];
+        let written = {
+            let mut cursor = &mut scientific[..];
+            write!(cursor, "{:e}", value.abs()).expect("32 bytes hold any f64 in `{:e}`");
+            32 - cursor.len()
+        };
+        let scientific = &scientific[..written];
+        let e_at = scientific
+            .iter()
+            .position(|&b| b == b'e')
+            .expect("`{:e}` writes an exponent");
+        let exponent: i32 = std::str::from_utf8(&scientific[e_at + 1..])
+            .ok()
+            .and_then(|e| e.parse().ok())
+            .expect("`{:e}` writes a decimal exponent");
+        let mut digits = [0u8; 20];
+        let mut count = 0;
+        for &byte in scientific[..e_at].iter().filter(|&&b| b != b'.') {
+            digits[count] = byte;
+            count += 1;
+        }
+        let digits = &digits[..count];
+        let count = count as i32;
+        // value = digits × 10^shift
+        let shift = exponent - (count - 1);
+        let magnitude = exponent.abs();
+        if shift >= 0 && magnitude < count + 7 {
+            self.push(digits);
+            (0..shift).for_each(|_| self.push(b"0"));
+        } else if shift < 0 && (shift > -7 || magnitude < 4) {
+            let point = count + shift;
+            if point <= 0 {
+                self.push(b"0.");
+                (0..-point).for_each(|_| self.push(b"0"));
+                self.push(digits);
+            } else {
+                let (whole, fraction) = digits.split_at(point as usize);
+                self.push(whole);
+                self.push(b".");
+                self.push(fraction);
+            }
+        } else {
+            self.push(&digits[..1]);
+            if digits.len() > 1 {
+                self.push(b".");
+                self.push(&digits[1..]);
+            }
+            self.push(if exponent < 0 { b"e-" } else { b"e+" });
+            self.push(itoa::Buffer::new().format(magnitude).as_bytes());
+        }
+    }
+}
+
+/// The value as an `i64` if it is a whole number small enough that Redis
+/// prints it as one (within ±2^62).
+fn exact_integer(value: f64) -> Option<i64> {
+    const LIMIT: f64 = (i64::MAX / 2) as f64;
+    if !(-LIMIT..=LIMIT).contains(&value) {
+        return None;
+    }
+    let integer = value as i64;
+    (integer as f64 == value).then_some(integer)
 }
 
 /// `<tag><n>\r\n`, used for integers and for array and bulk headers.
@@ -441,35 +634,16 @@ fn check_frame(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Result<
         return Ok(None);
     };
     match tag {
-        b'+' | b'-' => {
-            // The line ends at its first CR, which must be followed by LF: the
-            // rule `parse_frame` uses too, so both steps agree on the frame's
-            // end (a bare CR or LF inside the text is rejected, not skipped).
-            // The text is bounded by `max_bulk_len` whether or not its end
-            // has arrived yet.
-            let rest = &buf[pos + 1..];
-            let too_long = ProtocolError::Malformed("status line too long");
-            match memchr::memchr2(b'\r', b'\n', rest) {
-                Some(end) if end > limits.max_bulk_len => Err(too_long),
-                Some(i) if rest[i] == b'\n' => {
-                    Err(ProtocolError::Malformed("status line without CR"))
-                }
-                Some(cr) => match rest.get(cr + 1) {
-                    Some(b'\n') => Ok(Some(pos + 1 + cr + 2)),
-                    Some(_) => Err(ProtocolError::Malformed("CR inside a status line")),
-                    None => Ok(None),
-                },
-                None if rest.len() > limits.max_bulk_len => Err(too_long),
-                None => Ok(None),
-            }
-        }
+        b'+' | b'-' | b',' | b'(' => check_line(buf, pos, limits),
         b':' => Ok(number_line(buf, pos + 1, ProtocolError::InvalidInteger)?.map(|(_, end)| end)),
-        b'$' => {
+        b'_' => check_exact(buf, pos, &[b"_\r\n"], "malformed null"),
+        b'#' => check_exact(buf, pos, &[b"#t\r\n", b"#f\r\n"], "malformed boolean"),
+        b'$' | b'!' | b'=' => {
             let Some((len, start)) = number_line(buf, pos + 1, ProtocolError::InvalidBulkLength)?
             else {
                 return Ok(None);
             };
-            if len == -1 {
+            if len == -1 && tag == b'$' {
                 return Ok(Some(start));
             }
             if len < 0 || len as u64 > limits.max_bulk_len as u64 {
@@ -478,17 +652,20 @@ fn check_frame(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Result<
             let end = start + len as usize;
             match buf.get(end..end + 2) {
                 None => Ok(None),
+                Some(b"\r\n") if tag == b'=' && (len < 4 || buf[start + 3] != b':') => {
+                    Err(ProtocolError::Malformed("verbatim string without a format"))
+                }
                 Some(b"\r\n") => Ok(Some(end + 2)),
                 Some(_) => Err(ProtocolError::Malformed("bulk string not followed by CRLF")),
             }
         }
-        b'*' => {
+        b'*' | b'~' | b'>' | b'%' => {
             let Some((count, mut next)) =
                 number_line(buf, pos + 1, ProtocolError::InvalidMultibulkLength)?
             else {
                 return Ok(None);
             };
-            if count == -1 {
+            if count == -1 && tag == b'*' {
                 return Ok(Some(next));
             }
             if count < 0 || count as u64 > limits.max_args as u64 {
@@ -497,7 +674,9 @@ fn check_frame(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Result<
             if depth >= MAX_DEPTH {
                 return Err(ProtocolError::Malformed("arrays nested too deeply"));
             }
-            for _ in 0..count {
+            // A map's count is of pairs.
+            let items = if tag == b'%' { 2 * count } else { count };
+            for _ in 0..items {
                 match check_frame(buf, next, limits, depth + 1)? {
                     Some(end) => next = end,
                     None => return Ok(None),
@@ -509,6 +688,47 @@ fn check_frame(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Result<
     }
 }
 
+/// A status, error, double or big number line at `pos`.
+fn check_line(buf: &[u8], pos: usize, limits: &Limits) -> Result<Option<usize>> {
+    // The line ends at its first CR, which must be followed by LF: the
+    // rule `parse_frame` uses too, so both steps agree on the frame's
+    // end (a bare CR or LF inside the text is rejected, not skipped).
+    // The text is bounded by `max_bulk_len` whether or not its end
+    // has arrived yet.
+    let rest = &buf[pos + 1..];
+    let too_long = ProtocolError::Malformed("status line too long");
+    match memchr::memchr2(b'\r', b'\n', rest) {
+        Some(end) if end > limits.max_bulk_len => Err(too_long),
+        Some(i) if rest[i] == b'\n' => Err(ProtocolError::Malformed("status line without CR")),
+        Some(cr) => match rest.get(cr + 1) {
+            Some(b'\n') => Ok(Some(pos + 1 + cr + 2)),
+            Some(_) => Err(ProtocolError::Malformed("CR inside a status line")),
+            None => Ok(None),
+        },
+        None if rest.len() > limits.max_bulk_len => Err(too_long),
+        None => Ok(None),
+    }
+}
+
+/// A frame that must be one of a few exact byte strings (`_\r\n`, `#t\r\n`).
+fn check_exact(
+    buf: &[u8],
+    pos: usize,
+    allowed: &[&[u8]],
+    malformed: &'static str,
+) -> Result<Option<usize>> {
+    let rest = &buf[pos..];
+    for frame in allowed {
+        if rest.starts_with(frame) {
+            return Ok(Some(pos + frame.len()));
+        }
+        if frame.starts_with(rest) {
+            return Ok(None);
+        }
+    }
+    Err(ProtocolError::Malformed(malformed))
+}
+
 /// Step two: build the frame that [`check_frame`] vouched for. Strings are
 /// slices of `buf`, not copies.
 fn parse_frame(buf: &Bytes, pos: usize) -> (Frame, usize) {
@@ -517,14 +737,16 @@ fn parse_frame(buf: &Bytes, pos: usize) -> (Frame, usize) {
         let end = line_end(from);
         (parse_i64(&buf[from..end]).unwrap_or(0), end + 2)
     };
-    match buf[pos] {
-        b'+' | b'-' => {
+    let tag = buf[pos];
+    match tag {
+        b'+' | b'-' | b',' | b'(' => {
             let end = line_end(pos + 1);
             let text = buf.slice(pos + 1..end);
-            let frame = if buf[pos] == b'+' {
-                Frame::Simple(text)
-            } else {
-                Frame::Error(text)
+            let frame = match tag {
+                b'+' => Frame::Simple(text),
+                b'-' => Frame::Error(text),
+                b',' => Frame::Double(text),
+                _ => Frame::BigNumber(text),
             };
             (frame, end + 2)
         }
@@ -532,23 +754,38 @@ fn parse_frame(buf: &Bytes, pos: usize) -> (Frame, usize) {
             let (n, next) = number(pos + 1);
             (Frame::Integer(n), next)
         }
-        b'$' => match number(pos + 1) {
+        b'_' => (Frame::Null, pos + 3),
+        b'#' => (Frame::Boolean(buf[pos + 1] == b't'), pos + 4),
+        b'$' | b'!' | b'=' => match number(pos + 1) {
             (-1, next) => (Frame::Null, next),
             (len, start) => {
                 let end = start + len as usize;
-                (Frame::Bulk(buf.slice(start..end)), end + 2)
+                let frame = match tag {
+                    b'$' => Frame::Bulk(buf.slice(start..end)),
+                    b'!' => Frame::Error(buf.slice(start..end)),
+                    _ => Frame::Verbatim {
+                        format: [buf[start], buf[start + 1], buf[start + 2]],
+                        text: buf.slice(start + 4..end),
+                    },
+                };
+                (frame, end + 2)
             }
         },
         _ => match number(pos + 1) {
             (-1, next) => (Frame::Null, next),
             (count, mut next) => {
-                let mut items = Vec::with_capacity(count as usize);
-                for _ in 0..count {
+                let mut item = || {
                     let (item, end) = parse_frame(buf, next);
-                    items.push(item);
                     next = end;
-                }
-                (Frame::Array(items), next)
+                    item
+                };
+                let frame = match tag {
+                    b'%' => Frame::Map((0..count).map(|_| (item(), item())).collect()),
+                    b'~' => Frame::Set((0..count).map(|_| item()).collect()),
+                    b'>' => Frame::Push((0..count).map(|_| item()).collect()),
+                    _ => Frame::Array((0..count).map(|_| item()).collect()),
+                };
+                (frame, next)
             }
         },
     }
@@ -617,6 +854,94 @@ mod tests {
         assert_eq!(
             split(br#"foo"bar"baz"#),
             Err(ProtocolError::UnbalancedQuotes)
+        );
+    }
+
+    #[test]
+    fn doubles_are_written_as_redis_7_2_writes_them() {
+        let cases: &[(f64, &str)] = &[
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (-2.5, "-2.5"),
+            (3.0, "3"),
+            (-17.0, "-17"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "nan"),
+            (0.001, "0.001"),
+            (0.000125, "0.000125"),
+            (1.25e-6, "1.25e-6"),
+            (1e-7, "1e-7"),
+            (1.5e-7, "1.5e-7"),
+            (1.0000001, "1.0000001"),
+            (123456.789, "123456.789"),
+            (1e17, "100000000000000000"),
+            (4611686018427387904.0, "4611686018427387904"),
+            (1e19, "1e+19"),
+            (1.2345678901234567e19, "12345678901234567000"),
+            (1e21, "1e+21"),
+            (1e300, "1e+300"),
+            (-1e300, "-1e+300"),
+            (1e-300, "1e-300"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+        ];
+        for &(value, text) in cases {
+            assert_eq!(
+                std::str::from_utf8(DoubleText::new(value).as_bytes()),
+                Ok(text),
+                "{value:e}"
+            );
+        }
+    }
+
+    #[test]
+    fn resp3_frames_decode() {
+        let limits = Limits::default();
+        let decode = |bytes: &'static [u8]| {
+            let mut buf = BytesMut::from(bytes);
+            let frame = decode_frame(&mut buf, &limits);
+            assert!(buf.is_empty(), "{bytes:?} consumed whole");
+            frame
+        };
+        let text = |t: &'static str| Bytes::from_static(t.as_bytes());
+        assert_eq!(decode(b"_\r\n"), Ok(Some(Frame::Null)));
+        assert_eq!(decode(b"#t\r\n"), Ok(Some(Frame::Boolean(true))));
+        assert_eq!(
+            decode(b",-1.5e+300\r\n"),
+            Ok(Some(Frame::Double(text("-1.5e+300"))))
+        );
+        assert_eq!(
+            decode(b"(12345678901234567890\r\n"),
+            Ok(Some(Frame::BigNumber(text("12345678901234567890"))))
+        );
+        assert_eq!(
+            decode(b"!7\r\nERR x y\r\n"),
+            Ok(Some(Frame::error("ERR x y")))
+        );
+        assert_eq!(
+            decode(b"=8\r\nmkd:a\r\nb\r\n"),
+            Ok(Some(Frame::Verbatim {
+                format: *b"mkd",
+                text: text("a\r\nb")
+            }))
+        );
+        assert_eq!(
+            decode(b"%2\r\n+a\r\n:1\r\n+b\r\n~1\r\n_\r\n"),
+            Ok(Some(Frame::Map(vec![
+                (Frame::simple("a"), Frame::Integer(1)),
+                (Frame::simple("b"), Frame::Set(vec![Frame::Null])),
+            ])))
+        );
+        assert_eq!(
+            decode(b">2\r\n$7\r\nmessage\r\n#f\r\n"),
+            Ok(Some(Frame::Push(vec![
+                Frame::bulk("message"),
+                Frame::Boolean(false)
+            ])))
         );
     }
 

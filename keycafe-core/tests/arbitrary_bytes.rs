@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use proptest::sample::{Index, select};
 
 /// Bytes that mean something to one of the decoders.
-const INTERESTING: &[u8] = b"*$+-:_\r\n0123456789 \t\"'\\x\x00\x01\x7f\xca\xff";
+const INTERESTING: &[u8] = b"*$+-:_%~,#=!(>tf\r\n0123456789 \t\"'\\x\x00\x01\x7f\xca\xff";
 
 fn byte() -> impl Strategy<Value = u8> {
     prop_oneof![3 => select(INTERESTING), 1 => any::<u8>()]
@@ -89,6 +89,16 @@ fn input(protocol: Protocol) -> BoxedStrategy<Vec<u8>> {
             6 => mutated(Protocol::Resp2),
         ]
         .boxed(),
+        Protocol::Resp3 => prop_oneof![
+            1 => vec(byte(), 0..96),
+            6 => resp3_frame().prop_map(|f| encode(Protocol::Resp3, &f)),
+            9 => (resp3_frame(), vec(mutation(), 1..4)).prop_map(|(frame, mutations)| {
+                let mut bytes = encode(Protocol::Resp3, &frame);
+                mutate(&mut bytes, &mutations);
+                bytes
+            }),
+        ]
+        .boxed(),
         Protocol::Native => prop_oneof![
             1 => vec(any::<u8>(), 0..64),
             3 => native_random_body(),
@@ -105,7 +115,7 @@ fn check_requests(protocol: Protocol, bytes: &[u8], limits: Limits) -> Result<()
     prop_assert!(used > 0 && used <= bytes.len());
     prop_assert!(args.len() <= limits.max_args);
     // Inline arguments are bounded by the line, everything else by the bulk limit.
-    let inline = protocol == Protocol::Resp2 && bytes[0] != b'*';
+    let inline = protocol.is_resp() && bytes[0] != b'*';
     let max_arg = if inline {
         limits.max_inline_len
     } else {
@@ -149,9 +159,11 @@ fn check_frames(protocol: Protocol, bytes: &[u8], limits: Limits) -> Result<(), 
         // Every field has one encoding, so a frame has exactly one.
         prop_assert_eq!(&again[..], &bytes[..used]);
     }
+    // (The RESP decoder reads RESP3's types whichever version the
+    // connection is in; written back in RESP2, they become RESP2's.)
     prop_assert_eq!(
         decode_once(protocol, &again, Limits::default()),
-        Ok(Some((frame, again.len())))
+        Ok(Some((as_received(protocol, &frame), again.len())))
     );
     Ok(())
 }
@@ -168,6 +180,11 @@ proptest! {
     #[test]
     fn resp_never_panics(bytes in input(Protocol::Resp2)) {
         check_all(Protocol::Resp2, &bytes)?;
+    }
+
+    #[test]
+    fn resp3_never_panics(bytes in input(Protocol::Resp3)) {
+        check_all(Protocol::Resp3, &bytes)?;
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use keycafe_core::{Frame, Limits, Protocol, ProtocolError};
 
-use Protocol::{Native, Resp2};
+use Protocol::{Native, Resp2, Resp3};
 use ProtocolError::*;
 
 const DEFAULT: Limits = Limits::DEFAULT;
@@ -172,7 +172,25 @@ fn frame_decoder_limits_and_grammar() {
         ("RESP integer overflow", Resp2, b":9223372036854775808\r\n".to_vec(), DEFAULT, Err(InvalidInteger)),
         ("RESP integer minimum", Resp2, b":-9223372036854775808\r\n".to_vec(), DEFAULT,
             Ok(Some(Frame::Integer(i64::MIN)))),
-        ("RESP unknown type", Resp2, b"!x\r\n".to_vec(), DEFAULT, Err(UnknownFrameType(b'!'))),
+        ("RESP unknown type", Resp2, b"@x\r\n".to_vec(), DEFAULT, Err(UnknownFrameType(b'@'))),
+        ("RESP3 attribute", Resp3, b"|1\r\n+a\r\n+b\r\n".to_vec(), DEFAULT, Err(UnknownFrameType(b'|'))),
+        ("RESP3 null with junk", Resp3, b"_x\r\n".to_vec(), DEFAULT, Err(Malformed("malformed null"))),
+        ("RESP3 null arriving", Resp3, b"_\r".to_vec(), DEFAULT, Ok(None)),
+        ("RESP3 boolean other than t/f", Resp3, b"#x\r\n".to_vec(), DEFAULT, Err(Malformed("malformed boolean"))),
+        ("RESP3 boolean arriving", Resp3, b"#f".to_vec(), DEFAULT, Ok(None)),
+        ("RESP3 verbatim without a format", Resp3, b"=3\r\nabc\r\n".to_vec(), DEFAULT,
+            Err(Malformed("verbatim string without a format"))),
+        ("RESP3 verbatim without its colon", Resp3, b"=5\r\ntxtab\r\n".to_vec(), DEFAULT,
+            Err(Malformed("verbatim string without a format"))),
+        ("RESP3 verbatim over max_bulk_len", Resp3, b"=9\r\ntxt:hello\r\n".to_vec(), TINY, Err(InvalidBulkLength)),
+        ("RESP3 null verbatim", Resp3, b"=-1\r\n".to_vec(), DEFAULT, Err(InvalidBulkLength)),
+        ("RESP3 blob error over max_bulk_len", Resp3, b"!9\r\nERR hello\r\n".to_vec(), TINY, Err(InvalidBulkLength)),
+        ("RESP3 map over max_args", Resp3, b"%4\r\n".to_vec(), TINY, Err(InvalidMultibulkLength)),
+        ("RESP3 null map", Resp3, b"%-1\r\n".to_vec(), DEFAULT, Err(InvalidMultibulkLength)),
+        ("RESP3 set over max_args", Resp3, b"~1048577\r\n".to_vec(), DEFAULT, Err(InvalidMultibulkLength)),
+        ("RESP3 map missing a value", Resp3, b"%1\r\n+k\r\n".to_vec(), DEFAULT, Ok(None)),
+        ("RESP3 double line without CR", Resp3, b",1.5\n".to_vec(), DEFAULT, Err(Malformed("status line without CR"))),
+        ("RESP3 blob error", Resp3, b"!8\r\nERR a\r\nb\r\n".to_vec(), DEFAULT, Ok(Some(Frame::error("ERR a\r\nb")))),
         ("RESP status over max_bulk_len", Resp2, b"+hello\r\n".to_vec(), TINY,
             Err(Malformed("status line too long"))),
         ("RESP status without CR", Resp2, b"+OK\n".to_vec(), DEFAULT, Err(Malformed("status line without CR"))),
@@ -198,7 +216,7 @@ fn frame_decoder_limits_and_grammar() {
 /// `depth` arrays of one element each, around an integer.
 fn nested(protocol: Protocol, depth: usize) -> Vec<u8> {
     match protocol {
-        Resp2 => {
+        Resp2 | Resp3 => {
             let mut v = b"*1\r\n".repeat(depth);
             v.extend_from_slice(b":1\r\n");
             v
@@ -238,6 +256,27 @@ fn arrays_nest_at_most_64_deep() {
                 Err(Malformed("arrays nested too deeply"))
             );
         }
+    }
+}
+
+#[test]
+fn resp3_aggregates_nest_at_most_64_deep_too() {
+    let openers: [&[u8]; 3] = [b"%1\r\n+key\r\n", b"~1\r\n", b">1\r\n"];
+    let nested = |depth: usize| {
+        let mut v: Vec<u8> = (0..depth).flat_map(|i| openers[i % 3].to_vec()).collect();
+        v.extend_from_slice(b":1\r\n");
+        v
+    };
+    assert!(matches!(
+        decode_once(Resp3, &nested(64), DEFAULT),
+        Ok(Some(_))
+    ));
+    for depth in [65, 100_000] {
+        assert_eq!(
+            decode_once(Resp3, &nested(depth), DEFAULT).map(|d| d.map(|(f, _)| f)),
+            Err(Malformed("arrays nested too deeply")),
+            "depth {depth}"
+        );
     }
 }
 

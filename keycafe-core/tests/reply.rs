@@ -1,5 +1,6 @@
 //! The [`Reply`] writer produces exactly the bytes `encode_frame` produces for
-//! the same value, in both protocols, and can be reset or left empty.
+//! the same value, in every protocol (RESP3's types included), and can be
+//! reset or left empty, as a whole or one element at a time.
 
 mod common;
 
@@ -72,9 +73,144 @@ fn each_method_matches_encode_frame() {
     }
 }
 
+#[test]
+fn resp3_methods_match_encode_frame() {
+    type Write = fn(&mut Reply<'_>);
+    #[rustfmt::skip]
+    let cases: Vec<(Frame, Write)> = vec![
+        (Frame::Map(vec![]), |r| r.map(0)),
+        (
+            Frame::Map(vec![
+                (Frame::bulk("maxmemory"), Frame::bulk("0")),
+                (Frame::bulk("modules"), Frame::Array(vec![])),
+            ]),
+            |r| {
+                r.map(2);
+                r.bulk(b"maxmemory");
+                r.bulk(b"0");
+                r.bulk(b"modules");
+                r.array(0);
+            },
+        ),
+        (Frame::Set(vec![Frame::simple("readonly"), Frame::simple("fast")]), |r| {
+            r.set(2);
+            r.simple(b"readonly");
+            r.simple(b"fast");
+        }),
+        (Frame::Push(vec![Frame::bulk("message")]), |r| {
+            r.push(1);
+            r.bulk(b"message");
+        }),
+        (Frame::double(1.5), |r| r.double(1.5)),
+        (Frame::double(f64::NEG_INFINITY), |r| r.double(f64::NEG_INFINITY)),
+        (Frame::Boolean(true), |r| r.boolean(true)),
+        (Frame::Boolean(false), |r| r.boolean(false)),
+        (Frame::Verbatim { format: *b"txt", text: Bytes::from_static(b"a:1\r\n") }, |r| {
+            r.verbatim(b"txt", b"a:1\r\n")
+        }),
+    ];
+    for protocol in PROTOCOLS {
+        for (frame, write) in &cases {
+            assert_eq!(
+                written(protocol, write),
+                encode(protocol, frame),
+                "{protocol:?} {frame:?}"
+            );
+        }
+    }
+}
+
+/// The exact bytes of each RESP3 type, as redis-server 7 sends them, and
+/// what a RESP2 client gets in its place.
+#[test]
+fn resp3_types_on_the_wire() {
+    type Write = fn(&mut Reply<'_>);
+    #[rustfmt::skip]
+    let cases: &[(Write, &[u8], &[u8])] = &[
+        (|r| r.null(), b"$-1\r\n", b"_\r\n"),
+        (|r| r.null_array(), b"*-1\r\n", b"_\r\n"),
+        (|r| { r.map(1); r.bulk(b"k"); r.integer(1); }, b"*2\r\n$1\r\nk\r\n:1\r\n", b"%1\r\n$1\r\nk\r\n:1\r\n"),
+        (|r| { r.set(1); r.simple(b"fast"); }, b"*1\r\n+fast\r\n", b"~1\r\n+fast\r\n"),
+        (|r| { r.push(1); r.integer(1); }, b"*1\r\n:1\r\n", b">1\r\n:1\r\n"),
+        (|r| r.double(1.5), b"$3\r\n1.5\r\n", b",1.5\r\n"),
+        (|r| r.double(-0.0), b"$2\r\n-0\r\n", b",-0\r\n"),
+        (|r| r.double(f64::INFINITY), b"$3\r\ninf\r\n", b",inf\r\n"),
+        (|r| r.double(f64::NAN), b"$3\r\nnan\r\n", b",nan\r\n"),
+        (|r| r.double(3.0), b"$1\r\n3\r\n", b",3\r\n"),
+        (|r| r.boolean(true), b":1\r\n", b"#t\r\n"),
+        (|r| r.boolean(false), b":0\r\n", b"#f\r\n"),
+        (|r| r.verbatim(b"txt", b"# Keyspace\r\n"), b"$12\r\n# Keyspace\r\n\r\n", b"=16\r\ntxt:# Keyspace\r\n\r\n"),
+    ];
+    for (write, resp2, resp3) in cases {
+        assert_eq!(written(Protocol::Resp2, write), *resp2);
+        assert_eq!(written(Protocol::Resp3, write), *resp3);
+    }
+    // The native protocol has none of these types: a null array is its null.
+    assert_eq!(
+        written(Protocol::Native, |r| r.null_array()),
+        encode(Protocol::Native, &Frame::Null)
+    );
+}
+
+#[test]
+fn a_reply_switches_between_resp_versions_only() {
+    let mut out = BytesMut::new();
+    let mut reply = Reply::start(Protocol::Resp2, &mut out);
+    reply.switch_resp(Protocol::Resp3);
+    assert_eq!(reply.protocol(), Protocol::Resp3);
+    reply.null();
+    assert!(reply.finish());
+    assert_eq!(&out[..], b"_\r\n");
+
+    let mut native = Reply::start(Protocol::Native, &mut out);
+    native.switch_resp(Protocol::Resp3);
+    assert_eq!(native.protocol(), Protocol::Native);
+    let mut resp = Reply::start(Protocol::Resp3, &mut out);
+    resp.switch_resp(Protocol::Native);
+    assert_eq!(resp.protocol(), Protocol::Resp3);
+}
+
+/// Each element of an array written through [`Reply::element`] can be
+/// dropped on its own (one of EXEC's replies turning into an error), and
+/// the whole is exactly the array written directly.
+#[test]
+fn elements_reset_on_their_own() {
+    for protocol in PROTOCOLS {
+        let bytes = written(protocol, |r| {
+            r.array(3);
+            let mut first = r.element();
+            first.bulk(b"a");
+            assert!(first.finish());
+            let mut second = r.element();
+            second.array(2);
+            second.integer(1);
+            second.reset();
+            second.error("ERR second changed its mind");
+            assert!(second.finish());
+            let mut third = r.element();
+            third.map(1);
+            third.bulk(b"k");
+            third.null();
+            assert!(third.finish());
+            // An element that writes nothing adds nothing, not even a prefix.
+            assert!(!r.element().finish());
+        });
+        let expected = Frame::Array(vec![
+            Frame::bulk("a"),
+            Frame::error("ERR second changed its mind"),
+            Frame::Map(vec![(Frame::bulk("k"), Frame::Null)]),
+        ]);
+        assert_eq!(bytes, encode(protocol, &expected), "{protocol:?}");
+        assert_eq!(
+            decode_once(protocol, &bytes, Limits::default()),
+            Ok(Some((as_received(protocol, &expected), bytes.len())))
+        );
+    }
+}
+
 proptest! {
     #[test]
-    fn reply_frame_matches_encode_frame(frame in frame()) {
+    fn reply_frame_matches_encode_frame(frame in resp3_frame()) {
         for protocol in PROTOCOLS {
             prop_assert_eq!(written(protocol, |r| r.frame(&frame)), encode(protocol, &frame));
         }

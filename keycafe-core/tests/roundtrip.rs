@@ -21,6 +21,27 @@ proptest! {
         }
     }
 
+    /// RESP3 carries every type as it is; RESP2 and the native protocol
+    /// carry what Redis sends a RESP2 client instead.
+    #[test]
+    fn resp3_frames_round_trip(frame in resp3_frame()) {
+        for protocol in PROTOCOLS {
+            let bytes = encode(protocol, &frame);
+            let decoded = decode_once(protocol, &bytes, Limits::default()).unwrap();
+            prop_assert_eq!(decoded, Some((as_received(protocol, &frame), bytes.len())), "{:?}", protocol);
+        }
+    }
+
+    #[test]
+    fn doubles_read_back_as_the_same_value(value in any::<f64>()) {
+        let frame = Frame::double(value);
+        let read = frame.as_f64().expect("a double's text parses");
+        prop_assert!(read == value || (read.is_nan() && value.is_nan()), "{:?} for {}", frame, value);
+        if value == 0.0 {
+            prop_assert_eq!(read.is_sign_negative(), value.is_sign_negative());
+        }
+    }
+
     #[test]
     fn requests_round_trip(args in request_args()) {
         for protocol in PROTOCOLS {

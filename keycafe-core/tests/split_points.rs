@@ -7,7 +7,7 @@ mod common;
 
 use bytes::BytesMut;
 use common::*;
-use keycafe_core::{Limits, Protocol, RequestParser};
+use keycafe_core::{Frame, Limits, Protocol, RequestParser};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -72,38 +72,52 @@ fn check_every_split(protocol: Protocol, bytes: &[u8], expected: &[Vec<Vec<u8>>]
     }
 }
 
+/// Every strict prefix of `frame` in `protocol` is incomplete, and the
+/// frame decodes exactly when its last byte arrives.
+fn check_frame_splits(protocol: Protocol, frame: &Frame) -> Result<(), TestCaseError> {
+    let bytes = encode(protocol, frame);
+    // Every strict prefix is incomplete, consumes nothing (checked by
+    // `decode_once`) and is not an error.
+    for end in 0..bytes.len() {
+        prop_assert_eq!(
+            decode_once(protocol, &bytes[..end], Limits::default()),
+            Ok(None),
+            "{:?} prefix of {} bytes",
+            protocol,
+            end
+        );
+    }
+    // Growing one buffer a byte at a time yields the frame exactly
+    // when its last byte arrives.
+    let mut buf = BytesMut::new();
+    let mut decoded = None;
+    for (i, &byte) in bytes.iter().enumerate() {
+        buf.extend_from_slice(&[byte]);
+        let before = buf.clone();
+        match protocol.decode_frame(&mut buf, &Limits::default()).unwrap() {
+            Some(frame) => {
+                prop_assert_eq!(i, bytes.len() - 1);
+                decoded = Some(frame);
+            }
+            None => prop_assert_eq!(&buf, &before),
+        }
+    }
+    prop_assert_eq!(decoded.as_ref(), Some(frame));
+    prop_assert!(buf.is_empty());
+    Ok(())
+}
+
 proptest! {
     #[test]
     fn frame_decodes_the_same_at_every_split(frame in frame()) {
         for protocol in PROTOCOLS {
-            let bytes = encode(protocol, &frame);
-            // Every strict prefix is incomplete, consumes nothing (checked by
-            // `decode_once`) and is not an error.
-            for end in 0..bytes.len() {
-                prop_assert_eq!(
-                    decode_once(protocol, &bytes[..end], Limits::default()),
-                    Ok(None),
-                    "{:?} prefix of {} bytes", protocol, end
-                );
-            }
-            // Growing one buffer a byte at a time yields the frame exactly
-            // when its last byte arrives.
-            let mut buf = BytesMut::new();
-            let mut decoded = None;
-            for (i, &byte) in bytes.iter().enumerate() {
-                buf.extend_from_slice(&[byte]);
-                let before = buf.clone();
-                match protocol.decode_frame(&mut buf, &Limits::default()).unwrap() {
-                    Some(frame) => {
-                        prop_assert_eq!(i, bytes.len() - 1);
-                        decoded = Some(frame);
-                    }
-                    None => prop_assert_eq!(&buf, &before),
-                }
-            }
-            prop_assert_eq!(decoded.as_ref(), Some(&frame));
-            prop_assert!(buf.is_empty());
+            check_frame_splits(protocol, &frame)?;
         }
+    }
+
+    #[test]
+    fn resp3_frame_decodes_the_same_at_every_split(frame in resp3_frame()) {
+        check_frame_splits(Protocol::Resp3, &frame)?;
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! copied out of the read buffer: the parser hands commands borrowed argument
 //! slices, and only what goes into the store is copied.
 //!
-//! The first byte a client sends picks the protocol for the connection's whole
-//! life: 0xCA opens a native hello, anything else is RESP2.
+//! The first byte a client sends picks the protocol: 0xCA opens a native
+//! hello, for the connection's whole life; anything else is RESP, starting
+//! in RESP2, which `HELLO 3` and `HELLO 2` switch between RESP2 and RESP3.
+//! The switch takes effect from HELLO's own reply on: replies already
+//! written in the same batch stay in the protocol they were written in.
 //!
 //! A protocol violation is answered with an error reply and the connection is
 //! closed, because the stream can no longer be framed; other clients are not
@@ -188,7 +191,6 @@ impl<S: Stream> Connection<S> {
     /// Runs every complete request in the input buffer, appending replies to
     /// the output buffer.
     fn run_pending_requests(&mut self) -> Batch {
-        let protocol = self.state.protocol;
         let mut used = 0;
         let outcome = loop {
             if self.state.quit {
@@ -197,6 +199,9 @@ impl<S: Stream> Connection<S> {
             if self.output.len() >= FLUSH_AT {
                 break Batch::OutputFull;
             }
+            // Read per request, not per batch: a HELLO in the batch changes
+            // the protocol of its own reply and of every one after it.
+            let protocol = self.state.protocol;
             let (args, len) = match self.parser.parse(protocol, &self.input[used..]) {
                 Ok(Some(request)) => request,
                 Ok(None) => break Batch::Done,
@@ -519,6 +524,32 @@ mod tests {
             "{} bytes kept after a 4 MiB request",
             connection.input.capacity()
         );
+    }
+
+    /// In one pipelined batch, replies before HELLO 3 stay RESP2; HELLO's
+    /// own reply and the ones after it are RESP3, until HELLO 2.
+    #[tokio::test]
+    async fn hello_switches_the_protocol_mid_batch() {
+        let (mut connection, mut client) = connection();
+        let batch = b"GET k\r\nHELLO 3\r\nGET k\r\nHELLO 2\r\nGET k\r\n";
+        client.write_all(batch).await.unwrap();
+        while connection.input.len() < batch.len() {
+            assert!(connection.read_more().await.unwrap());
+        }
+        assert!(matches!(connection.run_pending_requests(), Batch::Done));
+        let output = String::from_utf8_lossy(&connection.output).into_owned();
+        // `$-1` is RESP2's null and `_` RESP3's; HELLO 3 answers a map
+        // (`%7`) saying proto 3, HELLO 2 an array (`*14`) saying 2.
+        let hello3 = output.find("%7\r\n").expect("HELLO 3 answers a map");
+        let hello2 = output.find("*14\r\n").expect("HELLO 2 answers an array");
+        assert!(output.starts_with("$-1\r\n%7\r\n"), "{output:?}");
+        let resp3 = &output[hello3..hello2];
+        assert!(resp3.contains("proto\r\n:3\r\n"), "{output:?}");
+        assert!(resp3.ends_with("*0\r\n_\r\n"), "{output:?}");
+        let resp2 = &output[hello2..];
+        assert!(resp2.contains("proto\r\n:2\r\n"), "{output:?}");
+        assert!(resp2.ends_with("*0\r\n$-1\r\n"), "{output:?}");
+        assert_eq!(connection.state.protocol, Protocol::Resp2);
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use keycafe_core::{Frame, Limits, Protocol, ProtocolError, RequestParser};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-pub const PROTOCOLS: [Protocol; 2] = [Protocol::Resp2, Protocol::Native];
+pub const PROTOCOLS: [Protocol; 3] = [Protocol::Resp2, Protocol::Resp3, Protocol::Native];
 
 /// Limits small enough that generated input crosses every one of them.
 pub const TINY: Limits = Limits {
@@ -138,6 +138,47 @@ pub fn frame() -> impl Strategy<Value = Frame> {
         Just(Frame::Null),
     ];
     leaf.prop_recursive(4, 64, 6, |inner| vec(inner, 0..6).prop_map(Frame::Array))
+}
+
+/// Any frame RESP3 can carry (its own types too), at most 4 aggregates deep
+/// and about 64 values in all.
+pub fn resp3_frame() -> impl Strategy<Value = Frame> {
+    let number_text = prop_oneof![
+        any::<f64>().prop_map(|value| Frame::double(value).as_bytes().unwrap_or_default().to_vec()),
+        "-?[0-9]{1,30}".prop_map(String::into_bytes),
+    ];
+    let leaf = prop_oneof![
+        line_text().prop_map(Frame::Simple),
+        line_text().prop_map(Frame::Error),
+        integer().prop_map(Frame::Integer),
+        bulk_bytes(48).prop_map(|b| Frame::Bulk(Bytes::from(b))),
+        Just(Frame::Null),
+        any::<f64>().prop_map(Frame::double),
+        any::<bool>().prop_map(Frame::Boolean),
+        number_text.prop_map(|text| Frame::BigNumber(Bytes::from(text))),
+        (any::<[u8; 3]>(), bulk_bytes(32)).prop_map(|(format, text)| Frame::Verbatim {
+            format,
+            text: Bytes::from(text),
+        }),
+    ];
+    leaf.prop_recursive(4, 64, 6, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..6).prop_map(Frame::Array),
+            vec(inner.clone(), 0..6).prop_map(Frame::Set),
+            vec(inner.clone(), 0..6).prop_map(Frame::Push),
+            vec((inner.clone(), inner), 0..4).prop_map(Frame::Map),
+        ]
+    })
+}
+
+/// What decoding `frame` gives after `protocol` encoded it: RESP3 keeps
+/// every type; RESP2 and the native protocol send RESP3's types as Redis
+/// sends them to a RESP2 client.
+pub fn as_received(protocol: Protocol, frame: &Frame) -> Frame {
+    match protocol {
+        Protocol::Resp3 => frame.clone(),
+        Protocol::Resp2 | Protocol::Native => frame.clone().into_resp2(),
+    }
 }
 
 /// A request's arguments (possibly none).

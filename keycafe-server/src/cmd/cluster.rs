@@ -140,8 +140,8 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
         b"MYID" => reply.bulk(ctx.shared.node_id.as_bytes()),
         b"SLOTS" => slots(&Layout::of(ctx), reply),
         b"SHARDS" => shards(&Layout::of(ctx), reply),
-        b"NODES" => reply.bulk(nodes(&Layout::of(ctx)).as_bytes()),
-        b"INFO" => reply.bulk(info(&Layout::of(ctx)).as_bytes()),
+        b"NODES" => reply.verbatim(b"txt", nodes(&Layout::of(ctx)).as_bytes()),
+        b"INFO" => reply.verbatim(b"txt", info(&Layout::of(ctx)).as_bytes()),
         b"COUNTKEYSINSLOT" => {
             let slot = slot_arg(&mut cursor)?;
             cursor.finish()?;
@@ -217,8 +217,8 @@ fn slots(layout: &Layout, reply: &mut Reply<'_>) {
     }
 }
 
-/// One shard per node that owns slots: its ranges as flat start/end pairs and
-/// the node's description.
+/// One shard per node that owns slots, as a map: its ranges as flat
+/// start/end pairs, and its nodes (the primary, then its replicas).
 fn shards(layout: &Layout, reply: &mut Reply<'_>) {
     let owners: Vec<usize> = (0..layout.nodes.len())
         .filter(|&i| layout.ranges.iter().any(|&(_, _, owner)| owner == i))
@@ -226,7 +226,7 @@ fn shards(layout: &Layout, reply: &mut Reply<'_>) {
     reply.array(owners.len());
     for index in owners {
         let ranges: Vec<_> = layout.ranges.iter().filter(|r| r.2 == index).collect();
-        reply.array(4);
+        reply.map(2);
         reply.bulk(b"slots");
         reply.array(ranges.len() * 2);
         for &&(start, end, _) in &ranges {
@@ -244,29 +244,31 @@ fn shards(layout: &Layout, reply: &mut Reply<'_>) {
     }
 }
 
-/// One node of a CLUSTER SHARDS entry.
+/// One node of a CLUSTER SHARDS entry: a map, its fields in Redis's order.
 fn shard_node(layout: &Layout, index: usize, reply: &mut Reply<'_>) {
     let node = &layout.nodes[index];
-    reply.array(14);
     let health: &[u8] = if node.unreachable { b"fail" } else { b"online" };
     let role: &[u8] = match node.primary {
         Some(_) => b"replica",
         None => b"master",
     };
+    reply.map(7);
+    reply.bulk(b"id");
+    reply.bulk(node.id.as_bytes());
+    reply.bulk(b"port");
+    reply.integer(node.port);
     for (key, value) in [
-        ("id", node.id.as_bytes()),
-        ("endpoint", node.ip.as_bytes()),
         ("ip", node.ip.as_bytes()),
+        ("endpoint", node.ip.as_bytes()),
         ("role", role),
-        ("health", health),
     ] {
         reply.bulk(key.as_bytes());
         reply.bulk(value);
     }
-    reply.bulk(b"port");
-    reply.integer(node.port);
     reply.bulk(b"replication-offset");
     reply.integer(if node.myself { layout.offset } else { 0 });
+    reply.bulk(b"health");
+    reply.bulk(health);
 }
 
 /// Redis's CLUSTER NODES text: one line per node, with its slot ranges and

@@ -525,9 +525,9 @@ pub fn memory(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
                 b"Hi Sam, I can't find any memory issue in your instance. I can only account \
                   for what occurs on this base."
             };
-            reply.bulk(text);
+            reply.verbatim(b"txt", text);
         }
-        "malloc-stats" => reply.bulk(b"Stats not supported for the current allocator"),
+        "malloc-stats" => reply.verbatim(b"txt", b"Stats not supported for the current allocator"),
         "purge" => reply.ok(),
         _ => help(&MEMORY_HELP, reply),
     }

@@ -111,7 +111,7 @@ pub fn lcs(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResul
         return Ok(());
     }
     // A map in RESP3; in RESP2, Redis's flat array of its keys and values.
-    reply.array(4);
+    reply.map(2);
     reply.bulk(b"matches");
     reply.array(found.ranges.len());
     for range in &found.ranges {

@@ -8,11 +8,11 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use keycafe_core::{Args, Reply};
+use keycafe_core::{Args, Protocol, Reply};
 
 use keycafe_core::command::{COMMANDS, CommandInfo};
 
-use super::{ArgCursor, CmdError, CmdResult, Ctx};
+use super::{ArgCursor, CmdError, CmdResult, Ctx, Keyword};
 use crate::runtime;
 use crate::store::OutOfMemory;
 
@@ -88,63 +88,119 @@ pub fn quit(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdRes
     Ok(())
 }
 
-/// `HELLO [protover [AUTH username password] [SETNAME name]]`. Only RESP2
-/// (version 2) is spoken; HELLO 3 is refused as Redis does when it cannot.
+/// `HELLO [protover [AUTH username password] [SETNAME name]]`: switches a
+/// RESP connection between RESP2 and RESP3 (from this reply on), may
+/// authenticate and name it, and answers with Redis 7's map describing the
+/// server and the connection. Checked in Redis's order: the version, every
+/// option (and the name's characters), the credentials, then whether the
+/// connection is authenticated at all. A native connection keeps its
+/// protocol (its replies are typed already) and is reported as version 2.
 pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
-    let mut cursor = ArgCursor::new(args);
-    if cursor.remaining() > 0 {
-        let version = cursor.next_int().map_err(|_| {
+    let mut version = None;
+    let mut at = 1;
+    if let Some(arg) = args.get(1) {
+        let asked = super::parse::parse_int(arg).map_err(|_| {
             CmdError::Other("ERR Protocol version is not an integer or out of range".into())
         })?;
-        if version != 2 {
-            return Err(CmdError::Other(
-                "NOPROTO unsupported protocol version".into(),
-            ));
+        let protocol = match asked {
+            2 => Protocol::Resp2,
+            3 => Protocol::Resp3,
+            _ => {
+                return Err(CmdError::Other(
+                    "NOPROTO unsupported protocol version".into(),
+                ));
+            }
+        };
+        version = Some(protocol);
+        at = 2;
+    }
+    let mut credentials = None;
+    let mut name = None;
+    while let Some(option) = args.get(at) {
+        let more = args.len() - 1 - at;
+        match Keyword::new(option).as_bytes() {
+            b"AUTH" if more >= 2 => {
+                credentials = args.get(at + 1).zip(args.get(at + 2));
+                at += 3;
+            }
+            b"SETNAME" if more >= 1 => {
+                name = Some(client_name(args.get(at + 1).unwrap_or_default())?);
+                at += 2;
+            }
+            _ => {
+                return Err(CmdError::Other(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(option)
+                )));
+            }
         }
     }
-    let mut name = None;
-    while cursor.remaining() > 0 {
-        match cursor.next_keyword()?.as_bytes() {
-            b"AUTH" => {
-                let user = cursor.next_bytes()?;
-                let password = cursor.next_bytes()?;
-                check_password(ctx, Some(user), password)?;
-            }
-            b"SETNAME" => name = Some(client_name(cursor.next_bytes()?)?),
-            _ => return Err(CmdError::Syntax),
-        }
+    if let Some((user, password)) = credentials {
+        hello_auth(ctx, user, password)?;
     }
     if !ctx.conn.authenticated {
-        return Err(noauth());
+        return Err(CmdError::Other(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+             HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+             select the RESP protocol version at the same time"
+                .into(),
+        ));
     }
-    if name.is_some() {
-        ctx.conn.name = name;
+    if let Some(name) = name {
+        ctx.conn.name = (!name.is_empty()).then_some(name);
     }
-    let fields: [(&str, Field<'_>); 7] = [
-        ("server", Field::Text("keycafe")),
-        ("version", Field::Text(KEYCAFE_VERSION)),
-        ("proto", Field::Int(2)),
-        ("id", Field::Int(ctx.conn.id as i64)),
-        ("mode", Field::Text("cluster")),
-        ("role", Field::Text("master")),
-        ("modules", Field::EmptyArray),
-    ];
-    reply.array(fields.len() * 2);
-    for (key, value) in fields {
+    if let Some(protocol) = version
+        && ctx.conn.protocol.is_resp()
+    {
+        ctx.conn.protocol = protocol;
+        reply.switch_resp(protocol);
+    }
+    let proto = match ctx.conn.protocol {
+        Protocol::Resp3 => 3,
+        Protocol::Resp2 | Protocol::Native => 2,
+    };
+    let mode = match ctx.shared.cluster {
+        Some(_) => "cluster",
+        None => "standalone",
+    };
+    let role = match super::replication::is_replica(ctx) {
+        true => "replica",
+        false => "master",
+    };
+    reply.map(7);
+    for (key, value) in [("server", "keycafe"), ("version", KEYCAFE_VERSION)] {
         reply.bulk(key.as_bytes());
-        match value {
-            Field::Text(text) => reply.bulk(text.as_bytes()),
-            Field::Int(n) => reply.integer(n),
-            Field::EmptyArray => reply.array(0),
-        }
+        reply.bulk(value.as_bytes());
     }
+    reply.bulk(b"proto");
+    reply.integer(proto);
+    reply.bulk(b"id");
+    reply.integer(ctx.conn.id as i64);
+    for (key, value) in [("mode", mode), ("role", role)] {
+        reply.bulk(key.as_bytes());
+        reply.bulk(value.as_bytes());
+    }
+    reply.bulk(b"modules");
+    reply.array(0);
     Ok(())
 }
 
-enum Field<'a> {
-    Text(&'a str),
-    Int(i64),
-    EmptyArray,
+/// HELLO's `AUTH user password`. Unlike the AUTH command, it succeeds for
+/// the default user of a node without a password, as Redis's ACL check does
+/// (that user has `nopass`): clients that always send credentials with
+/// HELLO connect.
+fn hello_auth(ctx: &mut Ctx<'_>, user: &[u8], password: &[u8]) -> CmdResult {
+    if ctx.shared.config.requirepass.is_some() {
+        return check_password(ctx, Some(user), password);
+    }
+    if user == b"default" {
+        ctx.conn.authenticated = true;
+        Ok(())
+    } else {
+        Err(CmdError::Other(
+            "WRONGPASS invalid username-password pair or user is disabled.".into(),
+        ))
+    }
 }
 
 /// The error for commands sent before AUTH.
@@ -184,12 +240,16 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
         }
         b"INFO" => {
             let conn = &ctx.conn;
+            let resp = match conn.protocol {
+                Protocol::Resp3 => 3,
+                Protocol::Resp2 | Protocol::Native => 2,
+            };
             let line = format!(
-                "id={} name={} db=0 resp=2 lib-name=\n",
+                "id={} name={} db=0 resp={resp} lib-name=\n",
                 conn.id,
                 conn.name.as_deref().unwrap_or("")
             );
-            reply.bulk(line.as_bytes());
+            reply.verbatim(b"txt", line.as_bytes());
         }
         b"NO-EVICT" | b"NO-TOUCH" => reply.ok(),
         b"FENCED-READS" => {
@@ -252,28 +312,31 @@ pub fn command(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Cmd
             }
         }
         // Documentation is optional for clients; redis-cli copes with none.
-        b"DOCS" => reply.array(0),
+        // (A map from command name to its documentation, in RESP3.)
+        b"DOCS" => reply.map(0),
         _ => return Err(unknown_subcommand(args, "COMMAND")),
     }
     Ok(())
 }
 
-/// One command's description in Redis 7's COMMAND INFO shape.
+/// One command's description in Redis 7's COMMAND INFO shape: flags,
+/// ACL categories, tips, key specifications and subcommands are sets in
+/// RESP3, as Redis sends them.
 fn command_info(spec: &CommandInfo, reply: &mut Reply<'_>) {
     reply.array(10);
     reply.bulk(spec.name.as_bytes());
     reply.integer(i64::from(spec.arity));
-    reply.array(spec.flags.reported_names().count());
+    reply.set(spec.flags.reported_names().count());
     spec.flags
         .reported_names()
         .for_each(|flag| reply.simple(flag.as_bytes()));
     reply.integer(i64::from(spec.first_key));
     reply.integer(i64::from(spec.last_key));
     reply.integer(i64::from(spec.step));
-    reply.array(0); // ACL categories
-    reply.array(0); // tips
-    reply.array(0); // key specifications
-    reply.array(0); // subcommands
+    reply.set(0); // ACL categories
+    reply.set(0); // tips
+    reply.set(0); // key specifications
+    reply.set(0); // subcommands
 }
 
 /// `CONFIG GET pattern...`, `CONFIG SET name value [name value ...]` and
@@ -295,7 +358,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
                     }
                 }
             }
-            reply.array(matches.len() * 2);
+            reply.map(matches.len());
             for setting in matches {
                 reply.bulk(setting.name.as_bytes());
                 reply.bulk(setting.value(ctx.shared.settings()).as_bytes());
@@ -434,7 +497,11 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
         }
         text.push_str("\r\n");
     }
-    reply.bulk(text.trim_end().as_bytes());
+    // A blank line separates sections; the last ends with its last line's
+    // CRLF, as in Redis, so that two replies printed back to back do not
+    // run together.
+    let text = text.strip_suffix("\r\n").unwrap_or(&text);
+    reply.verbatim(b"txt", text.as_bytes());
     Ok(())
 }
 

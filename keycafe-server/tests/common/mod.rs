@@ -111,35 +111,84 @@ pub fn bulk(data: impl AsRef<[u8]>) -> Frame {
     Frame::Bulk(data.as_ref().to_vec().into())
 }
 
-/// Formats a reply the way redis-cli prints it in a terminal, for scripts.
+/// Formats a reply the way redis-cli prints it in a terminal (`redis-cli -3`
+/// for RESP3's types), without the final newline, for scripts.
 pub fn redis_cli_format(frame: &Frame) -> String {
     let mut out = String::new();
     format_into(frame, "", &mut out);
+    // redis-cli ends every reply with a newline; scripts compare without it.
+    if out.ends_with('\n') {
+        out.pop();
+    }
     out
 }
 
-/// redis-cli's layout: array indexes right-aligned to the width of the
-/// largest, nested arrays indented under their parent's index.
+/// redis-cli's layout (`cliFormatReplyTTY`): every value ends with a
+/// newline; elements are numbered `1)` (arrays, pushes), `1~` (sets) or `1#`
+/// (maps, whose pairs print as `key => value`), indexes right-aligned to the
+/// width of the largest, nested values indented under their parent's index;
+/// a map value that takes several lines starts on a line of its own.
+/// Verbatim strings print as their bare text.
 fn format_into(frame: &Frame, prefix: &str, out: &mut String) {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     match frame {
-        Frame::Simple(text) => out.push_str(&String::from_utf8_lossy(text)),
-        Frame::Error(text) => out.push_str(&format!("(error) {}", String::from_utf8_lossy(text))),
-        Frame::Integer(n) => out.push_str(&format!("(integer) {n}")),
-        Frame::Bulk(data) => out.push_str(&quoted(data)),
-        Frame::Null => out.push_str("(nil)"),
-        Frame::Array(items) if items.is_empty() => out.push_str("(empty array)"),
-        Frame::Array(items) => {
-            let width = items.len().to_string().len();
-            let inner = format!("{prefix}{}", " ".repeat(width + 2));
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
+        Frame::Simple(status) => out.push_str(&format!("{}\n", text(status))),
+        Frame::Error(error) => out.push_str(&format!("(error) {}\n", text(error))),
+        Frame::Integer(n) => out.push_str(&format!("(integer) {n}\n")),
+        Frame::Double(double) => out.push_str(&format!("(double) {}\n", text(double))),
+        Frame::BigNumber(number) => out.push_str(&format!("(big number) {}\n", text(number))),
+        Frame::Boolean(value) => out.push_str(if *value { "(true)\n" } else { "(false)\n" }),
+        Frame::Bulk(data) => out.push_str(&format!("{}\n", quoted(data))),
+        Frame::Verbatim { text: body, .. } => out.push_str(&format!("{}\n", text(body))),
+        Frame::Null => out.push_str("(nil)\n"),
+        Frame::Array(items) if items.is_empty() => out.push_str("(empty array)\n"),
+        Frame::Set(items) if items.is_empty() => out.push_str("(empty set)\n"),
+        Frame::Push(items) if items.is_empty() => out.push_str("(empty push)\n"),
+        Frame::Map(pairs) if pairs.is_empty() => out.push_str("(empty hash)\n"),
+        Frame::Array(items) | Frame::Push(items) => format_list(items, ')', prefix, out),
+        Frame::Set(items) => format_list(items, '~', prefix, out),
+        Frame::Map(pairs) => {
+            let (width, inner) = indent(pairs.len(), prefix);
+            for (i, (key, value)) in pairs.iter().enumerate() {
+                let lead = if i == 0 { "" } else { prefix };
+                out.push_str(&format!("{lead}{:>width$}# ", i + 1));
+                format_into(key, &inner, out);
+                out.pop(); // the key's newline
+                out.push_str(" => ");
+                if is_multiline(value) {
                     out.push('\n');
-                    out.push_str(prefix);
+                    out.push_str(&inner);
                 }
-                out.push_str(&format!("{:>width$}) ", i + 1));
-                format_into(item, &inner, out);
+                format_into(value, &inner, out);
             }
         }
+    }
+}
+
+fn format_list(items: &[Frame], separator: char, prefix: &str, out: &mut String) {
+    let (width, inner) = indent(items.len(), prefix);
+    for (i, item) in items.iter().enumerate() {
+        let lead = if i == 0 { "" } else { prefix };
+        out.push_str(&format!("{lead}{:>width$}{separator} ", i + 1));
+        format_into(item, &inner, out);
+    }
+}
+
+/// The width of the largest index of `count` elements, and the prefix of
+/// the lines nested under them.
+fn indent(count: usize, prefix: &str) -> (usize, String) {
+    let width = count.to_string().len();
+    (width, format!("{prefix}{}", " ".repeat(width + 2)))
+}
+
+/// Whether redis-cli prints the value on several lines.
+fn is_multiline(frame: &Frame) -> bool {
+    match frame {
+        Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
+            items.len() > 1 || items.first().is_some_and(is_multiline)
+        }
+        Frame::Map(pairs) => pairs.len() > 1 || pairs.first().is_some_and(|(_, v)| is_multiline(v)),
+        _ => false,
     }
 }
 

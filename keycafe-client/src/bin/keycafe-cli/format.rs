@@ -60,6 +60,9 @@ fn tty(out: &mut Vec<u8>, frame: &Frame, prefix: &str) {
                 tty(out, item, &nested);
             }
         }
+        // RESP3's types, which keycafe-cli never asks for (it sends no
+        // `HELLO 3`), print as RESP2 shows them.
+        resp3 => tty(out, &resp3.clone().into_resp2(), prefix),
     }
 }
 
@@ -80,6 +83,7 @@ fn raw(out: &mut Vec<u8>, frame: &Frame) {
                 raw(out, item);
             }
         }
+        resp3 => raw(out, &resp3.clone().into_resp2()),
     }
 }
 
