@@ -229,6 +229,23 @@ impl KeycafeCluster {
         self.block(self.inner.wait(key, numreplicas, timeout))
     }
 
+    /// See [`crate::KeycafeCluster::scan_all`]: every key matching
+    /// `pattern`, from `SCAN` on each primary. (For pages, walk
+    /// [`crate::KeycafeCluster::scan`] on an async runtime.)
+    ///
+    /// ```no_run
+    /// use keycafe_client::blocking::KeycafeCluster;
+    ///
+    /// # fn main() -> keycafe_client::Result<()> {
+    /// let kc = KeycafeCluster::new("localhost", 9814)?;
+    /// let sessions = kc.scan_all("session:*")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn scan_all(&self, pattern: impl AsRef<[u8]>) -> Result<Vec<Bytes>> {
+        self.block(self.inner.scan_all(pattern))
+    }
+
     /// See [`crate::KeycafeCluster::command`].
     pub fn command<I, A>(&self, args: I) -> Result<Frame>
     where

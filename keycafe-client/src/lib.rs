@@ -43,6 +43,8 @@
 //! - [`options`]: [`SetOptions`], [`SetOutcome`] and [`Ttl`].
 //! - [`pipeline`]: [`Pipeline`] and the per-node fan-out behind multi-key calls.
 //! - [`reply`]: [`FromFrame`], converting reply frames into Rust values.
+//! - [`scan`]: [`Scan`], every key of the cluster a page at a time (`SCAN`
+//!   on each primary).
 //! - [`config`]: [`ClientConfig`]: seeds, credentials, timeouts, retry
 //!   budget, and [`TlsOptions`].
 //! - [`error`]: [`Error`], [`ServerError`] and the [`Result`] alias.
@@ -68,6 +70,7 @@ pub mod options;
 pub mod pipeline;
 pub mod reply;
 mod routing;
+pub mod scan;
 #[cfg(feature = "tower-sessions")]
 pub mod session_store;
 mod topology;
@@ -81,6 +84,7 @@ pub use keycafe_core::{Frame, Slot, key_slot};
 pub use options::{SetOptions, SetOutcome, Ttl};
 pub use pipeline::Pipeline;
 pub use reply::FromFrame;
+pub use scan::Scan;
 #[cfg(feature = "tower-sessions")]
 pub use session_store::KeycafeSessionStore;
 pub use topology::SlotRange;

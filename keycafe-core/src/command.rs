@@ -207,6 +207,19 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "dbsize"    1 RF (0 0 0);
     "flushall" -1 W  (0 0 0);
     "flushdb"  -1 W  (0 0 0);
+    // Keyspace: walking it, moving values between keys, introspection.
+    "scan"     -2 R  (0 0 0);
+    "keys"      2 R  (0 0 0);
+    "randomkey" 1 R  (0 0 0);
+    "type"      2 RF (1 1 1);
+    "touch"    -2 RF (1 -1 1);
+    "rename"    3 W  (1 2 1);
+    "renamenx"  3 WF (1 2 1);
+    "copy"     -3 WM (1 2 1);
+    "expiretime" 2 RF (1 1 1);
+    "pexpiretime" 2 RF (1 1 1);
+    "time"      1 F  (0 0 0);
+    "memory"   -2 R  (2 2 1);
     // Connection and server.
     "ping"     -1 F_ON_BUS (0 0 0);
     "echo"      2 F  (0 0 0);
@@ -349,7 +362,8 @@ mod tests {
                 "getset",
                 "setrange",
                 "incrbyfloat",
-                "setbit"
+                "setbit",
+                "copy"
             ]
         );
         assert!(
@@ -360,6 +374,19 @@ mod tests {
         // OBJECT's key comes after its subcommand.
         assert_eq!(keys(&["OBJECT", "FREQ", "k"]), [2]);
         assert!(keys(&["OBJECT", "HELP"]).is_empty());
+    }
+
+    #[test]
+    fn two_key_commands_name_both_keys() {
+        // So that the slot check answers CROSSSLOT for keys in two slots.
+        assert_eq!(keys(&["RENAME", "a", "b"]), [1, 2]);
+        assert_eq!(keys(&["RENAMENX", "a", "b"]), [1, 2]);
+        assert_eq!(keys(&["COPY", "a", "b", "REPLACE"]), [1, 2]);
+        assert_eq!(keys(&["TOUCH", "a", "b", "c"]), [1, 2, 3]);
+        assert_eq!(keys(&["MEMORY", "USAGE", "k", "SAMPLES", "5"]), [2]);
+        assert!(keys(&["MEMORY", "DOCTOR"]).is_empty());
+        assert!(keys(&["SCAN", "0", "MATCH", "k*"]).is_empty());
+        assert!(keys(&["KEYS", "*"]).is_empty());
     }
 
     #[test]

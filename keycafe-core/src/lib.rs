@@ -18,6 +18,8 @@
 //!   connection's opening (hello and AUTH), without I/O.
 //! - [`command`]: the command table: names, arity, typed flags, key
 //!   positions.
+//! - [`glob`]: [`glob::Glob`], Redis's glob patterns (`KEYS`, `SCAN MATCH`,
+//!   `CONFIG GET`).
 //! - [`cluster`]: [`cluster::ClusterConfig`], the epoch-stamped layout of a
 //!   cluster, and [`cluster::SlotMap`].
 //! - [`coord`]: messages between nodes and the coordinator.
@@ -37,6 +39,7 @@ pub mod command;
 pub mod coord;
 pub mod error;
 pub mod frame;
+pub mod glob;
 pub mod handshake;
 pub mod limits;
 pub mod native;

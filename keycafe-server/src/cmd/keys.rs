@@ -1,6 +1,8 @@
 //! Commands on keys regardless of their value: DEL (also DELETE and UNLINK),
-//! EXISTS, the expiry family (EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL, PTTL,
-//! PERSIST), OBJECT, DBSIZE and FLUSHALL/FLUSHDB.
+//! EXISTS, TYPE, TOUCH, the expiry family (EXPIRE, PEXPIRE, EXPIREAT,
+//! PEXPIREAT, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST) and TIME, the
+//! clock it measures against, the introspection of one key (OBJECT, MEMORY),
+//! DBSIZE and FLUSHALL/FLUSHDB.
 //!
 //! The expiry commands follow Redis 7 closely, because clients rely on the
 //! details: a time in the past deletes the key (and still answers 1), NX/XX/
@@ -13,9 +15,11 @@
 
 use keycafe_core::{Args, Reply};
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use super::parse::parse_int;
 use super::{ArgCursor, CmdError, CmdResult, Ctx};
-use crate::store::Ttl;
+use crate::store::{Rank, Ttl};
 
 /// `DEL key [key ...]`: how many of the keys existed.
 pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
@@ -40,6 +44,23 @@ pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
         .count();
     reply.integer(count(found));
     Ok(())
+}
+
+/// `TYPE key`: `string`, the only type there is, or `none`. Does not count
+/// as an access to the key.
+pub fn type_of(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let key = ArgCursor::new(args).next_bytes()?;
+    match ctx.store().contains(key, ctx.now_ms()) {
+        true => reply.simple(b"string"),
+        false => reply.simple(b"none"),
+    }
+    Ok(())
+}
+
+/// `TOUCH key [key ...]`: how many of the keys exist, each counted as
+/// accessed (for eviction), a repeated key counting each time.
+pub fn touch(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    exists(ctx, args, reply)
 }
 
 /// The unit of an expire time.
@@ -282,6 +303,50 @@ pub fn pttl(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     time_to_live(ctx, args, reply, Unit::Millis)
 }
 
+/// EXPIRETIME and PEXPIRETIME: -2 if the key is missing, -1 if it has no
+/// deadline, else the deadline as a Unix time (seconds rounded to nearest,
+/// or milliseconds).
+fn expire_time(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>, unit: Unit) -> CmdResult {
+    let key = ArgCursor::new(args).next_bytes()?;
+    let state = ctx.store().read(key, ctx.now_ms(), |entry| {
+        (entry.exists(), entry.deadline())
+    });
+    reply.integer(match state {
+        (false, _) => -2,
+        (true, None) => -1,
+        (true, Some(at)) => {
+            let at = i64::try_from(at).unwrap_or(i64::MAX);
+            match unit {
+                Unit::Millis => at,
+                Unit::Seconds => at.saturating_add(500) / 1000,
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `EXPIRETIME key`
+pub fn expiretime(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    expire_time(ctx, args, reply, Unit::Seconds)
+}
+
+/// `PEXPIRETIME key`
+pub fn pexpiretime(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    expire_time(ctx, args, reply, Unit::Millis)
+}
+
+/// `TIME`: the node's clock, the one deadlines are measured against, as
+/// Unix seconds and the microseconds within the second.
+pub fn time(_ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    reply.array(2);
+    reply.bulk(since_epoch.as_secs().to_string().as_bytes());
+    reply.bulk(since_epoch.subsec_micros().to_string().as_bytes());
+    Ok(())
+}
+
 /// `PERSIST key`: 1 if a deadline was removed, 0 if the key is missing or had
 /// none.
 pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
@@ -295,8 +360,8 @@ pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
     Ok(())
 }
 
-/// Lines of `OBJECT HELP`.
-const OBJECT_HELP: [&str; 10] = [
+/// Lines of `OBJECT HELP`, before the line for HELP itself.
+const OBJECT_HELP: [&str; 13] = [
     "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "ENCODING <key>",
     "    Return the kind of internal representation used in order to store the value",
@@ -307,7 +372,17 @@ const OBJECT_HELP: [&str; 10] = [
     "IDLETIME <key>",
     "    Return the idle time of the <key>, that is the approximated number of",
     "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
 ];
+
+/// The last lines of every HELP, in Redis 7.2's words (7.0 says "Prints").
+const HELP_ON_HELP: [&str; 2] = ["HELP", "    Print this help."];
+
+/// The reference count Redis reports for a value it shares between keys
+/// (`OBJ_SHARED_REFCOUNT`, `INT_MAX`).
+const SHARED_REFCOUNT: i64 = 2_147_483_647;
 
 /// The text Redis adds to both OBJECT errors about the policy.
 const POLICY_SWITCH_NOTE: &str = "Please note that when switching between policies at runtime \
@@ -321,14 +396,11 @@ pub fn object(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
     let mut cursor = ArgCursor::new(args);
     let sub = cursor.next_keyword()?;
     let name = match sub.as_bytes() {
-        b"HELP" => {
-            cursor.finish()?;
-            reply.array(OBJECT_HELP.len() + 2);
-            for line in OBJECT_HELP.iter().chain(&["HELP", "    Print this help."]) {
-                reply.simple(line.as_bytes());
-            }
+        b"HELP" if args.len() == 2 => {
+            help(&OBJECT_HELP, reply);
             return Ok(());
         }
+        b"HELP" => return Err(CmdError::WrongArity("object|help".into())),
         b"ENCODING" => "encoding",
         b"FREQ" => "freq",
         b"IDLETIME" => "idletime",
@@ -345,8 +417,14 @@ pub fn object(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
     };
     match name {
         "encoding" => reply.bulk(info.encoding.as_bytes()),
-        // Keycafe shares no values between keys.
-        "refcount" => reply.integer(1),
+        // Redis shares small integers between keys, but not under a policy
+        // that keeps access history per key.
+        "refcount" => {
+            let shared = info.shared_integer
+                && (ctx.shared.runtime.maxmemory() == 0
+                    || ctx.store().policy().rank() != Rank::History);
+            reply.integer(if shared { SHARED_REFCOUNT } else { 1 });
+        }
         "freq" => match info.frequency {
             Some(frequency) => reply.integer(i64::from(frequency)),
             None => {
@@ -365,6 +443,93 @@ pub fn object(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
                 )));
             }
         },
+    }
+    Ok(())
+}
+
+/// Writes a HELP reply: `lines` (a heading, then the subcommands), then
+/// the lines on HELP itself.
+fn help(lines: &[&str], reply: &mut Reply<'_>) {
+    reply.array(lines.len() + HELP_ON_HELP.len());
+    for line in lines.iter().chain(&HELP_ON_HELP) {
+        reply.simple(line.as_bytes());
+    }
+}
+
+/// Lines of `MEMORY HELP`, before the line for HELP itself: Redis's, less
+/// STATS, which Keycafe does not have (INFO memory has its figures).
+const MEMORY_HELP: [&str; 10] = [
+    "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return memory problems reports.",
+    "MALLOC-STATS",
+    "    Return internal statistics report from the memory allocator.",
+    "PURGE",
+    "    Attempt to purge dirty pages for reclamation by the allocator.",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+];
+
+/// Below this, Redis's MEMORY DOCTOR declines to judge.
+const DOCTOR_MIN_BYTES: usize = 5 * 1024 * 1024;
+
+/// `MEMORY USAGE key [SAMPLES count]`, `MEMORY DOCTOR`, `MEMORY
+/// MALLOC-STATS`, `MEMORY PURGE` and `MEMORY HELP`. USAGE counts what the
+/// key really costs here (see `Store::memory_usage`), so its figures are
+/// Keycafe's, not Redis's; SAMPLES is checked and needs nothing to sample,
+/// a string having no nested values. Looking a key up does not count as an
+/// access.
+pub fn memory(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let mut cursor = ArgCursor::new(args);
+    let sub = cursor.next_keyword()?;
+    let (name, arity_ok) = match sub.as_bytes() {
+        b"USAGE" => ("usage", args.len() >= 3),
+        b"DOCTOR" => ("doctor", args.len() == 2),
+        b"MALLOC-STATS" => ("malloc-stats", args.len() == 2),
+        b"PURGE" => ("purge", args.len() == 2),
+        b"HELP" => ("help", args.len() == 2),
+        _ => return Err(super::server::unknown_subcommand(args, "MEMORY")),
+    };
+    if !arity_ok {
+        return Err(CmdError::WrongArity(format!("memory|{name}")));
+    }
+    match name {
+        "usage" => {
+            let key = cursor.next_bytes()?;
+            while cursor.remaining() > 0 {
+                match cursor.next_keyword()?.as_bytes() {
+                    b"SAMPLES" if cursor.remaining() > 0 => {
+                        if cursor.next_int()? < 0 {
+                            return Err(CmdError::Syntax);
+                        }
+                    }
+                    _ => return Err(CmdError::Syntax),
+                }
+            }
+            match ctx.store().memory_usage(key, ctx.now_ms()) {
+                Some(bytes) => reply.integer(count(bytes)),
+                None => reply.null(),
+            }
+        }
+        "doctor" => {
+            // Redis's wording. Keycafe has none of the conditions Redis's
+            // doctor looks for (fragmentation, a peak far above use, big
+            // client buffers it cannot account for) to report.
+            let text: &[u8] = if ctx.shared.memory().used() < DOCTOR_MIN_BYTES {
+                b"Hi Sam, this instance is empty or is using very little memory, my issues \
+                  detector can't be used in these conditions. Please, leave for your mission \
+                  on Earth and fill it with some data. The new Sam and I will be back to our \
+                  programming as soon as I finished rebooting."
+            } else {
+                b"Hi Sam, I can't find any memory issue in your instance. I can only account \
+                  for what occurs on this base."
+            };
+            reply.verbatim(b"txt", text);
+        }
+        "malloc-stats" => reply.verbatim(b"txt", b"Stats not supported for the current allocator"),
+        "purge" => reply.ok(),
+        _ => help(&MEMORY_HELP, reply),
     }
     Ok(())
 }
@@ -397,6 +562,8 @@ fn count(n: usize) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use keycafe_core::Frame;
+
     use crate::cmd::strings::harness::*;
     use crate::store::{Expiry, now_ms};
 
@@ -547,6 +714,158 @@ mod tests {
             ("INCR j", int(1)),
             ("TTL j", int(-1)),
         ]);
+    }
+
+    #[test]
+    fn type_and_touch() {
+        let mut node = Node::new();
+        node.store().set(b"gone", b"v", 0, Expiry::At(1)).unwrap();
+        node.script(&[
+            ("TYPE k", Frame::simple("none")),
+            ("SET k v", ok()),
+            ("TYPE k", Frame::simple("string")),
+            ("TYPE gone", Frame::simple("none")),
+            ("TOUCH k k nope gone", int(2)),
+            (
+                "TOUCH",
+                err("ERR wrong number of arguments for 'touch' command"),
+            ),
+            (
+                "TYPE k k",
+                err("ERR wrong number of arguments for 'type' command"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn expiretime_reports_the_deadline() {
+        let mut node = Node::new();
+        node.script(&[
+            ("EXPIRETIME k", int(-2)),
+            ("PEXPIRETIME k", int(-2)),
+            ("SET k v", ok()),
+            ("EXPIRETIME k", int(-1)),
+            ("PEXPIRETIME k", int(-1)),
+            ("PEXPIREAT k 33177080800499", int(1)),
+            ("PEXPIRETIME k", int(33177080800499)),
+            // Rounded to the nearest second, as Redis does.
+            ("EXPIRETIME k", int(33177080800)),
+            ("PEXPIREAT k 33177080800500", int(1)),
+            ("EXPIRETIME k", int(33177080801)),
+        ]);
+    }
+
+    #[test]
+    fn time_is_the_clock_deadlines_use() {
+        let mut node = Node::new();
+        let before = now_ms();
+        let Frame::Array(parts) = node.run("TIME") else {
+            panic!("TIME answers an array");
+        };
+        let after = now_ms();
+        let number = |frame: &Frame| match frame {
+            Frame::Bulk(text) => std::str::from_utf8(text).unwrap().parse::<u64>().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let (seconds, micros) = (number(&parts[0]), number(&parts[1]));
+        assert!(micros < 1_000_000);
+        let ms = seconds * 1000 + micros / 1000;
+        assert!(
+            (before..=after).contains(&ms),
+            "{before} <= {ms} <= {after}"
+        );
+    }
+
+    #[test]
+    fn object_answers_like_redis() {
+        let help = |node: &mut Node| match node.run("OBJECT HELP") {
+            Frame::Array(lines) => lines.len(),
+            other => panic!("{other:?}"),
+        };
+        let mut node = Node::new();
+        assert_eq!(help(&mut node), 15);
+        node.script(&[
+            ("OBJECT ENCODING nope", null()),
+            ("OBJECT REFCOUNT nope", null()),
+            ("SET n 100", ok()),
+            ("OBJECT ENCODING n", bulk("int")),
+            // Redis shares the integers 0 to 9999 between keys.
+            ("OBJECT REFCOUNT n", int(2147483647)),
+            ("APPEND n 1", int(4)),
+            ("OBJECT ENCODING n", bulk("raw")),
+            ("OBJECT REFCOUNT n", int(1)),
+            ("SET n 10000", ok()),
+            ("OBJECT REFCOUNT n", int(1)),
+            ("SET n -1", ok()),
+            ("OBJECT REFCOUNT n", int(1)),
+            ("SET n 0", ok()),
+            ("OBJECT REFCOUNT n", int(2147483647)),
+            ("SET s hello", ok()),
+            ("OBJECT ENCODING s", bulk("embstr")),
+            ("OBJECT IDLETIME s", int(0)),
+            (
+                "OBJECT HELP x",
+                err("ERR wrong number of arguments for 'object|help' command"),
+            ),
+            (
+                "OBJECT ENCODING",
+                err("ERR wrong number of arguments for 'object|encoding' command"),
+            ),
+            (
+                "OBJECT NOPE k",
+                err("ERR unknown subcommand 'NOPE'. Try OBJECT HELP."),
+            ),
+            // Not under a policy that keeps history per key, with a limit.
+            (
+                "CONFIG SET maxmemory 1gb maxmemory-policy allkeys-lru",
+                ok(),
+            ),
+            ("OBJECT REFCOUNT n", int(1)),
+            ("CONFIG SET maxmemory-policy allkeys-random", ok()),
+            ("OBJECT REFCOUNT n", int(2147483647)),
+        ]);
+    }
+
+    #[test]
+    fn memory_usage_and_friends() {
+        let mut node = Node::new();
+        node.script(&[
+            ("MEMORY USAGE k", null()),
+            ("SET k v", ok()),
+            ("MEMORY USAGE k SAMPLES", err("ERR syntax error")),
+            ("MEMORY USAGE k SAMPLES -1", err("ERR syntax error")),
+            (
+                "MEMORY USAGE k SAMPLES x",
+                err("ERR value is not an integer or out of range"),
+            ),
+            ("MEMORY USAGE k FOO 1", err("ERR syntax error")),
+            (
+                "MEMORY USAGE",
+                err("ERR wrong number of arguments for 'memory|usage' command"),
+            ),
+            (
+                "MEMORY DOCTOR x",
+                err("ERR wrong number of arguments for 'memory|doctor' command"),
+            ),
+            (
+                "MEMORY STATS",
+                err("ERR unknown subcommand 'STATS'. Try MEMORY HELP."),
+            ),
+            ("MEMORY PURGE", ok()),
+            (
+                "MEMORY",
+                err("ERR wrong number of arguments for 'memory' command"),
+            ),
+        ]);
+        let usage = |node: &mut Node, line: &str| as_int(node.run(line));
+        let small = usage(&mut node, "MEMORY USAGE k");
+        assert_eq!(usage(&mut node, "MEMORY USAGE k SAMPLES 0"), small);
+        node.run(&format!("SET k {}", "x".repeat(1000)));
+        assert!(usage(&mut node, "memory usage k") >= small + 990);
+        assert!(
+            matches!(node.run("MEMORY DOCTOR"), Frame::Bulk(text) if text.starts_with(b"Hi Sam"))
+        );
+        assert!(matches!(node.run("MEMORY HELP"), Frame::Array(lines) if lines.len() == 12));
     }
 
     #[test]

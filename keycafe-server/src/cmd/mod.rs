@@ -23,7 +23,9 @@
 //!   [`long_double`], INCRBYFLOAT's arithmetic.
 //! - [`bits`]: SETBIT, GETBIT, BITCOUNT, BITPOS.
 //! - [`lcs`]: LCS, the longest common subsequence of two values.
-//! - [`keys`]: DEL, EXISTS, the expiry family, OBJECT, DBSIZE, FLUSHALL.
+//! - [`keys`]: DEL, EXISTS, TYPE, TOUCH, the expiry family, TIME, OBJECT,
+//!   MEMORY, DBSIZE, FLUSHALL.
+//! - [`keyspace`]: SCAN, KEYS, RANDOMKEY, RENAME, RENAMENX, COPY.
 //! - [`server`]: connection and server commands (PING, AUTH, INFO, ...).
 //! - [`cluster`]: CLUSTER subcommands.
 //! - [`transaction`]: MULTI, EXEC, DISCARD, WATCH, UNWATCH, and the queue
@@ -40,6 +42,7 @@ pub mod bits;
 pub mod bus;
 pub mod cluster;
 pub mod keys;
+pub mod keyspace;
 pub mod lcs;
 pub mod long_double;
 pub mod parse;
@@ -265,6 +268,19 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("dbsize", Replies(keys::dbsize)),
     ("flushall", Replies(keys::flushall)),
     ("flushdb", Replies(keys::flushall)),
+    // Keyspace: walking it, moving values between keys, introspection.
+    ("scan", Replies(keyspace::scan)),
+    ("keys", Replies(keyspace::keys)),
+    ("randomkey", Replies(keyspace::randomkey)),
+    ("type", Replies(keys::type_of)),
+    ("touch", Replies(keys::touch)),
+    ("rename", Replies(keyspace::rename)),
+    ("renamenx", Replies(keyspace::renamenx)),
+    ("copy", Replies(keyspace::copy)),
+    ("expiretime", Replies(keys::expiretime)),
+    ("pexpiretime", Replies(keys::pexpiretime)),
+    ("time", Replies(keys::time)),
+    ("memory", Replies(keys::memory)),
     // Connection and server.
     ("ping", Replies(server::ping)),
     ("echo", Replies(server::echo)),

@@ -8,13 +8,19 @@
 //! table that holds it. An [`Entry`] is one 8-byte pointer to one allocation:
 //!
 //! ```text
-//! [key_len: u8][access: u24 LE][value_len: u32 LE | VOLATILE bit][key][value][deadline: u64 LE]?
+//! [key_len: u8][access: u24 LE][value_len: u32 LE | VOLATILE | RAW][key][value][deadline: u64 LE]?
 //! ```
 //!
 //! The deadline is present only for keys that have one (the high bit of the
 //! value length says so), so persistent keys do not pay for it. It sits at the
 //! end rather than after the header so that giving a large value a TTL is a
 //! `realloc` (often in place) instead of a move of the whole value.
+//!
+//! The next bit, RAW, remembers that the value was changed in place
+//! (APPEND, SETRANGE, SETBIT). Keycafe holds every value the same way, but Redis holds such a
+//! value as a `raw` string whatever it looks like, and `OBJECT ENCODING`
+//! reports that; a value length never needs the bit (the store's limit is
+//! 512 MiB, 2^29 bytes).
 //!
 //! Keys are short in practice, so the key length gets one byte and the
 //! three bytes this frees hold the key's *access history*: what eviction
@@ -45,9 +51,11 @@ const LONG_KEY_LEN: usize = 4;
 const DEADLINE: usize = 8;
 /// Set in the stored value length when a deadline follows the value.
 const VOLATILE: u32 = 1 << 31;
+/// Set in the stored value length when the value was changed in place.
+const RAW: u32 = 1 << 30;
 /// The longest key or value an entry can hold (the store enforces a lower
 /// limit, Redis's 512 MiB, before it gets here).
-pub const MAX_LEN: usize = (VOLATILE - 1) as usize;
+pub const MAX_LEN: usize = (RAW - 1) as usize;
 
 /// A key, its value, its optional deadline (ms since the Unix epoch) and its
 /// access history.
@@ -66,6 +74,7 @@ struct Shape {
     key_len: usize,
     value_len: usize,
     volatile: bool,
+    raw: bool,
 }
 
 impl Shape {
@@ -102,6 +111,7 @@ impl Entry {
             key_len: key.len(),
             value_len: value.len(),
             volatile: deadline.is_some(),
+            raw: false,
         };
         let size = shape.size();
         let layout = layout(size);
@@ -170,7 +180,7 @@ impl Entry {
     }
 
     /// Replaces the value and the deadline, keeping the key and the access
-    /// history.
+    /// history. The new value is not [raw](Entry::is_raw).
     ///
     /// # Panics
     /// If `value` is longer than [`MAX_LEN`] (checked by the store).
@@ -179,6 +189,7 @@ impl Entry {
         let shape = Shape {
             value_len: value.len(),
             volatile: deadline.is_some(),
+            raw: false,
             ..self.shape()
         };
         self.reshape(shape);
@@ -204,7 +215,25 @@ impl Entry {
         }
     }
 
-    /// Appends `data` to the value, keeping the deadline.
+    /// True if the value was last changed in place ([`Entry::append`],
+    /// [`Entry::mark_raw`]) rather than replaced: Redis would hold it as a
+    /// `raw` string.
+    pub fn is_raw(&self) -> bool {
+        self.shape().raw
+    }
+
+    /// Records that the value was changed in place (see [`Entry::is_raw`]).
+    pub fn mark_raw(&mut self) {
+        let shape = Shape {
+            raw: true,
+            ..self.shape()
+        };
+        // SAFETY: bytes 4..8 lie within the header.
+        unsafe { self.write_raw(4, &value_word(shape).to_le_bytes()) };
+    }
+
+    /// Appends `data` to the value, keeping the deadline; the value is
+    /// [raw](Entry::is_raw) from then on.
     ///
     /// # Panics
     /// If the value would grow past [`MAX_LEN`] (checked by the store).
@@ -215,6 +244,7 @@ impl Entry {
         let deadline = self.deadline();
         let shape = Shape {
             value_len: new_len,
+            raw: true,
             ..old
         };
         self.reshape(shape);
@@ -291,8 +321,9 @@ impl Entry {
         let value_word = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
         Shape {
             key_len,
-            value_len: (value_word & !VOLATILE) as usize,
+            value_len: (value_word & !(VOLATILE | RAW)) as usize,
             volatile: value_word & VOLATILE != 0,
+            raw: value_word & RAW != 0,
         }
     }
 
@@ -358,10 +389,17 @@ impl std::fmt::Debug for Entry {
     }
 }
 
-/// The header's last word: value length and the deadline flag.
+/// The header's last word: value length and the two flags.
 fn value_word(shape: Shape) -> u32 {
-    // Checked against MAX_LEN, so the length fits in 31 bits.
-    shape.value_len as u32 | if shape.volatile { VOLATILE } else { 0 }
+    // Checked against MAX_LEN, so the length fits in 30 bits.
+    let mut word = shape.value_len as u32;
+    if shape.volatile {
+        word |= VOLATILE;
+    }
+    if shape.raw {
+        word |= RAW;
+    }
+    word
 }
 
 fn layout(size: usize) -> Layout {
@@ -447,6 +485,26 @@ mod tests {
             assert_eq!(entry.value(), b"values");
             assert_eq!((entry.deadline(), entry.access()), (None, 77));
         }
+    }
+
+    #[test]
+    fn appending_makes_a_value_raw_until_it_is_replaced() {
+        let mut entry = Entry::new(b"k", b"1", None);
+        assert!(!entry.is_raw());
+        entry.append(b"2");
+        assert!(entry.is_raw());
+        entry.set_deadline(Some(9));
+        entry.set_access(5);
+        assert!(entry.is_raw());
+        assert_eq!((entry.value(), entry.deadline()), (&b"12"[..], Some(9)));
+        entry.set_value(b"12", Some(9));
+        assert!(!entry.is_raw());
+        entry.mark_raw();
+        assert!(entry.is_raw());
+        assert_eq!(
+            (entry.key(), entry.value(), entry.deadline(), entry.access()),
+            (&b"k"[..], &b"12"[..], Some(9), 5)
+        );
     }
 
     #[test]

@@ -177,7 +177,8 @@ impl<'a> KeyEntry<'a> {
     /// persistent, if it is absent), then calls `change` with it, keeping any
     /// deadline. The change is one write to the change feed, whatever its
     /// size, and the value is never copied: a one-bit change to a large
-    /// bitmap costs one byte.
+    /// bitmap costs one byte. `OBJECT ENCODING` says `raw` for the value
+    /// from then on, as Redis does after SETRANGE or SETBIT.
     pub fn update_value<R>(
         &mut self,
         len: usize,
@@ -189,6 +190,7 @@ impl<'a> KeyEntry<'a> {
                 let at = self.at;
                 Ok(self.shard.modify(at.table, bucket, at.hash, |e| {
                     e.grow_value(len);
+                    e.mark_raw();
                     change(e.value_mut())
                 }))
             }
@@ -196,6 +198,7 @@ impl<'a> KeyEntry<'a> {
                 check_len(self.key.len())?;
                 let mut entry = Entry::new(self.key, b"", None);
                 entry.grow_value(len);
+                entry.mark_raw();
                 let out = change(entry.value_mut());
                 self.bucket = Some(
                     self.shard

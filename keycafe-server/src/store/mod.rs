@@ -77,6 +77,7 @@ mod evict_tests;
 mod expiry;
 mod feed;
 mod key_entry;
+mod keyspace;
 mod memory;
 mod shard;
 #[cfg(test)]
@@ -95,9 +96,10 @@ use foldhash::fast::RandomState;
 use keycafe_core::{SLOT_COUNT, Slot, key_slot};
 
 pub use access::{LRU_TICK_MS, Tracking};
-pub use evict::{OutOfMemory, Policy};
+pub use evict::{OutOfMemory, Policy, Rank};
 pub use feed::{Change, ChangeFeed, Subscriber};
 pub use key_entry::{Expiry, KeyEntry, Ttl};
+pub use keyspace::Transfer;
 pub use memory::{FLUSH_STEP, MemoryUse, deserialize_memory, parse_memory};
 use shard::{Location, Shard};
 pub use transaction::ShardSet;
@@ -150,6 +152,10 @@ pub struct ObjectInfo {
     /// Redis's name for how it would hold the value: `int`, `embstr` or
     /// `raw` (Keycafe holds every value the same way).
     pub encoding: &'static str,
+    /// The value is an `int` from 0 to 9999: Redis shares one object for
+    /// each of those among all keys (unless the eviction policy needs
+    /// per-key access history), and `OBJECT REFCOUNT` shows that.
+    pub shared_integer: bool,
 }
 
 /// The current time in milliseconds since the Unix epoch.
@@ -168,9 +174,13 @@ fn locked<'g>(guards: &'g mut [Option<MutexGuard<'_, Shard>>], shard: usize) -> 
         .expect("every shard of the batch was locked")
 }
 
-/// Redis's encoding of a string value: `int` for a canonical 64-bit integer
-/// (no sign but `-`, no leading zero), `embstr` up to 44 bytes, `raw` beyond.
-fn encoding_of(value: &[u8]) -> &'static str {
+/// Redis's encoding of a string value: `raw` if it was changed in place
+/// (see `entry.rs`), else `int` for a canonical 64-bit integer (no sign but
+/// `-`, no leading zero), `embstr` up to 44 bytes, `raw` beyond.
+fn encoding_of(value: &[u8], raw: bool) -> &'static str {
+    if raw {
+        return "raw";
+    }
     let digits = value.strip_prefix(b"-").unwrap_or(value);
     let canonical = !digits.is_empty()
         && digits.iter().all(u8::is_ascii_digit)
@@ -651,10 +661,13 @@ impl Store {
             Tracking::Lru => (Some(access::idle_ms(history, now)), None),
             Tracking::Lfu => (None, Some(access::lfu_counter(history, now))),
         };
+        let encoding = encoding_of(entry.value(), entry.is_raw());
+        let value = entry.value();
         Some(ObjectInfo {
             idle_ms,
             frequency,
-            encoding: encoding_of(entry.value()),
+            encoding,
+            shared_integer: encoding == "int" && value.len() <= 4 && !value.starts_with(b"-"),
         })
     }
 

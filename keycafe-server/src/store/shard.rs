@@ -413,7 +413,11 @@ impl Shard {
     /// touches a table's control bytes once instead of once per key: sampling
     /// is bound by cache misses. Keys after long empty stretches are a little
     /// more likely; eviction only needs its samples spread over the shard.
-    fn random_keys(&mut self, count: usize, mut visit: impl FnMut(usize, usize, &Entry)) {
+    pub(super) fn random_keys(
+        &mut self,
+        count: usize,
+        mut visit: impl FnMut(usize, usize, &Entry),
+    ) {
         if self.counters.keys == 0 || count == 0 {
             return;
         }
