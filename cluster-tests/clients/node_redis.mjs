@@ -82,6 +82,22 @@ const steps = {
     assert.deepEqual(replies, ['OK', 2, null, '2']);
   },
 
+  async scan(client, mode) {
+    // scanIterator walks one node's SCAN: every primary's, for the cluster.
+    const names = Array.from({ length: 50 }, (_, i) => `{scan${i}}:js`);
+    for (const name of names) await client.set(name, 'x');
+    const nodes = mode === 'cluster'
+      ? await Promise.all(client.masters.map((master) => client.nodeClient(master)))
+      : [client];
+    const found = new Set();
+    for (const node of nodes) {
+      for await (const keys of node.scanIterator({ MATCH: '{scan*}:js', COUNT: 10 })) {
+        for (const key of [].concat(keys)) found.add(key);
+      }
+    }
+    assert.deepEqual([...found].sort(), [...names].sort());
+  },
+
   async configGet(client, mode) {
     assert.deepEqual(plain(await send(client, mode, ['CONFIG', 'GET', 'maxmemory'])), { maxmemory: '0' });
     if (mode === 'standalone') {

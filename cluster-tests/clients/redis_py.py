@@ -94,6 +94,17 @@ def transaction(r, mode):
     assert replies[0] in (True, b"OK") and replies[1:] == [2, None, b"2"], replies
 
 
+@step
+def scan(r, mode):
+    # scan_iter walks every node's SCAN (RedisCluster: every primary).
+    names = [f"{{scan{i}}}:py" for i in range(50)]
+    for name in names:
+        r.set(name, "x")
+    found = set(r.scan_iter(match="{scan*}:py", count=10))
+    assert found == {name.encode() for name in names}, sorted(found)
+    assert r.delete(*names[:1]) == 1
+
+
 def connect(mode, address):
     host, port = address.rsplit(":", 1)
     if mode == "standalone":
