@@ -190,6 +190,7 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "getbit"    3 RF (1 1 1);
     "bitcount" -2 R  (1 1 1);
     "bitpos"   -3 R  (1 1 1);
+    "bitop"    -4 WM (2 -1 1);
     "lcs"      -3 R  (1 2 1);
     // Keys and expiry.
     "del"      -2 W  (1 -1 1);
@@ -363,6 +364,7 @@ mod tests {
                 "setrange",
                 "incrbyfloat",
                 "setbit",
+                "bitop",
                 "copy"
             ]
         );

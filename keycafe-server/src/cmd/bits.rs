@@ -1,5 +1,5 @@
-//! Bit commands: SETBIT, GETBIT, BITCOUNT and BITPOS, over a string value
-//! read as a bitmap.
+//! Bit commands: SETBIT, GETBIT, BITCOUNT, BITPOS and BITOP, over a string
+//! value read as a bitmap.
 //!
 //! As in Redis, bit 0 is the most significant bit of the first byte, a bit
 //! past the end of the value (or of an absent key) reads as 0, and SETBIT
@@ -17,7 +17,7 @@ use keycafe_core::{Args, Reply};
 
 use super::parse::parse_int;
 use super::{ArgCursor, CmdError, CmdResult, Ctx};
-use crate::store::MAX_STRING_LEN;
+use crate::store::{Expiry, MAX_STRING_LEN};
 
 /// A bit offset argument: from 0 up to the last bit of the largest value.
 fn bit_offset(arg: &[u8]) -> CmdResult<u64> {
@@ -215,6 +215,85 @@ pub fn bitpos(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
     });
     reply.integer(position);
     Ok(())
+}
+
+/// BITOP's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BitOp {
+    And,
+    Or,
+    Xor,
+    Not,
+}
+
+/// `BITOP AND|OR|XOR|NOT destkey key [key ...]`: stores the bitwise
+/// operation over the source values in `destkey` (deleting it when the
+/// result is empty) and answers the result's length. A missing source is a
+/// value of zero bytes, and shorter values are padded with zero bytes to the
+/// longest. The sources are read and the result stored with no write in
+/// between: inside `Store::atomically` (already so inside EXEC).
+pub fn bitop(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
+    let op = match args
+        .get(1)
+        .unwrap_or_default()
+        .to_ascii_uppercase()
+        .as_slice()
+    {
+        b"AND" => BitOp::And,
+        b"OR" => BitOp::Or,
+        b"XOR" => BitOp::Xor,
+        b"NOT" => BitOp::Not,
+        _ => return Err(CmdError::Syntax),
+    };
+    let dest = args.get(2).unwrap_or_default();
+    let sources = args.skip(3);
+    if op == BitOp::Not && sources.len() != 1 {
+        return Err(CmdError::Other(
+            "ERR BITOP NOT must be called with a single source key.".into(),
+        ));
+    }
+    let now = ctx.now_ms();
+    let store = ctx.store();
+    let run = || -> CmdResult<usize> {
+        let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(sources.len());
+        store.get_many(sources.iter(), now, |value| {
+            values.push(value.map(<[u8]>::to_vec))
+        });
+        let result = combine(op, &values);
+        match result.is_empty() {
+            true => {
+                store.remove(dest, now);
+            }
+            false => store.set(dest, &result, now, Expiry::Persist)?,
+        }
+        Ok(result.len())
+    };
+    let len = match ctx.conn.in_exec {
+        true => run()?,
+        false => store.atomically(&store.shards_of(args.skip(2).iter()), true, run)?,
+    };
+    reply.integer(len as i64);
+    Ok(())
+}
+
+/// The bytes of `op` over `values` (`None`: a missing key, all zeros).
+fn combine(op: BitOp, values: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let len = values.iter().flatten().map(Vec::len).max().unwrap_or(0);
+    let byte = |value: &Option<Vec<u8>>, i: usize| {
+        value.as_ref().and_then(|v| v.get(i).copied()).unwrap_or(0)
+    };
+    (0..len)
+        .map(|i| {
+            let mut bytes = values.iter().map(|value| byte(value, i));
+            let first = bytes.next().unwrap_or(0);
+            match op {
+                BitOp::And => bytes.fold(first, |acc, b| acc & b),
+                BitOp::Or => bytes.fold(first, |acc, b| acc | b),
+                BitOp::Xor => bytes.fold(first, |acc, b| acc ^ b),
+                BitOp::Not => !first,
+            }
+        })
+        .collect()
 }
 
 /// The bits set among bits `first..=last` of `value` (both within it).

@@ -251,6 +251,7 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("getbit", Replies(bits::getbit)),
     ("bitcount", Replies(bits::bitcount)),
     ("bitpos", Replies(bits::bitpos)),
+    ("bitop", Replies(bits::bitop)),
     ("lcs", Replies(lcs::lcs)),
     // Keys and expiry.
     ("del", Replies(keys::del)),
