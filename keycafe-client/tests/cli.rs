@@ -171,6 +171,40 @@ fn interactive_mode_reads_lines_from_a_pipe() {
     );
 }
 
+#[test]
+fn scan_lists_every_matching_key_and_a_transaction_runs_at_the_prompt() {
+    let node = BlockingTestServer::standalone();
+    let port = node.port().to_string();
+    // 3,000 keys: more than one SCAN page.
+    let mut script: String = (0..3000).map(|i| format!("set user:{i} x\n")).collect();
+    script.push_str("set other y\nmulti\nincr n\nincr n\nexec\n");
+    let output = cli(&["-p", &port], &script);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout_of(&output).ends_with("QUEUED\nQUEUED\n1\n2\n"),
+        "MULTI/EXEC at the prompt"
+    );
+
+    for protocol in [None, Some("--resp")] {
+        let mut args = vec!["-p", &port, "--scan", "--pattern", "user:*"];
+        args.extend(protocol);
+        let output = cli(&args, "");
+        assert!(output.status.success(), "{output:?}");
+        let listed = stdout_of(&output);
+        let mut keys: Vec<&str> = listed.lines().collect();
+        keys.sort_unstable();
+        let mut expected: Vec<String> = (0..3000).map(|i| format!("user:{i}")).collect();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+    }
+    let all = cli(&["-p", &port, "--scan"], "");
+    assert_eq!(
+        stdout_of(&all).lines().count(),
+        3002,
+        "every key, n included"
+    );
+}
+
 /// A fake cluster node speaking RESP: answers every command of a connection
 /// with the scripted replies, in order, and records what it received.
 async fn fake_node(replies: Vec<&'static str>) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {

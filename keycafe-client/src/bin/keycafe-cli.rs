@@ -3,7 +3,7 @@
 //! ```text
 //! keycafe-cli [-h host] [-p port] [-a password] [-c] [--resp]
 //!             [--tls --cacert ca.crt [--cert client.crt --key client.key] [--sni name]]
-//!             [command args...]
+//!             [--scan [--pattern glob]] [command args...]
 //! ```
 //!
 //! With a command it runs it once, prints the reply and exits (non-zero if it
@@ -15,6 +15,9 @@
 //! override the choice). `-c` follows `MOVED` and `ASK` redirects (sending
 //! `ASKING` before an `ASK` retry), at most [`MAX_REDIRECTS`] times per
 //! command.
+//!
+//! `--scan` lists the node's keys (those matching `--pattern`), one per
+//! line, by walking SCAN to its end, as `redis-cli --scan` does.
 //!
 //! It speaks the native protocol by default and RESP2 with `--resp`, so it
 //! works against a Keycafe node either way and against redis-server too. It
@@ -71,6 +74,12 @@ struct Cli {
     /// Exit with a non-zero code when the command's reply is an error.
     #[arg(short = 'e')]
     errexit: bool,
+    /// List the node's keys with SCAN, one per line.
+    #[arg(long)]
+    scan: bool,
+    /// With --scan: only keys matching this glob pattern.
+    #[arg(long, requires = "scan")]
+    pattern: Option<String>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -239,6 +248,9 @@ fn main() -> ExitCode {
         tls,
         runtime,
     };
+    if cli.scan {
+        return scan(&mut session, cli.pattern.as_deref());
+    }
     if cli.command.is_empty() {
         repl(&mut session, output);
         return ExitCode::SUCCESS;
@@ -257,6 +269,50 @@ fn main() -> ExitCode {
             eprintln!("{failure}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--scan`: walks SCAN from cursor 0 back to 0, printing each key.
+fn scan(session: &mut Session, pattern: Option<&str>) -> ExitCode {
+    let mut cursor = b"0".to_vec();
+    loop {
+        let mut args = vec![b"SCAN".to_vec(), cursor.clone()];
+        if let Some(pattern) = pattern {
+            args.extend([b"MATCH".to_vec(), pattern.as_bytes().to_vec()]);
+        }
+        args.extend([b"COUNT".to_vec(), b"1000".to_vec()]);
+        let page = match session.run_command(&args) {
+            Ok(Frame::Array(page)) => page,
+            Ok(other) => {
+                print_reply(&other, format::Output::Raw);
+                return ExitCode::FAILURE;
+            }
+            Err(failure) => {
+                eprintln!("{failure}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (Some(Frame::Bulk(next)), Some(Frame::Array(keys))) = (page.first(), page.get(1))
+        else {
+            eprintln!("Error: SCAN answered something other than a cursor and keys");
+            return ExitCode::FAILURE;
+        };
+        let mut stdout = std::io::stdout().lock();
+        for key in keys {
+            if let Frame::Bulk(key) = key
+                && stdout
+                    .write_all(key)
+                    .and_then(|()| stdout.write_all(b"\n"))
+                    .is_err()
+            {
+                // A closed stdout (`keycafe-cli --scan | head`) ends the walk.
+                return ExitCode::SUCCESS;
+            }
+        }
+        if &next[..] == b"0" {
+            return ExitCode::SUCCESS;
+        }
+        cursor = next.to_vec();
     }
 }
 
