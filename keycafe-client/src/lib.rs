@@ -43,6 +43,8 @@
 //! - [`options`]: [`SetOptions`], [`SetOutcome`] and [`Ttl`].
 //! - [`pipeline`]: [`Pipeline`] and the per-node fan-out behind multi-key calls.
 //! - [`reply`]: [`FromFrame`], converting reply frames into Rust values.
+//! - [`transaction`]: `KeycafeCluster::transaction`, a [`Pipeline`] as one
+//!   MULTI/EXEC on its slot's node.
 //! - [`scan`]: [`Scan`], every key of the cluster a page at a time (`SCAN`
 //!   on each primary).
 //! - [`config`]: [`ClientConfig`]: seeds, credentials, timeouts, retry
