@@ -348,17 +348,9 @@ impl Store {
     /// keyspace hit or miss.
     pub fn get_with<R>(&self, key: &[u8], now: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
         let at = self.locate(key);
-        let mut shard = self.lock(at.shard);
-        match shard.find(at.table, at.hash, key, now) {
-            Some(bucket) => {
-                shard.counters.hits += 1;
-                f(Some(shard.entry(at.table, bucket).value()))
-            }
-            None => {
-                shard.counters.misses += 1;
-                f(None)
-            }
-        }
+        f(self
+            .lock(at.shard)
+            .read_counted(at.table, at.hash, key, now))
     }
 
     /// Calls `f` with the value of each of `keys` (or `None`), in order, at
@@ -371,6 +363,19 @@ impl Store {
         now: u64,
         mut f: impl FnMut(Option<&[u8]>),
     ) {
+        let mut shards = keys.clone().map(|key| self.slot_location(key_slot(key)).0);
+        // One shard (one key, or keys with one hash tag): one lock, and
+        // nothing to allocate.
+        if let Some(first) = shards.next()
+            && shards.all(|shard| shard == first)
+        {
+            let mut shard = self.lock(first);
+            for key in keys {
+                let at = self.locate(key);
+                f(shard.read_counted(at.table, at.hash, key, now));
+            }
+            return;
+        }
         let mut wanted = vec![false; self.shards.len()];
         for key in keys.clone() {
             wanted[self.locate(key).shard] = true;
@@ -382,17 +387,7 @@ impl Store {
             .collect();
         for key in keys {
             let at = self.locate(key);
-            let shard = locked(&mut guards, at.shard);
-            match shard.find(at.table, at.hash, key, now) {
-                Some(bucket) => {
-                    shard.counters.hits += 1;
-                    f(Some(shard.entry(at.table, bucket).value()));
-                }
-                None => {
-                    shard.counters.misses += 1;
-                    f(None);
-                }
-            }
+            f(locked(&mut guards, at.shard).read_counted(at.table, at.hash, key, now));
         }
     }
 

@@ -98,6 +98,22 @@ impl Shard {
         Some(bucket)
     }
 
+    /// The value of `key` if it is alive at `now`, counted as a hit or a
+    /// miss (GET, MGET).
+    #[inline]
+    pub fn read_counted(&mut self, table: usize, hash: u64, key: &[u8], now: u64) -> Option<&[u8]> {
+        match self.find(table, hash, key, now) {
+            Some(bucket) => {
+                self.counters.hits += 1;
+                Some(self.entry(table, bucket).value())
+            }
+            None => {
+                self.counters.misses += 1;
+                None
+            }
+        }
+    }
+
     /// Like [`Shard::find`], without counting an access (`OBJECT`, which
     /// must not change what it reports).
     pub fn peek(&mut self, table: usize, hash: u64, key: &[u8], now: u64) -> Option<usize> {
