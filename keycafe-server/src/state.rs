@@ -7,6 +7,7 @@ use std::time::Instant;
 use keycafe_core::cluster::NodeInfo;
 use keycafe_core::coord::NodeReport;
 
+use crate::clients::Clients;
 use crate::cluster::ClusterState;
 use crate::config::Config;
 use crate::replication::Replication;
@@ -30,6 +31,9 @@ pub struct Shared {
     pub replication: Arc<Replication>,
     /// Settings `CONFIG SET` may change while the node runs.
     pub runtime: Runtime,
+    /// Every connection, for CLIENT LIST, CLIENT KILL, CLIENT PAUSE and
+    /// MONITOR.
+    pub clients: Arc<Clients>,
 }
 
 /// Server-wide counters reported by INFO. Connections add their command
@@ -82,6 +86,7 @@ impl Shared {
             started: Instant::now(),
             stats: Stats::default(),
             cluster,
+            clients: Arc::new(Clients::default()),
         })
     }
 

@@ -27,6 +27,8 @@
 //!   MEMORY, DBSIZE, FLUSHALL.
 //! - [`keyspace`]: SCAN, KEYS, RANDOMKEY, RENAME, RENAMENX, COPY.
 //! - [`server`]: connection and server commands (PING, AUTH, INFO, ...).
+//! - [`client`]: CLIENT, RESET and MONITOR, over the node's registry of
+//!   connections.
 //! - [`cluster`]: CLUSTER subcommands.
 //! - [`transaction`]: MULTI, EXEC, DISCARD, WATCH, UNWATCH, and the queue
 //!   that [`execute`] hands commands to between MULTI and EXEC.
@@ -40,6 +42,7 @@
 
 pub mod bits;
 pub mod bus;
+pub mod client;
 pub mod cluster;
 pub mod keys;
 pub mod keyspace;
@@ -103,6 +106,9 @@ pub struct ConnState {
     /// EXEC is running the queue: a command that would wait (WAIT) answers
     /// at once instead, as in Redis.
     pub in_exec: bool,
+    /// CLIENT REPLY, NO-EVICT, MONITOR, the last command, and this
+    /// connection's record in the node's registry.
+    pub client: client::ClientState,
 }
 
 impl Default for ConnState {
@@ -123,6 +129,7 @@ impl Default for ConnState {
             multi: None,
             watch: None,
             in_exec: false,
+            client: client::ClientState::default(),
         }
     }
 }
@@ -213,10 +220,12 @@ impl Command {
     /// Runs the handler alone: no room is made under `maxmemory` (EXEC
     /// makes it once, before its transaction).
     fn call(&self, ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult<Outcome> {
-        match self.handler {
+        let result = match self.handler {
             Handler::Reply(handler) => handler(ctx, args, reply).map(|()| Outcome::Done),
             Handler::Outcome(handler) => handler(ctx, args, reply),
-        }
+        };
+        client::after_call(ctx, self.info, args);
+        result
     }
 }
 
@@ -289,10 +298,13 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("quit", Replies(server::quit)),
     ("hello", Replies(server::hello)),
     ("select", Replies(server::select)),
-    ("client", Replies(server::client)),
+    ("client", Replies(client::client)),
     ("command", Replies(server::command)),
     ("config", Replies(server::config)),
     ("info", Replies(server::info)),
+    // Connections: resetting one, watching every command.
+    ("reset", Replies(client::reset)),
+    ("monitor", Replies(client::monitor)),
     // Transactions.
     ("multi", Replies(transaction::multi)),
     ("exec", Replies(transaction::exec)),
