@@ -143,6 +143,7 @@ impl<S: Stream> Connection<S> {
         // Listed until this function returns, a takeover's run included.
         let _registration = clients.register(self.state.id, peer, kind, stop.clone());
         self.state.client.record = Some(_registration.record().clone());
+        self.publish(false);
         let ended = tokio::select! {
             ended = self.serve() => ended,
             _ = stop.cancelled() => Ok(Ended::Closed),

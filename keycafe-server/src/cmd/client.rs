@@ -10,11 +10,12 @@
 //! its allocator's: the input and output buffers' sizes, and the MULTI
 //! queue's.
 //!
-//! Two things happen around every command rather than in a handler:
+//! Three things happen around every command rather than in a handler:
 //!
-//! - [`after_call`], once a handler ran: remember it as the connection's
-//!   last command (`cmd=` in CLIENT LIST), and show it to monitors if
-//!   there are any (one load when there are none).
+//! - [`note_command`], once a request names a known command: it becomes
+//!   the connection's last command (`cmd=` in CLIENT LIST).
+//! - [`after_call`], once a handler ran: monitors see the command (one
+//!   load when there are none).
 //! - [`before_command`], only while the connection is a monitor or a
 //!   `CLIENT PAUSE` is in force: a monitor may not touch the keyspace, and
 //!   a paused command waits. A paused command is not run and not
@@ -133,16 +134,23 @@ fn has_subcommands(info: &CommandInfo) -> bool {
     )
 }
 
-/// Runs after every handler, inside EXEC too: the command becomes the
-/// connection's last one, and monitors see it. Costs a few stores and, with
-/// no monitor, one load.
+/// Runs for every request naming a known command, before any check, as
+/// Redis sets a client's last command: it is `cmd=` in CLIENT LIST (EXEC
+/// stays the last command of a transaction; a queued command is the last
+/// one until EXEC). A pointer store and a few length comparisons.
 #[inline]
-pub fn after_call(ctx: &mut Ctx<'_>, info: &'static CommandInfo, args: Args<'_>) {
-    let client = &mut ctx.conn.client;
+pub fn note_command(conn: &mut ConnState, info: &'static CommandInfo, args: Args<'_>) {
+    let client = &mut conn.client;
     client.last_command = Some(info);
     if has_subcommands(info) {
         client.last_sub = SubName::of(args.get(1));
     }
+}
+
+/// Runs after every handler, inside EXEC too: monitors see the command.
+/// With no monitor, one load.
+#[inline]
+pub fn after_call(ctx: &mut Ctx<'_>, info: &'static CommandInfo, args: Args<'_>) {
     if ctx.shared.clients.monitored() && !ctx.conn.bus {
         feed_monitors(ctx, info, args);
     }

@@ -371,6 +371,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Outc
         return Outcome::Done;
     };
     let info = command.info;
+    client::note_command(ctx.conn, info, args);
     if !ctx.conn.authenticated && !info.is(Flags::NO_AUTH) {
         transaction::refuse(ctx, reply, &server::noauth().to_string());
         return Outcome::Done;
