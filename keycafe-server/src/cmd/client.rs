@@ -230,21 +230,26 @@ pub struct Buffers {
 /// [`crate::clients`]): cheap enough for every batch, with no lock unless
 /// the last command's subcommand changed.
 pub fn publish(conn: &mut ConnState, buffers: Buffers, now_ms: u64, blocked: bool) {
-    let Some(record) = conn.client.record.clone() else {
+    if conn.client.record.is_none() {
+        return;
+    }
+    let activity = activity(conn, buffers, now_ms, blocked);
+    let client = &mut conn.client;
+    let Some(record) = client.record.as_ref() else {
         return;
     };
-    if conn.client.replica {
+    if client.replica {
         record.set_kind(Kind::Replica);
     }
-    let sub = match conn.client.last_command {
-        Some(info) if has_subcommands(info) => conn.client.last_sub,
+    let sub = match client.last_command {
+        Some(info) if has_subcommands(info) => client.last_sub,
         _ => SubName::default(),
     };
-    if sub != conn.client.published_sub {
-        conn.client.published_sub = sub;
+    if sub != client.published_sub {
+        client.published_sub = sub;
         record.names().sub = sub.as_str().map(str::to_string);
     }
-    record.publish(&activity(conn, buffers, now_ms, blocked));
+    record.publish(&activity);
 }
 
 fn activity(conn: &ConnState, buffers: Buffers, now_ms: u64, blocked: bool) -> Activity {
@@ -295,7 +300,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
         .iter()
         .find(|(name, _)| name.as_bytes().eq_ignore_ascii_case(sub.as_bytes()))
     else {
-        return Err(super::server::unknown_subcommand(args, "CLIENT"));
+        return Err(super::parse::unknown_subcommand(args, "CLIENT"));
     };
     let argc = args.len() as i32;
     if (arity >= 0 && argc != arity) || argc < arity.abs() {
@@ -364,7 +369,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
             reply.array(HELP.len());
             HELP.iter().for_each(|line| reply.simple(line.as_bytes()));
         }
-        _ => return Err(super::server::unknown_subcommand(args, "CLIENT")),
+        _ => return Err(super::parse::unknown_subcommand(args, "CLIENT")),
     }
     Ok(())
 }

@@ -219,13 +219,7 @@ pub fn select(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
     }
 }
 
-/// Redis's reply for an unknown subcommand of a container command.
-pub fn unknown_subcommand(args: Args<'_>, command: &str) -> CmdError {
-    let sub = String::from_utf8_lossy(args.get(1).unwrap_or_default());
-    CmdError::Other(format!(
-        "ERR unknown subcommand '{sub}'. Try {command} HELP."
-    ))
-}
+pub use super::parse::unknown_subcommand;
 
 /// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO name...`, `COMMAND DOCS`.
 pub fn command(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
