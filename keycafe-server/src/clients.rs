@@ -21,7 +21,7 @@
 //! - `CLIENT KILL` cancels the connection's own cancellation token (a child
 //!   of the node's shutdown token): the connection's task stops at its next
 //!   await, whatever it was doing, exactly as it does at shutdown.
-//! - The per-command path reads one byte, [`Clients::gates`]: whether any
+//! - The per-command path reads one byte, `Clients::gates`: whether any
 //!   connection is a monitor, and whether a `CLIENT PAUSE` is in force. It
 //!   sits on a cache line of its own and changes only when one of those
 //!   does, so the load is served from each core's cache. Everything else

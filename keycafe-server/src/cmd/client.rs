@@ -3,7 +3,7 @@
 //!
 //! The other connections are seen through [`crate::clients`]: each
 //! connection publishes its [`Activity`] there at the end of every batch
-//! ([`activity`]), so `CLIENT LIST` shows another connection as of its
+//! ([`publish`]), so `CLIENT LIST` shows another connection as of its
 //! last batch, and the connection running `CLIENT LIST` or `CLIENT INFO`
 //! as it is now. Both print the same line, Redis 7.2's
 //! (`catClientInfoString`), with Keycafe's own values where Redis shows
@@ -552,10 +552,12 @@ fn own_line(ctx: &Ctx<'_>, args: Args<'_>, sub: &str) -> String {
             resp_version(ctx.conn.protocol)
         );
     };
-    // The buffers as of the last batch: only the connection has them.
+    // The buffers' sizes as of the last batch (only the connection has
+    // them), and in the input buffer the request running now, as Redis
+    // counts it: its bytes in RESP's multi-bulk form.
     let published = record.activity();
     let buffers = Buffers {
-        input_len: published.qbuf,
+        input_len: request_size(args),
         input_capacity: published.qbuf + published.qbuf_free,
         output_len: published.rbp,
         output_capacity: published.rbs,
@@ -572,6 +574,16 @@ fn own_line(ctx: &Ctx<'_>, args: Args<'_>, sub: &str) -> String {
         idle_secs: 0,
     };
     line.to_string()
+}
+
+/// The bytes of a request in RESP's multi-bulk form.
+fn request_size(args: Args<'_>) -> usize {
+    let header = |n: usize| n.to_string().len() + 3;
+    header(args.len())
+        + args
+            .iter()
+            .map(|arg| header(arg.len()) + arg.len() + 2)
+            .sum::<usize>()
 }
 
 /// `CLIENT LIST [TYPE type] [ID id ...]`.
