@@ -62,6 +62,9 @@ pub struct Clients {
     /// any; changed (rarely) under `records`' lock.
     monitors: ArcSwap<Vec<Arc<Monitor>>>,
     pause: watch::Sender<Pause>,
+    /// Connections waiting for a command's answer or for a pause to end
+    /// (INFO's `blocked_clients`).
+    blocked: AtomicUsize,
 }
 
 /// The bits the per-command path reads, alone on their cache line so that
@@ -84,6 +87,7 @@ impl Default for Clients {
             epoch: Instant::now(),
             monitors: ArcSwap::from_pointee(Vec::new()),
             pause: watch::Sender::new(Pause::default()),
+            blocked: AtomicUsize::new(0),
         }
     }
 }
@@ -136,6 +140,18 @@ impl Clients {
             .get(&id)
             .filter(|record| record.kind() != Kind::Bus)
             .cloned()
+    }
+
+    /// Counts a connection as blocked until the guard is dropped.
+    pub fn block(self: &Arc<Self>) -> Blocked {
+        self.blocked.fetch_add(1, Ordering::Relaxed);
+        Blocked(self.clone())
+    }
+
+    /// Connections blocked now: waiting for WAIT's answer or for a pause
+    /// to end, as Redis counts `blocked_clients`.
+    pub fn blocked(&self) -> usize {
+        self.blocked.load(Ordering::Relaxed)
     }
 
     /// Advances the coarse clock idle times are measured with.
@@ -308,6 +324,15 @@ impl Peer {
             laddr: "?:0".into(),
             fd: -1,
         }
+    }
+}
+
+/// A connection counted in [`Clients::blocked`] while this lives.
+pub struct Blocked(Arc<Clients>);
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        self.0.blocked.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

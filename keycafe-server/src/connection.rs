@@ -201,11 +201,13 @@ impl<S: Stream> Connection<S> {
             }
             match more {
                 Batch::Blocked(answer, dropped) => {
+                    let _blocked = self.shared.clients.block();
                     if !self.finish_blocked(answer, dropped).await {
                         return Ok(Ended::Closed);
                     }
                 }
                 Batch::Paused(wait) => {
+                    let _blocked = self.shared.clients.block();
                     if self.unless_client_leaves(wait).await.is_none() {
                         return Ok(Ended::Closed);
                     }

@@ -238,12 +238,14 @@ async fn a_paused_write_waits_and_then_completes() {
             .is_some_and(|f| f["flags"] == "b")
     })
     .await;
+    assert!(text(&admin.cmd("INFO clients").await).contains("blocked_clients:1\r\n"));
     // Reads go on, and see nothing of the paused write.
     assert_eq!(reader.cmd("GET k").await, Frame::Null);
     assert_eq!(admin.cmd("CLIENT UNPAUSE").await, simple("OK"));
     assert_eq!(writer.read_frame().await, Some(simple("OK")));
     assert_eq!(reader.cmd("GET k").await, bulk("v"));
     assert_eq!(listed(&mut admin, &writer_id).await.unwrap()["flags"], "N");
+    assert!(text(&admin.cmd("INFO clients").await).contains("blocked_clients:0\r\n"));
 
     // A transaction's EXEC waits if it writes; its queuing was before.
     assert_eq!(writer.cmd("MULTI").await, simple("OK"));
