@@ -40,11 +40,11 @@ pub fn slowlog(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
                 0 => 10,
                 1 => slowlog_count(cursor.next_bytes()?)?,
                 _ => {
-                    return Err(CmdError::Other(
-                        "ERR unknown subcommand or wrong number of arguments for 'get'. \
+                    let sub = String::from_utf8_lossy(args.get(1).unwrap_or_default());
+                    return Err(CmdError::Other(format!(
+                        "ERR unknown subcommand or wrong number of arguments for '{sub}'. \
                          Try SLOWLOG HELP."
-                            .into(),
-                    ));
+                    )));
                 }
             };
             let log = stats.slowlog();
