@@ -396,3 +396,31 @@ impl<'a> Reply<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_finds_errors_in_every_protocol() {
+        for protocol in [Protocol::Resp2, Protocol::Resp3, Protocol::Native] {
+            let mut out = BytesMut::new();
+            let mut reply = Reply::start(protocol, &mut out);
+            reply.error("WRONGTYPE Operation against a key");
+            assert_eq!(
+                reply.error_text(),
+                Some(&b"WRONGTYPE Operation against a key"[..]),
+                "{protocol:?}"
+            );
+            assert!(reply.finish());
+            let mut reply = Reply::start(protocol, &mut out);
+            reply.simple(b"-not an error, a status");
+            assert_eq!(reply.error_text(), None, "{protocol:?}");
+            let _ = reply.finish();
+            let mut reply = Reply::start(protocol, &mut out);
+            reply.integer(-1);
+            assert_eq!(reply.error_text(), None, "{protocol:?}");
+            let _ = reply.finish();
+        }
+    }
+}

@@ -410,6 +410,47 @@ mod tests {
     }
 
     #[test]
+    fn subcommands_belong_to_their_container() {
+        let config = position(b"config").unwrap();
+        let subs: Vec<&str> = subcommands_of(config)
+            .map(|at| SUBCOMMANDS[at].name)
+            .collect();
+        assert_eq!(
+            subs,
+            [
+                "config|get",
+                "config|help",
+                "config|resetstat",
+                "config|set"
+            ]
+        );
+        let get = subcommand_position(config, b"GeT").unwrap();
+        assert_eq!(SUBCOMMANDS[get].name, "config|get");
+        assert!(!SUBCOMMANDS[get].arity_ok(2) && SUBCOMMANDS[get].arity_ok(3));
+        assert!(subcommand_position(config, b"nosuch").is_none());
+        let get_command = position(b"get").unwrap();
+        assert!(subcommands_of(get_command).is_empty());
+        assert!(subcommand_position(get_command, b"x").is_none());
+        // Every subcommand's container is a command, and its rows are
+        // together.
+        for sub in SUBCOMMANDS {
+            let container = sub.container().expect("container|sub");
+            let at = position(container.as_bytes()).expect("a command");
+            assert!(subcommands_of(at).any(|i| SUBCOMMANDS[i].name == sub.name));
+            assert_eq!(sub.name, sub.name.to_ascii_lowercase());
+            assert!(sub.name.len() <= LONGEST_NAME);
+        }
+        // The statistics' table: commands, then subcommands.
+        assert_eq!(with_subcommands_len(), COMMANDS.len() + SUBCOMMANDS.len());
+        assert_eq!(with_subcommands(0).map(|c| c.name), Some("get"));
+        assert_eq!(
+            with_subcommands(COMMANDS.len()).map(|c| c.name),
+            Some(SUBCOMMANDS[0].name)
+        );
+        assert!(with_subcommands(with_subcommands_len()).is_none());
+    }
+
+    #[test]
     fn arity() {
         let get = lookup(b"get").unwrap();
         assert!(get.arity_ok(2) && !get.arity_ok(1) && !get.arity_ok(3));
