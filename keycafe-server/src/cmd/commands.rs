@@ -49,7 +49,7 @@ pub fn command(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Cmd
         b"LIST" => list(&mut cursor, reply)?,
         b"GETKEYS" => getkeys(args, false, reply)?,
         b"GETKEYSANDFLAGS" => getkeys(args, true, reply)?,
-        b"HELP" => super::introspection::help(reply, "COMMAND", HELP),
+        b"HELP" => super::help(reply, "COMMAND", HELP),
         _ => return Err(super::server::unknown_subcommand(args, "COMMAND")),
     }
     Ok(())

@@ -20,15 +20,7 @@ use std::fmt::Write as _;
 
 use keycafe_core::{Args, Reply};
 
-use super::{ArgCursor, CmdError, CmdResult, Ctx};
-
-/// A HELP reply: the usage line, then the lines, as status replies.
-pub fn help(reply: &mut Reply<'_>, command: &str, lines: &[&str]) {
-    reply.array(lines.len() + 1);
-    let usage = format!("{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
-    reply.simple(usage.as_bytes());
-    lines.iter().for_each(|line| reply.simple(line.as_bytes()));
-}
+use super::{ArgCursor, CmdError, CmdResult, Ctx, help};
 
 /// `SLOWLOG GET [count] | LEN | RESET | HELP`.
 pub fn slowlog(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {

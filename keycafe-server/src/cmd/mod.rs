@@ -587,6 +587,14 @@ fn run_in_cluster<'k>(
     }
 }
 
+/// A HELP reply: the usage line, then the lines, as status replies.
+pub fn help(reply: &mut Reply<'_>, command: &str, lines: &[&str]) {
+    reply.array(lines.len() + 1);
+    let usage = format!("{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+    reply.simple(usage.as_bytes());
+    lines.iter().for_each(|line| reply.simple(line.as_bytes()));
+}
+
 /// Redis's "unknown command" text, which quotes the first few arguments.
 fn unknown_command(args: Args<'_>) -> String {
     let name = String::from_utf8_lossy(args.get(0).unwrap_or_default());

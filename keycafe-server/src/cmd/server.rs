@@ -348,7 +348,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
             ctx.shared.store.reset_stats();
             reply.ok();
         }
-        b"HELP" => super::introspection::help(reply, "CONFIG", CONFIG_HELP),
+        b"HELP" => super::help(reply, "CONFIG", CONFIG_HELP),
         _ => return Err(unknown_subcommand(args, "CONFIG")),
     }
     Ok(())
