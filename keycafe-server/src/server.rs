@@ -262,9 +262,9 @@ async fn accept_loop(
         let (shared, stop, tls) = (shared.clone(), stop.clone(), tls.clone());
         tasks.spawn(async move {
             let served = match tls {
-                None => serve(stream, port, &shared, stop).await,
+                None => serve(stream, peer, port, &shared, stop).await,
                 Some(acceptor) => match tls_handshake(&acceptor, stream, peer, &stop).await {
-                    Some(stream) => serve(stream, port, &shared, stop).await,
+                    Some(stream) => serve(stream, peer, port, &shared, stop).await,
                     None => Ok(()),
                 },
             };
@@ -296,6 +296,7 @@ fn refuse_at_accept(stream: TcpStream) {
 /// Serves one connection on `port` until it ends.
 async fn serve<S: Stream>(
     stream: S,
+    peer: std::net::SocketAddr,
     port: Port,
     shared: &Arc<Shared>,
     stop: CancellationToken,
@@ -303,7 +304,8 @@ async fn serve<S: Stream>(
     let connection = match port {
         Port::Client => Connection::new(stream, shared.clone()),
         Port::Bus => Connection::for_bus(stream, shared.clone()),
-    };
+    }
+    .with_addr(peer);
     connection.run(stop).await
 }
 

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::replication::Replication;
 use crate::replication::log::ReplicationLog;
 use crate::runtime::Runtime;
+use crate::stats::CommandStats;
 use crate::store::{ChangeFeed, MemoryUse, OutOfMemory, Store, now_ms};
 
 /// The node's shared state: configuration, data and counters. One `Arc` of it
@@ -30,6 +31,8 @@ pub struct Shared {
     pub replication: Arc<Replication>,
     /// Settings `CONFIG SET` may change while the node runs.
     pub runtime: Runtime,
+    /// Commandstats, errorstats, the slow log and the latency monitor.
+    pub command_stats: CommandStats,
 }
 
 /// Server-wide counters reported by INFO. Connections add their command
@@ -81,6 +84,7 @@ impl Shared {
             node_id,
             started: Instant::now(),
             stats: Stats::default(),
+            command_stats: CommandStats::new(),
             cluster,
         })
     }

@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     &["config"],
     &["runtime"],
+    &["stats"],
     &["cluster"],
     &["replication"],
     &["state"],
