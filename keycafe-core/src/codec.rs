@@ -237,6 +237,21 @@ impl<'a> Reply<'a> {
         self.protocol
     }
 
+    /// The text of the error this reply is, if it is one (what INFO's
+    /// errorstats counts): one byte compared for any other reply.
+    pub fn error_text(&self) -> Option<&[u8]> {
+        let written = &self.out[self.start..];
+        if written.first() != Some(&b'-') {
+            return None;
+        }
+        // `-text\r\n` in RESP; the tag and a 4-byte length in the native
+        // protocol (whose error tag is `-` too).
+        match self.protocol {
+            Protocol::Resp2 | Protocol::Resp3 => written.get(1..written.len().checked_sub(2)?),
+            Protocol::Native => written.get(1 + 4..),
+        }
+    }
+
     /// Writes the rest of this reply in `protocol`, RESP2 or RESP3: HELLO
     /// answers in the version it switches the connection to. A native
     /// reply, or a switch to the native protocol, is left as it is (the
@@ -378,6 +393,34 @@ impl<'a> Reply<'a> {
             Protocol::Resp2 => resp::encode_frame(frame, self.out),
             Protocol::Resp3 => resp::encode_frame_resp3(frame, self.out),
             Protocol::Native => native::write_value(frame, self.out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_finds_errors_in_every_protocol() {
+        for protocol in [Protocol::Resp2, Protocol::Resp3, Protocol::Native] {
+            let mut out = BytesMut::new();
+            let mut reply = Reply::start(protocol, &mut out);
+            reply.error("WRONGTYPE Operation against a key");
+            assert_eq!(
+                reply.error_text(),
+                Some(&b"WRONGTYPE Operation against a key"[..]),
+                "{protocol:?}"
+            );
+            assert!(reply.finish());
+            let mut reply = Reply::start(protocol, &mut out);
+            reply.simple(b"-not an error, a status");
+            assert_eq!(reply.error_text(), None, "{protocol:?}");
+            let _ = reply.finish();
+            let mut reply = Reply::start(protocol, &mut out);
+            reply.integer(-1);
+            assert_eq!(reply.error_text(), None, "{protocol:?}");
+            let _ = reply.finish();
         }
     }
 }

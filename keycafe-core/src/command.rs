@@ -12,8 +12,12 @@
 //! negative value counts from the end) and `step` (2 for `MSET`'s
 //! key/value pairs). A command whose `first_key` is 0 has no keys.
 
+mod docs;
+
 use std::collections::HashMap;
 use std::sync::LazyLock;
+
+pub use docs::{DOCS, Doc, doc};
 
 /// What a command is, as a set of typed flags.
 ///
@@ -92,6 +96,11 @@ impl CommandInfo {
     /// True if the command has this flag (or all of these flags).
     pub fn is(&self, flags: Flags) -> bool {
         self.flags.contains(flags)
+    }
+
+    /// For a subcommand (`slowlog|get`), its container's name (`slowlog`).
+    pub fn container(&self) -> Option<&'static str> {
+        self.name.split_once('|').map(|(container, _)| container)
     }
 
     /// True if a request of `argc` arguments (name included) has the
@@ -249,6 +258,10 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "asking"    1 F  (0 0 0);
     "readonly"  1 F  (0 0 0);
     "readwrite" 1 F  (0 0 0);
+    // Introspection: the slow log and the latency monitor (their
+    // subcommands are in SUBCOMMANDS).
+    "slowlog"  -2 NONE (0 0 0);
+    "latency"  -2 NONE (0 0 0);
     // Cluster bus only.
     "kc.hello"  3 BUS_NO_AUTH (0 0 0);
     "kc.auth"   2 BUS_NO_AUTH (0 0 0);
@@ -259,6 +272,85 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "kc.failover.pause" 2 BUS (0 0 0);
     "kc.failover.resume" 1 BUS (0 0 0);
 };
+
+/// The subcommands of container commands, named `container|sub` as Redis 7
+/// names them, each container's together and in the order `COMMAND INFO`
+/// lists them. A container with rows here has its subcommand checked (known?
+/// right number of arguments?) before it runs, and each subcommand is
+/// counted apart in INFO's commandstats; containers without rows (CLIENT,
+/// CLUSTER, OBJECT, MEMORY) check their subcommands themselves.
+pub static SUBCOMMANDS: &[CommandInfo] = commands! {
+    // COMMAND.
+    "command|count"   2 NONE (0 0 0);
+    "command|docs"   -2 NONE (0 0 0);
+    "command|getkeys" -4 NONE (0 0 0);
+    "command|getkeysandflags" -4 NONE (0 0 0);
+    "command|help"    2 NONE (0 0 0);
+    "command|info"   -2 NONE (0 0 0);
+    "command|list"   -2 NONE (0 0 0);
+    // CONFIG.
+    "config|get"     -3 NONE (0 0 0);
+    "config|help"     2 NONE (0 0 0);
+    "config|resetstat" 2 NONE (0 0 0);
+    "config|set"     -4 NONE (0 0 0);
+    // SLOWLOG.
+    "slowlog|get"    -2 NONE (0 0 0);
+    "slowlog|help"    2 NONE (0 0 0);
+    "slowlog|len"     2 NONE (0 0 0);
+    "slowlog|reset"   2 NONE (0 0 0);
+    // LATENCY.
+    "latency|doctor"  2 NONE (0 0 0);
+    "latency|help"    2 NONE (0 0 0);
+    "latency|history" 3 NONE (0 0 0);
+    "latency|latest"  2 NONE (0 0 0);
+    "latency|reset"  -2 NONE (0 0 0);
+};
+
+/// Where each command's subcommands lie in [`SUBCOMMANDS`], by the
+/// command's position in [`COMMANDS`] (empty for a command without any).
+static SUBCOMMAND_RANGES: LazyLock<Vec<std::ops::Range<usize>>> = LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .map(|info| {
+            let of_it = |sub: &CommandInfo| sub.container() == Some(info.name);
+            let start = SUBCOMMANDS.iter().position(of_it).unwrap_or(0);
+            let len = SUBCOMMANDS[start..].iter().take_while(|s| of_it(s)).count();
+            start..start + len
+        })
+        .collect()
+});
+
+/// The subcommands of the command at `position` in [`COMMANDS`], with
+/// their positions in [`SUBCOMMANDS`]; empty for a command that has none.
+pub fn subcommands_of(position: usize) -> std::ops::Range<usize> {
+    SUBCOMMAND_RANGES.get(position).cloned().unwrap_or(0..0)
+}
+
+/// Finds a subcommand of the command at `position` in [`COMMANDS`] by its
+/// name (`GET` for `slowlog|get`), in any letter case, without allocating:
+/// its position in [`SUBCOMMANDS`].
+pub fn subcommand_position(position: usize, name: &[u8]) -> Option<usize> {
+    subcommands_of(position).find(|&at| {
+        let full = SUBCOMMANDS[at].name;
+        let sub = full.split_once('|').map_or(full, |(_, sub)| sub);
+        sub.as_bytes().eq_ignore_ascii_case(name)
+    })
+}
+
+/// How many commands and subcommands there are: the size of a table that
+/// keeps something per command *and* per subcommand (INFO's commandstats),
+/// where a command is at its position in [`COMMANDS`] and a subcommand at
+/// `COMMANDS.len()` plus its position in [`SUBCOMMANDS`].
+pub fn with_subcommands_len() -> usize {
+    COMMANDS.len() + SUBCOMMANDS.len()
+}
+
+/// The row at `index` of the table [`with_subcommands_len`] describes.
+pub fn with_subcommands(index: usize) -> Option<&'static CommandInfo> {
+    COMMANDS
+        .get(index)
+        .or_else(|| SUBCOMMANDS.get(index.checked_sub(COMMANDS.len())?))
+}
 
 /// Each command's position in [`COMMANDS`], by upper-case name, built on
 /// first use.
@@ -318,6 +410,47 @@ mod tests {
             assert!(info.name.len() <= LONGEST_NAME, "{} too long", info.name);
             assert!(seen.insert(info.name), "{} listed twice", info.name);
         }
+    }
+
+    #[test]
+    fn subcommands_belong_to_their_container() {
+        let config = position(b"config").unwrap();
+        let subs: Vec<&str> = subcommands_of(config)
+            .map(|at| SUBCOMMANDS[at].name)
+            .collect();
+        assert_eq!(
+            subs,
+            [
+                "config|get",
+                "config|help",
+                "config|resetstat",
+                "config|set"
+            ]
+        );
+        let get = subcommand_position(config, b"GeT").unwrap();
+        assert_eq!(SUBCOMMANDS[get].name, "config|get");
+        assert!(!SUBCOMMANDS[get].arity_ok(2) && SUBCOMMANDS[get].arity_ok(3));
+        assert!(subcommand_position(config, b"nosuch").is_none());
+        let get_command = position(b"get").unwrap();
+        assert!(subcommands_of(get_command).is_empty());
+        assert!(subcommand_position(get_command, b"x").is_none());
+        // Every subcommand's container is a command, and its rows are
+        // together.
+        for sub in SUBCOMMANDS {
+            let container = sub.container().expect("container|sub");
+            let at = position(container.as_bytes()).expect("a command");
+            assert!(subcommands_of(at).any(|i| SUBCOMMANDS[i].name == sub.name));
+            assert_eq!(sub.name, sub.name.to_ascii_lowercase());
+            assert!(sub.name.len() <= LONGEST_NAME);
+        }
+        // The statistics' table: commands, then subcommands.
+        assert_eq!(with_subcommands_len(), COMMANDS.len() + SUBCOMMANDS.len());
+        assert_eq!(with_subcommands(0).map(|c| c.name), Some("get"));
+        assert_eq!(
+            with_subcommands(COMMANDS.len()).map(|c| c.name),
+            Some(SUBCOMMANDS[0].name)
+        );
+        assert!(with_subcommands(with_subcommands_len()).is_none());
     }
 
     #[test]

@@ -117,6 +117,12 @@ impl<S: Stream> Connection<S> {
         }
     }
 
+    /// The client's address, as SLOWLOG (and CLIENT LIST) show it.
+    pub fn with_addr(mut self, addr: std::net::SocketAddr) -> Connection<S> {
+        self.state.addr = Some(addr);
+        self
+    }
+
     /// A connection on the cluster bus port: only bus commands, and only
     /// once the peer has proved it holds the cluster secret (`KC.HELLO`,
     /// `KC.AUTH`).
@@ -557,6 +563,7 @@ impl<S: Stream> Connection<S> {
                 .commands_processed
                 .fetch_add(self.state.commands, Ordering::Relaxed);
             self.state.commands = 0;
+            self.state.stats.end_batch(&self.shared.command_stats);
         }
     }
 

@@ -23,6 +23,8 @@
 //!   KILL, CLIENT PAUSE and MONITOR.
 //! - [`runtime`]: settings `CONFIG SET` may change while the node runs, and
 //!   the table CONFIG reads every setting from.
+//! - [`stats`]: commandstats, errorstats, the slow log and the latency
+//!   monitor, and what measuring them costs each command.
 //! - [`cmd`]: the command table and one module per command family.
 //! - [`cluster`]: cluster mode: slot checks, coordinator link, bus, migration.
 //! - [`replication`]: replicas, the replication stream, WAIT and failover.
@@ -38,6 +40,7 @@ pub mod replication;
 pub mod runtime;
 pub mod server;
 pub mod state;
+pub mod stats;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod test_util;

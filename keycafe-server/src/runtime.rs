@@ -15,7 +15,8 @@
 //! (`timeout`, `maxclients`, ...) is an atomic field in [`Runtime`], read
 //! where it is used, and a row with a setter.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::{Config, OutputLimit, OutputLimits};
 use crate::store::{Policy, Store, now_ms, parse_memory};
@@ -36,7 +37,20 @@ pub struct Runtime {
     maxmemory_clients: AtomicUsize,
     /// `client-output-buffer-limit`, normal class then replica class.
     output_limits: [AtomicOutputLimit; 2],
+    /// Microseconds a command must take to enter the slow log
+    /// (`slowlog-log-slower-than`): 0 logs every command, -1 none.
+    slowlog_slower_than_us: AtomicI64,
+    /// Most entries the slow log keeps (`slowlog-max-len`).
+    slowlog_max_len: AtomicUsize,
+    /// Milliseconds a command must take to be a latency event
+    /// (`latency-monitor-threshold`); 0: the monitor is off.
+    latency_threshold_ms: AtomicU64,
 }
+
+/// Redis's default `slowlog-log-slower-than`: 10 ms.
+pub const DEFAULT_SLOWLOG_SLOWER_THAN_US: i64 = 10_000;
+/// Redis's default `slowlog-max-len`.
+pub const DEFAULT_SLOWLOG_MAX_LEN: usize = 128;
 
 /// An [`OutputLimit`] in atomics: read whole on every write that finds a
 /// client's socket full, which does not need the three to agree exactly.
@@ -78,7 +92,28 @@ impl Runtime {
             request_timeout_ms: AtomicU64::new(config.request_timeout_ms),
             maxmemory_clients: AtomicUsize::new(config.maxmemory_clients),
             output_limits: [limits.normal, limits.replica].map(AtomicOutputLimit::new),
+            slowlog_slower_than_us: AtomicI64::new(DEFAULT_SLOWLOG_SLOWER_THAN_US),
+            slowlog_max_len: AtomicUsize::new(DEFAULT_SLOWLOG_MAX_LEN),
+            latency_threshold_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Microseconds a command must take to enter the slow log; `None`:
+    /// the slow log is off. Read once per command.
+    pub fn slowlog_slower_than_us(&self) -> Option<u64> {
+        u64::try_from(self.slowlog_slower_than_us.load(Ordering::Relaxed)).ok()
+    }
+
+    /// Most entries the slow log keeps.
+    pub fn slowlog_max_len(&self) -> usize {
+        self.slowlog_max_len.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds a command must take to be a latency event; `None`: the
+    /// latency monitor is off. Read once per command.
+    pub fn latency_threshold_ms(&self) -> Option<u64> {
+        let ms = self.latency_threshold_ms.load(Ordering::Relaxed);
+        (ms > 0).then_some(ms)
     }
 
     /// Most client connections.
@@ -181,7 +216,12 @@ impl Setting {
     }
 }
 
-/// Every setting CONFIG knows, in the order CONFIG GET lists them.
+/// Every setting CONFIG knows, in the order CONFIG GET lists them: every
+/// setting of the node's configuration (by Redis's name where Redis has the
+/// setting, else by the configuration file's with dashes), and the ones
+/// Keycafe has fixed (`databases`, `save`, `appendonly`). Only
+/// `cluster-secret` is left out: it lets a process join the cluster, which
+/// is more than a client that may run CONFIG should learn.
 pub static SETTINGS: &[Setting] = &[
     Setting::live(
         "maxmemory",
@@ -201,6 +241,10 @@ pub static SETTINGS: &[Setting] = &[
     Setting::fixed("bind", |n| n.config.bind.clone()),
     Setting::fixed("port", |n| n.config.service_port.to_string()),
     Setting::fixed("cluster-port", |n| n.config.bus_port().to_string()),
+    // As Redis shows it to a client that may run CONFIG: one that knows it.
+    Setting::fixed("requirepass", |n| {
+        n.config.requirepass.clone().unwrap_or_default()
+    }),
     Setting::live(
         "maxclients",
         |n| n.runtime.maxclients().to_string(),
@@ -232,15 +276,78 @@ pub static SETTINGS: &[Setting] = &[
         set_output_limits,
     ),
     Setting::fixed("proto-max-bulk-len", |n| n.config.max_bulk_len.to_string()),
+    Setting::fixed("max-args", |n| n.config.max_args.to_string()),
+    Setting::fixed("max-inline-len", |n| n.config.max_inline_len.to_string()),
+    Setting::fixed("log-level", |n| n.config.log_level.clone()),
+    Setting::fixed("expiry-interval-ms", |n| {
+        n.config.expiry_interval_ms.to_string()
+    }),
+    Setting::fixed("threads", |n| n.config.threads.to_string()),
+    Setting::live(
+        "slowlog-log-slower-than",
+        |n| {
+            let us = n.runtime.slowlog_slower_than_us.load(Ordering::Relaxed);
+            us.to_string()
+        },
+        set_slowlog_slower_than,
+    ),
+    Setting::live(
+        "slowlog-max-len",
+        |n| n.runtime.slowlog_max_len().to_string(),
+        set_slowlog_max_len,
+    ),
+    Setting::live(
+        "latency-monitor-threshold",
+        |n| {
+            let ms = n.runtime.latency_threshold_ms.load(Ordering::Relaxed);
+            ms.to_string()
+        },
+        set_latency_threshold,
+    ),
+    Setting::fixed("coordinator", |n| {
+        n.config.coordinator.clone().unwrap_or_default()
+    }),
+    Setting::fixed("bus-maxclients", |n| n.config.bus_maxclients.to_string()),
+    Setting::fixed("cluster-node-timeout", |n| {
+        n.config.node_timeout_ms.to_string()
+    }),
+    Setting::fixed("replica-of", |n| {
+        n.config.replica_of.clone().unwrap_or_default()
+    }),
     Setting::fixed("repl-backlog-size", |s| {
         s.config.repl_backlog_size.to_string()
     }),
+    Setting::fixed("tls-port", |n| {
+        n.config
+            .tls_port
+            .map_or("0".into(), |port| port.to_string())
+    }),
+    Setting::fixed("tls-cert-file", |n| path(n.config.tls_cert_file.as_deref())),
+    Setting::fixed("tls-key-file", |n| path(n.config.tls_key_file.as_deref())),
+    Setting::fixed("tls-ca-cert-file", |n| {
+        path(n.config.tls_ca_cert_file.as_deref())
+    }),
+    Setting::fixed("tls-auth-clients", |n| yes_no(n.config.tls_auth_clients)),
+    Setting::fixed("tls-cluster", |n| yes_no(n.config.tls_cluster)),
     Setting::fixed("databases", |_| "1".into()),
     Setting::fixed("cluster-enabled", |_| "yes".into()),
     // Keycafe keeps data in memory only.
     Setting::fixed("save", |_| String::new()),
     Setting::fixed("appendonly", |_| "no".into()),
 ];
+
+/// A file setting as CONFIG shows it: empty when unset, as Redis shows one.
+fn path(path: Option<&Path>) -> String {
+    path.map(|path| path.display().to_string())
+        .unwrap_or_default()
+}
+
+fn yes_no(on: bool) -> String {
+    match on {
+        true => "yes".into(),
+        false => "no".into(),
+    }
+}
 
 /// Why `CONFIG SET` refused; the `Display` text is the reply line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -354,6 +461,49 @@ fn set_output_limits(node: Node<'_>, value: &str, mode: Mode) -> Result<(), Stri
     if mode == Mode::Apply {
         node.runtime.output_limits[0].store(limits.normal);
         node.runtime.output_limits[1].store(limits.replica);
+    }
+    Ok(())
+}
+
+/// An integer setting's value between `min` and `max`, checked with
+/// Redis's words.
+fn integer_between(value: &str, min: i64, max: i64) -> Result<i64, String> {
+    let n: i64 = value
+        .parse()
+        .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+    match (min..=max).contains(&n) {
+        true => Ok(n),
+        false => Err(format!(
+            "argument must be between {min} and {max} inclusive"
+        )),
+    }
+}
+
+fn set_slowlog_slower_than(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let us = integer_between(value, -1, i64::MAX)?;
+    if mode == Mode::Apply {
+        node.runtime
+            .slowlog_slower_than_us
+            .store(us, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn set_slowlog_max_len(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let len = integer_between(value, 0, i64::MAX)?;
+    if mode == Mode::Apply {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        node.runtime.slowlog_max_len.store(len, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn set_latency_threshold(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let ms = integer_between(value, 0, i64::MAX)?;
+    if mode == Mode::Apply {
+        node.runtime
+            .latency_threshold_ms
+            .store(ms.unsigned_abs(), Ordering::Relaxed);
     }
     Ok(())
 }

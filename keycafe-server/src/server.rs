@@ -262,14 +262,14 @@ async fn accept_loop(
             }
         }
         // After the limits: a refused connection costs no more than before.
-        let peer = peer_of(&stream, peer);
+        let (socket, peer) = (peer, peer_of(&stream, peer));
         let (shared, stop, tls) = (shared.clone(), stop.clone(), tls.clone());
         tasks.spawn(async move {
             let addr = peer.addr.clone();
             let served = match tls {
-                None => serve(stream, port, peer, &shared, stop).await,
+                None => serve(stream, port, (peer, socket), &shared, stop).await,
                 Some(acceptor) => match tls_handshake(&acceptor, stream, &addr, &stop).await {
-                    Some(stream) => serve(stream, port, peer, &shared, stop).await,
+                    Some(stream) => serve(stream, port, (peer, socket), &shared, stop).await,
                     None => Ok(()),
                 },
             };
@@ -317,14 +317,15 @@ fn peer_of(stream: &TcpStream, peer: SocketAddr) -> Peer {
 async fn serve<S: Stream>(
     stream: S,
     port: Port,
-    peer: Peer,
+    (peer, socket): (Peer, SocketAddr),
     shared: &Arc<Shared>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let connection = match port {
         Port::Client => Connection::new(stream, shared.clone(), peer),
         Port::Bus => Connection::for_bus(stream, shared.clone(), peer),
-    };
+    }
+    .with_addr(socket);
     connection.run(stop).await
 }
 

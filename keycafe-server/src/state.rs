@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::replication::Replication;
 use crate::replication::log::ReplicationLog;
 use crate::runtime::Runtime;
+use crate::stats::CommandStats;
 use crate::store::{ChangeFeed, MemoryUse, OutOfMemory, Store, now_ms};
 
 /// The node's shared state: configuration, data and counters. One `Arc` of it
@@ -34,6 +35,8 @@ pub struct Shared {
     /// Every connection, for CLIENT LIST, CLIENT KILL, CLIENT PAUSE and
     /// MONITOR.
     pub clients: Arc<Clients>,
+    /// Commandstats, errorstats, the slow log and the latency monitor.
+    pub command_stats: CommandStats,
 }
 
 /// Server-wide counters reported by INFO. Connections add their command
@@ -85,6 +88,7 @@ impl Shared {
             node_id,
             started: Instant::now(),
             stats: Stats::default(),
+            command_stats: CommandStats::new(),
             cluster,
             clients: Arc::new(Clients::default()),
         })

@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["runtime"],
     &["clients"],
+    &["stats"],
     &["cluster"],
     &["replication"],
     &["state"],

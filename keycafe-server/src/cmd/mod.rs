@@ -6,10 +6,12 @@
 //! COMMAND. This module adds the function that runs each one (`HANDLERS`)
 //! and [`execute`], which looks the name up (case-insensitively, without
 //! allocating), refuses everything not flagged `NO_AUTH` until a connection
-//! has authenticated, checks the arity, passes the failover write gate and
+//! has authenticated, checks the arity (and, for a container with
+//! subcommands in the table, the subcommand's), passes the failover write gate and
 //! the slot check, makes room under `maxmemory` for a command that may grow
 //! memory (evicting, or refusing with `OOM`), runs the handler, and turns a
-//! returned [`CmdError`] into an error reply.
+//! returned [`CmdError`] into an error reply. Around that, it counts the
+//! request in the node's statistics ([`crate::stats`]).
 //!
 //! Handlers are plain functions that never wait. Nearly all write their reply
 //! and are done; the few whose answer takes time (WAIT) or that turn the
@@ -26,9 +28,12 @@
 //! - [`keys`]: DEL, EXISTS, TYPE, TOUCH, the expiry family, TIME, OBJECT,
 //!   MEMORY, DBSIZE, FLUSHALL.
 //! - [`keyspace`]: SCAN, KEYS, RANDOMKEY, RENAME, RENAMENX, COPY.
-//! - [`server`]: connection and server commands (PING, AUTH, INFO, ...).
+//! - [`server`]: connection and server commands (PING, AUTH, CONFIG, ...).
 //! - [`client`]: CLIENT, RESET and MONITOR, over the node's registry of
 //!   connections.
+//! - [`info`]: INFO, the node's state and statistics by section.
+//! - [`commands`]: COMMAND, what the node says about its commands.
+//! - [`introspection`]: SLOWLOG and LATENCY.
 //! - [`cluster`]: CLUSTER subcommands.
 //! - [`transaction`]: MULTI, EXEC, DISCARD, WATCH, UNWATCH, and the queue
 //!   that [`execute`] hands commands to between MULTI and EXEC.
@@ -44,6 +49,9 @@ pub mod bits;
 pub mod bus;
 pub mod client;
 pub mod cluster;
+pub mod commands;
+pub mod info;
+pub mod introspection;
 pub mod keys;
 pub mod keyspace;
 pub mod lcs;
@@ -69,6 +77,7 @@ pub use parse::{ArgCursor, CmdError, CmdResult, Keyword};
 use crate::cluster::lease;
 use crate::cluster::routing::{self, Access, Decision};
 use crate::state::Shared;
+use crate::stats::{ConnStats, Ran, SlowEntry};
 use crate::store::{Store, Watch};
 
 /// What commands may know and change about the connection they run on.
@@ -109,6 +118,12 @@ pub struct ConnState {
     /// CLIENT REPLY, NO-EVICT, MONITOR, the last command, and this
     /// connection's record in the node's registry.
     pub client: client::ClientState,
+    /// The client's address (`None` for a connection made in a test
+    /// without a socket): SLOWLOG shows it.
+    pub addr: Option<std::net::SocketAddr>,
+    /// This connection's command counts, timings and errors not yet added
+    /// to the node's (see [`crate::stats`]).
+    pub stats: ConnStats,
 }
 
 impl Default for ConnState {
@@ -130,6 +145,8 @@ impl Default for ConnState {
             watch: None,
             in_exec: false,
             client: client::ClientState::default(),
+            addr: None,
+            stats: ConnStats::default(),
         }
     }
 }
@@ -195,6 +212,8 @@ pub enum Handler {
 #[derive(Clone, Copy)]
 pub struct Command {
     pub info: &'static CommandInfo,
+    /// The row's position in the table.
+    pub index: usize,
     pub handler: Handler,
 }
 
@@ -208,12 +227,21 @@ impl Command {
         }
     }
 
-    fn run(&self, ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult<Outcome> {
+    /// Makes room under `maxmemory` if the command may grow memory, then
+    /// runs it; `called` says whether it got as far as running.
+    fn run(
+        &self,
+        ctx: &mut Ctx<'_>,
+        args: Args<'_>,
+        reply: &mut Reply<'_>,
+        called: &mut bool,
+    ) -> CmdResult<Outcome> {
         // After the slot check, as in Redis: a key owned elsewhere is
         // redirected, not refused for this node's memory.
         if self.info.is(Flags::DENYOOM) {
             ctx.shared.make_room()?;
         }
+        *called = true;
         self.call(ctx, args, reply)
     }
 
@@ -225,6 +253,33 @@ impl Command {
             Handler::Outcome(handler) => handler(ctx, args, reply),
         };
         client::after_call(ctx, self.info, args);
+        result
+    }
+
+    /// Runs the handler alone, as [`Command::call`] does, counted in the
+    /// node's statistics and slow log as a command of its own (each of
+    /// EXEC's commands, as in Redis).
+    fn call_counted(
+        &self,
+        ctx: &mut Ctx<'_>,
+        args: Args<'_>,
+        reply: &mut Reply<'_>,
+    ) -> CmdResult<Outcome> {
+        let shared = ctx.shared;
+        let start = ctx.conn.stats.start(&shared.command_stats);
+        let result = self.call(ctx, args, reply);
+        let ran = Ran::Called {
+            stat: stat_of(self.index, args),
+            fast: self.info.is(Flags::FAST),
+        };
+        let error = match &result {
+            Err(err) => Some(err.to_string()),
+            Ok(_) => reply
+                .error_text()
+                .map(|text| String::from_utf8_lossy(text).into()),
+        };
+        let error = error.as_deref().map(str::as_bytes);
+        count(ctx, start, ran, error, args);
         result
     }
 }
@@ -299,9 +354,9 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("hello", Replies(server::hello)),
     ("select", Replies(server::select)),
     ("client", Replies(client::client)),
-    ("command", Replies(server::command)),
+    ("command", Replies(commands::command)),
     ("config", Replies(server::config)),
-    ("info", Replies(server::info)),
+    ("info", Replies(info::info)),
     // Connections: resetting one, watching every command.
     ("reset", Replies(client::reset)),
     ("monitor", Replies(client::monitor)),
@@ -319,6 +374,9 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("asking", Replies(cluster::asking)),
     ("readonly", Replies(cluster::readonly)),
     ("readwrite", Replies(cluster::readwrite)),
+    // Introspection: the slow log and the latency monitor.
+    ("slowlog", Replies(introspection::slowlog)),
+    ("latency", Replies(introspection::latency)),
     // Cluster bus only.
     ("kc.hello", Replies(bus::hello)),
     ("kc.auth", Replies(bus::auth)),
@@ -350,6 +408,7 @@ pub fn lookup(name: &[u8]) -> Option<Command> {
     let index = command::position(name)?;
     Some(Command {
         info: &COMMANDS[index],
+        index,
         handler: BY_POSITION[index],
     })
 }
@@ -363,30 +422,97 @@ pub fn key_args<'a>(info: &CommandInfo, args: Args<'a>) -> impl Iterator<Item = 
 /// Runs one request and writes exactly one reply, now or (for
 /// [`Outcome::Block`]) when the connection has carried out the outcome.
 /// Between MULTI and EXEC, a command that passes the checks is queued
-/// instead (see [`transaction`]).
+/// instead (see [`transaction`]). Counted in the node's statistics (see
+/// [`crate::stats`] for what that costs).
 pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Outcome {
+    if ctx.conn.bus {
+        return run_request(ctx, args, reply).0;
+    }
+    let start = ctx.conn.stats.start(&ctx.shared.command_stats);
+    let (outcome, ran) = run_request(ctx, args, reply);
+    count(ctx, start, ran, reply.error_text(), args);
+    outcome
+}
+
+/// Adds a request that started at `start` to the connection's counts, and
+/// to the slow log and the latency monitor if it was slow enough.
+#[inline]
+fn count(ctx: &mut Ctx<'_>, start: u64, ran: Ran, error: Option<&[u8]>, args: Args<'_>) {
+    let shared = ctx.shared;
+    let stats = &shared.command_stats;
+    let Some(slow) = ctx
+        .conn
+        .stats
+        .finish(stats, &shared.runtime, start, ran, error)
+    else {
+        return;
+    };
+    let conn = &*ctx.conn;
+    stats.note_slow(&shared.runtime, &slow, || {
+        let addr = conn.addr.map(|addr| addr.to_string()).unwrap_or_default();
+        SlowEntry::new(args, addr, conn.name.clone().unwrap_or_default())
+    });
+}
+
+/// The row of INFO's commandstats a request of the command at `index` is
+/// counted in: its subcommand's, if the table has subcommands for it.
+fn stat_of(index: usize, args: Args<'_>) -> usize {
+    match args.get(1) {
+        Some(sub) if !command::subcommands_of(index).is_empty() => {
+            match command::subcommand_position(index, sub) {
+                Some(at) => COMMANDS.len() + at,
+                None => index,
+            }
+        }
+        _ => index,
+    }
+}
+
+/// [`execute`] without the statistics: runs the request and says what
+/// became of it.
+fn run_request(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> (Outcome, Ran) {
     let name = args.get(0).unwrap_or_default();
     let Some(command) = lookup(name).filter(|c| c.may_run_on_bus(ctx.conn.bus)) else {
         transaction::refuse(ctx, reply, &unknown_command(args));
-        return Outcome::Done;
+        return (Outcome::Done, Ran::Unknown);
     };
     let info = command.info;
     client::note_command(ctx.conn, info, args);
+    let mut stat = command.index;
     if !ctx.conn.authenticated && !info.is(Flags::NO_AUTH) {
         transaction::refuse(ctx, reply, &server::noauth().to_string());
-        return Outcome::Done;
+        return (Outcome::Done, Ran::Rejected(stat));
     }
     if !info.arity_ok(args.len()) {
         let text = CmdError::WrongArity(info.name.to_string()).to_string();
         transaction::refuse(ctx, reply, &text);
-        return Outcome::Done;
+        return (Outcome::Done, Ran::Rejected(stat));
+    }
+    // A container with subcommands in the table: the subcommand must be
+    // known and have its number of arguments, as Redis 7 checks them.
+    if let Some(sub) = args.get(1)
+        && !command::subcommands_of(command.index).is_empty()
+    {
+        let Some(at) = command::subcommand_position(command.index, sub) else {
+            let text = server::unknown_subcommand(args, &info.name.to_ascii_uppercase());
+            transaction::refuse(ctx, reply, &text.to_string());
+            return (Outcome::Done, Ran::Unknown);
+        };
+        stat = COMMANDS.len() + at;
+        let sub = &command::SUBCOMMANDS[at];
+        if !sub.arity_ok(args.len()) {
+            let text = CmdError::WrongArity(sub.name.to_string()).to_string();
+            transaction::refuse(ctx, reply, &text);
+            return (Outcome::Done, Ran::Rejected(stat));
+        }
     }
     if ctx.conn.multi.is_some() && !transaction::runs_inside_multi(info) {
         transaction::queue(ctx, command, args, reply);
-        return Outcome::Done;
+        return (Outcome::Done, Ran::Queued(stat));
     }
+    let mut called = false;
     let result = match ctx.shared.cluster.as_ref() {
-        None => command.run(ctx, args, reply),
+        None => command.run(ctx, args, reply, &mut called),
         Some(cluster) => {
             // A manual failover pauses every write, the bus's too.
             let _pass = match info.is(Flags::WRITE) {
@@ -394,13 +520,13 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Outc
                     Some(pass) => Some(pass),
                     None => {
                         reply.error(PAUSED);
-                        return Outcome::Done;
+                        return (Outcome::Done, Ran::Rejected(stat));
                     }
                 },
                 false => None,
             };
             match ctx.conn.bus {
-                true => command.run(ctx, args, reply),
+                true => command.run(ctx, args, reply, &mut called),
                 false => {
                     let write = info.is(Flags::WRITE);
                     let access = Access {
@@ -413,17 +539,25 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> Outc
                     let fence = write || (ctx.conn.fenced_reads && info.is(Flags::READONLY));
                     let keys = key_args(info, args);
                     run_in_cluster(cluster, ctx, keys, access, fence, |ctx| {
-                        command.run(ctx, args, reply)
+                        command.run(ctx, args, reply, &mut called)
                     })
                 }
             }
         }
     };
-    result.unwrap_or_else(|err| {
+    let outcome = result.unwrap_or_else(|err| {
         reply.reset();
         reply.error(&err.to_string());
         Outcome::Done
-    })
+    });
+    let ran = match called {
+        true => Ran::Called {
+            stat,
+            fast: info.is(Flags::FAST),
+        },
+        false => Ran::Rejected(stat),
+    };
+    (outcome, ran)
 }
 
 /// The answer to a write while a manual failover pauses writes.
@@ -464,6 +598,14 @@ fn run_in_cluster<'k>(
             run(ctx)
         }
     }
+}
+
+/// A HELP reply: the usage line, then the lines, as status replies.
+pub fn help(reply: &mut Reply<'_>, command: &str, lines: &[&str]) {
+    reply.array(lines.len() + 1);
+    let usage = format!("{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+    reply.simple(usage.as_bytes());
+    lines.iter().for_each(|line| reply.simple(line.as_bytes()));
 }
 
 /// Redis's "unknown command" text, which quotes the first few arguments.

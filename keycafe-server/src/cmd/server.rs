@@ -1,16 +1,15 @@
 //! Connection and server commands: PING, ECHO, AUTH, QUIT, HELLO, SELECT,
-//! COMMAND, CONFIG and INFO. (CLIENT is [`super::client`].)
+//! CONFIG. (CLIENT is [`super::client`], COMMAND [`super::command`],
+//! INFO [`super::info`].)
 //!
 //! Most of these exist so that redis-cli, redis-benchmark and Redis client
 //! libraries find what they probe for when they connect; they answer with
 //! Keycafe's real state wherever there is one.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
+use keycafe_core::glob::Glob;
 use keycafe_core::{Args, Protocol, Reply};
-
-use keycafe_core::command::{COMMANDS, CommandInfo};
 
 use super::{ArgCursor, CmdError, CmdResult, Ctx, Keyword};
 use crate::runtime;
@@ -18,8 +17,8 @@ use crate::store::OutOfMemory;
 
 /// The version reported to clients (`redis_version` keeps Redis clients that
 /// check for feature support happy).
-const KEYCAFE_VERSION: &str = env!("CARGO_PKG_VERSION");
-const REDIS_COMPAT_VERSION: &str = "7.2.0";
+pub const KEYCAFE_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
 pub fn ping(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     match args.len() {
@@ -221,68 +220,22 @@ pub fn select(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
 
 pub use super::parse::unknown_subcommand;
 
-/// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO name...`, `COMMAND DOCS`.
-pub fn command(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
-    if args.len() == 1 {
-        reply.array(COMMANDS.len());
-        COMMANDS.iter().for_each(|spec| command_info(spec, reply));
-        return Ok(());
-    }
-    let mut cursor = ArgCursor::new(args);
-    match cursor.next_keyword()?.as_bytes() {
-        b"COUNT" => reply.integer(COMMANDS.len() as i64),
-        b"INFO" => {
-            reply.array(cursor.remaining());
-            while cursor.remaining() > 0 {
-                match super::lookup(cursor.next_bytes()?) {
-                    Some(command) => command_info(command.info, reply),
-                    None => reply.null(),
-                }
-            }
-        }
-        // Documentation is optional for clients; redis-cli copes with none.
-        // (A map from command name to its documentation, in RESP3.)
-        b"DOCS" => reply.map(0),
-        _ => return Err(unknown_subcommand(args, "COMMAND")),
-    }
-    Ok(())
-}
-
-/// One command's description in Redis 7's COMMAND INFO shape: flags,
-/// ACL categories, tips, key specifications and subcommands are sets in
-/// RESP3, as Redis sends them.
-fn command_info(spec: &CommandInfo, reply: &mut Reply<'_>) {
-    reply.array(10);
-    reply.bulk(spec.name.as_bytes());
-    reply.integer(i64::from(spec.arity));
-    reply.set(spec.flags.reported_names().count());
-    spec.flags
-        .reported_names()
-        .for_each(|flag| reply.simple(flag.as_bytes()));
-    reply.integer(i64::from(spec.first_key));
-    reply.integer(i64::from(spec.last_key));
-    reply.integer(i64::from(spec.step));
-    reply.set(0); // ACL categories
-    reply.set(0); // tips
-    reply.set(0); // key specifications
-    reply.set(0); // subcommands
-}
-
-/// `CONFIG GET pattern...`, `CONFIG SET name value [name value ...]` and
-/// `CONFIG RESETSTAT`, over the table of settings in [`crate::runtime`].
+/// `CONFIG GET pattern [pattern ...]`, `CONFIG SET name value [name value
+/// ...]`, `CONFIG RESETSTAT` and `CONFIG HELP`, over the table of settings
+/// in [`crate::runtime`]. Patterns are Redis's globs, matched without
+/// regard to case; a setting that several patterns match is listed once.
+/// (The subcommand and its number of arguments were checked by `execute`
+/// against the table.)
 pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
     let mut cursor = ArgCursor::new(args);
     match cursor.next_keyword()?.as_bytes() {
         b"GET" => {
-            if cursor.remaining() == 0 {
-                return Err(CmdError::WrongArity("config|get".into()));
-            }
             let mut matches: Vec<&runtime::Setting> = Vec::new();
             while cursor.remaining() > 0 {
-                let pattern = cursor.next_bytes()?;
+                let glob = Glob::new(cursor.next_bytes()?);
                 for setting in runtime::SETTINGS {
                     let new = !matches.iter().any(|s| s.name == setting.name);
-                    if new && glob_match(pattern, setting.name.as_bytes()) {
+                    if new && glob.matches_nocase(setting.name) {
                         matches.push(setting);
                     }
                 }
@@ -294,7 +247,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
             }
         }
         b"SET" => {
-            if cursor.remaining() == 0 || !cursor.remaining().is_multiple_of(2) {
+            if !cursor.remaining().is_multiple_of(2) {
                 return Err(CmdError::WrongArity("config|set".into()));
             }
             let mut pairs = Vec::with_capacity(cursor.remaining() / 2);
@@ -309,7 +262,6 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
             reply.ok();
         }
         b"RESETSTAT" => {
-            cursor.finish()?;
             let stats = &ctx.shared.stats;
             for counter in [
                 &stats.connections_received,
@@ -318,169 +270,34 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRe
             ] {
                 counter.store(0, Ordering::Relaxed);
             }
-            // This connection's commands not yet added to the total.
+            // This connection's commands not yet added to the totals.
             ctx.conn.commands = 0;
+            ctx.conn.stats.clear();
+            ctx.shared.command_stats.reset();
             ctx.shared.store.reset_stats();
             reply.ok();
         }
+        b"HELP" => super::help(reply, "CONFIG", CONFIG_HELP),
         _ => return Err(unknown_subcommand(args, "CONFIG")),
     }
     Ok(())
 }
 
+const CONFIG_HELP: &[&str] = &[
+    "GET <pattern> [<pattern> ...]",
+    "    Return the settings matching the glob-like patterns, and their values.",
+    "SET <directive> <value> [<directive> <value> ...]",
+    "    Set each <directive> to its <value>: all of them, or none if one is refused.",
+    "RESETSTAT",
+    "    Reset the statistics reported by the INFO command.",
+    "HELP",
+    "    Print this help.",
+];
+
 impl From<OutOfMemory> for CmdError {
     fn from(err: OutOfMemory) -> Self {
         CmdError::Other(err.to_string())
     }
-}
-
-/// Glob matching for CONFIG GET patterns: `*`, `?` and literal bytes,
-/// case-insensitive as Redis matches configuration names.
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_match(rest, &text[skip..])),
-        Some((&p, rest)) => match text.split_first() {
-            Some((&t, text_rest)) if p == b'?' || p.eq_ignore_ascii_case(&t) => {
-                glob_match(rest, text_rest)
-            }
-            _ => false,
-        },
-    }
-}
-
-/// `INFO [section ...]`: server, clients, memory, stats, replication,
-/// keyspace, cluster.
-pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
-    let wanted: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
-        .collect();
-    let all = wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| w == "all" || w == "everything" || w == "default");
-    let include = |section: &str| all || wanted.iter().any(|w| w == section);
-
-    let shared = ctx.shared;
-    let stats = &shared.stats;
-    let store = shared.store.stats();
-    let mut text = String::new();
-    if include("server") {
-        let uptime = shared.started.elapsed().as_secs();
-        let _ = write!(
-            text,
-            "# Server\r\nkeycafe_version:{KEYCAFE_VERSION}\r\nredis_version:{REDIS_COMPAT_VERSION}\r\n\
-             redis_mode:cluster\r\nos:{}\r\narch_bits:{}\r\nprocess_id:{}\r\nrun_id:{}\r\n\
-             tcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n\r\n",
-            std::env::consts::OS,
-            usize::BITS,
-            std::process::id(),
-            shared.node_id,
-            shared.config.service_port,
-            uptime / 86_400,
-        );
-    }
-    if include("clients") {
-        let _ = write!(
-            text,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
-            stats.connected_clients.load(Ordering::Relaxed),
-            shared.runtime.maxclients(),
-            shared.clients.blocked(),
-        );
-    }
-    if include("memory") {
-        text.push_str(&info_memory(shared, &store));
-    }
-    if include("stats") {
-        let _ = write!(
-            text,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
-             rejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\n\
-             keyspace_hits:{}\r\nkeyspace_misses:{}\r\n{}\r\n",
-            stats.connections_received.load(Ordering::Relaxed),
-            stats.commands_processed.load(Ordering::Relaxed) + ctx.conn.commands,
-            stats.rejected_connections.load(Ordering::Relaxed),
-            store.expired_keys,
-            store.evicted_keys,
-            store.keyspace_hits,
-            store.keyspace_misses,
-            super::replication::info_stats(ctx),
-        );
-    }
-    if include("replication") {
-        text.push_str(&super::replication::info_section(ctx));
-    }
-    if include("cluster") {
-        text.push_str("# Cluster\r\ncluster_enabled:1\r\n\r\n");
-    }
-    if include("keyspace") {
-        text.push_str("# Keyspace\r\n");
-        if store.keys > 0 {
-            let _ = write!(
-                text,
-                "db0:keys={},expires={},avg_ttl=0\r\n",
-                store.keys, store.volatile_keys
-            );
-        }
-        text.push_str("\r\n");
-    }
-    // A blank line separates sections; the last ends with its last line's
-    // CRLF, as in Redis, so that two replies printed back to back do not
-    // run together.
-    let text = text.strip_suffix("\r\n").unwrap_or(&text);
-    reply.verbatim(b"txt", text.as_bytes());
-    Ok(())
-}
-
-/// INFO's memory section, with Redis's field names. `used_memory` is what
-/// `maxmemory` is compared with: the store's exact bytes plus client buffers
-/// and the replication backlog (see `docs/memory.md`).
-fn info_memory(shared: &crate::state::Shared, store: &crate::store::StoreStats) -> String {
-    let memory = shared.memory();
-    let used = store.used_bytes + memory.outside_store();
-    let rss = resident_memory_bytes().unwrap_or(0);
-    let maxmemory = shared.runtime.maxmemory();
-    let fragmentation = match used {
-        0 => 0.0,
-        used => rss as f64 / used as f64,
-    };
-    format!(
-        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\n\
-         used_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\n\
-         used_memory_dataset:{}\r\nmem_clients_normal:{}\r\n\
-         mem_replication_backlog:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\n\
-         maxmemory_policy:{}\r\nmaxmemory_samples:{}\r\n\
-         mem_fragmentation_ratio:{fragmentation:.2}\r\nmem_allocator:libc\r\n\r\n",
-        human_bytes(used as u64),
-        human_bytes(rss),
-        store.used_bytes,
-        memory.client_buffers(),
-        memory.backlog(),
-        human_bytes(maxmemory as u64),
-        shared.store.policy().name(),
-        shared.store.samples(),
-    )
-}
-
-/// The process's resident set size, from /proc on Linux.
-fn resident_memory_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.2}{}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -494,14 +311,5 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
-    }
-
-    #[test]
-    fn glob() {
-        assert!(glob_match(b"*", b"save"));
-        assert!(glob_match(b"max*", b"maxclients"));
-        assert!(glob_match(b"SAVE", b"save"));
-        assert!(glob_match(b"s?ve", b"save"));
-        assert!(!glob_match(b"max", b"maxclients"));
     }
 }

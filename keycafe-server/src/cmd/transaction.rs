@@ -274,7 +274,7 @@ fn run(ctx: &mut Ctx<'_>, queue: &Queue, watch: Option<Watch>, reply: &mut Reply
         ctx.conn.in_exec = true;
         for (command, args) in queue.iter() {
             let mut element = reply.element();
-            let text = match command.call(ctx, args, &mut element) {
+            let text = match command.call_counted(ctx, args, &mut element) {
                 Ok(Outcome::Done) => None,
                 // Commands that could wait answer at once inside EXEC
                 // (WAIT); one that cannot has no place in a transaction.
