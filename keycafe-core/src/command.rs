@@ -241,6 +241,9 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "command"  -1 NONE (0 0 0);
     "config"   -2 NONE (0 0 0);
     "info"     -1 NONE (0 0 0);
+    // Connections: resetting one, watching every command.
+    "reset"     1 F_NO_AUTH (0 0 0);
+    "monitor"   1 NONE (0 0 0);
     // Transactions.
     "multi"     1 F  (0 0 0);
     "exec"      1 NONE (0 0 0);
@@ -552,8 +555,8 @@ mod tests {
             incr.flags.reported_names().collect::<Vec<_>>(),
             ["write", "denyoom", "fast"]
         );
-        // Only AUTH, HELLO and QUIT run before authentication, and on the
-        // bus only the two steps of proving the cluster secret.
+        // Only AUTH, HELLO, QUIT and RESET run before authentication, and
+        // on the bus only the two steps of proving the cluster secret.
         let before_auth: Vec<_> = COMMANDS
             .iter()
             .filter(|c| c.is(Flags::NO_AUTH))
@@ -561,7 +564,7 @@ mod tests {
             .collect();
         assert_eq!(
             before_auth,
-            ["auth", "quit", "hello", "kc.hello", "kc.auth"]
+            ["auth", "quit", "hello", "reset", "kc.hello", "kc.auth"]
         );
     }
 }

@@ -20,6 +20,14 @@
 //! The loop is generic over its [`Stream`]: a TCP socket or TLS over one.
 //! Each kind gets its own compiled copy, so the plain path pays nothing for
 //! TLS existing (no dynamic dispatch, no branch per read).
+//!
+//! Each connection is listed in the node's registry ([`crate::clients`])
+//! for as long as it runs, and publishes what CLIENT LIST shows of it at
+//! the end of each batch. `CLIENT KILL` cancels the connection's own
+//! token, a child of the node's shutdown token, so a killed connection
+//! stops exactly as it would at shutdown. Per request the loop pays one
+//! load for `CLIENT PAUSE` existing (and [`cmd::client::after_call`] one
+//! for MONITOR) and one comparison for `CLIENT REPLY`.
 
 use std::io;
 use std::pin::Pin;
@@ -35,6 +43,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::clients::{Kind, Monitor, Peer};
+use crate::cmd::client::{Before, Buffers, ReplyMode};
 use crate::cmd::{self, ConnState, Ctx, Outcome, Takeover, Task};
 use crate::state::Shared;
 
@@ -72,6 +82,8 @@ pub struct Connection<S = TcpStream> {
     /// The buffer capacity counted in the node's memory gauge for this
     /// connection (see [`Connection::account_buffers`]).
     accounted: usize,
+    /// Where the client connected from, until the connection registers.
+    peer: Peer,
 }
 
 /// The parser's limits for a connection: Redis's small ones until it has
@@ -85,7 +97,8 @@ fn limits_for(shared: &Shared, authenticated: bool) -> Limits {
 }
 
 impl<S: Stream> Connection<S> {
-    pub fn new(stream: S, shared: Arc<Shared>) -> Connection<S> {
+    /// A client connection from `peer`.
+    pub fn new(stream: S, shared: Arc<Shared>, peer: Peer) -> Connection<S> {
         let state = ConnState {
             id: shared.next_client_id(),
             authenticated: shared.config.requirepass.is_none(),
@@ -100,6 +113,7 @@ impl<S: Stream> Connection<S> {
             state,
             partial_since: None,
             accounted: 0,
+            peer,
         }
     }
 
@@ -112,8 +126,8 @@ impl<S: Stream> Connection<S> {
     /// A connection on the cluster bus port: only bus commands, and only
     /// once the peer has proved it holds the cluster secret (`KC.HELLO`,
     /// `KC.AUTH`).
-    pub fn for_bus(stream: S, shared: Arc<Shared>) -> Connection<S> {
-        let mut connection = Connection::new(stream, shared);
+    pub fn for_bus(stream: S, shared: Arc<Shared>, peer: Peer) -> Connection<S> {
+        let mut connection = Connection::new(stream, shared, peer);
         connection.state.bus = true;
         connection.state.authenticated = false;
         connection
@@ -124,9 +138,21 @@ impl<S: Stream> Connection<S> {
     /// connection over ([`Outcome::Takeover`]) gets the socket and runs
     /// here until it ends.
     pub async fn run(mut self, shutdown: CancellationToken) -> io::Result<()> {
+        // Its own token, which CLIENT KILL cancels; shutdown cancels it too.
+        let stop = shutdown.child_token();
+        let kind = match self.state.bus {
+            true => Kind::Bus,
+            false => Kind::Normal,
+        };
+        let peer = std::mem::take(&mut self.peer);
+        let clients = self.shared.clients.clone();
+        // Listed until this function returns, a takeover's run included.
+        let _registration = clients.register(self.state.id, peer, kind, stop.clone());
+        self.state.client.record = Some(_registration.record().clone());
+        self.publish(false);
         let ended = tokio::select! {
             ended = self.serve() => ended,
-            _ = shutdown.cancelled() => Ok(Ended::Closed),
+            _ = stop.cancelled() => Ok(Ended::Closed),
         };
         // The buffers are freed (or handed on) from here: stop counting them.
         self.shared
@@ -136,9 +162,7 @@ impl<S: Stream> Connection<S> {
         self.accounted = 0;
         match ended? {
             Ended::Closed => Ok(()),
-            Ended::TakenOver(takeover) => {
-                takeover(Box::new(self.stream), self.input, shutdown).await
-            }
+            Ended::TakenOver(takeover) => takeover(Box::new(self.stream), self.input, stop).await,
         }
     }
 
@@ -153,6 +177,7 @@ impl<S: Stream> Connection<S> {
         loop {
             let more = self.run_pending_requests();
             self.add_command_stats();
+            self.publish(matches!(more, Batch::Blocked(..) | Batch::Paused(_)));
             if !self.lease_still_holds() {
                 debug!(
                     client = self.state.id,
@@ -181,8 +206,15 @@ impl<S: Stream> Connection<S> {
                 return Ok(Ended::Closed);
             }
             match more {
-                Batch::Blocked(answer) => {
-                    if !self.finish_blocked(answer).await {
+                Batch::Blocked(answer, dropped) => {
+                    let _blocked = self.shared.clients.block();
+                    if !self.finish_blocked(answer, dropped).await {
+                        return Ok(Ended::Closed);
+                    }
+                }
+                Batch::Paused(wait) => {
+                    let _blocked = self.shared.clients.block();
+                    if self.unless_client_leaves(wait).await.is_none() {
                         return Ok(Ended::Closed);
                     }
                 }
@@ -190,7 +222,11 @@ impl<S: Stream> Connection<S> {
                 Batch::Done if self.state.quit => return Ok(Ended::Closed),
                 Batch::Done => {
                     self.note_partial_request();
-                    if !self.read_more().await? {
+                    let more = match self.state.client.monitor.clone() {
+                        None => self.read_more().await?,
+                        Some(monitor) => self.read_or_monitor(&monitor).await?,
+                    };
+                    if !more {
                         return Ok(Ended::Closed);
                     }
                 }
@@ -223,25 +259,49 @@ impl<S: Stream> Connection<S> {
                 Ok(None) => break Batch::Done,
                 Err(err) => break Batch::ProtocolError(err.reply_text()),
             };
-            used += len;
             if args.is_empty() {
+                used += len;
                 continue;
             }
             let mut ctx = Ctx {
                 shared: &self.shared,
                 conn: &mut self.state,
             };
+            // Only for a monitor, or while a CLIENT PAUSE may hold it.
+            if ctx.conn.client.monitor.is_some() || ctx.shared.clients.pause_active() {
+                let mut reply = Reply::start(protocol, &mut self.output);
+                let before = cmd::client::before_command(&mut ctx, args, &mut reply);
+                reply.finish();
+                match before {
+                    Before::Run => {}
+                    Before::Answered => {
+                        used += len;
+                        self.state.commands += 1;
+                        continue;
+                    }
+                    // Left unread: it runs once the pause lets it.
+                    Before::Wait(wait) => break Batch::Paused(wait),
+                }
+            }
+            used += len;
+            let mark = self.output.len();
             let mut reply = Reply::start(protocol, &mut self.output);
             let outcome = cmd::execute(&mut ctx, args, &mut reply);
             reply.finish();
             self.state.commands += 1;
+            // CLIENT REPLY OFF or SKIP: the reply is not sent.
+            let dropped =
+                self.state.client.reply != ReplyMode::On && self.state.client.reply_dropped();
+            if dropped {
+                self.output.truncate(mark);
+            }
             if self.state.authenticated == self.parser.limits().unauthenticated {
                 let limits = limits_for(&self.shared, self.state.authenticated);
                 self.parser.set_limits(limits);
             }
             match outcome {
                 Outcome::Done => {}
-                Outcome::Block(answer) => break Batch::Blocked(answer),
+                Outcome::Block(answer) => break Batch::Blocked(answer, dropped),
                 Outcome::Takeover(takeover) => break Batch::TakenOver(takeover),
             }
         };
@@ -264,14 +324,45 @@ impl<S: Stream> Connection<S> {
         cluster.lease.holds(crate::cluster::lease::now_ms())
     }
 
-    /// Waits for a blocked command's answer and writes it. Returns false if
-    /// the client left meanwhile.
-    async fn finish_blocked(&mut self, answer: Task<Frame>) -> bool {
+    /// Waits for a blocked command's answer and writes it (unless CLIENT
+    /// REPLY `dropped` it). Returns false if the client left meanwhile.
+    async fn finish_blocked(&mut self, answer: Task<Frame>, dropped: bool) -> bool {
         let Some(answer) = self.unless_client_leaves(answer).await else {
             return false;
         };
-        self.state.protocol.encode_frame(&answer, &mut self.output);
+        if !dropped {
+            self.state.protocol.encode_frame(&answer, &mut self.output);
+        }
         true
+    }
+
+    /// For a monitor: reads more requests, or takes the lines waiting for
+    /// it into the output buffer, whichever comes first.
+    async fn read_or_monitor(&mut self, monitor: &Monitor) -> io::Result<bool> {
+        let read = tokio::select! {
+            read = self.read_more() => Some(read),
+            _ = monitor.ready() => None,
+        };
+        match read {
+            Some(read) => read,
+            None => {
+                monitor.take(&mut self.output);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Publishes what CLIENT LIST shows of this connection (see
+    /// [`crate::clients`]): a few stores, no lock.
+    fn publish(&mut self, blocked: bool) {
+        let buffers = Buffers {
+            input_len: self.input.len(),
+            input_capacity: self.input.capacity(),
+            output_len: self.output.len(),
+            output_capacity: self.output.capacity(),
+        };
+        let now = self.shared.clients.now_ms();
+        cmd::client::publish(&mut self.state, buffers, now, blocked);
     }
 
     /// Runs `work` (a blocked command), watching the socket meanwhile:
@@ -376,7 +467,8 @@ impl<S: Stream> Connection<S> {
         let grew = now > self.accounted;
         self.accounted = now;
         let cap = self.shared.runtime.maxmemory_clients();
-        !(grew && cap > 0 && memory.client_buffers() > cap)
+        // CLIENT NO-EVICT ON: this one is never the client closed.
+        !(grew && cap > 0 && memory.client_buffers() > cap && !self.state.client.no_evict)
     }
 
     /// Keeps track of a request that has begun to arrive but is not whole,
@@ -419,7 +511,8 @@ impl<S: Stream> Connection<S> {
     /// - a request that has begun must be whole within `request_timeout_ms`
     ///   of its first byte, so that trickling one byte at a time does not
     ///   hold a connection open;
-    /// - between requests, a client may be idle for `timeout` seconds.
+    /// - between requests, a client may be idle for `timeout` seconds
+    ///   (not a monitor: as in Redis, it is not expected to send anything).
     fn read_limit(&self) -> Option<Duration> {
         if self.state.bus {
             return (!self.state.authenticated).then_some(BUS_AUTH_TIMEOUT);
@@ -427,6 +520,7 @@ impl<S: Stream> Connection<S> {
         let runtime = &self.shared.runtime;
         match self.partial_since {
             Some(since) => Some(runtime.request_timeout()?.saturating_sub(since.elapsed())),
+            None if self.state.client.monitor.is_some() => None,
             None => runtime.idle_timeout(),
         }
     }
@@ -491,8 +585,10 @@ enum Batch {
     /// The output buffer is full: write it, then keep running requests.
     OutputFull,
     /// A command's answer takes time: wait for it, then keep running
-    /// requests.
-    Blocked(Task<Frame>),
+    /// requests (and drop the answer if CLIENT REPLY says so).
+    Blocked(Task<Frame>, bool),
+    /// A CLIENT PAUSE holds the next request: wait for this, then run it.
+    Paused(Task<()>),
     /// A command took the connection over.
     TakenOver(Takeover),
     /// The client broke the protocol: send this error and close.
@@ -516,7 +612,7 @@ mod tests {
     fn connection() -> (Connection<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let shared = Arc::new(Shared::new(Config::default()).unwrap());
-        let mut connection = Connection::new(server, shared);
+        let mut connection = Connection::new(server, shared, Peer::unknown());
         connection.state.protocol = Protocol::Resp2;
         (connection, client)
     }

@@ -19,6 +19,8 @@
 //! - [`server`]: [`run`], the accept loop, active expiry, graceful shutdown.
 //! - [`connection`]: the per-client read → execute → write loop.
 //! - [`state`]: [`state::Shared`], what every connection shares.
+//! - [`clients`]: the registry of connections behind CLIENT LIST, CLIENT
+//!   KILL, CLIENT PAUSE and MONITOR.
 //! - [`runtime`]: settings `CONFIG SET` may change while the node runs, and
 //!   the table CONFIG reads every setting from.
 //! - [`stats`]: commandstats, errorstats, the slow log and the latency
@@ -29,6 +31,7 @@
 //! - [`store`]: the sharded, slot-organised in-memory store with expiry,
 //!   memory accounting and eviction.
 
+pub mod clients;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::clients::{self, Peer};
 use crate::cluster;
 use crate::cluster::coordinator::Registration;
 use crate::config::Config;
@@ -127,6 +128,7 @@ pub async fn run_on(
     let tasks = TaskTracker::new();
 
     tasks.spawn(active_expiry(shared.clone(), stop.clone()));
+    tasks.spawn(client_clock(shared.clone(), stop.clone()));
     if let (Some(bus), Some(cluster)) = (bus_listener, shared.cluster.clone()) {
         info!(bus = %bus.local_addr()?, coordinator = ?shared.config.coordinator, tls = cluster.tls.is_some(), "cluster mode");
         // On a TLS cluster, only members with a certificate from the CA.
@@ -259,17 +261,20 @@ async fn accept_loop(
                 }
             }
         }
+        // After the limits: a refused connection costs no more than before.
+        let (socket, peer) = (peer, peer_of(&stream, peer));
         let (shared, stop, tls) = (shared.clone(), stop.clone(), tls.clone());
         tasks.spawn(async move {
+            let addr = peer.addr.clone();
             let served = match tls {
-                None => serve(stream, peer, port, &shared, stop).await,
-                Some(acceptor) => match tls_handshake(&acceptor, stream, peer, &stop).await {
-                    Some(stream) => serve(stream, peer, port, &shared, stop).await,
+                None => serve(stream, port, (peer, socket), &shared, stop).await,
+                Some(acceptor) => match tls_handshake(&acceptor, stream, &addr, &stop).await {
+                    Some(stream) => serve(stream, port, (peer, socket), &shared, stop).await,
                     None => Ok(()),
                 },
             };
             if let Err(err) = served {
-                debug!(%peer, %err, ?port, "connection ended with an error");
+                debug!(peer = %addr, %err, ?port, "connection ended with an error");
             }
             let open = match port {
                 Port::Client => &shared.stats.connected_clients,
@@ -293,19 +298,34 @@ fn refuse_at_accept(stream: TcpStream) {
     let _ = stream.try_write(MAX_CLIENTS_REACHED);
 }
 
+/// What CLIENT LIST shows of where a connection comes from.
+fn peer_of(stream: &TcpStream, peer: SocketAddr) -> Peer {
+    #[cfg(unix)]
+    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+    #[cfg(not(unix))]
+    let fd = -1;
+    Peer {
+        addr: peer.to_string(),
+        laddr: stream
+            .local_addr()
+            .map_or_else(|_| "?:0".to_string(), |addr| addr.to_string()),
+        fd,
+    }
+}
+
 /// Serves one connection on `port` until it ends.
 async fn serve<S: Stream>(
     stream: S,
-    peer: std::net::SocketAddr,
     port: Port,
+    (peer, socket): (Peer, SocketAddr),
     shared: &Arc<Shared>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let connection = match port {
-        Port::Client => Connection::new(stream, shared.clone()),
-        Port::Bus => Connection::for_bus(stream, shared.clone()),
+        Port::Client => Connection::new(stream, shared.clone(), peer),
+        Port::Bus => Connection::for_bus(stream, shared.clone(), peer),
     }
-    .with_addr(peer);
+    .with_addr(socket);
     connection.run(stop).await
 }
 
@@ -316,7 +336,7 @@ async fn serve<S: Stream>(
 async fn tls_handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
-    peer: SocketAddr,
+    peer: &str,
     stop: &CancellationToken,
 ) -> Option<keycafe_core::tls::server::TlsStream<TcpStream>> {
     let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
@@ -350,6 +370,18 @@ async fn left_the_cluster(shared: &Shared) {
         }
         if changed.changed().await.is_err() {
             return std::future::pending().await;
+        }
+    }
+}
+
+/// Keeps the clock that CLIENT LIST's idle times are measured with.
+async fn client_clock(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(clients::CLOCK_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => shared.clients.tick(),
+            _ = stop.cancelled() => return,
         }
     }
 }

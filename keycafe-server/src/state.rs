@@ -7,6 +7,7 @@ use std::time::Instant;
 use keycafe_core::cluster::NodeInfo;
 use keycafe_core::coord::NodeReport;
 
+use crate::clients::Clients;
 use crate::cluster::ClusterState;
 use crate::config::Config;
 use crate::replication::Replication;
@@ -31,6 +32,9 @@ pub struct Shared {
     pub replication: Arc<Replication>,
     /// Settings `CONFIG SET` may change while the node runs.
     pub runtime: Runtime,
+    /// Every connection, for CLIENT LIST, CLIENT KILL, CLIENT PAUSE and
+    /// MONITOR.
+    pub clients: Arc<Clients>,
     /// Commandstats, errorstats, the slow log and the latency monitor.
     pub command_stats: CommandStats,
 }
@@ -86,6 +90,7 @@ impl Shared {
             stats: Stats::default(),
             command_stats: CommandStats::new(),
             cluster,
+            clients: Arc::new(Clients::default()),
         })
     }
 

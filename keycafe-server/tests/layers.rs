@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     &["config"],
     &["runtime"],
+    &["clients"],
     &["stats"],
     &["cluster"],
     &["replication"],

@@ -182,6 +182,11 @@ pub static DOCS: &[Doc] = docs! {
         "Reads and changes settings.";
     "info" "1.0.0" "server" "O(1)" "@slow @dangerous"
         "Reports the node's state and statistics.";
+    // Connections: resetting one, watching every command.
+    "reset" "6.2.0" "connection" "O(1)" "@fast @connection"
+        "Makes the connection as new: no transaction, RESP2, no name, not authenticated if a password is set.";
+    "monitor" "1.0.0" "server" "O(1)" "@admin @slow @dangerous"
+        "Streams every command the node runs to this connection.";
     // Transactions.
     "multi" "1.2.0" "transactions" "O(1)" "@fast @transaction"
         "Starts a transaction.";

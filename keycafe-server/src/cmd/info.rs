@@ -80,9 +80,10 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     if include("clients") {
         let _ = write!(
             text,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
             stats.connected_clients.load(Ordering::Relaxed),
             shared.runtime.maxclients(),
+            shared.clients.blocked(),
         );
     }
     if include("memory") {

@@ -29,6 +29,8 @@
 //!   MEMORY, DBSIZE, FLUSHALL.
 //! - [`keyspace`]: SCAN, KEYS, RANDOMKEY, RENAME, RENAMENX, COPY.
 //! - [`server`]: connection and server commands (PING, AUTH, CONFIG, ...).
+//! - [`client`]: CLIENT, RESET and MONITOR, over the node's registry of
+//!   connections.
 //! - [`info`]: INFO, the node's state and statistics by section.
 //! - [`commands`]: COMMAND, what the node says about its commands.
 //! - [`introspection`]: SLOWLOG and LATENCY.
@@ -45,6 +47,7 @@
 
 pub mod bits;
 pub mod bus;
+pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod info;
@@ -112,6 +115,9 @@ pub struct ConnState {
     /// EXEC is running the queue: a command that would wait (WAIT) answers
     /// at once instead, as in Redis.
     pub in_exec: bool,
+    /// CLIENT REPLY, NO-EVICT, MONITOR, the last command, and this
+    /// connection's record in the node's registry.
+    pub client: client::ClientState,
     /// The client's address (`None` for a connection made in a test
     /// without a socket): SLOWLOG shows it.
     pub addr: Option<std::net::SocketAddr>,
@@ -138,6 +144,7 @@ impl Default for ConnState {
             multi: None,
             watch: None,
             in_exec: false,
+            client: client::ClientState::default(),
             addr: None,
             stats: ConnStats::default(),
         }
@@ -241,10 +248,12 @@ impl Command {
     /// Runs the handler alone: no room is made under `maxmemory` (EXEC
     /// makes it once, before its transaction).
     fn call(&self, ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult<Outcome> {
-        match self.handler {
+        let result = match self.handler {
             Handler::Reply(handler) => handler(ctx, args, reply).map(|()| Outcome::Done),
             Handler::Outcome(handler) => handler(ctx, args, reply),
-        }
+        };
+        client::after_call(ctx, self.info, args);
+        result
     }
 
     /// Runs the handler alone, as [`Command::call`] does, counted in the
@@ -344,10 +353,13 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("quit", Replies(server::quit)),
     ("hello", Replies(server::hello)),
     ("select", Replies(server::select)),
-    ("client", Replies(server::client)),
+    ("client", Replies(client::client)),
     ("command", Replies(commands::command)),
     ("config", Replies(server::config)),
     ("info", Replies(info::info)),
+    // Connections: resetting one, watching every command.
+    ("reset", Replies(client::reset)),
+    ("monitor", Replies(client::monitor)),
     // Transactions.
     ("multi", Replies(transaction::multi)),
     ("exec", Replies(transaction::exec)),
@@ -465,6 +477,7 @@ fn run_request(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> (Out
         return (Outcome::Done, Ran::Unknown);
     };
     let info = command.info;
+    client::note_command(ctx.conn, info, args);
     let mut stat = command.index;
     if !ctx.conn.authenticated && !info.is(Flags::NO_AUTH) {
         transaction::refuse(ctx, reply, &server::noauth().to_string());

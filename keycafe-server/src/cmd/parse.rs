@@ -102,6 +102,14 @@ impl Keyword {
     }
 }
 
+/// Redis's reply for an unknown subcommand of a container command.
+pub fn unknown_subcommand(args: Args<'_>, command: &str) -> CmdError {
+    let sub = String::from_utf8_lossy(args.get(1).unwrap_or_default());
+    CmdError::Other(format!(
+        "ERR unknown subcommand '{sub}'. Try {command} HELP."
+    ))
+}
+
 /// Parses a decimal `i64` as Redis does (no spaces, no `+`, no leading zeros).
 pub fn parse_int(arg: &[u8]) -> CmdResult<i64> {
     keycafe_core::resp::parse_i64(arg).ok_or(CmdError::NotInteger)

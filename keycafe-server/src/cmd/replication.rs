@@ -1,5 +1,5 @@
-//! Replication commands: WAIT, ROLE, the `# Replication` INFO section and
-//! `CLIENT KILL TYPE`; and, on the cluster bus, the commands replicas and
+//! Replication commands: WAIT, ROLE and the `# Replication` INFO section;
+//! and, on the cluster bus, the commands replicas and
 //! failovers use (`KC.PSYNC`, `KC.FAILOVER.PAUSE`, `KC.FAILOVER.RESUME`).
 
 use std::fmt::Write as _;
@@ -152,29 +152,6 @@ pub fn info_stats(ctx: &Ctx<'_>) -> String {
     )
 }
 
-/// `CLIENT KILL TYPE replica|slave|master`: drop replication links (they
-/// are re-made at once, resuming from their offsets).
-pub fn client_kill(ctx: &Ctx<'_>, cursor: &mut ArgCursor<'_>) -> CmdResult<i64> {
-    let filter = cursor.next_keyword()?;
-    if filter.as_bytes() != b"TYPE" {
-        return Err(CmdError::Other(
-            "ERR only CLIENT KILL TYPE replica|master is supported".into(),
-        ));
-    }
-    let kind = cursor.next_keyword()?;
-    cursor.finish()?;
-    let replication = &ctx.shared.replication;
-    match kind.as_bytes() {
-        b"REPLICA" | b"SLAVE" => Ok(replication.kill_replicas() as i64),
-        b"MASTER" => Ok(i64::from(replication.kill_upstream())),
-        b"NORMAL" | b"PUBSUB" => Ok(0),
-        _ => Err(CmdError::Other(format!(
-            "ERR Unknown client type '{}'",
-            String::from_utf8_lossy(kind.as_bytes())
-        ))),
-    }
-}
-
 /// `KC.PSYNC node-id replid offset client-addr` (bus): a replica asks for
 /// the stream. Accepted only from a node the configuration names as this
 /// node's replica; the connection then becomes the stream.
@@ -210,6 +187,8 @@ pub fn psync(ctx: &mut Ctx<'_>, args: Args<'_>, _reply: &mut Reply<'_>) -> CmdRe
         output_limit: ctx.shared.runtime.output_limits().replica,
     };
     let conn = ctx.conn.id;
+    // Listed from now on, as Redis lists a replica on its primary.
+    ctx.conn.client.replica = true;
     Ok(Outcome::Takeover(Box::new(move |stream, input, stop| {
         Box::pin(primary::serve(stream, input, source, request, conn, stop))
     })))

@@ -1,6 +1,6 @@
 //! Connection and server commands: PING, ECHO, AUTH, QUIT, HELLO, SELECT,
-//! CLIENT and CONFIG. (COMMAND is in [`super::command`], INFO in
-//! [`super::info`].)
+//! CONFIG. (CLIENT is [`super::client`], COMMAND [`super::command`],
+//! INFO [`super::info`].)
 //!
 //! Most of these exist so that redis-cli, redis-benchmark and Redis client
 //! libraries find what they probe for when they connect; they answer with
@@ -123,7 +123,8 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRes
                 at += 3;
             }
             b"SETNAME" if more >= 1 => {
-                name = Some(client_name(args.get(at + 1).unwrap_or_default())?);
+                let given = args.get(at + 1).unwrap_or_default();
+                name = Some(super::client::client_name(given)?);
                 at += 2;
             }
             _ => {
@@ -146,7 +147,7 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdRes
         ));
     }
     if let Some(name) = name {
-        ctx.conn.name = (!name.is_empty()).then_some(name);
+        super::client::set_name(ctx.conn, (!name.is_empty()).then_some(name));
     }
     if let Some(protocol) = version
         && ctx.conn.protocol.is_resp()
@@ -217,79 +218,7 @@ pub fn select(_ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdR
     }
 }
 
-/// The CLIENT subcommands that clients use on connect.
-pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResult {
-    let mut cursor = ArgCursor::new(args);
-    let sub = cursor.next_keyword()?;
-    match sub.as_bytes() {
-        b"ID" => reply.integer(ctx.conn.id as i64),
-        b"SETNAME" => {
-            let name = client_name(cursor.next_bytes()?)?;
-            cursor.finish()?;
-            ctx.conn.name = (!name.is_empty()).then_some(name);
-            reply.ok();
-        }
-        b"GETNAME" => reply.optional_bulk(ctx.conn.name.as_deref().map(str::as_bytes)),
-        // Library name and version: accepted and forgotten.
-        b"SETINFO" => {
-            cursor.next_bytes()?;
-            cursor.next_bytes()?;
-            cursor.finish()?;
-            reply.ok();
-        }
-        b"INFO" => {
-            let conn = &ctx.conn;
-            let resp = match conn.protocol {
-                Protocol::Resp3 => 3,
-                Protocol::Resp2 | Protocol::Native => 2,
-            };
-            let line = format!(
-                "id={} name={} db=0 resp={resp} lib-name=\n",
-                conn.id,
-                conn.name.as_deref().unwrap_or("")
-            );
-            reply.verbatim(b"txt", line.as_bytes());
-        }
-        b"NO-EVICT" | b"NO-TOUCH" => reply.ok(),
-        b"FENCED-READS" => {
-            ctx.conn.fenced_reads = on_off(cursor.next_bytes()?)?;
-            cursor.finish()?;
-            reply.ok();
-        }
-        b"KILL" => reply.integer(super::replication::client_kill(ctx, &mut cursor)?),
-        _ => return Err(unknown_subcommand(args, "CLIENT")),
-    }
-    Ok(())
-}
-
-/// `ON` or `OFF`, in any case.
-fn on_off(arg: &[u8]) -> CmdResult<bool> {
-    match arg.to_ascii_uppercase().as_slice() {
-        b"ON" => Ok(true),
-        b"OFF" => Ok(false),
-        _ => Err(CmdError::Syntax),
-    }
-}
-
-/// Client names may not contain spaces or newlines (CLIENT LIST is
-/// space-separated), as in Redis.
-fn client_name(name: &[u8]) -> CmdResult<String> {
-    let valid = name.iter().all(|&b| b.is_ascii_graphic());
-    match std::str::from_utf8(name) {
-        Ok(text) if valid => Ok(text.to_string()),
-        _ => Err(CmdError::Other(
-            "ERR Client names cannot contain spaces, newlines or special characters.".into(),
-        )),
-    }
-}
-
-/// Redis's reply for an unknown subcommand of a container command.
-pub fn unknown_subcommand(args: Args<'_>, command: &str) -> CmdError {
-    let sub = String::from_utf8_lossy(args.get(1).unwrap_or_default());
-    CmdError::Other(format!(
-        "ERR unknown subcommand '{sub}'. Try {command} HELP."
-    ))
-}
+pub use super::parse::unknown_subcommand;
 
 /// `CONFIG GET pattern [pattern ...]`, `CONFIG SET name value [name value
 /// ...]`, `CONFIG RESETSTAT` and `CONFIG HELP`, over the table of settings

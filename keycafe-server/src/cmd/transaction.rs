@@ -1,7 +1,7 @@
 //! MULTI, EXEC, DISCARD, WATCH and UNWATCH: Redis's transactions.
 //!
 //! After MULTI, [`super::execute`] hands every command except EXEC,
-//! DISCARD, MULTI, WATCH and QUIT to [`queue`]: it is checked as if it were
+//! DISCARD, MULTI, WATCH, QUIT and RESET to [`queue`]: it is checked as if it were
 //! to run now (name, arity, authentication, the cluster's slot check,
 //! `maxmemory`) and, if it passes, copied into the connection's [`Queue`]
 //! and answered `QUEUED`. A command refused while queuing marks the
@@ -63,7 +63,8 @@ impl Queue {
             .map(|(command, spans)| (*command, Args::new(&self.bytes, &self.spans[spans.clone()])))
     }
 
-    fn any(&self, flag: Flags) -> bool {
+    /// True if a queued command has `flag`.
+    pub fn any(&self, flag: Flags) -> bool {
         self.commands
             .iter()
             .any(|(command, _)| command.info.is(flag))
@@ -88,6 +89,15 @@ impl Queue {
         }
     }
 
+    /// The number of commands queued.
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
     /// Bytes the queue holds.
     pub fn size(&self) -> usize {
         self.bytes.capacity()
@@ -107,7 +117,10 @@ impl std::fmt::Debug for Queue {
 
 /// True for the commands that run at once even between MULTI and EXEC.
 pub fn runs_inside_multi(info: &CommandInfo) -> bool {
-    matches!(info.name, "exec" | "discard" | "multi" | "watch" | "quit")
+    matches!(
+        info.name,
+        "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+    )
 }
 
 /// Answers an error for a command refused before it could run or be
