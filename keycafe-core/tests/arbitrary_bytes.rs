@@ -240,3 +240,13 @@ fn resp_status_with_bare_cr_is_an_error() {
         Ok(Some((Frame::ok(), 5)))
     );
 }
+
+/// Regression: a RESP3 blob error with a CR inside decoded to an error text
+/// that, written again as an error line (where the CR becomes a space),
+/// decoded to another text. An error is one line: the decoder makes it so.
+#[test]
+fn a_blob_error_is_one_line() {
+    let mut buf = bytes::BytesMut::from(&b"!7\r\nERR a\rb\r\n"[..]);
+    let frame = Protocol::Resp3.decode_frame(&mut buf, &Limits::default());
+    assert_eq!(frame, Ok(Some(Frame::Error("ERR a b".into()))));
+}

@@ -13,7 +13,7 @@
 //! history; Keycafe's do not (redis-cli then shows a command's name without
 //! argument hints).
 
-/// One command's documentation. See the [module documentation](self).
+/// One command's documentation, for `COMMAND DOCS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Doc {
     /// The command's name (`get`) or a subcommand's (`slowlog|get`).
