@@ -615,18 +615,6 @@ pub(crate) fn write_line(out: &mut BytesMut, tag: u8, text: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-/// `text` with every CR and LF replaced by a space (a copy only when there
-/// is one).
-fn one_line(text: bytes::Bytes) -> bytes::Bytes {
-    if !text.iter().any(|&b| b == b'\r' || b == b'\n') {
-        return text;
-    }
-    text.iter()
-        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-        .collect::<Vec<u8>>()
-        .into()
-}
-
 // ---------------------------------------------------------------------------
 // Decoding replies (client side)
 // ---------------------------------------------------------------------------
@@ -777,10 +765,7 @@ fn parse_frame(buf: &Bytes, pos: usize) -> (Frame, usize) {
                 let end = start + len as usize;
                 let frame = match tag {
                     b'$' => Frame::Bulk(buf.slice(start..end)),
-                    // An error is one line to everything above the codec
-                    // (and when written again): a blob error's line breaks
-                    // become spaces.
-                    b'!' => Frame::Error(one_line(buf.slice(start..end))),
+                    b'!' => Frame::Error(buf.slice(start..end)),
                     _ => Frame::Verbatim {
                         format: [buf[start], buf[start + 1], buf[start + 2]],
                         text: buf.slice(start + 4..end),
