@@ -439,3 +439,46 @@ async fn a_replica_gets_fullsync_its_copy_and_the_synced_marker() {
     assert_eq!(record, Some(Frame::request(["DEL", "foo"])));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_left_out_of_the_configuration_stops() {
+    // As after a leave through the dashboard: the coordinator's next
+    // configuration lacks the node, which then stops rather than serve
+    // nothing (and register again as a new member).
+    let mut coordinator = FakeCoordinator::start().await;
+    let server = TestServer::start(cluster_config(&coordinator.addr)).await;
+    let me = coordinator.registered.recv().await.unwrap();
+    let other = NodeInfo {
+        id: "b".repeat(40),
+        client_addr: "127.0.0.1:1".into(),
+        bus_addr: "127.0.0.1:2".into(),
+        replica_of: None,
+    };
+    coordinator
+        .push(&config(
+            1,
+            &[me.clone(), other.clone()],
+            vec![range(0, 16383, &other)],
+            vec![],
+        ))
+        .await;
+    let mut client = RawClient::native(server.addr()).await;
+    eventually("the node is a member", async || {
+        client.cmd("GET foo").await == error("MOVED 12182 127.0.0.1:1")
+    })
+    .await;
+    coordinator
+        .push(&config(
+            2,
+            std::slice::from_ref(&other),
+            vec![range(0, 16383, &other)],
+            vec![],
+        ))
+        .await;
+    let addr = server.addr();
+    eventually("the node has stopped listening", async || {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    server.stop().await;
+}
