@@ -680,6 +680,11 @@ impl Node {
         Ok(())
     }
 
+    /// SIGTERM: the clean stop an operator or a service manager asks for.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        signal(&self.child, "TERM")
+    }
+
     /// SIGCONT after [`Node::pause`].
     pub fn resume(&self) -> anyhow::Result<()> {
         signal(&self.child, "CONT")

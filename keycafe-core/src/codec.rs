@@ -87,8 +87,9 @@ impl Protocol {
 /// request: the span vectors are reused from one request to the next.
 ///
 /// A request that has not fully arrived is not checked again from its start
-/// on the next call: the parser remembers how far it got ([`resp::Progress`];
-/// a native frame announces its length up front and needs no such thing).
+/// on the next call: the parser remembers how far it got ([`resp::Progress`],
+/// [`native::Progress`]), and checks each length and count as soon as it has
+/// arrived.
 /// So the caller must hand the same request back, at the front of the
 /// buffer, with more bytes after it, until it completes or is refused, as a
 /// connection's read buffer does.
@@ -100,6 +101,8 @@ pub struct RequestParser {
     scratch: Vec<u8>,
     /// How far the RESP request at the front has been checked.
     progress: resp::Progress,
+    /// How far the native request at the front has been checked.
+    native: native::Progress,
     /// Bytes gone over in total: the parse work, which tests bound.
     examined: u64,
 }
@@ -151,11 +154,10 @@ impl RequestParser {
                 used?
             }
             Protocol::Native => {
-                let used = native::parse_request(buf, &self.limits, &mut self.spans)?;
-                // A frame is read once, when whole; until then only its
-                // length prefix is looked at.
-                self.examined += used.map_or(native::LENGTH_PREFIX, |used| used) as u64;
-                used
+                let (used, examined) =
+                    native::parse_request(buf, &self.limits, &mut self.spans, &mut self.native);
+                self.examined += examined as u64;
+                used?
             }
         };
         Ok(used.map(|used| {

@@ -71,9 +71,9 @@ pub fn decode_hello(buf: &[u8]) -> Result<Option<u16>> {
 }
 
 /// Returns the length of the whole frame at the front of `buf` (prefix
-/// included) once it has fully arrived, after checking the claimed length
+/// included) once its prefix has arrived, after checking the claimed length
 /// against the limit.
-fn complete_frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>> {
+fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>> {
     let Some(prefix) = buf.get(..LENGTH_PREFIX) else {
         return Ok(None);
     };
@@ -81,41 +81,213 @@ fn complete_frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>> {
     if body_len > limits.max_frame_len {
         return Err(ProtocolError::FrameTooLarge(body_len as u64));
     }
-    let total = LENGTH_PREFIX + body_len;
-    Ok((buf.len() >= total).then_some(total))
+    Ok(Some(LENGTH_PREFIX + body_len))
+}
+
+/// [`frame_len`], once the whole frame has arrived.
+fn complete_frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>> {
+    Ok(frame_len(buf, limits)?.filter(|&total| buf.len() >= total))
 }
 
 // ---------------------------------------------------------------------------
 // Requests (server side)
 // ---------------------------------------------------------------------------
 
+/// How far the request at the front of a buffer has been checked while it
+/// has not fully arrived, so that the next call goes on from there.
+///
+/// A request's fields are checked as they arrive (its array count, then each
+/// argument's tag and length), not once the whole frame is in: a peer that
+/// announces a large frame and then an array count over `max_args`, or a
+/// bulk over `max_bulk_len`, is refused as soon as those bytes are read, not
+/// after it has sent (or failed to send) the rest. The data of an argument
+/// is never looked at, only skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The frame's whole length, prefix included; 0 when nothing of the
+    /// request at the front has been checked.
+    total: usize,
+    /// Where the next unchecked argument header starts.
+    pos: usize,
+    /// Arguments whose header has not been checked yet.
+    left: usize,
+}
+
 /// Parses one request frame from the front of `buf`, recording each argument's
-/// span in `buf`. Returns the bytes used, or `None` if the frame is incomplete.
+/// span in `buf`. Returns the bytes used, or `None` if the frame is incomplete,
+/// and beside it the bytes this call looked at (the parse work).
+///
+/// `progress` carries what an earlier call that returned `None` had checked:
+/// the caller must pass the same request again, at the front of `buf`, with
+/// more bytes after it, as a connection's read buffer does; `spans` must be
+/// left as that call left them. It is reset when a request completes or is
+/// refused.
+///
+/// Which reason a bad request gets is decided in byte order: the length
+/// prefix (against `max_frame_len`), then the first tag, the array count
+/// (against `max_args`, then against the bytes the frame has left), then
+/// each argument's tag and length (against `max_bulk_len`, then against the
+/// frame's end), and last any bytes left over. So a request is refused with
+/// the same reason however it is split into reads, and as soon as the byte
+/// that breaks the protocol has arrived.
 pub fn parse_request(
     buf: &[u8],
     limits: &Limits,
     spans: &mut Vec<Range<usize>>,
+    progress: &mut Progress,
+) -> (Result<Option<usize>>, usize) {
+    let mut examined = 0;
+    let outcome = check_request(buf, limits, spans, progress, &mut examined);
+    if !matches!(outcome, Ok(None)) {
+        *progress = Progress::default();
+    }
+    (outcome, examined)
+}
+
+fn check_request(
+    buf: &[u8],
+    limits: &Limits,
+    spans: &mut Vec<Range<usize>>,
+    progress: &mut Progress,
+    examined: &mut usize,
 ) -> Result<Option<usize>> {
-    spans.clear();
-    let Some(total) = complete_frame_len(buf, limits)? else {
+    let Some(total) = frame_len(buf, limits)? else {
         return Ok(None);
     };
-    let mut body = Reader {
-        buf: &buf[..total],
+    *examined += LENGTH_PREFIX;
+    let mut body = Partial {
+        arrived: &buf[..buf.len().min(total)],
+        end: total,
         pos: LENGTH_PREFIX,
+        examined,
     };
-    if body.u8()? != tag::ARRAY {
-        return Err(ProtocolError::NotARequest);
-    }
-    let count = body.count(limits, 5)?;
-    for _ in 0..count {
-        if body.u8()? != tag::BULK {
-            return Err(ProtocolError::NotARequest);
+    let mut left = match *progress {
+        Progress {
+            total: t,
+            pos,
+            left,
+        } if t == total && pos >= LENGTH_PREFIX => {
+            body.pos = pos;
+            left
         }
-        spans.push(body.string(limits)?);
+        _ => {
+            spans.clear();
+            let Some(tag) = body.u8()? else {
+                return Ok(None);
+            };
+            if tag != tag::ARRAY {
+                return Err(not_a_request(tag));
+            }
+            let Some(count) = body.u32()? else {
+                return Ok(None);
+            };
+            if count > limits.max_args {
+                return Err(limits.too_many_args());
+            }
+            // Each argument needs a tag and a length: 5 bytes at least.
+            if count.saturating_mul(5) > body.end - body.pos {
+                return Err(ProtocolError::Malformed("array count exceeds the frame"));
+            }
+            count
+        }
+    };
+    while left > 0 {
+        let header_at = body.pos;
+        let Some(tag) = body.u8()? else {
+            *progress = Progress {
+                total,
+                pos: header_at,
+                left,
+            };
+            return Ok(None);
+        };
+        if tag != tag::BULK {
+            return Err(not_a_request(tag));
+        }
+        let Some(len) = body.u32()? else {
+            // Read the tag again next time: it is one byte.
+            *progress = Progress {
+                total,
+                pos: header_at,
+                left,
+            };
+            return Ok(None);
+        };
+        if len > limits.max_bulk_len {
+            return Err(limits.bulk_too_long());
+        }
+        spans.push(body.skip(len)?);
+        left -= 1;
     }
-    body.finish()?;
+    if body.pos != body.end {
+        return Err(ProtocolError::Malformed("trailing bytes after the value"));
+    }
+    if body.arrived.len() < total {
+        *progress = Progress {
+            total,
+            pos: body.pos,
+            left: 0,
+        };
+        return Ok(None);
+    }
     Ok(Some(total))
+}
+
+/// The error for a request whose value, or one of whose arguments, has
+/// `tag` instead of the array or bulk tag expected.
+fn not_a_request(tag: u8) -> ProtocolError {
+    match tag {
+        tag::SIMPLE | tag::ERROR | tag::INTEGER | tag::BULK | tag::NULL | tag::ARRAY => {
+            ProtocolError::NotARequest
+        }
+        other => ProtocolError::UnknownFrameType(other),
+    }
+}
+
+/// A cursor over a frame that may not have fully arrived: `arrived` is
+/// what has, `end` where the frame ends. Reading past `end` is the peer's
+/// error; reading past what has arrived is `None` (wait for more).
+struct Partial<'a, 'e> {
+    arrived: &'a [u8],
+    end: usize,
+    pos: usize,
+    examined: &'e mut usize,
+}
+
+impl Partial<'_, '_> {
+    /// The next `N` bytes, once they have arrived.
+    fn field<const N: usize>(&mut self) -> Result<Option<[u8; N]>> {
+        if self.end - self.pos < N {
+            return Err(ProtocolError::Malformed(
+                "value runs past the end of its frame",
+            ));
+        }
+        let Some(bytes) = self.arrived.get(self.pos..self.pos + N) else {
+            return Ok(None);
+        };
+        self.pos += N;
+        *self.examined += N;
+        Ok(Some(bytes.try_into().expect("the slice has N bytes")))
+    }
+
+    fn u8(&mut self) -> Result<Option<u8>> {
+        Ok(self.field::<1>()?.map(|[b]| b))
+    }
+
+    fn u32(&mut self) -> Result<Option<usize>> {
+        Ok(self.field::<4>()?.map(|b| u32::from_be_bytes(b) as usize))
+    }
+
+    /// Steps over `n` bytes of data, whether or not they have arrived yet.
+    fn skip(&mut self, n: usize) -> Result<Range<usize>> {
+        if self.end - self.pos < n {
+            return Err(ProtocolError::Malformed(
+                "value runs past the end of its frame",
+            ));
+        }
+        self.pos += n;
+        Ok(self.pos - n..self.pos)
+    }
 }
 
 /// A bounds-checked cursor over one complete frame.

@@ -142,6 +142,13 @@ fn native_request_limits_and_grammar() {
         ("trailing bytes", native_frame(&with_trailer), DEFAULT,
             Err(Malformed("trailing bytes after the value"))),
         ("empty body", native_frame(&[]), DEFAULT, Err(Malformed("value runs past the end of its frame"))),
+        // A tag that is no type at all is named as such, in lower-case hex;
+        // a known type in the wrong place is a request of the wrong shape.
+        ("unknown tag '!'", native_frame(b"!"), DEFAULT, Err(UnknownFrameType(0x21))),
+        ("unknown tag 0xab", native_frame(&[0xab, 0, 0, 0, 0]), DEFAULT, Err(UnknownFrameType(0xab))),
+        ("unknown argument tag", native_frame(&[b'*', 0, 0, 0, 1, 0xab, 0, 0, 0, 0]), DEFAULT,
+            Err(UnknownFrameType(0xab))),
+        ("null request", native_frame(b"_"), DEFAULT, Err(NotARequest)),
     ];
     run_request_cases(Native, cases);
 }

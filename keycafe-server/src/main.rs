@@ -5,6 +5,7 @@ use clap::Parser;
 use keycafe_core::process::{init_tracing, shutdown_signal};
 use keycafe_server::Config;
 use keycafe_server::config::Flags;
+use tracing::info;
 
 fn main() -> anyhow::Result<()> {
     one_malloc_arena();
@@ -53,9 +54,26 @@ fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Installed before anything else runs (see `shutdown_signal`).
+    let signal = shutdown_signal();
     let addr = config.client_addr()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    keycafe_server::run(config, listener, shutdown_signal()).await
+    let in_cluster = config.coordinator.is_some();
+    let shutdown = async move {
+        signal.await;
+        if in_cluster {
+            // SIGTERM stops a member without leaving, as in Redis Cluster:
+            // a restart or a whole cluster being stopped must not move
+            // every slot around first. `docs/protocol.md`, "Stopping and
+            // leaving".
+            info!(
+                "stopping without leaving the cluster: this node keeps its slots \
+                 (its replica takes them over, or a node restarted at this address); \
+                 CLUSTER LEAVE moves them away first"
+            );
+        }
+    };
+    keycafe_server::run(config, listener, shutdown).await
 }

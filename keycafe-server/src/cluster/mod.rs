@@ -56,7 +56,9 @@ pub struct ClusterState {
     /// Messages for the coordinator, sent by the coordinator link.
     outbox: tokio::sync::mpsc::UnboundedSender<NodeMessage>,
     outbox_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<NodeMessage>>>,
-    /// Set once this node has asked to leave the cluster.
+    /// Set once this node has asked to leave the cluster (`CLUSTER LEAVE`),
+    /// or has been left out of a configuration after being in one: the node
+    /// stops once it holds a configuration without itself.
     pub leaving: std::sync::atomic::AtomicBool,
     /// What the bus has heard from each peer.
     pub peers: peers::Peers,
@@ -137,6 +139,16 @@ impl ClusterState {
             // whatever was left of its lease.
             self.lease.revoke();
         }
+        if current.me.is_some() && view.me.is_none() {
+            // Removed from the cluster: it left (CLUSTER LEAVE, or the
+            // dashboard's leave), or a process at its address took its
+            // place. Either way it has nothing to serve; staying up would
+            // only register it again as a new member. The server stops
+            // once it sees `leaving` with a view that lacks it.
+            info!(epoch, "no longer a member of the cluster; stopping");
+            self.leaving
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.view.store(Arc::new(view));
         self.changed.send_replace(epoch);
         true
@@ -183,5 +195,23 @@ mod tests {
         }
         assert!(cluster.adopt(config(4)));
         assert_eq!(*changed.borrow_and_update(), 4);
+    }
+
+    #[test]
+    fn a_member_left_out_of_a_configuration_is_leaving() {
+        use std::sync::atomic::Ordering;
+        let cluster = ClusterState::new(me(), "127.0.0.1:3".into(), "a test cluster secret".into());
+        let without_me = |epoch| ClusterConfig {
+            epoch,
+            ..ClusterConfig::default()
+        };
+        // Not yet a member: a configuration without it changes nothing.
+        assert!(cluster.adopt(without_me(1)));
+        assert!(!cluster.leaving.load(Ordering::Relaxed));
+        assert!(cluster.adopt(config(2)));
+        assert!(!cluster.leaving.load(Ordering::Relaxed));
+        // A member, then left out: it has left.
+        assert!(cluster.adopt(without_me(3)));
+        assert!(cluster.leaving.load(Ordering::Relaxed));
     }
 }
