@@ -30,7 +30,7 @@ use bytes::BytesMut;
 use keycafe_core::Protocol;
 use tokio::sync::Notify;
 
-use crate::store::{Change, MemoryUse, Subscriber};
+use crate::store::{Change, MemoryUse, Subscriber, records};
 
 /// Where a history stands: its id and the offset of its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,26 +159,6 @@ impl ReplicationLog {
         known && offset >= b.first() && !b.ring.is_empty()
     }
 
-    /// Records `SET key value [PXAT deadline]`.
-    pub fn record_set(&self, key: &[u8], value: &[u8], deadline: Option<u64>) {
-        self.record(|out| encode_set(key, value, deadline, out));
-    }
-
-    /// Records `DEL key`.
-    pub fn record_del(&self, key: &[u8]) {
-        self.record(|out| Protocol::Native.encode_request(&[b"DEL", key], out));
-    }
-
-    /// Records `FLUSHALL`.
-    pub fn record_flush(&self) {
-        self.record(|out| Protocol::Native.encode_request(&[b"FLUSHALL"], out));
-    }
-
-    /// Records `MULTI` or `EXEC`, around a transaction's changes.
-    pub fn record_bracket(&self, word: &[u8]) {
-        self.record(|out| Protocol::Native.encode_request(&[word], out));
-    }
-
     /// Records `PING`: keeps an idle link's offset moving so that a replica
     /// can tell a silent primary from an idle one.
     pub fn record_ping(&self) {
@@ -280,17 +260,7 @@ impl Subscriber for ReplicationLog {
     }
 
     fn on_change(&self, change: Change<'_>) {
-        match change {
-            Change::Set {
-                key,
-                value,
-                deadline,
-            } => self.record_set(key, value, deadline),
-            Change::Del { key } => self.record_del(key),
-            Change::FlushAll => self.record_flush(),
-            Change::Begin => self.record_bracket(b"MULTI"),
-            Change::Commit => self.record_bracket(b"EXEC"),
-        }
+        self.record(|out| records::encode(change, out));
     }
 }
 
@@ -363,117 +333,4 @@ impl Backlog {
 fn random_replid() -> String {
     let bytes: [u8; 20] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Appends the record `SET key value [PXAT deadline]`: a key's whole state,
-/// in the stream and in a full copy alike.
-pub fn encode_set(key: &[u8], value: &[u8], deadline: Option<u64>, out: &mut BytesMut) {
-    match deadline {
-        None => Protocol::Native.encode_request(&[b"SET", key, value], out),
-        Some(ms) => {
-            let mut digits = itoa::Buffer::new();
-            let ms = digits.format(ms).as_bytes();
-            Protocol::Native.encode_request(&[b"SET", key, value, b"PXAT", ms], out);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read_all(log: &ReplicationLog, offset: u64) -> Result<Vec<u8>, Gone> {
-        let mut out = BytesMut::new();
-        log.read_from(offset, usize::MAX, &mut out)?;
-        Ok(out.to_vec())
-    }
-
-    #[test]
-    fn records_are_native_requests_at_growing_offsets() {
-        let log = ReplicationLog::new(1024);
-        let start = log.start_recording();
-        assert_eq!(start.offset, 0);
-        log.record_set(b"k", b"v", Some(1_700_000_000_000));
-        log.record_del(b"k");
-        let bytes = read_all(&log, 0).unwrap();
-        assert_eq!(bytes.len() as u64, log.offset());
-        let mut expected = BytesMut::new();
-        Protocol::Native.encode_request(
-            &[&b"SET"[..], b"k", b"v", b"PXAT", b"1700000000000"],
-            &mut expected,
-        );
-        Protocol::Native.encode_request(&[&b"DEL"[..], b"k"], &mut expected);
-        assert_eq!(bytes, expected.to_vec());
-    }
-
-    #[test]
-    fn a_del_record_is_the_frame_in_the_protocol_doc() {
-        let log = ReplicationLog::new(1024);
-        log.start_recording();
-        log.record_del(b"k");
-        let hex: Vec<String> = read_all(&log, 0)
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            hex.join(" "),
-            "00 00 00 13 2a 00 00 00 02 24 00 00 00 03 44 45 4c 24 00 00 00 01 6b"
-        );
-        assert_eq!(log.offset(), 23);
-    }
-
-    #[test]
-    fn the_ring_keeps_only_the_newest_bytes() {
-        let log = ReplicationLog::new(1024);
-        log.start_recording();
-        for i in 0..200u32 {
-            log.record_set(format!("key{i}").as_bytes(), b"value", None);
-        }
-        let end = log.offset();
-        assert!(end > 1024);
-        assert_eq!(read_all(&log, 0), Err(Gone));
-        let tail = read_all(&log, end - 1024).unwrap();
-        assert_eq!(tail.len(), 1024);
-        let mut last = BytesMut::new();
-        Protocol::Native.encode_request(&[&b"SET"[..], b"key199", b"value"], &mut last);
-        assert!(tail.ends_with(&last));
-        assert_eq!(read_all(&log, end).unwrap(), Vec::<u8>::new());
-        assert_eq!(read_all(&log, end + 1), Err(Gone));
-    }
-
-    #[test]
-    fn continuing_needs_the_history_and_the_bytes() {
-        let log = ReplicationLog::new(1024);
-        let start = log.start_recording();
-        log.record_del(b"a");
-        assert!(log.can_continue(&start.replid, 0));
-        assert!(log.can_continue(&start.replid, log.offset()));
-        assert!(!log.can_continue(&start.replid, log.offset() + 1));
-        assert!(!log.can_continue("someone else", 0));
-        assert!(!log.can_continue(NO_ID, 0));
-    }
-
-    #[test]
-    fn a_promoted_replica_serves_its_old_history() {
-        let replica = ReplicationLog::new(4096);
-        replica.stop_recording();
-        replica.reset("old-primary", 100);
-        let mut frame = BytesMut::new();
-        Protocol::Native.encode_request(&[&b"DEL"[..], b"x"], &mut frame);
-        replica.append_raw(&frame);
-        let took_over = replica.offset();
-        let new = replica.promote();
-        assert_ne!(new.replid, "old-primary");
-        assert!(replica.is_recording());
-        // Another replica of the old primary, at or behind us: continues.
-        assert!(replica.can_continue("old-primary", 100));
-        assert!(replica.can_continue("old-primary", took_over));
-        // The old primary, which wrote on after we took over: full copy.
-        assert!(!replica.can_continue("old-primary", took_over + 10));
-        assert!(
-            !replica.can_continue("old-primary", 99),
-            "before our history"
-        );
-    }
 }

@@ -29,10 +29,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::log::{NO_ID, encode_set};
+use super::log::NO_ID;
 use super::{ReplicaLink, Replication};
 use crate::config::OutputLimit;
-use crate::store::Store;
+use crate::store::{Store, records};
 
 /// Send at most this much stream per write.
 const CHUNK: usize = 256 * 1024;
@@ -267,7 +267,7 @@ async fn send_copy(
         store.for_each_in_slot(slot, |key, value, deadline| {
             // Already expired here: its DEL follows in the stream.
             if deadline.is_none_or(|ms| ms >= now) {
-                encode_set(key, value, deadline, out);
+                records::encode_set(key, value, deadline, out);
                 keys += 1;
             }
         });

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use keycafe_core::tls::ClientStream;
-use keycafe_core::{Args, Frame, Limits, Protocol, RequestParser};
+use keycafe_core::{Frame, Limits, Protocol, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -34,7 +34,7 @@ use super::link::{Answer, Effect, Event, Link, Reason};
 use super::log::NO_ID;
 use crate::cluster::ClusterState;
 use crate::cluster::bus::BusClient;
-use crate::store::{Expiry, MAX_STRING_LEN, Role, ShardSet, Store};
+use crate::store::{MAX_STRING_LEN, Role, Store, records};
 
 /// Room made in the input buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -264,17 +264,19 @@ impl Shell<'_> {
                 continue;
             }
             let log = &self.node.replication.log;
-            let event = match apply_stream(&self.node.store, &mut stream.parser, &stream.input) {
-                Ok(used) => {
-                    log.append_raw(&stream.input[..used]);
-                    stream.input.advance(used);
-                    (used > 0 || unheard).then(|| Event::Received {
-                        offset: log.offset(),
-                        emptied,
-                    })
-                }
-                Err(err) => Some(Event::LinkBroken(err.to_string())),
-            };
+            let event =
+                match records::apply_stream(&self.node.store, &mut stream.parser, &stream.input, 0)
+                {
+                    Ok(used) => {
+                        log.append_raw(&stream.input[..used]);
+                        stream.input.advance(used);
+                        (used > 0 || unheard).then(|| Event::Received {
+                            offset: log.offset(),
+                            emptied,
+                        })
+                    }
+                    Err(err) => Some(Event::LinkBroken(err.to_string())),
+                };
             if let Some(event) = event {
                 self.handle(event).await;
             }
@@ -421,105 +423,11 @@ fn load_copy(store: &Store, stream: &mut Stream) -> anyhow::Result<bool> {
             stream.input.advance(used);
             return Ok(true);
         }
-        apply(store, args)?;
+        records::apply(store, args, 0)?;
         stream.keys += 1;
         stream.input.advance(used);
     }
     Ok(false)
-}
-
-/// Applies every complete record in `input`; returns the bytes they used.
-/// A transaction (`MULTI`, its records, `EXEC`) is applied as one unit, so
-/// that no reader sees half of it, and only once all of it has arrived.
-fn apply_stream(store: &Store, parser: &mut RequestParser, input: &[u8]) -> anyhow::Result<usize> {
-    let mut used = 0;
-    while let Some((args, len)) = parser.parse(Protocol::Native, &input[used..])? {
-        if args.get(0) != Some(b"MULTI".as_slice()) {
-            apply(store, args)?;
-            used += len;
-            continue;
-        }
-        let body = &input[used + len..];
-        let Some((shards, body_len)) = transaction_extent(store, parser, body)? else {
-            break;
-        };
-        store.atomically(&shards, true, || {
-            apply_records(store, parser, &body[..body_len])
-        })?;
-        used += len + body_len;
-    }
-    Ok(used)
-}
-
-/// The shards a transaction's records touch and the length of its body up
-/// to and including its `EXEC`; `None` if the `EXEC` has not arrived yet.
-fn transaction_extent(
-    store: &Store,
-    parser: &mut RequestParser,
-    body: &[u8],
-) -> anyhow::Result<Option<(ShardSet, usize)>> {
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    let mut every_shard = false;
-    let mut used = 0;
-    while let Some((args, len)) = parser.parse(Protocol::Native, &body[used..])? {
-        used += len;
-        match args.get(0).unwrap_or_default() {
-            b"EXEC" => {
-                let shards = match every_shard {
-                    true => ShardSet::All,
-                    false => store.shards_of(keys.iter().map(Vec::as_slice)),
-                };
-                return Ok(Some((shards, used)));
-            }
-            b"SET" | b"DEL" => keys.push(arg(args, 1)?.to_vec()),
-            _ => every_shard = true,
-        }
-    }
-    Ok(None)
-}
-
-/// Applies the records of a transaction's body, `EXEC` excluded.
-fn apply_records(store: &Store, parser: &mut RequestParser, body: &[u8]) -> anyhow::Result<()> {
-    let mut used = 0;
-    while let Some((args, len)) = parser.parse(Protocol::Native, &body[used..])? {
-        used += len;
-        if args.get(0) == Some(b"EXEC".as_slice()) {
-            break;
-        }
-        apply(store, args)?;
-    }
-    Ok(())
-}
-
-/// Applies one record. Time is 0 so that nothing counts as expired: the
-/// primary decides when keys expire and says so with `DEL`.
-fn apply(store: &Store, args: Args<'_>) -> anyhow::Result<()> {
-    let name = args.get(0).unwrap_or_default();
-    match (name, args.len()) {
-        (b"SET", 3) | (b"SET", 5) => {
-            let (key, value) = (arg(args, 1)?, arg(args, 2)?);
-            let expiry = match args.get(4) {
-                None => Expiry::Persist,
-                Some(ms) => Expiry::At(std::str::from_utf8(ms)?.parse()?),
-            };
-            store.set(key, value, 0, expiry)?;
-        }
-        (b"DEL", 2) => {
-            store.remove(arg(args, 1)?, 0);
-        }
-        (b"FLUSHALL", 1) => store.flush_all(),
-        (b"PING", 1) => {}
-        _ => anyhow::bail!(
-            "unknown replication record {}",
-            String::from_utf8_lossy(name)
-        ),
-    }
-    Ok(())
-}
-
-fn arg<'a>(args: Args<'a>, index: usize) -> anyhow::Result<&'a [u8]> {
-    args.get(index)
-        .ok_or_else(|| anyhow::anyhow!("short replication record"))
 }
 
 async fn send_ack(socket: &mut ClientStream, offset: u64) -> anyhow::Result<()> {

@@ -79,6 +79,7 @@ mod feed;
 mod key_entry;
 mod keyspace;
 mod memory;
+pub mod records;
 mod shard;
 #[cfg(test)]
 mod tests;
