@@ -6,6 +6,8 @@
 //!   that tells a torn tail from corruption.
 //! - [`atomic`]: writing a file under a temporary name and renaming it into
 //!   place, durably.
+//! - [`check`]: what `keycafe-check` reports about a file, and its repair.
 
 pub mod atomic;
+pub mod check;
 pub mod format;
