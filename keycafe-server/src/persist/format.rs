@@ -46,6 +46,8 @@
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 
+use bytes::BufMut;
+
 /// Bytes in a header.
 pub const HEADER_LEN: usize = 32;
 /// Bytes in a block's length and checksum, before its payload.
@@ -239,46 +241,45 @@ impl FormatError {
 pub struct BadBlockLen(pub usize);
 
 // ---------------------------------------------------------------------------
-// Encoding
+// Encoding: into a `Vec<u8>` or a `BytesMut` alike, with no I/O.
 // ---------------------------------------------------------------------------
 
 /// Appends a header: magic and kind, version, flags (0), `created_ms`,
 /// `sequence`, and the CRC-32C of the 28 bytes before it.
-pub fn encode_header(kind: Kind, fields: HeaderFields, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&MAGIC);
-    out.push(kind.byte());
-    out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
-    out.extend_from_slice(&fields.created_ms.to_be_bytes());
-    out.extend_from_slice(&fields.sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
-    debug_assert_eq!(out.len() - start, HEADER_LEN);
+pub fn encode_header(kind: Kind, fields: HeaderFields, out: &mut impl BufMut) {
+    let mut header = [0u8; HEADER_LEN];
+    header[..7].copy_from_slice(&MAGIC);
+    header[7] = kind.byte();
+    header[8..10].copy_from_slice(&VERSION.to_be_bytes());
+    // Bytes 10 and 11, the flags, stay 0.
+    header[12..20].copy_from_slice(&fields.created_ms.to_be_bytes());
+    header[20..28].copy_from_slice(&fields.sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&header[..28]);
+    header[28..].copy_from_slice(&crc.to_be_bytes());
+    out.put_slice(&header);
 }
 
 /// Appends one block: the payload's length and CRC-32C (both u32 BE), then
 /// the payload. A payload must hold between 1 and [`MAX_BLOCK_LEN`] bytes:
 /// length 0 is the end marker's.
-pub fn encode_block(payload: &[u8], out: &mut Vec<u8>) -> Result<(), BadBlockLen> {
+pub fn encode_block(payload: &[u8], out: &mut impl BufMut) -> Result<(), BadBlockLen> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|len| (1..=MAX_BLOCK_LEN).contains(len))
         .ok_or(BadBlockLen(payload.len()))?;
-    out.reserve(BLOCK_HEADER_LEN + payload.len());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
-    out.extend_from_slice(payload);
+    out.put_u32(len);
+    out.put_u32(crc32c::crc32c(payload));
+    out.put_slice(payload);
     Ok(())
 }
 
 /// Appends a snapshot's end marker: a length of 0, the CRC-32C of the 8
 /// bytes that follow, and `blocks`, the number of blocks before it (u64 BE).
-pub fn encode_end(blocks: u64, out: &mut Vec<u8>) {
+pub fn encode_end(blocks: u64, out: &mut impl BufMut) {
     let count = blocks.to_be_bytes();
-    out.extend_from_slice(&0u32.to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&count).to_be_bytes());
-    out.extend_from_slice(&count);
+    out.put_u32(0);
+    out.put_u32(crc32c::crc32c(&count));
+    out.put_slice(&count);
 }
 
 // ---------------------------------------------------------------------------
@@ -479,7 +480,7 @@ impl<R: Read> Reader<R> {
     /// a torn tail if nothing but zero bytes follow it, else corruption.
     /// (The outer `Result` carries an I/O error met while looking.)
     fn damaged(&mut self, start: u64, reason: Corruption) -> Result<FormatError, FormatError> {
-        Ok(match self.rest_is_zeros()? {
+        Ok(match rest_is_zeros(&mut self.input, self.offset)? {
             true => FormatError::Truncated { offset: start },
             false => FormatError::Corrupt {
                 offset: start,
@@ -524,29 +525,6 @@ impl<R: Read> Reader<R> {
             }
         }
     }
-
-    /// Consumes the rest of the input; true if it is all zero bytes.
-    fn rest_is_zeros(&mut self) -> Result<bool, FormatError> {
-        loop {
-            let buf = match self.input.fill_buf() {
-                Ok([]) => return Ok(true),
-                Ok(buf) => buf,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(FormatError::Io {
-                        offset: self.offset,
-                        source,
-                    });
-                }
-            };
-            if buf.iter().any(|&byte| byte != 0) {
-                return Ok(false);
-            }
-            let n = buf.len();
-            self.input.consume(n);
-            self.offset += n as u64;
-        }
-    }
 }
 
 impl<R: Read> Iterator for Reader<R> {
@@ -587,6 +565,11 @@ fn read_header(input: &mut impl Read) -> Result<Header, FormatError> {
     };
     let magic_seen = got.len().min(MAGIC.len());
     if got[..magic_seen] != MAGIC[..magic_seen] {
+        // A file the file system extended but whose first bytes never
+        // reached the disk: a crash while it was being created.
+        if got.iter().all(|&byte| byte == 0) && rest_is_zeros(input, filled as u64)? {
+            return Err(FormatError::Truncated { offset: 0 });
+        }
         return Err(corrupt(0, Corruption::BadMagic));
     }
     let kind = match got.get(7) {
@@ -627,6 +610,21 @@ fn read_header(input: &mut impl Read) -> Result<Header, FormatError> {
             sequence: u64_at(20),
         },
     })
+}
+
+/// Consumes the rest of `input`, which starts at `offset`; true if it is all
+/// zero bytes.
+fn rest_is_zeros(input: &mut impl Read, mut offset: u64) -> Result<bool, FormatError> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match input.read(&mut chunk) {
+            Ok(0) => return Ok(true),
+            Ok(n) if chunk[..n].iter().any(|&byte| byte != 0) => return Ok(false),
+            Ok(n) => offset += n as u64,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(FormatError::Io { offset, source }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -127,6 +127,19 @@ fn payloads_larger_than_the_buffer_round_trip() {
 }
 
 #[test]
+fn a_bytes_mut_gets_the_same_bytes_as_a_vec() {
+    let mut vec = Vec::new();
+    let mut buf = BytesMut::new();
+    encode_header(Kind::Snapshot, FIELDS, &mut vec);
+    encode_header(Kind::Snapshot, FIELDS, &mut buf);
+    encode_block(b"payload", &mut vec).unwrap();
+    encode_block(b"payload", &mut buf).unwrap();
+    encode_end(1, &mut vec);
+    encode_end(1, &mut buf);
+    assert_eq!(vec, &buf[..]);
+}
+
+#[test]
 fn encode_block_refuses_what_no_reader_accepts() {
     let mut out = Vec::new();
     assert_eq!(encode_block(&[], &mut out), Err(BadBlockLen(0)));
@@ -334,6 +347,15 @@ fn zeros_after_the_last_good_block_are_a_torn_tail() {
 #[test]
 fn empty_short_and_foreign_files() {
     assert_eq!(truncated_at(b""), 0);
+    assert_eq!(
+        truncated_at(&[0; 10_000]),
+        0,
+        "created, extended, never written"
+    );
+    assert_eq!(
+        corrupt_at(&[[0; 100].as_slice(), b"x"].concat()),
+        (0, Corruption::BadMagic)
+    );
     assert_eq!(truncated_at(b"KEYC"), 0);
     assert_eq!(truncated_at(b"KEYCAFEA\0\x01"), 0);
     assert_eq!(corrupt_at(b"REDIS0011"), (0, Corruption::BadMagic));
@@ -457,6 +479,9 @@ fn damage() -> impl Strategy<Value = Damage> {
 
 fn apply(bytes: &mut Vec<u8>, damage: &Damage) {
     let n = bytes.len();
+    if n == 0 && !matches!(damage, Damage::Insert { .. }) {
+        return;
+    }
     match damage {
         Damage::Flip { at, mask } => bytes[at % n] ^= mask,
         Damage::Cut { at } => bytes.truncate(at % n),
