@@ -229,7 +229,7 @@ fn repair_cuts_a_torn_tail_and_keeps_a_backup() {
     assert_eq!(code(&output), 0, "{text}");
     assert!(
         text.contains(
-            "aof.kca: repaired: cut to 63 bytes, dropping 17 bytes (the damaged block); \
+            "aof.kca: repaired: cut to 63 bytes, dropping 17 bytes (the torn block); \
              the original is in aof.kca.bak\n"
         ),
         "{text}"

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
                         "{name}: repaired: cut to {} bytes, dropping {} bytes ({}); the original is in {}",
                         repaired.cut_at,
                         repaired.dropped_bytes,
-                        check::describe_drop(repaired.dropped_readable_blocks),
+                        repaired.dropped(),
                         repaired.backup.display()
                     );
                     let again = check::inspect(path);

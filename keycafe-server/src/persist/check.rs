@@ -164,8 +164,20 @@ pub struct Repaired {
     /// Readable blocks after the damaged one that were dropped with it;
     /// `None` where the damage hides where the next block starts.
     pub dropped_readable_blocks: Option<u64>,
+    /// True for a torn tail, false for damage in the middle.
+    pub torn: bool,
     /// The copy of the original.
     pub backup: PathBuf,
+}
+
+impl Repaired {
+    /// What the cut dropped, for people.
+    pub fn dropped(&self) -> String {
+        match self.torn {
+            true => "the torn block".to_string(),
+            false => describe_drop(self.dropped_readable_blocks),
+        }
+    }
 }
 
 /// Why a file was not repaired.
@@ -279,6 +291,7 @@ pub fn repair(report: &Report, truncate_corrupt: bool) -> Result<Repaired, NotRe
         cut_at,
         dropped_bytes,
         dropped_readable_blocks,
+        torn: problem.is_truncated(),
         backup,
     })
 }

@@ -183,7 +183,7 @@ pub enum FormatError {
     /// and only zero bytes (or nothing) follow it: a write torn by a crash.
     /// `offset` is where that block starts, which is also
     /// [`Reader::valid_len`]. At offset 0, the header itself is incomplete.
-    #[error("truncated at byte {offset}: the last block was not completely written")]
+    #[error("truncated at byte {offset}: the {} was not completely written", torn_part(*.offset))]
     Truncated { offset: u64 },
     /// Damage a crash cannot explain; `offset` is where the damaged field or
     /// block starts.
@@ -232,6 +232,14 @@ impl FormatError {
                 source: io::Error::new(source.kind(), source.to_string()),
             },
         }
+    }
+}
+
+/// What a truncation at `offset` tore: the header, or the last block.
+fn torn_part(offset: u64) -> &'static str {
+    match offset {
+        0 => "header",
+        _ => "last block",
     }
 }
 

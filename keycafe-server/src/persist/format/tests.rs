@@ -348,6 +348,10 @@ fn zeros_after_the_last_good_block_are_a_torn_tail() {
 fn empty_short_and_foreign_files() {
     assert_eq!(truncated_at(b""), 0);
     assert_eq!(
+        read_all(b"KEYC").1.unwrap_err().to_string(),
+        "truncated at byte 0: the header was not completely written"
+    );
+    assert_eq!(
         truncated_at(&[0; 10_000]),
         0,
         "created, extended, never written"
