@@ -36,6 +36,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod persist;
 pub mod replication;
 pub mod runtime;
 pub mod server;
