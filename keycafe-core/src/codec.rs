@@ -241,6 +241,7 @@ impl<'a> Reply<'a> {
 
     /// The text of the error this reply is, if it is one (what INFO's
     /// errorstats counts): one byte compared for any other reply.
+    #[inline]
     pub fn error_text(&self) -> Option<&[u8]> {
         let written = &self.out[self.start..];
         if written.first() != Some(&b'-') {

@@ -185,6 +185,12 @@ fn bulk_arguments(
 /// fully arrived; `invalid` if it is not a number or is too long to be one.
 fn number_line(buf: &[u8], start: usize, invalid: ProtocolError) -> Result<Option<(i64, usize)>> {
     let rest = buf.get(start..).unwrap_or_default();
+    // The common case first, cheaply: a few digits and CR LF (`3\r\n` of
+    // `*3`, `16\r\n` of `$16`). Every request has one number line per
+    // argument and one more, so this is on the path of every command.
+    if let Some(found) = short_number_line(rest) {
+        return Ok(Some((found.0, start + found.1)));
+    }
     let window = &rest[..rest.len().min(MAX_NUMBER_LINE)];
     let Some(cr) = memchr::memchr(b'\r', window) else {
         return if rest.len() >= MAX_NUMBER_LINE {
@@ -201,6 +207,30 @@ fn number_line(buf: &[u8], start: usize, invalid: ProtocolError) -> Result<Optio
     let value = parse_i64(&rest[..cr]).ok_or(invalid)?;
     Ok(Some((value, start + cr + 2)))
 }
+
+/// Reads a canonical non-negative number of at most [`SHORT_DIGITS`]
+/// digits followed by CR LF: its value and the length of the line. `None`
+/// for anything else (a sign, a leading zero, more digits, a line not yet
+/// whole), which [`number_line`] then reads the careful way.
+#[inline]
+fn short_number_line(line: &[u8]) -> Option<(i64, usize)> {
+    let mut value: i64 = 0;
+    let mut digits = 0;
+    while let Some(&byte) = line.get(digits) {
+        if !byte.is_ascii_digit() || digits == SHORT_DIGITS {
+            break;
+        }
+        value = value * 10 + i64::from(byte - b'0');
+        digits += 1;
+    }
+    let canonical = digits == 1 || (digits > 1 && line[0] != b'0');
+    let ends = line.get(digits..digits + 2) == Some(b"\r\n".as_slice());
+    (canonical && ends).then_some((value, digits + 2))
+}
+
+/// The most digits [`short_number_line`] reads: few enough that the value
+/// cannot overflow.
+const SHORT_DIGITS: usize = 9;
 
 /// Parses a decimal `i64` with an optional leading `-`, with no other
 /// characters allowed (the strictness Redis applies to lengths and integers).
@@ -796,6 +826,49 @@ fn parse_frame(buf: &Bytes, pos: usize) -> (Frame, usize) {
 
 #[cfg(test)]
 mod tests {
+
+    /// The quick reading of a number line agrees with the careful one
+    /// wherever it answers, and answers for every short canonical number.
+    #[test]
+    fn short_number_lines_read_as_the_careful_way_reads_them() {
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for text in [
+            "0",
+            "7",
+            "16",
+            "00",
+            "01",
+            "-1",
+            "-0",
+            "",
+            "123456789",
+            "1234567890",
+            "99x",
+        ] {
+            for end in ["\r\n", "\r", "", "\rx"] {
+                lines.push(format!("{text}{end}").into_bytes());
+            }
+        }
+        lines.extend(
+            (0..100_000u32)
+                .step_by(7)
+                .map(|n| format!("{n}\r\n").into_bytes()),
+        );
+        for line in lines {
+            let careful = line
+                .iter()
+                .position(|&b| b == b'\r')
+                .filter(|&cr| line.get(cr + 1) == Some(&b'\n'))
+                .and_then(|cr| Some((parse_i64(&line[..cr])?, cr + 2)));
+            match short_number_line(&line) {
+                Some(quick) => assert_eq!(Some(quick), careful, "{line:?}"),
+                None => assert!(
+                    careful.is_none() || line.len() > SHORT_DIGITS + 2 || line.starts_with(b"-"),
+                    "{line:?} left to the careful way"
+                ),
+            }
+        }
+    }
     use super::*;
 
     #[test]

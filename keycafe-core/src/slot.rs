@@ -25,11 +25,11 @@ pub fn key_slot(key: &[u8]) -> Slot {
 /// Returns the part of `key` that is hashed: the hash tag if there is a
 /// non-empty one, otherwise the whole key.
 pub fn hash_tag(key: &[u8]) -> &[u8] {
-    let Some(open) = key.iter().position(|&b| b == b'{') else {
+    let Some(open) = memchr::memchr(b'{', key) else {
         return key;
     };
     let after = &key[open + 1..];
-    match after.iter().position(|&b| b == b'}') {
+    match memchr::memchr(b'}', after) {
         Some(close) if close > 0 => &after[..close],
         _ => key,
     }

@@ -215,6 +215,8 @@ pub struct Command {
     /// The row's position in the table.
     pub index: usize,
     pub handler: Handler,
+    /// Whether the table lists subcommands of it (CONFIG GET, CLIENT LIST).
+    pub has_subcommands: bool,
 }
 
 impl Command {
@@ -224,6 +226,16 @@ impl Command {
         match bus {
             true => self.info.is(Flags::BUS) || self.info.is(Flags::ON_BUS),
             false => !self.info.is(Flags::BUS),
+        }
+    }
+
+    /// The row of INFO's commandstats a request of this command is counted
+    /// in: its subcommand's, if the table has subcommands for it.
+    fn stat(&self, args: Args<'_>) -> usize {
+        let sub = args.get(1).filter(|_| self.has_subcommands);
+        match sub.and_then(|sub| command::subcommand_position(self.index, sub)) {
+            Some(at) => COMMANDS.len() + at,
+            None => self.index,
         }
     }
 
@@ -269,7 +281,7 @@ impl Command {
         let start = ctx.conn.stats.start(&shared.command_stats);
         let result = self.call(ctx, args, reply);
         let ran = Ran::Called {
-            stat: stat_of(self.index, args),
+            stat: self.stat(args),
             fast: self.info.is(Flags::FAST),
         };
         let error = match &result {
@@ -388,17 +400,19 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("kc.failover.resume", Replies(replication::failover_resume)),
 ];
 
-/// The handler of each command, in the order of `COMMANDS`, built on first
-/// use.
-static BY_POSITION: LazyLock<Vec<Handler>> = LazyLock::new(|| {
+/// The handler of each command, in the order of `COMMANDS`, and whether it
+/// has subcommands, built on first use.
+static BY_POSITION: LazyLock<Vec<(Handler, bool)>> = LazyLock::new(|| {
     COMMANDS
         .iter()
-        .map(|info| {
-            HANDLERS
+        .enumerate()
+        .map(|(index, info)| {
+            let handler = HANDLERS
                 .iter()
                 .find(|(name, _)| *name == info.name)
                 .map(|&(_, handler)| handler)
-                .expect("every command in the table has a handler (see the tests)")
+                .expect("every command in the table has a handler (see the tests)");
+            (handler, !command::subcommands_of(index).is_empty())
         })
         .collect()
 });
@@ -406,10 +420,12 @@ static BY_POSITION: LazyLock<Vec<Handler>> = LazyLock::new(|| {
 /// Finds a command by name, in any letter case, without allocating.
 pub fn lookup(name: &[u8]) -> Option<Command> {
     let index = command::position(name)?;
+    let (handler, has_subcommands) = BY_POSITION[index];
     Some(Command {
         info: &COMMANDS[index],
         index,
-        handler: BY_POSITION[index],
+        handler,
+        has_subcommands,
     })
 }
 
@@ -454,20 +470,6 @@ fn count(ctx: &mut Ctx<'_>, start: u64, ran: Ran, error: Option<&[u8]>, args: Ar
     });
 }
 
-/// The row of INFO's commandstats a request of the command at `index` is
-/// counted in: its subcommand's, if the table has subcommands for it.
-fn stat_of(index: usize, args: Args<'_>) -> usize {
-    match args.get(1) {
-        Some(sub) if !command::subcommands_of(index).is_empty() => {
-            match command::subcommand_position(index, sub) {
-                Some(at) => COMMANDS.len() + at,
-                None => index,
-            }
-        }
-        _ => index,
-    }
-}
-
 /// [`execute`] without the statistics: runs the request and says what
 /// became of it.
 fn run_request(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> (Outcome, Ran) {
@@ -490,8 +492,8 @@ fn run_request(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> (Out
     }
     // A container with subcommands in the table: the subcommand must be
     // known and have its number of arguments, as Redis 7 checks them.
-    if let Some(sub) = args.get(1)
-        && !command::subcommands_of(command.index).is_empty()
+    if command.has_subcommands
+        && let Some(sub) = args.get(1)
     {
         let Some(at) = command::subcommand_position(command.index, sub) else {
             let text = server::unknown_subcommand(args, &info.name.to_ascii_uppercase());
