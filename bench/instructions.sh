@@ -6,7 +6,8 @@
 #   bench/instructions.sh [binary...]   (default: a fresh release build)
 #
 # For each binary: a node with --threads 1 under callgrind, then
-# redis-benchmark -t set,get -n 200000 -r 100000 -d 64 -c 50 -P 16 against
+# redis-benchmark -t set,get -n 200000 -r 100000 -d 64 -c 50 -P 16 (or
+# PIPELINE=1 ...) against
 # it (400,000 requests), then the node is stopped. Prints the total
 # instructions over the number of requests (start-up included, the same
 # for every build) and the ten functions that cost most.
@@ -21,9 +22,11 @@ if [[ $# -eq 0 ]]; then
 fi
 PORT=${PORT:-7830}
 REQUESTS=400000
+PIPELINE=${PIPELINE:-16}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 for binary in "$@"; do
+    PORT=$((PORT + 1))
     out="$WORK/callgrind.out"
     RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" \
         "$binary" --port "$PORT" --threads 1 >/dev/null 2>&1 &
@@ -32,11 +35,12 @@ for binary in "$@"; do
         redis-cli -p "$PORT" PING >/dev/null 2>&1 && break
         sleep 0.3
     done
-    redis-benchmark -p "$PORT" -t set,get -n $((REQUESTS / 2)) -r 100000 -d 64 -c 50 -P 16 -q >/dev/null
+    redis-benchmark -p "$PORT" -t set,get -n $((REQUESTS / 2)) -r 100000 -d 64 -c 50 -P "$PIPELINE" -q >/dev/null
     kill -INT "$pid"
     wait "$pid" || true
     total=$(callgrind_annotate "$out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
     echo "== $binary: $total instructions, $((total / REQUESTS)) per request"
-    callgrind_annotate "$out" | grep -E '^ *[0-9,]+ \(' | grep -v TOTALS | head -10 |
-        sed -E 's/ \[[^]]*\]$//'
+    # awk, not head: it reads to the end, so no stage dies of a closed pipe.
+    callgrind_annotate "$out" | grep -E '^ *[0-9,]+ \(' | grep -v TOTALS |
+        sed -E 's/ \[[^]]*\]$//' | awk 'NR <= 10'
 done

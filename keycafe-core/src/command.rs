@@ -240,6 +240,11 @@ pub static COMMANDS: &[CommandInfo] = commands! {
     "command"  -1 NONE (0 0 0);
     "config"   -2 NONE (0 0 0);
     "info"     -1 NONE (0 0 0);
+    // Persistence.
+    "save"      1 NONE (0 0 0);
+    "bgsave"   -1 NONE (0 0 0);
+    "bgrewriteaof" 1 NONE (0 0 0);
+    "lastsave"  1 F  (0 0 0);
     // Connections: resetting one, watching every command.
     "reset"     1 F_NO_AUTH (0 0 0);
     "monitor"   1 NONE (0 0 0);

@@ -18,6 +18,11 @@ use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
 use keycafe_core::tls::{self, MemberTls, TlsAcceptor};
 use serde::Deserialize;
 
+use crate::persist::{
+    self,
+    aof::{Fsync, LoadPolicy},
+    rules::SaveRules,
+};
 use crate::store::{Policy, Store};
 
 /// Everything a node needs to start.
@@ -122,6 +127,24 @@ pub struct Config {
     /// needs all three files, and the certificate must be usable as a client
     /// certificate too.
     pub tls_cluster: bool,
+    /// The data directory: the node's identity, its snapshots and its
+    /// append-only file (see `docs/persistence.md`). Without one the node
+    /// keeps nothing across a restart and registers as a new node.
+    pub dir: Option<PathBuf>,
+    /// Redis's `save`: snapshot after `seconds` if at least `changes` keys
+    /// changed, for each pair; empty for snapshots only on request.
+    pub save: String,
+    /// Keep an append-only file of every change (Redis's `appendonly`).
+    pub appendonly: bool,
+    /// When the append-only file is synced: `always`, `everysec` or `no`.
+    pub appendfsync: Fsync,
+    /// Cut off a torn last block of the append-only file at start, with a
+    /// warning (Redis's `aof-load-truncated`); off, the node refuses to start.
+    pub aof_load_truncated: bool,
+    /// Load what comes before damage in the append-only file's last part
+    /// and cut the rest off, instead of refusing to start. Off by default:
+    /// it loses every change after the damage.
+    pub aof_load_damaged: bool,
 }
 
 impl Default for Config {
@@ -157,6 +180,12 @@ impl Default for Config {
             tls_ca_cert_file: None,
             tls_auth_clients: true,
             tls_cluster: false,
+            dir: None,
+            save: SaveRules::redis_default().to_string(),
+            appendonly: false,
+            appendfsync: Fsync::Everysec,
+            aof_load_truncated: true,
+            aof_load_damaged: false,
         }
     }
 }
@@ -234,8 +263,29 @@ impl Config {
             !self.tls_cluster || self.coordinator.is_some(),
             "tls_cluster needs cluster mode (set coordinator)"
         );
+        SaveRules::parse(&self.save).map_err(|reason| anyhow::anyhow!("save: {reason}"))?;
+        anyhow::ensure!(
+            !self.appendonly || self.dir.is_some(),
+            "appendonly needs a data directory (`dir:` in the YAML, or --dir)"
+        );
         self.client_addr()?;
         Ok(())
+    }
+
+    /// Where and how to persist, if a data directory is set.
+    pub fn persistence(&self) -> Option<(PathBuf, persist::Settings)> {
+        let dir = self.dir.clone()?;
+        let settings = persist::Settings {
+            // Checked by `validate`.
+            save: SaveRules::parse(&self.save).unwrap_or_else(|_| SaveRules(Vec::new())),
+            appendonly: self.appendonly,
+            appendfsync: self.appendfsync,
+            load: LoadPolicy {
+                truncated: self.aof_load_truncated,
+                damaged: self.aof_load_damaged,
+            },
+        };
+        Some((dir, settings))
     }
 
     /// True when the client port itself speaks TLS only (`tls_port` equal
@@ -494,9 +544,25 @@ pub struct Flags {
     /// The bus and the coordinator link speak TLS too (`yes`/`no`).
     #[arg(long, value_parser = yes_no)]
     pub tls_cluster: Option<bool>,
+    /// The data directory (identity, snapshots, append-only file).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Save rules: "seconds changes" pairs, e.g. "3600 1 300 100"; "" for none.
+    #[arg(long)]
+    pub save: Option<String>,
+    /// Keep an append-only file (`yes`/`no`).
+    #[arg(long, value_parser = yes_no)]
+    pub appendonly: Option<bool>,
+    /// When to sync the append-only file: always, everysec or no.
+    #[arg(long, value_parser = parse_fsync)]
+    pub appendfsync: Option<Fsync>,
 }
 
 /// `yes`/`no` flag values, as in Redis's configuration.
+fn parse_fsync(value: &str) -> Result<Fsync, String> {
+    Fsync::parse(value).ok_or_else(|| format!("{value:?} is not always, everysec or no"))
+}
+
 fn yes_no(value: &str) -> Result<bool, String> {
     match value {
         "yes" | "true" => Ok(true),
@@ -543,6 +609,10 @@ impl Flags {
             );
             set_if_given(&mut config.tls_auth_clients, self.tls_auth_clients);
             set_if_given(&mut config.tls_cluster, self.tls_cluster);
+            set_if_given(&mut config.dir, self.dir.map(Some));
+            set_if_given(&mut config.save, self.save);
+            set_if_given(&mut config.appendonly, self.appendonly);
+            set_if_given(&mut config.appendfsync, self.appendfsync);
         })?;
         Ok(config)
     }

@@ -178,6 +178,9 @@ impl<S: Stream> Connection<S> {
             let more = self.run_pending_requests();
             self.add_command_stats();
             self.publish(matches!(more, Batch::Blocked(..) | Batch::Paused(_)));
+            if !self.wait_for_the_disk().await {
+                return Ok(Ended::Closed);
+            }
             if !self.lease_still_holds() {
                 debug!(
                     client = self.state.id,
@@ -307,6 +310,25 @@ impl<S: Stream> Connection<S> {
         };
         self.input.advance(used);
         outcome
+    }
+
+    /// Under `appendfsync always`, waits until every change made before
+    /// these replies is on disk (see `persist::aof`); one load otherwise.
+    /// False if the client left meanwhile.
+    async fn wait_for_the_disk(&mut self) -> bool {
+        let Some(persistence) = self.shared.persistence.clone() else {
+            return true;
+        };
+        let Some(aof) = persistence.aof() else {
+            return true;
+        };
+        match aof.durable_at() {
+            Some(offset) => self
+                .unless_client_leaves(aof.wait_durable(offset))
+                .await
+                .is_some(),
+            None => true,
+        }
     }
 
     /// False if replies in the output buffer were served under this

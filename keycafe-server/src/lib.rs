@@ -28,6 +28,8 @@
 //! - [`cmd`]: the command table and one module per command family.
 //! - [`cluster`]: cluster mode: slot checks, coordinator link, bus, migration.
 //! - [`replication`]: replicas, the replication stream, WAIT and failover.
+//! - [`persist`]: the data directory: the node's identity, snapshots and
+//!   the append-only file.
 //! - [`store`]: the sharded, slot-organised in-memory store with expiry,
 //!   memory accounting and eviction.
 

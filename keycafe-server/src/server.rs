@@ -32,6 +32,7 @@ use crate::cluster;
 use crate::cluster::coordinator::Registration;
 use crate::config::Config;
 use crate::connection::{Connection, Stream};
+use crate::persist::{self, Persistence, dir::StoppedAt};
 use crate::replication;
 use crate::state::Shared;
 
@@ -129,6 +130,20 @@ pub async fn run_on(
 
     tasks.spawn(active_expiry(shared.clone(), stop.clone()));
     tasks.spawn(client_clock(shared.clone(), stop.clone()));
+    if let Some(persistence) = &shared.persistence {
+        tasks.spawn(persistence_cron(
+            shared.clone(),
+            persistence.clone(),
+            stop.clone(),
+        ));
+        if let Some(cluster) = &shared.cluster {
+            tasks.spawn(remember_epochs(
+                cluster.clone(),
+                persistence.clone(),
+                stop.clone(),
+            ));
+        }
+    }
     if let (Some(bus), Some(cluster)) = (bus_listener, shared.cluster.clone()) {
         info!(bus = %bus.local_addr()?, coordinator = ?shared.config.coordinator, tls = cluster.tls.is_some(), "cluster mode");
         // On a TLS cluster, only members with a certificate from the CA.
@@ -191,6 +206,15 @@ pub async fn run_on(
     stop.cancel();
     tasks.close();
     tasks.wait().await;
+    // Last: every connection is gone, so nothing changes any more.
+    if let Some(persistence) = &shared.persistence {
+        let position = shared.replication.log.position();
+        let stopped_at = StoppedAt {
+            replid: position.replid,
+            offset: position.offset,
+        };
+        persistence.shutdown(&shared.store, Some(stopped_at)).await;
+    }
     info!("stopped");
     Ok(())
 }
@@ -383,6 +407,41 @@ async fn client_clock(shared: Arc<Shared>, stop: CancellationToken) {
             _ = ticker.tick() => shared.clients.tick(),
             _ = stop.cancelled() => return,
         }
+    }
+}
+
+/// Runs the save rules (see `persist::rules`).
+async fn persistence_cron(
+    shared: Arc<Shared>,
+    persistence: Arc<Persistence>,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(persist::CRON);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => persistence.cron(&shared.store),
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Keeps the newest adopted configuration epoch in the data directory.
+async fn remember_epochs(
+    cluster: Arc<cluster::ClusterState>,
+    persistence: Arc<Persistence>,
+    stop: CancellationToken,
+) {
+    let mut changed = cluster.subscribe();
+    loop {
+        tokio::select! {
+            result = changed.changed() => if result.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+        let epoch = *changed.borrow_and_update();
+        let persistence = persistence.clone();
+        // A small file, written through fsync: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || persistence.note_epoch(epoch)).await;
     }
 }
 

@@ -10,6 +10,8 @@ use keycafe_core::coord::NodeReport;
 use crate::clients::Clients;
 use crate::cluster::ClusterState;
 use crate::config::Config;
+use crate::persist::Persistence;
+use crate::persist::dir::new_node_id;
 use crate::replication::Replication;
 use crate::replication::log::ReplicationLog;
 use crate::runtime::Runtime;
@@ -37,6 +39,9 @@ pub struct Shared {
     pub clients: Arc<Clients>,
     /// Commandstats, errorstats, the slow log and the latency monitor.
     pub command_stats: CommandStats,
+    /// The data directory's snapshots and append-only file; `None` without
+    /// a `dir`.
+    pub persistence: Option<Arc<Persistence>>,
 }
 
 /// Server-wide counters reported by INFO. Connections add their command
@@ -54,10 +59,30 @@ pub struct Stats {
 }
 
 impl Shared {
-    /// The node's state for `config`. Fails if a TLS file it names for the
-    /// cluster's links cannot be loaded.
+    /// The node's state for `config`, with the data of its data directory
+    /// loaded (blocking). Fails if a TLS file it names for the cluster's
+    /// links cannot be loaded, or its data directory cannot be used.
     pub fn new(config: Config) -> anyhow::Result<Shared> {
-        let node_id = random_node_id();
+        // One gauge for everything maxmemory counts: the store's shards, the
+        // backlog and (fed by the connections) client buffers.
+        let memory = Arc::new(MemoryUse::new());
+        let log =
+            Arc::new(ReplicationLog::new(config.repl_backlog_size).counting_in(memory.clone()));
+        let feed = ChangeFeed::new().with(log.clone());
+        let (persistence, feed, identity) = match config.persistence() {
+            Some((dir, settings)) => {
+                let (persistence, feed, identity) = Persistence::open(&dir, &settings, feed)?;
+                (
+                    Some((Arc::new(persistence), settings)),
+                    feed,
+                    Some(identity),
+                )
+            }
+            None => (None, feed, None),
+        };
+        let node_id = identity
+            .as_ref()
+            .map_or_else(new_node_id, |identity| identity.id.clone());
         let member_tls = config.member_tls()?;
         let cluster = config.coordinator.as_ref().map(|coordinator| {
             let me = NodeInfo {
@@ -69,19 +94,21 @@ impl Shared {
             // Validated: cluster mode always has one.
             let secret = config.cluster_secret.clone().unwrap_or_default();
             let cluster = ClusterState::new(me, coordinator.clone(), secret);
+            if let Some(identity) = &identity {
+                cluster.remember_epoch(identity.epoch);
+            }
             Arc::new(cluster.with_tls(member_tls))
         });
-        // One gauge for everything maxmemory counts: the store's shards, the
-        // backlog and (fed by the connections) client buffers.
-        let memory = Arc::new(MemoryUse::new());
-        let log =
-            Arc::new(ReplicationLog::new(config.repl_backlog_size).counting_in(memory.clone()));
-        let feed = ChangeFeed::new().with(log.clone());
         let store = Store::with_memory(Store::DEFAULT_SHARDS, feed, memory);
         store.set_policy(config.maxmemory_policy);
         store.set_samples(config.maxmemory_samples);
+        let store = Arc::new(store);
+        if let Some((persistence, settings)) = &persistence {
+            persistence.load(&store, settings)?;
+        }
         Ok(Shared {
-            store: Arc::new(store),
+            persistence: persistence.map(|(persistence, _)| persistence),
+            store,
             replication: Arc::new(Replication::new(log)),
             runtime: Runtime::new(&config),
             config,
@@ -170,9 +197,4 @@ impl Shared {
             ..NodeReport::default()
         }
     }
-}
-
-fn random_node_id() -> String {
-    let bytes: [u8; 20] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

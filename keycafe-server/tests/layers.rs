@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 /// each other.
 const LAYERS: &[&[&str]] = &[
     &["store"],
+    &["persist"],
     &["config"],
     &["runtime"],
     &["clients"],
@@ -57,8 +58,8 @@ fn modules(src: &Path) -> BTreeMap<Module, PathBuf> {
             if matches!(module.last().map(String::as_str), Some("mod" | "lib")) {
                 module.pop();
             }
-            if module == ["main"] {
-                continue; // the binary, which uses the library from outside
+            if module == ["main"] || module.first().is_some_and(|m| m == "bin") {
+                continue; // the binaries, which use the library from outside
             }
             found.insert(module, path);
         }

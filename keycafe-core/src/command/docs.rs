@@ -182,6 +182,15 @@ pub static DOCS: &[Doc] = docs! {
         "Reads and changes settings.";
     "info" "1.0.0" "server" "O(1)" "@slow @dangerous"
         "Reports the node's state and statistics.";
+    // Persistence.
+    "save" "1.0.0" "server" "O(N) where N is the number of keys" "@admin @slow @dangerous"
+        "Writes a snapshot of every key to the data directory, and answers when it is on disk.";
+    "bgsave" "1.0.0" "server" "O(1)" "@admin @slow @dangerous"
+        "Starts writing a snapshot in the background.";
+    "bgrewriteaof" "1.0.0" "server" "O(1)" "@admin @slow @dangerous"
+        "Starts compacting the append-only file in the background.";
+    "lastsave" "1.0.0" "server" "O(1)" "@fast @dangerous"
+        "Returns the Unix time of the last snapshot written.";
     // Connections: resetting one, watching every command.
     "reset" "6.2.0" "connection" "O(1)" "@fast @connection"
         "Makes the connection as new: no transaction, RESP2, no name, not authenticated if a password is set.";

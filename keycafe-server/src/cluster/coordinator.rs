@@ -100,7 +100,7 @@ async fn session(
     let mut out = BytesMut::new();
     let register = NodeMessage::Register {
         node: cluster.me.clone(),
-        epoch: cluster.epoch(),
+        epoch: cluster.registration_epoch(),
         proof,
         primary: node.primary.clone(),
     };

@@ -64,6 +64,10 @@ pub struct ClusterState {
     pub peers: peers::Peers,
     /// Until when this node, as a primary, may acknowledge writes.
     pub lease: lease::Lease,
+    /// The newest epoch this node saw before it restarted (kept in its
+    /// data directory): it registers with it, so that a coordinator that
+    /// lost its own state refuses it instead of planning it afresh.
+    remembered_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl ClusterState {
@@ -82,7 +86,23 @@ impl ClusterState {
             leaving: std::sync::atomic::AtomicBool::new(false),
             peers: peers::Peers::default(),
             lease: lease::Lease::default(),
+            remembered_epoch: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Registers with at least `epoch` (see `remembered_epoch`).
+    pub fn remember_epoch(&self, epoch: u64) {
+        self.remembered_epoch
+            .fetch_max(epoch, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The epoch to register with: the newest this node has seen, before a
+    /// restart included.
+    pub fn registration_epoch(&self) -> u64 {
+        let remembered = self
+            .remembered_epoch
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.epoch().max(remembered)
     }
 
     /// Speaks TLS on the cluster's links (see [`ClusterState::tls`]).

@@ -12,7 +12,6 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use keycafe_core::command::{self, Flags};
 use keycafe_core::{Args, Reply};
 
 use super::server::{KEYCAFE_VERSION, REDIS_COMPAT_VERSION};
@@ -160,38 +159,120 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     Ok(())
 }
 
-/// INFO's persistence section with Redis's fields. Keycafe keeps nothing
-/// on disk yet, so nothing is ever loading, saving or rewriting; the last
-/// "save" is the node's start (as Redis reports its start time before the
-/// first save), and `rdb_changes_since_last_save` counts the write
-/// commands that succeeded since then (Redis counts changed keys; CONFIG
-/// RESETSTAT resets this count with commandstats).
+/// INFO's persistence section with Redis's fields. Without a data
+/// directory nothing is ever saved: the last "save" is the node's start (as
+/// Redis reports its start time before the first save). Keycafe does not
+/// fork, so the copy-on-write fields are always 0; `rdb_changes_since_last_save`
+/// counts keys changed, as Redis's does.
 fn info_persistence(shared: &Shared) -> String {
-    let changes: u64 = shared
-        .command_stats
-        .commands()
-        .iter()
-        .filter(|(name, _)| command::lookup(name.as_bytes()).is_some_and(|c| c.is(Flags::WRITE)))
-        .map(|(_, counts)| counts.calls - counts.failed.min(counts.calls))
-        .sum();
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |now| now.as_secs())
-        .saturating_sub(shared.started.elapsed().as_secs());
-    format!(
+    let now_ms = crate::store::now_ms();
+    let started_ms = now_ms.saturating_sub(shared.started.elapsed().as_millis() as u64);
+    let changes = shared.store.stats().changes;
+    let mut f = Persisted {
+        changes,
+        last_save_ms: started_ms,
+        ..Persisted::default()
+    };
+    if let Some(persistence) = &shared.persistence {
+        let snapshots = persistence.snapshots();
+        f.changes = snapshots.schedule.unsaved(changes);
+        f.last_save_ms = snapshots.schedule.last_save_ms;
+        f.bgsave_in_progress = snapshots.in_progress.is_some();
+        f.bgsave_ok = snapshots.last_ok;
+        f.bgsave_secs = snapshots.last_secs.map_or(-1, |s| s as i64);
+        f.current_bgsave_secs = snapshots
+            .started_ms
+            .map_or(-1, |ms| (now_ms.saturating_sub(ms) / 1000) as i64);
+        f.saves = snapshots.saves;
+        drop(snapshots);
+        if let Some(aof) = persistence.aof() {
+            let status = aof.status();
+            f.aof_enabled = true;
+            f.aof_rewrite_in_progress = status.rewrite_in_progress;
+            f.aof_rewrite_ok = status.last_rewrite_ok;
+            f.aof_rewrites = status.rewrites;
+            f.aof_write_ok = status.last_write_error.is_none();
+            f.aof_base_size = status.base_size;
+            f.aof_current_size = status.base_size + status.increments_size;
+        }
+    }
+    let flag = |b: bool| u8::from(b);
+    let ok = |b: bool| if b { "ok" } else { "err" };
+    let mut text = format!(
         "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\n\
          current_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\n\
          current_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\n\
-         rdb_changes_since_last_save:{changes}\r\nrdb_bgsave_in_progress:0\r\n\
-         rdb_last_save_time:{started}\r\nrdb_last_bgsave_status:ok\r\n\
-         rdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\n\
+         rdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\n\
+         rdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\n\
+         rdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\n\
          rdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\n\
-         aof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
+         aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\n\
          aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\n\
-         aof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\n\
-         aof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\n\
-         aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n\r\n"
-    )
+         aof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\n\
+         aof_rewrites_consecutive_failures:0\r\naof_last_write_status:{}\r\n\
+         aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+        f.changes,
+        flag(f.bgsave_in_progress),
+        f.last_save_ms / 1000,
+        ok(f.bgsave_ok),
+        f.bgsave_secs,
+        f.current_bgsave_secs,
+        f.saves,
+        flag(f.aof_enabled),
+        flag(f.aof_rewrite_in_progress),
+        ok(f.aof_rewrite_ok),
+        f.aof_rewrites,
+        ok(f.aof_write_ok),
+    );
+    if f.aof_enabled {
+        let _ = write!(
+            text,
+            "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\n\
+             aof_buffer_length:0\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n",
+            f.aof_current_size, f.aof_base_size
+        );
+    }
+    text.push_str("\r\n");
+    text
+}
+
+/// The figures of INFO's persistence section.
+struct Persisted {
+    changes: u64,
+    last_save_ms: u64,
+    bgsave_in_progress: bool,
+    bgsave_ok: bool,
+    bgsave_secs: i64,
+    current_bgsave_secs: i64,
+    saves: u64,
+    aof_enabled: bool,
+    aof_rewrite_in_progress: bool,
+    aof_rewrite_ok: bool,
+    aof_rewrites: u64,
+    aof_write_ok: bool,
+    aof_base_size: u64,
+    aof_current_size: u64,
+}
+
+impl Default for Persisted {
+    fn default() -> Persisted {
+        Persisted {
+            changes: 0,
+            last_save_ms: 0,
+            bgsave_in_progress: false,
+            bgsave_ok: true,
+            bgsave_secs: -1,
+            current_bgsave_secs: -1,
+            saves: 0,
+            aof_enabled: false,
+            aof_rewrite_in_progress: false,
+            aof_rewrite_ok: true,
+            aof_rewrites: 0,
+            aof_write_ok: true,
+            aof_base_size: 0,
+            aof_current_size: 0,
+        }
+    }
 }
 
 /// INFO's cpu section: seconds of CPU used, from getrusage. A Keycafe node

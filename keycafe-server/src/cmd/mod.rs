@@ -57,6 +57,7 @@ pub mod keyspace;
 pub mod lcs;
 pub mod long_double;
 pub mod parse;
+pub mod persistence;
 pub mod replication;
 pub mod server;
 pub mod strings;
@@ -249,7 +250,13 @@ impl Command {
         called: &mut bool,
     ) -> CmdResult<Outcome> {
         // After the slot check, as in Redis: a key owned elsewhere is
-        // redirected, not refused for this node's memory.
+        // redirected, not refused for this node's memory or disk.
+        if self.info.is(Flags::WRITE)
+            && let Some(persistence) = &ctx.shared.persistence
+            && let Some(refusal) = persistence.refuses_writes()
+        {
+            return Err(CmdError::Other(refusal));
+        }
         if self.info.is(Flags::DENYOOM) {
             ctx.shared.make_room()?;
         }
@@ -369,6 +376,11 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("command", Replies(commands::command)),
     ("config", Replies(server::config)),
     ("info", Replies(info::info)),
+    // Persistence.
+    ("save", Waits(persistence::save)),
+    ("bgsave", Replies(persistence::bgsave)),
+    ("bgrewriteaof", Replies(persistence::bgrewriteaof)),
+    ("lastsave", Replies(persistence::lastsave)),
     // Connections: resetting one, watching every command.
     ("reset", Replies(client::reset)),
     ("monitor", Replies(client::monitor)),

@@ -138,6 +138,9 @@ pub struct StoreStats {
     pub keyspace_hits: u64,
     /// Reads that did not.
     pub keyspace_misses: u64,
+    /// Keys set or removed since start (a flush counts every key it
+    /// removed), by commands, expiry and eviction alike.
+    pub changes: u64,
     /// Bytes allocated for entries (as the allocator's chunks), tables and
     /// expiry queues: exact, where [`MemoryUse::used`] may lag behind.
     pub used_bytes: usize,
@@ -630,6 +633,7 @@ impl Store {
             stats.evicted_keys += c.evicted;
             stats.keyspace_hits += c.hits;
             stats.keyspace_misses += c.misses;
+            stats.changes += c.changes;
             stats.used_bytes += shard.allocated_bytes();
         }
         stats

@@ -51,6 +51,8 @@ pub struct Counters {
     pub evicted: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Keys set or removed, since start: what `save` rules count.
+    pub changes: u64,
 }
 
 pub struct Shard {
@@ -238,7 +240,8 @@ impl Shard {
 
     /// Tells the change feed the new state of the entry in `bucket`, and
     /// the key's watchers that it changed.
-    fn record_set(&self, table: usize, bucket: usize) {
+    fn record_set(&mut self, table: usize, bucket: usize) {
+        self.counters.changes += 1;
         let entry = self.entry(table, bucket);
         let feed = &self.common.feed;
         if feed.is_listening() {
@@ -296,6 +299,8 @@ impl Shard {
             volatile: 0,
             entry_bytes: 0,
             table_bytes: 0,
+            // Redis counts a flush as one change per key it removed.
+            changes: self.counters.changes + self.counters.keys as u64,
             ..self.counters
         };
         let old = std::mem::replace(&mut self.tables, fresh);
@@ -527,6 +532,7 @@ impl Shard {
 
     /// Bookkeeping for an entry that has left the table, and its `DEL`.
     fn forget(&mut self, entry: &Entry) {
+        self.counters.changes += 1;
         let feed = &self.common.feed;
         if feed.is_listening() {
             feed.emit(Change::Del { key: entry.key() });
