@@ -16,9 +16,13 @@
 //! where it is used, and a row with a setter.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::{Config, OutputLimit, OutputLimits};
+use crate::persist::Persistence;
+use crate::persist::aof::Fsync;
+use crate::persist::rules::SaveRules;
 use crate::store::{Policy, Store, now_ms, parse_memory};
 
 /// The settings that may change at run time and have no other home.
@@ -164,7 +168,9 @@ impl Runtime {
 pub struct Node<'a> {
     pub config: &'a Config,
     pub runtime: &'a Runtime,
-    pub store: &'a Store,
+    pub store: &'a Arc<Store>,
+    /// The data directory's snapshots and append-only file, if any.
+    pub persistence: Option<&'a Arc<Persistence>>,
 }
 
 /// Whether a setter only checks a value or also applies it: `CONFIG SET`
@@ -219,7 +225,7 @@ impl Setting {
 /// Every setting CONFIG knows, in the order CONFIG GET lists them: every
 /// setting of the node's configuration (by Redis's name where Redis has the
 /// setting, else by the configuration file's with dashes), and the ones
-/// Keycafe has fixed (`databases`, `save`, `appendonly`). Only
+/// Keycafe has fixed (`databases`, `cluster-enabled`). Only
 /// `cluster-secret` is left out: it lets a process join the cluster, which
 /// is more than a client that may run CONFIG should learn.
 pub static SETTINGS: &[Setting] = &[
@@ -331,10 +337,78 @@ pub static SETTINGS: &[Setting] = &[
     Setting::fixed("tls-cluster", |n| yes_no(n.config.tls_cluster)),
     Setting::fixed("databases", |_| "1".into()),
     Setting::fixed("cluster-enabled", |_| "yes".into()),
-    // Keycafe keeps data in memory only.
-    Setting::fixed("save", |_| String::new()),
-    Setting::fixed("appendonly", |_| "no".into()),
+    // Persistence (see `persist`): the rules and the append-only file's
+    // settings change at run time, the directory does not.
+    Setting::fixed("dir", |n| path(n.config.dir.as_deref())),
+    Setting::live(
+        "save",
+        // Without a data directory nothing is saved, whatever the rules.
+        |n| {
+            n.persistence
+                .map_or_else(String::new, |p| p.snapshots().rules.to_string())
+        },
+        set_save,
+    ),
+    Setting::live(
+        "appendonly",
+        |n| yes_no(n.persistence.is_some_and(|p| p.appendonly())),
+        set_appendonly,
+    ),
+    Setting::live(
+        "appendfsync",
+        |n| match n.persistence {
+            Some(p) => p.appendfsync().to_string(),
+            None => n.config.appendfsync.to_string(),
+        },
+        set_appendfsync,
+    ),
+    Setting::fixed("aof-load-truncated", |n| {
+        yes_no(n.config.aof_load_truncated)
+    }),
+    Setting::fixed("aof-load-damaged", |n| yes_no(n.config.aof_load_damaged)),
 ];
+
+/// The persistence of a node, for a setting that needs one.
+fn persistence<'a>(node: Node<'a>) -> Result<&'a Arc<Persistence>, String> {
+    node.persistence.ok_or_else(|| {
+        "needs a data directory: start the node with `dir:` in its YAML (or --dir)".to_string()
+    })
+}
+
+fn set_save(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let persistence = persistence(node)?;
+    let rules = SaveRules::parse(value)?;
+    if mode == Mode::Apply {
+        persistence.snapshots().rules = rules;
+    }
+    Ok(())
+}
+
+fn set_appendonly(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let persistence = persistence(node)?;
+    let on = parse_yes_no(value)?;
+    match mode {
+        Mode::Check => Ok(()),
+        Mode::Apply => persistence.set_appendonly(on, node.store),
+    }
+}
+
+fn set_appendfsync(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let persistence = persistence(node)?;
+    let fsync = Fsync::parse(value).ok_or("argument must be 'always', 'everysec' or 'no'")?;
+    if mode == Mode::Apply {
+        persistence.set_appendfsync(fsync);
+    }
+    Ok(())
+}
+
+fn parse_yes_no(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("argument must be 'yes' or 'no'".to_string()),
+    }
+}
 
 /// A file setting as CONFIG shows it: empty when unset, as Redis shows one.
 fn path(path: Option<&Path>) -> String {
@@ -540,7 +614,7 @@ mod tests {
     struct Parts {
         config: Config,
         runtime: Runtime,
-        store: Store,
+        store: Arc<Store>,
     }
 
     impl Parts {
@@ -548,7 +622,7 @@ mod tests {
             let config = Config::default();
             Parts {
                 runtime: Runtime::new(&config),
-                store: Store::new(),
+                store: Arc::new(Store::new()),
                 config,
             }
         }
@@ -558,6 +632,7 @@ mod tests {
                 config: &self.config,
                 runtime: &self.runtime,
                 store: &self.store,
+                persistence: None,
             }
         }
     }

@@ -144,6 +144,7 @@ impl Shared {
             config: &self.config,
             runtime: &self.runtime,
             store: &self.store,
+            persistence: self.persistence.as_ref(),
         }
     }
 

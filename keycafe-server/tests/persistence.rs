@@ -371,3 +371,59 @@ async fn run_to_exit(args: &[&str]) -> String {
     assert!(!output.status.success(), "refuses to start");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+#[tokio::test]
+async fn config_set_turns_the_append_only_file_on_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr) = start_with_dir(dir.path(), &["--save", ""]).await;
+    let mut client = RawClient::resp(addr).await;
+    let dir_text = dir_arg(dir.path());
+    assert_eq!(
+        client.cmd("CONFIG GET dir").await,
+        Frame::Array(vec![bulk("dir"), bulk(&dir_text)])
+    );
+    assert_eq!(client.cmd("SET before on").await, simple("OK"));
+    assert_eq!(client.cmd("CONFIG SET appendonly yes").await, simple("OK"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let Frame::Bulk(info) = client.cmd("INFO persistence").await else {
+            panic!("INFO is a bulk");
+        };
+        if String::from_utf8_lossy(&info).contains("aof_enabled:1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the append-only file started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        client.cmd("CONFIG SET appendfsync always").await,
+        simple("OK")
+    );
+    assert_eq!(
+        client.cmd("CONFIG GET appendfsync").await,
+        Frame::Array(vec![bulk("appendfsync"), bulk("always")])
+    );
+    assert_eq!(client.cmd("SET after on").await, simple("OK"));
+    let Frame::Error(bad) = client.cmd("CONFIG SET appendfsync sometimes").await else {
+        panic!("a bad value is refused");
+    };
+    assert!(String::from_utf8_lossy(&bad).contains("always"));
+    drop(client);
+    kill_9(child).await;
+
+    let (_child, addr) = start_with_dir(dir.path(), &["--appendonly", "yes"]).await;
+    let mut client = RawClient::resp(addr).await;
+    assert_eq!(client.cmd("GET before").await, bulk("on"));
+    assert_eq!(client.cmd("GET after").await, bulk("on"));
+
+    // Without a data directory there is nothing to turn on.
+    let (_plain, addr) = start_binary(&["--port", "0"]).await;
+    let mut client = RawClient::resp(addr).await;
+    let Frame::Error(text) = client.cmd("CONFIG SET appendonly yes").await else {
+        panic!("refused without a data directory");
+    };
+    assert!(
+        String::from_utf8_lossy(&text).contains("data directory"),
+        "{text:?}"
+    );
+}

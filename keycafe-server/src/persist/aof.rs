@@ -267,13 +267,58 @@ impl AppendOnly {
         aof: Arc<AppendOnly>,
         policy: LoadPolicy,
     ) -> Result<(), AofError> {
-        let (manifest, file, len) = match read_manifest(dir)? {
+        let opened = match read_manifest(dir)? {
             Some(manifest) => {
                 let (file, len) = load(dir, &manifest, &store, policy)?;
+                aof.listen();
                 (manifest, file, len)
             }
-            None => create(dir, &store, &recorder)?,
+            // Listening before the base is taken: a change made while it is
+            // written is in the increment too.
+            None => {
+                aof.listen();
+                create(dir, &store, &recorder).inspect_err(|_| aof.deafen())?
+            }
         };
+        aof.run_writer(dir, opened, store, recorder)
+    }
+
+    /// Starts a new append-only file from what `store` holds now, while the
+    /// node serves (`CONFIG SET appendonly yes`): the parts of an earlier
+    /// one are removed first, since they miss the changes made while it was
+    /// off.
+    pub fn start_fresh(
+        dir: &Path,
+        store: Arc<Store>,
+        recorder: Arc<Recorder>,
+        aof: Arc<AppendOnly>,
+    ) -> Result<(), AofError> {
+        aof.listen();
+        let opened = remove_parts(dir)
+            .and_then(|()| create(dir, &store, &recorder))
+            .inspect_err(|_| aof.deafen())?;
+        aof.run_writer(dir, opened, store, recorder)
+    }
+
+    /// Starts hearing changes, with an empty buffer.
+    fn listen(&self) {
+        *self.lock() = Pending::default();
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    fn deafen(&self) {
+        self.listening.store(false, Ordering::SeqCst);
+    }
+
+    /// Starts the writer thread on the last increment of `manifest`.
+    fn run_writer(
+        self: Arc<Self>,
+        dir: &Path,
+        (manifest, file, len): (Manifest, File, u64),
+        store: Arc<Store>,
+        recorder: Arc<Recorder>,
+    ) -> Result<(), AofError> {
+        let aof = self;
         let base_size = size_of(&dir.join(base_name(manifest.base)));
         let increments_size = manifest
             .increments
@@ -287,7 +332,6 @@ impl AppendOnly {
             status.increments_size = increments_size;
             status.last_rewrite_ok = true;
         }
-        aof.listening.store(true, Ordering::SeqCst);
         let writer = Writer {
             aof: aof.clone(),
             store,
@@ -303,6 +347,7 @@ impl AppendOnly {
         let handle = std::thread::Builder::new()
             .name("aof-writer".to_string())
             .spawn(move || writer.run())
+            .inspect_err(|_| aof.deafen())
             .map_err(io_error(dir, "starting the writer thread"))?;
         *aof.writer.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         Ok(())
@@ -696,6 +741,29 @@ fn read_manifest(dir: &Path) -> Result<Option<Manifest>, AofError> {
     }
 }
 
+/// Removes the manifest, then every part: what an earlier append-only
+/// file left.
+fn remove_parts(dir: &Path) -> Result<(), AofError> {
+    let manifest = dir.join(MANIFEST);
+    match fs::remove_file(&manifest) {
+        Ok(()) => super::atomic::sync_parent(&manifest).map_err(io_error(dir, "syncing"))?,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_error(&manifest, "removing")(err)),
+    }
+    let entries = fs::read_dir(dir).map_err(io_error(dir, "listing"))?;
+    for entry in entries {
+        let path = entry.map_err(io_error(dir, "listing"))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("base.") || name.starts_with("incr.") {
+            fs::remove_file(&path).map_err(io_error(&path, "removing"))?;
+        }
+    }
+    Ok(())
+}
+
 fn write_manifest(dir: &Path, manifest: &Manifest) -> io::Result<()> {
     write_atomically(dir.join(MANIFEST), manifest.text().as_bytes())
 }
@@ -735,7 +803,11 @@ fn create(
     snapshot::write(store, recorder, &base, 1).map_err(io_error(&base, "writing the base"))?;
     let incr = dir.join(incr_name(1));
     // A leftover increment without a manifest holds nothing the base lacks.
-    let _ = fs::remove_file(&incr);
+    if let Err(err) = fs::remove_file(&incr)
+        && err.kind() != io::ErrorKind::NotFound
+    {
+        return Err(io_error(&incr, "removing")(err));
+    }
     let file = new_increment(dir, 1).map_err(io_error(&incr, "creating"))?;
     let manifest = Manifest {
         base: 1,

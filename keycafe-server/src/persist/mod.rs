@@ -63,6 +63,8 @@ pub struct Persistence {
     rewrite_recorder: Arc<Recorder>,
     aof: Arc<AppendOnly>,
     aof_on: AtomicBool,
+    /// `CONFIG SET appendonly yes` is making the first base.
+    aof_starting: AtomicBool,
     snapshots: Mutex<Snapshots>,
     /// Bumped each time a background save ends, for `SAVE` to wait on.
     saves_done: watch::Sender<u64>,
@@ -133,6 +135,7 @@ impl Persistence {
             rewrite_recorder,
             aof,
             aof_on: AtomicBool::new(false),
+            aof_starting: AtomicBool::new(false),
             snapshots: Mutex::new(Snapshots {
                 rules: settings.save.clone(),
                 schedule: Schedule::new(now_ms(), 0),
@@ -312,6 +315,59 @@ impl Persistence {
             info!("save rules (or BGSAVE SCHEDULE) ask for a snapshot");
             let _ = self.bgsave(store);
         }
+    }
+
+    /// `CONFIG SET appendonly`: off stops the writer after it has synced
+    /// what it holds; on starts a new file from the data as it is, in the
+    /// background (the node serves meanwhile, its changes buffered).
+    pub fn set_appendonly(self: &Arc<Self>, on: bool, store: &Arc<Store>) -> Result<(), String> {
+        if self.aof_starting.load(Ordering::SeqCst) {
+            return Err("the append-only file is being started; try again shortly".to_string());
+        }
+        if on == self.aof_on.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if !on {
+            self.aof_on.store(false, Ordering::SeqCst);
+            self.aof.stop();
+            info!("append-only file off");
+            return Ok(());
+        }
+        self.aof_starting.store(true, Ordering::SeqCst);
+        let (this, store) = (self.clone(), store.clone());
+        let spawned = std::thread::Builder::new()
+            .name("aof-start".to_string())
+            .spawn(move || {
+                let dir = this.dir.aof_dir();
+                let recorder = this.rewrite_recorder.clone();
+                match AppendOnly::start_fresh(&dir, store, recorder, this.aof.clone()) {
+                    Ok(()) => {
+                        this.aof_on.store(true, Ordering::SeqCst);
+                        info!("append-only file on");
+                    }
+                    Err(err) => error!(%err, "could not start the append-only file"),
+                }
+                this.aof_starting.store(false, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            self.aof_starting.store(false, Ordering::SeqCst);
+            return Err("could not start a thread".to_string());
+        }
+        Ok(())
+    }
+
+    /// Whether the append-only file is on (or being started).
+    pub fn appendonly(&self) -> bool {
+        self.aof_on.load(Ordering::SeqCst) || self.aof_starting.load(Ordering::SeqCst)
+    }
+
+    /// `appendfsync`, whether or not the file is on.
+    pub fn appendfsync(&self) -> Fsync {
+        self.aof.fsync()
+    }
+
+    pub fn set_appendfsync(&self, fsync: Fsync) {
+        self.aof.set_fsync(fsync);
     }
 
     /// Records a newly adopted configuration epoch in the identity.

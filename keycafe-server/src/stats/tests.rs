@@ -8,11 +8,12 @@ fn runtime() -> Runtime {
 /// CONFIG SET, on a runtime of its own.
 fn set(runtime: &Runtime, pairs: &[(&str, &str)]) {
     let config = Config::default();
-    let store = crate::store::Store::new();
+    let store = std::sync::Arc::new(crate::store::Store::new());
     let node = crate::runtime::Node {
         config: &config,
         runtime,
         store: &store,
+        persistence: None,
     };
     crate::runtime::set_all(node, pairs).unwrap();
 }
