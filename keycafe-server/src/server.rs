@@ -32,7 +32,7 @@ use crate::cluster;
 use crate::cluster::coordinator::Registration;
 use crate::config::Config;
 use crate::connection::{Connection, Stream};
-use crate::persist::{self, Persistence, dir::StoppedAt};
+use crate::persist::{self, Persistence};
 use crate::replication;
 use crate::state::Shared;
 
@@ -209,11 +209,11 @@ pub async fn run_on(
     // Last: every connection is gone, so nothing changes any more.
     if let Some(persistence) = &shared.persistence {
         let position = shared.replication.log.position();
-        let stopped_at = StoppedAt {
+        let position = persist::Position {
             replid: position.replid,
             offset: position.offset,
         };
-        persistence.shutdown(&shared.store, Some(stopped_at)).await;
+        persistence.shutdown(&shared.store, position).await;
     }
     info!("stopped");
     Ok(())

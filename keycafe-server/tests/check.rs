@@ -68,7 +68,7 @@ struct Dir {
 impl Dir {
     fn new() -> Dir {
         let temp = tempfile::tempdir().unwrap();
-        fs::create_dir(temp.path().join("data")).unwrap();
+        fs::create_dir_all(temp.path().join("data/appendonly")).unwrap();
         Dir { temp }
     }
 
@@ -107,9 +107,9 @@ fn code(output: &Output) -> i32 {
 fn good_files_are_ok() {
     let dir = Dir::new();
     dir.write("data/dump.kcs", &snapshot());
-    dir.write("data/appendonly.kca", &aof());
+    dir.write("data/appendonly/incr.1.kca", &aof());
     dir.write("data/empty.kca", &header(Kind::AppendOnly));
-    let output = dir.check(&["data/dump.kcs", "data/appendonly.kca", "data/empty.kca"]);
+    let output = dir.check(&["data/dump.kcs", "data/appendonly/incr.1.kca", "data/empty.kca"]);
     assert_eq!(code(&output), 0, "{}", stdout(&output));
     let text = stdout(&output);
     assert!(
@@ -117,7 +117,7 @@ fn good_files_are_ok() {
         "{text}"
     );
     assert!(
-        text.contains("data/appendonly.kca: 1 blocks, 1 records, 63 bytes: ok\n"),
+        text.contains("data/appendonly/incr.1.kca: 1 blocks, 1 records, 63 bytes: ok\n"),
         "{text}"
     );
     assert!(
@@ -143,10 +143,10 @@ fn every_transcript_of_the_doc_prints_what_it_shows() {
     let setups: [fn(&Dir); 2] = [
         |dir| {
             dir.write("data/dump.kcs", &snapshot());
-            dir.write("data/appendonly.kca", &torn_aof());
+            dir.write("data/appendonly/incr.1.kca", &torn_aof());
         },
         |dir| {
-            dir.write("data/appendonly.kca", &corrupt_aof());
+            dir.write("data/appendonly/incr.1.kca", &corrupt_aof());
         },
     ];
     assert_eq!(transcripts.len(), setups.len(), "transcripts in the doc");

@@ -89,6 +89,18 @@ pub fn new_node_id() -> String {
 pub struct StoppedAt {
     pub replid: String,
     pub offset: u64,
+    /// The files that hold exactly that data: a start that loads others
+    /// (the append-only file was turned on or off meanwhile) does not
+    /// resume from here.
+    pub source: Source,
+}
+
+/// Which files a node's data was loaded from, or written to at a stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Snapshot,
+    AppendOnly,
 }
 
 impl DataDir {
@@ -190,6 +202,7 @@ mod tests {
             stopped_at: Some(StoppedAt {
                 replid: "b".repeat(40),
                 offset: 12,
+                source: Source::AppendOnly,
             }),
         };
         dir.save_identity(&identity).unwrap();

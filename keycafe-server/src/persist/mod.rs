@@ -37,10 +37,16 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use self::aof::{AppendOnly, Fsync, LoadPolicy};
-use self::dir::{DataDir, Identity};
+use self::dir::{DataDir, Identity, Source, StoppedAt};
 use self::rules::{SaveRules, Schedule};
 use self::snapshot::Recorder;
 use crate::store::{ChangeFeed, Store, now_ms};
+
+/// A point of the replication history (the log's position at a stop).
+pub struct Position {
+    pub replid: String,
+    pub offset: u64,
+}
 
 /// How often the save rules and the rewrite threshold are looked at.
 pub const CRON: Duration = Duration::from_millis(100);
@@ -72,6 +78,8 @@ pub struct Persistence {
     /// `stop-writes-on-bgsave-error`).
     snapshot_failing: AtomicBool,
     identity: Mutex<Identity>,
+    /// Where [`Persistence::load`] found the data.
+    loaded_from: Mutex<Option<Source>>,
 }
 
 /// What INFO persistence and LASTSAVE tell of snapshots.
@@ -150,6 +158,7 @@ impl Persistence {
             saves_done: watch::Sender::new(0),
             snapshot_failing: AtomicBool::new(false),
             identity: Mutex::new(identity.clone()),
+            loaded_from: Mutex::new(None),
         };
         Ok((persistence, feed, identity))
     }
@@ -160,13 +169,19 @@ impl Persistence {
     pub fn load(&self, store: &Arc<Store>, settings: &Settings) -> Result<(), StartError> {
         let aof_dir = self.dir.aof_dir();
         let has_aof = aof_dir.join("manifest").exists();
+        let mut source = None;
         if !(settings.appendonly && has_aof) {
             let path = self.dir.snapshot_path();
             if path.exists() {
                 let loaded = snapshot::load(store, &path)?;
                 info!(path = %path.display(), bytes = loaded.bytes, keys = store.len(now_ms()), "loaded the snapshot");
+                source = Some(Source::Snapshot);
             }
         }
+        if settings.appendonly && has_aof {
+            source = Some(Source::AppendOnly);
+        }
+        *self.loaded_from.lock().unwrap_or_else(PoisonError::into_inner) = source;
         if settings.appendonly {
             AppendOnly::start(
                 &aof_dir,
@@ -385,7 +400,8 @@ impl Persistence {
     /// At a clean stop: the append-only file synced and closed, a last
     /// snapshot if save rules are set (as Redis does), and the identity
     /// with the replication position the data on disk ends at.
-    pub async fn shutdown(self: &Arc<Self>, store: &Arc<Store>, position: Option<dir::StoppedAt>) {
+    pub async fn shutdown(self: &Arc<Self>, store: &Arc<Store>, position: Position) {
+        let aof_on = self.aof().is_some();
         if let Some(aof) = self.aof() {
             aof.stop();
         }
@@ -400,9 +416,18 @@ impl Persistence {
             },
             false => false,
         };
-        if self.aof().is_some() || saved {
+        let source = match (aof_on, saved) {
+            (true, _) => Some(Source::AppendOnly),
+            (false, true) => Some(Source::Snapshot),
+            (false, false) => None,
+        };
+        if let Some(source) = source {
             let mut identity = self.identity.lock().unwrap_or_else(PoisonError::into_inner);
-            identity.stopped_at = position;
+            identity.stopped_at = Some(StoppedAt {
+                replid: position.replid,
+                offset: position.offset,
+                source,
+            });
             if let Err(err) = self.dir.save_identity(&identity) {
                 warn!(%err, "could not record where the data stops");
             }
@@ -412,13 +437,15 @@ impl Persistence {
     /// The replication position a clean stop recorded, if the data on disk
     /// is exactly what it says; forgotten on disk from now on, since the
     /// data is about to change.
-    pub fn take_stopped_at(&self) -> Option<dir::StoppedAt> {
+    pub fn take_stopped_at(&self) -> Option<StoppedAt> {
+        let loaded_from = *self.loaded_from.lock().unwrap_or_else(PoisonError::into_inner);
         let mut identity = self.identity.lock().unwrap_or_else(PoisonError::into_inner);
         let stopped = identity.stopped_at.take()?;
+        let stopped = (Some(stopped.source) == loaded_from).then_some(stopped);
         if let Err(err) = self.dir.save_identity(&identity) {
             warn!(%err, "could not clear the recorded stop position; not resuming from it");
             return None;
         }
-        Some(stopped)
+        stopped
     }
 }
