@@ -109,7 +109,11 @@ fn good_files_are_ok() {
     dir.write("data/dump.kcs", &snapshot());
     dir.write("data/appendonly/incr.1.kca", &aof());
     dir.write("data/empty.kca", &header(Kind::AppendOnly));
-    let output = dir.check(&["data/dump.kcs", "data/appendonly/incr.1.kca", "data/empty.kca"]);
+    let output = dir.check(&[
+        "data/dump.kcs",
+        "data/appendonly/incr.1.kca",
+        "data/empty.kca",
+    ]);
     assert_eq!(code(&output), 0, "{}", stdout(&output));
     let text = stdout(&output);
     assert!(

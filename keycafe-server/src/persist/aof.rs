@@ -342,6 +342,7 @@ impl AppendOnly {
             last_sync: Instant::now(),
             written: 0,
             synced: 0,
+            busy: false,
             rewriting: None,
         };
         let handle = std::thread::Builder::new()
@@ -487,6 +488,8 @@ struct Writer {
     /// The offset written to the file so far, and synced so far.
     written: u64,
     synced: u64,
+    /// The last look found something to write.
+    busy: bool,
     /// The base being written by a rewrite, and its thread.
     rewriting: Option<std::thread::JoinHandle<io::Result<u64>>>,
 }
@@ -495,6 +498,9 @@ struct Writer {
 const IDLE: Duration = Duration::from_millis(100);
 /// How often the writer looks in on a rewrite.
 const REWRITE_POLL: Duration = Duration::from_millis(10);
+/// How long a writer that just wrote waits before it writes again, under
+/// `everysec` and `no`.
+const NAP: Duration = Duration::from_millis(1);
 
 impl Writer {
     fn run(mut self) {
@@ -526,21 +532,28 @@ impl Writer {
     /// Waits for something to do, then moves the bytes that may be written
     /// to `out`. Returns whether to stop, whether to start a rewrite, and
     /// the offset that will be written once `out` is.
-    fn take(&self, out: &mut BytesMut) -> (bool, bool, u64) {
+    fn take(&mut self, out: &mut BytesMut) -> (bool, bool, u64) {
         let aof = &self.aof;
-        let mut pending = aof.lock();
-        let deadline = Instant::now() + IDLE;
-        // While a rewrite runs, look in on it often.
-        let deadline = match self.rewriting {
-            Some(_) => Instant::now() + REWRITE_POLL,
-            None => deadline,
+        // Under `everysec` and `no`, a writer that just wrote naps a moment
+        // before it looks again, unwoken, so that a stream of small batches
+        // becomes a few larger writes (as Redis writes once per turn of its
+        // event loop). Under `always` the next write starts at once: its
+        // clients are waiting for it.
+        let nap = self.busy && aof.fsync() != Fsync::Always;
+        let wait = match (&self.rewriting, nap) {
+            // While a rewrite runs, look in on it often.
+            (Some(_), _) => REWRITE_POLL,
+            (None, true) => NAP,
+            (None, false) => IDLE,
         };
-        while pending.whole == 0 && !pending.stop && !pending.rewrite && out.is_empty() {
+        let deadline = Instant::now() + wait;
+        let mut pending = aof.lock();
+        while (nap || pending.whole == 0) && !pending.stop && !pending.rewrite && out.is_empty() {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            pending.writer_idle = true;
+            pending.writer_idle = !nap;
             pending = aof
                 .wake
                 .wait_timeout(pending, deadline - now)
@@ -554,6 +567,7 @@ impl Writer {
         // disk: once `out` is written, this much is.
         let taken = aof.appended.load(Ordering::Acquire) - pending.buf.len() as u64;
         let rewrite = std::mem::take(&mut pending.rewrite);
+        self.busy = !out.is_empty();
         (pending.stop, rewrite, taken)
     }
 

@@ -181,7 +181,10 @@ impl Persistence {
         if settings.appendonly && has_aof {
             source = Some(Source::AppendOnly);
         }
-        *self.loaded_from.lock().unwrap_or_else(PoisonError::into_inner) = source;
+        *self
+            .loaded_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = source;
         if settings.appendonly {
             AppendOnly::start(
                 &aof_dir,
@@ -438,7 +441,10 @@ impl Persistence {
     /// is exactly what it says; forgotten on disk from now on, since the
     /// data is about to change.
     pub fn take_stopped_at(&self) -> Option<StoppedAt> {
-        let loaded_from = *self.loaded_from.lock().unwrap_or_else(PoisonError::into_inner);
+        let loaded_from = *self
+            .loaded_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut identity = self.identity.lock().unwrap_or_else(PoisonError::into_inner);
         let stopped = identity.stopped_at.take()?;
         let stopped = (Some(stopped.source) == loaded_from).then_some(stopped);
