@@ -427,3 +427,120 @@ async fn config_set_turns_the_append_only_file_on_while_serving() {
         "{text:?}"
     );
 }
+
+/// A small tmpfs the test mounts (as root) and unmounts when dropped: a
+/// disk that fills up.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs to fill a disk: it needs root (./test.sh runs as root)"
+        );
+        SmallDisk { dir }
+    }
+
+    fn grow(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "remount");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_loses_nothing_acknowledged_and_recovers() {
+    let disk = SmallDisk::mount("512k");
+    let data = disk.dir.path().join("node");
+    let always = [
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+    ];
+    let (child, addr) = start_with_dir(&data, &always).await;
+    let mut writer = RawClient::resp(addr).await;
+    let value = "x".repeat(16 * 1024);
+    // Fill the disk. The write that finds it full gets no reply (its
+    // change is not on disk, so it is not acknowledged) until there is
+    // room again.
+    let mut acknowledged = Vec::new();
+    let stuck = loop {
+        let key = format!("big:{}", acknowledged.len());
+        writer
+            .send(&[b"SET", key.as_bytes(), value.as_bytes()])
+            .await;
+        let reply = tokio::time::timeout(Duration::from_secs(3), writer.read_frame()).await;
+        match reply {
+            Ok(Some(frame)) if frame == simple("OK") => acknowledged.push(key),
+            Ok(other) => panic!("{key}: {other:?}"),
+            Err(_) => break key,
+        }
+        assert!(acknowledged.len() < 100, "the disk never filled up");
+    };
+    assert!(!acknowledged.is_empty());
+
+    // Meanwhile every other write is refused, and reads work.
+    let mut other = RawClient::resp(addr).await;
+    let Frame::Error(text) = other.cmd("SET small v").await else {
+        panic!("a write on a full disk is refused");
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    assert!(
+        text.starts_with("MISCONF Errors writing to the AOF file"),
+        "{text}"
+    );
+    assert_eq!(
+        other.cmd(&format!("STRLEN {}", acknowledged[0])).await,
+        Frame::Integer(16384)
+    );
+
+    // Room again: the stuck write is written and answered, and writes work.
+    disk.grow("8m");
+    let reply = tokio::time::timeout(Duration::from_secs(10), writer.read_frame()).await;
+    assert_eq!(
+        reply.expect("answered once there is room"),
+        Some(simple("OK"))
+    );
+    acknowledged.push(stuck);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while other.cmd("SET small v").await != simple("OK") {
+        assert!(Instant::now() < deadline, "writes accepted again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((writer, other));
+    kill_9(child).await;
+
+    let (_child, addr) = start_with_dir(&data, &always).await;
+    let mut client = RawClient::resp(addr).await;
+    for key in &acknowledged {
+        assert_eq!(
+            client.cmd(&format!("STRLEN {key}")).await,
+            Frame::Integer(16384),
+            "{key}"
+        );
+    }
+    assert_eq!(client.cmd("GET small").await, bulk("v"));
+}

@@ -207,6 +207,13 @@ pub struct LoadPolicy {
     pub damaged: bool,
 }
 
+thread_local! {
+    /// Where the last change made on this thread ends in the file: what
+    /// the batch of replies being made on this thread waits for (see
+    /// [`AppendOnly::durable_at`]).
+    static APPENDED_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// The appending side, shared by the store's feed, the writer thread and the
 /// connections that wait for the disk.
 pub struct AppendOnly {
@@ -393,15 +400,23 @@ impl AppendOnly {
     }
 
     /// Under `always`, the offset the replies of a batch that ended now
-    /// must wait for, if the disk is not there yet. A batch that changed
-    /// nothing waits too if another connection's change is still on its way
-    /// to disk: it may have read that change.
+    /// (on this thread) must wait for, if the disk is not there yet.
+    ///
+    /// A batch that changed nothing waits too if another connection's
+    /// change is still on its way to disk: it may have read that change.
+    /// Except while the disk refuses writes: then only a batch's own
+    /// changes hold its replies back, so that reads and refusals are
+    /// answered (and may show a change whose writer is still waiting).
     pub fn durable_at(&self) -> Option<u64> {
+        let own = APPENDED_HERE.replace(0);
         if self.fsync() != Fsync::Always || !self.listening.load(Ordering::Relaxed) {
             return None;
         }
-        let appended = self.appended.load(Ordering::Acquire);
-        (*self.durable.borrow() < appended).then_some(appended)
+        let target = match self.is_failing() {
+            true => own,
+            false => self.appended.load(Ordering::Acquire),
+        };
+        (*self.durable.borrow() < target).then_some(target)
     }
 
     /// Waits until `offset` bytes are on disk.
@@ -465,7 +480,8 @@ impl Subscriber for AppendOnly {
             pending.whole = pending.buf.len();
         }
         let added = (pending.buf.len() - before) as u64;
-        self.appended.fetch_add(added, Ordering::Release);
+        let appended = self.appended.fetch_add(added, Ordering::Release) + added;
+        APPENDED_HERE.set(appended);
         let wake = std::mem::take(&mut pending.writer_idle) && pending.whole > 0;
         drop(pending);
         if wake {
