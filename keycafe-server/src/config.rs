@@ -19,7 +19,7 @@ use keycafe_core::tls::{self, MemberTls, TlsAcceptor};
 use serde::Deserialize;
 
 use crate::persist::{
-    self,
+    self, AutoRewrite,
     aof::{Fsync, LoadPolicy},
     rules::SaveRules,
 };
@@ -145,6 +145,14 @@ pub struct Config {
     /// and cut the rest off, instead of refusing to start. Off by default:
     /// it loses every change after the damage.
     pub aof_load_damaged: bool,
+    /// Rewrite the append-only file once its increments have grown by this
+    /// percentage of its base (Redis's `auto-aof-rewrite-percentage`); 0
+    /// turns automatic rewrites off.
+    pub auto_aof_rewrite_percentage: u64,
+    /// ... and are at least this large (`auto-aof-rewrite-min-size`; bytes,
+    /// or 64mb, 1gb, ...).
+    #[serde(deserialize_with = "crate::store::deserialize_memory")]
+    pub auto_aof_rewrite_min_size: usize,
 }
 
 impl Default for Config {
@@ -186,6 +194,8 @@ impl Default for Config {
             appendfsync: Fsync::Everysec,
             aof_load_truncated: true,
             aof_load_damaged: false,
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size: 64 << 20,
         }
     }
 }
@@ -283,6 +293,10 @@ impl Config {
             load: LoadPolicy {
                 truncated: self.aof_load_truncated,
                 damaged: self.aof_load_damaged,
+            },
+            auto_rewrite: AutoRewrite {
+                percentage: self.auto_aof_rewrite_percentage,
+                min_size: self.auto_aof_rewrite_min_size as u64,
             },
         };
         Some((dir, settings))

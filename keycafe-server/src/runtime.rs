@@ -362,6 +362,22 @@ pub static SETTINGS: &[Setting] = &[
         },
         set_appendfsync,
     ),
+    Setting::live(
+        "auto-aof-rewrite-percentage",
+        |n| match n.persistence {
+            Some(p) => p.auto_rewrite().percentage.to_string(),
+            None => n.config.auto_aof_rewrite_percentage.to_string(),
+        },
+        set_auto_rewrite_percentage,
+    ),
+    Setting::live(
+        "auto-aof-rewrite-min-size",
+        |n| match n.persistence {
+            Some(p) => p.auto_rewrite().min_size.to_string(),
+            None => n.config.auto_aof_rewrite_min_size.to_string(),
+        },
+        set_auto_rewrite_min_size,
+    ),
     Setting::fixed("aof-load-truncated", |n| {
         yes_no(n.config.aof_load_truncated)
     }),
@@ -398,6 +414,28 @@ fn set_appendfsync(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String
     let fsync = Fsync::parse(value).ok_or("argument must be 'always', 'everysec' or 'no'")?;
     if mode == Mode::Apply {
         persistence.set_appendfsync(fsync);
+    }
+    Ok(())
+}
+
+fn set_auto_rewrite_percentage(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let persistence = persistence(node)?;
+    let percentage = value
+        .parse::<u64>()
+        .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+    if mode == Mode::Apply {
+        let auto = persistence.auto_rewrite();
+        persistence.set_auto_rewrite(crate::persist::AutoRewrite { percentage, ..auto });
+    }
+    Ok(())
+}
+
+fn set_auto_rewrite_min_size(node: Node<'_>, value: &str, mode: Mode) -> Result<(), String> {
+    let persistence = persistence(node)?;
+    let min_size = parse_memory(value)? as u64;
+    if mode == Mode::Apply {
+        let auto = persistence.auto_rewrite();
+        persistence.set_auto_rewrite(crate::persist::AutoRewrite { min_size, ..auto });
     }
     Ok(())
 }

@@ -544,3 +544,51 @@ async fn a_full_disk_refuses_writes_loses_nothing_acknowledged_and_recovers() {
     }
     assert_eq!(client.cmd("GET small").await, bulk("v"));
 }
+
+#[tokio::test]
+async fn the_append_only_file_is_rewritten_once_it_has_grown() {
+    let dir = tempfile::tempdir().unwrap();
+    let aof = ["--appendonly", "yes", "--save", ""];
+    let (child, addr) = start_with_dir(dir.path(), &aof).await;
+    let mut client = RawClient::resp(addr).await;
+    assert_eq!(
+        client
+            .cmd("CONFIG SET auto-aof-rewrite-min-size 64kb auto-aof-rewrite-percentage 100")
+            .await,
+        simple("OK")
+    );
+    // The same ten keys over and over: the increments grow, the data not.
+    let value = "v".repeat(1000);
+    for i in 0..200 {
+        let key = format!("k{}", i % 10);
+        assert_eq!(
+            client
+                .call(&[b"SET", key.as_bytes(), value.as_bytes()])
+                .await,
+            simple("OK")
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let Frame::Bulk(info) = client.cmd("INFO persistence").await else {
+            panic!("INFO is a bulk");
+        };
+        let info = String::from_utf8_lossy(&info).into_owned();
+        let field = |name: &str| -> u64 {
+            let line = info.lines().find(|l| l.starts_with(name)).expect(name);
+            line[name.len() + 1..].parse().unwrap()
+        };
+        if field("aof_rewrites") >= 1 && field("aof_rewrite_in_progress") == 0 {
+            assert!(field("aof_current_size") < 64 * 1024, "{info}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "a rewrite ran: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(client);
+    kill_9(child).await;
+    let (_child, addr) = start_with_dir(dir.path(), &aof).await;
+    let mut client = RawClient::resp(addr).await;
+    assert_eq!(client.cmd("DBSIZE").await, Frame::Integer(10));
+    assert_eq!(client.cmd("STRLEN k9").await, Frame::Integer(1000));
+}

@@ -58,6 +58,27 @@ pub struct Settings {
     pub appendonly: bool,
     pub appendfsync: Fsync,
     pub load: LoadPolicy,
+    pub auto_rewrite: AutoRewrite,
+}
+
+/// When the append-only file is rewritten without being asked: once its
+/// increments are `percentage`% of its base or more, and at least
+/// `min_size` bytes (Redis's `auto-aof-rewrite-percentage` and
+/// `auto-aof-rewrite-min-size`). A percentage of 0 never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoRewrite {
+    pub percentage: u64,
+    pub min_size: u64,
+}
+
+impl AutoRewrite {
+    /// Whether a file of these sizes is due for a rewrite.
+    pub fn due(&self, base_size: u64, increments_size: u64) -> bool {
+        self.percentage > 0
+            && increments_size >= self.min_size
+            && increments_size.saturating_mul(100)
+                >= base_size.max(1).saturating_mul(self.percentage)
+    }
 }
 
 /// A node's persistence: everything under its data directory.
@@ -78,6 +99,7 @@ pub struct Persistence {
     /// `stop-writes-on-bgsave-error`).
     snapshot_failing: AtomicBool,
     identity: Mutex<Identity>,
+    auto_rewrite: Mutex<AutoRewrite>,
     /// Where [`Persistence::load`] found the data.
     loaded_from: Mutex<Option<Source>>,
 }
@@ -159,6 +181,7 @@ impl Persistence {
             snapshot_failing: AtomicBool::new(false),
             identity: Mutex::new(identity.clone()),
             loaded_from: Mutex::new(None),
+            auto_rewrite: Mutex::new(settings.auto_rewrite),
         };
         Ok((persistence, feed, identity))
     }
@@ -333,6 +356,23 @@ impl Persistence {
             info!("save rules (or BGSAVE SCHEDULE) ask for a snapshot");
             let _ = self.bgsave(store);
         }
+        if let Some(aof) = self.aof() {
+            let (base, increments, busy) = {
+                let status = aof.status();
+                (
+                    status.base_size,
+                    status.increments_size,
+                    status.rewrite_in_progress,
+                )
+            };
+            if !busy && self.auto_rewrite().due(base, increments) {
+                info!(
+                    base,
+                    increments, "the append-only file has grown; rewriting it"
+                );
+                aof.request_rewrite();
+            }
+        }
     }
 
     /// `CONFIG SET appendonly`: off stops the writer after it has synced
@@ -386,6 +426,20 @@ impl Persistence {
 
     pub fn set_appendfsync(&self, fsync: Fsync) {
         self.aof.set_fsync(fsync);
+    }
+
+    pub fn auto_rewrite(&self) -> AutoRewrite {
+        *self
+            .auto_rewrite
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn set_auto_rewrite(&self, auto_rewrite: AutoRewrite) {
+        *self
+            .auto_rewrite
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = auto_rewrite;
     }
 
     /// Records a newly adopted configuration epoch in the identity.
@@ -453,5 +507,27 @@ impl Persistence {
             return None;
         }
         stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewrite_is_due_once_the_increments_outgrow_the_base() {
+        let auto = AutoRewrite {
+            percentage: 100,
+            min_size: 1000,
+        };
+        assert!(!auto.due(5000, 999), "under the minimum");
+        assert!(!auto.due(5000, 4999), "not yet as large as the base");
+        assert!(auto.due(5000, 5000));
+        assert!(auto.due(10, 1000), "a tiny base: the minimum decides");
+        let off = AutoRewrite {
+            percentage: 0,
+            ..auto
+        };
+        assert!(!off.due(0, u64::MAX));
     }
 }
