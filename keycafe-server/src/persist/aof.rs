@@ -689,7 +689,10 @@ impl Writer {
         let path = dir.join(base_name(next));
         let spawned = std::thread::Builder::new()
             .name("aof-rewrite".to_string())
-            .spawn(move || snapshot::write(&store, &recorder, &path, next).map(|w| w.bytes));
+            .spawn(move || {
+                snapshot::background_priority();
+                snapshot::write(&store, &recorder, &path, next).map(|w| w.bytes)
+            });
         match spawned {
             Ok(handle) => self.rewriting = Some(handle),
             Err(err) => {

@@ -273,7 +273,10 @@ impl Persistence {
         let (this, store) = (self.clone(), store.clone());
         let spawned = std::thread::Builder::new()
             .name("bgsave".to_string())
-            .spawn(move || this.save_now(&store, changes));
+            .spawn(move || {
+                snapshot::background_priority();
+                this.save_now(&store, changes);
+            });
         if spawned.is_err() {
             self.snapshots().in_progress = None;
             return Err("ERR could not start a background save thread");

@@ -156,6 +156,20 @@ pub fn write(
     })
 }
 
+/// Lowers the calling thread's scheduling priority (nice 10), for a
+/// thread that writes a snapshot: it then gives way to the threads that
+/// serve clients when the machine's cores are all busy, and uses what is
+/// left otherwise.
+pub fn background_priority() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: setpriority only changes the scheduling priority of the
+    // thread whose id gettid returns: this one.
+    unsafe {
+        let thread = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, 10);
+    }
+}
+
 /// Frames records into blocks and writes them.
 struct BlockWriter<'f> {
     file: &'f mut AtomicFile,
