@@ -142,6 +142,11 @@ pub async fn run_on(
                 persistence.clone(),
                 stop.clone(),
             ));
+            tasks.spawn(drop_foreign_keys(
+                shared.clone(),
+                cluster.clone(),
+                stop.clone(),
+            ));
         }
     }
     if let (Some(bus), Some(cluster)) = (bus_listener, shared.cluster.clone()) {
@@ -442,6 +447,54 @@ async fn remember_epochs(
         let persistence = persistence.clone();
         // A small file, written through fsync: off the async threads.
         let _ = tokio::task::spawn_blocking(move || persistence.note_epoch(epoch)).await;
+    }
+}
+
+/// Once, at the first configuration this node is in after a start with a
+/// data directory: drops the keys of slots another node owns (see
+/// `ClusterView::foreign_slots`), slot by slot, checking each slot again
+/// against the newest view just before.
+async fn drop_foreign_keys(
+    shared: Arc<Shared>,
+    cluster: Arc<cluster::ClusterState>,
+    stop: CancellationToken,
+) {
+    let mut changed = cluster.subscribe();
+    let view = loop {
+        tokio::select! {
+            result = changed.changed() => if result.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+        let view = cluster.view();
+        if view.me.is_some() {
+            break view;
+        }
+    };
+    let mut dropped = 0;
+    for slot in view.foreign_slots() {
+        loop {
+            let now_view = cluster.view();
+            let still_foreign = !now_view.is_replica()
+                && matches!(now_view.state(slot), cluster::view::SlotState::Other(_));
+            let keys = match still_foreign {
+                true => shared.store.keys_in_slot(slot, 1000),
+                false => Vec::new(),
+            };
+            if keys.is_empty() {
+                break;
+            }
+            let now = crate::store::now_ms();
+            for key in keys {
+                dropped += usize::from(shared.store.remove(&key, now));
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    if dropped > 0 {
+        warn!(
+            dropped,
+            "dropped the keys this node held in slots other nodes own"
+        );
     }
 }
 

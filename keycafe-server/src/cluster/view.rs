@@ -142,6 +142,22 @@ impl ClusterView {
     pub fn my_slots(&self) -> Vec<Slot> {
         self.me.map(|me| self.map.slots_of(me)).unwrap_or_default()
     }
+
+    /// The slots whose keys a primary must not keep: owned by another node,
+    /// with nothing moving to this one. A primary restarted from its data
+    /// directory drops their keys, as Redis does: they are what it held
+    /// before it was replaced or left, and serving them again, should the
+    /// slot come back, would bring back writes since overwritten or
+    /// deleted. A replica keeps everything: its primary replaces or
+    /// continues its data. Empty until this node is in a configuration.
+    pub fn foreign_slots(&self) -> Vec<Slot> {
+        if self.me.is_none() || self.is_replica() {
+            return Vec::new();
+        }
+        (0..SLOT_COUNT)
+            .filter(|&slot| matches!(self.state(slot), SlotState::Other(_)))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +227,34 @@ mod tests {
         // Slot 10 moves to its primary: what arrives of it is kept.
         assert_eq!(replica.state(10), SlotState::PrimaryImportingFrom(0));
         assert!(replica.my_slots().is_empty());
+    }
+
+    #[test]
+    fn a_primary_drops_the_slots_others_own_and_a_replica_nothing() {
+        let one = ClusterView::new(config(), "1", None);
+        let foreign = one.foreign_slots();
+        assert_eq!(foreign.len(), 8192, "the other half");
+        assert_eq!((foreign[0], foreign[8191]), (8192, 16383));
+        // Slot 10 is moving from here to 2: this node's until it has moved.
+        let two = ClusterView::new(config(), "2", None);
+        assert!(!two.foreign_slots().contains(&10), "importing: kept");
+        assert_eq!(two.foreign_slots().len(), 8191);
+        let mut with_replica = config();
+        with_replica.nodes.push(NodeInfo {
+            replica_of: Some("2".into()),
+            ..node("3")
+        });
+        assert!(
+            ClusterView::new(with_replica, "3", None)
+                .foreign_slots()
+                .is_empty()
+        );
+        assert!(
+            ClusterView::new(config(), "stranger", None)
+                .foreign_slots()
+                .is_empty()
+        );
+        assert!(ClusterView::empty().foreign_slots().is_empty());
     }
 
     #[test]
