@@ -20,6 +20,7 @@
 //!   positions.
 //! - [`glob`]: [`glob::Glob`], Redis's glob patterns (`KEYS`, `SCAN MATCH`,
 //!   `CONFIG GET`).
+//! - [`repr`]: quoting a binary-safe string as Redis shows it to people.
 //! - [`cluster`]: [`cluster::ClusterConfig`], the epoch-stamped layout of a
 //!   cluster, and [`cluster::SlotMap`].
 //! - [`coord`]: messages between nodes and the coordinator.
@@ -45,6 +46,7 @@ pub mod limits;
 pub mod native;
 #[cfg(feature = "process")]
 pub mod process;
+pub mod repr;
 pub mod resp;
 pub mod slot;
 #[cfg(feature = "tls")]

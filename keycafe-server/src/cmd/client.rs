@@ -947,31 +947,10 @@ pub fn monitor_line(now: SystemTime, addr: &str, info: &CommandInfo, args: Args<
         };
         match redacted {
             true => line.push_str("\"(redacted)\""),
-            false => quote(&mut line, arg),
+            false => keycafe_core::repr::quote(&mut line, arg),
         }
     }
     line
-}
-
-/// Writes `arg` in double quotes with Redis's escapes (`sdscatrepr`).
-fn quote(out: &mut String, arg: &[u8]) {
-    out.push('"');
-    for &byte in arg {
-        match byte {
-            b'\\' => out.push_str("\\\\"),
-            b'"' => out.push_str("\\\""),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x07 => out.push_str("\\a"),
-            0x08 => out.push_str("\\b"),
-            b' '..=b'~' => out.push(char::from(byte)),
-            _ => {
-                let _ = write!(out, "\\x{byte:02x}");
-            }
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

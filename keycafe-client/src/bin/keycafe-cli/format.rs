@@ -87,23 +87,12 @@ fn raw(out: &mut Vec<u8>, frame: &Frame) {
     }
 }
 
-/// Writes `data` in double quotes with redis-cli's escapes (its `sdscatrepr`):
-/// printable ASCII as is, `\n \r \t \a \b \\ \"`, anything else as `\xhh`.
+/// Writes `data` in double quotes with redis-cli's escapes (see
+/// [`keycafe_core::repr`]).
 pub fn quote(out: &mut Vec<u8>, data: &[u8]) {
-    out.push(b'"');
-    for &byte in data {
-        match byte {
-            b'\\' | b'"' => out.extend_from_slice(&[b'\\', byte]),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x07 => out.extend_from_slice(b"\\a"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x20..=0x7e => out.push(byte),
-            _ => out.extend_from_slice(format!("\\x{byte:02x}").as_bytes()),
-        }
-    }
-    out.push(b'"');
+    let mut text = String::with_capacity(data.len() + 2);
+    keycafe_core::repr::quote(&mut text, data);
+    out.extend_from_slice(text.as_bytes());
 }
 
 #[cfg(test)]
