@@ -241,3 +241,36 @@ fn under_always_a_batch_waits_for_the_disk() {
     assert_eq!(node.aof.durable_at(), None, "only always waits");
     node.stop();
 }
+
+#[test]
+fn a_part_the_manifest_names_but_the_directory_lacks_stops_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), Fsync::Always, STRICT).unwrap();
+    node.set("k", "v");
+    node.settle();
+    node.stop();
+    let incr = last_increment(dir.path());
+    let saved = fs::read(&incr).unwrap();
+    fs::remove_file(&incr).unwrap();
+    let err = Node::start(dir.path(), Fsync::Always, STRICT)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("incr.1.kca"), "{err}");
+    fs::write(&incr, saved).unwrap();
+    fs::remove_file(dir.path().join(base_name(1))).unwrap();
+    let err = Node::start(dir.path(), Fsync::Always, STRICT)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("base.1.kcs"), "{err}");
+    // Nothing was made up in their place.
+    assert!(!dir.path().join(base_name(1)).exists());
+    assert_eq!(
+        read_manifest(dir.path()).unwrap(),
+        Some(Manifest {
+            base: 1,
+            increments: vec![1]
+        })
+    );
+}
