@@ -6,8 +6,16 @@
 #   - the auth API           http://127.0.0.1:8080  (examples/auth-server)
 #   - the web front end      http://127.0.0.1:3000  (examples/auth-web)
 # waits until each answers, prints the URL and the demo login, writes logs to
-# ./logs, and stops everything cleanly on Ctrl-C. The cluster starts afresh
-# each time; the example's SQLite database is kept in ./logs.
+# ./logs, and stops everything cleanly on Ctrl-C.
+#
+# The cluster keeps its data across runs, so a user signed in before Ctrl-C
+# is still signed in after ./run-demo.sh again: each node keeps its identity,
+# snapshots and append-only file (appendfsync everysec) in logs/data/<port>/,
+# the coordinator its slot map in logs/coordinator-data/, and the example its
+# SQLite database in logs/. None of it depends on the secrets below, which are
+# new each run. ./run-demo.sh --fresh (or FRESH=1 ./run-demo.sh) wipes the
+# cluster's data (nodes and coordinator together) and starts a new cluster;
+# the SQLite database stays.
 #
 # Nothing runs open: every run draws new random secrets and writes them to
 # logs/secrets.env (mode 0600, never printed):
@@ -24,7 +32,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/lib.sh
 LOGS=${LOGS:-logs}
+FRESH=${FRESH:-0}
+for arg in "$@"; do
+    case $arg in
+        --fresh) FRESH=1 ;;
+        *) echo "usage: $0 [--fresh]   (--fresh: wipe the cluster's data and start a new cluster)" >&2; exit 2 ;;
+    esac
+done
 mkdir -p "$LOGS"
+DATA=$LOGS/data
+COORDINATOR_DATA=$LOGS/coordinator-data
 SEEDS=127.0.0.1:9814,127.0.0.1:9815,127.0.0.1:9816
 SECRETS=$LOGS/secrets.env
 RUN=$LOGS/run
@@ -35,6 +52,17 @@ for port in 9800 9880 9814 9815 9816 9817 9818 9819 19814 19815 19816 19817 1981
         exit 1
     fi
 done
+
+# The nodes' data and the coordinator's go together: nodes that remember a
+# cluster the coordinator does not know are refused by it.
+if [[ $FRESH == 1 ]]; then
+    echo "starting a new cluster: removing $DATA and $COORDINATOR_DATA"
+    rm -rf "$DATA" "$COORDINATOR_DATA"
+elif [[ -d $DATA && ! -e $COORDINATOR_DATA/cluster.json ]]; then
+    echo "$DATA holds nodes' data but $COORDINATOR_DATA/cluster.json is missing;" >&2
+    echo "run ./run-demo.sh --fresh to start a new cluster (this removes $DATA)" >&2
+    exit 1
+fi
 
 echo "building (release)..."
 ./build.sh
@@ -117,37 +145,43 @@ wait_until() {
     exit 1
 }
 healthy() { [[ $(http_status "$1" "$2") == 200 ]]; }
-# cluster_ready N: the coordinator has N nodes and has finished moving slots.
+# cluster_ready N: N nodes are connected to the coordinator, every slot has
+# an owner, and nothing is moving. (Connected, not merely known: a restarted
+# coordinator knows every node of the last run before any has come back.)
 cluster_ready() {
     local json
     json=$( (exec 3<>/dev/tcp/127.0.0.1/9880 &&
         printf 'GET /api/cluster HTTP/1.0\r\nHost: 127.0.0.1:9880\r\n\r\n' >&3 && cat <&3) 2>/dev/null) || return 1
     python3 - "$1" "$json" <<'PY'
 import json, sys
-body = sys.argv[2].split("\r\n\r\n", 1)[-1]
-config = json.loads(body).get("config", {})
+body = json.loads(sys.argv[2].split("\r\n\r\n", 1)[-1])
+config = body.get("config", {})
 owned = sum(r["end"] - r["start"] + 1 for r in config.get("slots", []))
-ready = len(config.get("nodes", [])) == int(sys.argv[1]) and owned == 16384
+connected = sum(1 for n in body.get("nodes", []) if n.get("connected"))
+ready = connected >= int(sys.argv[1]) and owned == 16384
 sys.exit(0 if ready and not config.get("migrations") else 1)
 PY
 }
 
 # start_nodes N CONFIG...: a node for each file (its copy in $RUN, with the
-# secrets), each listening before the next starts; then waits until the
-# cluster has N nodes and every slot placed.
+# secrets), with its data in $DATA/<port>, each listening (its data loaded)
+# before the next starts; then waits until N nodes are connected and every
+# slot is placed.
 start_nodes() {
     local nodes=$1 config port
     shift
     for config in "$@"; do
         port=$(awk '/^service_port:/ {print $2}' "$config")
-        start "keycafe-$port" target/release/keycafe-server "$RUN/$config"
+        start "keycafe-$port" target/release/keycafe-server "$RUN/$config" --dir "$DATA/$port"
         wait_until "keycafe-$port" listening "$port"
     done
     wait_until coordinator cluster_ready "$nodes"
 }
 
-rm -rf "$LOGS/coordinator-data"
-start coordinator target/release/coordinate-server "$RUN/coordinator.yaml" --data-dir "$LOGS/coordinator-data"
+if [[ -e $COORDINATOR_DATA/cluster.json ]]; then
+    echo "restarting the cluster of the last run (its data is in $DATA; --fresh for a new one)"
+fi
+start coordinator target/release/coordinate-server "$RUN/coordinator.yaml" --data-dir "$COORDINATOR_DATA"
 wait_until coordinator healthy 9880 /api/cluster
 start_nodes 3 config.yaml config2.yaml config3.yaml
 start_nodes 6 config4.yaml config5.yaml config6.yaml
@@ -175,6 +209,7 @@ Keycafe demo is running.
   their replicas      127.0.0.1:9817, :9818, :9819   (kill a primary: its replica takes over within seconds)
   auth API            http://127.0.0.1:8080/healthz
   logs                $LOGS/
+  cluster data        $DATA/, $COORDINATOR_DATA/   (kept across runs; ./run-demo.sh --fresh starts anew)
 
   This run's secrets are in $SECRETS (mode 0600, new each run): the Keycafe
   password, the cluster secret, the dashboard's admin token, auth-web's secret.

@@ -414,6 +414,16 @@ impl Coordinator {
         Coordinator::launch(port, http_port, data_dir, &CoordinatorOptions::default()).await
     }
 
+    /// [`Coordinator::start_on`] with settings.
+    pub async fn start_on_with(
+        port: u16,
+        http_port: u16,
+        data_dir: PathBuf,
+        options: &CoordinatorOptions,
+    ) -> anyhow::Result<Coordinator> {
+        Coordinator::launch(port, http_port, data_dir, options).await
+    }
+
     async fn launch(
         port: u16,
         http_port: u16,
@@ -453,6 +463,15 @@ impl Coordinator {
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM, then waits (bounded) until the process has exited.
+    pub async fn terminate(
+        mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        signal(&self.child, "TERM")?;
+        Ok(tokio::time::timeout(timeout, self.child.wait()).await??)
     }
 
     /// The cluster configuration from `/api/cluster`.
@@ -544,6 +563,11 @@ pub struct NodeOptions {
     /// mutual TLS (`--tls-cluster`), and so does the client port, which
     /// then requires client certificates from the same CA.
     pub tls: Option<MemberTls>,
+    /// `--dir`: the data directory (identity, snapshots, append-only file),
+    /// which makes a restarted node the same node with the same data.
+    pub dir: Option<PathBuf>,
+    /// `--appendonly yes --appendfsync <this>` (`always`, `everysec`, `no`).
+    pub appendfsync: Option<&'static str>,
 }
 
 impl NodeOptions {
@@ -561,6 +585,12 @@ impl NodeOptions {
         if let Some(tls) = &self.tls {
             args.extend(tls.args());
             args.extend(["--tls-cluster".to_string(), "yes".to_string()]);
+        }
+        if let Some(dir) = &self.dir {
+            args.extend(["--dir".to_string(), dir.display().to_string()]);
+        }
+        if let Some(fsync) = self.appendfsync {
+            args.extend(["--appendonly", "yes", "--appendfsync", fsync].map(String::from));
         }
         args
     }
@@ -656,7 +686,9 @@ impl Node {
     }
 
     /// Starts the binary again with the same ports and flags (after
-    /// [`Node::kill`]); it comes up with a new id and empty memory.
+    /// [`Node::kill`]); it comes up with a new id and empty memory, unless
+    /// it has a data directory ([`NodeOptions::dir`]): then it is the same
+    /// node, with what it had persisted.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.child = Node::launch(&self.host, self.port, self.bus_port, &self.args).await?;
         Ok(())

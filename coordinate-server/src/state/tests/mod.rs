@@ -2,7 +2,8 @@
 //!
 //! [`Harness`] checks the invariants of every batch of effects; the tests
 //! are in [`rebalance`] (planning, migrations, time), [`membership`]
-//! (registration, leaving, refusals), [`replicas`] (roles) and [`failover`].
+//! (registration, leaving, refusals), [`replicas`] (roles), [`failover`]
+//! and [`restart`] (a coordinator or nodes coming back with their state).
 
 use std::time::{Duration, Instant};
 
@@ -313,3 +314,4 @@ mod failover;
 mod membership;
 mod rebalance;
 mod replicas;
+mod restart;
