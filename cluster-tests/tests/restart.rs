@@ -595,3 +595,55 @@ async fn a_primary_down_longer_than_the_node_timeout_comes_back_as_a_replica() {
         .collect();
     assert_same_data(&replica, &old, &owned).await;
 }
+
+/// A primary and its replica stopped cleanly (SIGTERM: the primary first,
+/// which lets its replica catch up before it goes) and started again from
+/// their data directories stand at the same offset of one history: the
+/// replica continues it, with no full copy, and holds the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_clean_stop_a_replica_continues_its_primarys_history() {
+    let mut cluster = PersistentCluster::start(1).await;
+    let kc = KeycafeCluster::connect(cluster.primaries[0].addr())
+        .await
+        .unwrap();
+    let (written, _) = write_acknowledged(&kc, 600).await;
+    drop(kc);
+    wait_caught_up(&cluster.primaries[0].addr(), &cluster.replicas[0].addr()).await;
+
+    for node in cluster
+        .primaries
+        .iter_mut()
+        .chain(cluster.replicas.iter_mut())
+    {
+        node.terminate().unwrap();
+        let status = node.wait_exit(Duration::from_secs(15)).await.unwrap();
+        assert!(
+            status.success(),
+            "node {} exits cleanly: {status}",
+            node.addr()
+        );
+    }
+    for node in cluster
+        .replicas
+        .iter_mut()
+        .chain(cluster.primaries.iter_mut())
+    {
+        node.restart().await.unwrap();
+    }
+    cluster.wait_whole().await;
+
+    let mut primary = RespClient::connect(&cluster.primaries[0].addr())
+        .await
+        .unwrap();
+    let stats = primary.info("stats").await.unwrap();
+    assert_eq!(
+        (
+            stats["sync_full"].as_str(),
+            stats["sync_partial_ok"].as_str()
+        ),
+        ("0", "1"),
+        "the replica continued instead of copying: {stats:?}"
+    );
+    let config = cluster.coordinator().config().await.unwrap();
+    assert_replicas_follow(&config, &written).await;
+}

@@ -41,7 +41,7 @@ use keycafe_core::{Frame, Limits, Protocol, Reply, RequestParser, native};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::clients::{Kind, Monitor, Peer};
 use crate::cmd::client::{Before, Buffers, ReplyMode};
@@ -52,6 +52,9 @@ use crate::state::Shared;
 const BUS_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read in chunks of at least this size.
 const READ_CHUNK: usize = 16 * 1024;
+/// A wait for the append-only file this long is logged: the disk (or
+/// whatever else writes to it) is slow, and so are this client's replies.
+const SLOW_DISK: Duration = Duration::from_secs(1);
 /// Write out replies mid-batch once this much is pending, so that a pipeline
 /// of large GETs does not build one huge buffer.
 const FLUSH_AT: usize = 1024 * 1024;
@@ -322,13 +325,24 @@ impl<S: Stream> Connection<S> {
         let Some(aof) = persistence.aof() else {
             return true;
         };
-        match aof.durable_at() {
-            Some(offset) => self
-                .unless_client_leaves(aof.wait_durable(offset))
-                .await
-                .is_some(),
-            None => true,
+        let Some(offset) = aof.durable_at() else {
+            return true;
+        };
+        let started = std::time::Instant::now();
+        let stayed = self
+            .unless_client_leaves(aof.wait_durable(offset))
+            .await
+            .is_some();
+        let waited = started.elapsed();
+        if waited >= SLOW_DISK {
+            warn!(
+                client = self.state.id,
+                ms = waited.as_millis() as u64,
+                offset,
+                "replies waited long for the append-only file"
+            );
         }
+        stayed
     }
 
     /// False if replies in the output buffer were served under this

@@ -208,6 +208,9 @@ pub async fn run_on(
         _ = left_the_cluster(&shared) => info!("left the cluster; shutting down"),
     }
 
+    if shared.persistence.is_some() {
+        let_replicas_catch_up(&shared).await;
+    }
     stop.cancel();
     tasks.close();
     tasks.wait().await;
@@ -413,6 +416,27 @@ async fn client_clock(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// How long a stopping primary waits for its replicas to catch up.
+const CATCH_UP_AT_STOP: Duration = Duration::from_secs(2);
+
+/// Before a primary with replicas stops: writes are paused (and with them
+/// the stream's pings) and the replicas given a moment to acknowledge
+/// everything, as Redis 7 does at shutdown. Restarted from their data
+/// directories, primary and replicas then stand at the same offset of one
+/// history, and the replicas continue it instead of copying everything.
+async fn let_replicas_catch_up(shared: &Shared) {
+    let replication = &shared.replication;
+    let replicas = replication.replicas().len();
+    if shared.cluster.is_none() || replicas == 0 {
+        return;
+    }
+    replication.gate.pause(CATCH_UP_AT_STOP).await;
+    let caught_up = replication
+        .wait_for_acks(replicas, Some(CATCH_UP_AT_STOP))
+        .await;
+    info!(caught_up, replicas, "replicas caught up before stopping");
 }
 
 /// Runs the save rules (see `persist::rules`).

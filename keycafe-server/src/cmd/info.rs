@@ -193,6 +193,7 @@ fn info_persistence(shared: &Shared) -> String {
             f.aof_rewrites = status.rewrites;
             f.aof_write_ok = status.last_write_error.is_none();
             f.aof_base_size = status.base_size;
+            f.aof_delayed_fsync = status.slow_syncs;
             f.aof_current_size = status.base_size + status.increments_size;
         }
     }
@@ -228,8 +229,8 @@ fn info_persistence(shared: &Shared) -> String {
         let _ = write!(
             text,
             "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\n\
-             aof_buffer_length:0\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n",
-            f.aof_current_size, f.aof_base_size
+             aof_buffer_length:0\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:{}\r\n",
+            f.aof_current_size, f.aof_base_size, f.aof_delayed_fsync
         );
     }
     text.push_str("\r\n");
@@ -252,6 +253,7 @@ struct Persisted {
     aof_write_ok: bool,
     aof_base_size: u64,
     aof_current_size: u64,
+    aof_delayed_fsync: u64,
 }
 
 impl Default for Persisted {
@@ -271,6 +273,7 @@ impl Default for Persisted {
             aof_write_ok: true,
             aof_base_size: 0,
             aof_current_size: 0,
+            aof_delayed_fsync: 0,
         }
     }
 }

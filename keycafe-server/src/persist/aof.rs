@@ -260,6 +260,8 @@ pub struct Status {
     pub rewrites: u64,
     pub last_rewrite_ok: bool,
     pub last_rewrite_secs: Option<u64>,
+    /// Syncs that took a second or more.
+    pub slow_syncs: u64,
 }
 
 impl AppendOnly {
@@ -514,6 +516,9 @@ struct Writer {
 const IDLE: Duration = Duration::from_millis(100);
 /// How often the writer looks in on a rewrite.
 const REWRITE_POLL: Duration = Duration::from_millis(10);
+/// A sync that takes this long is logged (and counted in INFO as
+/// `aof_delayed_fsync`).
+const SLOW_SYNC: Duration = Duration::from_secs(1);
 /// How long a writer that just wrote waits before it writes again, under
 /// `everysec` and `no`.
 const NAP: Duration = Duration::from_millis(1);
@@ -641,7 +646,21 @@ impl Writer {
     /// Syncs the file and tells waiting replies; a failure stops the node
     /// (see the module docs).
     fn sync_now(&mut self) {
-        if let Err(err) = self.file.sync_data() {
+        let started = Instant::now();
+        let synced = self.file.sync_data();
+        let took = started.elapsed();
+        if took >= SLOW_SYNC {
+            // A sync waits for whatever else the file system must write
+            // first (another program's writes, on ext4): replies waiting
+            // under `always` wait that long too.
+            warn!(
+                ms = took.as_millis() as u64,
+                written = self.written,
+                "syncing the append-only file was slow"
+            );
+            self.aof.status().slow_syncs += 1;
+        }
+        if let Err(err) = synced {
             error!(%err, "syncing the append-only file failed; stopping, since the kernel may have dropped unwritten data");
             std::process::exit(1);
         }
