@@ -81,6 +81,16 @@ pub struct NodeReport {
     /// Where this node's replication stream stands.
     #[serde(default)]
     pub replication: ReplicationReport,
+    /// Commands processed since the node started (INFO's
+    /// `total_commands_processed`). A count rather than a rate, so that the
+    /// coordinator measures the rate over the interval it actually saw
+    /// between two heartbeats. `None` from nodes that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands_processed: Option<u64>,
+    /// Bytes of memory the node accounts for (INFO's `used_memory`, what
+    /// `maxmemory` is compared with). `None` from nodes that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_memory: Option<u64>,
 }
 
 /// The replication part of a heartbeat.
