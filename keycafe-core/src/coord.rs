@@ -214,6 +214,32 @@ mod tests {
     }
 
     #[test]
+    fn load_figures_are_optional_both_ways() {
+        // From a node that predates them: still a heartbeat, load unknown.
+        let old = r#"{"type":"heartbeat","epoch":3,"keys":5}"#;
+        let NodeMessage::Heartbeat(report) = serde_json::from_str(old).unwrap() else {
+            panic!("a heartbeat");
+        };
+        assert_eq!(
+            (report.commands_processed, report.used_memory),
+            (None, None)
+        );
+        assert_eq!(report.keys, 5);
+        // Unknown, they are left out, so what older coordinators read is unchanged.
+        let json = serde_json::to_string(&NodeMessage::Heartbeat(report)).unwrap();
+        assert!(!json.contains("commands_processed") && !json.contains("used_memory"));
+        let new =
+            r#"{"type":"heartbeat","epoch":3,"keys":5,"commands_processed":9,"used_memory":4096}"#;
+        let NodeMessage::Heartbeat(report) = serde_json::from_str(new).unwrap() else {
+            panic!("a heartbeat");
+        };
+        assert_eq!(
+            (report.commands_processed, report.used_memory),
+            (Some(9), Some(4096))
+        );
+    }
+
+    #[test]
     fn json_is_tagged_by_type() {
         let json = serde_json::to_string(&NodeMessage::Leave).unwrap();
         assert_eq!(json, r#"{"type":"leave"}"#);
