@@ -2,10 +2,13 @@
 
 mod common;
 
-use common::{ADMIN_TOKEN, Coordinator, FakeNode, node_info, settled};
+use std::time::Duration;
+
+use common::{ADMIN_TOKEN, Coordinator, FakeNode, PATIENCE, node_info, settled};
 use coordinate_server::state::events::{ClusterEvent, FailoverReason};
 use coordinate_server::state::view::Role;
-use keycafe_core::coord::ReplicationReport;
+use keycafe_core::coord::{NodeMessage, NodeReport, ReplicationReport};
+use prometheus_parse::{Scrape, Value};
 
 #[tokio::test]
 async fn the_dashboard_renders_and_the_api_parses() {
@@ -227,5 +230,104 @@ async fn roles_lag_and_a_failover_are_shown() {
     .await;
     let page = coordinator.page().await;
     assert!(page.contains("failover (automatic)"), "{page}");
+    coordinator.stop().await.unwrap();
+}
+
+/// `GET /metrics`, parsed; panics unless it is a 200 in the text format.
+async fn scrape(coordinator: &Coordinator) -> Scrape {
+    let response = reqwest::get(coordinator.url("/metrics")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+/// The gauge or counter `name` of node `id`, if there is one.
+fn node_value(scrape: &Scrape, name: &str, id: &str) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get("node") == Some(id))
+        .and_then(|s| match s.value {
+            Value::Gauge(v) | Value::Counter(v) => Some(v),
+            _ => None,
+        })
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_prometheus_text_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(dir.path(), |_| {}).await;
+    let empty = scrape(&coordinator).await;
+    assert!(
+        empty.docs.contains_key("keycafe_node_up"),
+        "every family, nodes or not"
+    );
+
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    a.wait_for("the slots", |s| s.latest().is_some_and(|c| settled(c, 1)))
+        .await;
+    // This node's own heartbeats, with its load.
+    a.set_heartbeat(false);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut commands = 0;
+    let metrics = loop {
+        commands += 100;
+        a.send(NodeMessage::Heartbeat(NodeReport {
+            seq: 1_000_000 + commands,
+            keys: 42,
+            commands_processed: Some(commands),
+            used_memory: Some(1 << 20),
+            ..NodeReport::default()
+        }));
+        let metrics = scrape(&coordinator).await;
+        if node_value(
+            &metrics,
+            "keycafe_node_commands_processed_total",
+            &a.info.id,
+        ) == Some(commands as f64)
+        {
+            break metrics;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the heartbeat never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let id = a.info.id.as_str();
+    let cluster = |name: &str| {
+        metrics
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("role") != Some("replica"))
+            .map(|s| s.value.clone())
+    };
+    assert_eq!(
+        cluster("keycafe_cluster_slots_assigned"),
+        Some(Value::Gauge(16384.0))
+    );
+    assert_eq!(cluster("keycafe_cluster_nodes"), Some(Value::Gauge(1.0)));
+    assert_eq!(node_value(&metrics, "keycafe_node_up", id), Some(1.0));
+    assert_eq!(node_value(&metrics, "keycafe_node_keys", id), Some(42.0));
+    assert_eq!(
+        node_value(&metrics, "keycafe_node_slots", id),
+        Some(16384.0)
+    );
+    assert_eq!(
+        node_value(&metrics, "keycafe_node_used_memory_bytes", id),
+        Some(1_048_576.0)
+    );
+    let info = metrics
+        .samples
+        .iter()
+        .find(|s| s.metric == "keycafe_node_info")
+        .expect("the node's info");
+    assert_eq!(info.labels.get("addr"), Some(a.info.client_addr.as_str()));
+    assert_eq!(info.labels.get("role"), Some("primary"));
     coordinator.stop().await.unwrap();
 }

@@ -122,6 +122,7 @@ async fn a_foreign_host_is_refused_for_reads_and_writes_and_changes_nothing() {
     for (method, path, extra) in [
         ("GET", "/", vec![]),
         ("GET", "/api/cluster", vec![]),
+        ("GET", "/metrics", vec![]),
         (
             "POST",
             leave.as_str(),

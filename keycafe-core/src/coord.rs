@@ -81,6 +81,16 @@ pub struct NodeReport {
     /// Where this node's replication stream stands.
     #[serde(default)]
     pub replication: ReplicationReport,
+    /// Commands processed since the node started (INFO's
+    /// `total_commands_processed`). A count rather than a rate, so that the
+    /// coordinator measures the rate over the interval it actually saw
+    /// between two heartbeats. `None` from nodes that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands_processed: Option<u64>,
+    /// Bytes of memory the node accounts for (INFO's `used_memory`, what
+    /// `maxmemory` is compared with). `None` from nodes that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_memory: Option<u64>,
 }
 
 /// The replication part of a heartbeat.
@@ -201,6 +211,32 @@ mod tests {
             assert_eq!(&got, expected);
         }
         assert!(decode_message::<NodeMessage>(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn load_figures_are_optional_both_ways() {
+        // From a node that predates them: still a heartbeat, load unknown.
+        let old = r#"{"type":"heartbeat","epoch":3,"keys":5}"#;
+        let NodeMessage::Heartbeat(report) = serde_json::from_str(old).unwrap() else {
+            panic!("a heartbeat");
+        };
+        assert_eq!(
+            (report.commands_processed, report.used_memory),
+            (None, None)
+        );
+        assert_eq!(report.keys, 5);
+        // Unknown, they are left out, so what older coordinators read is unchanged.
+        let json = serde_json::to_string(&NodeMessage::Heartbeat(report)).unwrap();
+        assert!(!json.contains("commands_processed") && !json.contains("used_memory"));
+        let new =
+            r#"{"type":"heartbeat","epoch":3,"keys":5,"commands_processed":9,"used_memory":4096}"#;
+        let NodeMessage::Heartbeat(report) = serde_json::from_str(new).unwrap() else {
+            panic!("a heartbeat");
+        };
+        assert_eq!(
+            (report.commands_processed, report.used_memory),
+            (Some(9), Some(4096))
+        );
     }
 
     #[test]

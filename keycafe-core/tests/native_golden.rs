@@ -221,6 +221,8 @@ fn examples() -> Vec<Example> {
         epoch: 2,
         keys: 0,
         slot_keys: vec![(0, 16383, 0)],
+        commands_processed: Some(0),
+        used_memory: Some(540_672),
         ..NodeReport::default()
     });
     let config_json = serde_json::to_vec(&example_config()).expect("a configuration serialises");

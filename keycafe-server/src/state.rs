@@ -176,7 +176,9 @@ impl Shared {
     }
 
     /// This node's heartbeat: its epoch, key counts per owned range, what is
-    /// left to move of each slot it is migrating away, and its replication.
+    /// left to move of each slot it is migrating away, its replication, and
+    /// its load (commands processed, memory used) for the coordinator's
+    /// `/metrics`.
     pub fn report(&self) -> NodeReport {
         let Some(cluster) = self.cluster.as_ref() else {
             return NodeReport::default();
@@ -206,6 +208,8 @@ impl Shared {
             slot_keys,
             migrating,
             replication: self.replication.report(),
+            commands_processed: Some(self.stats.commands_processed.load(Ordering::Relaxed)),
+            used_memory: Some(self.memory().used() as u64),
             ..NodeReport::default()
         }
     }

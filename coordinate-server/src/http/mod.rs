@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /` | the dashboard (`dashboard.rs`), refreshing itself every 2 s |
 //! | `GET /api/cluster` | [`ClusterView`](crate::state::view::ClusterView) as JSON |
+//! | `GET /metrics` | the same snapshot for Prometheus (`metrics.rs`, `docs/metrics.md`) |
 //! | `POST /api/nodes/{id}/leave` | ask a node to leave (admin token as `Bearer`); `202` + JSON, `401`, `404`, `409` |
 //! | `GET /nodes/{id}/leave` | the dashboard's confirmation page for a leave, with a field for the admin token |
 //! | `POST /nodes/{id}/leave` | its button: asks the node to leave, redirects to `/` |
@@ -21,6 +22,7 @@ pub mod access;
 mod api;
 mod dashboard;
 mod error;
+pub mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -68,6 +70,7 @@ pub fn router(handle: Handle, access: Arc<Access>) -> Router {
         )
         .route("/api/cluster", get(api::cluster))
         .route("/api/nodes/{id}/leave", post(api::leave))
+        .route("/metrics", get(metrics::metrics))
         .with_state(HttpState {
             handle,
             access: access.clone(),

@@ -221,6 +221,7 @@ impl Coordinator {
             .filter_map(|m| repoint(m, primary, replica))
             .collect();
         self.replan = true;
+        self.failovers.add(reason);
         let event = ClusterEvent::Failover {
             reason,
             old_primary: primary.to_string(),

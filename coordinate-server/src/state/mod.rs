@@ -61,10 +61,13 @@ use tracing::{debug, info, warn};
 
 use crate::error::Refusal;
 use events::EventLog;
+use load::CommandRate;
 use register::Registration;
+use view::FailoverCounts;
 
 pub mod events;
 mod failover;
+mod load;
 mod rebalance;
 mod register;
 mod replicas;
@@ -163,6 +166,8 @@ struct Health {
     /// The end of the last lease granted to this node, on our clock; no
     /// replica takes its slots before then (plus the allowance).
     lease_until: Option<Instant>,
+    /// Commands per second, from the counts in its heartbeats.
+    ops: CommandRate,
 }
 
 /// The coordinator's state machine. See the module documentation.
@@ -183,6 +188,9 @@ pub struct Coordinator {
     replan: bool,
     /// Recent joins, leaves, health changes and failovers (not persisted).
     events: EventLog,
+    /// Failovers since this coordinator started (not persisted: a counter
+    /// that restarts at zero, as monitoring expects of a process).
+    failovers: FailoverCounts,
 }
 
 impl Coordinator {
@@ -206,6 +214,7 @@ impl Coordinator {
                         // A previous run may have granted a lease just
                         // before it stopped.
                         lease_until: Some(now + settings.lease()),
+                        ops: CommandRate::default(),
                     },
                 )
             })
@@ -220,6 +229,7 @@ impl Coordinator {
             manual: BTreeMap::new(),
             replan: restoring,
             events: EventLog::default(),
+            failovers: FailoverCounts::default(),
         };
         let mut effects = Vec::new();
         if restoring {
@@ -373,6 +383,7 @@ impl Coordinator {
         };
         health.last_seen = now;
         let (seq, reported) = (report.seq, report.epoch);
+        health.ops.observe(now, report.commands_processed);
         health.report = Some(report);
         if is_primary {
             health.lease_until = Some(now + lease);

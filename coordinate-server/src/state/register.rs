@@ -30,6 +30,7 @@ use tracing::{error, info, warn};
 
 use super::events::{ClusterEvent, FailoverReason};
 use super::failover::hand_over;
+use super::load::CommandRate;
 use super::{ConnId, Coordinator, Effect, Health, refuse};
 
 /// Longest node id accepted (Redis-style ids are 40 hex characters).
@@ -136,6 +137,7 @@ impl Coordinator {
             report: None,
             failing: false,
             lease_until: None,
+            ops: CommandRate::default(),
         });
         health.last_seen = now;
 

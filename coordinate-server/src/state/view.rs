@@ -1,6 +1,7 @@
 //! The cluster as people and scripts see it: the configuration plus what the
-//! coordinator observes of each node (health, keys, replication) and the
-//! recent events. Served as `/api/cluster` and rendered by the dashboard.
+//! coordinator observes of each node (health, keys, replication, load) and
+//! the recent events. Served as `/api/cluster`, rendered by the dashboard,
+//! and exported to Prometheus as `/metrics`.
 
 use std::time::{Duration, Instant};
 
@@ -9,11 +10,11 @@ use keycafe_core::cluster::{ClusterConfig, NodeId, NodeInfo};
 use serde::{Deserialize, Serialize};
 
 use super::Coordinator;
-use super::events::ClusterEvent;
+use super::events::{ClusterEvent, FailoverReason};
 use crate::planner;
 
 /// A snapshot of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterView {
     pub epoch: u64,
     /// The configuration last announced (what nodes hold).
@@ -29,6 +30,37 @@ pub struct ClusterView {
     pub node_timeout_ms: u64,
     /// The most recent events, newest first.
     pub events: Vec<EventView>,
+    /// Failovers since the coordinator started, by reason.
+    #[serde(default)]
+    pub failovers: FailoverCounts,
+}
+
+/// Failovers counted by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverCounts {
+    pub automatic: u64,
+    pub manual: u64,
+    pub restarted: u64,
+}
+
+impl FailoverCounts {
+    pub(super) fn add(&mut self, reason: FailoverReason) {
+        let count = match reason {
+            FailoverReason::Automatic => &mut self.automatic,
+            FailoverReason::Manual => &mut self.manual,
+            FailoverReason::Restarted => &mut self.restarted,
+        };
+        *count = count.saturating_add(1);
+    }
+
+    /// Each reason with its count.
+    pub fn by_reason(&self) -> [(FailoverReason, u64); 3] {
+        [
+            (FailoverReason::Automatic, self.automatic),
+            (FailoverReason::Manual, self.manual),
+            (FailoverReason::Restarted, self.restarted),
+        ]
+    }
 }
 
 /// What a node does for the cluster.
@@ -80,7 +112,7 @@ impl NodeState {
 }
 
 /// One node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeView {
     pub id: NodeId,
     pub client_addr: String,
@@ -114,6 +146,18 @@ pub struct NodeView {
     pub link_up: Option<bool>,
     /// For a replica: it holds a complete copy, per its heartbeat.
     pub synced: Option<bool>,
+    /// Commands processed since the node started, from its latest
+    /// heartbeat (`None` from a node too old to report it).
+    #[serde(default)]
+    pub commands_processed: Option<u64>,
+    /// Commands per second, measured by the coordinator between heartbeats
+    /// at least a second apart; `None` until it has two, and while the node
+    /// is failing (the last rate would be stale).
+    #[serde(default)]
+    pub ops_per_sec: Option<f64>,
+    /// Bytes of memory the node accounts for, from its latest heartbeat.
+    #[serde(default)]
+    pub used_memory: Option<u64>,
 }
 
 /// Migrations in flight from one node to another.
@@ -190,6 +234,7 @@ impl Coordinator {
                     event: event.clone(),
                 })
                 .collect(),
+            failovers: self.failovers,
         }
     }
 
@@ -243,6 +288,9 @@ impl Coordinator {
             lag,
             link_up: for_replica(replication.map(|r| r.link_up)),
             synced: for_replica(replication.map(|r| r.synced)),
+            commands_processed: report.and_then(|r| r.commands_processed),
+            ops_per_sec: health.and_then(|h| h.ops.per_sec()).filter(|_| !failing),
+            used_memory: report.and_then(|r| r.used_memory),
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! [`Harness`] checks the invariants of every batch of effects; the tests
 //! are in [`rebalance`] (planning, migrations, time), [`membership`]
-//! (registration, leaving, refusals), [`replicas`] (roles), [`failover`]
-//! and [`restart`] (a coordinator or nodes coming back with their state).
+//! (registration, leaving, refusals), [`replicas`] (roles), [`failover`],
+//! [`restart`] (a coordinator or nodes coming back with their state) and
+//! [`metrics`] (what `/metrics` says of a known state).
 
 use std::time::{Duration, Instant};
 
@@ -312,6 +313,7 @@ fn is_fair(counts: &[usize]) -> bool {
 
 mod failover;
 mod membership;
+mod metrics;
 mod rebalance;
 mod replicas;
 mod restart;
