@@ -192,10 +192,11 @@ impl<S: Stream> Connection<S> {
                 return Ok(Ended::Closed);
             }
             if !self.output.is_empty() {
-                if !self.write_output().await? {
+                let requests_waiting = matches!(more, Batch::OutputFull) && !self.input.is_empty();
+                if !self.write_output(requests_waiting).await? {
                     debug!(
                         client = self.state.id,
-                        "replies left untaken beyond the output buffer limit; closing"
+                        "replies left untaken beyond the output buffer limit or timeout; closing"
                     );
                     return Ok(Ended::Closed);
                 }
@@ -423,12 +424,25 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Writes the output buffer out. False if the client left more of it
-    /// untaken than its output buffer limit allows (`client_output_buffer_limit`,
-    /// normal class): it is to be closed.
-    async fn write_output(&mut self) -> io::Result<bool> {
+    /// Writes the output buffer out. False if the client is to be closed:
+    /// it left more of its replies untaken than its output buffer limit
+    /// allows (`client_output_buffer_limit`, normal class), or took nothing
+    /// for `timeout` seconds.
+    ///
+    /// `requests_waiting`: requests of the client's own wait to run behind
+    /// these replies. Redis would have run them and buffered their replies
+    /// too, so such a client counts as over the soft limit however little
+    /// of this batch is left; without that, a client that pipelines and
+    /// never reads could stall with a remainder under the soft limit and
+    /// hold its connection for ever.
+    async fn write_output(&mut self, requests_waiting: bool) -> io::Result<bool> {
         let limit = self.shared.runtime.normal_output_limit();
-        if limit.is_off() || self.state.bus {
+        // As in Redis, a monitor is not expected to interact.
+        let idle = match self.state.client.monitor {
+            None => self.shared.runtime.idle_timeout(),
+            Some(_) => None,
+        };
+        if (limit.is_off() && idle.is_none()) || self.state.bus {
             self.stream.write_all(&self.output).await?;
             // TLS may hold the tail of a write back when the socket is
             // full; TCP's flush costs nothing.
@@ -452,7 +466,10 @@ impl<S: Stream> Connection<S> {
                 None => {
                     // The client is not taking its replies: are they over
                     // its limit?
-                    let pending = unsent.len();
+                    let mut pending = unsent.len();
+                    if requests_waiting {
+                        pending = pending.max(limit.soft.saturating_add(1));
+                    }
                     let over_for = over_soft_since.map(|since| since.elapsed());
                     let left = match limit.check(pending, over_for) {
                         Ok(left) => left,
@@ -464,9 +481,13 @@ impl<S: Stream> Connection<S> {
                         over_soft_since = None;
                     }
                     let write = self.stream.write(unsent);
-                    match left {
+                    let wait = match (left, idle) {
+                        (Some(left), Some(idle)) => Some(left.min(idle)),
+                        (left, idle) => left.or(idle),
+                    };
+                    match wait {
                         None => write.await?,
-                        Some(left) => match tokio::time::timeout(left, write).await {
+                        Some(wait) => match tokio::time::timeout(wait, write).await {
                             Ok(written) => written?,
                             Err(_) => return Ok(false),
                         },

@@ -87,12 +87,23 @@ async fn an_idle_client_goes_after_timeout_and_a_busy_one_stays() {
     let mut idle = RawClient::resp(server.addr()).await;
     assert_eq!(idle.cmd("PING").await, simple("PONG"));
     let mut busy = RawClient::resp(server.addr()).await;
+    // A reply bigger than the sockets on both sides hold, never read: a
+    // client that takes nothing is idle too.
+    let huge = vec![b'y'; 32 << 20];
+    assert_eq!(busy.call(&[b"SET", b"huge", &huge]).await, simple("OK"));
+    let mut stalled = RawClient::resp(server.addr()).await;
+    stalled.send(&[b"GET", b"huge"]).await;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(2500) {
         assert_eq!(busy.cmd("PING").await, simple("PONG"));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(idle.read_frame().await, None, "the idle client was closed");
+    assert_eq!(
+        info_field(&mut busy, "connected_clients").await,
+        1,
+        "the client that took none of its reply was closed"
+    );
     server.stop().await;
 }
 
