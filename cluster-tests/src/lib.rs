@@ -135,6 +135,15 @@ impl Host {
         }
     }
 
+    /// `::1`, IPv6's loopback, shared like [`Host::loopback`]: processes
+    /// take free ports, and announce themselves as `::1:<port>`.
+    pub fn ipv6_loopback() -> Host {
+        Host {
+            ip: "::1".to_string(),
+            ..Host::loopback()
+        }
+    }
+
     /// An address that belongs to one process alone (in a network
     /// namespace of its own), which is started under `wrapper` (such as
     /// `ip netns exec <name>`, which execs the binary: the child's pid is
@@ -163,8 +172,9 @@ impl Host {
         }
     }
 
+    /// `ip:port` as Keycafe writes it (IPv6 without brackets).
     fn addr(&self, port: u16) -> String {
-        format!("{}:{port}", self.ip)
+        keycafe_core::addr::join(&self.ip, port)
     }
 
     /// The log file of the `process` listening on `port` here.
@@ -177,8 +187,17 @@ impl Host {
     }
 }
 
-/// Starts a binary on `host` with its stderr appended to `log_name` (a
-/// restarted process keeps writing to the same log).
+/// `--bind` for a process on `host`: its address, or every address with
+/// its address announced.
+fn bind_args(host: &Host, everywhere: bool) -> Vec<String> {
+    let bind = if everywhere { "0.0.0.0" } else { &host.ip };
+    let mut args = vec!["--bind".to_string(), bind.to_string()];
+    if everywhere {
+        args.extend(["--announce-host".to_string(), host.ip.clone()]);
+    }
+    args
+}
+
 /// The cluster secret every process started here shares: random, made once
 /// per test process, and passed in the environment (not on the command
 /// line, where `ps` would show it).
@@ -187,6 +206,15 @@ pub fn cluster_secret() -> &'static str {
     SECRET.get_or_init(|| keycafe_core::auth::nonce().expect("random numbers"))
 }
 
+/// The dashboard admin token of every coordinator started here: random,
+/// made once per test process, passed in the environment.
+pub fn admin_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| keycafe_core::auth::nonce().expect("random numbers"))
+}
+
+/// Starts a binary on `host` with its stderr appended to `log_name` (a
+/// restarted process keeps writing to the same log).
 fn spawn(host: &Host, program: &str, args: &[String], log_name: &str) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -203,6 +231,9 @@ fn spawn(host: &Host, program: &str, args: &[String], log_name: &str) -> anyhow:
     command
         .args(args)
         .env("KEYCAFE_CLUSTER_SECRET", cluster_secret())
+        // A coordinator bound beyond loopback (in a network namespace)
+        // needs an admin token of its own choosing (protected mode).
+        .env("KEYCAFE_ADMIN_TOKEN", admin_token())
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -222,7 +253,7 @@ async fn wait_for_port(
 ) -> anyhow::Result<()> {
     let addr = host.addr(port);
     for _ in 0..200 {
-        let connect = tokio::net::TcpStream::connect(&addr);
+        let connect = tokio::net::TcpStream::connect((host.ip.as_str(), port));
         // Bounded: a SYN to an address that does not answer yet may hang.
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(250), connect).await {
             return Ok(());
@@ -356,11 +387,14 @@ pub struct CoordinatorOptions {
     pub replicas: Option<usize>,
     /// `--node-timeout-ms`.
     pub node_timeout_ms: Option<u64>,
+    /// Listen on every address (`--bind 0.0.0.0`) and announce the host's
+    /// own (`--announce-host`), as in a container.
+    pub listen_everywhere: bool,
 }
 
 impl CoordinatorOptions {
     fn args(&self) -> Vec<String> {
-        let mut args = Vec::new();
+        let mut args = bind_args(&self.host, self.listen_everywhere);
         if let Some(replicas) = self.replicas {
             args.extend(["--replicas".to_string(), replicas.to_string()]);
         }
@@ -431,8 +465,6 @@ impl Coordinator {
         options: &CoordinatorOptions,
     ) -> anyhow::Result<Coordinator> {
         let mut args = vec![
-            "--bind".into(),
-            options.host.ip.clone(),
             "--port".into(),
             port.to_string(),
             "--http-port".into(),
@@ -536,7 +568,7 @@ pub async fn http_get_from(ip: &str, port: u16, path: &str) -> anyhow::Result<St
         .await
         .with_context(|| format!("connecting to {ip}:{port} timed out"))??;
     stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", http_host(ip)).as_bytes())
         .await?;
     let mut response = String::new();
     tokio::time::timeout(timeout, stream.read_to_string(&mut response)).await??;
@@ -546,6 +578,15 @@ pub async fn http_get_from(ip: &str, port: u16, path: &str) -> anyhow::Result<St
         "{head}"
     );
     Ok(body.to_string())
+}
+
+/// `ip` as an HTTP `Host` header names it (IPv6 in brackets).
+fn http_host(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
 }
 
 /// Node settings beyond the ports and the coordinator.
@@ -568,11 +609,24 @@ pub struct NodeOptions {
     pub dir: Option<PathBuf>,
     /// `--appendonly yes --appendfsync <this>` (`always`, `everysec`, `no`).
     pub appendfsync: Option<&'static str>,
+    /// Listen on every address (`--bind 0.0.0.0`) and announce the host's
+    /// own (`--announce-host`), as in a container.
+    pub listen_everywhere: bool,
+    /// `--requirepass`: clients must AUTH with it.
+    pub requirepass: Option<String>,
 }
 
 impl NodeOptions {
     fn args(&self) -> Vec<String> {
-        let mut args = Vec::new();
+        let mut args = bind_args(&self.host, self.listen_everywhere);
+        if let Some(password) = &self.requirepass {
+            args.extend(["--requirepass".to_string(), password.clone()]);
+        } else if self.host.dedicated {
+            // Bound beyond loopback, but on a network of the test's own
+            // (a lab of namespaces) that nothing else reaches: without a
+            // password, protected mode is turned off.
+            args.extend(["--protected-mode", "no"].map(String::from));
+        }
         if let Some(primary) = &self.replica_of {
             args.extend(["--replica-of".to_string(), primary.clone()]);
         }
@@ -629,8 +683,6 @@ impl Node {
         let host = &options.host;
         let [port, bus_port] = host.ports();
         let mut args = vec![
-            "--bind".into(),
-            host.ip.clone(),
             "--port".into(),
             port.to_string(),
             "--cluster-port".into(),

@@ -15,6 +15,8 @@
 //! [`Lab::cut`] adds iptables DROP rules inside the victim's namespace (its
 //! INPUT and OUTPUT chains) for the peers named, and [`Lab::heal`] removes
 //! them: the victim is cut off from those peers and from nobody else.
+//! [`Lab::unplug`] takes a host off the bridge altogether, test body
+//! included, and [`Lab::plug`] puts it back.
 //!
 //! The machine's own network namespace is never touched: no interface,
 //! route or rule is added there. Since a test process cannot move its
@@ -125,6 +127,21 @@ impl Lab {
             iptables(&namespace, &["-A", chain, direction, &ips, "-j", "DROP"])?;
         }
         Ok(())
+    }
+
+    /// Takes the host of `victim` (an address, `ip` or `ip:port`) off the
+    /// network, as a pulled cable does: its link on the hub's bridge goes
+    /// down, so nothing reaches it, not even the test body, and its open
+    /// connections go silent. [`Lab::plug`] puts it back.
+    pub fn unplug(&self, victim: &str) -> anyhow::Result<()> {
+        let port = format!("v{}", self.host_of(victim)?);
+        ip(&["-n", &self.hub(), "link", "set", &port, "down"])
+    }
+
+    /// Undoes [`Lab::unplug`].
+    pub fn plug(&self, victim: &str) -> anyhow::Result<()> {
+        let port = format!("v{}", self.host_of(victim)?);
+        ip(&["-n", &self.hub(), "link", "set", &port, "up"])
     }
 
     /// Removes every rule [`Lab::cut`] added for `victim`.

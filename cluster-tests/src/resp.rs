@@ -179,7 +179,11 @@ fn slots_entry(range: &Frame) -> anyhow::Result<SlotsEntry> {
         else {
             bail!("a CLUSTER SLOTS node is {node:?}");
         };
-        addrs.push(format!("{}:{port}", String::from_utf8_lossy(host)));
+        let port = u16::try_from(*port)?;
+        addrs.push(keycafe_core::addr::join(
+            &String::from_utf8_lossy(host),
+            port,
+        ));
     }
     Ok(SlotsEntry {
         start: slot(items.first())?,

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use keycafe_core::addr;
 use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
 use keycafe_core::tls::{self, TlsAcceptor};
 use serde::Deserialize;
@@ -23,8 +24,18 @@ use crate::state::Settings;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address both listeners bind to. 127.0.0.1 unless you mean to expose them.
+    /// Address both listeners bind to. 127.0.0.1 unless you mean to expose
+    /// them; `0.0.0.0` or `::` for every address.
     pub bind: String,
+    /// The name or address other machines reach this coordinator at; the
+    /// dashboard answers to it (with `http_port`) besides the loopback
+    /// names. Never `0.0.0.0` or `::`.
+    pub announce_host: Option<String>,
+    /// Redis's protected mode: bound beyond loopback, the coordinator
+    /// refuses to start without an `admin_token` of its own choosing (the
+    /// cluster secret is always required), so that nothing it serves is
+    /// open to the network by accident.
+    pub protected_mode: bool,
     /// Port nodes connect to.
     pub port: u16,
     /// Port of the HTTP dashboard and API.
@@ -70,6 +81,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: "127.0.0.1".to_string(),
+            announce_host: None,
+            protected_mode: true,
             port: 9800,
             http_port: 9880,
             data_dir: PathBuf::from("coordinator-data"),
@@ -138,6 +151,24 @@ impl Config {
         );
         self.node_addr()?;
         self.http_addr()?;
+        if let Some(host) = &self.announce_host {
+            anyhow::ensure!(
+                addr::is_announceable(host),
+                "announce_host {host:?} cannot be announced: give the name or address other \
+                 machines reach this coordinator at (not 0.0.0.0 or ::)"
+            );
+        }
+        if self.protected_mode && !addr::is_loopback(&self.bind) {
+            anyhow::ensure!(
+                self.admin_token.is_some(),
+                "protected mode: bind {} accepts connections from other machines, so the \
+                 dashboard's admin token must be one you chose and keep, not one generated \
+                 into a log: set admin_token (`admin_token:` in the YAML or {ADMIN_TOKEN_VAR}), \
+                 or bind 127.0.0.1, or set protected_mode: false (--protected-mode no) if a \
+                 firewall already keeps strangers out",
+                self.bind
+            );
+        }
         Ok(())
     }
 
@@ -176,9 +207,11 @@ impl Config {
 }
 
 fn socket_addr(bind: &str, port: u16) -> anyhow::Result<SocketAddr> {
-    let ip: std::net::IpAddr = bind
-        .parse()
-        .with_context(|| format!("invalid bind address {bind:?}"))?;
+    let ip = addr::parse_ip(bind).with_context(|| {
+        format!(
+            "invalid bind address {bind:?}: expected an IP address such as 127.0.0.1, 0.0.0.0 or ::"
+        )
+    })?;
     Ok(SocketAddr::new(ip, port))
 }
 
@@ -199,9 +232,15 @@ pub const ADMIN_TOKEN_VAR: &str = "KEYCAFE_ADMIN_TOKEN";
 pub struct Flags {
     /// YAML configuration file (optional).
     pub config: Option<PathBuf>,
-    /// Address both listeners bind to.
+    /// Address both listeners bind to (0.0.0.0 or :: for every address).
     #[arg(long)]
     pub bind: Option<String>,
+    /// The name or address other machines reach this coordinator at.
+    #[arg(long)]
+    pub announce_host: Option<String>,
+    /// Refuse to start bound beyond loopback without an admin token (`yes`/`no`).
+    #[arg(long, value_parser = process::yes_no)]
+    pub protected_mode: Option<bool>,
     /// Port nodes connect to.
     #[arg(long, short = 'p')]
     pub port: Option<u16>,
@@ -270,6 +309,8 @@ impl Flags {
             .or_else(|| env(ADMIN_TOKEN_VAR).filter(|token| !token.trim().is_empty()));
         let config = process::load(file.as_deref(), |config: &mut Config| {
             set_if_given(&mut config.bind, self.bind);
+            set_if_given(&mut config.announce_host, self.announce_host.map(Some));
+            set_if_given(&mut config.protected_mode, self.protected_mode);
             set_if_given(&mut config.port, self.port);
             set_if_given(&mut config.http_port, self.http_port);
             set_if_given(&mut config.data_dir, self.data_dir);
@@ -316,6 +357,46 @@ mod tests {
         assert!(Config::from_yaml_str("bind: somewhere\n").is_err());
         assert!(Config::from_yaml_str("admin_token: short\n").is_err());
         assert!(Config::from_yaml_str("http_hosts: [localhost]\n").is_err());
+    }
+
+    #[test]
+    fn beyond_loopback_the_admin_token_must_be_chosen() {
+        let secret = "secret: a long enough secret\n";
+        let token = "admin_token: a-token-of-our-own\n";
+        for bind in ["0.0.0.0", "10.0.0.5", "'::'", "'[fd00::5]'"] {
+            let open = format!("{secret}bind: {bind}\n");
+            let err = Config::from_yaml_str(&open).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(
+                text.contains("protected mode") && text.contains("admin_token"),
+                "{text}"
+            );
+            assert!(
+                Config::from_yaml_str(&format!("{open}{token}")).is_ok(),
+                "{bind}"
+            );
+            let unprotected = format!("{open}protected_mode: false\n");
+            assert!(Config::from_yaml_str(&unprotected).is_ok(), "{bind}");
+        }
+        for bind in ["127.0.0.1", "'::1'", "'[::1]'"] {
+            assert!(
+                Config::from_yaml_str(&format!("{secret}bind: {bind}\n")).is_ok(),
+                "{bind}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_address_is_never_announced() {
+        let base = "secret: a long enough secret\n";
+        for host in ["0.0.0.0", "'::'", "''"] {
+            let yaml = format!("{base}announce_host: {host}\n");
+            assert!(Config::from_yaml_str(&yaml).is_err(), "{host}");
+        }
+        for host in ["coord-1", "10.0.0.5", "'fd00::5'"] {
+            let yaml = format!("{base}announce_host: {host}\n");
+            assert!(Config::from_yaml_str(&yaml).is_ok(), "{host}");
+        }
     }
 
     #[test]

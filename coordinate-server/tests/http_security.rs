@@ -304,3 +304,80 @@ async fn the_binary_generates_and_logs_a_token_or_takes_one_from_the_environment
         child.kill().await.expect("stopped");
     }
 }
+
+/// Bound beyond loopback, the binary wants an admin token of its own
+/// choosing (protected mode); with one, the dashboard answers to the
+/// announced host and not to `0.0.0.0`.
+#[tokio::test]
+async fn bound_beyond_loopback_it_wants_a_chosen_token_and_answers_the_announced_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = |token: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coordinate-server"));
+        command
+            .args(["--bind", "0.0.0.0", "--announce-host", "coord.example"])
+            .args(["--port", "0", "--http-port", "0", "--data-dir"])
+            .arg(dir.path())
+            .env("KEYCAFE_CLUSTER_SECRET", common::SECRET)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("KEYCAFE_ADMIN_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.env("KEYCAFE_ADMIN_TOKEN", token);
+        }
+        command
+    };
+    let refused = tokio::time::timeout(PATIENCE, command(None).output())
+        .await
+        .expect("exits at once")
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    for says in ["protected mode", "admin_token", "protected_mode: false"] {
+        assert!(stderr.contains(says), "says {says:?}: {stderr}");
+    }
+
+    let mut child = command(Some("a-token-chosen-by-the-operator"))
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = async {
+        while let Some(line) = lines.next_line().await.expect("readable log") {
+            if let Some(rest) = line.split("dashboard=http://").nth(1) {
+                return rest
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .parse::<SocketAddr>()
+                    .unwrap();
+            }
+        }
+        panic!("coordinate-server exited before it was ready");
+    };
+    let http = tokio::time::timeout(PATIENCE, ready)
+        .await
+        .expect("ready in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let port = http.port();
+    let local = SocketAddr::from(([127, 0, 0, 1], port));
+    let announced = request(
+        local,
+        "GET",
+        "/api/cluster",
+        &format!("coord.example:{port}"),
+        &[],
+    )
+    .await;
+    assert_eq!(announced.status, 200, "{}", announced.body);
+    let everywhere = request(
+        local,
+        "GET",
+        "/api/cluster",
+        &format!("0.0.0.0:{port}"),
+        &[],
+    )
+    .await;
+    assert_eq!(everywhere.status, 421);
+}

@@ -21,6 +21,8 @@
 //! - [`glob`]: [`glob::Glob`], Redis's glob patterns (`KEYS`, `SCAN MATCH`,
 //!   `CONFIG GET`).
 //! - [`repr`]: quoting a binary-safe string as Redis shows it to people.
+//! - [`addr`]: `host:port` as Keycafe writes it (IPv6 without brackets,
+//!   split at the last colon), and which hosts may not be announced.
 //! - [`cluster`]: [`cluster::ClusterConfig`], the epoch-stamped layout of a
 //!   cluster, and [`cluster::SlotMap`].
 //! - [`coord`]: messages between nodes and the coordinator.
@@ -32,6 +34,7 @@
 //!   name the file, and a client stream that is plain TCP or TLS; `test_pki`
 //!   inside it (feature `test-pki`) makes certificates for tests.
 
+pub mod addr;
 pub mod args;
 pub mod auth;
 pub mod cluster;

@@ -300,15 +300,21 @@ pub enum ClientStream {
 }
 
 impl ClientStream {
-    /// Connects to `addr` (`host:port`) with `TCP_NODELAY`, then runs the TLS
-    /// handshake if `tls` is given.
+    /// Connects to `addr` (`host:port` as [`crate::addr`] reads it: a name,
+    /// an IPv4 address, or an IPv6 one with or without brackets) with
+    /// `TCP_NODELAY`, then runs the TLS handshake if `tls` is given.
     pub async fn connect(addr: &str, tls: Option<&Connector>) -> io::Result<ClientStream> {
-        let tcp = TcpStream::connect(addr).await?;
+        let (host, port) = crate::addr::split(addr).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr:?} is not host:port"),
+            )
+        })?;
+        let tcp = TcpStream::connect((host, port)).await?;
         tcp.set_nodelay(true)?;
         match tls {
             None => Ok(ClientStream::Plain(tcp)),
             Some(connector) => {
-                let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
                 let stream = connector.connect(host, tcp).await?;
                 Ok(ClientStream::Tls(Box::new(stream)))
             }

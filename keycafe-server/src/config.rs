@@ -9,13 +9,13 @@
 //! [`keycafe_core::process`] through [`LayeredConfig`], shared with the
 //! coordinator.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use keycafe_core::Limits;
 use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
 use keycafe_core::tls::{self, MemberTls, TlsAcceptor};
+use keycafe_core::{Limits, addr};
 use serde::Deserialize;
 
 use crate::persist::{
@@ -29,8 +29,24 @@ use crate::store::{Policy, Store};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on. 127.0.0.1 unless you mean to expose the node.
+    /// Address to listen on. 127.0.0.1 unless you mean to expose the node;
+    /// `0.0.0.0` or `::` listens on every address (then set
+    /// `announce_host` in cluster mode). IPv6 with or without brackets.
     pub bind: String,
+    /// The host other machines reach this node at (a name or an address),
+    /// announced to the coordinator and in `MOVED`, `ASK` and `CLUSTER
+    /// SLOTS`; `bind` when absent. Never `0.0.0.0` or `::`.
+    pub announce_host: Option<String>,
+    /// The client port others connect to, when it is not `service_port`
+    /// (a port mapped by NAT or a container runtime).
+    pub announce_port: Option<u16>,
+    /// The bus port others connect to, when it is not the bus port bound.
+    pub announce_bus_port: Option<u16>,
+    /// Redis's protected mode: bound beyond loopback, the node refuses to
+    /// start without `requirepass`, so that it is never open to the
+    /// network by accident. Turn off only behind a firewall that does the
+    /// same job.
+    pub protected_mode: bool,
     /// Client port, serving both the native protocol and RESP2.
     pub service_port: u16,
     /// Cluster bus port; `service_port + 10000` when absent.
@@ -159,6 +175,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: "127.0.0.1".to_string(),
+            announce_host: None,
+            announce_port: None,
+            announce_bus_port: None,
+            protected_mode: true,
             service_port: 9814,
             cluster_port: None,
             requirepass: None,
@@ -278,8 +298,88 @@ impl Config {
             !self.appendonly || self.dir.is_some(),
             "appendonly needs a data directory (`dir:` in the YAML, or --dir)"
         );
-        self.client_addr()?;
+        self.validate_addresses()
+    }
+
+    /// `bind` is an address; what is announced is something others can
+    /// reach; and a node open to the network has a password.
+    fn validate_addresses(&self) -> anyhow::Result<()> {
+        self.bind_ip()?;
+        if let Some(host) = &self.announce_host {
+            anyhow::ensure!(
+                addr::is_announceable(host),
+                "announce_host {host:?} cannot be announced: give the name or address other \
+                 machines reach this node at (not 0.0.0.0 or ::)"
+            );
+        }
+        for (key, port) in [
+            ("announce_port", self.announce_port),
+            ("announce_bus_port", self.announce_bus_port),
+        ] {
+            anyhow::ensure!(port != Some(0), "{key} must be a port from 1 to 65535");
+        }
+        if self.coordinator.is_some() && self.announce_host.is_none() {
+            anyhow::ensure!(
+                !addr::is_unspecified(&self.bind),
+                "bind {} listens on every address, so this node cannot tell which one the \
+                 others reach it at: set announce_host (`announce_host:` in the YAML or \
+                 --announce-host) to this machine's name or address",
+                self.bind
+            );
+        }
+        if self.protected_mode && !addr::is_loopback(&self.bind) {
+            anyhow::ensure!(
+                self.requirepass.is_some(),
+                "protected mode: bind {} accepts connections from other machines, but no \
+                 password is set, so anyone who reaches port {} could read and change every \
+                 key. Set requirepass (`requirepass:` in the YAML or --requirepass), or bind \
+                 127.0.0.1, or set protected_mode: false (--protected-mode no) if a firewall \
+                 already keeps strangers out",
+                self.bind,
+                self.service_port
+            );
+        }
         Ok(())
+    }
+
+    /// The IP address `bind` names.
+    pub fn bind_ip(&self) -> anyhow::Result<IpAddr> {
+        addr::parse_ip(&self.bind).with_context(|| {
+            format!(
+                "invalid bind address {:?}: expected an IP address such as 127.0.0.1, \
+                 0.0.0.0 or ::",
+                self.bind
+            )
+        })
+    }
+
+    /// `port` on the bound address.
+    pub fn listen_addr(&self, port: u16) -> anyhow::Result<SocketAddr> {
+        Ok(SocketAddr::new(self.bind_ip()?, port))
+    }
+
+    /// The host others reach this node at: `announce_host`, or the bound
+    /// address. Empty for a standalone node bound to every address without
+    /// an `announce_host`: as in Redis, `CLUSTER SLOTS` then says "the host
+    /// you asked" (validation refuses that in cluster mode).
+    pub fn announced_host(&self) -> String {
+        let host = self.announce_host.as_deref().unwrap_or(&self.bind);
+        if addr::is_unspecified(host) {
+            return String::new();
+        }
+        addr::unbracket(host).to_string()
+    }
+
+    /// The client address announced (`host:port`, IPv6 without brackets).
+    pub fn announced_client_addr(&self) -> String {
+        let port = self.announce_port.unwrap_or(self.service_port);
+        addr::join(&self.announced_host(), port)
+    }
+
+    /// The bus address announced.
+    pub fn announced_bus_addr(&self) -> String {
+        let port = self.announce_bus_port.unwrap_or_else(|| self.bus_port());
+        addr::join(&self.announced_host(), port)
     }
 
     /// Where and how to persist, if a data directory is set.
@@ -342,11 +442,9 @@ impl Config {
         Ok(Some(member))
     }
 
-    /// The address clients connect to.
+    /// The address the client port binds.
     pub fn client_addr(&self) -> anyhow::Result<SocketAddr> {
-        let addr = format!("{}:{}", self.bind, self.service_port);
-        addr.parse()
-            .with_context(|| format!("invalid bind address {addr:?}"))
+        self.listen_addr(self.service_port)
     }
 
     /// The cluster bus port (client port + 10000 unless configured).
@@ -487,9 +585,21 @@ fn deserialize_output_limits<'de, D: serde::Deserializer<'de>>(
 pub struct Flags {
     /// YAML configuration file (optional).
     pub config: Option<PathBuf>,
-    /// Address to listen on.
+    /// Address to listen on (0.0.0.0 or :: for every address).
     #[arg(long)]
     pub bind: Option<String>,
+    /// The name or address other machines reach this node at.
+    #[arg(long)]
+    pub announce_host: Option<String>,
+    /// The client port to announce, if not the one bound.
+    #[arg(long)]
+    pub announce_port: Option<u16>,
+    /// The bus port to announce, if not the one bound.
+    #[arg(long)]
+    pub announce_bus_port: Option<u16>,
+    /// Refuse to start bound beyond loopback without requirepass (`yes`/`no`).
+    #[arg(long, value_parser = process::yes_no)]
+    pub protected_mode: Option<bool>,
     /// Client port.
     #[arg(long, short = 'p')]
     pub port: Option<u16>,
@@ -553,10 +663,10 @@ pub struct Flags {
     #[arg(long)]
     pub tls_ca_cert_file: Option<PathBuf>,
     /// Whether TLS clients must present a certificate (`yes`/`no`).
-    #[arg(long, value_parser = yes_no)]
+    #[arg(long, value_parser = process::yes_no)]
     pub tls_auth_clients: Option<bool>,
     /// The bus and the coordinator link speak TLS too (`yes`/`no`).
-    #[arg(long, value_parser = yes_no)]
+    #[arg(long, value_parser = process::yes_no)]
     pub tls_cluster: Option<bool>,
     /// The data directory (identity, snapshots, append-only file).
     #[arg(long)]
@@ -565,24 +675,16 @@ pub struct Flags {
     #[arg(long)]
     pub save: Option<String>,
     /// Keep an append-only file (`yes`/`no`).
-    #[arg(long, value_parser = yes_no)]
+    #[arg(long, value_parser = process::yes_no)]
     pub appendonly: Option<bool>,
     /// When to sync the append-only file: always, everysec or no.
     #[arg(long, value_parser = parse_fsync)]
     pub appendfsync: Option<Fsync>,
 }
 
-/// `yes`/`no` flag values, as in Redis's configuration.
+/// `--appendfsync` values.
 fn parse_fsync(value: &str) -> Result<Fsync, String> {
     Fsync::parse(value).ok_or_else(|| format!("{value:?} is not always, everysec or no"))
-}
-
-fn yes_no(value: &str) -> Result<bool, String> {
-    match value {
-        "yes" | "true" => Ok(true),
-        "no" | "false" => Ok(false),
-        _ => Err(format!("{value:?} is not yes or no")),
-    }
 }
 
 /// The environment variable that may hold the cluster secret (below a
@@ -595,6 +697,13 @@ impl Flags {
         let file = self.config.take();
         let config = process::load(file.as_deref(), |config: &mut Config| {
             set_if_given(&mut config.bind, self.bind);
+            set_if_given(&mut config.announce_host, self.announce_host.map(Some));
+            set_if_given(&mut config.announce_port, self.announce_port.map(Some));
+            set_if_given(
+                &mut config.announce_bus_port,
+                self.announce_bus_port.map(Some),
+            );
+            set_if_given(&mut config.protected_mode, self.protected_mode);
             set_if_given(&mut config.service_port, self.port);
             set_if_given(&mut config.cluster_port, self.cluster_port.map(Some));
             set_if_given(&mut config.requirepass, self.requirepass.map(Some));
@@ -661,6 +770,65 @@ mod tests {
         let secret = "cluster_secret: a long enough secret\n";
         assert!(Config::from_yaml_str(&format!("{replica}{secret}")).is_ok());
         assert!(Config::from_yaml_str("coordinator: a:1\nreplica_of: nope\n").is_err());
+    }
+
+    #[test]
+    fn announced_addresses_come_from_announce_or_bind() {
+        let config = Config::from_yaml_str("bind: '[::1]'\nservice_port: 7000\n").unwrap();
+        assert_eq!(config.client_addr().unwrap().to_string(), "[::1]:7000");
+        assert_eq!(config.announced_client_addr(), "::1:7000");
+        assert_eq!(config.announced_bus_addr(), "::1:17000");
+        let yaml = "bind: 0.0.0.0\nrequirepass: pw\nannounce_host: node-1\n\
+                    announce_port: 30001\nannounce_bus_port: 30002\n";
+        let config = Config::from_yaml_str(yaml).unwrap();
+        assert_eq!(
+            config.listen_addr(19814).unwrap().to_string(),
+            "0.0.0.0:19814"
+        );
+        assert_eq!(config.announced_client_addr(), "node-1:30001");
+        assert_eq!(config.announced_bus_addr(), "node-1:30002");
+        // Standalone on every address: "the host you asked", as in Redis.
+        let config = Config::from_yaml_str("bind: '::'\nrequirepass: pw\n").unwrap();
+        assert_eq!(config.announced_host(), "");
+    }
+
+    #[test]
+    fn a_cluster_member_bound_everywhere_must_say_where_it_is_reached() {
+        let member = "coordinator: 10.0.0.1:9800\ncluster_secret: a long enough secret\n\
+                      requirepass: pw\n";
+        for bind in ["0.0.0.0", "'::'"] {
+            let err = Config::from_yaml_str(&format!("{member}bind: {bind}\n")).unwrap_err();
+            assert!(format!("{err:#}").contains("announce_host"), "{err:#}");
+            let announced = format!("{member}bind: {bind}\nannounce_host: 10.0.0.7\n");
+            assert!(Config::from_yaml_str(&announced).is_ok(), "{bind}");
+        }
+        for host in ["0.0.0.0", "'::'", "''", "'a b'", "'[::1'"] {
+            let yaml = format!("{member}bind: 10.0.0.7\nannounce_host: {host}\n");
+            assert!(Config::from_yaml_str(&yaml).is_err(), "{host}");
+        }
+        assert!(Config::from_yaml_str("announce_port: 0\n").is_err());
+    }
+
+    #[test]
+    fn protected_mode_wants_a_password_beyond_loopback() {
+        for bind in ["0.0.0.0", "10.0.0.7", "'::'", "'fd00::7'"] {
+            let err = Config::from_yaml_str(&format!("bind: {bind}\n")).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(
+                text.contains("protected mode") && text.contains("requirepass"),
+                "{text}"
+            );
+            let with_password = format!("bind: {bind}\nrequirepass: pw\n");
+            assert!(Config::from_yaml_str(&with_password).is_ok(), "{bind}");
+            let unprotected = format!("bind: {bind}\nprotected_mode: false\n");
+            assert!(Config::from_yaml_str(&unprotected).is_ok(), "{bind}");
+        }
+        for bind in ["127.0.0.1", "127.0.0.2", "'::1'"] {
+            assert!(
+                Config::from_yaml_str(&format!("bind: {bind}\n")).is_ok(),
+                "{bind}"
+            );
+        }
     }
 
     #[test]

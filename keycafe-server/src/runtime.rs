@@ -247,6 +247,19 @@ pub static SETTINGS: &[Setting] = &[
     Setting::fixed("bind", |n| n.config.bind.clone()),
     Setting::fixed("port", |n| n.config.service_port.to_string()),
     Setting::fixed("cluster-port", |n| n.config.bus_port().to_string()),
+    // Redis's names for what a node announces (0: the port bound).
+    Setting::fixed("cluster-announce-hostname", |n| {
+        n.config.announce_host.clone().unwrap_or_default()
+    }),
+    Setting::fixed("cluster-announce-port", |n| {
+        n.config.announce_port.unwrap_or(0).to_string()
+    }),
+    Setting::fixed("cluster-announce-bus-port", |n| {
+        n.config.announce_bus_port.unwrap_or(0).to_string()
+    }),
+    Setting::fixed("protected-mode", |n| {
+        if n.config.protected_mode { "yes" } else { "no" }.to_string()
+    }),
     // As Redis shows it to a client that may run CONFIG: one that knows it.
     Setting::fixed("requirepass", |n| {
         n.config.requirepass.clone().unwrap_or_default()

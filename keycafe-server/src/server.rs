@@ -67,8 +67,8 @@ pub async fn run(
     } else {
         let tls = match config.tls_port {
             Some(port) => {
-                let addr = format!("{}:{port}", config.bind);
-                let tls = TcpListener::bind(&addr)
+                let addr = config.listen_addr(port)?;
+                let tls = TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen for TLS on {addr}"))?;
                 Some(tls)
@@ -94,22 +94,23 @@ pub async fn run_on(
         listeners.tls.is_none() || tls.is_some(),
         "a TLS listener needs tls_cert_file and tls_key_file"
     );
-    // Advertise the address actually bound (the port may have been 0): the
-    // plain one, or on a TLS-only node the TLS one.
-    let announced = match (&listeners.plain, &listeners.tls) {
+    // The client port actually bound (it may have been 0): the plain one,
+    // or on a TLS-only node the TLS one. What the node announces is made
+    // from it unless `announce_host` / `announce_port` say otherwise.
+    let bound = match (&listeners.plain, &listeners.tls) {
         (Some(plain), _) => plain.local_addr()?,
         (None, Some(tls)) => tls.local_addr()?,
         (None, None) => anyhow::bail!("a node needs a plain or a TLS listener for clients"),
     };
-    config.bind = announced.ip().to_string();
-    config.service_port = announced.port();
+    config.bind = bound.ip().to_string();
+    config.service_port = bound.port();
     if let Some(tls) = &listeners.tls {
         config.tls_port = Some(tls.local_addr()?.port());
     }
     let bus_listener = match config.coordinator {
         Some(_) => {
-            let addr = format!("{}:{}", config.bind, config.bus_port());
-            let bus = TcpListener::bind(&addr)
+            let addr = config.listen_addr(config.bus_port())?;
+            let bus = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on cluster bus {addr}"))?;
             config.cluster_port = Some(bus.local_addr()?.port());
@@ -123,7 +124,7 @@ pub async fn run_on(
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
-    info!(addr = %announced, tls = ?tls_addr, node_id = %shared.node_id, "keycafe-server ready");
+    info!(addr = %bound, announced = %shared.config.announced_client_addr(), tls = ?tls_addr, node_id = %shared.node_id, "keycafe-server ready");
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();

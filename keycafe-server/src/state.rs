@@ -87,8 +87,8 @@ impl Shared {
         let cluster = config.coordinator.as_ref().map(|coordinator| {
             let me = NodeInfo {
                 id: node_id.clone(),
-                client_addr: format!("{}:{}", config.bind, config.service_port),
-                bus_addr: format!("{}:{}", config.bind, config.bus_port()),
+                client_addr: config.announced_client_addr(),
+                bus_addr: config.announced_bus_addr(),
                 replica_of: None,
             };
             // Validated: cluster mode always has one.

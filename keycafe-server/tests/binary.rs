@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{RawClient, simple, start_binary};
+use keycafe_core::Frame;
 use tokio::process::{Child, Command};
 
 /// Writes `text` to the file `name` in `dir`, for the binary to read.
@@ -67,4 +68,73 @@ async fn a_bad_config_file_is_a_clear_error() {
         stderr.contains("bad.yaml") && stderr.contains("service_prot"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn bound_beyond_loopback_without_a_password_it_refuses_to_start() {
+    let output = Command::new(env!("CARGO_BIN_EXE_keycafe-server"))
+        .args(["--bind", "0.0.0.0", "--port", "0"])
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(10), output)
+        .await
+        .expect("exits at once")
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for says in ["protected mode", "requirepass", "protected_mode: false"] {
+        assert!(stderr.contains(says), "says {says:?}: {stderr}");
+    }
+    // With a password it serves, on every address.
+    let (_child, addr) =
+        start_binary(&["--bind", "0.0.0.0", "--port", "0", "--requirepass", "pw"]).await;
+    assert!(addr.ip().is_unspecified(), "{addr}");
+    let mut client = RawClient::resp(addr).await;
+    assert_eq!(client.cmd("AUTH pw").await, simple("OK"));
+    assert_eq!(client.cmd("PING").await, simple("PONG"));
+}
+
+#[tokio::test]
+async fn a_node_announces_the_host_and_port_it_is_told() {
+    let bulk = |text: &str| Frame::Bulk(text.as_bytes().to_vec().into());
+    let everywhere = ["--bind", "0.0.0.0", "--port", "0", "--requirepass", "pw"];
+    let announced = [
+        &everywhere[..],
+        &[
+            "--announce-host",
+            "cache.example",
+            "--announce-port",
+            "7777",
+        ],
+    ]
+    .concat();
+    // Bound to every address without an announced host, a standalone node
+    // names no host: as in Redis, clients use the one they asked.
+    for (args, host, port) in [
+        (&announced[..], "cache.example", Some(7777)),
+        (&everywhere[..], "", None),
+    ] {
+        let (_child, addr) = start_binary(args).await;
+        let mut client = RawClient::resp(addr).await;
+        assert_eq!(client.cmd("AUTH pw").await, simple("OK"));
+        let Frame::Array(ranges) = client.cmd("CLUSTER SLOTS").await else {
+            panic!("CLUSTER SLOTS answers an array");
+        };
+        let [Frame::Array(range)] = &ranges[..] else {
+            panic!("one range: {ranges:?}");
+        };
+        let Frame::Array(owner) = &range[2] else {
+            panic!("the range names its owner: {range:?}");
+        };
+        let port = port.unwrap_or(addr.port());
+        assert_eq!(
+            owner[..2],
+            [bulk(host), Frame::Integer(port.into())],
+            "{args:?}"
+        );
+        let Frame::Bulk(nodes) = client.cmd("CLUSTER NODES").await else {
+            panic!("CLUSTER NODES answers text");
+        };
+        let line = String::from_utf8_lossy(&nodes).into_owned();
+        assert!(line.contains(&format!(" {host}:{port}@")), "{line}");
+    }
 }

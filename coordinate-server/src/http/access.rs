@@ -40,6 +40,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use keycafe_core::addr;
 use subtle::ConstantTimeEq;
 use tracing::info;
 
@@ -73,7 +74,7 @@ impl Access {
     /// `config.admin_token`, or a new random one, logged once at INFO.
     pub fn from_config(config: &Config, bound: SocketAddr) -> Access {
         let hosts = if config.http_hosts.is_empty() {
-            default_hosts(bound)
+            default_hosts(bound, config.announce_host.as_deref())
         } else {
             config.http_hosts.clone()
         };
@@ -144,18 +145,26 @@ fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
     Some((name, Some(port.parse().ok()?)))
 }
 
-/// `127.0.0.1:<port>`, `localhost:<port>`, `[::1]:<port>` and the bound
-/// address itself.
-fn default_hosts(bound: SocketAddr) -> Vec<String> {
+/// `127.0.0.1:<port>`, `localhost:<port>`, `[::1]:<port>`, the bound
+/// address itself unless it is every address (`0.0.0.0`, `::`), and the
+/// announced host.
+fn default_hosts(bound: SocketAddr, announced: Option<&str>) -> Vec<String> {
     let port = bound.port();
     let mut hosts = vec![
         format!("127.0.0.1:{port}"),
         format!("localhost:{port}"),
         format!("[::1]:{port}"),
     ];
-    let own = bound.to_string();
-    if !hosts.contains(&own) {
-        hosts.push(own);
+    let own = (!bound.ip().is_unspecified()).then(|| bound.to_string());
+    // A Host header writes an IPv6 address in brackets.
+    let announced = announced.map(|host| match addr::unbracket(host) {
+        v6 if v6.contains(':') => format!("[{v6}]:{port}"),
+        name => format!("{name}:{port}"),
+    });
+    for host in own.into_iter().chain(announced) {
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
     }
     hosts
 }
@@ -241,6 +250,20 @@ mod tests {
         let bound_elsewhere =
             Access::from_config(&Config::default(), "10.1.2.3:9880".parse().unwrap());
         assert!(bound_elsewhere.host_allowed("10.1.2.3:9880"));
+    }
+
+    #[test]
+    fn the_announced_host_is_a_default_and_every_address_is_not() {
+        for (announced, header) in [("coord-1", "coord-1:9880"), ("fd00::5", "[fd00::5]:9880")] {
+            let config = Config {
+                announce_host: Some(announced.into()),
+                ..Config::default()
+            };
+            let access = Access::from_config(&config, "0.0.0.0:9880".parse().unwrap());
+            assert!(access.host_allowed(header), "{header}");
+            assert!(!access.host_allowed("0.0.0.0:9880"));
+            assert_eq!(access.hosts().len(), 4, "{:?}", access.hosts());
+        }
     }
 
     #[test]

@@ -273,11 +273,13 @@ fn check_node(node: &NodeInfo) -> Result<(), String> {
         ("bus_addr", &node.bus_addr),
     ] {
         let valid = addr.len() <= MAX_ADDR_LEN
-            && addr.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
+            && keycafe_core::addr::split(addr)
+                .is_some_and(|(host, _)| keycafe_core::addr::is_announceable(host));
         if !valid {
-            return Err(format!("invalid {what}: expected host:port"));
+            return Err(format!(
+                "invalid {what}: expected host:port with a host others can reach \
+                 (not 0.0.0.0 or ::; set announce_host on the node)"
+            ));
         }
     }
     if node.client_addr == node.bus_addr {

@@ -109,6 +109,16 @@ pub fn set_if_given<T>(setting: &mut T, flag: Option<T>) {
     }
 }
 
+/// `yes`/`no` flag values, as in Redis's configuration (`true`/`false`
+/// too, as in YAML).
+pub fn yes_no(value: &str) -> Result<bool, String> {
+    match value {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(format!("{value:?} is not yes or no")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;

@@ -45,7 +45,7 @@ mod logging;
 mod signal;
 
 pub use config::{
-    BoxError, ConfigError, LayeredConfig, from_yaml_file, from_yaml_str, load, set_if_given,
+    BoxError, ConfigError, LayeredConfig, from_yaml_file, from_yaml_str, load, set_if_given, yes_no,
 };
 pub use env::{EnvConfig, EnvVars};
 pub use keycafe::KeycafeSettings;

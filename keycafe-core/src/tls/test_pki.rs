@@ -19,9 +19,10 @@ use rcgen::{
 pub struct TestPki {
     /// The CA that signed the server and client certificates.
     pub ca_cert: PathBuf,
-    /// The server's certificate (names `localhost` and `127.0.0.1`). It
-    /// may also be presented as a client certificate, as a node of a TLS
-    /// cluster presents its own to the peers it dials.
+    /// The server's certificate (names `localhost`, `127.0.0.1` and the
+    /// hosts given to [`TestPki::generate_for`]). It may also be presented
+    /// as a client certificate, as a node of a TLS cluster presents its own
+    /// to the peers it dials.
     pub server_cert: PathBuf,
     /// The server's private key.
     pub server_key: PathBuf,
@@ -42,6 +43,15 @@ pub struct TestPki {
 impl TestPki {
     /// Generates the whole set into `dir` (which must exist).
     pub fn generate(dir: &Path) -> TestPki {
+        TestPki::generate_for(dir, &[])
+    }
+
+    /// [`TestPki::generate`], with the server's certificate naming `hosts`
+    /// (names or IP addresses) besides `localhost` and `127.0.0.1`: for
+    /// members on other hosts.
+    pub fn generate_for(dir: &Path, hosts: &[&str]) -> TestPki {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        names.extend(hosts.iter().map(|host| host.to_string()));
         let write = |name: &str, pem: String| {
             let path = dir.join(name);
             std::fs::write(&path, pem).expect("the test directory is writable");
@@ -51,14 +61,16 @@ impl TestPki {
         let other_ca = new_ca("Untrusted test CA");
         let (server_cert, server_key) = leaf(
             &ca,
+            &names,
             &[
                 ExtendedKeyUsagePurpose::ServerAuth,
                 ExtendedKeyUsagePurpose::ClientAuth,
             ],
         );
-        let (client_cert, client_key) = leaf(&ca, &[ExtendedKeyUsagePurpose::ClientAuth]);
+        let (client_cert, client_key) = leaf(&ca, &names, &[ExtendedKeyUsagePurpose::ClientAuth]);
         let (other_client_cert, other_client_key) = leaf(
             &other_ca,
+            &names,
             &[
                 ExtendedKeyUsagePurpose::ServerAuth,
                 ExtendedKeyUsagePurpose::ClientAuth,
@@ -86,13 +98,15 @@ fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     CertifiedIssuer::self_signed(params, key).expect("a CA certificate can be self-signed")
 }
 
-/// A certificate for `localhost` and `127.0.0.1`, and its key, as PEM.
+/// A certificate for `names` (the first is its common name), and its key,
+/// as PEM.
 fn leaf(
     ca: &CertifiedIssuer<'static, KeyPair>,
+    names: &[String],
     usages: &[ExtendedKeyUsagePurpose],
 ) -> (String, String) {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let mut params = CertificateParams::new(names).expect("valid subject alternative names");
+    let mut params =
+        CertificateParams::new(names.to_vec()).expect("valid subject alternative names");
     params
         .distinguished_name
         .push(DnType::CommonName, "localhost");

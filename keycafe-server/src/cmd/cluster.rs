@@ -50,9 +50,9 @@ impl Layout {
                 epoch: 0,
                 nodes: vec![LayoutNode {
                     id: shared.node_id.clone(),
-                    ip: config.bind.clone(),
-                    port: i64::from(config.service_port),
-                    bus_port: i64::from(config.bus_port()),
+                    ip: config.announced_host(),
+                    port: i64::from(config.announce_port.unwrap_or(config.service_port)),
+                    bus_port: i64::from(config.announce_bus_port.unwrap_or(config.bus_port())),
                     myself: true,
                     unreachable: false,
                     primary: None,

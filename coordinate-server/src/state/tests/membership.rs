@@ -64,16 +64,25 @@ fn garbage_registrations_are_refused_and_closed() {
             bus_addr: node(1).client_addr,
             ..node(1)
         },
+        // Every address is no address: nobody can reach a node by it.
+        NodeInfo {
+            client_addr: "0.0.0.0:7001".into(),
+            ..node(1)
+        },
+        NodeInfo {
+            bus_addr: ":::17001".into(),
+            ..node(1)
+        },
     ];
     for (conn, info) in (1..).zip(bad) {
         h.register(conn, info);
     }
-    assert_eq!(h.closed, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(h.closed, vec![1, 2, 3, 4, 5, 6, 7, 8]);
     assert!(h.config().nodes.is_empty());
     // Anything before `register` is refused too.
     h.send(9, NodeMessage::Leave);
     h.send(10, NodeMessage::Heartbeat(NodeReport::default()));
-    assert_eq!(h.closed[6..], [9, 10]);
+    assert_eq!(h.closed[8..], [9, 10]);
     assert!(
         h.errors
             .iter()
