@@ -9,6 +9,7 @@
 #   bench/clients.sh [rounds]     (default 3; REQUESTS_P1 / REQUESTS_P16 to change -n)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 ROUNDS=${1:-3}
 REQUESTS_P1=${REQUESTS_P1:-300000}
 REQUESTS_P16=${REQUESTS_P16:-1000000}
@@ -22,8 +23,7 @@ command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
 cargo build --release -q -p keycafe-server -p keycafe-client
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+trap kill_started_and_remove_work EXIT
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --logfile "$WORK/redis.log" &
 PIDS+=($!)

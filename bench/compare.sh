@@ -14,6 +14,7 @@
 # Both servers listen on loopback only and are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 ROUNDS=${1:-3}
 REDIS_PORT=${REDIS_PORT:-7379}
 KEYCAFE_PORT=${KEYCAFE_PORT:-7814}
@@ -36,37 +37,25 @@ cargo build --release -q -p keycafe-server
 KEYCAFE=target/release/keycafe-server
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+trap kill_started_and_remove_work EXIT
 
 start_redis() {
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
         --daemonize no --logfile "$WORK/redis.log" --dir "$WORK" &
     REDIS_PID=$!; PIDS+=("$REDIS_PID")
-    wait_for "$REDIS_PORT"
+    wait_ping "$REDIS_PORT"
 }
 # start_node NAME BINARY PORT [FLAGS...]: starts a keycafe-server, sets STARTED_PID.
 start_node() {
     local name=$1 binary=$2 port=$3; shift 3
     RUST_LOG=warn "$binary" --port "$port" "$@" >"$WORK/$name.log" 2>&1 &
     STARTED_PID=$!; PIDS+=("$STARTED_PID")
-    wait_for "$port"
+    wait_ping "$port"
 }
 start_keycafe() { start_node keycafe "$KEYCAFE" "$KEYCAFE_PORT"; KEYCAFE_PID=$STARTED_PID; }
 start_keycafe1() { start_node keycafe1 "$KEYCAFE" "$KEYCAFE1_PORT" --threads 1; KEYCAFE1_PID=$STARTED_PID; }
 start_baseline() { start_node baseline "$BASELINE" "$BASELINE_PORT"; BASELINE_PID=$STARTED_PID; }
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
-wait_for() {
-    for _ in $(seq 100); do
-        redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "server on port $1 did not start" >&2; exit 1
-}
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-# CPU time a process has used (user + system), in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICKS_PER_SECOND=$(getconf CLK_TCK)
 
 echo "== throughput: redis-benchmark -t set,get -n $REQUESTS -r 100000 -d 64 -c 50 -P {1,16}, $ROUNDS rounds"
 start_redis; start_keycafe; start_keycafe1

@@ -65,9 +65,6 @@ trap 'status=$?; stop_started; keep_or_remove_work $status "logs"' EXIT
 # info PORT FIELD [SECTION]: one field of INFO.
 info() { redis-cli -p "$1" INFO "${3:-all}" | tr -d '\r' | awk -F: -v f="$2" '$1 == f {print $2}'; }
 rss_bytes() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
-# cpu_ticks PID: user + system CPU time so far, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICKS_PER_SECOND=$(getconf CLK_TCK)
 
 # start SERVER NAME [FLAGS...]: starts redis-server or keycafe-server on a
 # fresh port; sets PORT and PID.

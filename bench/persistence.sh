@@ -14,6 +14,7 @@
 # is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 ROUNDS=${1:-3}
 REQUESTS=${REQUESTS:-200000}
 REDIS_PORT=${REDIS_PORT:-7391}
@@ -25,16 +26,8 @@ cargo build --release -q -p keycafe-server
 KEYCAFE=target/release/keycafe-server
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+trap kill_started_and_remove_work EXIT
 
-wait_for() {
-    for _ in $(seq 100); do
-        redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "server on port $1 did not start" >&2; exit 1
-}
 # start SERVER FSYNC: starts it with an append-only file (FSYNC "off": none);
 # sets PID and PORT.
 start() {
@@ -55,10 +48,9 @@ start() {
             PORT=$KEYCAFE_PORT ;;
     esac
     PID=$!; PIDS+=("$PID")
-    wait_for "$PORT"
+    wait_ping "$PORT"
 }
 stop() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 

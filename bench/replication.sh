@@ -96,8 +96,6 @@ in_sync() { # in_sync PRIMARY REPLICA
 }
 serves() { [[ $(redis-cli -p "$1" SET bench:probe 1 2>/dev/null) == OK ]]; }
 declare -A PID_OF # server pid by client port
-# cpu_ticks PID: user + system CPU time so far, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 start_coordinator() { # start_coordinator NAME [BINARY DIR] -> sets COORD
     local name=$1 bin=${2:-$BIN} port http

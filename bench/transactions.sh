@@ -37,8 +37,6 @@ WORK=$(mktemp -d /tmp/keycafe-transactions.XXXXXX)
 PIDS=()
 trap 'status=$?; stop_started; keep_or_remove_work $status "logs"' EXIT
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICKS_PER_SECOND=$(getconf CLK_TCK)
 
 # start NAME: starts one target on a fresh port; sets PORT and PID.
 start() {

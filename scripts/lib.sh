@@ -1,6 +1,6 @@
 # Shell functions shared by run-demo.sh and the scripts in bench/: finding
-# free ports, waiting for a server to listen, and stopping what a script
-# started. Sourced from the repository's root (`source scripts/lib.sh`), not
+# free ports, waiting for a server to listen, stopping what a script
+# started, and reading a process's CPU time and memory. Sourced from the repository's root (`source scripts/lib.sh`), not
 # run. Each function names the caller's variables it reads.
 
 # require TOOL...: fails, naming the script and the tool, unless every TOOL
@@ -83,3 +83,31 @@ keep_or_remove_work() {
         rm -rf "$WORK"
     fi
 }
+
+# wait_ping PORT: waits up to 10 s until a server on 127.0.0.1:PORT answers
+# redis-cli's PING (loaded, not only listening); fails otherwise.
+wait_ping() {
+    for _ in $(seq 100); do
+        redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "server on port $1 did not start" >&2
+    exit 1
+}
+
+# kill_started_and_remove_work: kills each process in the PIDS array and
+# removes $WORK (an EXIT trap for benchmarks whose servers need no clean
+# stop).
+kill_started_and_remove_work() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+
+# cpu_ticks PID: user + system CPU time PID has used so far, in clock ticks
+# (TICKS_PER_SECOND of them a second).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS_PER_SECOND=$(getconf CLK_TCK)
+
+# rss_kib PID: PID's resident memory now, in KiB.
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -158,24 +158,30 @@ impl ReplicatedCluster {
     /// live link, as it says itself and as the coordinator has heard (a
     /// failover needs the latter).
     pub async fn wait_replicas_ready(&self) {
-        let config = self.config().await;
-        for replica in config.nodes.iter().filter(|n| n.is_replica()) {
-            let addr = replica.client_addr.clone();
-            eventually(&format!("replica {addr} is synced"), SETTLE, async || {
-                let info = RespClient::connect(&addr)
-                    .await?
-                    .info("replication")
-                    .await?;
-                let view = self.coordinator.node_view(&addr).await?;
-                Ok(info["role"] == "slave"
-                    && info["master_link_status"] == "up"
-                    && info["master_sync_in_progress"] == "0"
-                    && view["synced"] == true
-                    && view["link_up"] == true)
-            })
-            .await
-            .unwrap();
-        }
+        wait_replicas_synced(&self.coordinator).await;
+    }
+}
+
+/// Waits until every replica in `coordinator`'s configuration says its link
+/// is up and its first sync done, and the coordinator agrees.
+pub async fn wait_replicas_synced(coordinator: &Coordinator) {
+    let config = coordinator.config().await.expect("/api/cluster");
+    for replica in config.nodes.iter().filter(|n| n.is_replica()) {
+        let addr = replica.client_addr.clone();
+        eventually(&format!("replica {addr} is synced"), SETTLE, async || {
+            let info = RespClient::connect(&addr)
+                .await?
+                .info("replication")
+                .await?;
+            let view = coordinator.node_view(&addr).await?;
+            Ok(info["role"] == "slave"
+                && info["master_link_status"] == "up"
+                && info["master_sync_in_progress"] == "0"
+                && view["synced"] == true
+                && view["link_up"] == true)
+        })
+        .await
+        .unwrap();
     }
 }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use cluster_tests::replicated::{
     NODE_TIMEOUT, SETTLE, assert_same_data, replica_sets, slots_of, wait_caught_up,
+    wait_replicas_synced,
 };
 use cluster_tests::resp::text;
 use cluster_tests::{
@@ -148,24 +149,7 @@ impl PersistentCluster {
         })
         .await
         .unwrap();
-        let config = self.coordinator().config().await.unwrap();
-        for replica in config.nodes.iter().filter(|n| n.is_replica()) {
-            let addr = replica.client_addr.clone();
-            eventually(&format!("replica {addr} is synced"), SETTLE, async || {
-                let info = RespClient::connect(&addr)
-                    .await?
-                    .info("replication")
-                    .await?;
-                let view = self.coordinator().node_view(&addr).await?;
-                Ok(info["role"] == "slave"
-                    && info["master_link_status"] == "up"
-                    && info["master_sync_in_progress"] == "0"
-                    && view["synced"] == true
-                    && view["link_up"] == true)
-            })
-            .await
-            .unwrap();
-        }
+        wait_replicas_synced(self.coordinator()).await;
     }
 
     /// Starts the coordinator again where it was, with its data directory.

@@ -320,20 +320,14 @@ impl<S: Stream> Connection<S> {
     /// these replies is on disk (see `persist::aof`); one load otherwise.
     /// False if the client left meanwhile.
     async fn wait_for_the_disk(&mut self) -> bool {
-        let Some(persistence) = self.shared.persistence.clone() else {
-            return true;
-        };
-        let Some(aof) = persistence.aof() else {
-            return true;
-        };
-        let Some(offset) = aof.durable_at() else {
+        let aof = self.shared.persistence.as_ref().and_then(|p| p.aof());
+        let Some((offset, durable)) =
+            aof.and_then(|aof| aof.durable_at().map(|at| (at, aof.wait_durable(at))))
+        else {
             return true;
         };
         let started = std::time::Instant::now();
-        let stayed = self
-            .unless_client_leaves(aof.wait_durable(offset))
-            .await
-            .is_some();
+        let stayed = self.unless_client_leaves(durable).await.is_some();
         let waited = started.elapsed();
         if waited >= SLOW_DISK {
             warn!(

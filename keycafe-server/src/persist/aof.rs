@@ -421,11 +421,14 @@ impl AppendOnly {
         (*self.durable.borrow() < target).then_some(target)
     }
 
-    /// Waits until `offset` bytes are on disk.
-    pub async fn wait_durable(&self, offset: u64) {
+    /// Waits until `offset` bytes are on disk. The future holds nothing
+    /// borrowed, so a connection can await it while it watches its socket.
+    pub fn wait_durable(&self, offset: u64) -> impl Future<Output = ()> + Send + 'static {
         let mut durable = self.durable.subscribe();
-        // The sender lives as long as `self`.
-        let _ = durable.wait_for(|&on_disk| on_disk >= offset).await;
+        async move {
+            // Ends early only if the writer is gone: the node is stopping.
+            let _ = durable.wait_for(|&on_disk| on_disk >= offset).await;
+        }
     }
 
     /// Asks the writer for a rewrite; false if one is under way already.

@@ -194,21 +194,8 @@ fn is_multiline(frame: &Frame) -> bool {
 
 /// A bulk string quoted and escaped as redis-cli shows it.
 fn quoted(data: &[u8]) -> String {
-    let mut out = String::from("\"");
-    for &byte in data {
-        match byte {
-            b'\\' => out.push_str("\\\\"),
-            b'"' => out.push_str("\\\""),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x07 => out.push_str("\\a"),
-            0x08 => out.push_str("\\b"),
-            b if b.is_ascii_graphic() || b == b' ' => out.push(char::from(b)),
-            b => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out.push('"');
+    let mut out = String::new();
+    keycafe_core::repr::quote(&mut out, data);
     out
 }
 
