@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use keycafe_core::cluster::{ClusterConfig, NodeInfo};
-use keycafe_core::key_slot;
+use keycafe_core::{Frame, key_slot};
 use tokio::process::{Child, Command};
 
 pub use resp::RespClient;
@@ -587,6 +587,30 @@ fn http_host(ip: &str) -> String {
     } else {
         ip.to_string()
     }
+}
+
+/// Asks `client` for a key that another primary than the one it is
+/// connected to owns in `config`, and checks the answer is `MOVED <slot>
+/// <owner>` with the owner's announced address. Returns that owner.
+pub async fn assert_redirected_to_owner(client: &mut RespClient, config: &ClusterConfig) -> String {
+    let asked = client.addr().to_string();
+    let (key, owner) = (0..)
+        .map(|i| format!("elsewhere:{i}"))
+        .find_map(|key| {
+            let owner = owner_of(config, &key)?;
+            (owner != asked).then_some((key, owner))
+        })
+        .expect("a key another primary owns");
+    let reply = client.cmd(&["GET", &key]).await.expect("an answer to GET");
+    let Frame::Error(moved) = reply else {
+        panic!("GET {key} on {asked} is redirected, not answered {reply:?}");
+    };
+    let moved = String::from_utf8_lossy(&moved).into_owned();
+    assert!(
+        moved.starts_with("MOVED ") && moved.ends_with(&format!(" {owner}")),
+        "GET {key} on {asked}: {moved}, not MOVED to {owner}"
+    );
+    owner
 }
 
 /// Node settings beyond the ports and the coordinator.

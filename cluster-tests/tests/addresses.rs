@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use cluster_tests::{
-    Coordinator, CoordinatorOptions, Host, Node, NodeOptions, TempDir, is_fair, node_at, owner_of,
+    Coordinator, CoordinatorOptions, Host, Node, NodeOptions, TempDir, assert_redirected_to_owner,
+    is_fair, node_at,
 };
 use keycafe_client::KeycafeCluster;
 use keycafe_core::Frame;
@@ -71,22 +72,8 @@ async fn a_cluster_on_ipv6_writes_its_addresses_as_redis_does() {
         );
     }
 
-    let (key, owner) = (0..)
-        .map(|i| format!("v6:{i}"))
-        .find_map(|key| {
-            let owner = owner_of(&config, &key)?;
-            (owner != nodes[0].addr()).then_some((key, owner))
-        })
-        .expect("a key of the other node's");
+    let owner = assert_redirected_to_owner(&mut direct, &config).await;
     assert_eq!(owner, format!("::1:{}", nodes[1].port));
-    let Frame::Error(moved) = direct.cmd(&["GET", &key]).await.unwrap() else {
-        panic!("GET of the other node's key is redirected");
-    };
-    let moved = String::from_utf8_lossy(&moved).into_owned();
-    assert!(
-        moved.starts_with("MOVED ") && moved.ends_with(&format!(" {owner}")),
-        "{moved}"
-    );
 
     // A client given `[::1]:port` follows `::1:port` redirects.
     let client = KeycafeCluster::connect(format!("[::1]:{}", nodes[0].port))

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use cluster_tests::netns::{self, Lab};
 use cluster_tests::{
-    Coordinator, CoordinatorOptions, MemberTls, Node, NodeOptions, RespClient, TempDir, eventually,
-    is_fair_replicated, node_at, owner_of,
+    Coordinator, CoordinatorOptions, MemberTls, Node, NodeOptions, RespClient, TempDir,
+    assert_redirected_to_owner, eventually, is_fair_replicated, node_at, owner_of,
 };
 use keycafe_client::{ClientConfig, KeycafeCluster, TlsOptions};
 use keycafe_core::Frame;
@@ -123,21 +123,7 @@ async fn across_hosts(lab: Lab) {
         }
     }
     // MOVED: a key of another primary's, redirected to that host.
-    let (key, owner) = (0..)
-        .map(|i| format!("elsewhere:{i}"))
-        .find_map(|key| {
-            let owner = owner_of(&config, &key)?;
-            (owner != primary).then_some((key, owner))
-        })
-        .expect("a key owned by another primary");
-    let Frame::Error(moved) = direct.cmd(&["GET", &key]).await.unwrap() else {
-        panic!("GET of another primary's key is redirected");
-    };
-    let moved = String::from_utf8_lossy(&moved).into_owned();
-    assert!(
-        moved.starts_with("MOVED ") && moved.ends_with(&format!(" {owner}")),
-        "{moved}"
-    );
+    assert_redirected_to_owner(&mut direct, &config).await;
 
     // Keys route from a client on another host.
     let client = cluster_client(&pki, [primary.clone()]).await;

@@ -50,6 +50,27 @@ impl Answer {
     }
 }
 
+/// The binary on ports 0 with `args`, the test secret, logs on stderr, and
+/// `KEYCAFE_ADMIN_TOKEN` set to `token` (removed if `None`).
+fn coordinator_binary(data_dir: &std::path::Path, args: &[&str], token: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coordinate-server"));
+    command
+        .args(args)
+        .args(["--port", "0", "--http-port", "0", "--data-dir"])
+        .arg(data_dir)
+        .env("KEYCAFE_CLUSTER_SECRET", common::SECRET)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("KEYCAFE_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.env("KEYCAFE_ADMIN_TOKEN", token);
+    }
+    command
+}
+
 /// Sends `method path` to `addr` with `Host: host` and the extra header
 /// lines, and reads the whole answer (the connection is closed after it).
 async fn request(
@@ -230,21 +251,9 @@ async fn every_answer_carries_the_security_headers() {
 async fn the_binary_generates_and_logs_a_token_or_takes_one_from_the_environment() {
     for configured in [None, Some("from-the-environment-0123456789")] {
         let dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_coordinate-server"));
-        command
-            .args(["--port", "0", "--http-port", "0", "--data-dir"])
-            .arg(dir.path())
-            .env("KEYCAFE_CLUSTER_SECRET", common::SECRET)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("KEYCAFE_ADMIN_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(token) = configured {
-            command.env("KEYCAFE_ADMIN_TOKEN", token);
-        }
-        let mut child = command.spawn().expect("coordinate-server starts");
+        let mut child = coordinator_binary(dir.path(), &[], configured)
+            .spawn()
+            .expect("coordinate-server starts");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
         // Read up to the "ready" line (the token line, if any, comes right after).
         let mut log = Vec::new();
@@ -311,24 +320,8 @@ async fn the_binary_generates_and_logs_a_token_or_takes_one_from_the_environment
 #[tokio::test]
 async fn bound_beyond_loopback_it_wants_a_chosen_token_and_answers_the_announced_host() {
     let dir = tempfile::tempdir().unwrap();
-    let command = |token: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_coordinate-server"));
-        command
-            .args(["--bind", "0.0.0.0", "--announce-host", "coord.example"])
-            .args(["--port", "0", "--http-port", "0", "--data-dir"])
-            .arg(dir.path())
-            .env("KEYCAFE_CLUSTER_SECRET", common::SECRET)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("KEYCAFE_ADMIN_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(token) = token {
-            command.env("KEYCAFE_ADMIN_TOKEN", token);
-        }
-        command
-    };
+    let everywhere = ["--bind", "0.0.0.0", "--announce-host", "coord.example"];
+    let command = |token| coordinator_binary(dir.path(), &everywhere, token);
     let refused = tokio::time::timeout(PATIENCE, command(None).output())
         .await
         .expect("exits at once")
