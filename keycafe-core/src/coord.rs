@@ -133,6 +133,13 @@ pub enum CoordinatorMessage {
     /// writes for `ms` milliseconds, counted from when it sent that
     /// heartbeat. Until then the coordinator promotes none of its replicas.
     Lease { seq: u64, ms: u64 },
+    /// This coordinator is not the group's leader (`docs/coordinator-group.md`):
+    /// connect to `leader` (its node address) if given, else try the next
+    /// coordinator. The connection closes after it.
+    NotLeader {
+        #[serde(default)]
+        leader: Option<String>,
+    },
 }
 
 /// Appends one message as a native frame.
@@ -250,6 +257,13 @@ mod tests {
         assert_eq!(json, r#"{"type":"error","message":"x"}"#);
         let json = serde_json::to_string(&CoordinatorMessage::Lease { seq: 9, ms: 2500 }).unwrap();
         assert_eq!(json, r#"{"type":"lease","seq":9,"ms":2500}"#);
+        let not_leader = CoordinatorMessage::NotLeader {
+            leader: Some("10.0.0.2:9800".into()),
+        };
+        let json = serde_json::to_string(&not_leader).unwrap();
+        assert_eq!(json, r#"{"type":"not_leader","leader":"10.0.0.2:9800"}"#);
+        let unknown: CoordinatorMessage = serde_json::from_str(r#"{"type":"not_leader"}"#).unwrap();
+        assert_eq!(unknown, CoordinatorMessage::NotLeader { leader: None });
     }
 
     #[test]

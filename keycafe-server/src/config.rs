@@ -98,9 +98,11 @@ pub struct Config {
     pub maxmemory_policy: Policy,
     /// Keys eviction samples per shard to choose one (1 to 64).
     pub maxmemory_samples: usize,
-    /// Coordinator address (`host:port`). When set, the node runs in cluster
-    /// mode: it registers there and serves the slots it is given. Without
-    /// it, the node is a standalone cluster of one that owns every slot.
+    /// Coordinator address (`host:port`), or the addresses of every member
+    /// of a coordinator group separated by commas. When set, the node runs
+    /// in cluster mode: it registers with the (leading) coordinator and
+    /// serves the slots it is given. Without it, the node is a standalone
+    /// cluster of one that owns every slot.
     pub coordinator: Option<String>,
     /// The cluster secret, shared by every node and the coordinator
     /// (required in cluster mode; at least 16 characters). Members prove
@@ -317,6 +319,22 @@ impl Config {
             ("announce_bus_port", self.announce_bus_port),
         ] {
             anyhow::ensure!(port != Some(0), "{key} must be a port from 1 to 65535");
+        }
+        if let Some(coordinators) = &self.coordinator {
+            let listed = coordinators
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty());
+            let mut count = 0;
+            for coordinator in listed {
+                anyhow::ensure!(
+                    addr::split(coordinator).is_some(),
+                    "coordinator {coordinator:?} is not host:port (list a group's members \
+                     separated by commas: a:9800,b:9800,c:9800)"
+                );
+                count += 1;
+            }
+            anyhow::ensure!(count > 0, "coordinator names no address");
         }
         if self.coordinator.is_some() && self.announce_host.is_none() {
             anyhow::ensure!(
@@ -634,7 +652,7 @@ pub struct Flags {
     /// Keys eviction samples per shard (1 to 64).
     #[arg(long)]
     pub maxmemory_samples: Option<usize>,
-    /// Coordinator address (`host:port`): run in cluster mode.
+    /// Coordinator address (`host:port`, or a group's, comma-separated): run in cluster mode.
     #[arg(long)]
     pub coordinator: Option<String>,
     /// The cluster secret (visible to `ps`; prefer the
@@ -807,6 +825,10 @@ mod tests {
             assert!(Config::from_yaml_str(&yaml).is_err(), "{host}");
         }
         assert!(Config::from_yaml_str("announce_port: 0\n").is_err());
+        let group = "cluster_secret: a long enough secret\ncoordinator: 'a:1, b:2,c:3'\n";
+        assert!(Config::from_yaml_str(group).is_ok());
+        let broken = "cluster_secret: a long enough secret\ncoordinator: 'a:1,b'\n";
+        assert!(Config::from_yaml_str(broken).is_err());
     }
 
     #[test]

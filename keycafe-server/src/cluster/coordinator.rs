@@ -17,6 +17,12 @@
 //! reads with the configuration it has, writes until its lease runs out, and
 //! reconnects with backoff; on reconnecting it registers again, so a
 //! restarted coordinator learns of it at once.
+//!
+//! A replicated coordinator is a group (`docs/coordinator-group.md`): the
+//! node is given every member's address (`coordinator: "a:9800,b:9800"`)
+//! and talks to the leader. A member that is not the leader answers
+//! `not_leader`, naming the leader if it knows it; the node connects there
+//! at once, and otherwise tries the next address in the list.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +44,7 @@ use super::lease::{Renewals, now_ms};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Heartbeats go at least this often.
 const HEARTBEAT_MS: u64 = 1000;
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What the coordinator link needs to know about the rest of the node.
@@ -60,43 +67,122 @@ pub async fn run(cluster: Arc<ClusterState>, node: Registration, stop: Cancellat
     let Some(mut outbox) = cluster.take_outbox() else {
         return;
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut coordinators = Coordinators::new(&cluster.coordinator);
+    let mut backoff = MIN_BACKOFF;
     let mut renewals = Renewals::default();
     loop {
         renewals.reset();
-        let session = session(&cluster, &node, &mut outbox, &mut renewals);
-        tokio::select! {
-            result = session => {
-                match result {
-                    Ok(()) => debug!("coordinator closed the connection"),
-                    Err(err) => warn!(coordinator = %cluster.coordinator, %err, "coordinator unreachable; serving with epoch {}", cluster.epoch()),
-                }
+        let target = coordinators.current().to_string();
+        let session = session(&cluster, &target, &node, &mut outbox, &mut renewals);
+        let ended = tokio::select! {
+            ended = session => ended,
+            _ = stop.cancelled() => return,
+        };
+        let wait = match ended {
+            Ok(Ended::Redirected(Some(leader))) => {
+                info!(from = %target, %leader, "not the coordinators' leader; following the redirect");
+                coordinators.follow(leader);
+                backoff = MIN_BACKOFF;
+                // Redirects between members that disagree for a moment
+                // (an election) must not spin.
+                MIN_BACKOFF
             }
-            _ = stop.cancelled() => return,
-        }
+            Ok(Ended::Redirected(None)) => {
+                debug!(coordinator = %target, "not the leader, and no leader known; trying the next");
+                coordinators.next();
+                backoff
+            }
+            Ok(Ended::Closed) => {
+                debug!(coordinator = %target, "coordinator closed the connection");
+                coordinators.next();
+                backoff
+            }
+            Err(err) => {
+                warn!(coordinator = %target, %err, "coordinator unreachable; serving with epoch {}", cluster.epoch());
+                coordinators.next();
+                backoff
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if wait == backoff {
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// How a session with a coordinator ended, short of an error.
+enum Ended {
+    /// The coordinator closed the connection.
+    Closed,
+    /// It is not the group's leader; the leader's address, if it said.
+    Redirected(Option<String>),
+}
+
+/// The coordinators a node may talk to, and which one it tries now: the
+/// configured list (`a:9800,b:9800,c:9800`), in turn, or a leader a
+/// member redirected to.
+struct Coordinators {
+    configured: Vec<String>,
+    next: usize,
+    current: String,
+}
+
+impl Coordinators {
+    fn new(configured: &str) -> Coordinators {
+        let configured: Vec<String> = configured
+            .split(',')
+            .map(str::trim)
+            .filter(|addr| !addr.is_empty())
+            .map(String::from)
+            .collect();
+        let current = configured.first().cloned().unwrap_or_default();
+        Coordinators {
+            configured,
+            next: 1,
+            current,
+        }
+    }
+
+    fn current(&self) -> &str {
+        &self.current
+    }
+
+    /// The next configured address, round the list.
+    fn next(&mut self) {
+        if let Some(addr) = self
+            .configured
+            .get(self.next % self.configured.len().max(1))
+        {
+            self.current = addr.clone();
+        }
+        self.next = self.next.wrapping_add(1);
+    }
+
+    /// The leader a member named.
+    fn follow(&mut self, leader: String) {
+        self.current = leader;
     }
 }
 
 /// One connection's life: register, then exchange messages until it breaks.
 async fn session(
     cluster: &ClusterState,
+    coordinator: &str,
     node: &Registration,
     outbox: &mut mpsc::UnboundedReceiver<NodeMessage>,
     renewals: &mut Renewals,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
     // Bounded: a connect into a partition would otherwise wait out the
     // kernel's SYN retries (minutes), and then resume seconds after the heal.
-    let connect = ClientStream::connect(&cluster.coordinator, cluster.connector());
+    let connect = ClientStream::connect(coordinator, cluster.connector());
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| anyhow::anyhow!("no answer to connect within {CONNECT_TIMEOUT:?}"))??;
     let mut input = BytesMut::with_capacity(64 * 1024);
-    let proof = prove(cluster, &mut stream, &mut input).await?;
+    let proof = prove(cluster, coordinator, &mut stream, &mut input).await?;
     let mut out = BytesMut::new();
     let register = NodeMessage::Register {
         node: cluster.me.clone(),
@@ -110,7 +196,7 @@ async fn session(
     }
     send(&mut stream, &out).await?;
     out.clear();
-    info!(coordinator = %cluster.coordinator, "registered with the coordinator");
+    debug!(%coordinator, "registering with the coordinator");
 
     let mut changed = cluster.subscribe();
     let mut link_changes = node.link_changes.clone();
@@ -120,17 +206,25 @@ async fn session(
         .node_timeout
         .max(Duration::from_millis(2 * HEARTBEAT_MS));
     let mut heard = tokio::time::Instant::now();
+    let mut registered = false;
     loop {
         tokio::select! {
             read = stream.read_buf(&mut input) => {
                 if read? == 0 {
-                    return Ok(());
+                    return Ok(Ended::Closed);
                 }
                 heard = tokio::time::Instant::now();
                 while let Some(message) = coord::decode_message::<CoordinatorMessage>(&mut input)? {
                     match message {
                         CoordinatorMessage::Config(config) => {
+                            if !registered {
+                                info!(%coordinator, "registered with the coordinator");
+                                registered = true;
+                            }
                             cluster.adopt(config);
+                        }
+                        CoordinatorMessage::NotLeader { leader } => {
+                            return Ok(Ended::Redirected(leader));
                         }
                         CoordinatorMessage::Lease { seq, ms } => {
                             if let Some(until) = renewals.granted(seq, ms) {
@@ -189,6 +283,7 @@ async fn session(
 /// `register`.
 async fn prove(
     cluster: &ClusterState,
+    coordinator: &str,
     stream: &mut ClientStream,
     input: &mut BytesMut,
 ) -> anyhow::Result<String> {
@@ -224,10 +319,7 @@ async fn prove(
         CoordinatorMessage::Error { message } => {
             anyhow::bail!("the coordinator refused: {message}")
         }
-        _ => anyhow::bail!(
-            "the coordinator at {} does not hold this cluster's secret",
-            cluster.coordinator
-        ),
+        _ => anyhow::bail!("the coordinator at {coordinator} does not hold this cluster's secret"),
     }
 }
 
@@ -244,4 +336,26 @@ fn heartbeat(node: &Registration, renewals: &mut Renewals, out: &mut BytesMut) {
     let mut report = (node.report)();
     report.seq = renewals.sent(now_ms());
     coord::encode_message(&NodeMessage::Heartbeat(report), out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinators_are_tried_in_turn_and_redirects_followed() {
+        let mut coordinators = Coordinators::new("a:1, b:2,,c:3");
+        assert_eq!(coordinators.current(), "a:1");
+        coordinators.next();
+        assert_eq!(coordinators.current(), "b:2");
+        coordinators.follow("z:9".into());
+        assert_eq!(coordinators.current(), "z:9");
+        coordinators.next();
+        assert_eq!(coordinators.current(), "c:3");
+        coordinators.next();
+        assert_eq!(coordinators.current(), "a:1");
+        let mut alone = Coordinators::new("a:1");
+        alone.next();
+        assert_eq!(alone.current(), "a:1");
+    }
 }

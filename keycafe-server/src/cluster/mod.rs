@@ -39,7 +39,8 @@ pub use view::{ClusterView, SlotState};
 pub struct ClusterState {
     /// This node as the cluster knows it.
     pub me: NodeInfo,
-    /// Where the coordinator listens.
+    /// Where the coordinator listens: one address, or every member of a
+    /// coordinator group, separated by commas.
     pub coordinator: String,
     /// The cluster secret, which members prove they hold (see
     /// `keycafe_core::auth`).
