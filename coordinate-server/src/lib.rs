@@ -20,6 +20,7 @@
 //! - [`state`]: [`state::Coordinator`], the state machine: events in, effects out.
 //! - [`planner`]: the pure slot planner: fair targets, fewest moves.
 //! - [`persist`]: the data directory: atomic, durable saves and a lock.
+//! - [`group`]: the coordinator group, replicated with Raft.
 //! - [`driver`]: the task that owns the state machine and executes effects.
 //! - [`nodes`]: the node listener and one task per node connection.
 //! - [`http`]: the dashboard and the JSON API (axum + askama).
@@ -28,6 +29,7 @@
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod group;
 pub mod http;
 pub mod nodes;
 pub mod persist;

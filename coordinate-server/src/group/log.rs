@@ -1,0 +1,1 @@
+//! The Raft log on disk. (To be written: see the module's task.)

@@ -1,0 +1,1 @@
+//! The links between coordinators. (To be written: see the module's task.)
