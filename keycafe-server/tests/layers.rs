@@ -28,6 +28,7 @@ const LAYERS: &[&[&str]] = &[
     &["cluster"],
     &["replication"],
     &["state"],
+    &["figures"],
     &["cmd"],
     &["connection"],
     &["server"],
