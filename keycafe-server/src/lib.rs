@@ -18,6 +18,8 @@
 //! - [`config`]: [`Config`] from defaults, a YAML file and flags.
 //! - [`server`]: [`run`], the accept loop, active expiry, graceful shutdown.
 //! - [`connection`]: the per-client read → execute → write loop.
+//! - [`metrics`]: the optional metrics port: `/metrics` in Prometheus's
+//!   text format, and `/health`.
 //! - [`state`]: [`state::Shared`], what every connection shares.
 //! - [`figures`]: the node's figures, gathered once for INFO and
 //!   `/metrics` alike.
@@ -41,6 +43,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod figures;
+pub mod metrics;
 pub mod persist;
 pub mod replication;
 pub mod runtime;

@@ -30,7 +30,7 @@ const LAYERS: &[&[&str]] = &[
     &["state"],
     &["figures"],
     &["cmd"],
-    &["connection"],
+    &["connection", "metrics"],
     &["server"],
     &["test_util"],
 ];
