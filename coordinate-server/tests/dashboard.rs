@@ -331,3 +331,63 @@ async fn metrics_are_served_as_prometheus_text_without_a_token() {
     assert_eq!(info.labels.get("role"), Some("primary"));
     coordinator.stop().await.unwrap();
 }
+
+/// The numeric cells of node `id`'s row on the dashboard, in order: slots,
+/// keys, ops/s, memory, offset, lag, epoch.
+fn number_cells(page: &str, id: &str) -> Vec<String> {
+    let start = page
+        .find(&format!("title=\"{id}\""))
+        .unwrap_or_else(|| panic!("no row for {id}: {page}"));
+    let row = &page[start..];
+    let row = &row[..row.find("</tr>").expect("the row ends")];
+    row.split("<td class=\"num\">")
+        .skip(1)
+        .map(|cell| cell[..cell.find("</td>").expect("the cell ends")].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_each_nodes_ops_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough that the node, once it stops its heartbeats, is not
+    // failing (which would hide its rate) before the page is read.
+    let coordinator = Coordinator::start(dir.path(), |c| c.node_timeout_ms = 30_000).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    a.wait_for("the slots", |s| s.latest().is_some_and(|c| settled(c, 1)))
+        .await;
+    // Its own heartbeats say nothing of its load: nothing to show.
+    coordinator
+        .wait_for("a heartbeat", |v| v.nodes[0].keys.is_some())
+        .await;
+    let cells = number_cells(&coordinator.page().await, &a.info.id);
+    assert_eq!((cells[2].as_str(), cells[3].as_str()), ("—", "—"));
+
+    // Now with its load: two counts more than a second apart.
+    a.set_heartbeat(false);
+    let beat = |seq: u64, commands: u64| {
+        NodeMessage::Heartbeat(NodeReport {
+            seq,
+            keys: 7,
+            commands_processed: Some(commands),
+            used_memory: Some(3 << 20),
+            ..NodeReport::default()
+        })
+    };
+    a.send(beat(1_000_000, 1_000));
+    coordinator
+        .wait_for("the first count", |v| {
+            v.nodes[0].commands_processed == Some(1_000)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    a.send(beat(1_000_001, 6_000));
+    let view = coordinator
+        .wait_for("a rate", |v| v.nodes[0].ops_per_sec.is_some())
+        .await;
+    let rate = view.nodes[0].ops_per_sec.expect("measured");
+    assert!(rate > 100.0 && rate <= 5_000.0 / 1.1, "{rate}");
+    let cells = number_cells(&coordinator.page().await, &a.info.id);
+    assert_eq!(cells[2], format!("{rate:.0}"), "{cells:?}");
+    assert_eq!(cells[3], "3.0 MiB", "{cells:?}");
+    coordinator.stop().await.unwrap();
+}

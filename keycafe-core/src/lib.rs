@@ -27,6 +27,8 @@
 //!   cluster, and [`cluster::SlotMap`].
 //! - [`coord`]: messages between nodes and the coordinator.
 //! - [`limits`]: [`Limits`] on what a peer may make a decoder accept.
+//! - [`prometheus`]: Prometheus's text exposition format, which the
+//!   coordinator's `/metrics` and a node's are written in.
 //! - [`error`]: [`ProtocolError`], the ways a peer can break the protocol.
 //! - `process` (feature `process`): what every Keycafe process does alike —
 //!   the shutdown signal, tracing set-up, and configuration in layers.
@@ -49,6 +51,7 @@ pub mod limits;
 pub mod native;
 #[cfg(feature = "process")]
 pub mod process;
+pub mod prometheus;
 pub mod repr;
 pub mod resp;
 pub mod slot;

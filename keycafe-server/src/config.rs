@@ -145,6 +145,11 @@ pub struct Config {
     /// needs all three files, and the certificate must be usable as a client
     /// certificate too.
     pub tls_cluster: bool,
+    /// Port of an HTTP listener on `bind` serving `GET /metrics` (Prometheus
+    /// text) and `GET /health`; off when absent. Read-only and without a
+    /// password, like Redis's exporters: restrict it with a firewall. 0
+    /// lets the system pick a port (`CONFIG GET metrics-port` tells which).
+    pub metrics_port: Option<u16>,
     /// The data directory: the node's identity, its snapshots and its
     /// append-only file (see `docs/persistence.md`). Without one the node
     /// keeps nothing across a restart and registers as a new node.
@@ -210,6 +215,7 @@ impl Default for Config {
             tls_ca_cert_file: None,
             tls_auth_clients: true,
             tls_cluster: false,
+            metrics_port: None,
             dir: None,
             save: SaveRules::redis_default().to_string(),
             appendonly: false,
@@ -295,6 +301,7 @@ impl Config {
             !self.tls_cluster || self.coordinator.is_some(),
             "tls_cluster needs cluster mode (set coordinator)"
         );
+        self.check_metrics_port()?;
         SaveRules::parse(&self.save).map_err(|reason| anyhow::anyhow!("save: {reason}"))?;
         anyhow::ensure!(
             !self.appendonly || self.dir.is_some(),
@@ -398,6 +405,28 @@ impl Config {
     pub fn announced_bus_addr(&self) -> String {
         let port = self.announce_bus_port.unwrap_or_else(|| self.bus_port());
         addr::join(&self.announced_host(), port)
+    }
+
+    /// `metrics_port` must not be a port the node serves something else on.
+    fn check_metrics_port(&self) -> anyhow::Result<()> {
+        let Some(port) = self.metrics_port.filter(|&port| port != 0) else {
+            return Ok(());
+        };
+        let taken = [
+            ("service_port", Some(self.service_port)),
+            ("tls_port", self.tls_port),
+            (
+                "cluster_port",
+                self.coordinator.as_ref().map(|_| self.bus_port()),
+            ),
+        ];
+        for (name, other) in taken {
+            anyhow::ensure!(
+                other != Some(port),
+                "metrics_port {port} is also {name}: give the metrics their own port"
+            );
+        }
+        Ok(())
     }
 
     /// Where and how to persist, if a data directory is set.
@@ -686,6 +715,9 @@ pub struct Flags {
     /// The bus and the coordinator link speak TLS too (`yes`/`no`).
     #[arg(long, value_parser = process::yes_no)]
     pub tls_cluster: Option<bool>,
+    /// Serve GET /metrics and /health over HTTP on this port (on `bind`).
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
     /// The data directory (identity, snapshots, append-only file).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -750,6 +782,7 @@ impl Flags {
             );
             set_if_given(&mut config.tls_auth_clients, self.tls_auth_clients);
             set_if_given(&mut config.tls_cluster, self.tls_cluster);
+            set_if_given(&mut config.metrics_port, self.metrics_port.map(Some));
             set_if_given(&mut config.dir, self.dir.map(Some));
             set_if_given(&mut config.save, self.save);
             set_if_given(&mut config.appendonly, self.appendonly);
@@ -967,6 +1000,26 @@ mod tests {
         ] {
             assert!(OutputLimits::default().updated(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_metrics_port_is_its_own() {
+        let config = Config::from_yaml_str("metrics_port: 9914\n").unwrap();
+        assert_eq!(config.metrics_port, Some(9914));
+        assert_eq!(Config::default().metrics_port, None);
+        assert!(Config::from_yaml_str("metrics_port: 0\n").is_ok());
+        let err = Config::from_yaml_str("metrics_port: 9814\n").unwrap_err();
+        assert!(format!("{err:#}").contains("service_port"), "{err:#}");
+        let cluster = "coordinator: 127.0.0.1:9800\ncluster_secret: a long enough secret\n";
+        let bus = format!("{cluster}metrics_port: 19814\n");
+        assert!(Config::from_yaml_str(&bus).is_err());
+        // Standalone, the bus port is not in use.
+        assert!(Config::from_yaml_str("metrics_port: 19814\n").is_ok());
+        let flags = Flags {
+            metrics_port: Some(9915),
+            ..Flags::default()
+        };
+        assert_eq!(flags.into_config().unwrap().metrics_port, Some(9915));
     }
 
     #[test]

@@ -18,7 +18,11 @@
 //! - [`config`]: [`Config`] from defaults, a YAML file and flags.
 //! - [`server`]: [`run`], the accept loop, active expiry, graceful shutdown.
 //! - [`connection`]: the per-client read → execute → write loop.
+//! - [`metrics`]: the optional metrics port: `/metrics` in Prometheus's
+//!   text format, and `/health`.
 //! - [`state`]: [`state::Shared`], what every connection shares.
+//! - [`figures`]: the node's figures, gathered once for INFO and
+//!   `/metrics` alike.
 //! - [`clients`]: the registry of connections behind CLIENT LIST, CLIENT
 //!   KILL, CLIENT PAUSE and MONITOR.
 //! - [`runtime`]: settings `CONFIG SET` may change while the node runs, and
@@ -38,6 +42,8 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod figures;
+pub mod metrics;
 pub mod persist;
 pub mod replication;
 pub mod runtime;

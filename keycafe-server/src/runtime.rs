@@ -260,6 +260,12 @@ pub static SETTINGS: &[Setting] = &[
     Setting::fixed("protected-mode", |n| {
         if n.config.protected_mode { "yes" } else { "no" }.to_string()
     }),
+    // The port bound (0 asks the system for one), or 0 when off.
+    Setting::fixed("metrics-port", |n| {
+        n.config
+            .metrics_port
+            .map_or("0".into(), |port| port.to_string())
+    }),
     // As Redis shows it to a client that may run CONFIG: one that knows it.
     Setting::fixed("requirepass", |n| {
         n.config.requirepass.clone().unwrap_or_default()

@@ -32,6 +32,7 @@ use crate::cluster;
 use crate::cluster::coordinator::Registration;
 use crate::config::Config;
 use crate::connection::{Connection, Stream};
+use crate::metrics;
 use crate::persist::{self, Persistence};
 use crate::replication;
 use crate::state::Shared;
@@ -118,6 +119,11 @@ pub async fn run_on(
         }
         None => None,
     };
+    let metrics_listener = metrics::bind(&config).await?;
+    if let Some(listener) = &metrics_listener {
+        // The port bound, for CONFIG GET metrics-port (it may have been 0).
+        config.metrics_port = Some(listener.local_addr()?.port());
+    }
     let shared = Arc::new(Shared::new(config)?);
     let tls_addr = listeners
         .tls
@@ -191,6 +197,15 @@ pub async fn run_on(
         if let Some(parts) = shared.replication_parts() {
             tasks.spawn(replication::replica::run(parts, stop.clone()));
         }
+    }
+    if let Some(listener) = metrics_listener {
+        info!(metrics = %format!("http://{}/metrics", listener.local_addr()?), "metrics port");
+        tasks.spawn(metrics::serve(
+            listener,
+            shared.clone(),
+            stop.clone(),
+            tasks.clone(),
+        ));
     }
     for (listener, tls) in [(listeners.plain, None), (listeners.tls, tls)] {
         if let Some(listener) = listener {

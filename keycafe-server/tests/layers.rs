@@ -28,8 +28,9 @@ const LAYERS: &[&[&str]] = &[
     &["cluster"],
     &["replication"],
     &["state"],
+    &["figures"],
     &["cmd"],
-    &["connection"],
+    &["connection", "metrics"],
     &["server"],
     &["test_util"],
 ];

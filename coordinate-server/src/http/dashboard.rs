@@ -3,9 +3,10 @@
 //! One page (`templates/dashboard.html`) shows the epoch, a bar of all 16384
 //! slots coloured by owner (inline SVG; migrating slots are paled in the bar
 //! and marked underneath in their destination's colour), the nodes with
-//! their state, role, slots, keys and replication (offset, a replica's lag
-//! behind its primary, its link), the migrations in flight with their
-//! progress, and the recent events, failovers highlighted.
+//! their state, role, slots, keys, load (commands per second and memory,
+//! from their heartbeats) and replication (offset, a replica's lag behind
+//! its primary, its link), the migrations in flight with their progress,
+//! and the recent events, failovers highlighted.
 //! It refreshes itself every two seconds with a `<meta>` tag: no
 //! JavaScript, nothing loaded from elsewhere.
 //!
@@ -63,6 +64,13 @@ pub struct NodeRow {
     pub slots: usize,
     pub ranges: String,
     pub keys: String,
+    /// Commands per second; "—" until the coordinator has measured it
+    /// (two heartbeats a second apart), from a node too old to report its
+    /// count, and while the node is failing.
+    pub ops: String,
+    /// Memory the node accounts for, e.g. "1.2 MiB"; "—" before a
+    /// heartbeat that says.
+    pub memory: String,
     pub last_seen: String,
     pub epoch: String,
     pub can_leave: bool,
@@ -330,6 +338,12 @@ fn node_row(view: &ClusterView, index: usize, short: &dyn Fn(&str) -> String) ->
             ranges.join(", ")
         },
         keys: known(node.keys),
+        ops: node
+            .ops_per_sec
+            .map_or_else(|| "—".to_string(), ops_per_sec),
+        memory: node
+            .used_memory
+            .map_or_else(|| "—".to_string(), human_bytes),
         last_seen: match node.keys {
             Some(_) => format!("{} ago", seconds(node.last_seen_ms)),
             None => format!(
@@ -419,6 +433,31 @@ fn event_row(event: &EventView, short: &dyn Fn(&str) -> String) -> EventRow {
 /// A reported number, or "?" before the first report.
 fn known(value: Option<u64>) -> String {
     value.map_or_else(|| "?".to_string(), |v| v.to_string())
+}
+
+/// A rate as people read it: one decimal below 10, whole numbers above.
+fn ops_per_sec(rate: f64) -> String {
+    if rate < 10.0 {
+        format!("{rate:.1}")
+    } else {
+        format!("{rate:.0}")
+    }
+}
+
+/// Bytes in binary units with one decimal: "512 B", "1.2 MiB".
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Rounded as shown, so that 1023.96 KiB reads 1.0 MiB, not 1024.0 KiB.
+    while value >= 1023.95 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn colour(index: usize) -> &'static str {
@@ -559,6 +598,67 @@ mod tests {
         let html = page.render().unwrap();
         assert!(html.contains("Recent events") && html.contains(r#"class="failover""#));
         assert!(html.contains("joined as a replica of aaaaaaaa"), "{html}");
+    }
+
+    #[test]
+    fn the_page_shows_each_nodes_load() {
+        let t0 = Instant::now();
+        let (mut coordinator, _) = Coordinator::new(Settings::default(), None, t0);
+        register(&mut coordinator, 1, 'a', None);
+        register(&mut coordinator, 2, 'b', None);
+        let beat = |commands: u64, memory: u64| {
+            NodeMessage::Heartbeat(NodeReport {
+                commands_processed: Some(commands),
+                used_memory: Some(memory),
+                ..NodeReport::default()
+            })
+        };
+        coordinator.step(
+            Event::Received {
+                conn: 1,
+                message: beat(1_000, 1_300_000),
+            },
+            t0,
+        );
+        let page = DashboardPage::from_view(&coordinator.view(t0));
+        let (a, b) = (&page.nodes[0], &page.nodes[1]);
+        assert_eq!((a.ops.as_str(), a.memory.as_str()), ("—", "1.2 MiB"));
+        assert_eq!(
+            (b.ops.as_str(), b.memory.as_str()),
+            ("—", "—"),
+            "no heartbeat yet"
+        );
+
+        let t2 = t0 + Duration::from_secs(2);
+        coordinator.step(
+            Event::Received {
+                conn: 1,
+                message: beat(3_500, 1_300_000),
+            },
+            t2,
+        );
+        let page = DashboardPage::from_view(&coordinator.view(t2));
+        assert_eq!(page.nodes[0].ops, "1250");
+        let html = page.render().unwrap();
+        assert!(
+            html.contains("<th class=\"num\">ops/s</th>") && html.contains(">1250<"),
+            "{html}"
+        );
+        assert!(html.contains(">1.2 MiB<"), "{html}");
+    }
+
+    #[test]
+    fn rates_and_sizes_read_as_people_write_them() {
+        assert_eq!(ops_per_sec(0.0), "0.0");
+        assert_eq!(ops_per_sec(2.46), "2.5");
+        assert_eq!(ops_per_sec(12_345.6), "12346");
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1_258_291), "1.2 MiB");
+        assert_eq!(human_bytes((1 << 20) - 1), "1.0 MiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+        assert_eq!(human_bytes(u64::MAX), "16384.0 PiB");
     }
 
     #[test]

@@ -20,126 +20,88 @@
 //! token, but the same `Host` check (see [`super::access`]), so a scraper
 //! on another machine must use a name listed in `http_hosts`.
 //!
-//! The encoding is a few lines by hand: one snapshot per scrape needs no
-//! metrics registry, only correct escaping.
-
-use std::fmt::{self, Write as _};
+//! One snapshot per scrape needs no metrics registry, only correct
+//! encoding, which [`keycafe_core::prometheus`] does for this page and for
+//! each node's own `/metrics` alike.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+pub use keycafe_core::prometheus::{CONTENT_TYPE_TEXT, Family, Kind};
+use keycafe_core::prometheus::{Exposition, Labels, Number};
 
 use super::HttpError;
 use crate::driver::Handle;
 use crate::state::view::{ClusterView, NodeView, Role};
 
-/// The `Content-Type` of the text exposition format.
-pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// How Prometheus treats a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Only goes up (and restarts at zero with the process that counts).
-    Counter,
-    /// Goes up and down.
-    Gauge,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        }
-    }
-}
-
-/// One metric: its name, type and help text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Family {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub help: &'static str,
-}
-
-const fn gauge(name: &'static str, help: &'static str) -> Family {
-    Family {
-        name,
-        kind: Kind::Gauge,
-        help,
-    }
-}
-
-const CLUSTER_EPOCH: Family = gauge(
+const CLUSTER_EPOCH: Family = Family::gauge(
     "keycafe_cluster_epoch",
     "Epoch of the newest cluster configuration.",
 );
-const CLUSTER_NODES: Family = gauge("keycafe_cluster_nodes", "Member nodes, by role.");
-const CLUSTER_SLOTS_ASSIGNED: Family = gauge(
+const CLUSTER_NODES: Family = Family::gauge("keycafe_cluster_nodes", "Member nodes, by role.");
+const CLUSTER_SLOTS_ASSIGNED: Family = Family::gauge(
     "keycafe_cluster_slots_assigned",
     "Slots with an owner (16384 once a node has joined).",
 );
-const CLUSTER_MIGRATIONS_IN_FLIGHT: Family = gauge(
+const CLUSTER_MIGRATIONS_IN_FLIGHT: Family = Family::gauge(
     "keycafe_cluster_migrations_in_flight",
     "Slots being migrated between nodes now.",
 );
-const CLUSTER_MIGRATIONS_QUEUED: Family = gauge(
+const CLUSTER_MIGRATIONS_QUEUED: Family = Family::gauge(
     "keycafe_cluster_migrations_queued",
     "Slot moves planned for after the migrations in flight.",
 );
-const CLUSTER_FAILOVERS: Family = Family {
-    name: "keycafe_cluster_failovers_total",
-    kind: Kind::Counter,
-    help: "Replicas promoted in place of their primary since the coordinator started, by reason.",
-};
-const NODE_INFO: Family = gauge(
+const CLUSTER_FAILOVERS: Family = Family::counter(
+    "keycafe_cluster_failovers_total",
+    "Replicas promoted in place of their primary since the coordinator started, by reason.",
+);
+const NODE_INFO: Family = Family::gauge(
     "keycafe_node_info",
     "Always 1; labels name the node's bus address and, for a replica, its primary.",
 );
-const NODE_UP: Family = gauge(
+const NODE_UP: Family = Family::gauge(
     "keycafe_node_up",
     "1 if the node was heard from within the node timeout, else 0.",
 );
-const NODE_CONNECTED: Family = gauge(
+const NODE_CONNECTED: Family = Family::gauge(
     "keycafe_node_connected",
     "1 if the node has a registered connection to the coordinator, else 0.",
 );
-const NODE_LEAVING: Family = gauge(
+const NODE_LEAVING: Family = Family::gauge(
     "keycafe_node_leaving",
     "1 if the node was asked to leave and its slots are moving away, else 0.",
 );
-const NODE_LAST_SEEN: Family = gauge(
+const NODE_LAST_SEEN: Family = Family::gauge(
     "keycafe_node_last_seen_seconds",
     "Seconds since the node's last heartbeat or registration.",
 );
-const NODE_CONFIG_EPOCH: Family = gauge(
+const NODE_CONFIG_EPOCH: Family = Family::gauge(
     "keycafe_node_config_epoch",
     "Epoch of the configuration the node last reported holding.",
 );
-const NODE_SLOTS: Family = gauge("keycafe_node_slots", "Slots the node owns.");
-const NODE_KEYS: Family = gauge("keycafe_node_keys", "Keys the node holds.");
-const NODE_REPLICATION_OFFSET: Family = gauge(
+const NODE_SLOTS: Family = Family::gauge("keycafe_node_slots", "Slots the node owns.");
+const NODE_KEYS: Family = Family::gauge("keycafe_node_keys", "Keys the node holds.");
+const NODE_REPLICATION_OFFSET: Family = Family::gauge(
     "keycafe_node_replication_offset_bytes",
     "Replication stream produced (a primary) or applied (a replica).",
 );
-const NODE_REPLICATION_LAG: Family = gauge(
+const NODE_REPLICATION_LAG: Family = Family::gauge(
     "keycafe_node_replication_lag_bytes",
     "For a replica: bytes behind its primary.",
 );
-const NODE_REPLICA_LINK_UP: Family = gauge(
+const NODE_REPLICA_LINK_UP: Family = Family::gauge(
     "keycafe_node_replica_link_up",
     "For a replica: 1 if its link to its primary is up, else 0.",
 );
-const NODE_COMMANDS: Family = Family {
-    name: "keycafe_node_commands_processed_total",
-    kind: Kind::Counter,
-    help: "Commands the node has processed since it started.",
-};
-const NODE_OPS: Family = gauge(
+const NODE_COMMANDS: Family = Family::counter(
+    "keycafe_node_commands_processed_total",
+    "Commands the node has processed since it started.",
+);
+const NODE_OPS: Family = Family::gauge(
     "keycafe_node_ops_per_second",
     "Commands per second, measured between heartbeats at least a second apart.",
 );
-const NODE_MEMORY: Family = gauge(
+const NODE_MEMORY: Family = Family::gauge(
     "keycafe_node_used_memory_bytes",
     "Memory the node accounts for (INFO used_memory, what maxmemory limits).",
 );
@@ -205,7 +167,7 @@ pub fn encode(view: &ClusterView) -> String {
             .map(|(reason, n)| (vec![("reason", reason.as_str())], Number::Int(n))),
     );
 
-    let flag = |on: bool| Number::Int(u64::from(on));
+    let flag = Number::flag;
     out.family(
         &NODE_INFO,
         view.nodes.iter().map(|n| {
@@ -215,32 +177,40 @@ pub fn encode(view: &ClusterView) -> String {
             (labels, Number::Int(1))
         }),
     );
-    out.per_node(&NODE_UP, view, |n| Some(flag(!n.failing)));
-    out.per_node(&NODE_CONNECTED, view, |n| Some(flag(n.connected)));
-    out.per_node(&NODE_LEAVING, view, |n| Some(flag(n.leaving)));
-    out.per_node(&NODE_LAST_SEEN, view, |n| {
+    per_node(&mut out, &NODE_UP, view, |n| Some(flag(!n.failing)));
+    per_node(&mut out, &NODE_CONNECTED, view, |n| Some(flag(n.connected)));
+    per_node(&mut out, &NODE_LEAVING, view, |n| Some(flag(n.leaving)));
+    per_node(&mut out, &NODE_LAST_SEEN, view, |n| {
         Some(Number::Float(n.last_seen_ms as f64 / 1000.0))
     });
-    out.per_node(&NODE_CONFIG_EPOCH, view, |n| {
+    per_node(&mut out, &NODE_CONFIG_EPOCH, view, |n| {
         n.reported_epoch.map(Number::Int)
     });
-    out.per_node(&NODE_SLOTS, view, |n| Some(count(n.slots)));
-    out.per_node(&NODE_KEYS, view, |n| n.keys.map(Number::Int));
-    out.per_node(&NODE_REPLICATION_OFFSET, view, |n| {
+    per_node(&mut out, &NODE_SLOTS, view, |n| Some(count(n.slots)));
+    per_node(&mut out, &NODE_KEYS, view, |n| n.keys.map(Number::Int));
+    per_node(&mut out, &NODE_REPLICATION_OFFSET, view, |n| {
         n.offset.map(Number::Int)
     });
-    out.per_node(&NODE_REPLICATION_LAG, view, |n| n.lag.map(Number::Int));
-    out.per_node(&NODE_REPLICA_LINK_UP, view, |n| n.link_up.map(flag));
-    out.per_node(&NODE_COMMANDS, view, |n| {
+    per_node(&mut out, &NODE_REPLICATION_LAG, view, |n| {
+        n.lag.map(Number::Int)
+    });
+    per_node(&mut out, &NODE_REPLICA_LINK_UP, view, |n| {
+        n.link_up.map(flag)
+    });
+    per_node(&mut out, &NODE_COMMANDS, view, |n| {
         n.commands_processed.map(Number::Int)
     });
-    out.per_node(&NODE_OPS, view, |n| n.ops_per_sec.map(Number::Float));
-    out.per_node(&NODE_MEMORY, view, |n| n.used_memory.map(Number::Int));
-    out.text
+    per_node(&mut out, &NODE_OPS, view, |n| {
+        n.ops_per_sec.map(Number::Float)
+    });
+    per_node(&mut out, &NODE_MEMORY, view, |n| {
+        n.used_memory.map(Number::Int)
+    });
+    out.into_text()
 }
 
 /// The labels every per-node sample carries.
-fn node_labels(node: &NodeView) -> Vec<(&'static str, &str)> {
+fn node_labels(node: &NodeView) -> Labels<'_> {
     vec![
         ("node", node.id.as_str()),
         ("addr", node.client_addr.as_str()),
@@ -248,96 +218,18 @@ fn node_labels(node: &NodeView) -> Vec<(&'static str, &str)> {
     ]
 }
 
-/// A sample's value: integers are written exactly, not through `f64`.
-#[derive(Debug, Clone, Copy)]
-enum Number {
-    Int(u64),
-    Float(f64),
-}
-
-impl fmt::Display for Number {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Number::Int(n) => write!(f, "{n}"),
-            Number::Float(x) if x.is_nan() => f.write_str("NaN"),
-            Number::Float(x) if x.is_infinite() => {
-                f.write_str(if x > 0.0 { "+Inf" } else { "-Inf" })
-            }
-            Number::Float(x) => write!(f, "{x}"),
-        }
-    }
-}
-
-/// The text being written.
-#[derive(Default)]
-struct Exposition {
-    text: String,
-}
-
-impl Exposition {
-    /// `# HELP`, `# TYPE`, then one line per sample.
-    fn family<'a>(
-        &mut self,
-        family: &Family,
-        samples: impl IntoIterator<Item = (Vec<(&'static str, &'a str)>, Number)>,
-    ) {
-        let Family { name, kind, help } = family;
-        let help = escape_help(help);
-        // Writing to a String cannot fail.
-        let _ = writeln!(self.text, "# HELP {name} {help}");
-        let _ = writeln!(self.text, "# TYPE {name} {}", kind.as_str());
-        for (labels, value) in samples {
-            self.text.push_str(name);
-            if !labels.is_empty() {
-                self.text.push('{');
-                for (i, (label, value)) in labels.iter().enumerate() {
-                    if i > 0 {
-                        self.text.push(',');
-                    }
-                    let _ = write!(self.text, "{label}=\"{}\"", escape_label(value));
-                }
-                self.text.push('}');
-            }
-            let _ = writeln!(self.text, " {value}");
-        }
-    }
-
-    /// A family with one sample per node whose `value` is known.
-    fn per_node(
-        &mut self,
-        family: &Family,
-        view: &ClusterView,
-        value: impl Fn(&NodeView) -> Option<Number>,
-    ) {
-        let samples = view
-            .nodes
-            .iter()
-            .filter_map(|node| value(node).map(|v| (node_labels(node), v)));
-        self.family(family, samples);
-    }
-}
-
-/// A label value as the format quotes it: `\`, `"` and line feeds escaped.
-fn escape_label(value: &str) -> String {
-    escape(value, true)
-}
-
-/// Help text as the format wants it: `\` and line feeds escaped.
-fn escape_help(value: &str) -> String {
-    escape(value, false)
-}
-
-fn escape(value: &str, quotes: bool) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' if quotes => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
-    out
+/// A family with one sample per node whose `value` is known.
+fn per_node(
+    out: &mut Exposition,
+    family: &Family,
+    view: &ClusterView,
+    value: impl Fn(&NodeView) -> Option<Number>,
+) {
+    let samples = view
+        .nodes
+        .iter()
+        .filter_map(|node| value(node).map(|v| (node_labels(node), v)));
+    out.family(family, samples);
 }
 
 #[cfg(test)]
@@ -345,48 +237,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn label_values_and_help_are_escaped() {
-        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
-        assert_eq!(escape_label("two\nlines"), r"two\nlines");
-        assert_eq!(escape_label("[::1]:7000"), "[::1]:7000");
-        assert_eq!(escape_help("say \"\\\"\n"), "say \"\\\\\"\\n");
-
-        let mut out = Exposition::default();
-        out.family(&NODE_KEYS, [(vec![("node", "x\"}\ny")], Number::Int(3))]);
-        assert!(
-            out.text
-                .ends_with("\nkeycafe_node_keys{node=\"x\\\"}\\ny\"} 3\n"),
-            "{}",
-            out.text
-        );
-    }
-
-    #[test]
-    fn numbers_are_written_as_the_format_reads_them() {
-        let text = |n: Number| n.to_string();
-        assert_eq!(text(Number::Int(u64::MAX)), "18446744073709551615");
-        assert_eq!(text(Number::Float(2.5)), "2.5");
-        assert_eq!(text(Number::Float(1e21)), "1000000000000000000000");
-        assert_eq!(text(Number::Float(f64::NAN)), "NaN");
-        assert_eq!(text(Number::Float(f64::INFINITY)), "+Inf");
-    }
-
-    #[test]
     fn names_are_unique_and_well_formed() {
-        let mut names: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
-        for name in &names {
-            assert!(name.starts_with("keycafe_"), "{name}");
-            assert!(
-                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-                "{name}"
-            );
-            let counter = FAMILIES
-                .iter()
-                .any(|f| f.name == *name && f.kind == Kind::Counter);
-            assert_eq!(counter, name.ends_with("_total"), "{name}");
-        }
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), FAMILIES.len());
+        assert_eq!(
+            keycafe_core::prometheus::check_names(FAMILIES, "keycafe_"),
+            Ok(())
+        );
     }
 }

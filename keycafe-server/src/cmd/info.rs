@@ -8,15 +8,18 @@
 //! errorstats, cluster, keyspace. Redis's latencystats (per-command latency
 //! percentiles) is not kept: it needs a histogram per command, more than
 //! the per-command cost allowed (see [`crate::stats`]).
+//!
+//! The figures come from [`crate::figures`], which `/metrics` reads too;
+//! this module only writes them as Redis does.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use keycafe_core::{Args, Reply};
 
 use super::server::{KEYCAFE_VERSION, REDIS_COMPAT_VERSION};
 use super::{CmdResult, Ctx};
-use crate::state::Shared;
+use crate::figures;
 
 /// Every section, in Redis's order, and whether `INFO` (default) shows it.
 const SECTIONS: &[(&str, bool)] = &[
@@ -58,61 +61,38 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     let shared = ctx.shared;
     // This connection's earlier commands of the batch count too.
     ctx.conn.stats.flush(&shared.command_stats);
-    let stats = &shared.stats;
     let store = shared.store.stats();
     let mut text = String::new();
     if include("server") {
-        let uptime = shared.started.elapsed().as_secs();
-        let _ = write!(
-            text,
-            "# Server\r\nkeycafe_version:{KEYCAFE_VERSION}\r\nredis_version:{REDIS_COMPAT_VERSION}\r\n\
-             redis_mode:cluster\r\nos:{}\r\narch_bits:{}\r\nprocess_id:{}\r\nrun_id:{}\r\n\
-             tcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n\r\n",
-            std::env::consts::OS,
-            usize::BITS,
-            std::process::id(),
-            shared.node_id,
-            shared.config.service_port,
-            uptime / 86_400,
-        );
+        text.push_str(&info_server(&figures::Server::gather(shared)));
     }
     if include("clients") {
+        let clients = figures::Clients::gather(shared);
         let _ = write!(
             text,
             "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
-            stats.connected_clients.load(Ordering::Relaxed),
-            shared.runtime.maxclients(),
-            shared.clients.blocked(),
+            clients.connected, clients.maxclients, clients.blocked,
         );
     }
     if include("memory") {
-        text.push_str(&info_memory(shared, &store));
+        text.push_str(&info_memory(&figures::Memory::gather(shared, &store)));
     }
     if include("persistence") {
-        text.push_str(&info_persistence(shared));
+        let persistence = figures::Persistence::gather(shared, &store);
+        text.push_str(&info_persistence(&persistence));
     }
     if include("stats") {
-        let _ = write!(
-            text,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
-             rejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\n\
-             keyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n{}\r\n",
-            stats.connections_received.load(Ordering::Relaxed),
-            stats.commands_processed.load(Ordering::Relaxed) + ctx.conn.commands,
-            stats.rejected_connections.load(Ordering::Relaxed),
-            store.expired_keys,
-            store.evicted_keys,
-            store.keyspace_hits,
-            store.keyspace_misses,
-            shared.command_stats.error_replies(),
-            super::replication::info_stats(ctx),
-        );
+        let mut stats = figures::Stats::gather(shared, &store);
+        // This connection's own commands of this batch: not added yet.
+        stats.commands_processed += ctx.conn.commands;
+        text.push_str(&info_stats(&stats));
     }
     if include("replication") {
-        text.push_str(&super::replication::info_section(ctx));
+        let replication = figures::Replication::gather(shared);
+        text.push_str(&super::replication::info_section(&replication));
     }
     if include("cpu") {
-        text.push_str(&info_cpu());
+        text.push_str(&info_cpu(&figures::Cpu::gather()));
     }
     if include("commandstats") {
         text.push_str("# Commandstats\r\n");
@@ -141,12 +121,13 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
         text.push_str("# Cluster\r\ncluster_enabled:1\r\n\r\n");
     }
     if include("keyspace") {
+        let keyspace = figures::Keyspace::of(&store);
         text.push_str("# Keyspace\r\n");
-        if store.keys > 0 {
+        if keyspace.keys > 0 {
             let _ = write!(
                 text,
                 "db0:keys={},expires={},avg_ttl=0\r\n",
-                store.keys, store.volatile_keys
+                keyspace.keys, keyspace.expires
             );
         }
         text.push_str("\r\n");
@@ -159,44 +140,48 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>, reply: &mut Reply<'_>) -> CmdResu
     Ok(())
 }
 
-/// INFO's persistence section with Redis's fields. Without a data
-/// directory nothing is ever saved: the last "save" is the node's start (as
-/// Redis reports its start time before the first save). Keycafe does not
-/// fork, so the copy-on-write fields are always 0; `rdb_changes_since_last_save`
-/// counts keys changed, as Redis's does.
-fn info_persistence(shared: &Shared) -> String {
-    let now_ms = crate::store::now_ms();
-    let started_ms = now_ms.saturating_sub(shared.started.elapsed().as_millis() as u64);
-    let changes = shared.store.stats().changes;
-    let mut f = Persisted {
-        changes,
-        last_save_ms: started_ms,
-        ..Persisted::default()
-    };
-    if let Some(persistence) = &shared.persistence {
-        let snapshots = persistence.snapshots();
-        f.changes = snapshots.schedule.unsaved(changes);
-        f.last_save_ms = snapshots.schedule.last_save_ms;
-        f.bgsave_in_progress = snapshots.in_progress.is_some();
-        f.bgsave_ok = snapshots.last_ok;
-        f.bgsave_secs = snapshots.last_secs.map_or(-1, |s| s as i64);
-        f.current_bgsave_secs = snapshots
-            .started_ms
-            .map_or(-1, |ms| (now_ms.saturating_sub(ms) / 1000) as i64);
-        f.saves = snapshots.saves;
-        drop(snapshots);
-        if let Some(aof) = persistence.aof() {
-            let status = aof.status();
-            f.aof_enabled = true;
-            f.aof_rewrite_in_progress = status.rewrite_in_progress;
-            f.aof_rewrite_ok = status.last_rewrite_ok;
-            f.aof_rewrites = status.rewrites;
-            f.aof_write_ok = status.last_write_error.is_none();
-            f.aof_base_size = status.base_size;
-            f.aof_delayed_fsync = status.slow_syncs;
-            f.aof_current_size = status.base_size + status.increments_size;
-        }
-    }
+/// INFO's server section.
+fn info_server(f: &figures::Server) -> String {
+    format!(
+        "# Server\r\nkeycafe_version:{KEYCAFE_VERSION}\r\nredis_version:{REDIS_COMPAT_VERSION}\r\n\
+         redis_mode:cluster\r\nos:{}\r\narch_bits:{}\r\nprocess_id:{}\r\nrun_id:{}\r\n\
+         tcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\n\r\n",
+        std::env::consts::OS,
+        usize::BITS,
+        std::process::id(),
+        f.node_id,
+        f.tcp_port,
+        f.uptime_secs,
+        f.uptime_secs / 86_400,
+    )
+}
+
+/// INFO's stats section, with the replication stream's syncs.
+fn info_stats(f: &figures::Stats) -> String {
+    format!(
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+         rejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\n\
+         keyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n\
+         sync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n\r\n",
+        f.connections_received,
+        f.commands_processed,
+        f.rejected_connections,
+        f.expired_keys,
+        f.evicted_keys,
+        f.keyspace_hits,
+        f.keyspace_misses,
+        f.error_replies,
+        f.sync_full,
+        f.sync_partial_ok,
+        f.sync_partial_err,
+    )
+}
+
+/// INFO's persistence section with Redis's fields (see
+/// [`figures::Persistence`]). Keycafe does not fork, so the copy-on-write
+/// fields are always 0; `rdb_changes_since_last_save` counts keys changed,
+/// as Redis's does.
+fn info_persistence(f: &figures::Persistence) -> String {
     let flag = |b: bool| u8::from(b);
     let ok = |b: bool| if b { "ok" } else { "err" };
     let mut text = format!(
@@ -237,107 +222,48 @@ fn info_persistence(shared: &Shared) -> String {
     text
 }
 
-/// The figures of INFO's persistence section.
-struct Persisted {
-    changes: u64,
-    last_save_ms: u64,
-    bgsave_in_progress: bool,
-    bgsave_ok: bool,
-    bgsave_secs: i64,
-    current_bgsave_secs: i64,
-    saves: u64,
-    aof_enabled: bool,
-    aof_rewrite_in_progress: bool,
-    aof_rewrite_ok: bool,
-    aof_rewrites: u64,
-    aof_write_ok: bool,
-    aof_base_size: u64,
-    aof_current_size: u64,
-    aof_delayed_fsync: u64,
-}
-
-impl Default for Persisted {
-    fn default() -> Persisted {
-        Persisted {
-            changes: 0,
-            last_save_ms: 0,
-            bgsave_in_progress: false,
-            bgsave_ok: true,
-            bgsave_secs: -1,
-            current_bgsave_secs: -1,
-            saves: 0,
-            aof_enabled: false,
-            aof_rewrite_in_progress: false,
-            aof_rewrite_ok: true,
-            aof_rewrites: 0,
-            aof_write_ok: true,
-            aof_base_size: 0,
-            aof_current_size: 0,
-            aof_delayed_fsync: 0,
-        }
-    }
-}
-
-/// INFO's cpu section: seconds of CPU used, from getrusage. A Keycafe node
-/// has no main thread (every worker thread serves connections), so the
-/// `_main_thread` fields are those of the thread that answers INFO.
-fn info_cpu() -> String {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let seconds = |who: UsageWho| match getrusage(who) {
-        Ok(usage) => {
-            let secs = |t: nix::sys::time::TimeVal| format!("{}.{:06}", t.tv_sec(), t.tv_usec());
-            (secs(usage.system_time()), secs(usage.user_time()))
-        }
-        Err(_) => ("0.000000".to_string(), "0.000000".to_string()),
-    };
-    let (sys, user) = seconds(UsageWho::RUSAGE_SELF);
-    let (sys_children, user_children) = seconds(UsageWho::RUSAGE_CHILDREN);
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let (sys_thread, user_thread) = seconds(UsageWho::RUSAGE_THREAD);
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let (sys_thread, user_thread) = (sys.clone(), user.clone());
+/// INFO's cpu section: seconds with six decimals, as Redis writes them.
+fn info_cpu(f: &figures::Cpu) -> String {
+    let s = |d: Duration| format!("{}.{:06}", d.as_secs(), d.subsec_micros());
     format!(
-        "# CPU\r\nused_cpu_sys:{sys}\r\nused_cpu_user:{user}\r\n\
-         used_cpu_sys_children:{sys_children}\r\nused_cpu_user_children:{user_children}\r\n\
-         used_cpu_sys_main_thread:{sys_thread}\r\nused_cpu_user_main_thread:{user_thread}\r\n\r\n"
+        "# CPU\r\nused_cpu_sys:{}\r\nused_cpu_user:{}\r\n\
+         used_cpu_sys_children:{}\r\nused_cpu_user_children:{}\r\n\
+         used_cpu_sys_main_thread:{}\r\nused_cpu_user_main_thread:{}\r\n\r\n",
+        s(f.sys),
+        s(f.user),
+        s(f.sys_children),
+        s(f.user_children),
+        s(f.sys_main_thread),
+        s(f.user_main_thread),
     )
 }
 
 /// INFO's memory section, with Redis's field names. `used_memory` is what
-/// `maxmemory` is compared with: the store's exact bytes plus client buffers
-/// and the replication backlog (see `docs/memory.md`).
-fn info_memory(shared: &crate::state::Shared, store: &crate::store::StoreStats) -> String {
-    let memory = shared.memory();
-    let used = store.used_bytes + memory.outside_store();
-    let rss = resident_memory_bytes().unwrap_or(0);
-    let maxmemory = shared.runtime.maxmemory();
-    let fragmentation = match used {
+/// `maxmemory` is compared with (see `docs/memory.md`).
+fn info_memory(f: &figures::Memory) -> String {
+    let rss = f.rss.unwrap_or(0);
+    let fragmentation = match f.used {
         0 => 0.0,
         used => rss as f64 / used as f64,
     };
     format!(
-        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\n\
+        "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\n\
          used_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\n\
          used_memory_dataset:{}\r\nmem_clients_normal:{}\r\n\
-         mem_replication_backlog:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\n\
+         mem_replication_backlog:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\n\
          maxmemory_policy:{}\r\nmaxmemory_samples:{}\r\n\
          mem_fragmentation_ratio:{fragmentation:.2}\r\nmem_allocator:libc\r\n\r\n",
-        human_bytes(used as u64),
+        f.used,
+        human_bytes(f.used),
         human_bytes(rss),
-        store.used_bytes,
-        memory.client_buffers(),
-        memory.backlog(),
-        human_bytes(maxmemory as u64),
-        shared.store.policy().name(),
-        shared.store.samples(),
+        f.dataset,
+        f.clients_normal,
+        f.replication_backlog,
+        f.maxmemory,
+        human_bytes(f.maxmemory),
+        f.policy,
+        f.samples,
     )
-}
-
-/// The process's resident set size, from /proc on Linux.
-fn resident_memory_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }
 
 fn human_bytes(bytes: u64) -> String {
@@ -391,7 +317,11 @@ mod tests {
 
     #[test]
     fn cpu_reports_seconds_with_six_decimals() {
-        let text = info_cpu();
+        let text = info_cpu(&figures::Cpu {
+            user: Duration::from_micros(2_000_050),
+            ..figures::Cpu::gather()
+        });
+        assert!(text.contains("\r\nused_cpu_user:2.000050\r\n"), "{text}");
         assert!(text.starts_with("# CPU\r\nused_cpu_sys:"), "{text}");
         for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
             let (_, value) = line.split_once(':').expect("field:value");

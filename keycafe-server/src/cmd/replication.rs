@@ -3,20 +3,17 @@
 //! failovers use (`KC.PSYNC`, `KC.FAILOVER.PAUSE`, `KC.FAILOVER.RESUME`).
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use keycafe_core::{Args, Frame, Reply};
 
 use super::{ArgCursor, CmdError, CmdResult, Ctx, Outcome};
+use crate::figures;
 use crate::replication::primary::{self, SyncRequest};
 
 /// True if this node follows a primary (per the adopted configuration).
 pub fn is_replica(ctx: &Ctx<'_>) -> bool {
-    ctx.shared
-        .cluster
-        .as_ref()
-        .is_some_and(|cluster| cluster.view().is_replica())
+    figures::is_replica(ctx.shared)
 }
 
 /// `WAIT numreplicas timeout`: block until `numreplicas` replicas have
@@ -88,30 +85,25 @@ pub fn role(ctx: &mut Ctx<'_>, _args: Args<'_>, reply: &mut Reply<'_>) -> CmdRes
 }
 
 /// INFO's `# Replication` section, with Redis's field names.
-pub fn info_section(ctx: &Ctx<'_>) -> String {
-    let replication = &ctx.shared.replication;
-    let log = &replication.log;
-    let (replid, replid2, second_offset, first, histlen) = log.describe();
-    let offset = log.offset();
+pub fn info_section(f: &figures::Replication) -> String {
     let mut text = String::from("# Replication\r\n");
-    if is_replica(ctx) {
-        let up = replication.upstream();
-        let (host, port) = split(up.primary_addr.as_deref().unwrap_or(""));
+    if let Some(up) = &f.upstream {
+        let (host, port) = split(&up.primary_addr);
         let _ = write!(
             text,
             "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{}\r\n\
-             master_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_repl_offset:{offset}\r\n\
+             master_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_repl_offset:{}\r\n\
              slave_read_only:1\r\n",
             if up.link_up { "up" } else { "down" },
-            up.last_io.map_or(-1, |t| t.elapsed().as_secs() as i64),
+            up.last_io_secs.map_or(-1, |s| s as i64),
             u8::from(up.syncing),
+            f.offset,
         );
     } else {
         text.push_str("role:master\r\n");
     }
-    let replicas = replication.replicas();
-    let _ = write!(text, "connected_slaves:{}\r\n", replicas.len());
-    for (i, link) in replicas.iter().enumerate() {
+    let _ = write!(text, "connected_slaves:{}\r\n", f.replicas.len());
+    for (i, link) in f.replicas.iter().enumerate() {
         let (host, port) = split(&link.addr);
         let _ = write!(
             text,
@@ -122,34 +114,28 @@ pub fn info_section(ctx: &Ctx<'_>) -> String {
                 "online"
             },
             link.acked,
-            link.last_ack.elapsed().as_secs(),
+            link.lag_secs,
         );
     }
     let _ = write!(
         text,
-        "master_replid:{replid}\r\nmaster_replid2:{replid2}\r\nmaster_repl_offset:{offset}\r\n\
+        "master_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{}\r\n\
          second_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\n\
-         repl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\n\r\n",
-        if second_offset == 0 {
+         repl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n\r\n",
+        f.replid,
+        f.replid2,
+        f.offset,
+        if f.second_offset == 0 {
             -1
         } else {
-            second_offset as i64 + 1
+            f.second_offset as i64 + 1
         },
-        u8::from(log.is_recording() || histlen > 0),
-        log.capacity(),
+        u8::from(f.backlog_active),
+        f.backlog_size,
+        f.backlog_first_byte,
+        f.backlog_histlen,
     );
     text
-}
-
-/// INFO `# Stats` lines for syncs served.
-pub fn info_stats(ctx: &Ctx<'_>) -> String {
-    let stats = &ctx.shared.replication.stats;
-    format!(
-        "sync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n",
-        stats.full.load(Ordering::Relaxed),
-        stats.partial_ok.load(Ordering::Relaxed),
-        stats.partial_err.load(Ordering::Relaxed),
-    )
 }
 
 /// `KC.PSYNC node-id replid offset client-addr` (bus): a replica asks for

@@ -102,11 +102,18 @@ fn has(scrape: &Scrape, name: &str, n: u16) -> bool {
     sample(scrape, name, &[("node", &node(n).id)]).is_some()
 }
 
-/// The metric names `docs/metrics.md` lists, with their documented types:
-/// the first two cells of each table row whose first cell is `keycafe_…`.
+/// The metric names `docs/metrics.md` lists for the coordinator, with
+/// their documented types: the first two cells of each table row whose
+/// first cell is `keycafe_…`, in the section "The coordinator's /metrics"
+/// (a node's own are in another).
 fn documented() -> BTreeMap<String, String> {
     let doc = include_str!("../../../../docs/metrics.md");
-    doc.lines()
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.starts_with("The coordinator's `/metrics`"))
+        .expect("docs/metrics.md has a section \"The coordinator's `/metrics`\"");
+    section
+        .lines()
         .filter_map(|line| {
             let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
             let name = cells.next()?.strip_prefix("`keycafe_")?.strip_suffix('`')?;
