@@ -30,6 +30,13 @@ pub enum ConfigError {
     /// Settings that cannot work together, as [`LayeredConfig::check`] said.
     #[error(transparent)]
     Invalid(BoxError),
+    /// The file's settings with the flags applied cannot work together.
+    #[error("checking config file {} with the flags given", path.display())]
+    Checked {
+        path: PathBuf,
+        #[source]
+        source: BoxError,
+    },
     /// An environment variable whose value does not parse (see
     /// [`EnvVars`](super::EnvVars)).
     #[error("{name}: cannot parse {value:?}")]
@@ -48,7 +55,9 @@ pub enum ConfigError {
 /// out keep their defaults and misspelt keys are errors.
 pub trait LayeredConfig: Default + DeserializeOwned {
     /// Rejects settings that cannot work, with a message that says why. Run
-    /// on the file's contents alone and again once the flags are applied.
+    /// once every layer is applied: a file may leave to a flag or the
+    /// environment what another of its settings needs (a `bind` of 0.0.0.0
+    /// in the file, the `announce_host` on the command line).
     fn check(&self) -> Result<(), BoxError>;
 
     /// [`from_yaml_str`] for this configuration: `Config::from_yaml_str(text)`.
@@ -64,10 +73,7 @@ pub trait LayeredConfig: Default + DeserializeOwned {
 
 /// Parses YAML text and checks it. An empty document means all defaults.
 pub fn from_yaml_str<C: LayeredConfig>(text: &str) -> Result<C, ConfigError> {
-    if text.trim().is_empty() {
-        return Ok(C::default());
-    }
-    let config: C = serde_yaml_ng::from_str(text)?;
+    let config: C = parse_yaml(text)?;
     config.check().map_err(ConfigError::Invalid)?;
     Ok(config)
 }
@@ -75,11 +81,29 @@ pub fn from_yaml_str<C: LayeredConfig>(text: &str) -> Result<C, ConfigError> {
 /// Reads a YAML file and checks it; keys it leaves out keep their defaults.
 /// Errors name the file.
 pub fn from_yaml_file<C: LayeredConfig>(path: &Path) -> Result<C, ConfigError> {
+    let config: C = read_yaml_file(path)?;
+    config.check().map_err(|source| ConfigError::File {
+        path: path.to_path_buf(),
+        source: Box::new(ConfigError::Invalid(source)),
+    })?;
+    Ok(config)
+}
+
+/// The keys and types of YAML text, unchecked.
+fn parse_yaml<C: LayeredConfig>(text: &str) -> Result<C, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(C::default());
+    }
+    Ok(serde_yaml_ng::from_str(text)?)
+}
+
+/// [`parse_yaml`] of a file; errors name it.
+fn read_yaml_file<C: LayeredConfig>(path: &Path) -> Result<C, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    from_yaml_str(&text).map_err(|source| ConfigError::File {
+    parse_yaml(&text).map_err(|source| ConfigError::File {
         path: path.to_path_buf(),
         source: Box::new(source),
     })
@@ -87,17 +111,23 @@ pub fn from_yaml_file<C: LayeredConfig>(path: &Path) -> Result<C, ConfigError> {
 
 /// The defaults, overlaid by `file` when one is named, overlaid by the
 /// command-line flags that `apply_flags` writes (one [`set_if_given`] per
-/// flag), then checked.
+/// flag), then checked as a whole.
 pub fn load<C: LayeredConfig>(
     file: Option<&Path>,
     apply_flags: impl FnOnce(&mut C),
 ) -> Result<C, ConfigError> {
     let mut config = match file {
-        Some(path) => from_yaml_file(path)?,
+        Some(path) => read_yaml_file(path)?,
         None => C::default(),
     };
     apply_flags(&mut config);
-    config.check().map_err(ConfigError::Invalid)?;
+    config.check().map_err(|source| match file {
+        Some(path) => ConfigError::Checked {
+            path: path.to_path_buf(),
+            source,
+        },
+        None => ConfigError::Invalid(source),
+    })?;
     Ok(config)
 }
 
@@ -269,24 +299,35 @@ mod tests {
     }
 
     #[test]
-    fn the_file_is_checked_on_its_own_and_the_result_again() {
+    fn the_settings_are_checked_once_every_layer_is_applied() {
+        // A flag may complete what the file leaves wrong by itself.
         let (_dir, path) = file("port: 0\n");
-        // A flag does not rescue a file that is wrong by itself.
         let flags = Flags {
             port: Some(1),
             ..Flags::default()
         };
-        let error = load_with(Some(&path), flags).unwrap_err();
-        assert!(matches!(error, ConfigError::File { .. }), "{error:?}");
+        assert_eq!(load_with(Some(&path), flags).unwrap().port, 1);
 
-        // A flag can make a valid file's settings wrong.
+        // And make a valid file's settings wrong.
         let (_dir, path) = file("port: 1\n");
         let flags = Flags {
             secret: Some(String::new()),
             ..Flags::default()
         };
         let error = load_with(Some(&path), flags).unwrap_err();
-        assert_eq!(error.to_string(), "secret must not be empty");
+        assert!(matches!(error, ConfigError::Checked { .. }), "{error:?}");
+        assert_eq!(chain(&error)[1], "secret must not be empty");
+        let error = load_with(
+            None,
+            Flags {
+                port: Some(0),
+                ..Flags::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(error.to_string(), "port must not be 0");
+        // A file loaded on its own is checked on its own.
+        assert!(Settings::from_yaml_file(&file("port: 0\n").1).is_err());
     }
 
     #[test]
@@ -302,6 +343,13 @@ mod tests {
 
         let (_dir, path) = file("port: 0\n");
         let messages = chain(&load_with(Some(&path), Flags::default()).unwrap_err());
+        assert_eq!(
+            messages[0],
+            format!(
+                "checking config file {} with the flags given",
+                path.display()
+            )
+        );
         assert_eq!(messages[1], "port must not be 0");
 
         let missing = Path::new("/nonexistent/settings.yaml");
