@@ -325,6 +325,10 @@ impl FakeNode {
                             Some(CoordinatorMessage::Lease { seq, ms }) => {
                                 seen_tx.send_modify(|s| s.leases.push((seq, ms)));
                             }
+                            Some(CoordinatorMessage::NotLeader { leader }) => {
+                                let text = format!("not the leader; leader {leader:?}");
+                                seen_tx.send_modify(|s| s.errors.push(text));
+                            }
                         },
                         Some(command) = command_rx.recv() => match command {
                             Some(message) => link.try_send(&message).await?,
