@@ -235,6 +235,10 @@ impl Harness {
                     message: CoordinatorMessage::Challenge { .. },
                     ..
                 } => panic!("challenges are the connection task's, not the state machine's"),
+                Effect::Send {
+                    message: CoordinatorMessage::NotLeader { .. },
+                    ..
+                } => panic!("the state machine runs on the leader only"),
                 Effect::Close(conn) => self.closed.push(conn),
             }
         }
