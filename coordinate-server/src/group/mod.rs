@@ -9,6 +9,8 @@
 //!
 //! - [`log`]: the Raft log and hard state on disk (a checksummed write-ahead
 //!   log and a snapshot file), as `raft`'s `Storage`.
+//! - [`replicated`]: what the committed log has made (the coordinator's
+//!   state, the members), and the leader's effects held until committed.
 //! - [`transport`]: the links between coordinators on the group port,
 //!   authenticated with the cluster secret, carrying Raft messages.
 //!
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::state::Durable;
 
 pub mod log;
+pub mod replicated;
 pub mod transport;
 
 /// A coordinator's id in the group: 1 and up (Raft reserves 0 for "none").

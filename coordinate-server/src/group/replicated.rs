@@ -1,0 +1,316 @@
+//! What the group has agreed on, and the effects waiting for it: the pure
+//! half of the group's driver, tested without Raft or sockets.
+//!
+//! - [`Applied`] is what the committed log has made: the coordinator's
+//!   latest [`Durable`] state and the group's members. Every member applies
+//!   the same entries in the same order, so every member holds the same.
+//! - [`Held`] keeps the leader's rule: an effect that the state machine
+//!   made after a `Persist` goes out only once that state is committed.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
+
+use super::{Member, MemberId, Proposal, SnapshotData};
+use crate::state::{Durable, Effect};
+
+/// What the committed log has made of the group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The coordinator's latest committed state (none before the first
+    /// decision).
+    pub state: Option<Durable>,
+    /// The members and their addresses.
+    pub members: BTreeMap<MemberId, Member>,
+    /// The index of the last entry applied.
+    pub index: u64,
+}
+
+/// What applying an entry changed, for the driver to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Nothing outside the applied state: a new leader's empty entry, or a
+    /// new coordinator state.
+    None,
+    /// A membership change, to apply to Raft (`apply_conf_change`) and to
+    /// the links; `added` says where a new member is.
+    Members {
+        change: ConfChangeV2,
+        added: Vec<Member>,
+        removed: Vec<MemberId>,
+    },
+}
+
+impl Applied {
+    /// Starts from a snapshot's contents.
+    pub fn from_snapshot(data: SnapshotData, index: u64) -> Applied {
+        Applied {
+            state: data.state,
+            members: data.members.into_iter().map(|m| (m.id, m)).collect(),
+            index,
+        }
+    }
+
+    /// What a snapshot at [`Applied::index`] carries.
+    pub fn snapshot_data(&self) -> SnapshotData {
+        SnapshotData {
+            state: self.state.clone(),
+            members: self.members.values().cloned().collect(),
+        }
+    }
+
+    /// Applies one committed entry. An entry that does not parse is an
+    /// error: every member wrote it, so it can only come from a different
+    /// version of the coordinator, and skipping it would let members
+    /// disagree.
+    pub fn apply(&mut self, entry: &Entry) -> anyhow::Result<Change> {
+        self.index = entry.index;
+        match entry.get_entry_type() {
+            EntryType::EntryNormal if entry.data.is_empty() => Ok(Change::None),
+            EntryType::EntryNormal => {
+                let proposal: Proposal = serde_json::from_slice(&entry.data).map_err(|err| {
+                    anyhow::anyhow!("log entry {} is not a proposal: {err}", entry.index)
+                })?;
+                match proposal {
+                    Proposal::State(state) => self.state = Some(state),
+                }
+                Ok(Change::None)
+            }
+            EntryType::EntryConfChange => {
+                let mut change = raft::prelude::ConfChange::default();
+                protobuf::Message::merge_from_bytes(&mut change, &entry.data).map_err(|err| {
+                    anyhow::anyhow!("log entry {} is not a membership change: {err}", entry.index)
+                })?;
+                // The group proposes version 2 only; a version 1 entry is
+                // one change of one member, as version 2 writes it.
+                let mut v2 = ConfChangeV2::default();
+                let mut single = ConfChangeSingle::default();
+                single.set_change_type(change.get_change_type());
+                single.node_id = change.node_id;
+                v2.mut_changes().push(single);
+                v2.set_context(change.take_context());
+                self.apply_members(v2)
+            }
+            EntryType::EntryConfChangeV2 => {
+                let mut change = ConfChangeV2::default();
+                protobuf::Message::merge_from_bytes(&mut change, &entry.data).map_err(|err| {
+                    anyhow::anyhow!("log entry {} is not a membership change: {err}", entry.index)
+                })?;
+                self.apply_members(change)
+            }
+        }
+    }
+
+    /// Records who joined or left; the member's addresses travel in the
+    /// change's context.
+    fn apply_members(&mut self, change: ConfChangeV2) -> anyhow::Result<Change> {
+        let context: Vec<Member> = match change.get_context() {
+            [] => Vec::new(),
+            bytes => serde_json::from_slice(bytes)
+                .map_err(|err| anyhow::anyhow!("a membership change names no members: {err}"))?,
+        };
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        for single in change.get_changes() {
+            let id = single.node_id;
+            match single.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    if let Some(member) = context.iter().find(|m| m.id == id) {
+                        self.members.insert(id, member.clone());
+                        added.push(member.clone());
+                    }
+                }
+                ConfChangeType::RemoveNode => {
+                    self.members.remove(&id);
+                    removed.push(id);
+                }
+            }
+        }
+        Ok(Change::Members {
+            change,
+            added,
+            removed,
+        })
+    }
+}
+
+/// The leader's effects, each held until every state proposed before it is
+/// committed.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Effects in the order they were made, each with the log index that
+    /// must be applied first.
+    queue: VecDeque<(u64, Effect)>,
+    /// The index of the last state proposed.
+    barrier: u64,
+}
+
+impl Held {
+    /// A state was proposed at `index`: what follows waits for it.
+    pub fn proposed(&mut self, index: u64) {
+        self.barrier = self.barrier.max(index);
+    }
+
+    /// `effect` goes out now if nothing proposed before it is still
+    /// uncommitted (`applied` is the last index applied), else it waits.
+    pub fn hold_or_release(&mut self, effect: Effect, applied: u64) -> Option<Effect> {
+        if self.barrier <= applied && self.queue.is_empty() {
+            return Some(effect);
+        }
+        self.queue.push_back((self.barrier, effect));
+        None
+    }
+
+    /// The effects whose states are now applied, in order.
+    pub fn released(&mut self, applied: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        while let Some((index, _)) = self.queue.front() {
+            if *index > applied {
+                break;
+            }
+            if let Some((_, effect)) = self.queue.pop_front() {
+                out.push(effect);
+            }
+        }
+        out
+    }
+
+    /// Forgets everything held: leadership was lost, and what was proposed
+    /// may never commit. Nothing held was seen by anyone.
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.barrier = 0;
+    }
+
+    /// How many effects wait.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keycafe_core::cluster::ClusterConfig;
+    use keycafe_core::coord::CoordinatorMessage;
+
+    use super::*;
+
+    fn state(epoch: u64) -> Durable {
+        Durable {
+            config: ClusterConfig {
+                epoch,
+                ..ClusterConfig::default()
+            },
+            leaving: Vec::new(),
+        }
+    }
+
+    fn entry(index: u64, proposal: Option<Proposal>) -> Entry {
+        let mut entry = Entry::default();
+        entry.index = index;
+        entry.term = 1;
+        if let Some(proposal) = proposal {
+            entry.data = serde_json::to_vec(&proposal).unwrap().into();
+        }
+        entry
+    }
+
+    fn member(id: MemberId) -> Member {
+        Member {
+            id,
+            group_addr: format!("10.0.0.{id}:9900"),
+            node_addr: format!("10.0.0.{id}:9800"),
+            http_addr: None,
+        }
+    }
+
+    fn send(epoch: u64) -> Effect {
+        Effect::Send {
+            to: vec![1],
+            message: CoordinatorMessage::Config(state(epoch).config),
+        }
+    }
+
+    #[test]
+    fn states_apply_in_order_and_empty_entries_change_nothing() {
+        let mut applied = Applied::default();
+        assert_eq!(applied.apply(&entry(1, None)).unwrap(), Change::None);
+        assert_eq!(applied.state, None);
+        applied.apply(&entry(2, Some(Proposal::State(state(4))))).unwrap();
+        applied.apply(&entry(3, Some(Proposal::State(state(5))))).unwrap();
+        assert_eq!(applied.state, Some(state(5)));
+        assert_eq!(applied.index, 3);
+        let mut garbage = entry(4, None);
+        garbage.data = b"{not json".to_vec().into();
+        assert!(applied.apply(&garbage).is_err());
+    }
+
+    #[test]
+    fn membership_changes_carry_the_members_addresses() {
+        let mut applied = Applied::default();
+        let mut change = ConfChangeV2::default();
+        let mut add = ConfChangeSingle::default();
+        add.set_change_type(ConfChangeType::AddNode);
+        add.node_id = 4;
+        change.mut_changes().push(add);
+        change.set_context(serde_json::to_vec(&[member(4)]).unwrap().into());
+        let mut entry = Entry::default();
+        entry.index = 7;
+        entry.set_entry_type(EntryType::EntryConfChangeV2);
+        entry.data = protobuf::Message::write_to_bytes(&change).unwrap().into();
+        let Change::Members { added, removed, .. } = applied.apply(&entry).unwrap() else {
+            panic!("a membership change");
+        };
+        assert_eq!((added, removed), (vec![member(4)], vec![]));
+        assert_eq!(applied.members[&4], member(4));
+
+        let mut change = ConfChangeV2::default();
+        let mut remove = ConfChangeSingle::default();
+        remove.set_change_type(ConfChangeType::RemoveNode);
+        remove.node_id = 4;
+        change.mut_changes().push(remove);
+        entry.index = 8;
+        entry.data = protobuf::Message::write_to_bytes(&change).unwrap().into();
+        let Change::Members { removed, .. } = applied.apply(&entry).unwrap() else {
+            panic!("a membership change");
+        };
+        assert_eq!(removed, vec![4]);
+        assert!(applied.members.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_holds_what_was_applied() {
+        let mut applied = Applied::default();
+        applied.apply(&entry(5, Some(Proposal::State(state(9))))).unwrap();
+        applied.members.insert(1, member(1));
+        let copy = Applied::from_snapshot(applied.snapshot_data(), applied.index);
+        assert_eq!(copy, applied);
+    }
+
+    #[test]
+    fn effects_wait_for_the_states_proposed_before_them() {
+        let mut held = Held::default();
+        // Nothing proposed: out at once.
+        assert_eq!(held.hold_or_release(send(1), 0), Some(send(1)));
+        held.proposed(10);
+        assert_eq!(held.hold_or_release(send(2), 9), None);
+        held.proposed(11);
+        assert_eq!(held.hold_or_release(send(3), 9), None);
+        // Later effects keep their place behind earlier ones.
+        assert_eq!(held.released(9), vec![]);
+        assert_eq!(held.released(10), vec![send(2)]);
+        assert_eq!(held.hold_or_release(send(4), 10), None);
+        assert_eq!(held.released(11), vec![send(3), send(4)]);
+        assert!(held.is_empty());
+        assert_eq!(held.hold_or_release(send(5), 11), Some(send(5)));
+        // Leadership lost: what was held is dropped, never sent.
+        held.proposed(12);
+        assert_eq!(held.hold_or_release(send(6), 11), None);
+        held.clear();
+        assert_eq!(held.released(20), vec![]);
+    }
+}
