@@ -84,9 +84,11 @@ impl Applied {
                 // The group proposes version 2 only; a version 1 entry is
                 // one change of one member, as version 2 writes it.
                 let mut v2 = ConfChangeV2::default();
-                let mut single = ConfChangeSingle::default();
+                let mut single = ConfChangeSingle {
+                    node_id: change.node_id,
+                    ..ConfChangeSingle::default()
+                };
                 single.set_change_type(change.get_change_type());
-                single.node_id = change.node_id;
                 v2.mut_changes().push(single);
                 v2.set_context(change.take_context());
                 self.apply_members(v2)
@@ -210,9 +212,11 @@ mod tests {
     }
 
     fn entry(index: u64, proposal: Option<Proposal>) -> Entry {
-        let mut entry = Entry::default();
-        entry.index = index;
-        entry.term = 1;
+        let mut entry = Entry {
+            index,
+            term: 1,
+            ..Entry::default()
+        };
         if let Some(proposal) = proposal {
             entry.data = serde_json::to_vec(&proposal).unwrap().into();
         }
@@ -253,13 +257,17 @@ mod tests {
     fn membership_changes_carry_the_members_addresses() {
         let mut applied = Applied::default();
         let mut change = ConfChangeV2::default();
-        let mut add = ConfChangeSingle::default();
+        let mut add = ConfChangeSingle {
+            node_id: 4,
+            ..ConfChangeSingle::default()
+        };
         add.set_change_type(ConfChangeType::AddNode);
-        add.node_id = 4;
         change.mut_changes().push(add);
         change.set_context(serde_json::to_vec(&[member(4)]).unwrap().into());
-        let mut entry = Entry::default();
-        entry.index = 7;
+        let mut entry = Entry {
+            index: 7,
+            ..Entry::default()
+        };
         entry.set_entry_type(EntryType::EntryConfChangeV2);
         entry.data = protobuf::Message::write_to_bytes(&change).unwrap().into();
         let Change::Members { added, removed, .. } = applied.apply(&entry).unwrap() else {
@@ -269,9 +277,11 @@ mod tests {
         assert_eq!(applied.members[&4], member(4));
 
         let mut change = ConfChangeV2::default();
-        let mut remove = ConfChangeSingle::default();
+        let mut remove = ConfChangeSingle {
+            node_id: 4,
+            ..ConfChangeSingle::default()
+        };
         remove.set_change_type(ConfChangeType::RemoveNode);
-        remove.node_id = 4;
         change.mut_changes().push(remove);
         entry.index = 8;
         entry.data = protobuf::Message::write_to_bytes(&change).unwrap().into();
