@@ -471,6 +471,9 @@ impl Coordinator {
             http_port.to_string(),
             "--data-dir".into(),
             data_dir.display().to_string(),
+            // A group of one: any free port for the group's links.
+            "--group-port".into(),
+            "0".into(),
         ];
         args.extend(options.args());
         let host = &options.host;

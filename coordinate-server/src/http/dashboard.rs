@@ -32,6 +32,7 @@ use serde::Deserialize;
 use super::{Access, HttpError, same_origin};
 use crate::driver::Handle;
 use crate::error::Refusal;
+use crate::group::view::GroupView;
 use crate::state::events::ClusterEvent;
 use crate::state::view::{ClusterView, EventView, NodeView, Role};
 
@@ -117,6 +118,35 @@ pub struct DashboardPage {
     pub nodes: Vec<NodeRow>,
     pub migrations: Vec<MigrationRow>,
     pub events: Vec<EventRow>,
+    /// The coordinator group, when there is more than one coordinator.
+    pub group: Option<GroupSection>,
+}
+
+/// The coordinator group on the dashboard.
+pub struct GroupSection {
+    /// This member's id and role.
+    pub me: u64,
+    pub role: String,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    /// The leader's dashboard, when this member is not the leader.
+    pub leader_link: Option<String>,
+    pub members: Vec<MemberRow>,
+}
+
+pub struct MemberRow {
+    pub id: u64,
+    pub role: &'static str,
+    pub group_addr: String,
+    pub http_addr: String,
+    pub me: bool,
+    /// Its log index as the leader knows it, or "—".
+    pub matched: String,
+    /// "up", "down", or "—" for this member itself.
+    pub link: &'static str,
+    /// Since a message from it arrived, or "—".
+    pub heard: String,
 }
 
 #[derive(Template)]
@@ -282,7 +312,50 @@ impl DashboardPage {
                 .collect(),
             migrations: migration_rows,
             events: view.events.iter().map(|e| event_row(e, short)).collect(),
+            group: view
+                .group
+                .as_ref()
+                .filter(|g| g.members.len() > 1)
+                .map(group_section),
         }
+    }
+}
+
+/// The group's members, their roles and how far each has come.
+fn group_section(group: &GroupView) -> GroupSection {
+    let leader_link = group
+        .members
+        .iter()
+        .find(|m| m.is_leader && !m.is_me)
+        .and_then(|m| m.http_addr.clone());
+    let members = group
+        .members
+        .iter()
+        .map(|m| MemberRow {
+            id: m.id,
+            role: group.role_of(m),
+            group_addr: m.group_addr.clone(),
+            http_addr: m.http_addr.clone().unwrap_or_default(),
+            me: m.is_me,
+            matched: m.matched.map_or_else(|| "—".to_string(), |i| i.to_string()),
+            link: match (m.is_me, m.linked) {
+                (true, _) | (false, None) => "—",
+                (false, Some(true)) => "up",
+                (false, Some(false)) => "down",
+            },
+            heard: m
+                .heard_ms
+                .map_or_else(|| "—".to_string(), |ms| format!("{:.1} s ago", ms as f64 / 1000.0)),
+        })
+        .collect();
+    GroupSection {
+        me: group.id,
+        role: group.role.clone(),
+        term: group.term,
+        commit: group.commit,
+        applied: group.applied,
+        leader_link,
+        members,
     }
 }
 

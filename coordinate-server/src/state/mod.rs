@@ -90,6 +90,11 @@ pub struct Settings {
     /// Replicas wanted per primary: a node that registers without a
     /// configured primary becomes a replica while some primary has fewer.
     pub replicas: usize,
+    /// How long after this state machine starts from a restored state a
+    /// lease granted before may still run, beyond one lease: the time a
+    /// deposed leader of a coordinator group may have gone on granting
+    /// (`docs/coordinator-group.md`). Zero for a lone coordinator.
+    pub lease_carryover: Duration,
 }
 
 impl Settings {
@@ -114,6 +119,7 @@ impl Default for Settings {
             node_timeout: Duration::from_secs(5),
             max_migrations: 1024,
             replicas: 0,
+            lease_carryover: Duration::ZERO,
         }
     }
 }
@@ -200,7 +206,23 @@ impl Coordinator {
     /// before.
     pub fn new(settings: Settings, restored: Option<Durable>, now: Instant) -> (Self, Vec<Effect>) {
         let restoring = restored.is_some();
-        let Durable { config, leaving } = restored.unwrap_or_default();
+        let mut coordinator = Coordinator::observer(settings, restored, now);
+        coordinator.replan = restoring;
+        let mut effects = Vec::new();
+        if restoring {
+            coordinator.commit(&mut effects);
+            info!(
+                epoch = coordinator.config.epoch,
+                "resumed the persisted cluster configuration"
+            );
+        }
+        (coordinator, effects)
+    }
+
+    /// A state machine holding `state` that decides nothing: what a member
+    /// of a coordinator group that does not lead shows of the cluster.
+    pub fn observer(settings: Settings, state: Option<Durable>, now: Instant) -> Coordinator {
+        let Durable { config, leaving } = state.unwrap_or_default();
         let health = config
             .nodes
             .iter()
@@ -211,15 +233,15 @@ impl Coordinator {
                         last_seen: now,
                         report: None,
                         failing: false,
-                        // A previous run may have granted a lease just
-                        // before it stopped.
-                        lease_until: Some(now + settings.lease()),
+                        // A previous run (or a deposed leader) may have
+                        // granted a lease just before it stopped.
+                        lease_until: Some(now + settings.lease() + settings.lease_carryover),
                         ops: CommandRate::default(),
                     },
                 )
             })
             .collect();
-        let mut coordinator = Coordinator {
+        Coordinator {
             settings,
             config,
             leaving: leaving.into_iter().collect(),
@@ -227,19 +249,10 @@ impl Coordinator {
             health,
             done: HashSet::new(),
             manual: BTreeMap::new(),
-            replan: restoring,
+            replan: false,
             events: EventLog::default(),
             failovers: FailoverCounts::default(),
-        };
-        let mut effects = Vec::new();
-        if restoring {
-            coordinator.commit(&mut effects);
-            info!(
-                epoch = coordinator.config.epoch,
-                "resumed the persisted cluster configuration"
-            );
         }
-        (coordinator, effects)
     }
 
     /// The newest configuration.
