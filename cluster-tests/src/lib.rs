@@ -27,6 +27,7 @@
 //!   process, a bridge between them) where a test drops a process's
 //!   packets with iptables.
 
+pub mod group;
 pub mod history;
 pub mod netns;
 pub mod replicated;
@@ -290,6 +291,24 @@ fn all_threads_stopped(pid: u32) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// SIGSTOP to `child`; returns once every thread of it has stopped
+/// (`kill` returns when the signal is sent, and a thread that was running
+/// stops a moment later), so that whatever the test does next finds it
+/// frozen.
+fn pause(child: &Child) -> anyhow::Result<()> {
+    signal(child, "STOP")?;
+    let pid = child.id().context("the process has exited")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !all_threads_stopped(pid)? {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not stop within 5 s of SIGSTOP"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
 fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
     let pid = child.id().context("the process has exited")?;
     let status = std::process::Command::new("kill")
@@ -390,11 +409,19 @@ pub struct CoordinatorOptions {
     /// Listen on every address (`--bind 0.0.0.0`) and announce the host's
     /// own (`--announce-host`), as in a container.
     pub listen_everywhere: bool,
+    /// A member of a coordinator group ([`group::CoordinatorGroup`]); a
+    /// group of one without.
+    pub group: Option<group::Membership>,
 }
 
 impl CoordinatorOptions {
     fn args(&self) -> Vec<String> {
         let mut args = bind_args(&self.host, self.listen_everywhere);
+        match &self.group {
+            Some(membership) => args.extend(membership.args()),
+            // A group of one: any free port for the group's links.
+            None => args.extend(["--group-port", "0"].map(String::from)),
+        }
         if let Some(replicas) = self.replicas {
             args.extend(["--replicas".to_string(), replicas.to_string()]);
         }
@@ -471,9 +498,6 @@ impl Coordinator {
             http_port.to_string(),
             "--data-dir".into(),
             data_dir.display().to_string(),
-            // A group of one: any free port for the group's links.
-            "--group-port".into(),
-            "0".into(),
         ];
         args.extend(options.args());
         let host = &options.host;
@@ -498,6 +522,16 @@ impl Coordinator {
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
+    }
+
+    /// SIGSTOP, once every thread has stopped ([`Node::pause`]).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        pause(&self.child)
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        signal(&self.child, "CONT")
     }
 
     /// SIGTERM, then waits (bounded) until the process has exited.
@@ -778,17 +812,7 @@ impl Node {
     /// sent, and a thread that was running stops a moment later), so that
     /// whatever the test sends next finds it frozen.
     pub fn pause(&self) -> anyhow::Result<()> {
-        signal(&self.child, "STOP")?;
-        let pid = self.child.id().context("the process has exited")?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !all_threads_stopped(pid)? {
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "process {pid} did not stop within 5 s of SIGSTOP"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(())
+        pause(&self.child)
     }
 
     /// SIGTERM: the clean stop an operator or a service manager asks for.

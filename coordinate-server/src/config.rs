@@ -249,12 +249,13 @@ impl Config {
         if let Some(me) = self.members.iter().find(|m| m.id == self.id) {
             return Ok(me.clone());
         }
-        let host = self.announce_host.clone().unwrap_or_else(|| {
-            match addr::is_unspecified(&self.bind) {
-                true => "127.0.0.1".to_string(),
-                false => addr::unbracket(&self.bind).to_string(),
-            }
-        });
+        let host =
+            self.announce_host
+                .clone()
+                .unwrap_or_else(|| match addr::is_unspecified(&self.bind) {
+                    true => "127.0.0.1".to_string(),
+                    false => addr::unbracket(&self.bind).to_string(),
+                });
         Ok(Member {
             id: self.id,
             group_addr: addr::join(&host, self.group_port),
@@ -286,8 +287,15 @@ impl Config {
         let mut ids = std::collections::BTreeSet::new();
         for member in &self.members {
             anyhow::ensure!(member.id >= 1, "member ids are 1 or more");
-            anyhow::ensure!(ids.insert(member.id), "member {} is listed twice", member.id);
-            for (what, address) in [("group_addr", &member.group_addr), ("node_addr", &member.node_addr)] {
+            anyhow::ensure!(
+                ids.insert(member.id),
+                "member {} is listed twice",
+                member.id
+            );
+            for (what, address) in [
+                ("group_addr", &member.group_addr),
+                ("node_addr", &member.node_addr),
+            ] {
                 anyhow::ensure!(
                     addr::split(address).is_some_and(|(host, _)| addr::is_announceable(host)),
                     "member {}: {what} {address:?} is not host:port that others can reach",

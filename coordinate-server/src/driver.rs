@@ -334,8 +334,7 @@ impl Driver {
             Inbound::Dropped { to, snapshot } => {
                 self.raft.report_unreachable(to);
                 if snapshot {
-                    self.raft
-                        .report_snapshot(to, raft::SnapshotStatus::Failure);
+                    self.raft.report_snapshot(to, raft::SnapshotStatus::Failure);
                 }
             }
         }
@@ -491,8 +490,13 @@ impl Driver {
         }
         let restored = self.applied.state.clone().or_else(|| self.upgraded.take());
         let term = self.raft.raft.term;
-        info!(term, epoch = restored.as_ref().map(|s| s.config.epoch), "leading the coordinator group");
-        let (coordinator, effects) = Coordinator::new(self.settings.clone(), restored, Instant::now());
+        info!(
+            term,
+            epoch = restored.as_ref().map(|s| s.config.epoch),
+            "leading the coordinator group"
+        );
+        let (coordinator, effects) =
+            Coordinator::new(self.settings.clone(), restored, Instant::now());
         self.coordinator = Some(coordinator);
         self.execute(effects)
     }
@@ -501,7 +505,10 @@ impl Driver {
     /// dropped (nobody saw it), and nodes are sent to the new leader.
     fn step_down(&mut self) {
         if self.coordinator.take().is_some() {
-            warn!(leader = self.raft.raft.leader_id, "no longer the coordinator group's leader");
+            warn!(
+                leader = self.raft.raft.leader_id,
+                "no longer the coordinator group's leader"
+            );
         }
         self.held.clear();
         let conns: Vec<ConnId> = self.outboxes.keys().copied().collect();

@@ -49,10 +49,7 @@ pub async fn run(
             config.group_port
         )
     })?;
-    let me = bound_member(
-        &config,
-        [&node_listener, &http_listener, &group_listener],
-    )?;
+    let me = bound_member(&config, [&node_listener, &http_listener, &group_listener])?;
     let data = DataDir::open(&config.data_dir)?;
     let members = match config.members.is_empty() {
         true => vec![me.clone()],

@@ -79,7 +79,10 @@ impl Applied {
             EntryType::EntryConfChange => {
                 let mut change = raft::prelude::ConfChange::default();
                 protobuf::Message::merge_from_bytes(&mut change, &entry.data).map_err(|err| {
-                    anyhow::anyhow!("log entry {} is not a membership change: {err}", entry.index)
+                    anyhow::anyhow!(
+                        "log entry {} is not a membership change: {err}",
+                        entry.index
+                    )
                 })?;
                 // The group proposes version 2 only; a version 1 entry is
                 // one change of one member, as version 2 writes it.
@@ -96,7 +99,10 @@ impl Applied {
             EntryType::EntryConfChangeV2 => {
                 let mut change = ConfChangeV2::default();
                 protobuf::Message::merge_from_bytes(&mut change, &entry.data).map_err(|err| {
-                    anyhow::anyhow!("log entry {} is not a membership change: {err}", entry.index)
+                    anyhow::anyhow!(
+                        "log entry {} is not a membership change: {err}",
+                        entry.index
+                    )
                 })?;
                 self.apply_members(change)
             }
@@ -244,8 +250,12 @@ mod tests {
         let mut applied = Applied::default();
         assert_eq!(applied.apply(&entry(1, None)).unwrap(), Change::None);
         assert_eq!(applied.state, None);
-        applied.apply(&entry(2, Some(Proposal::State(state(4))))).unwrap();
-        applied.apply(&entry(3, Some(Proposal::State(state(5))))).unwrap();
+        applied
+            .apply(&entry(2, Some(Proposal::State(state(4)))))
+            .unwrap();
+        applied
+            .apply(&entry(3, Some(Proposal::State(state(5)))))
+            .unwrap();
         assert_eq!(applied.state, Some(state(5)));
         assert_eq!(applied.index, 3);
         let mut garbage = entry(4, None);
@@ -295,7 +305,9 @@ mod tests {
     #[test]
     fn a_snapshot_holds_what_was_applied() {
         let mut applied = Applied::default();
-        applied.apply(&entry(5, Some(Proposal::State(state(9))))).unwrap();
+        applied
+            .apply(&entry(5, Some(Proposal::State(state(9)))))
+            .unwrap();
         applied.members.insert(1, member(1));
         let copy = Applied::from_snapshot(applied.snapshot_data(), applied.index);
         assert_eq!(copy, applied);

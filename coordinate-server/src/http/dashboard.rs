@@ -343,9 +343,10 @@ fn group_section(group: &GroupView) -> GroupSection {
                 (false, Some(true)) => "up",
                 (false, Some(false)) => "down",
             },
-            heard: m
-                .heard_ms
-                .map_or_else(|| "—".to_string(), |ms| format!("{:.1} s ago", ms as f64 / 1000.0)),
+            heard: m.heard_ms.map_or_else(
+                || "—".to_string(),
+                |ms| format!("{:.1} s ago", ms as f64 / 1000.0),
+            ),
         })
         .collect();
     GroupSection {

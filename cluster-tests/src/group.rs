@@ -1,0 +1,222 @@
+//! A coordinator group: several coordinate-server processes replicating
+//! one control plane with Raft (`docs/coordinator-group.md`), each with its
+//! own data directory, killed, paused and restarted one at a time.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use keycafe_core::cluster::ClusterConfig;
+use serde_json::Value;
+
+use crate::{Coordinator, CoordinatorOptions, free_ports};
+
+/// What makes a coordinator a member of a group: its id, its group port,
+/// and the YAML file that lists every member.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub id: u64,
+    pub group_port: u16,
+    pub members_file: PathBuf,
+}
+
+impl Membership {
+    pub(crate) fn args(&self) -> Vec<String> {
+        vec![
+            self.members_file.display().to_string(),
+            "--id".into(),
+            self.id.to_string(),
+            "--group-port".into(),
+            self.group_port.to_string(),
+        ]
+    }
+}
+
+/// The ports of one member: nodes, dashboard, group.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    node: u16,
+    http: u16,
+    group: u16,
+}
+
+/// A running group of coordinators on loopback. Member `i` (0-based) has id
+/// `i + 1`; a member that was killed is `None` until restarted.
+pub struct CoordinatorGroup {
+    members: Vec<Option<Coordinator>>,
+    ports: Vec<Ports>,
+    dir: PathBuf,
+    options: CoordinatorOptions,
+}
+
+impl CoordinatorGroup {
+    /// Starts `size` coordinators that form one group, their data under
+    /// `dir`, each with `options` (node timeout, replicas...) and the
+    /// election timeout given.
+    pub async fn start(
+        size: usize,
+        dir: &Path,
+        options: CoordinatorOptions,
+        election_timeout: Duration,
+    ) -> anyhow::Result<CoordinatorGroup> {
+        let ports: Vec<Ports> = (0..size)
+            .map(|_| {
+                let [node, http, group] = free_ports();
+                Ports { node, http, group }
+            })
+            .collect();
+        let members: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                format!(
+                    "  - {{id: {}, group_addr: \"127.0.0.1:{}\", node_addr: \"127.0.0.1:{}\", \
+                     http_addr: \"127.0.0.1:{}\"}}",
+                    i + 1,
+                    p.group,
+                    p.node,
+                    p.http
+                )
+            })
+            .collect();
+        let yaml = format!(
+            "election_timeout_ms: {}\nmembers:\n{}\n",
+            election_timeout.as_millis(),
+            members.join("\n")
+        );
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("group.yaml"), yaml)?;
+        let mut group = CoordinatorGroup {
+            members: (0..size).map(|_| None).collect(),
+            ports,
+            dir: dir.to_path_buf(),
+            options,
+        };
+        for i in 0..size {
+            group.restart(i).await?;
+        }
+        Ok(group)
+    }
+
+    /// Starts member `i` again (or the first time), on its ports, with its
+    /// data directory.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let ports = self.ports[i];
+        let options = CoordinatorOptions {
+            group: Some(Membership {
+                id: i as u64 + 1,
+                group_port: ports.group,
+                members_file: self.dir.join("group.yaml"),
+            }),
+            ..self.options.clone()
+        };
+        let data_dir = self.dir.join(format!("coordinator-{}", i + 1));
+        let coordinator =
+            Coordinator::start_on_with(ports.node, ports.http, data_dir, &options).await?;
+        self.members[i] = Some(coordinator);
+        Ok(())
+    }
+
+    /// SIGKILL to member `i`, and waits until it is gone.
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(coordinator) = self.members[i].take() {
+            coordinator.kill().await;
+        }
+    }
+
+    /// The running member `i`.
+    pub fn member(&self, i: usize) -> &Coordinator {
+        self.members[i].as_ref().expect("the member runs")
+    }
+
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Every member's address for nodes, as a node's `coordinator` lists
+    /// them.
+    pub fn node_addrs(&self) -> String {
+        let addrs: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{}", p.node))
+            .collect();
+        addrs.join(",")
+    }
+
+    /// The group as member `i` sees it (`group` in its `/api/cluster`).
+    pub async fn group_of(&self, i: usize) -> anyhow::Result<Value> {
+        let api = self.member(i).api().await?;
+        Ok(api["group"].clone())
+    }
+
+    /// The running member that says it leads, if one does (a paused member
+    /// does not answer, so it is not it).
+    pub async fn find_leader(&self) -> Option<usize> {
+        for (i, member) in self.members.iter().enumerate() {
+            let Some(member) = member else { continue };
+            let Ok(Ok(api)) = tokio::time::timeout(Duration::from_millis(500), member.api()).await
+            else {
+                continue;
+            };
+            if api["group"]["role"] == "leader" {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Waits (bounded) until a running member other than those in `not`
+    /// leads and has started deciding (its configuration has an epoch, or
+    /// the cluster is still empty); returns it and how long it took.
+    pub async fn wait_for_leader(
+        &self,
+        not: &[usize],
+        timeout: Duration,
+    ) -> anyhow::Result<(usize, Duration)> {
+        let started = Instant::now();
+        loop {
+            if let Some(leader) = self.find_leader().await
+                && !not.contains(&leader)
+            {
+                return Ok((leader, started.elapsed()));
+            }
+            anyhow::ensure!(
+                started.elapsed() < timeout,
+                "no leader (other than {not:?}) within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The configuration as the leader has it.
+    pub async fn config(&self) -> anyhow::Result<ClusterConfig> {
+        let leader = self.find_leader().await.context("no member leads")?;
+        self.member(leader).config().await
+    }
+
+    /// Polls the leader (whichever member it is) until `ready` holds;
+    /// fails after `timeout` with the last configuration seen.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut ready: impl FnMut(&ClusterConfig) -> bool,
+    ) -> anyhow::Result<ClusterConfig> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Ok(config) = self.config().await {
+                if ready(&config) {
+                    return Ok(config);
+                }
+                last = Some(config);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting until {what}: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
