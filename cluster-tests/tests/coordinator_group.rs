@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use cluster_tests::group::CoordinatorGroup;
 use cluster_tests::history::{Writers, assert_nothing_durable_lost};
 use cluster_tests::replicated::{keys_owned_by, replica_sets};
+use cluster_tests::resp::text;
 use cluster_tests::{
     CoordinatorOptions, Node, NodeOptions, RespClient, TempDir, is_fair_replicated, node_at,
 };
@@ -110,6 +111,10 @@ async fn with_the_leader_coordinator_killed_a_dead_primary_is_still_failed_over(
         .expect("the primary is failed over without the old leader");
     println!("failed over {:?} after the kills", killed.elapsed());
     assert!(promoted.epoch > epoch, "the epoch went back");
+    // The killed node comes back empty, as the new primary's replica, and
+    // writes are made durable again.
+    let victim = nodes.iter_mut().find(|n| n.addr() == primary).unwrap();
+    victim.restart().await.unwrap();
     writers
         .wait_for_more("durable writes on the new primary", 20)
         .await;
@@ -163,8 +168,13 @@ async fn a_paused_leader_is_replaced_and_decides_nothing_when_it_returns() {
     // Nodes hold the group's epoch, never one from the old leader alone.
     for node in &nodes {
         let mut client = RespClient::connect(&node.addr()).await.unwrap();
-        let info = client.info("cluster").await.unwrap();
-        let epoch: u64 = info["cluster_current_epoch"].parse().unwrap();
+        let reply = client.cmd(&["CLUSTER", "INFO"]).await.unwrap();
+        let info = text(&reply).expect("CLUSTER INFO answers text");
+        let epoch: u64 = info
+            .lines()
+            .find_map(|line| line.strip_prefix("cluster_current_epoch:"))
+            .and_then(|epoch| epoch.trim().parse().ok())
+            .expect("CLUSTER INFO has cluster_current_epoch");
         assert!(
             epoch <= agreed.epoch,
             "{} holds epoch {epoch}, beyond the group's {}",

@@ -218,19 +218,10 @@ impl Config {
 
     /// The state machine's part of the configuration.
     pub fn settings(&self) -> Settings {
-        // A new leader of a group assumes that the one before may have
-        // granted leases until it stepped down: up to two election
-        // timeouts after it last heard from a majority. A group of one has
-        // no one before it.
-        let lease_carryover = match self.is_group() {
-            true => 2 * self.election_timeout(),
-            false => Duration::ZERO,
-        };
         Settings {
             node_timeout: Duration::from_millis(self.node_timeout_ms),
             max_migrations: self.max_migrations,
             replicas: self.replicas,
-            lease_carryover,
         }
     }
 

@@ -161,8 +161,12 @@ pub(crate) struct Driver {
     leader_from: Option<u64>,
     /// The state machine, while this member leads.
     coordinator: Option<Coordinator>,
-    /// Effects waiting for their state to commit.
+    /// Effects waiting for their state to commit, or for a confirmation
+    /// that this member still leads.
     held: Held,
+    /// The last leadership confirmation asked for, and the last received.
+    confirmations_asked: u64,
+    confirmed: u64,
     data: Arc<DataDir>,
     outboxes: HashMap<ConnId, mpsc::Sender<Bytes>>,
     /// Entries applied since the last snapshot.
@@ -181,14 +185,19 @@ impl Driver {
             data,
             transport,
         } = start;
+        // The log starts after a snapshot: a new group's has no data (its
+        // voters are the members configured), later ones hold what was
+        // applied up to them.
         let snapshot: Snapshot = log.last_snapshot().clone();
-        let applied = match snapshot.get_metadata().index {
-            0 => Applied {
+        let index = snapshot.get_metadata().index;
+        let applied = match snapshot.get_data() {
+            [] => Applied {
                 members: members.into_iter().map(|m| (m.id, m)).collect(),
+                index,
                 ..Applied::default()
             },
-            index => {
-                let contents = serde_json::from_slice(snapshot.get_data())
+            data => {
+                let contents = serde_json::from_slice(data)
                     .map_err(|err| anyhow::anyhow!("the group's snapshot does not parse: {err}"))?;
                 Applied::from_snapshot(contents, index)
             }
@@ -207,8 +216,15 @@ impl Driver {
             ..raft::Config::default()
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let raft = RawNode::new(&config, log, &logger)
+        let mut raft = RawNode::new(&config, log, &logger)
             .map_err(|err| anyhow::anyhow!("starting the group's Raft member: {err}"))?;
+        // Alone in its group, a coordinator need not wait out an election
+        // timeout to lead: it is its own majority.
+        let voters = raft.raft.prs().conf().voters().ids();
+        if voters.len() == 1 && voters.contains(me.id) {
+            raft.campaign()
+                .map_err(|err| anyhow::anyhow!("taking the lead of a group of one: {err}"))?;
+        }
         for member in applied.members.values().filter(|m| m.id != me.id) {
             transport.set_peer(member.clone());
         }
@@ -222,6 +238,8 @@ impl Driver {
             leader_from: None,
             coordinator: None,
             held: Held::default(),
+            confirmations_asked: 0,
+            confirmed: 0,
             data: Arc::new(data),
             outboxes: HashMap::new(),
             since_snapshot: 0,
@@ -356,7 +374,7 @@ impl Driver {
         self.follow_role()?;
         // Starting the state machine may have proposed its first state.
         self.handle_ready()?;
-        for effect in self.held.released(self.applied.index) {
+        for effect in self.held.released(self.applied.index, self.confirmed) {
             self.carry_out(effect);
         }
         Ok(())
@@ -369,6 +387,11 @@ impl Driver {
         }
         let mut ready = self.raft.ready();
         self.send(ready.take_messages());
+        for state in ready.take_read_states() {
+            if let Ok(bytes) = <[u8; 8]>::try_from(state.request_ctx.as_slice()) {
+                self.confirmed = self.confirmed.max(u64::from_be_bytes(bytes));
+            }
+        }
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
             self.install_snapshot(snapshot)?;
@@ -531,6 +554,17 @@ impl Driver {
                         return Ok(());
                     }
                     self.held.proposed(self.raft.raft.raft_log.last_index());
+                }
+                lease @ Effect::Send {
+                    message: CoordinatorMessage::Lease { ms, .. },
+                    ..
+                } if ms > 0 => {
+                    // A lease goes out once a majority has confirmed, after
+                    // it was made, that this member still leads (`Held`).
+                    self.confirmations_asked += 1;
+                    let asked = self.confirmations_asked;
+                    self.raft.read_index(asked.to_be_bytes().to_vec());
+                    self.held.hold_for_confirmation(lease, asked);
                 }
                 other => {
                     if let Some(effect) = self.held.hold_or_release(other, self.applied.index) {

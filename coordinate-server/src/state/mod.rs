@@ -90,11 +90,6 @@ pub struct Settings {
     /// Replicas wanted per primary: a node that registers without a
     /// configured primary becomes a replica while some primary has fewer.
     pub replicas: usize,
-    /// How long after this state machine starts from a restored state a
-    /// lease granted before may still run, beyond one lease: the time a
-    /// deposed leader of a coordinator group may have gone on granting
-    /// (`docs/coordinator-group.md`). Zero for a lone coordinator.
-    pub lease_carryover: Duration,
 }
 
 impl Settings {
@@ -119,7 +114,6 @@ impl Default for Settings {
             node_timeout: Duration::from_secs(5),
             max_migrations: 1024,
             replicas: 0,
-            lease_carryover: Duration::ZERO,
         }
     }
 }
@@ -233,9 +227,11 @@ impl Coordinator {
                         last_seen: now,
                         report: None,
                         failing: false,
-                        // A previous run (or a deposed leader) may have
-                        // granted a lease just before it stopped.
-                        lease_until: Some(now + settings.lease() + settings.lease_carryover),
+                        // A previous run (or the group's previous leader)
+                        // may have granted a lease just before it stopped;
+                        // a leader's leases are confirmed by the group
+                        // before they go out, so none outlives this.
+                        lease_until: Some(now + settings.lease()),
                         ops: CommandRate::default(),
                     },
                 )

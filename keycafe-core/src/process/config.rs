@@ -71,8 +71,12 @@ pub trait LayeredConfig: Default + DeserializeOwned {
     }
 }
 
-/// Parses YAML text and checks it. An empty document means all defaults.
+/// Parses YAML text and checks it. An empty document means all defaults
+/// (unchecked: they are the starting point, not a configuration).
 pub fn from_yaml_str<C: LayeredConfig>(text: &str) -> Result<C, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(C::default());
+    }
     let config: C = parse_yaml(text)?;
     config.check().map_err(ConfigError::Invalid)?;
     Ok(config)
