@@ -45,8 +45,11 @@ struct Ports {
 pub struct CoordinatorGroup {
     members: Vec<Option<Coordinator>>,
     ports: Vec<Ports>,
+    /// Each member's YAML: the group's, or a joiner's own.
+    member_files: Vec<PathBuf>,
     dir: PathBuf,
     options: CoordinatorOptions,
+    election_timeout: Duration,
 }
 
 impl CoordinatorGroup {
@@ -59,10 +62,14 @@ impl CoordinatorGroup {
         options: CoordinatorOptions,
         election_timeout: Duration,
     ) -> anyhow::Result<CoordinatorGroup> {
-        let ports: Vec<Ports> = (0..size)
-            .map(|_| {
-                let [node, http, group] = free_ports();
-                Ports { node, http, group }
+        // All at once, so that no two are the same.
+        let free = free_port_list(3 * size);
+        let ports: Vec<Ports> = free
+            .chunks(3)
+            .map(|p| Ports {
+                node: p[0],
+                http: p[1],
+                group: p[2],
             })
             .collect();
         let members: Vec<String> = ports
@@ -89,8 +96,10 @@ impl CoordinatorGroup {
         let mut group = CoordinatorGroup {
             members: (0..size).map(|_| None).collect(),
             ports,
+            member_files: vec![dir.join("group.yaml"); size],
             dir: dir.to_path_buf(),
             options,
+            election_timeout,
         };
         for i in 0..size {
             group.restart(i).await?;
@@ -106,7 +115,7 @@ impl CoordinatorGroup {
             group: Some(Membership {
                 id: i as u64 + 1,
                 group_port: ports.group,
-                members_file: self.dir.join("group.yaml"),
+                members_file: self.member_files[i].clone(),
             }),
             ..self.options.clone()
         };
@@ -114,6 +123,60 @@ impl CoordinatorGroup {
         let coordinator =
             Coordinator::start_on_with(ports.node, ports.http, data_dir, &options).await?;
         self.members[i] = Some(coordinator);
+        Ok(())
+    }
+
+    /// Starts a new coordinator that waits, empty, to be added to the group
+    /// (`join: true`); returns its index. Add it with [`Self::add_member`].
+    pub async fn start_joiner(&mut self) -> anyhow::Result<usize> {
+        let [node, http, group] = free_ports();
+        let i = self.members.len();
+        self.ports.push(Ports { node, http, group });
+        self.members.push(None);
+        let file = self.dir.join(format!("join-{}.yaml", i + 1));
+        let timeout = self.election_timeout.as_millis();
+        std::fs::write(
+            &file,
+            format!("join: true\nelection_timeout_ms: {timeout}\n"),
+        )?;
+        self.member_files.push(file);
+        self.restart(i).await?;
+        Ok(i)
+    }
+
+    /// Asks the leader (member `leader`) to add member `i` to the group,
+    /// as an operator does: `POST /api/group/members` with the admin token.
+    pub async fn add_member(&self, leader: usize, i: usize) -> anyhow::Result<()> {
+        let p = self.ports[i];
+        let body = format!(
+            "{{\"id\": {}, \"group_addr\": \"127.0.0.1:{}\", \"node_addr\": \"127.0.0.1:{}\", \
+             \"http_addr\": \"127.0.0.1:{}\"}}",
+            i + 1,
+            p.group,
+            p.node,
+            p.http
+        );
+        self.admin(leader, "POST", "/api/group/members", &body)
+            .await
+    }
+
+    /// Asks the leader to remove member `i` from the group:
+    /// `DELETE /api/group/members/{id}` with the admin token.
+    pub async fn remove_member(&self, leader: usize, i: usize) -> anyhow::Result<()> {
+        let path = format!("/api/group/members/{}", i + 1);
+        self.admin(leader, "DELETE", &path, "").await
+    }
+
+    async fn admin(&self, at: usize, method: &str, path: &str, body: &str) -> anyhow::Result<()> {
+        let bearer = format!("Bearer {}", crate::admin_token());
+        let headers = [
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let port = self.ports[at].http;
+        let (status, answer) =
+            crate::http_request("127.0.0.1", port, method, path, &headers, body).await?;
+        anyhow::ensure!(status == 202, "{method} {path}: {status} {answer}");
         Ok(())
     }
 
@@ -219,4 +282,15 @@ impl CoordinatorGroup {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// `n` free loopback ports, all bound at once so that they differ.
+fn free_port_list(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
 }

@@ -235,7 +235,10 @@ fn spawn(host: &Host, program: &str, args: &[String], log_name: &str) -> anyhow:
         // A coordinator bound beyond loopback (in a network namespace)
         // needs an admin token of its own choosing (protected mode).
         .env("KEYCAFE_ADMIN_TOKEN", admin_token())
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(log)
@@ -599,22 +602,46 @@ pub async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
 
 /// [`http_get`] from a server at `ip`.
 pub async fn http_get_from(ip: &str, port: u16, path: &str) -> anyhow::Result<String> {
+    let (status, body) = http_request(ip, port, "GET", path, &[], "").await?;
+    anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
+    Ok(body)
+}
+
+/// One HTTP/1.0 request with `headers` and `body`; the status and body of
+/// the answer.
+pub async fn http_request(
+    ip: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let timeout = Duration::from_secs(5);
     let mut stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port)))
         .await
         .with_context(|| format!("connecting to {ip}:{port} timed out"))??;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", http_host(ip)).as_bytes())
-        .await?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n",
+        http_host(ip),
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
     tokio::time::timeout(timeout, stream.read_to_string(&mut response)).await??;
     let (head, body) = response.split_once("\r\n\r\n").context("HTTP response")?;
-    anyhow::ensure!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
-    );
-    Ok(body.to_string())
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("an HTTP status line: {head}"))?;
+    Ok((status, body.to_string()))
 }
 
 /// `ip` as an HTTP `Host` header names it (IPv6 in brackets).

@@ -241,3 +241,49 @@ async fn a_join_and_its_rebalance_complete_while_the_leader_changes() {
     let running: Vec<usize> = (0..MEMBERS).collect();
     assert_eq!(agreed(&group, &running).await.slots, done.slots);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_is_added_and_another_removed_through_raft() {
+    let dir = TempDir::new();
+    let (mut group, _nodes) = start(&dir, 1).await;
+    let (leader, _) = group.wait_for_leader(&[], SETTLE).await.unwrap();
+    let joiner = group
+        .start_joiner()
+        .await
+        .expect("a fourth coordinator starts");
+    group
+        .add_member(leader, joiner)
+        .await
+        .expect("the leader adds it");
+    // The new member catches up: it holds what the others hold.
+    let all: Vec<usize> = (0..group.size()).collect();
+    let before = agreed(&group, &all).await;
+    let view = group.group_of(joiner).await.unwrap();
+    assert_eq!(view["members"].as_array().map(Vec::len), Some(4), "{view}");
+    // Replace one: remove a member that does not lead, then stop it.
+    let gone = (0..MEMBERS).find(|&i| i != leader).unwrap();
+    group
+        .remove_member(leader, gone)
+        .await
+        .expect("the leader removes it");
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let view = group.group_of(leader).await.unwrap();
+        if view["members"].as_array().map(Vec::len) == Some(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never removed: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    group.kill(gone).await;
+    // The group of three, the new member among them, still decides: the
+    // leader dies and another takes over with the same configuration.
+    group.kill(leader).await;
+    let (next, _) = group
+        .wait_for_leader(&[leader, gone], SETTLE)
+        .await
+        .expect("the remaining two elect a leader");
+    let after = group.member(next).config().await.unwrap();
+    assert_eq!(after.slots, before.slots);
+    assert!(after.epoch >= before.epoch);
+}

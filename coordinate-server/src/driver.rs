@@ -46,7 +46,7 @@ use crate::group::log::RaftLog;
 use crate::group::replicated::{Applied, Change, Held};
 use crate::group::transport::{Inbound, Transport};
 use crate::group::view::{GroupView, MemberView};
-use crate::group::{Member, MemberId, Proposal};
+use crate::group::{Member, MemberId, Proposal, SnapshotData};
 use crate::persist::DataDir;
 use crate::state::view::ClusterView;
 use crate::state::{ConnId, Coordinator, Effect, Event, Settings};
@@ -336,6 +336,7 @@ impl Driver {
     fn inbound(&mut self, inbound: Inbound) {
         match inbound {
             Inbound::Message(message) => {
+                tracing::debug!(from = message.from, kind = ?message.get_msg_type(), term = message.term, index = message.index, "group message");
                 // Messages from a peer this member no longer (or not yet)
                 // counts are Raft's to judge; a malformed one is dropped.
                 if let Err(err) = self.raft.step(message) {
@@ -416,8 +417,12 @@ impl Driver {
 
     /// A snapshot from the leader: this member's state becomes its.
     fn install_snapshot(&mut self, snapshot: Snapshot) -> anyhow::Result<()> {
-        let contents = serde_json::from_slice(snapshot.get_data())
-            .map_err(|err| anyhow::anyhow!("a snapshot from the leader does not parse: {err}"))?;
+        let contents = match snapshot.get_data() {
+            [] => SnapshotData::default(),
+            data => serde_json::from_slice(data).map_err(|err| {
+                anyhow::anyhow!("a snapshot from the leader does not parse: {err}")
+            })?,
+        };
         let index = snapshot.get_metadata().index;
         blocking(|| self.raft.mut_store().apply_snapshot(snapshot))
             .map_err(|err| anyhow::anyhow!("writing the group's snapshot: {err}"))?;
@@ -448,9 +453,11 @@ impl Driver {
                         .raft
                         .apply_conf_change(&change)
                         .map_err(|err| anyhow::anyhow!("applying a membership change: {err}"))?;
-                    // Persisted with the next snapshot; until then the
-                    // change is in the log, applied again at a restart.
+                    // A snapshot at once: the voters it names are the new
+                    // ones, so a member being added can take it (Raft
+                    // refuses a snapshot that leaves it out).
                     let _ = conf_state;
+                    self.since_snapshot = SNAPSHOT_EVERY;
                     for member in added.into_iter().filter(|m| m.id != self.me.id) {
                         info!(member = member.id, addr = %member.group_addr, "a coordinator joined the group");
                         self.transport.set_peer(member);
