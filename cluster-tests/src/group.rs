@@ -9,7 +9,7 @@ use anyhow::Context;
 use keycafe_core::cluster::ClusterConfig;
 use serde_json::Value;
 
-use crate::{Coordinator, CoordinatorOptions, free_ports};
+use crate::{Coordinator, CoordinatorOptions, Host, free_ports};
 
 /// What makes a coordinator a member of a group: its id, its group port,
 /// and the YAML file that lists every member.
@@ -44,6 +44,7 @@ struct Ports {
 /// `i + 1`; a member that was killed is `None` until restarted.
 pub struct CoordinatorGroup {
     members: Vec<Option<Coordinator>>,
+    hosts: Vec<Host>,
     ports: Vec<Ports>,
     /// Each member's YAML: the group's, or a joiner's own.
     member_files: Vec<PathBuf>,
@@ -62,23 +63,47 @@ impl CoordinatorGroup {
         options: CoordinatorOptions,
         election_timeout: Duration,
     ) -> anyhow::Result<CoordinatorGroup> {
-        // All at once, so that no two are the same.
-        let free = free_port_list(3 * size);
-        let ports: Vec<Ports> = free
-            .chunks(3)
-            .map(|p| Ports {
-                node: p[0],
-                http: p[1],
-                group: p[2],
+        let hosts = vec![Host::loopback(); size];
+        CoordinatorGroup::start_on(&hosts, dir, options, election_timeout).await
+    }
+
+    /// [`CoordinatorGroup::start`] with member `i` on `hosts[i]` (the
+    /// addresses of a network lab, or loopback).
+    pub async fn start_on(
+        hosts: &[Host],
+        dir: &Path,
+        options: CoordinatorOptions,
+        election_timeout: Duration,
+    ) -> anyhow::Result<CoordinatorGroup> {
+        let size = hosts.len();
+        // Loopback ports all drawn at once, so that no two are the same; a
+        // host of its own has every port free.
+        let mut free = free_port_list(3 * size).into_iter();
+        let mut next = || free.next().unwrap_or_default();
+        let ports: Vec<Ports> = hosts
+            .iter()
+            .map(|host| match host.is_dedicated() {
+                true => Ports {
+                    node: 7000,
+                    http: 7080,
+                    group: 7100,
+                },
+                false => Ports {
+                    node: next(),
+                    http: next(),
+                    group: next(),
+                },
             })
             .collect();
         let members: Vec<String> = ports
             .iter()
+            .zip(hosts)
             .enumerate()
-            .map(|(i, p)| {
+            .map(|(i, (p, host))| {
+                let ip = host.ip();
                 format!(
-                    "  - {{id: {}, group_addr: \"127.0.0.1:{}\", node_addr: \"127.0.0.1:{}\", \
-                     http_addr: \"127.0.0.1:{}\"}}",
+                    "  - {{id: {}, group_addr: \"{ip}:{}\", node_addr: \"{ip}:{}\", \
+                     http_addr: \"{ip}:{}\"}}",
                     i + 1,
                     p.group,
                     p.node,
@@ -95,6 +120,7 @@ impl CoordinatorGroup {
         std::fs::write(dir.join("group.yaml"), yaml)?;
         let mut group = CoordinatorGroup {
             members: (0..size).map(|_| None).collect(),
+            hosts: hosts.to_vec(),
             ports,
             member_files: vec![dir.join("group.yaml"); size],
             dir: dir.to_path_buf(),
@@ -112,6 +138,7 @@ impl CoordinatorGroup {
     pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         let ports = self.ports[i];
         let options = CoordinatorOptions {
+            host: self.hosts[i].clone(),
             group: Some(Membership {
                 id: i as u64 + 1,
                 group_port: ports.group,
@@ -131,6 +158,7 @@ impl CoordinatorGroup {
     pub async fn start_joiner(&mut self) -> anyhow::Result<usize> {
         let [node, http, group] = free_ports();
         let i = self.members.len();
+        self.hosts.push(Host::loopback());
         self.ports.push(Ports { node, http, group });
         self.members.push(None);
         let file = self.dir.join(format!("join-{}.yaml", i + 1));
@@ -174,8 +202,8 @@ impl CoordinatorGroup {
             ("Content-Type", "application/json"),
         ];
         let port = self.ports[at].http;
-        let (status, answer) =
-            crate::http_request("127.0.0.1", port, method, path, &headers, body).await?;
+        let ip = self.hosts[at].ip();
+        let (status, answer) = crate::http_request(ip, port, method, path, &headers, body).await?;
         anyhow::ensure!(status == 202, "{method} {path}: {status} {answer}");
         Ok(())
     }
@@ -202,7 +230,8 @@ impl CoordinatorGroup {
         let addrs: Vec<String> = self
             .ports
             .iter()
-            .map(|p| format!("127.0.0.1:{}", p.node))
+            .zip(&self.hosts)
+            .map(|(p, host)| host.addr(p.node))
             .collect();
         addrs.join(",")
     }

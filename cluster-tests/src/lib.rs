@@ -162,6 +162,11 @@ impl Host {
         &self.ip
     }
 
+    /// The address is this process's alone ([`Host::dedicated`]).
+    pub fn is_dedicated(&self) -> bool {
+        self.dedicated
+    }
+
     /// `N` ports for one process: free loopback ports, or 7000, 17000, ...
     /// on a dedicated address (the second is the first + 10000, like the
     /// default bus port).
@@ -174,7 +179,7 @@ impl Host {
     }
 
     /// `ip:port` as Keycafe writes it (IPv6 without brackets).
-    fn addr(&self, port: u16) -> String {
+    pub fn addr(&self, port: u16) -> String {
         keycafe_core::addr::join(&self.ip, port)
     }
 

@@ -6,11 +6,12 @@
 use std::time::{Duration, Instant};
 
 use cluster_tests::group::CoordinatorGroup;
-use cluster_tests::history::{Writers, assert_nothing_durable_lost};
+use cluster_tests::history::{Overlap, Writers, assert_nothing_durable_lost};
+use cluster_tests::netns::{self, Lab};
 use cluster_tests::replicated::{keys_owned_by, replica_sets};
 use cluster_tests::resp::text;
 use cluster_tests::{
-    CoordinatorOptions, Node, NodeOptions, RespClient, TempDir, is_fair_replicated, node_at,
+    CoordinatorOptions, Host, Node, NodeOptions, RespClient, TempDir, is_fair_replicated, node_at,
 };
 use keycafe_core::cluster::ClusterConfig;
 
@@ -286,4 +287,101 @@ async fn a_coordinator_is_added_and_another_removed_through_raft() {
     let after = group.member(next).config().await.unwrap();
     assert_eq!(after.slots, before.slots);
     assert!(after.epoch >= before.epoch);
+}
+
+/// Hosts of the partition test: three coordinators, then two primaries
+/// with a replica each.
+const LAB_HOSTS: usize = 7;
+
+#[test]
+fn a_leader_coordinator_cut_off_with_a_primary_grants_it_no_lease() {
+    netns::run(
+        "a_leader_coordinator_cut_off_with_a_primary_grants_it_no_lease",
+        LAB_HOSTS,
+        Duration::from_secs(120),
+        cut_off_with_a_primary,
+    );
+}
+
+/// The leader coordinator L and a primary P (connected to L, as every node
+/// is) are cut off together from everyone else, for longer than the node
+/// timeout; they still reach each other. The other two coordinators elect a
+/// leader, which fails P over to its replica R. L, deposed without knowing
+/// it, still hears P's heartbeats: a lease it granted would let P go on
+/// acknowledging writes after R took over. None may: no two nodes
+/// acknowledge writes for P's slots at overlapping times, and no durable
+/// write is lost.
+async fn cut_off_with_a_primary(lab: Lab) {
+    const CUT: Duration = Duration::from_secs(8);
+    let dir = TempDir::new();
+    let hosts: Vec<Host> = (0..MEMBERS).map(|i| lab.host(i)).collect();
+    let group = CoordinatorGroup::start_on(&hosts, &dir.path, options(), ELECTION_TIMEOUT)
+        .await
+        .expect("three coordinators start in the lab");
+    let (leader, _) = group.wait_for_leader(&[], SETTLE).await.unwrap();
+    let mut nodes = Vec::new();
+    for i in MEMBERS..LAB_HOSTS {
+        let options = NodeOptions {
+            host: lab.host(i),
+            node_timeout_ms: Some(NODE_TIMEOUT_MS),
+            ..NodeOptions::default()
+        };
+        let node = Node::start_with(&group.node_addrs(), &options).await;
+        nodes.push(node.expect("a node starts in the lab"));
+    }
+    let config = group
+        .wait_until("two primaries with a replica each", SETTLE, |c| {
+            is_fair_replicated(c, 2, 1)
+        })
+        .await
+        .unwrap();
+    let (p, r) = {
+        let sets = replica_sets(&config);
+        (sets[0].0.clone(), sets[0].1[0].clone())
+    };
+    let r_id = node_at(&config, &r).unwrap().id.clone();
+    let keys = keys_owned_by(&config, &p, "fence:", 100);
+    let addrs: Vec<String> = nodes.iter().map(Node::addr).collect();
+    let writers = Writers::start_on(addrs.clone(), &keys).await;
+
+    let l = group.member(leader).addr();
+    let others: Vec<String> = (0..MEMBERS)
+        .filter(|&i| i != leader)
+        .map(|i| group.member(i).addr())
+        .chain(addrs.iter().filter(|a| **a != p).cloned())
+        .collect();
+    lab.cut(&l, &others).unwrap();
+    lab.cut(&p, &others).unwrap();
+    let cut = Instant::now();
+    println!("cut coordinator {l} and primary {p} off from {others:?}");
+    let promoted = group
+        .wait_until("R is promoted by a new leader", SETTLE, |c| {
+            node_at(c, &r).is_some_and(|n| !n.is_replica())
+        })
+        .await
+        .expect("the majority fails P over");
+    println!(
+        "{r} promoted {:?} after the cut (epoch {})",
+        cut.elapsed(),
+        promoted.epoch
+    );
+    tokio::time::sleep(CUT.saturating_sub(cut.elapsed())).await;
+    lab.heal(&l).unwrap();
+    lab.heal(&p).unwrap();
+    let healed = Instant::now();
+    group
+        .wait_until("P follows R", SETTLE, |c| {
+            node_at(c, &p).and_then(|n| n.replica_of.as_deref()) == Some(r_id.as_str())
+        })
+        .await
+        .unwrap();
+    writers
+        .wait_for_more("durable writes after the heal", 20)
+        .await;
+    let history = writers.stop().await;
+
+    let summary = Overlap::of(&history, &p, &r, cut);
+    summary.print(&history, &p, &r, healed);
+    assert_nothing_durable_lost(&history, &r).await;
+    summary.assert_none();
 }
