@@ -722,6 +722,51 @@ mod tests {
     }
 
     #[test]
+    fn a_followers_page_shows_the_group_and_links_to_the_leader() {
+        use crate::group::view::{GroupView, MemberView};
+        let now = Instant::now();
+        let (coordinator, _) = Coordinator::new(Settings::default(), None, now);
+        let member = |id: u64, me: bool, leader: bool| MemberView {
+            id,
+            group_addr: format!("10.0.0.{id}:9900"),
+            node_addr: format!("10.0.0.{id}:9800"),
+            http_addr: Some(format!("10.0.0.{id}:9880")),
+            is_me: me,
+            is_leader: leader,
+            matched: None,
+            linked: (!me).then_some(id != 3),
+            heard_ms: (!me).then_some(250),
+        };
+        let mut view = coordinator.view(now);
+        view.group = Some(GroupView {
+            id: 1,
+            role: "follower".into(),
+            leader: Some(2),
+            term: 7,
+            commit: 40,
+            applied: 40,
+            last_index: 41,
+            members: vec![
+                member(1, true, false),
+                member(2, false, true),
+                member(3, false, false),
+            ],
+        });
+        let html = DashboardPage::from_view(&view).render().unwrap();
+        assert!(html.contains("Coordinator group"), "{html}");
+        assert!(
+            html.contains("the group's <b>follower</b> (term 7"),
+            "{html}"
+        );
+        assert!(html.contains(r#"<a href="http://10.0.0.2:9880/">10.0.0.2:9880</a>; node health"#));
+        assert!(html.contains("<td>down</td>") && html.contains("<td>up</td>"));
+        // Alone, a coordinator shows no group.
+        view.group.as_mut().unwrap().members.truncate(1);
+        let html = DashboardPage::from_view(&view).render().unwrap();
+        assert!(!html.contains("Coordinator group"));
+    }
+
+    #[test]
     fn rates_and_sizes_read_as_people_write_them() {
         assert_eq!(ops_per_sec(0.0), "0.0");
         assert_eq!(ops_per_sec(2.46), "2.5");
