@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole demo in one command. Builds in release mode, then starts:
-#   - the coordinator        127.0.0.1:9800, dashboard http://127.0.0.1:9880
+#   - three coordinators     127.0.0.1:9800, :9801, :9802 (a Raft group; coordinator1/2/3.yaml),
+#                            dashboards http://127.0.0.1:9880, :9881, :9882
 #   - three Keycafe nodes    127.0.0.1:9814, :9815, :9816 (config.yaml, config2/3.yaml)
 #   - a replica of each      127.0.0.1:9817, :9818, :9819 (config4/5/6.yaml)
 #   - the auth API           http://127.0.0.1:8080  (examples/auth-server)
@@ -11,7 +12,7 @@
 # The cluster keeps its data across runs, so a user signed in before Ctrl-C
 # is still signed in after ./run-demo.sh again: each node keeps its identity,
 # snapshots and append-only file (appendfsync everysec) in logs/data/<port>/,
-# the coordinator its slot map in logs/coordinator-data/, and the example its
+# each coordinator its Raft log in logs/coordinator-data/<id>/, and the example its
 # SQLite database in logs/. None of it depends on the secrets below, which are
 # new each run. ./run-demo.sh --fresh (or FRESH=1 ./run-demo.sh) wipes the
 # cluster's data (nodes and coordinator together) and starts a new cluster;
@@ -46,7 +47,7 @@ SEEDS=127.0.0.1:9814,127.0.0.1:9815,127.0.0.1:9816
 SECRETS=$LOGS/secrets.env
 RUN=$LOGS/run
 
-for port in 9800 9880 9814 9815 9816 9817 9818 9819 19814 19815 19816 19817 19818 19819 8080 3000; do
+for port in 9800 9801 9802 9880 9881 9882 9900 9901 9902 9814 9815 9816 9817 9818 9819 19814 19815 19816 19817 19818 19819 8080 3000; do
     if listening "$port"; then
         echo "port $port is already in use; stop whatever listens there first" >&2
         exit 1
@@ -58,8 +59,12 @@ done
 if [[ $FRESH == 1 ]]; then
     echo "starting a new cluster: removing $DATA and $COORDINATOR_DATA"
     rm -rf "$DATA" "$COORDINATOR_DATA"
-elif [[ -d $DATA && ! -e $COORDINATOR_DATA/cluster.json ]]; then
-    echo "$DATA holds nodes' data but $COORDINATOR_DATA/cluster.json is missing;" >&2
+elif [[ -e $COORDINATOR_DATA/cluster.json ]]; then
+    echo "$COORDINATOR_DATA holds a lone coordinator's data from an older demo; the demo now" >&2
+    echo "runs a group of three. Run ./run-demo.sh --fresh to start a new cluster." >&2
+    exit 1
+elif [[ -d $DATA && ! -e $COORDINATOR_DATA/1/raft ]]; then
+    echo "$DATA holds nodes' data but the coordinators' ($COORDINATOR_DATA) is missing;" >&2
     echo "run ./run-demo.sh --fresh to start a new cluster (this removes $DATA)" >&2
     exit 1
 fi
@@ -86,10 +91,15 @@ KEYCAFE_CLUSTER_SECRET=$CLUSTER_SECRET
 KEYCAFE_ADMIN_TOKEN=$ADMIN_TOKEN
 AUTH_INTERNAL_SECRET=$AUTH_INTERNAL_SECRET
 ENV
-    # The coordinator's settings for this run: the cluster secret nodes must
-    # present, and the dashboard's admin token.
-    printf 'cluster_secret: "%s"\nadmin_token: "%s"\n' "$CLUSTER_SECRET" "$ADMIN_TOKEN" \
-        >"$RUN/coordinator.yaml"
+    # Each coordinator's file for this run, with the cluster secret nodes
+    # must present and the dashboard's admin token added.
+    for config in coordinator1.yaml coordinator2.yaml coordinator3.yaml; do
+        {
+            cat "$config"
+            printf '\n# Added by run-demo.sh for this run only:\n'
+            printf 'cluster_secret: "%s"\nadmin_token: "%s"\n' "$CLUSTER_SECRET" "$ADMIN_TOKEN"
+        } >"$RUN/$config"
+    done
     # Each node's file, with its requirepass and the cluster secret added.
     for config in config.yaml config2.yaml config3.yaml config4.yaml config5.yaml config6.yaml; do
         {
@@ -145,22 +155,40 @@ wait_until() {
     exit 1
 }
 healthy() { [[ $(http_status "$1" "$2") == 200 ]]; }
-# cluster_ready N: N nodes are connected to the coordinator, every slot has
-# an owner, and nothing is moving. (Connected, not merely known: a restarted
-# coordinator knows every node of the last run before any has come back.)
+# api_cluster PORT: a dashboard's /api/cluster (bash only, no curl).
+api_cluster() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+        printf 'GET /api/cluster HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$1" >&3 && cat <&3) 2>/dev/null
+}
+# cluster_ready N: the coordinators' leader has N nodes connected, every slot
+# has an owner, and nothing is moving. (Connected, not merely known: a
+# restarted coordinator knows every node of the last run before any has come
+# back. The leader's view: only the leader hears from the nodes.)
 cluster_ready() {
-    local json
-    json=$( (exec 3<>/dev/tcp/127.0.0.1/9880 &&
-        printf 'GET /api/cluster HTTP/1.0\r\nHost: 127.0.0.1:9880\r\n\r\n' >&3 && cat <&3) 2>/dev/null) || return 1
-    python3 - "$1" "$json" <<'PY'
+    local port json
+    for port in 9880 9881 9882; do
+        json=$(api_cluster "$port") || continue
+        python3 - "$1" "$json" <<'PY' && return 0
 import json, sys
 body = json.loads(sys.argv[2].split("\r\n\r\n", 1)[-1])
+if (body.get("group") or {}).get("role") != "leader":
+    sys.exit(1)
 config = body.get("config", {})
 owned = sum(r["end"] - r["start"] + 1 for r in config.get("slots", []))
 connected = sum(1 for n in body.get("nodes", []) if n.get("connected"))
 ready = connected >= int(sys.argv[1]) and owned == 16384
 sys.exit(0 if ready and not config.get("migrations") else 1)
 PY
+    done
+    return 1
+}
+# group_has_leader: one of the three coordinators says it leads.
+group_has_leader() {
+    local port
+    for port in 9880 9881 9882; do
+        api_cluster "$port" | grep -q '"role":"leader"' && return 0
+    done
+    return 1
 }
 
 # start_nodes N CONFIG...: a node for each file (its copy in $RUN, with the
@@ -175,14 +203,18 @@ start_nodes() {
         start "keycafe-$port" target/release/keycafe-server "$RUN/$config" --dir "$DATA/$port"
         wait_until "keycafe-$port" listening "$port"
     done
-    wait_until coordinator cluster_ready "$nodes"
+    wait_until coordinator-3 cluster_ready "$nodes"
 }
 
-if [[ -e $COORDINATOR_DATA/cluster.json ]]; then
+if [[ -e $COORDINATOR_DATA/1/raft ]]; then
     echo "restarting the cluster of the last run (its data is in $DATA; --fresh for a new one)"
 fi
-start coordinator target/release/coordinate-server "$RUN/coordinator.yaml" --data-dir "$COORDINATOR_DATA"
-wait_until coordinator healthy 9880 /api/cluster
+for id in 1 2 3; do
+    start "coordinator-$id" target/release/coordinate-server "$RUN/coordinator$id.yaml" \
+        --data-dir "$COORDINATOR_DATA/$id"
+    wait_until "coordinator-$id" healthy $((9879 + id)) /api/cluster
+done
+wait_until coordinator-3 group_has_leader
 start_nodes 3 config.yaml config2.yaml config3.yaml
 start_nodes 6 config4.yaml config5.yaml config6.yaml
 
@@ -204,7 +236,8 @@ Keycafe demo is running.
   Open   http://127.0.0.1:3000
   Login  limpett0@smugmug.com  /  pCHecmGBZ7
 
-  cluster dashboard   http://127.0.0.1:9880   (a node's leave button asks for KEYCAFE_ADMIN_TOKEN)
+  cluster dashboards  http://127.0.0.1:9880, :9881, :9882   (one per coordinator; the leader decides,
+                      kill it and another takes over; a node's leave button asks for KEYCAFE_ADMIN_TOKEN)
   Keycafe nodes       127.0.0.1:9814, :9815, :9816   (password required, see below)
   their replicas      127.0.0.1:9817, :9818, :9819   (kill a primary: its replica takes over within seconds)
   auth API            http://127.0.0.1:8080/healthz

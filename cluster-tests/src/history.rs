@@ -164,8 +164,13 @@ impl Writers {
     /// Starts both clients on `keys` (alternate keys each), and returns
     /// once 50 writes are durable.
     pub async fn start(cluster: &ReplicatedCluster, keys: &[String]) -> Writers {
-        let progress = Arc::new(Progress::default());
         let nodes: Vec<String> = cluster.nodes.iter().map(Node::addr).collect();
+        Writers::start_on(nodes, keys).await
+    }
+
+    /// [`Writers::start`] for a cluster whose nodes are at `nodes`.
+    pub async fn start_on(nodes: Vec<String>, keys: &[String]) -> Writers {
+        let progress = Arc::new(Progress::default());
         let mut tasks = Vec::new();
         for (client, parity) in [(Client::Unaware, 0), (Client::Careful, 1)] {
             let keys: Vec<String> = keys.iter().skip(parity).step_by(2).cloned().collect();

@@ -27,6 +27,7 @@
 //!   process, a bridge between them) where a test drops a process's
 //!   packets with iptables.
 
+pub mod group;
 pub mod history;
 pub mod netns;
 pub mod replicated;
@@ -161,6 +162,11 @@ impl Host {
         &self.ip
     }
 
+    /// The address is this process's alone ([`Host::dedicated`]).
+    pub fn is_dedicated(&self) -> bool {
+        self.dedicated
+    }
+
     /// `N` ports for one process: free loopback ports, or 7000, 17000, ...
     /// on a dedicated address (the second is the first + 10000, like the
     /// default bus port).
@@ -173,7 +179,7 @@ impl Host {
     }
 
     /// `ip:port` as Keycafe writes it (IPv6 without brackets).
-    fn addr(&self, port: u16) -> String {
+    pub fn addr(&self, port: u16) -> String {
         keycafe_core::addr::join(&self.ip, port)
     }
 
@@ -234,7 +240,10 @@ fn spawn(host: &Host, program: &str, args: &[String], log_name: &str) -> anyhow:
         // A coordinator bound beyond loopback (in a network namespace)
         // needs an admin token of its own choosing (protected mode).
         .env("KEYCAFE_ADMIN_TOKEN", admin_token())
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(log)
@@ -288,6 +297,24 @@ fn all_threads_stopped(pid: u32) -> anyhow::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// SIGSTOP to `child`; returns once every thread of it has stopped
+/// (`kill` returns when the signal is sent, and a thread that was running
+/// stops a moment later), so that whatever the test does next finds it
+/// frozen.
+fn pause(child: &Child) -> anyhow::Result<()> {
+    signal(child, "STOP")?;
+    let pid = child.id().context("the process has exited")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !all_threads_stopped(pid)? {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not stop within 5 s of SIGSTOP"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
@@ -390,11 +417,19 @@ pub struct CoordinatorOptions {
     /// Listen on every address (`--bind 0.0.0.0`) and announce the host's
     /// own (`--announce-host`), as in a container.
     pub listen_everywhere: bool,
+    /// A member of a coordinator group ([`group::CoordinatorGroup`]); a
+    /// group of one without.
+    pub group: Option<group::Membership>,
 }
 
 impl CoordinatorOptions {
     fn args(&self) -> Vec<String> {
         let mut args = bind_args(&self.host, self.listen_everywhere);
+        match &self.group {
+            Some(membership) => args.extend(membership.args()),
+            // A group of one: any free port for the group's links.
+            None => args.extend(["--group-port", "0"].map(String::from)),
+        }
         if let Some(replicas) = self.replicas {
             args.extend(["--replicas".to_string(), replicas.to_string()]);
         }
@@ -497,6 +532,16 @@ impl Coordinator {
         let _ = self.child.wait().await;
     }
 
+    /// SIGSTOP, once every thread has stopped ([`Node::pause`]).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        pause(&self.child)
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        signal(&self.child, "CONT")
+    }
+
     /// SIGTERM, then waits (bounded) until the process has exited.
     pub async fn terminate(
         mut self,
@@ -562,22 +607,46 @@ pub async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
 
 /// [`http_get`] from a server at `ip`.
 pub async fn http_get_from(ip: &str, port: u16, path: &str) -> anyhow::Result<String> {
+    let (status, body) = http_request(ip, port, "GET", path, &[], "").await?;
+    anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
+    Ok(body)
+}
+
+/// One HTTP/1.0 request with `headers` and `body`; the status and body of
+/// the answer.
+pub async fn http_request(
+    ip: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let timeout = Duration::from_secs(5);
     let mut stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port)))
         .await
         .with_context(|| format!("connecting to {ip}:{port} timed out"))??;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", http_host(ip)).as_bytes())
-        .await?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n",
+        http_host(ip),
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
     tokio::time::timeout(timeout, stream.read_to_string(&mut response)).await??;
     let (head, body) = response.split_once("\r\n\r\n").context("HTTP response")?;
-    anyhow::ensure!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
-    );
-    Ok(body.to_string())
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("an HTTP status line: {head}"))?;
+    Ok((status, body.to_string()))
 }
 
 /// `ip` as an HTTP `Host` header names it (IPv6 in brackets).
@@ -775,17 +844,7 @@ impl Node {
     /// sent, and a thread that was running stops a moment later), so that
     /// whatever the test sends next finds it frozen.
     pub fn pause(&self) -> anyhow::Result<()> {
-        signal(&self.child, "STOP")?;
-        let pid = self.child.id().context("the process has exited")?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !all_threads_stopped(pid)? {
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "process {pid} did not stop within 5 s of SIGSTOP"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(())
+        pause(&self.child)
     }
 
     /// SIGTERM: the clean stop an operator or a service manager asks for.

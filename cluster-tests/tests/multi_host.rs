@@ -66,6 +66,7 @@ async fn across_hosts(lab: Lab) {
             replicas: Some(0),
             node_timeout_ms: Some(NODE_TIMEOUT_MS),
             listen_everywhere: true,
+            ..CoordinatorOptions::default()
         },
     )
     .await

@@ -18,6 +18,7 @@ use keycafe_core::process::{self, BoxError, LayeredConfig, set_if_given};
 use keycafe_core::tls::{self, TlsAcceptor};
 use serde::Deserialize;
 
+use crate::group::{Member, MemberId};
 use crate::state::Settings;
 
 /// Everything the coordinator needs to start.
@@ -75,6 +76,19 @@ pub struct Config {
     /// The CA (PEM) that signed every member's certificate: nodes must
     /// present one it signed.
     pub tls_ca_cert_file: Option<PathBuf>,
+    /// This coordinator's id in its group (`docs/coordinator-group.md`).
+    pub id: MemberId,
+    /// Port the other coordinators of the group connect to.
+    pub group_port: u16,
+    /// Every member of the group, this one included, with its addresses.
+    /// Empty: a group of one, this coordinator alone.
+    pub members: Vec<Member>,
+    /// Start empty and wait to be added to an existing group (by the
+    /// leader's `POST /api/group/members`), instead of starting one.
+    pub join: bool,
+    /// A follower that hears nothing from the leader for this long (one to
+    /// two times it, at random) calls an election.
+    pub election_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -96,6 +110,11 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_cert_file: None,
+            id: 1,
+            group_port: 9900,
+            members: Vec::new(),
+            join: false,
+            election_timeout_ms: 1000,
         }
     }
 }
@@ -158,6 +177,7 @@ impl Config {
                  machines reach this coordinator at (not 0.0.0.0 or ::)"
             );
         }
+        self.validate_group()?;
         if self.protected_mode && !addr::is_loopback(&self.bind) {
             anyhow::ensure!(
                 self.admin_token.is_some(),
@@ -204,6 +224,83 @@ impl Config {
             replicas: self.replicas,
         }
     }
+
+    /// More than one coordinator, now or to come.
+    pub fn is_group(&self) -> bool {
+        self.members.len() > 1 || self.join
+    }
+
+    pub fn election_timeout(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_ms)
+    }
+
+    /// This coordinator as a member: its entry in `members`, or, alone,
+    /// its own addresses.
+    pub fn me(&self) -> anyhow::Result<Member> {
+        if let Some(me) = self.members.iter().find(|m| m.id == self.id) {
+            return Ok(me.clone());
+        }
+        let host =
+            self.announce_host
+                .clone()
+                .unwrap_or_else(|| match addr::is_unspecified(&self.bind) {
+                    true => "127.0.0.1".to_string(),
+                    false => addr::unbracket(&self.bind).to_string(),
+                });
+        Ok(Member {
+            id: self.id,
+            group_addr: addr::join(&host, self.group_port),
+            node_addr: addr::join(&host, self.port),
+            http_addr: Some(addr::join(&host, self.http_port)),
+        })
+    }
+
+    /// Where the other coordinators connect.
+    pub fn group_listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        socket_addr(&self.bind, self.group_port)
+    }
+
+    /// The group settings make sense together.
+    fn validate_group(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.id >= 1, "id must be 1 or more");
+        anyhow::ensure!(
+            self.election_timeout_ms >= 200,
+            "election_timeout_ms must be at least 200"
+        );
+        if self.members.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            !self.join,
+            "join starts a coordinator empty, to be added by the group's leader: \
+             leave members out"
+        );
+        let mut ids = std::collections::BTreeSet::new();
+        for member in &self.members {
+            anyhow::ensure!(member.id >= 1, "member ids are 1 or more");
+            anyhow::ensure!(
+                ids.insert(member.id),
+                "member {} is listed twice",
+                member.id
+            );
+            for (what, address) in [
+                ("group_addr", &member.group_addr),
+                ("node_addr", &member.node_addr),
+            ] {
+                anyhow::ensure!(
+                    addr::split(address).is_some_and(|(host, _)| addr::is_announceable(host)),
+                    "member {}: {what} {address:?} is not host:port that others can reach",
+                    member.id
+                );
+            }
+        }
+        anyhow::ensure!(
+            ids.contains(&self.id),
+            "members must list this coordinator (id {}) too",
+            self.id
+        );
+        Ok(())
+    }
 }
 
 fn socket_addr(bind: &str, port: u16) -> anyhow::Result<SocketAddr> {
@@ -238,6 +335,19 @@ pub struct Flags {
     /// The name or address other machines reach this coordinator at.
     #[arg(long)]
     pub announce_host: Option<String>,
+    /// This coordinator's id in its group [default: 1].
+    #[arg(long)]
+    pub id: Option<MemberId>,
+    /// Port the other coordinators of the group connect to [default: 9900].
+    #[arg(long)]
+    pub group_port: Option<u16>,
+    /// Start empty, to be added to an existing group by its leader.
+    #[arg(long)]
+    pub join: bool,
+    /// Milliseconds without the leader before a follower calls an election
+    /// [default: 1000].
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
     /// Refuse to start bound beyond loopback without an admin token (`yes`/`no`).
     #[arg(long, value_parser = process::yes_no)]
     pub protected_mode: Option<bool>,
@@ -311,6 +421,10 @@ impl Flags {
             set_if_given(&mut config.bind, self.bind);
             set_if_given(&mut config.announce_host, self.announce_host.map(Some));
             set_if_given(&mut config.protected_mode, self.protected_mode);
+            set_if_given(&mut config.id, self.id);
+            set_if_given(&mut config.group_port, self.group_port);
+            set_if_given(&mut config.join, self.join.then_some(true));
+            set_if_given(&mut config.election_timeout_ms, self.election_timeout_ms);
             set_if_given(&mut config.port, self.port);
             set_if_given(&mut config.http_port, self.http_port);
             set_if_given(&mut config.data_dir, self.data_dir);

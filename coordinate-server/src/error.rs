@@ -43,4 +43,12 @@ pub enum Refusal {
     UnknownNode(NodeId),
     #[error("node {0} is the last member of the cluster; its slots would have nowhere to go")]
     LastNode(NodeId),
+    /// Only the group's leader decides; the leader's dashboard, if known.
+    #[error("this coordinator is not the group's leader{}", .0.as_ref().map(|a| format!("; ask the leader at http://{a}/")).unwrap_or_default())]
+    NotLeader(Option<String>),
+    #[error("coordinator {0} is not a member of the group")]
+    UnknownMember(u64),
+    /// Raft refused the membership change (another is still under way).
+    #[error("the group cannot change its members now: {0}")]
+    GroupBusy(String),
 }

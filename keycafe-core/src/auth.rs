@@ -13,13 +13,13 @@
 //!   dials it (it cannot prove itself first);
 //! - a proof names its step ([`Step`]), so one side's answer can never be
 //!   reflected back as the other's, nor a bus proof used on the
-//!   coordinator link.
+//!   coordinator link or between coordinators.
 //!
 //! Each field is length-prefixed before it is hashed, so no two different
 //! sets of fields hash the same bytes. What travels are hex strings; this
 //! module has no I/O: the links (`keycafe-server`'s bus and coordinator
-//! link, `coordinate-server`'s listener) carry the values in their own
-//! messages. `docs/security.md` has the threat model.
+//! link, `coordinate-server`'s listener and group links) carry the values
+//! in their own messages. `docs/security.md` has the threat model.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -42,6 +42,11 @@ pub enum Step {
     Coordinator,
     /// A node proving itself to the coordinator.
     CoordinatorClient,
+    /// A coordinator answering the challenge of a group member that dialled
+    /// its group port.
+    GroupServer,
+    /// A coordinator proving itself to the group member it dialled.
+    GroupClient,
 }
 
 impl Step {
@@ -51,6 +56,8 @@ impl Step {
             Step::BusClient => b"keycafe/bus/client/v1",
             Step::Coordinator => b"keycafe/coordinator/server/v1",
             Step::CoordinatorClient => b"keycafe/coordinator/client/v1",
+            Step::GroupServer => b"keycafe/group/server/v1",
+            Step::GroupClient => b"keycafe/group/client/v1",
         }
     }
 }
@@ -78,7 +85,8 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
 /// The proof for `step`: HMAC-SHA256 keyed by `secret` over the step, the
 /// challenger's nonce, the answerer's nonce and the answerer's id (empty
 /// for the coordinator and bus servers, which the dialler knows by
-/// address), as hex.
+/// address; a coordinator's member id, in decimal, on either side of a
+/// group link), as hex.
 pub fn proof(secret: &[u8], step: Step, challenge: &str, answer_nonce: &str, id: &str) -> String {
     hex(&mac(secret, step, challenge, answer_nonce, id)
         .finalize()
@@ -160,14 +168,13 @@ mod tests {
             !verify(SECRET, Step::BusServer, &a, &b, "node-1", &good),
             "reflected"
         );
-        assert!(!verify(
-            SECRET,
+        for other in [
             Step::CoordinatorClient,
-            &a,
-            &b,
-            "node-1",
-            &good
-        ));
+            Step::GroupServer,
+            Step::GroupClient,
+        ] {
+            assert!(!verify(SECRET, other, &a, &b, "node-1", &good), "{other:?}");
+        }
         assert!(
             !verify(SECRET, Step::BusClient, &b, &a, "node-1", &good),
             "swapped"

@@ -13,6 +13,7 @@
 //!   state, the members), and the leader's effects held until committed.
 //! - [`transport`]: the links between coordinators on the group port,
 //!   authenticated with the cluster secret, carrying Raft messages.
+//! - [`view`]: the group as the dashboard and `/api/cluster` show it.
 //!
 //! This module holds what they share: a member's addresses, the entries
 //! the log carries and the snapshot's contents.
@@ -24,6 +25,7 @@ use crate::state::Durable;
 pub mod log;
 pub mod replicated;
 pub mod transport;
+pub mod view;
 
 /// A coordinator's id in the group: 1 and up (Raft reserves 0 for "none").
 pub type MemberId = u64;

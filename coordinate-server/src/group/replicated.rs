@@ -142,37 +142,70 @@ impl Applied {
 }
 
 /// The leader's effects, each held until every state proposed before it is
-/// committed.
+/// committed, and a lease until the group has confirmed, after the lease
+/// was made, that this member still leads.
+///
+/// Why leases wait for a confirmation (Raft's read index: a round of
+/// heartbeats answered by a majority in this leader's term): a leader that
+/// was paused, or cut off, may not know yet that another was elected. A
+/// lease it granted after a majority confirmed it still led was granted
+/// before any new leader could be elected (that election needs a vote from
+/// someone in the confirming majority, given after it confirmed), so it
+/// ends before a new leader's first lease assumption: `now + lease` when
+/// the new leader starts. A deposed leader's leases never get confirmed.
 #[derive(Debug, Default)]
 pub struct Held {
-    /// Effects in the order they were made, each with the log index that
-    /// must be applied first.
-    queue: VecDeque<(u64, Effect)>,
+    /// Effects in the order they were made, with what each waits for.
+    queue: VecDeque<(Barrier, Effect)>,
     /// The index of the last state proposed.
-    barrier: u64,
+    proposed: u64,
+}
+
+/// What an effect waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Barrier {
+    /// This log index applied.
+    index: u64,
+    /// This leadership confirmation (0: none).
+    confirmation: u64,
 }
 
 impl Held {
     /// A state was proposed at `index`: what follows waits for it.
     pub fn proposed(&mut self, index: u64) {
-        self.barrier = self.barrier.max(index);
+        self.proposed = self.proposed.max(index);
     }
 
-    /// `effect` goes out now if nothing proposed before it is still
-    /// uncommitted (`applied` is the last index applied), else it waits.
+    /// `effect` goes out now if nothing it must wait for is pending
+    /// (`applied` is the last index applied), else it waits.
     pub fn hold_or_release(&mut self, effect: Effect, applied: u64) -> Option<Effect> {
-        if self.barrier <= applied && self.queue.is_empty() {
+        if self.proposed <= applied && self.queue.is_empty() {
             return Some(effect);
         }
-        self.queue.push_back((self.barrier, effect));
+        self.hold(effect, 0);
         None
     }
 
-    /// The effects whose states are now applied, in order.
-    pub fn released(&mut self, applied: u64) -> Vec<Effect> {
+    /// `effect` waits for the leadership confirmation `confirmation` (and
+    /// what was proposed before it).
+    pub fn hold_for_confirmation(&mut self, effect: Effect, confirmation: u64) {
+        self.hold(effect, confirmation);
+    }
+
+    fn hold(&mut self, effect: Effect, confirmation: u64) {
+        let barrier = Barrier {
+            index: self.proposed,
+            confirmation,
+        };
+        self.queue.push_back((barrier, effect));
+    }
+
+    /// The effects whose states are applied (`applied`) and whose
+    /// confirmations have come (`confirmed`, the latest), in order.
+    pub fn released(&mut self, applied: u64, confirmed: u64) -> Vec<Effect> {
         let mut out = Vec::new();
-        while let Some((index, _)) = self.queue.front() {
-            if *index > applied {
+        while let Some((barrier, _)) = self.queue.front() {
+            if barrier.index > applied || barrier.confirmation > confirmed {
                 break;
             }
             if let Some((_, effect)) = self.queue.pop_front() {
@@ -186,7 +219,7 @@ impl Held {
     /// may never commit. Nothing held was seen by anyone.
     pub fn clear(&mut self) {
         self.queue.clear();
-        self.barrier = 0;
+        self.proposed = 0;
     }
 
     /// How many effects wait.
@@ -323,16 +356,36 @@ mod tests {
         held.proposed(11);
         assert_eq!(held.hold_or_release(send(3), 9), None);
         // Later effects keep their place behind earlier ones.
-        assert_eq!(held.released(9), vec![]);
-        assert_eq!(held.released(10), vec![send(2)]);
+        assert_eq!(held.released(9, 0), vec![]);
+        assert_eq!(held.released(10, 0), vec![send(2)]);
         assert_eq!(held.hold_or_release(send(4), 10), None);
-        assert_eq!(held.released(11), vec![send(3), send(4)]);
+        assert_eq!(held.released(11, 0), vec![send(3), send(4)]);
         assert!(held.is_empty());
         assert_eq!(held.hold_or_release(send(5), 11), Some(send(5)));
         // Leadership lost: what was held is dropped, never sent.
         held.proposed(12);
         assert_eq!(held.hold_or_release(send(6), 11), None);
         held.clear();
-        assert_eq!(held.released(20), vec![]);
+        assert_eq!(held.released(20, 0), vec![]);
+    }
+
+    #[test]
+    fn leases_wait_for_a_confirmation_made_after_them() {
+        let lease = |seq| Effect::Send {
+            to: vec![1],
+            message: CoordinatorMessage::Lease { seq, ms: 1000 },
+        };
+        let mut held = Held::default();
+        held.hold_for_confirmation(lease(1), 1);
+        // What comes after a lease waits behind it.
+        assert_eq!(held.hold_or_release(send(1), 0), None);
+        assert_eq!(held.released(0, 0), vec![]);
+        assert_eq!(held.released(0, 1), vec![lease(1), send(1)]);
+        held.hold_for_confirmation(lease(2), 2);
+        held.hold_for_confirmation(lease(3), 3);
+        assert_eq!(held.released(0, 2), vec![lease(2)]);
+        // A deposed leader's confirmations never come.
+        held.clear();
+        assert_eq!(held.released(0, 9), vec![]);
     }
 }

@@ -32,6 +32,7 @@ use serde::Deserialize;
 use super::{Access, HttpError, same_origin};
 use crate::driver::Handle;
 use crate::error::Refusal;
+use crate::group::view::GroupView;
 use crate::state::events::ClusterEvent;
 use crate::state::view::{ClusterView, EventView, NodeView, Role};
 
@@ -117,6 +118,35 @@ pub struct DashboardPage {
     pub nodes: Vec<NodeRow>,
     pub migrations: Vec<MigrationRow>,
     pub events: Vec<EventRow>,
+    /// The coordinator group, when there is more than one coordinator.
+    pub group: Option<GroupSection>,
+}
+
+/// The coordinator group on the dashboard.
+pub struct GroupSection {
+    /// This member's id and role.
+    pub me: u64,
+    pub role: String,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    /// The leader's dashboard, when this member is not the leader.
+    pub leader_link: Option<String>,
+    pub members: Vec<MemberRow>,
+}
+
+pub struct MemberRow {
+    pub id: u64,
+    pub role: &'static str,
+    pub group_addr: String,
+    pub http_addr: String,
+    pub me: bool,
+    /// Its log index as the leader knows it, or "—".
+    pub matched: String,
+    /// "up", "down", or "—" for this member itself.
+    pub link: &'static str,
+    /// Since a message from it arrived, or "—".
+    pub heard: String,
 }
 
 #[derive(Template)]
@@ -282,7 +312,51 @@ impl DashboardPage {
                 .collect(),
             migrations: migration_rows,
             events: view.events.iter().map(|e| event_row(e, short)).collect(),
+            group: view
+                .group
+                .as_ref()
+                .filter(|g| g.members.len() > 1)
+                .map(group_section),
         }
+    }
+}
+
+/// The group's members, their roles and how far each has come.
+fn group_section(group: &GroupView) -> GroupSection {
+    let leader_link = group
+        .members
+        .iter()
+        .find(|m| m.is_leader && !m.is_me)
+        .and_then(|m| m.http_addr.clone());
+    let members = group
+        .members
+        .iter()
+        .map(|m| MemberRow {
+            id: m.id,
+            role: group.role_of(m),
+            group_addr: m.group_addr.clone(),
+            http_addr: m.http_addr.clone().unwrap_or_default(),
+            me: m.is_me,
+            matched: m.matched.map_or_else(|| "—".to_string(), |i| i.to_string()),
+            link: match (m.is_me, m.linked) {
+                (true, _) | (false, None) => "—",
+                (false, Some(true)) => "up",
+                (false, Some(false)) => "down",
+            },
+            heard: m.heard_ms.map_or_else(
+                || "—".to_string(),
+                |ms| format!("{:.1} s ago", ms as f64 / 1000.0),
+            ),
+        })
+        .collect();
+    GroupSection {
+        me: group.id,
+        role: group.role.clone(),
+        term: group.term,
+        commit: group.commit,
+        applied: group.applied,
+        leader_link,
+        members,
     }
 }
 
@@ -645,6 +719,51 @@ mod tests {
             "{html}"
         );
         assert!(html.contains(">1.2 MiB<"), "{html}");
+    }
+
+    #[test]
+    fn a_followers_page_shows_the_group_and_links_to_the_leader() {
+        use crate::group::view::{GroupView, MemberView};
+        let now = Instant::now();
+        let (coordinator, _) = Coordinator::new(Settings::default(), None, now);
+        let member = |id: u64, me: bool, leader: bool| MemberView {
+            id,
+            group_addr: format!("10.0.0.{id}:9900"),
+            node_addr: format!("10.0.0.{id}:9800"),
+            http_addr: Some(format!("10.0.0.{id}:9880")),
+            is_me: me,
+            is_leader: leader,
+            matched: None,
+            linked: (!me).then_some(id != 3),
+            heard_ms: (!me).then_some(250),
+        };
+        let mut view = coordinator.view(now);
+        view.group = Some(GroupView {
+            id: 1,
+            role: "follower".into(),
+            leader: Some(2),
+            term: 7,
+            commit: 40,
+            applied: 40,
+            last_index: 41,
+            members: vec![
+                member(1, true, false),
+                member(2, false, true),
+                member(3, false, false),
+            ],
+        });
+        let html = DashboardPage::from_view(&view).render().unwrap();
+        assert!(html.contains("Coordinator group"), "{html}");
+        assert!(
+            html.contains("the group's <b>follower</b> (term 7"),
+            "{html}"
+        );
+        assert!(html.contains(r#"<a href="http://10.0.0.2:9880/">10.0.0.2:9880</a>; node health"#));
+        assert!(html.contains("<td>down</td>") && html.contains("<td>up</td>"));
+        // Alone, a coordinator shows no group.
+        view.group.as_mut().unwrap().members.truncate(1);
+        let html = DashboardPage::from_view(&view).render().unwrap();
+        assert!(!html.contains("Coordinator group"));
     }
 
     #[test]

@@ -35,6 +35,9 @@ impl HttpError {
         match self {
             HttpError::Refused(Refusal::UnknownNode(_)) => StatusCode::NOT_FOUND,
             HttpError::Refused(Refusal::LastNode(_)) => StatusCode::CONFLICT,
+            HttpError::Refused(Refusal::NotLeader(_)) => StatusCode::MISDIRECTED_REQUEST,
+            HttpError::Refused(Refusal::UnknownMember(_)) => StatusCode::NOT_FOUND,
+            HttpError::Refused(Refusal::GroupBusy(_)) => StatusCode::CONFLICT,
             HttpError::CrossSite => StatusCode::FORBIDDEN,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::Coordinator(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -32,7 +32,7 @@ use axum::extract::FromRef;
 use axum::http::HeaderMap;
 use axum::http::header::{HOST, ORIGIN};
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -70,6 +70,8 @@ pub fn router(handle: Handle, access: Arc<Access>) -> Router {
         )
         .route("/api/cluster", get(api::cluster))
         .route("/api/nodes/{id}/leave", post(api::leave))
+        .route("/api/group/members", post(api::add_member))
+        .route("/api/group/members/{id}", delete(api::remove_member))
         .route("/metrics", get(metrics::metrics))
         .with_state(HttpState {
             handle,

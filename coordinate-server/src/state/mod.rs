@@ -200,7 +200,23 @@ impl Coordinator {
     /// before.
     pub fn new(settings: Settings, restored: Option<Durable>, now: Instant) -> (Self, Vec<Effect>) {
         let restoring = restored.is_some();
-        let Durable { config, leaving } = restored.unwrap_or_default();
+        let mut coordinator = Coordinator::observer(settings, restored, now);
+        coordinator.replan = restoring;
+        let mut effects = Vec::new();
+        if restoring {
+            coordinator.commit(&mut effects);
+            info!(
+                epoch = coordinator.config.epoch,
+                "resumed the persisted cluster configuration"
+            );
+        }
+        (coordinator, effects)
+    }
+
+    /// A state machine holding `state` that decides nothing: what a member
+    /// of a coordinator group that does not lead shows of the cluster.
+    pub fn observer(settings: Settings, state: Option<Durable>, now: Instant) -> Coordinator {
+        let Durable { config, leaving } = state.unwrap_or_default();
         let health = config
             .nodes
             .iter()
@@ -211,15 +227,17 @@ impl Coordinator {
                         last_seen: now,
                         report: None,
                         failing: false,
-                        // A previous run may have granted a lease just
-                        // before it stopped.
+                        // A previous run (or the group's previous leader)
+                        // may have granted a lease just before it stopped;
+                        // a leader's leases are confirmed by the group
+                        // before they go out, so none outlives this.
                         lease_until: Some(now + settings.lease()),
                         ops: CommandRate::default(),
                     },
                 )
             })
             .collect();
-        let mut coordinator = Coordinator {
+        Coordinator {
             settings,
             config,
             leaving: leaving.into_iter().collect(),
@@ -227,19 +245,10 @@ impl Coordinator {
             health,
             done: HashSet::new(),
             manual: BTreeMap::new(),
-            replan: restoring,
+            replan: false,
             events: EventLog::default(),
             failovers: FailoverCounts::default(),
-        };
-        let mut effects = Vec::new();
-        if restoring {
-            coordinator.commit(&mut effects);
-            info!(
-                epoch = coordinator.config.epoch,
-                "resumed the persisted cluster configuration"
-            );
         }
-        (coordinator, effects)
     }
 
     /// The newest configuration.

@@ -33,6 +33,9 @@ pub struct ClusterView {
     /// Failovers since the coordinator started, by reason.
     #[serde(default)]
     pub failovers: FailoverCounts,
+    /// The coordinator group, as the member answering sees it.
+    #[serde(default)]
+    pub group: Option<crate::group::view::GroupView>,
 }
 
 /// Failovers counted by reason.
@@ -235,6 +238,7 @@ impl Coordinator {
                 })
                 .collect(),
             failovers: self.failovers,
+            group: None,
         }
     }
 

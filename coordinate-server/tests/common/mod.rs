@@ -50,6 +50,8 @@ impl Coordinator {
             log_level: "debug".into(),
             secret: Some(SECRET.into()),
             admin_token: Some(ADMIN_TOKEN.into()),
+            // A group of one; any free port for the group's links.
+            group_port: 0,
             ..Config::default()
         };
         tweak(&mut config);
