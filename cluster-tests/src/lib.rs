@@ -240,6 +240,8 @@ fn spawn(host: &Host, program: &str, args: &[String], log_name: &str) -> anyhow:
         // A coordinator bound beyond loopback (in a network namespace)
         // needs an admin token of its own choosing (protected mode).
         .env("KEYCAFE_ADMIN_TOKEN", admin_token())
+        // CLUSTER_TEST_LOG=info,coordinate_server::driver=debug (say) for
+        // more in the processes' logs.
         .env(
             "RUST_LOG",
             std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".into()),

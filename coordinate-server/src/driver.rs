@@ -39,7 +39,7 @@ use raft::{RawNode, StateRole};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{Error, Refusal};
 use crate::group::log::RaftLog;
@@ -336,7 +336,12 @@ impl Driver {
     fn inbound(&mut self, inbound: Inbound) {
         match inbound {
             Inbound::Message(message) => {
-                tracing::debug!(from = message.from, kind = ?message.get_msg_type(), term = message.term, index = message.index, "group message");
+                debug!(
+                    from = message.from,
+                    kind = ?message.get_msg_type(),
+                    term = message.term,
+                    "a message from another coordinator"
+                );
                 // Messages from a peer this member no longer (or not yet)
                 // counts are Raft's to judge; a malformed one is dropped.
                 if let Err(err) = self.raft.step(message) {
