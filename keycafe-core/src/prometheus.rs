@@ -176,6 +176,24 @@ fn escape(value: &str, quotes: bool) -> String {
     out
 }
 
+/// The metrics a Markdown document lists in its section titled `section`
+/// (the text after `## `), with their types: the first two cells of each
+/// table row whose first cell is a `` `keycafe_…` `` name. For tests that
+/// hold the docs and the code to the same list.
+pub fn documented_metrics(doc: &str, section: &str) -> std::collections::BTreeMap<String, String> {
+    let Some(body) = doc.split("\n## ").find(|s| s.starts_with(section)) else {
+        return Default::default();
+    };
+    body.lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
+            let name = cells.next()?.strip_prefix("`keycafe_")?.strip_suffix('`')?;
+            let kind = cells.next()?.trim_matches('`');
+            Some((format!("keycafe_{name}"), kind.to_string()))
+        })
+        .collect()
+}
+
 /// Checks a list of families against the format's naming rules: unique
 /// names of lower-case letters and underscores with `prefix`, and `_total`
 /// on exactly the counters. Each process's tests call it on its list.

@@ -244,19 +244,12 @@ fn names_are_unique_and_well_formed() {
 /// cell is `keycafe_…`, in the section "A node's /metrics".
 fn documented() -> BTreeMap<String, String> {
     let doc = include_str!("../../../docs/metrics.md");
-    let section = doc
-        .split("\n## ")
-        .find(|s| s.starts_with("A node's `/metrics`"))
-        .expect("docs/metrics.md has a section \"A node's `/metrics`\"");
-    section
-        .lines()
-        .filter_map(|line| {
-            let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
-            let name = cells.next()?.strip_prefix("`keycafe_")?.strip_suffix('`')?;
-            let kind = cells.next()?.trim_matches('`');
-            Some((format!("keycafe_{name}"), kind.to_string()))
-        })
-        .collect()
+    let documented = keycafe_core::prometheus::documented_metrics(doc, "A node's `/metrics`");
+    assert!(
+        !documented.is_empty(),
+        "docs/metrics.md lists metrics under \"A node's `/metrics`\""
+    );
+    documented
 }
 
 #[test]

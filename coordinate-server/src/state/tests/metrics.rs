@@ -108,19 +108,13 @@ fn has(scrape: &Scrape, name: &str, n: u16) -> bool {
 /// (a node's own are in another).
 fn documented() -> BTreeMap<String, String> {
     let doc = include_str!("../../../../docs/metrics.md");
-    let section = doc
-        .split("\n## ")
-        .find(|s| s.starts_with("The coordinator's `/metrics`"))
-        .expect("docs/metrics.md has a section \"The coordinator's `/metrics`\"");
-    section
-        .lines()
-        .filter_map(|line| {
-            let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
-            let name = cells.next()?.strip_prefix("`keycafe_")?.strip_suffix('`')?;
-            let kind = cells.next()?.trim_matches('`');
-            Some((format!("keycafe_{name}"), kind.to_string()))
-        })
-        .collect()
+    let documented =
+        keycafe_core::prometheus::documented_metrics(doc, "The coordinator's `/metrics`");
+    assert!(
+        !documented.is_empty(),
+        "docs/metrics.md lists metrics under \"The coordinator's `/metrics`\""
+    );
+    documented
 }
 
 #[test]
