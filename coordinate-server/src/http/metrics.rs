@@ -106,6 +106,27 @@ const NODE_MEMORY: Family = Family::gauge(
     "Memory the node accounts for (INFO used_memory, what maxmemory limits).",
 );
 
+const GROUP_LEADER: Family = Family::gauge(
+    "keycafe_coordinator_group_leader",
+    "1 if this coordinator leads its group (and decides), 0 if not.",
+);
+const GROUP_TERM: Family = Family::gauge(
+    "keycafe_coordinator_group_term",
+    "The group's Raft term as this coordinator knows it.",
+);
+const GROUP_COMMIT: Family = Family::gauge(
+    "keycafe_coordinator_group_commit_index",
+    "The last entry of the group's log this coordinator knows committed.",
+);
+const GROUP_APPLIED: Family = Family::gauge(
+    "keycafe_coordinator_group_applied_index",
+    "The last entry of the group's log this coordinator has applied.",
+);
+const GROUP_MEMBERS: Family = Family::gauge(
+    "keycafe_coordinator_group_members",
+    "Coordinators in the group.",
+);
+
 /// Every metric `/metrics` exposes, in the order it writes them.
 pub const FAMILIES: &[Family] = &[
     CLUSTER_EPOCH,
@@ -128,6 +149,11 @@ pub const FAMILIES: &[Family] = &[
     NODE_COMMANDS,
     NODE_OPS,
     NODE_MEMORY,
+    GROUP_LEADER,
+    GROUP_TERM,
+    GROUP_COMMIT,
+    GROUP_APPLIED,
+    GROUP_MEMBERS,
 ];
 
 /// `GET /metrics`.
@@ -206,7 +232,21 @@ pub fn encode(view: &ClusterView) -> String {
     per_node(&mut out, &NODE_MEMORY, view, |n| {
         n.used_memory.map(Number::Int)
     });
+    group(&mut out, view);
     out.into_text()
+}
+
+/// The coordinator group as this member sees it (every family, with no
+/// sample when the view has no group).
+fn group(out: &mut Exposition, view: &ClusterView) {
+    let group = view.group.as_ref();
+    let one = |value: Option<u64>| value.map(|v| (vec![], Number::Int(v)));
+    let leads = group.map(|g| u64::from(g.role == "leader"));
+    out.family(&GROUP_LEADER, one(leads));
+    out.family(&GROUP_TERM, one(group.map(|g| g.term)));
+    out.family(&GROUP_COMMIT, one(group.map(|g| g.commit)));
+    out.family(&GROUP_APPLIED, one(group.map(|g| g.applied)));
+    out.family(&GROUP_MEMBERS, one(group.map(|g| g.members.len() as u64)));
 }
 
 /// The labels every per-node sample carries.

@@ -68,8 +68,49 @@ fn a_cluster_with_one_of_everything() -> Harness {
 
 /// The text of `/metrics` for `h`, parsed.
 fn scrape(h: &Harness) -> Scrape {
-    let text = encode(&h.coordinator.view(h.now));
+    let mut view = h.coordinator.view(h.now);
+    view.group = Some(a_group_of_three_led_here());
+    let text = encode(&view);
     Scrape::parse(text.lines().map(|line| Ok(line.to_string()))).expect("parses")
+}
+
+/// The group as its leader, member 1 of three, sees it.
+fn a_group_of_three_led_here() -> crate::group::view::GroupView {
+    let member = |id: u64| crate::group::view::MemberView {
+        id,
+        group_addr: format!("10.0.0.{id}:9900"),
+        node_addr: format!("10.0.0.{id}:9800"),
+        http_addr: None,
+        is_me: id == 1,
+        is_leader: id == 1,
+        matched: Some(40),
+        linked: (id != 1).then_some(true),
+        heard_ms: None,
+    };
+    crate::group::view::GroupView {
+        id: 1,
+        role: "leader".into(),
+        leader: Some(1),
+        term: 7,
+        commit: 40,
+        applied: 39,
+        last_index: 41,
+        members: (1..=3).map(member).collect(),
+    }
+}
+
+#[test]
+fn the_group_is_in_the_metrics() {
+    let m = scrape(&a_cluster_with_one_of_everything());
+    for (name, expected) in [
+        ("keycafe_coordinator_group_leader", 1.0),
+        ("keycafe_coordinator_group_term", 7.0),
+        ("keycafe_coordinator_group_commit_index", 40.0),
+        ("keycafe_coordinator_group_applied_index", 39.0),
+        ("keycafe_coordinator_group_members", 3.0),
+    ] {
+        assert_eq!(value(&m, name, &[]), expected, "{name}");
+    }
 }
 
 /// The one sample of `name` whose labels include `labels`.
