@@ -606,7 +606,13 @@ fn each_image_runs_as_a_non_root_user_with_an_exec_form_health_check() {
 // ---------------------------------------------------------------------------
 // compose.yaml.
 
-const COORDINATOR: &str = "coordinator";
+/// The coordinator group's members, each with the port its dashboard is
+/// published on.
+const COORDINATORS: [(&str, u16); 3] = [
+    ("coordinator-1", 9880),
+    ("coordinator-2", 9881),
+    ("coordinator-3", 9882),
+];
 const PRIMARIES: [&str; 3] = ["keycafe-1", "keycafe-2", "keycafe-3"];
 /// Each replica and the primary it starts as a replica of.
 const REPLICAS: [(&str, &str); 3] = [
@@ -625,8 +631,10 @@ fn node_names() -> Vec<&'static str> {
 }
 
 /// The ports compose.yaml publishes, by service: docs/deploy.md lists them.
-const PUBLISHED: [(&str, &str); 2] = [
-    ("coordinator", "127.0.0.1:9880:9880"),
+const PUBLISHED: [(&str, &str); 4] = [
+    ("coordinator-1", "127.0.0.1:9880:9880"),
+    ("coordinator-2", "127.0.0.1:9881:9880"),
+    ("coordinator-3", "127.0.0.1:9882:9880"),
     ("auth-web", "127.0.0.1:3000:3000"),
 ];
 
@@ -669,9 +677,9 @@ fn compose_runs_the_demo_topology() {
         .map(|k| k.as_str().expect("a service name"))
         .collect();
     let mut expected: BTreeSet<&str> = node_names().into_iter().collect();
-    expected.insert(COORDINATOR);
+    expected.extend(COORDINATORS.map(|(name, _)| name));
     expected.extend(APPS);
-    assert_eq!(names.len(), 9);
+    assert_eq!(names.len(), 11);
     assert_eq!(names, expected);
 
     let services = compose::services(&compose);
@@ -724,7 +732,7 @@ fn every_node_binds_everywhere_and_announces_its_service_name() {
         assert_eq!(bind, Some("0.0.0.0"), "{name}");
         assert_eq!(
             settings["coordinator"].as_str(),
-            Some("coordinator:9800"),
+            Some("coordinator-1:9800,coordinator-2:9800,coordinator-3:9800"),
             "{name}"
         );
         assert_eq!(settings["service_port"].as_u64(), Some(9814), "{name}");
@@ -733,12 +741,11 @@ fn every_node_binds_everywhere_and_announces_its_service_name() {
             "{name}: no requirepass"
         );
     }
-    let args = command(&services[COORDINATOR]);
-    assert_eq!(
-        workspace::flag_value(&args, "--announce-host"),
-        Some(COORDINATOR)
-    );
-    assert_eq!(workspace::flag_value(&args, "--bind"), Some("0.0.0.0"));
+    for (name, _) in COORDINATORS {
+        let args = command(&services[name]);
+        assert_eq!(workspace::flag_value(&args, "--announce-host"), Some(name));
+        assert_eq!(workspace::flag_value(&args, "--bind"), Some("0.0.0.0"));
+    }
 }
 
 #[test]
@@ -776,33 +783,58 @@ fn the_nodes_settings_load_as_keycafe_server_reads_them() {
 fn the_coordinators_settings_load_as_coordinate_server_reads_them() {
     use coordinate_server::config::{ADMIN_TOKEN_VAR, Flags, SECRET_VAR};
     let compose = compose::load();
-    let service = &compose::services(&compose)[COORDINATOR];
-    let env: BTreeMap<_, _> = compose::environment(service).into_iter().collect();
-    assert!(env.contains_key(SECRET_VAR) && env.contains_key(ADMIN_TOKEN_VAR));
-    let flags = Flags::try_parse_from(
-        std::iter::once("coordinate-server".to_string()).chain(command(service)),
-    )
-    .unwrap_or_else(|err| panic!("coordinate-server refuses its flags: {err}"));
-    let config = flags
-        .into_config_with_env(|name| env.get(name).map(|_| stand_in(name)))
-        .unwrap_or_else(|err| panic!("coordinate-server refuses its settings: {err:#}"));
-    assert_eq!(config.bind, "0.0.0.0");
-    assert_eq!(
-        config.port, 9800,
-        "the nodes' `coordinator: coordinator:9800`"
-    );
-    assert_eq!(
-        config.http_port, 9880,
-        "the published port and the health check"
-    );
-    assert_eq!(config.data_dir, Path::new("/data"));
-    // The health probe names 127.0.0.1:9880; a scraper on the network,
-    // coordinator:9880.
-    for host in ["127.0.0.1:9880", "coordinator:9880"] {
-        assert!(
-            config.http_hosts.iter().any(|h| h == host),
-            "http_hosts lacks {host}"
+    let services = compose::services(&compose);
+    for (id, (name, published)) in (1..).zip(COORDINATORS) {
+        let service = &services[name];
+        let env: BTreeMap<_, _> = compose::environment(service).into_iter().collect();
+        assert!(env.contains_key(SECRET_VAR) && env.contains_key(ADMIN_TOKEN_VAR));
+        // The group's file, as Compose mounts it.
+        let dir = TempDir::new();
+        let file = dir.path.join("coordinator.yaml");
+        std::fs::write(&file, node_settings(&compose, name)).unwrap();
+        let mut args = command(service);
+        args[0] = file.display().to_string();
+        let flags =
+            Flags::try_parse_from(std::iter::once("coordinate-server".to_string()).chain(args))
+                .unwrap_or_else(|err| panic!("{name}: coordinate-server refuses its flags: {err}"));
+        let config = flags
+            .into_config_with_env(|var| env.get(var).map(|_| stand_in(var)))
+            .unwrap_or_else(|err| {
+                panic!("{name}: coordinate-server refuses its settings: {err:#}")
+            });
+        assert_eq!(config.id, id, "{name}");
+        assert_eq!(config.bind, "0.0.0.0");
+        assert_eq!(config.port, 9800, "the nodes' `coordinator-N:9800`");
+        assert_eq!(config.http_port, 9880, "the health check's port");
+        assert_eq!(config.data_dir, Path::new("/data"));
+        // Every member is listed, under the name the others reach it by.
+        let members: Vec<(u64, &str)> = config
+            .members
+            .iter()
+            .map(|m| (m.id, m.node_addr.as_str()))
+            .collect();
+        assert_eq!(
+            members,
+            [
+                (1, "coordinator-1:9800"),
+                (2, "coordinator-2:9800"),
+                (3, "coordinator-3:9800")
+            ]
         );
+        let me = config.members.iter().find(|m| m.id == id).unwrap();
+        assert_eq!(me.group_addr, format!("{name}:9900"));
+        // The health probe names 127.0.0.1:9880; a browser, the published
+        // port; a scraper on the network, the service name.
+        for host in [
+            "127.0.0.1:9880".to_string(),
+            format!("127.0.0.1:{published}"),
+            format!("{name}:9880"),
+        ] {
+            assert!(
+                config.http_hosts.iter().any(|h| *h == host),
+                "{name}: http_hosts lacks {host}"
+            );
+        }
     }
 }
 
@@ -818,11 +850,13 @@ fn every_flag_compose_and_the_units_pass_is_in_the_binarys_help() {
             command(&services[name]),
         ));
     }
-    uses.push((
-        COORDINATOR.into(),
-        "coordinate-server".into(),
-        command(&services[COORDINATOR]),
-    ));
+    for (name, _) in COORDINATORS {
+        uses.push((
+            name.into(),
+            "coordinate-server".into(),
+            command(&services[name]),
+        ));
+    }
     for unit_name in ["keycafe-server@.service", "coordinate-server.service"] {
         let unit = unit::load(unit_name);
         let words: Vec<String> = unit::service(&unit, "ExecStart")
