@@ -284,3 +284,30 @@ async fn a_restarted_coordinator_keeps_the_map_and_resumes_its_migrations() {
     assert!(settled(&coordinator.cluster().await.config, 3));
     coordinator.stop().await.unwrap();
 }
+
+/// A data directory from before coordinator groups (only `cluster.json`)
+/// starts a group of one whose first state is that file's; the Raft log
+/// is the truth from then on.
+#[tokio::test]
+async fn a_lone_coordinators_state_from_before_groups_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(dir.path(), |_| {}).await;
+    let mut a = FakeNode::start(coordinator.node_addr, node_info(1)).await;
+    let seen = a
+        .wait_for("a config", |s| s.latest().is_some_and(|c| settled(c, 1)))
+        .await;
+    let before = seen.latest().unwrap().clone();
+    coordinator.stop().await.unwrap();
+    drop(a);
+    // What an older coordinator left: cluster.json alone.
+    std::fs::remove_dir_all(dir.path().join("raft")).unwrap();
+    assert!(dir.path().join("cluster.json").exists());
+
+    let coordinator = Coordinator::start(dir.path(), |_| {}).await;
+    let view = coordinator.cluster().await;
+    assert_eq!(view.config.nodes, before.nodes);
+    assert_eq!(view.config.slots, before.slots);
+    assert!(view.epoch > before.epoch, "the epoch goes on from the file's");
+    coordinator.stop().await.unwrap();
+    assert!(dir.path().join("raft").exists(), "a log was started");
+}
