@@ -307,7 +307,10 @@ async fn a_lone_coordinators_state_from_before_groups_is_taken_over() {
     let view = coordinator.cluster().await;
     assert_eq!(view.config.nodes, before.nodes);
     assert_eq!(view.config.slots, before.slots);
-    assert!(view.epoch > before.epoch, "the epoch goes on from the file's");
+    assert!(
+        view.epoch > before.epoch,
+        "the epoch goes on from the file's"
+    );
     coordinator.stop().await.unwrap();
     assert!(dir.path().join("raft").exists(), "a log was started");
 }
