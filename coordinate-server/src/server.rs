@@ -59,7 +59,18 @@ pub async fn run(
         let voters: Vec<MemberId> = members.iter().map(|m| m.id).collect();
         ConfState::from((voters, Vec::<MemberId>::new()))
     });
-    let (log, recovery) = RaftLog::open(&config.data_dir.join("raft"), bootstrap)?;
+    let raft_dir = config.data_dir.join("raft");
+    // A lone coordinator's state from before groups can be taken over only
+    // by a group of one: in a new group of three, another member could lead
+    // first and begin an empty cluster. Refused before anything is written.
+    anyhow::ensure!(
+        raft_dir.exists() || members.len() == 1 || data.load()?.is_none(),
+        "{} holds a lone coordinator's cluster.json from before coordinator groups: start \
+         this coordinator alone (without members) to take it over, then add the others \
+         through its API (docs/coordinator-group.md, \"Membership changes\")",
+        config.data_dir.display()
+    );
+    let (log, recovery) = RaftLog::open(&raft_dir, bootstrap)?;
     // A lone coordinator's state from before the group starts the group's
     // log; once the log exists it is the truth, and cluster.json only a copy.
     let upgraded = match recovery.start {

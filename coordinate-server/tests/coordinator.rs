@@ -303,6 +303,33 @@ async fn a_lone_coordinators_state_from_before_groups_is_taken_over() {
     std::fs::remove_dir_all(dir.path().join("raft")).unwrap();
     assert!(dir.path().join("cluster.json").exists());
 
+    // As a member of a new group of two it is refused: the other could
+    // lead first and begin an empty cluster.
+    let member = |id: u64| coordinate_server::group::Member {
+        id,
+        group_addr: format!("127.0.0.1:{}", 7900 + id),
+        node_addr: format!("127.0.0.1:{}", 7800 + id),
+        http_addr: None,
+    };
+    let config = coordinate_server::Config {
+        data_dir: dir.path().to_path_buf(),
+        secret: Some(common::SECRET.into()),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        group_port: 0,
+        members: vec![member(1), member(2)],
+        ..coordinate_server::Config::default()
+    };
+    let listen = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let (nodes, http) = (listen().await.unwrap(), listen().await.unwrap());
+    let refused = coordinate_server::run(config, nodes, http, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("cluster.json"),
+        "{refused:#}"
+    );
+    assert!(!dir.path().join("raft").exists(), "refused before writing");
+
     let coordinator = Coordinator::start(dir.path(), |_| {}).await;
     let view = coordinator.cluster().await;
     assert_eq!(view.config.nodes, before.nodes);
