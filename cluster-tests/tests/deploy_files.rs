@@ -831,7 +831,7 @@ fn the_coordinators_settings_load_as_coordinate_server_reads_them() {
             format!("{name}:9880"),
         ] {
             assert!(
-                config.http_hosts.iter().any(|h| *h == host),
+                config.http_hosts.contains(&host),
                 "{name}: http_hosts lacks {host}"
             );
         }
