@@ -250,9 +250,13 @@ fn read_frame(bytes: &[u8], at: usize) -> Frame<'_> {
             end,
         };
     }
-    let (&kind, message) = payload
-        .split_first()
-        .expect("a payload is at least one byte long");
+    // Never empty (the length was checked above), but a file is not trusted.
+    let Some((&kind, message)) = payload.split_first() else {
+        return Frame::Bad {
+            reason: "an empty record".into(),
+            end,
+        };
+    };
     Frame::Whole { kind, message, end }
 }
 
