@@ -11,9 +11,11 @@ use cluster_tests::netns::{self, Lab};
 use cluster_tests::replicated::{keys_owned_by, replica_sets};
 use cluster_tests::resp::text;
 use cluster_tests::{
-    CoordinatorOptions, Host, Node, NodeOptions, RespClient, TempDir, is_fair_replicated, node_at,
+    CoordinatorOptions, Host, MemberTls, Node, NodeOptions, RespClient, TempDir,
+    is_fair_replicated, node_at,
 };
 use keycafe_core::cluster::ClusterConfig;
+use keycafe_core::tls::test_pki::TestPki;
 
 const MEMBERS: usize = 3;
 const ELECTION_TIMEOUT: Duration = Duration::from_millis(500);
@@ -384,4 +386,60 @@ async fn cut_off_with_a_primary(lab: Lab) {
     summary.print(&history, &p, &r, healed);
     assert_nothing_durable_lost(&history, &r).await;
     summary.assert_none();
+}
+
+/// With the coordinators' TLS files set, the group's links are mutual TLS
+/// like the nodes' links: the group forms, the cluster forms under it, and
+/// a new leader takes over when the first dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_on_tls_elects_and_takes_over() {
+    let dir = TempDir::new();
+    let pki = TestPki::generate(&dir.path);
+    let member = MemberTls {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        ca: pki.ca_cert.clone(),
+    };
+    let options = CoordinatorOptions {
+        tls: Some(member.clone()),
+        ..options()
+    };
+    let mut group =
+        CoordinatorGroup::start(MEMBERS, &dir.path.join("group"), options, ELECTION_TIMEOUT)
+            .await
+            .expect("three coordinators start on TLS");
+    let (leader, _) = group
+        .wait_for_leader(&[], SETTLE)
+        .await
+        .expect("a leader over TLS links");
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let options = NodeOptions {
+            node_timeout_ms: Some(NODE_TIMEOUT_MS),
+            tls: Some(member.clone()),
+            ..NodeOptions::default()
+        };
+        nodes.push(
+            Node::start_with(&group.node_addrs(), &options)
+                .await
+                .unwrap(),
+        );
+    }
+    let formed = group
+        .wait_until("a primary with its replica", SETTLE, |c| {
+            is_fair_replicated(c, 1, 1)
+        })
+        .await
+        .expect("the cluster forms under a TLS group");
+    group.kill(leader).await;
+    let (next, _) = group
+        .wait_for_leader(&[leader], SETTLE)
+        .await
+        .expect("the others elect a leader over TLS");
+    let after = group.member(next).config().await.unwrap();
+    assert_eq!(after.slots, formed.slots);
+    assert!(
+        after.epoch > formed.epoch,
+        "the new leader's takeover is a new epoch"
+    );
 }
