@@ -393,6 +393,16 @@ pub struct MemberTls {
 }
 
 impl MemberTls {
+    /// A member presenting `pki`'s server certificate (which also serves
+    /// as its client certificate) and trusting its CA.
+    pub fn from_pki(pki: &keycafe_core::tls::test_pki::TestPki) -> MemberTls {
+        MemberTls {
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+            ca: pki.ca_cert.clone(),
+        }
+    }
+
     fn args(&self) -> Vec<String> {
         [
             ("--tls-cert-file", &self.cert),

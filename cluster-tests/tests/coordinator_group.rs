@@ -395,11 +395,7 @@ async fn cut_off_with_a_primary(lab: Lab) {
 async fn a_group_on_tls_elects_and_takes_over() {
     let dir = TempDir::new();
     let pki = TestPki::generate(&dir.path);
-    let member = MemberTls {
-        cert: pki.server_cert.clone(),
-        key: pki.server_key.clone(),
-        ca: pki.ca_cert.clone(),
-    };
+    let member = MemberTls::from_pki(&pki);
     let options = CoordinatorOptions {
         tls: Some(member.clone()),
         ..options()

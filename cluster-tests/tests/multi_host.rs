@@ -52,11 +52,7 @@ async fn across_hosts(lab: Lab) {
     let ips: Vec<String> = (0..HOSTS).map(|i| lab.ip(i)).collect();
     let names: Vec<&str> = ips.iter().map(String::as_str).collect();
     let pki = TestPki::generate_for(&dir.path, &names);
-    let member = MemberTls {
-        cert: pki.server_cert.clone(),
-        key: pki.server_key.clone(),
-        ca: pki.ca_cert.clone(),
-    };
+    let member = MemberTls::from_pki(&pki);
     let coordinator = Coordinator::start_with(
         dir.path.join("coordinator"),
         &CoordinatorOptions {

@@ -66,11 +66,7 @@ async fn assert_every_key(kc: &KeycafeCluster, what: &str) {
 async fn a_tls_cluster_forms_moves_slots_replicates_and_fails_over() {
     let dir = TempDir::new();
     let pki = TestPki::generate(&dir.path);
-    let member = MemberTls {
-        cert: pki.server_cert.clone(),
-        key: pki.server_key.clone(),
-        ca: pki.ca_cert.clone(),
-    };
+    let member = MemberTls::from_pki(&pki);
     let coordinator = Coordinator::start_with(
         dir.path.join("coordinator"),
         &CoordinatorOptions {

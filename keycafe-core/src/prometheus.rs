@@ -194,6 +194,33 @@ pub fn documented_metrics(doc: &str, section: &str) -> std::collections::BTreeMa
         .collect()
 }
 
+/// Checks that the metrics a document lists (see [`documented_metrics`])
+/// are exactly those `families` declares, with the same types, and exactly
+/// those a scrape `emitted` (the metric names of its samples).
+pub fn check_documented(
+    families: &[Family],
+    emitted: impl IntoIterator<Item = String>,
+    documented: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let declared: std::collections::BTreeMap<String, String> = families
+        .iter()
+        .map(|f| (f.name.to_string(), f.kind.as_str().to_string()))
+        .collect();
+    if *documented != declared {
+        return Err(format!(
+            "the document lists {documented:?}, the code declares {declared:?}"
+        ));
+    }
+    let emitted: std::collections::BTreeSet<String> = emitted.into_iter().collect();
+    let listed: std::collections::BTreeSet<String> = documented.keys().cloned().collect();
+    if listed != emitted {
+        return Err(format!(
+            "the document lists {listed:?}, a scrape has {emitted:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a list of families against the format's naming rules: unique
 /// names of lower-case letters and underscores with `prefix`, and `_total`
 /// on exactly the counters. Each process's tests call it on its list.
@@ -280,5 +307,20 @@ mod tests {
         ] {
             assert!(check_names(&bad, "keycafe_").is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_document_must_list_what_is_declared_and_emitted() {
+        let doc = "# Metrics\n\n## Ours\n\n| name | type |\n|---|---|\n\
+                   | `keycafe_node_keys` | `gauge` |\n\n## Others\n\n\
+                   | `keycafe_other` | `counter` |\n";
+        let documented = documented_metrics(doc, "Ours");
+        assert_eq!(documented.len(), 1, "{documented:?}");
+        let emitted = || vec!["keycafe_node_keys".to_string()];
+        assert_eq!(check_documented(&[KEYS], emitted(), &documented), Ok(()));
+        assert!(check_documented(&[KEYS], Vec::new(), &documented).is_err());
+        let counter = Family::counter("keycafe_node_keys", "Keys.");
+        assert!(check_documented(&[counter], emitted(), &documented).is_err());
+        assert!(documented_metrics(doc, "Missing").is_empty());
     }
 }
